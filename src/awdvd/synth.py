@@ -1,0 +1,430 @@
+"""Synthetic defocus: the forward model of the paper's Eq. 1, camera noise, and patch datasets (paper 2.1).
+
+Arrays in, arrays out: nothing here reads or writes files (see :mod:`awdvd.data` and :mod:`awdvd.io`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from ._checks import check_image, check_positive_int
+from .optics import Optics
+from .psf import psf_bank
+
+__all__ = [
+    "CameraNoise",
+    "DatasetSpec",
+    "PatchSet",
+    "blur",
+    "blur_levels",
+    "depth_variant_blur",
+    "estimate_camera_noise",
+    "forward_bank",
+    "make_patch_dataset",
+    "normalize_patches",
+    "is_background",
+    "split_counts",
+]
+
+BACKGROUND = -1  # label of a background patch wherever levels are stored as integers
+
+
+# --------------------------------------------------------------------------------------------- camera noise
+@dataclass(frozen=True)
+class CameraNoise:
+    """Camera model: ADU = gain * Poisson(photons) + offset + Normal(0, read_noise).
+
+    The defaults are BBBC006's camera as measured from the shared z00 images by :func:`estimate_camera_noise`
+    (photon transfer: variance = 0.33 * (mean - 96) ADU^2). They reproduce the real background noise (about
+    3 ADU at 125 ADU), which the paper's background rule (range < 30 ADU in an 84 x 84 patch) relies on.
+    ``CameraNoise(gain_adu_per_e=1, offset_adu=0)`` treats raw counts as photon counts.
+    """
+
+    gain_adu_per_e: float = 0.33
+    offset_adu: float = 96.0
+    read_noise_adu: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("gain_adu_per_e", "offset_adu", "read_noise_adu"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ValueError(f"CameraNoise.{name} must be a finite number, got {value!r}")
+        if self.gain_adu_per_e <= 0:
+            raise ValueError(f"CameraNoise.gain_adu_per_e must be positive, got {self.gain_adu_per_e}")
+        if self.offset_adu < 0 or self.read_noise_adu < 0:
+            raise ValueError("CameraNoise.offset_adu and read_noise_adu must be >= 0")
+
+    def apply(self, expected_adu: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Noisy camera image (float32, ADU) for a noise-free image ``expected_adu`` (ADU, offset included)."""
+        photons = np.clip((np.asarray(expected_adu, dtype=np.float64) - self.offset_adu) / self.gain_adu_per_e, 0, None)
+        noisy = rng.poisson(photons).astype(np.float64) * self.gain_adu_per_e + self.offset_adu
+        if self.read_noise_adu > 0:
+            noisy += rng.normal(0.0, self.read_noise_adu, size=noisy.shape)
+        return noisy.astype(np.float32)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> CameraNoise:
+        return cls(**data)
+
+
+def estimate_camera_noise(images: Sequence[np.ndarray], *, n_bins: int = 40) -> CameraNoise:
+    """Fit gain and offset from the photon-transfer curve of smooth (e.g. strongly defocused) images.
+
+    Per pixel, the noise variance is taken from a 5-point Laplacian (which removes smooth signal) and the
+    local mean from a 9 x 9 box; binned means and variances are fit by ``var = gain * (mean - offset)``.
+    Works best on images without sharp structure, such as the BBBC006 z00 plane.
+    """
+    from scipy import ndimage as ndi
+
+    means, variances = [], []
+    for index, image in enumerate(images):
+        a = check_image(image, f"images[{index}]", min_shape=(16, 16)).astype(np.float64)
+        hp = a[1:-1, 1:-1] - 0.25 * (a[:-2, 1:-1] + a[2:, 1:-1] + a[1:-1, :-2] + a[1:-1, 2:])
+        means.append(ndi.uniform_filter(a, 9)[1:-1, 1:-1].ravel())
+        variances.append(hp.ravel() ** 2 / 1.25)  # var(hp) = (1 + 4/16) var for white noise
+    if not means:
+        raise ValueError("estimate_camera_noise needs at least one image")
+    m, v = np.concatenate(means), np.concatenate(variances)
+    edges = np.unique(np.percentile(m, np.linspace(0, 95, n_bins + 1)))
+    index = np.digitize(m, edges[1:-1])
+    bm = np.array([m[index == i].mean() for i in range(len(edges) - 1) if np.any(index == i)])
+    bv = np.array([v[index == i].mean() for i in range(len(edges) - 1) if np.any(index == i)])
+    if len(bm) < 3 or np.ptp(bm) <= 0:
+        raise ValueError("the images have too little intensity range to fit a photon-transfer curve")
+    gain, intercept = np.polyfit(bm, bv, 1)
+    if gain <= 0:
+        raise ValueError("noise variance does not grow with intensity in these images; cannot fit a gain")
+    return CameraNoise(gain_adu_per_e=float(gain), offset_adu=float(max(0.0, -intercept / gain)))
+
+
+# --------------------------------------------------------------------------------------------- blurring
+def _psf_otfs(psfs: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """rfft2 of PSFs (L, k, k) centred at the origin of a ``shape`` grid (circular convolution)."""
+    from scipy import fft
+
+    k = psfs.shape[-1]
+    grid = np.zeros((psfs.shape[0],) + tuple(shape), dtype=np.float64)
+    grid[:, :k, :k] = psfs
+    grid = np.roll(grid, (-(k // 2), -(k // 2)), axis=(1, 2))
+    return fft.rfft2(grid, axes=(1, 2))
+
+
+def _check_psfs(psfs) -> np.ndarray:
+    psfs = np.asarray(psfs, dtype=np.float64)
+    if psfs.ndim == 2:
+        psfs = psfs[None]
+    if psfs.ndim != 3 or psfs.shape[1] != psfs.shape[2] or psfs.shape[1] % 2 == 0:
+        raise ValueError(f"PSFs must be square and odd-sized, (k, k) or (L, k, k); got shape {psfs.shape}")
+    if not np.isfinite(psfs).all() or (psfs < 0).any():
+        raise ValueError("PSF values must be finite and non-negative")
+    sums = psfs.sum(axis=(1, 2))
+    if np.any(sums <= 0):
+        raise ValueError("a PSF sums to zero")
+    return psfs / sums[:, None, None]
+
+
+def blur_levels(image: np.ndarray, psfs: np.ndarray) -> np.ndarray:
+    """Convolve ``image`` (H, W) with each PSF of ``psfs`` (L, k, k): (L, H, W) float32.
+
+    Boundaries are half-sample symmetric ("reflect" in scipy.ndimage's terms), under which a symmetric,
+    sum-1 PSF conserves the image's flux exactly. The image's FFT is shared by all PSFs.
+    """
+    from scipy import fft
+
+    image = check_image(image).astype(np.float64)
+    psfs = _check_psfs(psfs)
+    r = psfs.shape[-1] // 2
+    padded = np.pad(image, r, mode="symmetric")
+    shape = tuple(fft.next_fast_len(s + 2 * r, real=True) for s in padded.shape)
+    spectrum = fft.rfft2(padded, s=shape, workers=-1)
+    out = np.empty((psfs.shape[0],) + image.shape, dtype=np.float32)
+    otfs = _psf_otfs(psfs, shape)
+    for index, otf in enumerate(otfs):
+        full = fft.irfft2(spectrum * otf, s=shape, workers=-1)
+        out[index] = full[r : r + image.shape[0], r : r + image.shape[1]]
+    return out
+
+
+def blur(image: np.ndarray, psf: np.ndarray) -> np.ndarray:
+    """Depth-invariant blur of ``image`` (H, W) by one ``psf`` (k, k): float32 (H, W); see :func:`blur_levels`."""
+    psf = np.asarray(psf)
+    if psf.ndim != 2:
+        raise ValueError(f"psf must be 2-D, got shape {psf.shape}")
+    return blur_levels(image, psf[None])[0]
+
+
+def depth_variant_blur(image: np.ndarray, levels: np.ndarray, psfs: np.ndarray) -> np.ndarray:
+    """Depth-variant forward model: i = sum_l psfs[l] conv (image * [levels == l]).
+
+    Parameters
+    ----------
+    image : (H, W) in-focus object, non-negative.
+    levels : (H, W) integer defocus level of every pixel, in ``0 .. len(psfs) - 1``.
+    psfs : (L, k, k) one PSF per level (e.g. :func:`forward_bank`).
+
+    Returns
+    -------
+    (H, W) float32, flux conserved (symmetric boundaries).
+    """
+    image = check_image(image).astype(np.float64)
+    levels = np.asarray(levels)
+    psfs = _check_psfs(psfs)
+    if levels.shape != image.shape:
+        raise ValueError(f"levels has shape {levels.shape}, the image {image.shape}; they must match")
+    if not np.issubdtype(levels.dtype, np.integer):
+        raise TypeError(f"levels must be integers, got dtype {levels.dtype}")
+    if levels.size and (levels.min() < 0 or levels.max() >= len(psfs)):
+        raise ValueError(f"levels must lie in 0..{len(psfs) - 1}, got {levels.min()}..{levels.max()}")
+    out = np.zeros(image.shape, dtype=np.float64)
+    for level in np.unique(levels):
+        out += blur(image * (levels == level), psfs[level])
+    return out.astype(np.float32)
+
+
+def forward_bank(optics: Optics | None = None, *, size: int | None = None) -> np.ndarray:
+    """PSFs for synthesising level ``l`` from an in-focus image, as in the paper: level 0 is the in-focus image
+    itself (a delta PSF, "no synthetic degradation"), level ``l > 0`` the Eq. 2 PSF at ``l * z_step_um``."""
+    bank = psf_bank(optics, size=size)
+    bank[0] = 0.0
+    bank[0, bank.shape[1] // 2, bank.shape[2] // 2] = 1.0
+    return bank
+
+
+# --------------------------------------------------------------------------------------------- patches
+def normalize_patches(patches: np.ndarray) -> np.ndarray:
+    """Per-patch min-max normalisation to [0, 1] (paper 2.1): (N, h, w) -> float32; constant patches -> 0."""
+    x = np.asarray(patches, dtype=np.float32)
+    lo = x.min(axis=(-2, -1), keepdims=True)
+    span = x.max(axis=(-2, -1), keepdims=True) - lo
+    return np.divide(x - lo, span, out=np.zeros_like(x), where=span > 0)
+
+
+def is_background(patches: np.ndarray, *, max_below: float = 230.0, range_below: float = 30.0) -> np.ndarray:
+    """The paper's background rule in raw units: max < ``max_below`` and max - min < ``range_below``."""
+    x = np.asarray(patches)
+    hi = x.max(axis=(-2, -1))
+    return (hi < max_below) & (hi - x.min(axis=(-2, -1)) < range_below)
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """How :func:`make_patch_dataset` builds patches (paper 2.1 defaults).
+
+    split_by : "image" shuffles synthetic images into the splits (the paper: one source image's levels may
+        sit in different splits, but a synthetic image's patches never do); "source" keeps all levels of a
+        source image in one split (strict).
+    """
+
+    patch_px: int = 84
+    crops_per_image: int = 20
+    fractions: tuple[float, float, float] = (0.75, 0.15, 0.10)
+    split_by: str = "image"
+    bg_max_below: float = 230.0
+    bg_range_below: float = 30.0
+    psf_size: int | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_positive_int(self.patch_px, "patch_px", minimum=8)
+        check_positive_int(self.crops_per_image, "crops_per_image")
+        check_positive_int(self.seed, "seed", minimum=0)
+        f = tuple(float(x) for x in self.fractions)
+        if len(f) != 3 or any(x < 0 or not math.isfinite(x) for x in f) or abs(sum(f) - 1) > 1e-6:
+            raise ValueError(f"fractions must be three non-negative numbers summing to 1, got {self.fractions}")
+        object.__setattr__(self, "fractions", f)
+        if self.split_by not in ("image", "source"):
+            raise ValueError(f"split_by must be 'image' or 'source', got {self.split_by!r}")
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["fractions"] = list(self.fractions)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict) -> DatasetSpec:
+        data = dict(data)
+        if "fractions" in data:
+            data["fractions"] = tuple(data["fractions"])
+        return cls(**data)
+
+
+SPLITS = ("train", "val", "test")
+
+
+def split_counts(n: int, fractions: Sequence[float]) -> tuple[int, ...]:
+    """Integer sizes summing to ``n`` (largest remainder), every non-zero fraction getting >= 1 when n allows."""
+    raw = np.asarray(fractions, dtype=float) * n
+    counts = np.floor(raw).astype(int)
+    for i in np.argsort(-(raw - counts), kind="stable")[: n - counts.sum()]:
+        counts[i] += 1
+    for i in np.nonzero((counts == 0) & (np.asarray(fractions) > 0))[0]:
+        donor = int(np.argmax(counts))
+        if counts[donor] > 1:
+            counts[donor] -= 1
+            counts[i] += 1
+    return tuple(int(c) for c in counts)
+
+
+@dataclass
+class PatchSet:
+    """Patches of one split. All arrays share the first axis N.
+
+    raw : (N, p, p) float32, noisy defocused patches in camera units (ADU).
+    truth : (N, p, p) float32, the in-focus patch at the same place (the synthesis input).
+    level : (N,) int16, the defocus level the patch was synthesised at (0 .. n_levels - 1).
+    background : (N,) bool, the paper's background rule on ``raw``.
+    source : (N,) int32, index of the source image; image : (N,) int32, index of the synthetic image.
+    yx : (N, 2) int32, top-left corner of the crop in the source image.
+    """
+
+    raw: np.ndarray
+    truth: np.ndarray
+    level: np.ndarray
+    background: np.ndarray
+    source: np.ndarray
+    image: np.ndarray
+    yx: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.level)
+
+    @property
+    def labels(self) -> np.ndarray:
+        """Class labels as the model predicts them: the level, or -1 for a background patch."""
+        return np.where(self.background, BACKGROUND, self.level).astype(np.int64)
+
+    def normalized(self) -> np.ndarray:
+        """(N, p, p) float32 network input: per-patch min-max to [0, 1]."""
+        return normalize_patches(self.raw)
+
+    def class_counts(self, n_levels: int) -> dict[str, int]:
+        labels = self.labels
+        counts = {str(level): int(np.sum(labels == level)) for level in range(n_levels)}
+        counts["bg"] = int(np.sum(labels == BACKGROUND))
+        return counts
+
+    @classmethod
+    def concatenate(cls, parts: Sequence[PatchSet], patch_px: int) -> PatchSet:
+        if not parts:
+            empty = np.zeros((0, patch_px, patch_px), np.float32)
+            return cls(empty, empty.copy(), np.zeros(0, np.int16), np.zeros(0, bool), np.zeros(0, np.int32),
+                       np.zeros(0, np.int32), np.zeros((0, 2), np.int32))
+        return cls(*(np.concatenate([getattr(p, f.name) for p in parts]) for f in dataclasses.fields(cls)))
+
+
+def _assign_splits(n_sources: int, n_levels: int, spec: DatasetSpec) -> np.ndarray:
+    """Split index (0 train, 1 val, 2 test) of every synthetic image, shape (n_sources, n_levels)."""
+    rng = np.random.default_rng([spec.seed, 1])
+    units = n_sources * n_levels if spec.split_by == "image" else n_sources
+    order = rng.permutation(units)
+    assignment = np.empty(units, dtype=np.int8)
+    start = 0
+    for split, count in enumerate(split_counts(units, spec.fractions)):
+        assignment[order[start : start + count]] = split
+        start += count
+    if spec.split_by == "image":
+        return assignment.reshape(n_sources, n_levels)
+    return np.repeat(assignment[:, None], n_levels, axis=1)
+
+
+def make_patch_dataset(
+    sources: Sequence[np.ndarray],
+    *,
+    optics: Optics | None = None,
+    noise: CameraNoise | None = None,
+    spec: DatasetSpec | None = None,
+    source_names: Sequence[str] | None = None,
+    progress: bool = False,
+) -> tuple[dict[str, PatchSet], dict]:
+    """Synthesise the paper's patch dataset from in-focus images.
+
+    Every source image is blurred at each level of ``optics`` (level 0: the image itself), camera noise is
+    added to the whole synthetic image (not at level 0, the real in-focus image, which keeps its own noise),
+    the synthetic images are split into train/val/test, and each is cropped ``spec.crops_per_image`` times.
+
+    Parameters
+    ----------
+    sources : in-focus images, each 2-D (H, W) with H, W >= ``spec.patch_px``, in camera units (ADU).
+    optics, noise, spec : see :class:`~awdvd.optics.Optics`, :class:`CameraNoise`, :class:`DatasetSpec`.
+    source_names : one name per source, stored in the metadata.
+    progress : show a progress bar over source images.
+
+    Returns
+    -------
+    splits : {"train", "val", "test"} -> :class:`PatchSet`.
+    metadata : JSON-serialisable dict (optics, noise, spec, sources, counts per class and split).
+
+    The result depends only on the inputs and ``spec.seed``: every synthetic image draws from its own
+    generator seeded by (seed, source, level).
+    """
+    optics = Optics() if optics is None else optics
+    noise = CameraNoise() if noise is None else noise
+    spec = DatasetSpec() if spec is None else spec
+    sources = list(sources)
+    if not sources:
+        raise ValueError("no source images given")
+    names = [f"source_{i}" for i in range(len(sources))] if source_names is None else [str(n) for n in source_names]
+    if len(names) != len(sources):
+        raise ValueError(f"{len(names)} source names for {len(sources)} sources")
+    p = spec.patch_px
+    for index, image in enumerate(sources):
+        check_image(image, f"source image {names[index]!r}", min_shape=(p, p))
+        if np.ptp(image) == 0:
+            raise ValueError(f"source image {names[index]!r} is constant; it holds nothing to defocus")
+
+    bank = forward_bank(optics, size=spec.psf_size)
+    assignment = _assign_splits(len(sources), optics.n_levels, spec)
+    parts: dict[int, list[PatchSet]] = {0: [], 1: [], 2: []}
+    from tqdm.auto import tqdm
+
+    for s_index in tqdm(range(len(sources)), desc="synthesising", unit="image", disable=not progress):
+        image = np.asarray(sources[s_index], dtype=np.float64)
+        blurred = blur_levels(image, bank[1:])
+        for level in range(optics.n_levels):
+            rng = np.random.default_rng([spec.seed, 2, s_index, level])
+            if level == 0:
+                synthetic = image.astype(np.float32)
+            else:
+                synthetic = noise.apply(blurred[level - 1], rng)
+            ys = rng.integers(0, image.shape[0] - p + 1, size=spec.crops_per_image)
+            xs = rng.integers(0, image.shape[1] - p + 1, size=spec.crops_per_image)
+            raw = np.stack([synthetic[y : y + p, x : x + p] for y, x in zip(ys, xs)])
+            truth = np.stack([image[y : y + p, x : x + p] for y, x in zip(ys, xs)]).astype(np.float32)
+            n = spec.crops_per_image
+            parts[int(assignment[s_index, level])].append(
+                PatchSet(
+                    raw=raw,
+                    truth=truth,
+                    level=np.full(n, level, np.int16),
+                    background=is_background(raw, max_below=spec.bg_max_below, range_below=spec.bg_range_below),
+                    source=np.full(n, s_index, np.int32),
+                    image=np.full(n, s_index * optics.n_levels + level, np.int32),
+                    yx=np.stack([ys, xs], axis=1).astype(np.int32),
+                )
+            )
+    splits = {name: PatchSet.concatenate(parts[i], p) for i, name in enumerate(SPLITS)}
+    metadata = {
+        "format": "awdvd-patches",
+        "format_version": 1,
+        "optics": optics.to_dict(),
+        "noise": noise.to_dict(),
+        "spec": spec.to_dict(),
+        "psf_size": int(bank.shape[-1]),
+        "level_depths_um": list(optics.depths_um),
+        "class_names": [str(level) for level in range(optics.n_levels)] + ["bg"],
+        "sources": names,
+        "counts": {name: splits[name].class_counts(optics.n_levels) for name in SPLITS},
+        "n_patches": {name: len(splits[name]) for name in SPLITS},
+        "n_synthetic_images": {name: int(np.sum(assignment == i)) for i, name in enumerate(SPLITS)},
+    }
+    json.dumps(metadata)  # fail here, not at write time, if anything is not serialisable
+    return splits, metadata
