@@ -1,0 +1,3 @@
+from awdvd.cli import main
+
+raise SystemExit(main())

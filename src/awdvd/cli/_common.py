@@ -1,0 +1,59 @@
+"""Argument helpers shared by the subcommands."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
+    return value
+
+
+def add_optics_arguments(parser: argparse.ArgumentParser) -> None:
+    """--wavelength-um, --na, --n, --pixel-um, --z-step-um, --levels (defaults: the paper's / BBBC006)."""
+    group = parser.add_argument_group("optics (defaults: the paper's, i.e. BBBC006 at 20x with 2x2 binning)")
+    group.add_argument("--wavelength-um", type=positive_float, default=0.451, help="emission wavelength (um)")
+    group.add_argument("--na", type=positive_float, default=0.5, help="numerical aperture")
+    group.add_argument("--n", type=positive_float, default=1.0, help="refractive index of the immersion medium")
+    group.add_argument("--pixel-um", type=positive_float, default=0.65, help="pixel size in the specimen (um)")
+    group.add_argument("--z-step-um", type=positive_float, default=2.0, help="defocus step between levels (um)")
+    group.add_argument("--levels", type=positive_int, default=11, help="number of defocus levels")
+
+
+def optics_from_args(args: argparse.Namespace):
+    from ..optics import Optics
+
+    return Optics(
+        wavelength_um=args.wavelength_um,
+        na=args.na,
+        n=args.n,
+        pixel_um=args.pixel_um,
+        z_step_um=args.z_step_um,
+        n_levels=args.levels,
+    )
