@@ -22,6 +22,8 @@ import dataclasses
 import glob as globlib
 import json
 import os
+import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -38,6 +40,13 @@ __all__ = [
     "find_images",
     "in_focus_index",
     "load_in_focus_images",
+    "BBBC006Field",
+    "bbbc006_fields",
+    "load_bbbc006_in_focus",
+    "fetch_bbbc006",
+    "parse_planes",
+    "is_bbbc006_root",
+    "DatasetError",
 ]
 
 DATASET_FORMAT_VERSION = 1
@@ -142,11 +151,21 @@ def in_focus_index(stack: np.ndarray) -> int:
 
 def load_in_focus_images(inputs, *, progress: bool = False) -> tuple[list[np.ndarray], list[str]]:
     """Load in-focus images from files/folders/globs: 2-D files as they are, multi-page stacks reduced to
-    their in-focus plane (:func:`in_focus_index`). Returns (images, names)."""
+    their in-focus plane (:func:`in_focus_index`), and a BBBC006 folder in its original layout
+    (:func:`bbbc006_fields`) reduced to the in-focus plane of each field. Returns (images, names)."""
     from tqdm.auto import tqdm
 
-    images, names = [], []
-    for path in tqdm(find_images(inputs), desc="reading", unit="file", disable=not progress):
+    if isinstance(inputs, (str, os.PathLike)):
+        inputs = [inputs]
+    images, names, plain = [], [], []
+    for item in inputs:
+        if is_bbbc006_root(item):
+            more_images, more_names = load_bbbc006_in_focus(item, progress=progress)
+            images += more_images
+            names += more_names
+        else:
+            plain.append(item)
+    for path in tqdm(find_images(plain) if plain else [], desc="reading", unit="file", disable=not progress):
         data = read_image(path).data
         if data.ndim == 3:
             index = in_focus_index(data)
@@ -156,3 +175,161 @@ def load_in_focus_images(inputs, *, progress: bool = False) -> tuple[list[np.nda
             names.append(path.name)
         images.append(data)
     return images, names
+
+
+# --------------------------------------------------------------------------------------------- BBBC006
+BBBC006_URL = "https://data.broadinstitute.org/bbbc/BBBC006/BBBC006_v1_images_z_{plane:02d}.zip"
+BBBC006_PLANES = 34
+BBBC006_FOCUS_PLANE = 16
+_BBBC006_FOLDER = re.compile(r"^BBBC006_v1_images_z_(\d{2})$")
+_BBBC006_FILE = re.compile(r"^mcf-z-stacks-03212011_([a-p]\d{2})_s(\d)_w(\d)([0-9A-Fa-f-]*)\.tif$")
+
+
+@dataclass(frozen=True)
+class BBBC006Field:
+    """One field of view of BBBC006: its planes, as file paths sorted by z (2 um apart; z16 is in focus)."""
+
+    well: str
+    site: int
+    channel: int
+    planes: tuple[tuple[int, Path], ...]
+
+    @property
+    def name(self) -> str:
+        return f"{self.well}_s{self.site}_w{self.channel}"
+
+    def stack(self) -> np.ndarray:
+        """(Z, H, W) stack of the planes, in z order."""
+        return np.stack([read_image(path).data for _, path in self.planes])
+
+
+def bbbc006_fields(root: str | os.PathLike, *, channel: int | None = 1) -> list[BBBC006Field]:
+    """The fields of view in a BBBC006 folder in its original layout.
+
+    ``root`` holds folders ``BBBC006_v1_images_z_NN`` (NN = 00..33), each with files
+    ``mcf-z-stacks-03212011_<well>_s<site>_w<channel><uuid>.tif``; files of one (well, site, channel) across
+    the plane folders form one z-stack. ``channel`` 1 is Hoechst (nuclei), 2 phalloidin; None keeps both.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"no such folder: {root}")
+    planes: dict[tuple[str, int, int], dict[int, Path]] = {}
+    folders = sorted(p for p in root.iterdir() if p.is_dir() and _BBBC006_FOLDER.match(p.name))
+    if not folders:
+        raise ValueError(f"{root} has no BBBC006_v1_images_z_NN folders; is it the unpacked BBBC006 set?")
+    for folder in folders:
+        z = int(_BBBC006_FOLDER.match(folder.name).group(1))
+        for file in folder.iterdir():
+            match = _BBBC006_FILE.match(file.name)
+            if not match:
+                continue
+            well, site, ch = match.group(1), int(match.group(2)), int(match.group(3))
+            if channel is not None and ch != channel:
+                continue
+            planes.setdefault((well, site, ch), {})[z] = file
+    if not planes:
+        raise ValueError(f"no BBBC006 image files{'' if channel is None else f' of channel w{channel}'} under {root}")
+    return [
+        BBBC006Field(well=well, site=site, channel=ch, planes=tuple(sorted(by_z.items())))
+        for (well, site, ch), by_z in sorted(planes.items())
+    ]
+
+
+def load_bbbc006_in_focus(root, *, channel: int = 1, progress: bool = False) -> tuple[list[np.ndarray], list[str]]:
+    """The in-focus plane (max intensity std, paper 2.1) of every BBBC006 field under ``root``: (images, names)."""
+    from tqdm.auto import tqdm
+
+    images, names = [], []
+    for field in tqdm(bbbc006_fields(root, channel=channel), desc="BBBC006 stacks", unit="field", disable=not progress):
+        stack = field.stack()
+        index = in_focus_index(stack)
+        images.append(stack[index])
+        names.append(f"{field.name}[z={field.planes[index][0]}]")
+    return images, names
+
+
+def is_bbbc006_root(path) -> bool:
+    """True if ``path`` is a folder holding BBBC006_v1_images_z_NN plane folders."""
+    path = Path(path)
+    return path.is_dir() and any(p.is_dir() and _BBBC006_FOLDER.match(p.name) for p in path.iterdir())
+
+
+def parse_planes(text: str) -> list[int]:
+    """'all' | '16' | '0,16,33' | '10-20' (combinations allowed) -> sorted plane indices of BBBC006."""
+    text = text.strip().lower()
+    if text == "all":
+        return list(range(BBBC006_PLANES))
+    planes: set[int] = set()
+    try:
+        for part in filter(None, (p.strip() for p in text.split(","))):
+            if "-" in part:
+                lo, hi = (int(v) for v in part.split("-", 1))
+                planes.update(range(lo, hi + 1))
+            else:
+                planes.add(int(part))
+    except ValueError:
+        raise ValueError(f"planes must be 'all', numbers or ranges like '0,16,20-25'; got {text!r}") from None
+    if not planes or min(planes) < 0 or max(planes) >= BBBC006_PLANES:
+        raise ValueError(f"BBBC006 planes are 0..{BBBC006_PLANES - 1}; got {text!r}")
+    return sorted(planes)
+
+
+def fetch_bbbc006(dest, *, planes: Sequence[int] | None = None, timeout_s: float = 30.0, progress: bool = False) -> list[Path]:
+    """Download and unpack BBBC006 plane archives into ``dest`` (original layout); planes already unpacked
+    are skipped. Each archive is downloaded to a temporary file and unpacked into a temporary folder that is
+    renamed into place, so an interruption leaves nothing half-written.
+
+    Raises ConnectionError with one clear sentence when the server cannot be reached.
+    """
+    dest = Path(dest)
+    created = not dest.exists()
+    dest.mkdir(parents=True, exist_ok=True)
+    planes = list(range(BBBC006_PLANES)) if planes is None else list(planes)
+    done: list[Path] = []
+    try:
+        _fetch_planes(dest, planes, done, timeout_s=timeout_s, progress=progress)
+    except BaseException:
+        if created and not any(dest.iterdir()):
+            dest.rmdir()  # leave no empty folder behind when nothing could be fetched
+        raise
+    return done
+
+
+def _fetch_planes(dest: Path, planes: list[int], done: list[Path], *, timeout_s: float, progress: bool) -> None:
+    import shutil
+    import tempfile
+    import urllib.error
+    import urllib.request
+    import zipfile
+
+    from tqdm.auto import tqdm
+
+    for plane in planes:
+        folder = dest / f"BBBC006_v1_images_z_{plane:02d}"
+        if folder.is_dir() and any(folder.iterdir()):
+            done.append(folder)
+            continue
+        url = BBBC006_URL.format(plane=plane)
+        with tempfile.TemporaryDirectory(dir=dest, prefix=".fetch-") as tmp:
+            archive = Path(tmp) / "plane.zip"
+            try:
+                with urllib.request.urlopen(url, timeout=timeout_s) as response, open(archive, "wb") as handle:
+                    total = int(response.headers.get("Content-Length") or 0) or None
+                    with tqdm(total=total, unit="B", unit_scale=True, desc=f"z{plane:02d}", disable=not progress) as bar:
+                        while chunk := response.read(1 << 20):
+                            handle.write(chunk)
+                            bar.update(len(chunk))
+            except (urllib.error.URLError, OSError) as error:
+                reason = getattr(error, "reason", error)
+                raise ConnectionError(f"cannot download {url} ({reason}); check the network, or copy BBBC006 into {dest} by hand") from None
+            try:
+                with zipfile.ZipFile(archive) as zf:
+                    zf.extractall(Path(tmp) / "unpacked")
+            except zipfile.BadZipFile:
+                raise ConnectionError(f"the download of {url} is not a valid zip archive; try again") from None
+            unpacked = next((Path(tmp) / "unpacked").rglob(folder.name), None)
+            source = unpacked if unpacked is not None else Path(tmp) / "unpacked"
+            if folder.exists():
+                shutil.rmtree(folder)
+            os.replace(source, folder)
+        done.append(folder)

@@ -1,0 +1,120 @@
+"""The command line end to end, run as a user would (a subprocess), plus in-process error paths."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+
+from awdvd.cli import main
+from awdvd.data import read_dataset
+from awdvd.io import read_image
+from awdvd.synth import synthetic_nuclei
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+
+def awdvd(*args, cwd=None):
+    env = dict(os.environ, PYTHONPATH=str(SRC) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    return subprocess.run([sys.executable, "-m", "awdvd", *map(str, args)], capture_output=True, text=True, env=env, cwd=cwd)
+
+
+def test_help_lists_commands():
+    result = awdvd("--help")
+    assert result.returncode == 0
+    for command in ("psf", "simulate", "fetch-bbbc006"):
+        assert command in result.stdout
+
+
+def test_import_is_light():
+    code = "import sys, awdvd; print(sorted(m for m in ('torch', 'dask', 'matplotlib') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=dict(os.environ, PYTHONPATH=str(SRC))).stdout.strip()
+    assert out == "[]"
+
+
+def test_psf_bank_command(tmp_path):
+    result = awdvd("psf", "-o", tmp_path / "bank.tif", "--size", 31)
+    assert result.returncode == 0, result.stderr
+    image = read_image(tmp_path / "bank.tif")
+    assert image.data.shape == (11, 31, 31) and image.data.dtype == np.float32
+    assert image.pixel_um == pytest.approx(0.65)
+    np.testing.assert_allclose(image.data.sum(axis=(1, 2)), 1.0, rtol=1e-5)
+    assert (tmp_path / "bank.png").stat().st_size > 1000
+    again = awdvd("psf", "-o", tmp_path / "bank.tif", "--size", 31)
+    assert again.returncode != 0 and "exists" in again.stderr and "Traceback" not in again.stderr
+
+
+def test_single_psf_command(tmp_path):
+    assert main(["psf", "-o", str(tmp_path / "z4.tif"), "--z-um", "4", "--size", "21", "--na", "0.4"]) == 0
+    assert read_image(tmp_path / "z4.tif").data.shape == (21, 21)
+
+
+def test_simulate_command(tmp_path):
+    folder = tmp_path / "in_focus"
+    folder.mkdir()
+    for seed in range(3):
+        tifffile.imwrite(folder / f"f{seed}.tif", synthetic_nuclei((100, 110), n_nuclei=4, seed=seed).astype(np.uint16))
+    result = awdvd("simulate", folder, "-o", tmp_path / "ds", "--crops", 2, "--psf-size", 15, "--seed", 4)
+    assert result.returncode == 0, result.stderr
+    train, meta = read_dataset(tmp_path / "ds", "train")
+    assert sum(meta["n_patches"].values()) == 3 * 11 * 2
+    assert meta["spec"]["seed"] == 4 and meta["sources"] == ["f0.tif", "f1.tif", "f2.tif"]
+    assert "33 images" not in result.stdout and "train 25 images" in result.stdout  # 33 * 0.75 = 24.75 -> 25
+
+
+def test_simulate_real_bbbc006_has_paper_proportions(tmp_path, bbbc006_dir):
+    assert main(["simulate", str(bbbc006_dir / "in_focus"), "-o", str(tmp_path / "ds"), "--crops", "2"]) == 0
+    _, meta = read_dataset(tmp_path / "ds", "test")
+    assert meta["n_synthetic_images"] == {"train": 49, "val": 10, "test": 7}  # 66 images, 0.75/0.15/0.10
+    assert sum(meta["counts"]["train"].values()) == 98
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["simulate", "missing_folder", "-o", "out"], "no such file or folder"),
+        (["simulate", "{empty}", "-o", "out"], "no image files"),
+        (["simulate", "{bad}", "-o", "out"], "could not be read"),
+        (["simulate", "{stack4d}", "-o", "out"], "shape"),
+        (["simulate", "{small}", "-o", "out"], "at least"),
+        (["simulate", "{flat}", "-o", "out"], "constant"),
+        (["psf", "-o", "x.tif", "--size", "12"], "odd"),
+        (["psf", "-o", "x.tif", "--na", "1.2"], "smaller than the refractive index"),
+    ],
+)
+def test_bad_input_gives_one_line(tmp_path, args, message):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "x.tif").write_text("not a tiff")
+    for name, data in (("stack4d", np.zeros((2, 2, 90, 90), np.uint16)), ("small", np.ones((40, 40), np.uint16)),
+                       ("flat", np.full((100, 100), 7, np.uint16))):
+        (tmp_path / name).mkdir()
+        tifffile.imwrite(tmp_path / name / "a.tif", data)
+    args = [a.format(**{k: str(tmp_path / k) for k in ("empty", "bad", "stack4d", "small", "flat")}) for a in args]
+    result = awdvd(*args, cwd=tmp_path)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    errors = [line for line in lines if line.startswith("awdvd ")]  # other lines are progress bars
+    assert errors == [lines[-1]] and message in errors[0] and "Traceback" not in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_usage_errors_exit_2():
+    assert awdvd("psf").returncode == 2  # -o is required
+    assert awdvd("simulate", "x", "-o", "y", "--crops", "0").returncode == 2
+    assert awdvd().returncode == 2
+
+
+def test_fetch_offline_is_one_line(tmp_path, monkeypatch):
+    import urllib.error
+    import urllib.request
+
+    def refuse(*a, **k):
+        raise urllib.error.URLError("offline")
+
+    monkeypatch.setattr(urllib.request, "urlopen", refuse)
+    assert main(["fetch-bbbc006", str(tmp_path / "b"), "--planes", "16"]) == 1
