@@ -82,6 +82,7 @@ def test_simulate_real_bbbc006_has_paper_proportions(tmp_path, bbbc006_dir):
         (["simulate", "{stack4d}", "-o", "out"], "shape"),
         (["simulate", "{small}", "-o", "out"], "at least"),
         (["simulate", "{flat}", "-o", "out"], "constant"),
+        (["simulate", "{nan}", "-o", "out"], "NaN"),
         (["psf", "-o", "x.tif", "--size", "12"], "odd"),
         (["psf", "-o", "x.tif", "--na", "1.2"], "smaller than the refractive index"),
     ],
@@ -90,11 +91,13 @@ def test_bad_input_gives_one_line(tmp_path, args, message):
     (tmp_path / "empty").mkdir()
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "x.tif").write_text("not a tiff")
+    nan = np.ones((100, 100), np.float32)
+    nan[5, 5] = np.nan
     for name, data in (("stack4d", np.zeros((2, 2, 90, 90), np.uint16)), ("small", np.ones((40, 40), np.uint16)),
-                       ("flat", np.full((100, 100), 7, np.uint16))):
+                       ("flat", np.full((100, 100), 7, np.uint16)), ("nan", nan)):
         (tmp_path / name).mkdir()
         tifffile.imwrite(tmp_path / name / "a.tif", data)
-    args = [a.format(**{k: str(tmp_path / k) for k in ("empty", "bad", "stack4d", "small", "flat")}) for a in args]
+    args = [a.format(**{k: str(tmp_path / k) for k in ("empty", "bad", "stack4d", "small", "flat", "nan")}) for a in args]
     result = awdvd(*args, cwd=tmp_path)
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
