@@ -38,11 +38,15 @@ def window_starts(length: int, *, patch_px: int = 84, stride: int) -> np.ndarray
 
     Raises
     ------
-    ValueError if ``length < patch_px`` (no window fits) or the stride is not a positive integer.
+    ValueError if ``length < patch_px`` (no window fits), or the stride is not an integer in 1 .. patch_px
+    (a longer step would leave pixels between windows).
     """
     patch_px = check_positive_int(patch_px, "patch_px")
     stride = check_positive_int(stride, "stride")
     length = check_positive_int(length, "length")
+    if stride > patch_px:
+        raise ValueError(f"stride must be at most the patch size ({patch_px} px) so that windows cover every "
+                         f"pixel, got {stride}")
     if length < patch_px:
         raise ValueError(f"the image is {length} px along one axis; at least the patch size {patch_px} px is needed")
     starts = np.arange(0, length - patch_px + 1, stride, dtype=np.int64)
