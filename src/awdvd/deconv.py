@@ -29,6 +29,7 @@ from ._checks import check_image, check_positive_int
 
 __all__ = [
     "richardson_lucy",
+    "richardson_lucy_stack",
     "blur_radius_px",
     "default_halo_px",
     "deconvolve",
@@ -282,6 +283,37 @@ def richardson_lucy(
         restored = _rl_batches(images, psfs[todo], iterations, eps, device)
         out[todo] = (restored.astype(np.float64) + offset).astype(np.float32)
     return out[0] if single else out
+
+
+def richardson_lucy_stack(
+    images,
+    psf,
+    *,
+    iterations: int = 30,
+    offset: float = 0.0,
+    eps: float | None = None,
+    device: str | None = None,
+) -> np.ndarray:
+    """:func:`richardson_lucy` of every image of a stack (N, H, W) with the same PSF, as one batch (e.g. the
+    paper's standalone 84 x 84 patches). ``eps`` defaults to ``1e-6 * max`` over the whole stack.
+    Returns (N, H, W) float32."""
+    stack = np.asarray(images)
+    if stack.ndim != 3 or stack.shape[0] == 0 or 0 in stack.shape:
+        raise ValueError(f"images must be a non-empty (N, H, W) stack, got shape {stack.shape}")
+    for index in range(len(stack)):
+        check_image(stack[index], f"images[{index}]")
+    psfs, single = _check_psfs(psf)
+    if not single:
+        raise ValueError(f"give one 2-D PSF for the stack, got shape {np.shape(psf)}")
+    iterations = check_positive_int(iterations, "iterations", minimum=0)
+    offset = _check_offset(offset)
+    device = _resolve_device(device)
+    if iterations == 0 or _is_delta(psfs[0]):
+        return stack.astype(np.float32)
+    data = np.maximum(stack.astype(np.float64) - offset, 0.0).astype(np.float32)
+    eps = _default_eps(data) if eps is None else _check_eps(eps)
+    restored = _rl_batches(data, psfs, iterations, eps, device)
+    return (restored.astype(np.float64) + offset).astype(np.float32)
 
 
 def _check_eps(eps) -> float:
