@@ -178,7 +178,7 @@ def test_blur_radius_and_default_halo(bank):
     assert blur_radius_px(np.pad([[1.0]], 7)) == 0.0
     radii = [blur_radius_px(p) for p in psf_bank(Optics(), size=61)]
     assert all(b >= a for a, b in zip(radii[1:], radii[2:]))  # grows with defocus beyond level 1
-    assert default_halo_px(bank[10]) == int(np.ceil(4 * blur_radius_px(bank[10])))
+    assert default_halo_px(bank[10]) == int(np.ceil(3 * blur_radius_px(bank[10])))
 
 
 # --------------------------------------------------------------------------------------------- AWDVD

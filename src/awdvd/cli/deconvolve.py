@@ -33,7 +33,7 @@ def register(subparsers) -> None:
                         help="camera offset / background (ADU) removed before RL and added back (default 0)")
     parser.add_argument("--psf-size", type=positive_int, help="odd PSF size in px (default: 99%% energy of the deepest level)")
     parser.add_argument("--halo-px", type=non_negative_int,
-                        help="image context around each RL region in px (default: 4 x the PSF's 99%% radius, per level)")
+                        help="image context around each RL region in px (default: 3 x the PSF's 99%% radius, per level)")
     parser.add_argument("--dtype", choices=("float32", "input"), default="float32",
                         help="output pixel type: float32 (default) or the input's (rounded, clipped; clipped pixels are counted)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs (never an input)")
