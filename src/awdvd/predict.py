@@ -203,7 +203,8 @@ _TRUNKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 def _inference_trunk(network):
     """A copy of ``network`` for fast inference on a CPU: every Conv2d followed by a BatchNorm2d in an
-    nn.Sequential is folded into one conv, Dropout dropped (a no-op in eval mode), channels-last memory.
+    nn.Sequential is folded into one conv, Dropout dropped (a no-op in eval mode), ReLU moved after a max pool
+    that follows it (the same result), channels-last memory.
     About 3-4x faster than the eager model on this CPU for a whole image; equal to it to float32 rounding.
     Cached per network object (weights are assumed not to change after loading)."""
     import torch
@@ -229,6 +230,10 @@ def _inference_trunk(network):
                 if not isinstance(item, nn.Dropout):
                     layers.append(item)
                 i += 1
+            # ReLU then max pooling equals max pooling then ReLU (ReLU is monotonic): pool first, 4x fewer ReLUs
+            for i in range(len(layers) - 1):
+                if isinstance(layers[i], nn.ReLU) and isinstance(layers[i + 1], nn.MaxPool2d):
+                    layers[i], layers[i + 1] = layers[i + 1], layers[i]
             for key in list(module._modules):
                 del module._modules[key]
             for index, layer in enumerate(layers):
