@@ -311,3 +311,28 @@ def test_to_input_dtype_rounds_clips_and_counts():
     assert clipped == 0 and out.dtype == np.float32
     with pytest.raises(TypeError):
         to_input_dtype(values, bool)
+
+
+def test_stack_of_patches_equals_one_at_a_time(bank):
+    from awdvd.deconv import richardson_lucy_stack
+
+    stack = np.stack([spots((84, 84), seed=s) for s in (20, 21, 22)])
+    out = richardson_lucy_stack(stack, bank[4], iterations=5, offset=10.0, eps=1e-3)
+    for patch, restored in zip(stack, out):
+        np.testing.assert_allclose(restored, richardson_lucy(patch, bank[4], iterations=5, offset=10.0, eps=1e-3),
+                                   rtol=1e-6, atol=1e-4)
+    assert np.array_equal(richardson_lucy_stack(stack, bank[4], iterations=0), stack.astype(np.float32))
+    with pytest.raises(ValueError):
+        richardson_lucy_stack(stack[0], bank[4])
+    with pytest.raises(ValueError):
+        richardson_lucy_stack(stack, bank)
+
+
+def test_deconvolve_with_a_dense_map_from_a_network(bank):
+    from _standins import tiny_delpnet_model
+
+    pytest.importorskip("torch")
+    image = spots((100, 130), seed=23, n=20)
+    out = deconvolve(image, tiny_delpnet_model(seed=3), stride=16, iterations=3, psfs=bank, map_mode="dense",
+                     method="fast")
+    assert out.shape == image.shape and out.dtype == np.float32 and np.isfinite(out).all()

@@ -21,7 +21,6 @@ from __future__ import annotations
 import importlib.util
 import math
 import sys
-from typing import Sequence
 
 import numpy as np
 
