@@ -473,7 +473,8 @@ def _map_jobs(function, jobs: list, device: str):
     core)."""
     import os
 
-    threads = min(len(jobs), os.cpu_count() or 1) if device == "cpu" else 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    threads = min(len(jobs), cores) if device == "cpu" else 1
     if threads <= 1:
         yield from (function(job, -1) for job in jobs)
         return
