@@ -1,0 +1,48 @@
+"""Stand-in defocus models for tests: no trained model ships with awdvd yet."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class RuleModel:
+    """Duck-typed DefocusModel whose 'prediction' is a fixed rule: background if the patch is flat (range
+    below ``flat_below``), else level ``min(int(patch mean) // step, n_levels - 1)``. Patch mode only."""
+
+    patch_px = 84
+
+    def __init__(self, *, step: float = 100.0, flat_below: float = 1.0, n_levels: int = 11):
+        self.step, self.flat_below, self.n_levels = step, flat_below, n_levels
+        self.class_levels = np.array(list(range(n_levels)) + [-1])
+        from awdvd.optics import Optics
+
+        self.optics = Optics(n_levels=n_levels)
+
+    def predict_patches(self, patches, *, return_proba=False, batch_size=256):
+        x = np.asarray(patches, dtype=np.float64)
+        flat = np.ptp(x, axis=(1, 2)) < self.flat_below
+        levels = np.minimum((x.mean(axis=(1, 2)) // self.step).astype(np.int64), self.n_levels - 1)
+        levels = np.where(flat, -1, levels)
+        proba = np.zeros((len(x), len(self.class_levels)), dtype=np.float32)
+        proba[np.arange(len(x)), np.where(levels < 0, len(self.class_levels) - 1, levels)] = 1.0
+        return (levels, proba) if return_proba else levels
+
+
+def tiny_delpnet_model(seed: int = 0, *, widths=(4, 4, 8, 8, 8, 8, 8)):
+    """A randomly initialised, small DelpNet wrapped as a DefocusModel (BatchNorm statistics randomised so
+    that folding them into the convs is exercised)."""
+    import torch
+
+    from awdvd.model import DefocusModel, DelpNetConfig, build_delpnet
+    from awdvd.optics import Optics
+
+    torch.manual_seed(seed)
+    network = build_delpnet(DelpNetConfig(widths=tuple(widths)))
+    with torch.no_grad():
+        for module in network.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.2, 0.2)
+                module.running_var.uniform_(0.5, 2.0)
+                module.weight.uniform_(0.5, 1.5)
+                module.bias.uniform_(-0.1, 0.1)
+    return DefocusModel(network, optics=Optics(), class_levels=list(range(11)) + [-1])

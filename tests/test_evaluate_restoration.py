@@ -1,0 +1,157 @@
+"""Restoration evaluation: specimens with known levels, the seam measure, patch and whole-image reports."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from awdvd.evaluate_restoration import (
+    case_i_boundaries,
+    evaluate_patches,
+    evaluate_whole_image,
+    plot_patch_metrics,
+    plot_whole_image,
+    seam_ratio,
+    tilted_specimen,
+    window_levels_from_pixels,
+)
+from awdvd.optics import Optics
+from awdvd.psf import psf_bank
+
+from _standins import RuleModel
+
+
+def cells(shape, seed=0):
+    """Nucleus-like blobs on a 120 ADU background, in ADU."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    out = np.full(shape, 120.0)
+    for _ in range(shape[0] * shape[1] // 900):
+        cy, cx, r = rng.uniform(0, shape[0]), rng.uniform(0, shape[1]), rng.uniform(4, 9)
+        out += rng.uniform(300, 1500) / (1 + np.exp(np.hypot(yy - cy, xx - cx) - r))
+    return out.astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def bank():
+    return psf_bank(Optics(), size=15)
+
+
+def test_tilted_specimen_levels_rise_across_the_field():
+    spec = tilted_specimen(cells((90, 121)), psf_size=15, seed=1)
+    assert spec.observed.shape == spec.truth.shape == spec.levels.shape == (90, 121)
+    assert spec.observed.dtype == np.float32
+    assert spec.levels[:, 0].max() == 0 and spec.levels[:, -1].min() == 10
+    assert np.all(np.diff(spec.levels[0]) >= 0) and np.all(spec.levels == spec.levels[:1])
+    assert set(np.unique(spec.levels)) == set(range(11))
+    again = tilted_specimen(cells((90, 121)), psf_size=15, seed=1)
+    np.testing.assert_array_equal(again.observed, spec.observed)  # seeded
+    grid = window_levels_from_pixels(spec.levels, stride=21)
+    assert grid.shape == (2, 3) and list(grid[0]) == [spec.levels[0, 42], spec.levels[0, 63], spec.levels[0, 79]]
+    with pytest.raises(ValueError):
+        tilted_specimen(cells((90, 121)), first_level=5, last_level=2)
+
+
+def test_seam_ratio_sees_steps_at_window_boundaries():
+    np.testing.assert_array_equal(case_i_boundaries(696), [84, 168, 252, 336, 420, 504, 588, 612, 672])
+    np.testing.assert_array_equal(case_i_boundaries(168), [84])
+    rng = np.random.default_rng(0)
+    noise = rng.normal(0, 1, (168, 252))
+    by, bx = case_i_boundaries(168), case_i_boundaries(252)
+    assert 0.8 < seam_ratio(noise, boundaries_y=by, boundaries_x=bx) < 1.2
+    blocks = noise + np.kron(rng.normal(0, 3, (2, 3)), np.ones((84, 84)))  # per-block offsets: seams
+    assert seam_ratio(blocks, boundaries_y=by, boundaries_x=bx) > 3
+    with pytest.raises(ValueError):
+        seam_ratio(np.ones((1, 5)), boundaries_y=[], boundaries_x=[1])
+
+
+def test_patch_evaluation_report(bank, tmp_path):
+    from awdvd.synth import DatasetSpec, make_patch_dataset
+
+    splits, _ = make_patch_dataset([cells((100, 120), seed=s) for s in (1, 2)],
+                                   spec=DatasetSpec(crops_per_image=2, psf_size=15, fractions=(0.0, 0.0, 1.0)))
+    report = evaluate_patches(splits["test"], bank, model=RuleModel(step=150.0), per_level=3, iterations=3,
+                              include_background=True)
+    rows = report["levels"]
+    assert [r["level"] for r in rows] == list(range(11)) and all(r["n"] == 3 for r in rows)
+    assert rows[0]["psnr"]["noisy"]["paper_65535"]["n_infinite"] == 3  # level 0 is the in-focus patch itself
+    for row in rows[1:]:
+        assert set(row["psnr_gain_db"]) == {"variant_true", "invariant", "variant_predicted"}
+        for name, gain in row["psnr_gain_db"].items():
+            noisy = row["psnr"]["noisy"]["truth_range"]["mean"]
+            # the gain does not depend on the data range
+            assert gain == pytest.approx(row["psnr"][name]["truth_range"]["mean"] - noisy, abs=1e-9)
+        assert 0 < row["ssim"]["variant_true"]["truth_range"]["mean"] <= 1
+    json.dumps(report, allow_nan=False)
+    assert plot_patch_metrics(report, tmp_path / "fig8.png").stat().st_size > 1000
+
+
+def test_whole_image_report(bank, tmp_path):
+    spec = tilted_specimen(cells((100, 180), seed=3), psf_size=15, seed=2)
+    report = evaluate_whole_image(spec, bank, strides=(42,), iterations=4, keep_images=True)
+    by_name = {r["name"]: r for r in report["results"]}
+    assert set(by_name) == {"observed", "invariant_level0", "case_i_true", "case_ii_true", "fast_s42_true"}
+    assert abs(by_name["fast_s42_true"]["psnr_truth_range"] - by_name["case_ii_true"]["psnr_truth_range"]) < 0.05
+    assert by_name["case_ii_true"]["psnr_truth_range"] > by_name["observed"]["psnr_truth_range"]
+    assert plot_whole_image(report, tmp_path / "fig9.png", names=("truth", "case_i_true", "fast_s42_true")).exists()
+    del report["images"]
+    json.dumps(report, allow_nan=False)
+
+
+def test_cli_evaluate_restoration(tmp_path, capsys):
+    from awdvd.cli import main
+    from awdvd.data import write_dataset
+    from awdvd.io import write_tiff
+    from awdvd.synth import DatasetSpec, make_patch_dataset
+
+    splits, meta = make_patch_dataset([cells((100, 120), seed=4)],
+                                      spec=DatasetSpec(crops_per_image=1, psf_size=15, fractions=(0.0, 0.0, 1.0)))
+    write_dataset(tmp_path / "ds", splits, meta)
+    write_tiff(tmp_path / "focus.tif", (cells((90, 130), seed=5)).astype(np.uint16))
+    out = tmp_path / "eval"
+    args = ["evaluate-restoration", "-o", str(out), "--dataset", str(tmp_path / "ds"), "--in-focus",
+            str(tmp_path / "focus.tif"), "--iterations", "2", "--psf-size", "15", "--per-level", "1", "--strides", "42"]
+    assert main(args) == 0
+    for name in ("patches.json", "patches.png", "whole.json", "whole.png"):
+        assert (out / name).is_file()
+    assert main(args) == 1 and "exists" in capsys.readouterr().err
+    assert main(["evaluate-restoration", "-o", str(out)]) == 1
+
+
+DATA = __import__("pathlib").Path(__file__).resolve().parents[1].parent / "shared" / "data" / "bbbc006"
+needs_data = pytest.mark.skipif(not (DATA / "in_focus").is_dir(),
+                                reason=f"BBBC006 sample not found at {DATA} (../shared/data/bbbc006)")
+
+
+@needs_data
+def test_real_image_restoration_beats_the_observation_and_the_baseline():
+    """A 200 x 260 crop of a real in-focus image, tilted 3 -> 8: depth-variant RL with the true levels gains
+    PSNR over the observation and over the depth-invariant (level-0 PSF) baseline."""
+    from awdvd.data import load_in_focus_images
+
+    images, _ = load_in_focus_images(DATA / "in_focus")
+    crop = images[0][150:350, 200:460]
+    spec = tilted_specimen(crop, psf_size=31, seed=0, first_level=3, last_level=8)
+    bank = psf_bank(Optics(), size=31)
+    report = evaluate_whole_image(spec, bank, strides=(42,), iterations=15)
+    by_name = {r["name"]: r for r in report["results"]}
+    assert by_name["fast_s42_true"]["psnr_truth_range"] > by_name["observed"]["psnr_truth_range"] + 1.0
+    assert by_name["fast_s42_true"]["psnr_truth_range"] > by_name["invariant_level0"]["psnr_truth_range"] + 1.0
+    assert abs(by_name["fast_s42_true"]["psnr_truth_range"] - by_name["case_ii_true"]["psnr_truth_range"]) < 0.05
+    assert by_name["case_i_true"]["seam_ratio_error"] > by_name["case_ii_true"]["seam_ratio_error"]
+
+
+@needs_data
+@pytest.mark.slow
+def test_full_size_tilted_specimen_fast_equals_patchwise():
+    """The benchmark's setting (696 x 520, 61 px PSFs, 30 iterations) at stride 42."""
+    from awdvd.data import load_in_focus_images
+
+    images, _ = load_in_focus_images(DATA / "in_focus")
+    spec = tilted_specimen(images[0], psf_size=61, seed=0)
+    report = evaluate_whole_image(spec, psf_bank(Optics(), size=61), strides=(42,), iterations=30)
+    by_name = {r["name"]: r for r in report["results"]}
+    assert abs(by_name["fast_s42_true"]["psnr_truth_range"] - by_name["case_ii_true"]["psnr_truth_range"]) < 0.05
+    assert by_name["case_i_true"]["seam_ratio_error"] > 1.3 > by_name["case_ii_true"]["seam_ratio_error"]
