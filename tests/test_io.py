@@ -117,3 +117,12 @@ def test_write_png_and_json(tmp_path):
         write_png(tmp_path / "b.png", np.zeros((4, 5)))
     write_json(tmp_path / "a.json", {"x": 1})
     assert (tmp_path / "a.json").read_text().strip().startswith("{")
+
+
+def test_outputs_get_the_usual_file_mode(tmp_path):
+    import os
+
+    path = write_tiff(tmp_path / "m.tif", np.zeros((2, 2), np.float32))
+    mask = os.umask(0)
+    os.umask(mask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~mask

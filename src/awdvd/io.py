@@ -132,6 +132,12 @@ def read_image(path: str | os.PathLike) -> ImageFile:
     return ImageFile(data=data, path=path, pixel_um=pixel_um)
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, *, overwrite: bool = False):
     """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
@@ -149,6 +155,7 @@ def atomic_path(path: str | os.PathLike, *, overwrite: bool = False):
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give outputs the user's usual mode
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
