@@ -55,7 +55,8 @@ def blur_task(path: Path, out_dir: Path) -> dict:
     image = read_image(path)
     result = blur(image.data, psf)
     write_tiff(outputs_in(path, out_dir)[0], result, pixel_um=image.pixel_um, overwrite=True)
-    return {"pid": os.getpid(), "psf_loads": worker_resource_loads()[PSF_KEY], "total": float(result.sum())}
+    return {"pid": os.getpid(), "psf_loads": worker_resource_loads()[PSF_KEY], "total": float(result.sum()),
+            "omp_threads": os.environ.get("OMP_NUM_THREADS"), "malloc_trim": os.environ.get("MALLOC_TRIM_THRESHOLD_")}
 
 
 def dying_task(path: Path, out_dir: Path) -> dict:
@@ -100,8 +101,10 @@ def serial_and_local(inputs, tmp_path_factory) -> tuple[BatchReport, Path, Batch
     clear_worker_resources()
     serial = run_batch(inputs, functools.partial(blur_task, out_dir=out_serial),
                        outputs_for=functools.partial(outputs_in, out_dir=out_serial), workers=0, progress=False)
+    environ = dict(os.environ)
     local = run_batch(inputs, functools.partial(blur_task, out_dir=out_dask),
                       outputs_for=functools.partial(outputs_in, out_dir=out_dask), workers=2, progress=False)
+    assert dict(os.environ) == environ  # the cluster's settings for its workers do not leak into this process
     return serial, out_serial, local, out_dask
 
 
@@ -145,6 +148,12 @@ def test_model_loaded_once_per_worker(serial_and_local):
     assert all(r.value["pid"] == r.pid and r.worker.startswith("tcp://") for r in done)
     assert all(r.value["psf_loads"] == 1 for r in done)  # reused, never reloaded, on every worker
     assert max(sum(r.pid == pid for r in done) for pid in pids) >= 2  # 5 files, <= 2 workers: some reuse
+
+
+def test_workers_run_one_numeric_thread_and_keep_glibc_malloc_defaults(serial_and_local):
+    done = [r for r in serial_and_local[2].results if r.status == "done"]
+    assert {r.value["omp_threads"] for r in done} == {"1"}
+    assert {r.value["malloc_trim"] for r in done} == {None}
 
 
 def test_scheduler_address_path(inputs, cluster, serial_and_local, tmp_path):
