@@ -99,7 +99,35 @@ def max_rss_mb(who=resource.RUSAGE_SELF) -> float:
 
 
 # --------------------------------------------------------------------------------------------- (a) batch
-def bench_batch(n_files: int, workers_list: list[int], task, scratch: Path) -> dict:
+def _rl_repeats(args) -> float:
+    image, psf, iterations, repeats = args
+    start = time.perf_counter()
+    for _ in range(repeats):
+        standin_rl(image, psf, iterations=iterations)
+    return time.perf_counter() - start
+
+
+def raw_parallel_capacity(image: np.ndarray, iterations: int, repeats: int = 4) -> dict:
+    """The same RLs without Dask: ``repeats`` in one process, then 2 x repeats/2 in two processes at once.
+    On a machine whose cores are busy with other work the ratio stays well below 2, Dask or no Dask."""
+    import multiprocessing
+
+    psf = standin_psf()
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(1) as pool:
+        one = pool.map(_rl_repeats, [(image, psf, iterations, 1)])  # warm-up (imports)
+        start = time.perf_counter()
+        pool.map(_rl_repeats, [(image, psf, iterations, repeats)])
+        one = time.perf_counter() - start
+    with context.Pool(2) as pool:
+        pool.map(_rl_repeats, [(image, psf, iterations, 1)] * 2)
+        start = time.perf_counter()
+        pool.map(_rl_repeats, [(image, psf, iterations, repeats // 2)] * 2)
+        two = time.perf_counter() - start
+    return {"rls": repeats, "one_process_s": one, "two_processes_s": two, "speedup": one / two}
+
+
+def bench_batch(n_files: int, workers_list: list[int], task, scratch: Path, iterations: int) -> dict:
     from awdvd.batch import run_batch
     from awdvd.io import write_tiff
     from awdvd.synth import synthetic_nuclei
@@ -130,11 +158,16 @@ def bench_batch(n_files: int, workers_list: list[int], task, scratch: Path) -> d
         }
         print(f"  batch, {workers} worker(s): {report.seconds:.1f} s wall for {len(done)} files "
               f"({runs[workers]['per_file_task_s_mean']:.2f} s per file on its worker)", flush=True)
+    from awdvd.io import read_image
+
+    result_capacity = raw_parallel_capacity(read_image(files[0]).data, iterations=iterations)
+    print(f"  the same RL in plain processes: 2 processes give {result_capacity['speedup']:.2f}x", flush=True)
     # the outputs of every run must be identical (bitwise): serial-equals-Dask at benchmark scale
     reference = {p.name: p.read_bytes() for p in (scratch / f"out-w{workers_list[0]}").glob("*.tif")}
     identical = all({p.name: p.read_bytes() for p in (scratch / f"out-w{w}").glob("*.tif")} == reference
                     for w in workers_list[1:])
-    result = {"source": source, "image_shape": [520, 696], "runs": runs, "outputs_identical_across_runs": identical}
+    result = {"source": source, "image_shape": [520, 696], "runs": runs, "outputs_identical_across_runs": identical,
+              "same_rl_without_dask": result_capacity}
     if 1 in runs and 2 in runs:
         result["speedup_2_vs_1_workers"] = runs[1]["wall_s"] / runs[2]["wall_s"]
     return result
@@ -241,7 +274,8 @@ def main() -> None:
     try:
         if not args.skip_batch:
             print("(a) batch", flush=True)
-            results["batch"] = bench_batch(args.files, [int(w) for w in args.workers.split(",")], task, scratch)
+            results["batch"] = bench_batch(args.files, [int(w) for w in args.workers.split(",")], task, scratch,
+                                           args.iterations)
         if args.halo_check_px:
             print("(c) halo check", flush=True)
             results["halo"] = bench_halo(args.halo_check_px, args.halo_check_px // 4, [16, 32, 64, 96],

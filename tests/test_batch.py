@@ -31,7 +31,7 @@ from awdvd.batch import (
     worker_resource,
     worker_resource_loads,
 )
-from awdvd.io import open_ome_zarr_output, read_image, write_tiff
+from awdvd.io import open_ome_zarr_output, read_image, write_ome_zarr, write_tiff
 from awdvd.synth import blur
 
 N_GOOD = 5
@@ -322,13 +322,17 @@ def test_tiled_equals_whole_for_any_local_operation(h, w, tile, radius, extra, s
 
 def test_lazy_input_and_zarr_output(field_image, tmp_path):
     import dask.array as da
+    import zarr
 
     fn = functools.partial(blur_fn, psf=gaussian_psf(9, 2.0))
     whole = fn(field_image, (0, 0))
     memmap = np.lib.format.open_memmap(tmp_path / "in.npy", mode="w+", dtype=np.float32, shape=field_image.shape)
     memmap[:] = field_image
     memmap.flush()
-    for source in (np.load(tmp_path / "in.npy", mmap_mode="r"), da.from_array(field_image, chunks=(50, 60))):
+    zarr_input = zarr.open_group(str(write_ome_zarr(tmp_path / "in.ome.zarr", field_image, pixel_um=0.65,
+                                                    chunks=50)), mode="r")["0"]
+    sources = (np.load(tmp_path / "in.npy", mmap_mode="r"), da.from_array(field_image, chunks=(50, 60)), zarr_input)
+    for source in sources:
         with open_ome_zarr_output(tmp_path / "out.ome.zarr", shape=field_image.shape, dtype=np.float32,
                                   pixel_um=0.65, chunks=64, overwrite=True) as out:
             assert tiled_map(source, fn, tile_px=64, halo_px=4, out=out) is out

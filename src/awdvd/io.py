@@ -21,8 +21,12 @@ import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:  # dask is imported only when an image is read lazily
+    import dask.array
 
 __all__ = [
     "ImageFile",
@@ -75,7 +79,7 @@ class ImageFile:
         or the OME-Zarr scale transformation of the x axis).
     """
 
-    data: "np.ndarray | dask.array.Array"  # noqa: F821 (dask is imported only for lazy images)
+    data: np.ndarray | dask.array.Array
     path: Path
     pixel_um: float | None = None
     metadata: dict = field(default_factory=dict)
