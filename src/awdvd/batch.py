@@ -682,10 +682,11 @@ def tiled_map(
     image ends) and the global (y, x) of the block's top-left pixel, so that e.g. a grid of windows can be
     aligned to the whole image (choose ``tile_px`` and ``halo_px`` as multiples of the window stride); it
     returns an array of the block's shape. Only the tile's core is kept. For any operation whose reach is at
-    most ``halo_px`` (a convolution with a PSF of radius <= halo_px, ...) the result equals
-    ``fn(image, (0, 0))`` to floating-point tolerance, image borders included: tiles at the border see the true
-    border, exactly as the whole-image call does. (Iterative operations such as Richardson-Lucy reach further
-    with each iteration; their tiled result converges to the whole-image one as the halo grows.)
+    most ``halo_px`` (a convolution with a PSF of radius <= halo_px, ...) and whose edge rule is local (e.g.
+    symmetric padding) the result equals ``fn(image, (0, 0))`` to floating-point tolerance, image borders
+    included: tiles at the border see the true border, as the whole-image call does. (Iterative operations
+    such as Richardson-Lucy reach further with each iteration; their tiled result only converges to the
+    whole-image one as the halo grows: benchmarks/bench_batch.py measures how fast.)
 
     Why own tiling rather than ``dask.array.map_overlap``: tiles here carry their global origin, need no
     chunk >= halo rule (any tile size, including sizes that do not divide the image), are read from any
