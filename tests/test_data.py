@@ -80,6 +80,17 @@ def test_find_images(tmp_path):
         find_images(tmp_path / "sub")
 
 
+def test_find_images_counts_zarr_folders_as_images(tmp_path):
+    from awdvd.io import write_ome_zarr
+
+    write_ome_zarr(tmp_path / "z.ome.zarr", np.zeros((4, 5), np.uint16), pixel_um=0.65)
+    (tmp_path / "a.tif").write_bytes(b"x")
+    (tmp_path / "notes").mkdir()
+    assert [p.name for p in find_images(tmp_path)] == ["a.tif", "z.ome.zarr"]
+    assert [p.name for p in find_images(tmp_path / "z.ome.zarr")] == ["z.ome.zarr"]
+    assert [p.name for p in find_images(str(tmp_path / "*.zarr"))] == ["z.ome.zarr"]
+
+
 def test_in_focus_index_is_max_std():
     rng = np.random.default_rng(0)
     stack = np.stack([rng.normal(100, s, (20, 20)) for s in (1, 3, 9, 4, 2)])

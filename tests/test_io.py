@@ -2,7 +2,19 @@ import numpy as np
 import pytest
 import tifffile
 
-from awdvd.io import ImageReadError, atomic_path, read_image, write_json, write_png, write_tiff
+from awdvd.io import (
+    ImageReadError,
+    PixelSizeWarning,
+    atomic_path,
+    check_pixel_size,
+    open_ome_zarr_output,
+    read_image,
+    write_json,
+    write_ome_tiff,
+    write_ome_zarr,
+    write_png,
+    write_tiff,
+)
 
 
 @pytest.mark.parametrize("dtype", [np.uint16, np.float32, np.uint8])
@@ -126,3 +138,118 @@ def test_outputs_get_the_usual_file_mode(tmp_path):
     mask = os.umask(0)
     os.umask(mask)
     assert path.stat().st_mode & 0o777 == 0o666 & ~mask
+
+# ------------------------------------------------------------------------------------------- OME-Zarr / OME-TIFF
+@pytest.mark.parametrize("shape,dtype", [((37, 50), np.uint16), ((37, 50), np.float32), ((3, 21, 34), np.uint16)])
+def test_ome_zarr_round_trip(tmp_path, shape, dtype):
+    data = np.random.default_rng(4).uniform(0, 3000, shape).astype(dtype)
+    path = write_ome_zarr(tmp_path / "a.ome.zarr", data, pixel_um=0.65, chunks=16)
+    back = read_image(path)
+    assert isinstance(back.data, np.ndarray) and back.data.dtype == dtype
+    np.testing.assert_array_equal(back.data, data)
+    assert back.pixel_um == pytest.approx(0.65, rel=1e-12)
+    assert back.metadata["ome_version"] == "0.5"
+    lazy = read_image(path, lazy=True).data
+    assert hasattr(lazy, "dask") and lazy.shape == shape
+    np.testing.assert_array_equal(np.asarray(lazy[..., 5:30, 7:40]), data[..., 5:30, 7:40])
+
+
+def test_ome_zarr_float64_stored_as_float32_and_no_pixel_size(tmp_path):
+    data = np.linspace(0, 1, 42).reshape(6, 7)
+    back = read_image(write_ome_zarr(tmp_path / "f.zarr", data, pixel_um=None))
+    assert back.data.dtype == np.float32 and back.pixel_um is None
+    np.testing.assert_allclose(back.data, data, rtol=1e-7)
+
+
+def test_ome_zarr_from_lazy_array_in_chunk_rows(tmp_path):
+    import dask.array as da
+
+    data = np.arange(45 * 61, dtype=np.uint16).reshape(45, 61)
+    write_ome_zarr(tmp_path / "d.ome.zarr", da.from_array(data, chunks=(10, 13)), pixel_um=0.3, chunks=(16, 16))
+    np.testing.assert_array_equal(read_image(tmp_path / "d.ome.zarr").data, data)
+
+
+def test_ome_zarr_0_4_with_channel_axis_and_nanometres(tmp_path):
+    import zarr
+    from ome_zarr.format import FormatV04
+    from ome_zarr.writer import write_image
+
+    data = np.random.default_rng(5).integers(0, 4000, (1, 1, 24, 30)).astype(np.uint16)
+    group = zarr.open_group(str(tmp_path / "v4.zarr"), mode="w", zarr_format=2)
+    write_image(data, group, axes="czyx", scale_factors=(), fmt=FormatV04(), scale={"c": 1.0, "z": 1.0, "y": 325.0, "x": 325.0},
+                axes_units={"z": "nanometer", "y": "nanometer", "x": "nanometer"})
+    assert "multiscales" in group.attrs.asdict()  # 0.4: not nested under "ome"
+    back = read_image(tmp_path / "v4.zarr")
+    np.testing.assert_array_equal(back.data, data[0, 0])
+    assert back.pixel_um == pytest.approx(0.325)
+
+
+def test_ome_zarr_refuses_channels_and_bare_groups(tmp_path):
+    import zarr
+    from ome_zarr.writer import write_image
+
+    group = zarr.open_group(str(tmp_path / "c.zarr"), mode="w")
+    write_image(np.zeros((2, 8, 9), np.uint16), group, axes="cyx", scale_factors=())
+    with pytest.raises(ImageReadError, match="2 channels"):
+        read_image(tmp_path / "c.zarr")
+    zarr.open_group(str(tmp_path / "empty.zarr"), mode="w")
+    with pytest.raises(ImageReadError, match="multiscales"):
+        read_image(tmp_path / "empty.zarr")
+
+
+def test_ome_zarr_output_is_atomic_and_never_overwrites(tmp_path):
+    target = tmp_path / "out.ome.zarr"
+    with pytest.raises(RuntimeError):
+        with open_ome_zarr_output(target, shape=(20, 20), dtype=np.float32, pixel_um=0.65, chunks=8) as out:
+            out[:10] = 1.0
+            raise RuntimeError("crash while writing")
+    assert list(tmp_path.iterdir()) == []
+    write_ome_zarr(target, np.zeros((5, 6), np.uint16), pixel_um=0.65)
+    with pytest.raises(FileExistsError, match="overwrite"):
+        write_ome_zarr(target, np.ones((5, 6), np.uint16), pixel_um=0.65)
+    write_ome_zarr(target, np.ones((5, 6), np.uint16), pixel_um=0.65, overwrite=True)
+    np.testing.assert_array_equal(read_image(target).data, 1)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.ome.zarr"]
+    with pytest.raises(ValueError, match=".zarr"):
+        write_ome_zarr(tmp_path / "out.tif", np.zeros((5, 6)), pixel_um=0.65)
+
+
+@pytest.mark.parametrize("shape", [(21, 34), (3, 21, 34)])
+def test_ome_tiff_round_trip(tmp_path, shape):
+    data = np.random.default_rng(6).integers(0, 65535, shape).astype(np.uint16)
+    back = read_image(write_ome_tiff(tmp_path / "a.ome.tif", data, pixel_um=0.325))
+    np.testing.assert_array_equal(back.data, data)
+    assert back.pixel_um == pytest.approx(0.325, rel=1e-12)
+    with pytest.raises(FileExistsError):
+        write_ome_tiff(tmp_path / "a.ome.tif", data, pixel_um=0.325)
+    with pytest.raises(ValueError, match="ome.tif"):
+        write_ome_tiff(tmp_path / "a.tif", data, pixel_um=0.325)
+
+
+def test_ome_tiff_tiled_from_lazy_and_read_lazily(tmp_path):
+    import dask.array as da
+
+    data = np.random.default_rng(7).uniform(0, 1, (700, 530)).astype(np.float32)  # not a multiple of the tile
+    path = write_ome_tiff(tmp_path / "big.ome.tif", da.from_array(data, chunks=(300, 300)), pixel_um=0.65)
+    with tifffile.TiffFile(path) as tif:
+        assert tif.pages.first.is_tiled
+    lazy = read_image(path, lazy=True)
+    assert hasattr(lazy.data, "dask") and lazy.pixel_um == pytest.approx(0.65)
+    np.testing.assert_array_equal(np.asarray(lazy.data), data)
+    np.testing.assert_array_equal(read_image(path).data, data)
+
+
+def test_check_pixel_size_warns_only_on_disagreement():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert check_pixel_size(0.65, 0.65)
+        assert check_pixel_size(0.67, 0.65)  # 3% off: within the 5% default
+        assert check_pixel_size(None, 0.65)  # nothing recorded: nothing to compare
+    with pytest.warns(PixelSizeWarning, match="0.325 um.*0.65 um"):
+        assert not check_pixel_size(0.325, 0.65)
+    with pytest.warns(PixelSizeWarning):
+        check_pixel_size(0.67, 0.65, tolerance=0.01)
+    with pytest.raises(ValueError, match="positive"):
+        check_pixel_size(0.65, 0.0)
