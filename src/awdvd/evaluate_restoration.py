@@ -68,7 +68,10 @@ def tilted_specimen(in_focus, *, optics=None, noise=None, psf_size: int | None =
     bands = last_level - first_level + 1
     column_levels = first_level + np.minimum(np.arange(width) * bands // width, bands - 1)
     levels = np.broadcast_to(column_levels[None, :], truth.shape).astype(np.int64)
-    expected = depth_variant_blur(truth, levels, forward_bank(optics, size=psf_size))
+    # the camera offset is electronic, not light: only what lies above it is blurred (blurring a constant
+    # offset band by band would draw false edges into the background where the level changes)
+    offset = min(noise.offset_adu, float(truth.min()))
+    expected = depth_variant_blur(truth - offset, levels, forward_bank(optics, size=psf_size)) + offset
     observed = noise.apply(expected, np.random.default_rng(seed))
     return TiltedSpecimen(truth=truth, observed=observed, levels=levels.copy())
 

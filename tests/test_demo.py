@@ -1,0 +1,56 @@
+"""The bundled example end to end, with a randomly initialised model (the pipeline, not the model's skill)."""
+
+import json
+
+import numpy as np
+import pytest
+import tifffile
+
+from awdvd.cli import main
+from awdvd.demo import run_demo
+from awdvd.io import read_image
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory):
+    import torch
+
+    from awdvd import Optics
+    from awdvd.model import DefocusModel, DelpNetConfig, build_delpnet
+
+    torch.manual_seed(0)
+    network = build_delpnet(DelpNetConfig(widths=(4, 8, 8, 8, 8, 8, 8)))
+    path = tmp_path_factory.mktemp("model") / "tiny.pt"
+    DefocusModel(network, optics=Optics(), class_levels=list(range(11)) + [-1], info={"name": "tiny"}).save(path)
+    return path
+
+
+def test_demo_writes_everything(tmp_path, model_file):
+    summary = run_demo(tmp_path, model=model_file, progress=False)
+    for name in ("recorded", "awdvd", "invariant", "truth", "true_levels"):
+        image = read_image(tmp_path / f"{name}.tif")
+        assert image.data.shape == (520, 696) and image.pixel_um == pytest.approx(0.65)
+    assert (tmp_path / "demo.png").stat().st_size > 10_000 and (tmp_path / "defocus_map.png").exists()
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert set(metrics["quality_vs_truth"]) >= {"recorded", "depth_invariant", "awdvd"}
+    assert 0 <= metrics["window_levels"]["foreground_windows"] <= 12 * 16
+    levels = read_image(tmp_path / "true_levels.tif").data
+    assert levels[:, 0].max() == 0 and levels[:, -1].min() == 10  # every level, rising left to right
+    assert summary["outputs"]["figure"].endswith("demo.png")
+    restored = read_image(tmp_path / "awdvd.tif").data
+    assert np.isfinite(restored).all() and restored.min() >= 0
+    with pytest.raises(FileExistsError, match="overwrite"):
+        run_demo(tmp_path, model=model_file, progress=False)
+
+
+def test_demo_on_a_real_image(tmp_path, model_file):
+    path = tmp_path / "real.tif"
+    tifffile.imwrite(path, (np.random.default_rng(0).poisson(200, (100, 130)) + 100).astype(np.uint16))
+    assert main(["demo", "-o", str(tmp_path / "out"), "--model", str(model_file), "--image", str(path)]) == 0
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert "quality_vs_truth" not in metrics and not (tmp_path / "out" / "truth.tif").exists()
+
+
+def test_demo_without_a_model_file_is_one_clear_error(tmp_path, capsys):
+    assert main(["demo", "-o", str(tmp_path), "--model", str(tmp_path / "missing.pt")]) == 1
+    assert "no such model file" in capsys.readouterr().err
