@@ -13,7 +13,7 @@ import warnings
 from .. import __version__
 
 # module names in this package, in the order `awdvd --help` lists them
-_COMMAND_MODULES = ("psf", "simulate", "fetch")
+_COMMAND_MODULES = ("psf", "simulate", "train", "evaluate", "fetch")
 
 EXIT_USAGE = 2
 EXIT_FAILURE = 1
