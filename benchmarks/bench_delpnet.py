@@ -1,0 +1,158 @@
+"""DelpNet speed: inference patches/s (eager vs BatchNorm-folded vs TorchScript, several batch sizes), training
+throughput patches/s, and the size and cost of every architecture beside the paper's parameter counts.
+
+    PYTHONPATH=src python benchmarks/bench_delpnet.py                 # ~2 minutes on 2 cores
+    PYTHONPATH=src python benchmarks/bench_delpnet.py --quick         # fewer repeats
+    PYTHONPATH=src python benchmarks/bench_delpnet.py --all-architectures   # also times the comparison nets
+
+Timings are interleaved (every variant once per round) and the median of the rounds is reported, so a
+neighbour's load hits all variants alike; compare the ratios within one run, not absolute figures across
+machines. Weights are random (speed does not depend on them); BatchNorm statistics are randomised so that
+folding has something to fold.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+
+def _randomise_batchnorm(network, seed=0):
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    for module in network.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.copy_(torch.randn(module.num_features, generator=generator) * 0.1)
+            module.running_var.copy_(torch.rand(module.num_features, generator=generator) + 0.5)
+
+
+def _rate(fn, n_items, rounds):
+    times = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return n_items / statistics.median(times)
+
+
+def bench_inference(args):
+    import numpy as np
+    import torch
+
+    from awdvd.model import DefocusModel, build_delpnet, optimize_for_inference
+    from awdvd.optics import Optics
+
+    torch.manual_seed(0)
+    network = build_delpnet().eval()
+    _randomise_batchnorm(network)
+    n = args.patches
+    x = torch.rand(n, 1, 84, 84)
+    variants = {"eager (training module, eval mode)": network,
+                "eager, BatchNorm folded": optimize_for_inference(network, backend="eager")[0],
+                "TorchScript optimize_for_inference": optimize_for_inference(network, backend="jit")[0]}
+    with torch.inference_mode():
+        reference = network(x[:64])
+        for name, module in variants.items():
+            diff = (module(x[:64]) - reference).abs().max().item()
+            print(f"  {name:40s} max |logit difference| vs eager: {diff:.2e}")
+        print(f"inference, {n} patches of 84 x 84, {torch.get_num_threads()} threads (median of {args.rounds} rounds):")
+        results = {}
+        for bs in args.batch_sizes:
+            for name, module in variants.items():
+                def run(module=module, bs=bs):
+                    for start in range(0, n, bs):
+                        module(x[start : start + bs])
+                run()  # warm-up (TorchScript profiles its first calls)
+                results[(name, bs)] = []
+        for _ in range(args.rounds):
+            for (name, bs) in results:
+                module = variants[name]
+                def run(module=module, bs=bs):
+                    for start in range(0, n, bs):
+                        module(x[start : start + bs])
+                results[(name, bs)].append(_rate(run, n, 1))
+    for (name, bs), rates in results.items():
+        print(f"  {name:40s} batch {bs:4d}: {statistics.median(rates):7.1f} patches/s")
+    # the user-facing call: raw patches in, levels out (normalisation included)
+    model = DefocusModel(network, optics=Optics(), class_levels=list(range(11)) + [-1])
+    raw = np.random.default_rng(0).poisson(200, size=(n, 84, 84)).astype(np.float32)
+    model.predict_patches(raw[:64])
+    rate = _rate(lambda: model.predict_patches(raw), n, args.rounds)
+    print(f"  DefocusModel.predict_patches (backend {model._inference[1]}, batch 32, raw patches): {rate:7.1f} patches/s")
+    eager = DefocusModel(network, optics=Optics(), class_levels=list(range(11)) + [-1], inference_backend=None)
+    rate = _rate(lambda: eager.predict_patches(raw, batch_size=256), n, args.rounds)
+    print(f"  same, unoptimised (training module, batch 256, the previous default): {rate:7.1f} patches/s")
+
+
+def bench_training(args):
+    import torch
+
+    from awdvd.model import build_delpnet
+
+    print(f"training step (forward + backward + Adam), DelpNet, batch {args.train_batch}:")
+    for channels_last in (False, True):
+        torch.manual_seed(0)
+        network = build_delpnet().train()
+        x = torch.rand(args.train_batch, 1, 84, 84)
+        y = torch.randint(0, 12, (args.train_batch,))
+        if channels_last:
+            network = network.to(memory_format=torch.channels_last)
+            x = x.contiguous(memory_format=torch.channels_last)
+        optimizer = torch.optim.Adam(network.parameters(), lr=1e-4)
+
+        def step():
+            optimizer.zero_grad(set_to_none=True)
+            torch.nn.functional.cross_entropy(network(x), y).backward()
+            optimizer.step()
+
+        step()
+        rate = _rate(step, args.train_batch, max(2, args.rounds // 2))
+        print(f"  {'channels_last' if channels_last else 'contiguous':14s}: {rate:7.1f} patches/s")
+
+
+def bench_architectures(args):
+    import torch
+
+    from awdvd.model import ARCHITECTURES, PAPER_PARAMETERS, build_network, network_cost, optimize_for_inference
+
+    print("architectures (84 x 84 x 1 input, 12 classes):")
+    print(f"  {'network':14s} {'params':>8s} {'paper':>7s} {'MMAC/patch':>11s}" + ("  patches/s (folded, batch 32)" if args.all_architectures else ""))
+    for name in ARCHITECTURES:
+        with torch.device("meta"):
+            meta = build_network(name)
+        cost = network_cost(meta)
+        line = (f"  {name:14s} {cost['parameters'] / 1e6:7.2f}M {PAPER_PARAMETERS[name] / 1e6:6.1f}M "
+                f"{cost['macs'] / 1e6:11.1f}")
+        if args.all_architectures:
+            torch.manual_seed(0)
+            module = optimize_for_inference(build_network(name).eval(), backend="eager")[0]
+            x = torch.rand(32, 1, 84, 84)
+            with torch.inference_mode():
+                module(x)
+                line += f"  {_rate(lambda: module(x), 32, 3):7.1f}"
+        print(line)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2: the target machine)")
+    parser.add_argument("--quick", action="store_true", help="fewer rounds and patches")
+    parser.add_argument("--all-architectures", action="store_true", help="also time every comparison network")
+    args = parser.parse_args()
+    import torch
+
+    torch.set_num_threads(args.threads)
+    args.rounds = 3 if args.quick else 5
+    args.patches = 256 if args.quick else 512
+    args.batch_sizes = (32, 128) if args.quick else (16, 32, 64, 128, 256)
+    args.train_batch = 128
+    print(f"torch {torch.__version__}, {args.threads} threads")
+    bench_architectures(args)
+    bench_inference(args)
+    bench_training(args)
+
+
+if __name__ == "__main__":
+    main()
