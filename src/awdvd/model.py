@@ -184,14 +184,13 @@ def network_cost(network, *, input_px: int = 84) -> dict:
 
     Returns {"parameters": trainable parameters, "macs": multiply-accumulates of the convolutions and dense
     layers, "flops": 2 * macs}. BatchNorm, activations and pooling (a few % of the total) are not counted.
-    The network is run once on a "meta" copy, so nothing is computed and big networks cost no memory.
+    A network built on the "meta" device (``with torch.device("meta"): ...``) costs no memory and no compute
+    (but the first meta run in a process imports torch's meta kernels, about a second); otherwise one patch
+    of zeros is run in eval mode (the training flag is restored).
     """
-    import copy
-
     import torch
     from torch import nn
 
-    meta = copy.deepcopy(network).to("meta").eval()
     macs = [0]
 
     def hook(module, inputs, output):
@@ -201,11 +200,16 @@ def network_cost(network, *, input_px: int = 84) -> dict:
         elif isinstance(module, nn.Linear):
             macs[0] += output.numel() * module.in_features
 
-    handles = [m.register_forward_hook(hook) for m in meta.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    parameter = next(network.parameters())
+    handles = [m.register_forward_hook(hook) for m in network.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    was_training = network.training
     try:
+        network.eval()
         with torch.no_grad():
-            meta(torch.zeros((1, network.config.in_channels, input_px, input_px), device="meta"))
+            network(torch.zeros((1, network.config.in_channels, input_px, input_px), device=parameter.device,
+                                dtype=parameter.dtype))
     finally:
+        network.train(was_training)
         for handle in handles:
             handle.remove()
     return {"parameters": count_parameters(network), "macs": int(macs[0]), "flops": int(2 * macs[0])}

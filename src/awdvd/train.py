@@ -618,15 +618,17 @@ def output_paths(model_path: str | Path) -> dict[str, Path]:
             "curves_png": Path(f"{stem}.curves.png"), "sidecar": Path(f"{stem}.json")}
 
 
-def describe_variant(name: str) -> str:
-    """One line: the variant, its parameter count beside the paper's, and its MACs per 84 x 84 patch."""
+def describe_variant(name: str, *, device: str = "meta") -> str:
+    """One line: the variant, its parameter count beside the paper's, and its MACs per 84 x 84 patch.
+    ``device`` "meta" costs no memory (the first call in a process imports torch's meta kernels, about a
+    second); "cpu" builds the network for real."""
     import torch
 
     from .model import network_cost
 
     variant = get_variant(name)
     args = {**variant.args, "n_classes": 12 if variant.background_class else 11}
-    with torch.device("meta"):
+    with torch.device(device):
         network = build_network(variant.architecture, network_config(variant.architecture, args))
     cost = network_cost(network)
     return (f"{name:18s} {variant.architecture:13s} {cost['parameters'] / 1e6:6.2f} M params "

@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
         "n_patches": metadata.get("n_patches"),
         "counts": metadata.get("counts"),
     }
-    print(describe_variant(args.variant), file=sys.stderr)
+    print(describe_variant(args.variant, device="cpu"), file=sys.stderr)
     print(f"recipe {recipe.name}: {recipe.to_dict()}", file=sys.stderr)
     print(f"data: {len(train)} train / {len(val)} val / {len(test)} test patches from {args.dataset}", file=sys.stderr)
     try:
