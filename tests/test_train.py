@@ -259,6 +259,7 @@ def test_cli_train_and_evaluate_end_to_end(tiny_dataset_dir, tmp_path, capsys):
     assert main(["evaluate", str(model_path), str(second), str(tiny_dataset_dir), "-o", str(both)]) == 0
     rows = (both / "comparison.csv").read_text().splitlines()
     assert len(rows) == 3 and (both / "m" / "summary.json").is_file() and (both / "cmc.png").is_file()
+    assert (both / "curves.png").is_file()  # the training curves of both, overlaid (Fig. 4)
     assert main(["evaluate", str(model_path), str(tiny_dataset_dir), "-o", str(out)]) == 1  # exists
     capsys.readouterr()
 

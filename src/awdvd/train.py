@@ -269,7 +269,11 @@ def check_compatible(model: DefocusModel, patches: PatchSet, metadata: dict | No
         raise ValueError(f"the model reads {model.patch_px} x {model.patch_px} patches; the dataset has "
                          f"{patches.raw.shape[1:]} patches")
     if metadata is not None and "optics" in metadata:
-        data_optics = Optics.from_dict(metadata["optics"])
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # an undersampling warning was given when the dataset was made
+            data_optics = Optics.from_dict(metadata["optics"])
         if data_optics.n_levels != model.optics.n_levels:
             raise ValueError(f"the model distinguishes {model.optics.n_levels} defocus levels, the dataset "
                              f"{data_optics.n_levels}; they do not match")

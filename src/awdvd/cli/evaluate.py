@@ -14,8 +14,8 @@ def register(subparsers) -> None:
         "summary.json (accuracy, macro and per-class precision/recall/F1, mean |level error|, accuracy within "
         "+/-1 level, top-k), confusion.csv/.png (paper Fig. 3), cmc.csv/.png (top-k cumulative match curve, Fig. "
         "5/6) and per_class.csv. With several models, each gets a subfolder named after its file, and DIR gets "
-        "comparison.csv and one cmc.png over all models (Tables 1/2, Fig. 5/6). Ordinal measures ignore bg "
-        "(see awdvd.metrics).",
+        "comparison.csv and one cmc.png over all models (Tables 1/2, Fig. 5/6), and curves.png with their "
+        "training curves (Fig. 4: validation loss against epoch). Ordinal measures ignore bg (see awdvd.metrics).",
     )
     parser.add_argument("models", nargs="+", type=Path, metavar="MODEL", help="model file(s) from awdvd train")
     parser.add_argument("dataset", type=Path, metavar="DATASET", help="dataset folder (awdvd simulate)")
@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     folders = [args.output] if len(args.models) == 1 else [args.output / n for n in names]
     planned = [f / name for f in folders for name in _FILES]
     if len(args.models) > 1:
-        planned += [args.output / "comparison.csv", args.output / "cmc.png"]
+        planned += [args.output / "comparison.csv", args.output / "cmc.png", args.output / "curves.png"]
     existing = [p for p in planned if p.exists()]
     if existing and not args.overwrite:
         raise FileExistsError(f"{existing[0]} exists; choose another -o DIR or pass --overwrite")
@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     from ..data import read_dataset
     from ..io import write_csv, write_json
     from ..model import load_model
-    from ..plots import cmc_figure, confusion_figure
+    from ..plots import cmc_figure, confusion_figure, training_curves
     from ..train import evaluate_model
 
     models = [load_model(path) for path in args.models]  # all files checked before any work
@@ -80,5 +80,9 @@ def run(args: argparse.Namespace) -> int:
                                                    "macro_recall", "macro_f1", "mean_abs_level_error", "within_one_level"],
                   rows, overwrite=args.overwrite)
         cmc_figure(curves, args.output / "cmc.png", title=f"cumulative match curves ({args.split})", overwrite=args.overwrite)
+        histories = {name: model.info.get("training", {}).get("history") for name, model in zip(names, models)}
+        histories = {name: history for name, history in histories.items() if history}
+        if histories:
+            training_curves(histories, args.output / "curves.png", overwrite=args.overwrite)
     print(f"wrote {args.output}")
     return 0
