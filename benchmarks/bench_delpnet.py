@@ -9,6 +9,14 @@ Timings are interleaved (every variant once per round); the median and the best 
 neighbour's load hits all variants alike (on a shared machine the best round is the closer estimate of an idle
 one); compare the ratios within one run, not absolute figures across machines. Weights are random (speed does not depend on them); BatchNorm statistics are randomised so that
 folding has something to fold.
+
+Figures measured on the 2-core development machine (AMD EPYC, AVX2, torch 2.13.0+cpu, shared with other jobs:
+load average 2-3 during the runs), `PYTHONPATH=src python benchmarks/bench_delpnet.py [--quick]`, three runs:
+    DefocusModel.predict_patches, default (folded + TorchScript, batch 32)   192, 194, 209 patches/s (median)
+    the previous default (training module, eager, batch 256)                 97,  98,  90 patches/s
+    option DelpNetConfig(pool_after=4)                                       407, 100 (contended), 494 patches/s
+    training step, batch 128, contiguous / channels_last                     37 / 41 patches/s (interleaved run;
+                                                                             not a consistent gain, not used)
 """
 
 from __future__ import annotations
@@ -84,29 +92,31 @@ def bench_inference(args):
                 results[(name, bs)].append(_rate(run, n, 1))
     for (name, bs), rates in results.items():
         print(f"  {name:40s} batch {bs:4d}: {statistics.median(rates):7.1f} patches/s (best {max(rates):7.1f})")
-    # the user-facing call: raw patches in, levels out (normalisation included)
-    model = DefocusModel(network, optics=Optics(), class_levels=list(range(11)) + [-1])
-    raw = np.random.default_rng(0).poisson(200, size=(n, 84, 84)).astype(np.float32)
-    eager = DefocusModel(network, optics=Optics(), class_levels=list(range(11)) + [-1], inference_backend=None)
-    model.predict_patches(raw[:64])
-    eager.predict_patches(raw[:64])
-    fast_rates, slow_rates = [], []
-    for _ in range(args.rounds):  # interleaved
-        fast_rates.append(_rate(lambda: model.predict_patches(raw), n, 1))
-        slow_rates.append(_rate(lambda: eager.predict_patches(raw, batch_size=256), n, 1))
-    print(f"  DefocusModel.predict_patches (backend {model._inference[1]}, batch 32, raw patches): "
-          f"{statistics.median(fast_rates):7.1f} patches/s (best {max(fast_rates):7.1f})")
-    print(f"  same, unoptimised (training module, batch 256, the previous default):    "
-          f"{statistics.median(slow_rates):7.1f} patches/s (best {max(slow_rates):7.1f})")
-    # an option, not the default: a fourth 2 x 2 pooling (same parameters, a quarter of the work in blocks 5-7)
+    # the user-facing call: raw patches in, levels out (normalisation included), interleaved with the previous
+    # default (the training module, batch 256) and an option that is not the default: a fourth 2 x 2 pooling
+    # (same parameters, a quarter of the work in blocks 5-7, but trunk stride 16 for dense maps)
     from awdvd.model import DelpNetConfig
 
-    pooled = build_delpnet(DelpNetConfig(pool_after=4)).eval()
-    option = DefocusModel(pooled, optics=Optics(), class_levels=list(range(11)) + [-1])
-    option.predict_patches(raw[:64])
-    rates = [_rate(lambda: option.predict_patches(raw), n, 1) for _ in range(args.rounds)]
-    print(f"  option DelpNetConfig(pool_after=4) (trunk stride 16), predict_patches:  "
-          f"{statistics.median(rates):7.1f} patches/s (best {max(rates):7.1f})")
+    classes = list(range(11)) + [-1]
+    raw = np.random.default_rng(0).poisson(200, size=(n, 84, 84)).astype(np.float32)
+    callers = {
+        "DefocusModel.predict_patches (default: folded + TorchScript, batch 32)":
+            DefocusModel(network, optics=Optics(), class_levels=classes).predict_patches,
+        "same, unoptimised (training module, batch 256: the previous default)":
+            lambda x, m=DefocusModel(network, optics=Optics(), class_levels=classes, inference_backend=None):
+                m.predict_patches(x, batch_size=256),
+        "option DelpNetConfig(pool_after=4), predict_patches":
+            DefocusModel(build_delpnet(DelpNetConfig(pool_after=4)).eval(), optics=Optics(),
+                         class_levels=classes).predict_patches,
+    }
+    rates = {name: [] for name in callers}
+    for call in callers.values():
+        call(raw[:64])
+    for _ in range(args.rounds):
+        for name, call in callers.items():
+            rates[name] += _rates(lambda: call(raw), n, 1)
+    for name, values in rates.items():
+        print(f"  {name:72s} {_show(values)}")
 
 
 def bench_training(args):
@@ -114,7 +124,8 @@ def bench_training(args):
 
     from awdvd.model import build_delpnet
 
-    print(f"training step (forward + backward + Adam), DelpNet, batch {args.train_batch}:")
+    print(f"training step (forward + backward + Adam), DelpNet, batch {args.train_batch} (interleaved):")
+    steps = {}
     for channels_last in (False, True):
         torch.manual_seed(0)
         network = build_delpnet().train()
@@ -125,14 +136,19 @@ def bench_training(args):
             x = x.contiguous(memory_format=torch.channels_last)
         optimizer = torch.optim.Adam(network.parameters(), lr=1e-4)
 
-        def step():
+        def step(network=network, x=x, y=y, optimizer=optimizer):
             optimizer.zero_grad(set_to_none=True)
             torch.nn.functional.cross_entropy(network(x), y).backward()
             optimizer.step()
 
         step()
-        print(f"  {'channels_last' if channels_last else 'contiguous':14s}: "
-              f"{_show(_rates(step, args.train_batch, max(2, args.rounds // 2)))}")
+        steps["channels_last" if channels_last else "contiguous (what train_model does)"] = step
+    rates = {name: [] for name in steps}
+    for _ in range(max(2, args.rounds)):
+        for name, step in steps.items():
+            rates[name] += _rates(step, args.train_batch, 1)
+    for name, values in rates.items():
+        print(f"  {name:36s}: {_show(values)}")
 
 
 def bench_architectures(args):
