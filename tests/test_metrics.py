@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -67,6 +68,9 @@ def test_summary_by_hand():
     assert summary["macro"]["f1"] == pytest.approx((0.5 + 2 / 3 + 1 + 2 / 3) / 4, abs=1e-12)
     assert summary["class_names"] == ["0", "1", "2", "bg"]
     assert summary["n"] == 6 and "cmc" not in summary
+    only_bg = classification_summary([-1, -1], [-1, -1], labels=LABELS, scores=np.eye(4)[[3, 3]])
+    assert only_bg["mean_abs_level_error"] is None and only_bg["within_one_level"] is None
+    json.dumps(only_bg, allow_nan=False)  # strict JSON
 
 
 def test_cumulative_match_curve_by_hand():

@@ -209,7 +209,8 @@ def classification_summary(y_true, y_pred, *, labels: Sequence[int], scores=None
     -------
     {"n", "accuracy", "macro": {"precision", "recall", "f1"}, "per_class": {name: {"precision", "recall",
     "f1", "support"}}, "confusion": K x K nested list, "labels", "class_names", "cmc": K floats (if scores),
-    and the :func:`level_errors` entries}.
+    and the :func:`level_errors` entries}; figures that are undefined (NaN, e.g. no level patches) are None,
+    so that ``json.dumps(summary, allow_nan=False)`` works.
     """
     y_true, y_pred = _pair(y_true, y_pred)
     labels = _class_list(labels, y_true, y_pred)
@@ -235,4 +236,15 @@ def classification_summary(y_true, y_pred, *, labels: Sequence[int], scores=None
     summary.update(level_errors(y_true, y_pred))
     if scores is not None:
         summary["cmc"] = [float(v) for v in cumulative_match_curve(y_true, scores, labels=labels)]
-    return summary
+    return _nan_to_none(summary)
+
+
+def _nan_to_none(value):
+    """Undefined figures (NaN) as None, so that the summary is strict JSON."""
+    if isinstance(value, dict):
+        return {k: _nan_to_none(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_nan_to_none(v) for v in value]
+    if isinstance(value, float) and value != value:
+        return None
+    return value

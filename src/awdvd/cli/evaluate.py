@@ -25,6 +25,10 @@ def register(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
+def _number(value, digits: int) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
 _FILES = ("summary.json", "confusion.csv", "confusion.png", "cmc.csv", "cmc.png", "per_class.csv")
 
 
@@ -73,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
                      summary["within_one_level"]])
         print(f"{name}: accuracy {summary['accuracy']:.4f}, macro precision {summary['macro']['precision']:.4f} "
               f"recall {summary['macro']['recall']:.4f} F1 {summary['macro']['f1']:.4f}, mean |level error| "
-              f"{summary['mean_abs_level_error']:.3f}, within +/-1 level {summary['within_one_level']:.4f} "
+              f"{_number(summary['mean_abs_level_error'], 3)}, within +/-1 level {_number(summary['within_one_level'], 4)} "
               f"({summary['n']} {args.split} patches)")
     if len(args.models) > 1:
         write_csv(args.output / "comparison.csv", ["model", "architecture", "n", "accuracy", "macro_precision",
