@@ -37,6 +37,7 @@ __all__ = [
     "open_ome_zarr_output",
     "write_png",
     "write_json",
+    "write_csv",
     "atomic_path",
     "check_pixel_size",
     "is_image_folder",
@@ -616,4 +617,18 @@ def write_json(path: str | os.PathLike, payload: dict, *, overwrite: bool = Fals
     text = json.dumps(payload, indent=2, sort_keys=True)
     with atomic_path(path, overwrite=overwrite) as tmp:
         Path(tmp).write_text(text + "\n")
+    return Path(path)
+
+
+def write_csv(path: str | os.PathLike, header: list[str], rows, *, overwrite: bool = False) -> Path:
+    """Write a table as comma-separated text (one header line, then one line per row), atomically.
+    Floats are written with full precision (``repr``); NaN as "nan"."""
+    import csv
+
+    with atomic_path(path, overwrite=overwrite) as tmp:
+        with open(tmp, "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(header)
+            for row in rows:
+                writer.writerow([repr(float(v)) if isinstance(v, (float, np.floating)) else v for v in row])
     return Path(path)

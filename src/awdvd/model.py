@@ -2,7 +2,25 @@
 
 The network sees 84 x 84 patches min-max normalised to [0, 1] and outputs one score per class: the defocus
 levels 0 .. n_levels - 1 and, optionally, "bg". :class:`DefocusModel` wraps a trained network with what is
-needed to use it (optics, class-to-level map, normalisation) and takes raw-intensity patches.
+needed to use it (optics, class-to-level map, normalisation) and takes raw-intensity patches. Any
+architecture of :data:`ARCHITECTURES` (DelpNet and the paper's comparison networks, :mod:`awdvd.networks`)
+can be wrapped, saved, loaded and evaluated; the dense defocus maps of :mod:`awdvd.predict` need DelpNet's
+``features`` / ``classify``.
+
+Model file (``torch.save`` of a dict of tensors and plain Python types; ``torch.load(weights_only=True)``
+reads it), format version 2:
+
+    format "awdvd-model", format_version 2, awdvd_version
+    architecture        "delpnet" | "vgg16" | "inception_v3" | "resnet18" | "mobilenet_v2"
+    architecture_args   the network's config (DelpNetConfig / ComparisonNetConfig as a dict)
+    state_dict          the trained network's weights (BatchNorm unfolded: the training module's own)
+    n_parameters        trainable parameters
+    optics              Optics.to_dict(); level_depths_um: depth of each level (um)
+    class_levels        level of each output (-1 = "bg"); class_names: "0", ..., "10", "bg"
+    normalization       "minmax-per-patch"; patch_px: 84
+    info                recipe, variant, seed, training summary, data provenance, test metrics (JSON-like)
+
+Version 1 files (written before training existed: "config" instead of "architecture_args") still load.
 """
 
 from __future__ import annotations
@@ -21,11 +39,19 @@ if TYPE_CHECKING:  # torch is imported lazily: `import awdvd` stays light
     import torch
 
 __all__ = ["DelpNetConfig", "build_delpnet", "DefocusModel", "load_model", "MODEL_FORMAT_VERSION", "ModelFileError",
-           "bundled_model_path", "count_parameters"]
+           "bundled_model_path", "count_parameters", "ARCHITECTURES", "PAPER_PARAMETERS", "build_network",
+           "network_config", "network_cost", "fold_batchnorm", "optimize_for_inference"]
 
 MODEL_FORMAT = "awdvd-model"
-MODEL_FORMAT_VERSION = 1
+MODEL_FORMAT_VERSION = 2
+_READABLE_VERSIONS = (1, 2)
 BACKGROUND = -1
+
+#: Architectures a model file may hold (DelpNet and the comparison networks of the paper's Table 2).
+ARCHITECTURES = ("delpnet", "vgg16", "inception_v3", "resnet18", "mobilenet_v2")
+
+#: Parameter counts the paper reports (Table 2; Keras counts, BatchNorm moving statistics included).
+PAPER_PARAMETERS = {"delpnet": 2.3e6, "vgg16": 39.9e6, "inception_v3": 21.8e6, "resnet18": 12.6e6, "mobilenet_v2": 2.3e6}
 
 
 class ModelFileError(ValueError):
@@ -113,9 +139,149 @@ def build_delpnet(config: DelpNetConfig | None = None) -> torch.nn.Module:
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return self.classify(torch.amax(self.features(x), dim=(2, 3)))
 
-    return DelpNet(config)
+    network = DelpNet(config)
+    network.architecture = "delpnet"
+    return network
 
 
+def network_config(architecture: str, args: dict | None = None):
+    """The config object of ``architecture`` built from ``args`` (a dict of its fields; missing = defaults)."""
+    from .networks import COMPARISON_ARCHITECTURES, ComparisonNetConfig
+
+    args = {} if args is None else dict(args)
+    if architecture == "delpnet":
+        known = {f.name for f in dataclasses.fields(DelpNetConfig)}
+        unknown = sorted(set(args) - known)
+        if unknown:
+            raise ValueError(f"unknown DelpNet argument(s) {unknown}; known: {sorted(known)}")
+        return DelpNetConfig.from_dict(args)
+    if architecture in COMPARISON_ARCHITECTURES:
+        return ComparisonNetConfig.from_dict(args)
+    raise ValueError(f"unknown architecture {architecture!r}; choose one of {', '.join(ARCHITECTURES)}")
+
+
+def build_network(architecture: str, config=None) -> torch.nn.Module:
+    """A fresh network of ``architecture`` (one of :data:`ARCHITECTURES`); ``config`` is its config object
+    or a dict of its fields (None: the published network with 12 outputs)."""
+    from .networks import build_comparison_network
+
+    if config is None or isinstance(config, dict):
+        config = network_config(architecture, config)
+    if architecture == "delpnet":
+        if not isinstance(config, DelpNetConfig):
+            raise TypeError(f"DelpNet needs a DelpNetConfig, got {type(config).__name__}")
+        return build_delpnet(config)
+    return build_comparison_network(architecture, config)
+
+
+def count_parameters(module) -> int:
+    """Number of trainable parameters of a torch module (BatchNorm running statistics not included)."""
+    return int(sum(p.numel() for p in module.parameters() if p.requires_grad))
+
+
+def network_cost(network, *, input_px: int = 84) -> dict:
+    """Size and arithmetic cost of one forward pass on one (in_channels, input_px, input_px) patch.
+
+    Returns {"parameters": trainable parameters, "macs": multiply-accumulates of the convolutions and dense
+    layers, "flops": 2 * macs}. BatchNorm, activations and pooling (a few % of the total) are not counted.
+    A network built on the "meta" device (``with torch.device("meta"): ...``) costs no memory and no compute
+    (but the first meta run in a process imports torch's meta kernels, about a second); otherwise one patch
+    of zeros is run in eval mode (the training flag is restored).
+    """
+    import torch
+    from torch import nn
+
+    macs = [0]
+
+    def hook(module, inputs, output):
+        if isinstance(module, nn.Conv2d):
+            kh, kw = module.kernel_size
+            macs[0] += output.numel() * (module.in_channels // module.groups) * kh * kw
+        elif isinstance(module, nn.Linear):
+            macs[0] += output.numel() * module.in_features
+
+    parameter = next(network.parameters())
+    handles = [m.register_forward_hook(hook) for m in network.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    was_training = network.training
+    try:
+        network.eval()
+        with torch.no_grad():
+            network(torch.zeros((1, network.config.in_channels, input_px, input_px), device=parameter.device,
+                                dtype=parameter.dtype))
+    finally:
+        network.train(was_training)
+        for handle in handles:
+            handle.remove()
+    return {"parameters": count_parameters(network), "macs": int(macs[0]), "flops": int(2 * macs[0])}
+
+
+# --------------------------------------------------------------------------------------------- inference
+def fold_batchnorm(network) -> torch.nn.Module:
+    """An inference copy of ``network``: every BatchNorm2d that directly follows a Conv2d in a Sequential is
+    folded into the convolution (w' = w g / sqrt(v + eps), b' = (b - m) g / sqrt(v + eps) + beta) and
+    replaced by Identity; Dropout becomes Identity. Module names and methods (``features``, ``classify``) are
+    kept, so the copy is a drop-in replacement in eval mode. The input network is not changed."""
+    import copy
+
+    from torch import nn
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    folded = copy.deepcopy(network).eval()
+    for module in folded.modules():
+        if not isinstance(module, nn.Sequential):
+            continue
+        names = list(module._modules)
+        for first, second in zip(names, names[1:]):
+            conv, bn = module._modules[first], module._modules[second]
+            if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d) and bn.track_running_stats:
+                module._modules[first] = fuse_conv_bn_eval(conv, bn)
+                module._modules[second] = nn.Identity()
+        for name in names:
+            if isinstance(module._modules[name], nn.Dropout):
+                module._modules[name] = nn.Identity()
+    for parameter in folded.parameters():
+        parameter.requires_grad_(False)
+    return folded
+
+
+def optimize_for_inference(network, *, backend: str = "auto"):
+    """A fast, eval-only copy of ``network`` for (N, C, H, W) -> logits; results equal the eval-mode network
+    up to float rounding (about 1e-5 relative).
+
+    backend : "eager" (BatchNorm folded, Dropout removed: :func:`fold_batchnorm`), "jit" (the folded network
+        scripted, frozen and passed through ``torch.jit.optimize_for_inference``, which keeps the oneDNN
+        blocked layout from layer to layer: about twice as fast on CPU, see benchmarks/bench_delpnet.py), or
+        "auto" ("jit" on CPU, falling back to "eager" if scripting fails; "eager" on other devices).
+    Returns the module and the backend used.
+    """
+    import warnings
+
+    import torch
+
+    if backend not in ("auto", "eager", "jit"):
+        raise ValueError(f"backend must be 'auto', 'eager' or 'jit', got {backend!r}")
+    folded = fold_batchnorm(network)
+    device = next(folded.parameters()).device
+    if backend == "eager" or (backend == "auto" and device.type != "cpu"):
+        return folded, "eager"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch.jit's deprecation notices are not the user's business
+            scripted = torch.jit.optimize_for_inference(torch.jit.script(folded))
+    except Exception:
+        if backend == "jit":
+            raise
+        return folded, "eager"
+    return scripted, "jit"
+
+
+def _state_version(network) -> tuple:
+    """Changes whenever a parameter or buffer is modified in place (load_state_dict, optimiser steps) or
+    moved: the cache key of the inference copy."""
+    return tuple((t.data_ptr(), t._version, str(t.device)) for t in network.state_dict(keep_vars=True).values())
+
+
+# --------------------------------------------------------------------------------------------- the model
 def bundled_model_path() -> Path:
     """Where the default model ships inside the package."""
     return Path(__file__).parent / "models" / "delpnet_default.pt"
@@ -126,24 +292,39 @@ class DefocusModel:
 
     Attributes
     ----------
-    network : the torch module (in eval mode).
+    network : the torch module as trained (in eval mode); its ``state_dict`` is what the model file holds.
+    architecture : one of :data:`ARCHITECTURES`.
     optics : the optics its training data were synthesised with.
     class_levels : (n_classes,) int array, the level of each output class, -1 for "bg".
     patch_px : side of the square patches it reads (84).
     info : everything else the model file records (recipe, data provenance, metrics, ...).
+    inference_backend : "auto", "jit" or "eager" (see :func:`optimize_for_inference`) for the predict
+        methods, which run a BatchNorm-folded copy of ``network`` made on first use (and remade if the
+        weights change); None runs ``network`` itself.
     """
 
-    def __init__(self, network, *, optics: Optics, class_levels, patch_px: int = 84, info: dict | None = None):
+    def __init__(self, network, *, optics: Optics, class_levels, patch_px: int = 84, info: dict | None = None,
+                 inference_backend: str | None = "auto"):
         self.network = network.eval()
+        self.architecture = str(getattr(network, "architecture", "delpnet"))
         self.optics = optics
         self.class_levels = np.asarray(class_levels, dtype=np.int64)
         self.patch_px = int(patch_px)
         self.info = dict(info or {})
-        if len(self.class_levels) != network.config.n_classes:
+        if inference_backend not in (None, "auto", "eager", "jit"):
+            raise ValueError(f"inference_backend must be None, 'auto', 'eager' or 'jit', got {inference_backend!r}")
+        self.inference_backend = inference_backend
+        self._inference = None  # (state version, backend, module)
+        if self.class_levels.ndim != 1 or len(self.class_levels) != network.config.n_classes:
             raise ValueError(f"{len(self.class_levels)} class levels for a network with {network.config.n_classes} outputs")
+        levels = self.class_levels[self.class_levels != BACKGROUND]
+        if np.any(levels < 0) or np.any(levels >= optics.n_levels) or len(np.unique(self.class_levels)) != len(self.class_levels):
+            raise ValueError(f"class levels {self.class_levels.tolist()} must be distinct levels in 0..{optics.n_levels - 1} "
+                             "or -1 (bg)")
 
     @property
-    def config(self) -> DelpNetConfig:
+    def config(self):
+        """The network's config (a :class:`DelpNetConfig` for DelpNet)."""
         return self.network.config
 
     @property
@@ -160,28 +341,53 @@ class DefocusModel:
 
     def to(self, device) -> DefocusModel:
         self.network.to(device)
+        self._inference = None
         return self
 
-    def predict_proba_normalized(self, x: np.ndarray, *, batch_size: int = 256) -> np.ndarray:
-        """Class probabilities (N, n_classes) float32 for already-normalised patches x (N, p, p)."""
+    def inference_network(self):
+        """The module the predict methods run: a BatchNorm-folded (and on CPU, TorchScript-optimised) copy of
+        ``network``, made once and remade if the weights change; ``network`` itself if ``inference_backend``
+        is None."""
+        if self.inference_backend is None:
+            return self.network.eval()
+        version = _state_version(self.network)
+        if self._inference is None or self._inference[0] != version:
+            module, backend = optimize_for_inference(self.network, backend=self.inference_backend)
+            self._inference = (version, backend, module)
+        return self._inference[2]
+
+    def predict_logits_normalized(self, x: np.ndarray, *, batch_size: int = 32) -> np.ndarray:
+        """Logits (N, n_classes) float32 for already-normalised patches x (N, p, p) (see
+        :func:`awdvd.synth.normalize_patches`). ``batch_size`` 32 is the fastest on a 2-core CPU."""
         import torch
 
         x = np.asarray(x, dtype=np.float32)
+        if x.ndim != 3:
+            raise ValueError(f"normalised patches must be (N, p, p), got shape {x.shape}")
         out = np.empty((len(x), len(self.class_levels)), dtype=np.float32)
-        self.network.eval()
+        network = self.inference_network()
+        device = self.device
         with torch.inference_mode():
             for start in range(0, len(x), batch_size):
-                batch = torch.from_numpy(x[start : start + batch_size, None]).to(self.device)
-                out[start : start + batch_size] = torch.softmax(self.network(batch), dim=1).float().cpu().numpy()
+                batch = torch.from_numpy(x[start : start + batch_size, None]).to(device)
+                out[start : start + batch_size] = network(batch).float().cpu().numpy()
         return out
 
-    def predict_patches(self, patches, *, return_proba: bool = False, batch_size: int = 256):
+    def predict_proba_normalized(self, x: np.ndarray, *, batch_size: int = 32) -> np.ndarray:
+        """Class probabilities (N, n_classes) float32 for already-normalised patches x (N, p, p)."""
+        logits = self.predict_logits_normalized(x, batch_size=batch_size)
+        logits -= logits.max(axis=1, keepdims=True)
+        proba = np.exp(logits)
+        return proba / proba.sum(axis=1, keepdims=True)
+
+    def predict_patches(self, patches, *, return_proba: bool = False, batch_size: int = 32):
         """Defocus level of each raw-intensity patch.
 
         Parameters
         ----------
         patches : (N, p, p) or (p, p) array of raw intensities (any real dtype), p = ``patch_px``.
         return_proba : also return the class probabilities (N, n_classes), columns in ``class_levels`` order.
+        batch_size : patches per forward pass.
 
         Returns
         -------
@@ -204,20 +410,31 @@ class DefocusModel:
 
     # ----------------------------------------------------------------------------------------- file
     def to_file_dict(self) -> dict:
+        """The model file's content (see the module docstring): tensors and plain Python types only."""
+        import json
+
+        from . import __version__
+
+        try:
+            info = json.loads(json.dumps(self.info))
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"model info must hold only JSON types (dict, list, str, numbers, bool, None): {error}") from error
         state = {k: v.detach().cpu().clone() for k, v in self.network.state_dict().items()}
         return {
             "format": MODEL_FORMAT,
             "format_version": MODEL_FORMAT_VERSION,
-            "architecture": "delpnet",
-            "config": self.config.to_dict(),
+            "awdvd_version": __version__,
+            "architecture": self.architecture,
+            "architecture_args": self.config.to_dict(),
             "state_dict": state,
+            "n_parameters": count_parameters(self.network),
             "optics": self.optics.to_dict(),
             "level_depths_um": list(self.optics.depths_um),
             "class_levels": [int(v) for v in self.class_levels],
             "class_names": self.class_names,
             "normalization": "minmax-per-patch",
             "patch_px": self.patch_px,
-            "info": self.info,
+            "info": info,
         }
 
     def save(self, path, *, overwrite: bool = False) -> Path:
@@ -226,29 +443,37 @@ class DefocusModel:
 
         from .io import atomic_path
 
+        payload = self.to_file_dict()
         with atomic_path(path, overwrite=overwrite) as tmp:
-            torch.save(self.to_file_dict(), tmp)
+            torch.save(payload, tmp)
         return Path(path)
 
     @classmethod
-    def from_file_dict(cls, payload: dict, *, source: str = "model file") -> DefocusModel:
+    def from_file_dict(cls, payload: dict, *, source: str = "model file", inference_backend: str | None = "auto") -> DefocusModel:
+        """Rebuild a model from :meth:`to_file_dict` output; raises :class:`ModelFileError` if it is not one."""
         if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
             raise ModelFileError(f"{source} is not an awdvd model file")
-        if payload.get("format_version") != MODEL_FORMAT_VERSION:
-            raise ModelFileError(f"{source} has model format {payload.get('format_version')}; this awdvd reads {MODEL_FORMAT_VERSION}")
-        if payload.get("architecture") != "delpnet":
-            raise ModelFileError(f"{source} holds a {payload.get('architecture')!r} network; only DelpNet models can be used for prediction")
+        version = payload.get("format_version")
+        if version not in _READABLE_VERSIONS:
+            raise ModelFileError(f"{source} has model format {version}; this awdvd reads {', '.join(map(str, _READABLE_VERSIONS))}")
+        architecture = payload.get("architecture")
+        if architecture not in ARCHITECTURES:
+            raise ModelFileError(f"{source} holds an unknown network {architecture!r}; known: {', '.join(ARCHITECTURES)}")
+        args_key = "config" if version == 1 else "architecture_args"
         try:
-            network = build_delpnet(DelpNetConfig.from_dict(payload["config"]))
+            missing = [key for key in (args_key, "state_dict", "optics", "class_levels", "patch_px") if key not in payload]
+            if missing:
+                raise KeyError(f"missing {', '.join(missing)}")
+            network = build_network(architecture, network_config(architecture, payload[args_key]))
             network.load_state_dict(payload["state_dict"])
             optics = Optics.from_dict(payload["optics"])
             return cls(network, optics=optics, class_levels=payload["class_levels"], patch_px=payload["patch_px"],
-                       info=payload.get("info", {}))
-        except (KeyError, TypeError, RuntimeError, ValueError) as error:
+                       info=payload.get("info", {}), inference_backend=inference_backend)
+        except (KeyError, TypeError, RuntimeError, ValueError, AttributeError) as error:
             raise ModelFileError(f"{source} is damaged or inconsistent ({type(error).__name__}: {error})") from error
 
 
-def load_model(path=None, *, device: str = "cpu") -> DefocusModel:
+def load_model(path=None, *, device: str = "cpu", inference_backend: str | None = "auto") -> DefocusModel:
     """Load a model file; without ``path``, the model bundled with awdvd.
 
     Raises
@@ -271,11 +496,5 @@ def load_model(path=None, *, device: str = "cpu") -> DefocusModel:
         raise ModelFileError(f"{path} could not be read as a model file ({type(error).__name__})") from error
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UndersamplingWarning)  # the optics were checked when the model was made
-        model = DefocusModel.from_file_dict(payload, source=str(path))
+        model = DefocusModel.from_file_dict(payload, source=str(path), inference_backend=inference_backend)
     return model.to(device)
-
-
-def count_parameters(module) -> int:
-    return int(sum(p.numel() for p in module.parameters()))
-
-

@@ -8,7 +8,7 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["figure", "save_figure", "psf_montage", "defocus_overlay"]
+__all__ = ["figure", "save_figure", "psf_montage", "defocus_overlay", "training_curves", "confusion_figure", "cmc_figure"]
 
 
 def figure(*args, **kwargs):
@@ -92,3 +92,59 @@ def matplotlib_cmap(name: str):
     import matplotlib
 
     return matplotlib.colormaps[name]
+
+
+def training_curves(histories: dict[str, Sequence[dict]], path, *, overwrite: bool = False) -> Path:
+    """Loss and accuracy per epoch, train (dashed) and validation (solid), one colour per run.
+
+    histories : {run label: the per-epoch entries of :func:`awdvd.train.train_model`} (several runs overlay,
+        e.g. the BatchNorm momenta of the paper's Fig. 4).
+    """
+    fig, (ax_loss, ax_acc) = figure(1, 2, figsize=(10, 3.8))
+    for index, (label, history) in enumerate(histories.items()):
+        colour = f"C{index}"
+        epochs = [h["epoch"] for h in history]
+        ax_loss.plot(epochs, [h["train_loss"] for h in history], "--", color=colour, alpha=0.7, label=f"{label} train")
+        ax_loss.plot(epochs, [h["val_loss"] for h in history], "-", color=colour, label=f"{label} val")
+        ax_acc.plot(epochs, [h["train_accuracy"] for h in history], "--", color=colour, alpha=0.7, label=f"{label} train")
+        ax_acc.plot(epochs, [h["val_accuracy"] for h in history], "-", color=colour, label=f"{label} val")
+    ax_loss.set(xlabel="epoch", ylabel="cross-entropy", title="loss")
+    ax_acc.set(xlabel="epoch", ylabel="accuracy", title="accuracy", ylim=(0, 1.0))
+    for ax in (ax_loss, ax_acc):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    return save_figure(fig, path, overwrite=overwrite)
+
+
+def confusion_figure(confusion: np.ndarray, class_names: Sequence[str], path, *, title: str = "",
+                     overwrite: bool = False) -> Path:
+    """The confusion matrix as in the paper's Fig. 3: rows true class, columns predicted, colour = fraction of
+    the row, numbers = counts."""
+    confusion = np.asarray(confusion)
+    k = len(class_names)
+    rows = confusion.sum(axis=1, keepdims=True)
+    fraction = np.divide(confusion, rows, out=np.zeros(confusion.shape, float), where=rows > 0)
+    fig, ax = figure(figsize=(0.55 * k + 2.5, 0.55 * k + 1.5))
+    image = ax.imshow(fraction, cmap="Blues", vmin=0, vmax=1)
+    for i in range(k):
+        for j in range(k):
+            if confusion[i, j]:
+                ax.text(j, i, str(int(confusion[i, j])), ha="center", va="center", fontsize=7,
+                        color="white" if fraction[i, j] > 0.5 else "black")
+    ax.set_xticks(range(k), class_names, fontsize=8)
+    ax.set_yticks(range(k), class_names, fontsize=8)
+    ax.set(xlabel="predicted", ylabel="true", title=title or "confusion matrix")
+    fig.colorbar(image, ax=ax, fraction=0.046, label="fraction of true class")
+    return save_figure(fig, path, overwrite=overwrite)
+
+
+def cmc_figure(curves: dict[str, Sequence[float]], path, *, title: str = "", overwrite: bool = False) -> Path:
+    """Cumulative match curves (top-k accuracy against k) of one or more models, as the paper's Fig. 5 and 6."""
+    fig, ax = figure(figsize=(5.5, 4))
+    for label, curve in curves.items():
+        ks = np.arange(1, len(curve) + 1)
+        ax.plot(ks, curve, "o-", markersize=4, label=f"{label} (top-1 {curve[0]:.1%})")
+    ax.set(xlabel="k", ylabel="top-k accuracy", title=title or "cumulative match curve")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    return save_figure(fig, path, overwrite=overwrite)

@@ -13,7 +13,8 @@ import warnings
 from .. import __version__
 
 # module names in this package, in the order `awdvd --help` lists them
-_COMMAND_MODULES = ("demo", "psf", "simulate", "fetch", "predict", "deconvolve", "evaluate_restoration")
+_COMMAND_MODULES = ("demo", "psf", "simulate", "train", "evaluate", "predict", "deconvolve", "evaluate_restoration",
+                    "fetch")
 
 EXIT_USAGE = 2
 EXIT_FAILURE = 1

@@ -1,0 +1,310 @@
+"""Training: recipes, schedules, augmentation, overfitting a tiny set, determinism and resume, evaluation,
+and the train / evaluate commands end to end on a tiny dataset."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from awdvd.cli import main
+from awdvd.model import DefocusModel, build_delpnet, DelpNetConfig, load_model
+from awdvd.train import (
+    RECIPES,
+    VARIANTS,
+    TrainingRecipe,
+    class_levels_for,
+    class_targets,
+    dihedral,
+    evaluate_model,
+    get_recipe,
+    learning_rate,
+    output_paths,
+    train_model,
+    true_labels,
+)
+
+# a tiny DelpNet: 7 conv blocks of a few channels, fast on 32 x 32 patches
+TINY_ARGS = {"widths": (8, 16, 16, 32, 32, 32, 32), "pool_after": 3, "dropout": 0.0, "head_dropout": 0.0}
+
+
+@pytest.fixture(scope="module")
+def subset(tiny_dataset):
+    """Every third training patch (24 patches, all 4 classes)."""
+    import dataclasses
+
+    from awdvd.synth import PatchSet
+
+    train = tiny_dataset[0]["train"]
+    return PatchSet(**{f.name: getattr(train, f.name)[::3] for f in dataclasses.fields(PatchSet)})
+
+
+# --------------------------------------------------------------------------------------------- recipes
+def test_paper_recipe_is_the_papers():
+    paper = RECIPES["paper"]
+    assert (paper.optimizer, paper.lr, paper.schedule, paper.lr_decay, paper.batch_size, paper.epochs) == (
+        "adam", 6e-5, "keras-time-decay", 5e-6, 128, 1000)
+    assert paper.augment == "none"
+
+
+def test_recipe_json_round_trip_and_validation():
+    for recipe in RECIPES.values():
+        assert TrainingRecipe.from_dict(json.loads(json.dumps(recipe.to_dict()))) == recipe
+    assert get_recipe("paper", epochs=3, lr=None).epochs == 3
+    with pytest.raises(ValueError, match="schedule must be one of"):
+        TrainingRecipe(schedule="exponential")
+    with pytest.raises(ValueError, match="epochs must be a positive integer"):
+        RECIPES["fast"].replace(epochs=0)
+    with pytest.raises(ValueError, match=r"lr must be in \(0"):
+        TrainingRecipe(lr=-1.0)
+    with pytest.raises(ValueError, match="unknown TrainingRecipe field"):
+        TrainingRecipe.from_dict({"learning_rate": 1.0})
+    with pytest.raises(ValueError, match="unknown recipe"):
+        get_recipe("slow")
+
+
+def test_learning_rate_schedules():
+    keras = RECIPES["paper"]
+    assert learning_rate(keras, 0, 100) == 6e-5
+    assert learning_rate(keras, 200_000, 10**6) == pytest.approx(6e-5 / (1 + 5e-6 * 200_000), rel=1e-12)  # = 3e-5
+    one = TrainingRecipe(lr=1.0, schedule="onecycle", warmup_fraction=0.1)
+    assert learning_rate(one, 0, 100) == pytest.approx(1 / 25)
+    assert learning_rate(one, 10, 100) == pytest.approx(1.0)  # peak at the end of the warm-up
+    assert learning_rate(one, 99, 100) == pytest.approx(1 / 25 / 1e4)
+    cosine = TrainingRecipe(lr=1.0, schedule="cosine", warmup_fraction=0.0)
+    assert learning_rate(cosine, 0, 100) == pytest.approx(1.0)
+    assert learning_rate(cosine, 50, 100) == pytest.approx(0.5)
+    assert learning_rate(TrainingRecipe(lr=0.3, schedule="constant"), 77, 100) == 0.3
+
+
+def test_dihedral_gives_the_8_symmetries():
+    x = torch.arange(9.0).reshape(1, 3, 3)
+    images = [dihedral(x, k) for k in range(8)]
+    assert len({tuple(im.flatten().tolist()) for im in images}) == 8
+    for image in images:
+        assert sorted(image.flatten().tolist()) == list(range(9))
+    assert torch.equal(images[0], x)
+    assert torch.equal(dihedral(x, 4), x.transpose(-2, -1))
+
+
+def test_labels_and_targets(tiny_dataset):
+    train = tiny_dataset[0]["train"]
+    assert class_levels_for(3, background_class=True) == [0, 1, 2, -1]
+    assert class_levels_for(3, background_class=False) == [0, 1, 2]
+    with_bg = true_labels(train, background_class=True)
+    without = true_labels(train, background_class=False)
+    assert np.any(with_bg == -1) and not np.any(without == -1)  # the no-bg variant: bg patches keep their level
+    np.testing.assert_array_equal(without, train.level)
+    targets = class_targets(with_bg, [0, 1, 2, -1])
+    np.testing.assert_array_equal(targets[with_bg == -1], 3)
+    with pytest.raises(ValueError, match=r"labels \[-1\] are not classes"):
+        class_targets(with_bg, [0, 1, 2])
+
+
+# --------------------------------------------------------------------------------------------- training
+def _recipe(**changes):
+    base = TrainingRecipe(name="test", optimizer="adam", lr=3e-3, schedule="constant", batch_size=16, epochs=3)
+    return base.replace(**changes)
+
+
+def test_tiny_model_overfits_tiny_set(subset, tiny_optics):
+    train = subset
+    assert set(train.labels.tolist()) == {0, 1, 2, -1}
+    result = train_model(train, train, optics=tiny_optics, recipe=_recipe(epochs=20, batch_size=8), network_args=TINY_ARGS,
+                         seed=0)
+    history = result.history
+    assert history[-1]["train_loss"] < 0.2 * history[0]["train_loss"]
+    assert max(h["val_accuracy"] for h in history) == 1.0  # every training patch learnt (BN in eval mode)
+    assert result.model.info["training"]["best_val_accuracy"] == 1.0
+    levels = result.model.predict_patches(train.raw)
+    np.testing.assert_array_equal(levels, train.labels)
+
+
+def test_resume_matches_uninterrupted_run(tiny_dataset, subset, tiny_optics, tmp_path):
+    splits = {"train": subset, "val": tiny_dataset[0]["val"]}
+    recipe = _recipe(epochs=3, batch_size=8, augment="dihedral", schedule="onecycle", optimizer="adamw", weight_decay=0.01)
+    args = {**TINY_ARGS, "dropout": 0.2, "head_dropout": 0.3}  # Dropout draws from the RNG saved in the checkpoint
+    full = train_model(splits["train"], splits["val"], optics=tiny_optics, recipe=recipe, network_args=args, seed=3)
+
+    def stop_after_two(entry):
+        if entry["epoch"] == 2:
+            raise KeyboardInterrupt
+
+    checkpoint = tmp_path / "run.checkpoint.pt"
+    with pytest.raises(KeyboardInterrupt):
+        train_model(splits["train"], splits["val"], optics=tiny_optics, recipe=recipe, network_args=args, seed=3,
+                    checkpoint_path=checkpoint, on_epoch=stop_after_two)
+    state = torch.load(checkpoint, weights_only=True)
+    assert state["epoch"] == 2 and state["step"] == 2 * math.ceil(len(splits["train"]) / 8)
+    resumed = train_model(splits["train"], splits["val"], optics=tiny_optics, recipe=recipe, network_args=args, seed=3,
+                          checkpoint_path=checkpoint, resume=True)
+    assert [h["step"] for h in resumed.history] == [h["step"] for h in full.history]
+    for a, b in zip(resumed.history, full.history):
+        assert a["train_loss"] == b["train_loss"] and a["val_loss"] == b["val_loss"]
+    assert resumed.best_epoch == full.best_epoch
+    for key, value in full.model.network.state_dict().items():
+        assert torch.equal(resumed.model.network.state_dict()[key], value), key
+
+
+def test_resume_refuses_other_settings(tiny_dataset, tiny_optics, tmp_path):
+    splits = tiny_dataset[0]
+    checkpoint = tmp_path / "c.pt"
+    train_model(splits["train"], splits["val"], optics=tiny_optics, recipe=_recipe(epochs=1), network_args=TINY_ARGS,
+                seed=0, checkpoint_path=checkpoint)
+    with pytest.raises(ValueError, match="different seed"):
+        train_model(splits["train"], splits["val"], optics=tiny_optics, recipe=_recipe(epochs=1),
+                    network_args=TINY_ARGS, seed=1, checkpoint_path=checkpoint, resume=True)
+    with pytest.raises(ValueError, match="different recipe"):
+        train_model(splits["train"], splits["val"], optics=tiny_optics, recipe=_recipe(epochs=2),
+                    network_args=TINY_ARGS, seed=0, checkpoint_path=checkpoint, resume=True)
+    with pytest.raises(ValueError, match="different dataset"):
+        train_model(splits["val"], splits["train"], optics=tiny_optics, recipe=_recipe(epochs=1),
+                    network_args=TINY_ARGS, seed=0, checkpoint_path=checkpoint, resume=True)
+    (tmp_path / "junk.pt").write_bytes(b"junk")
+    with pytest.raises(ValueError, match="could not be read as a training checkpoint"):
+        train_model(splits["train"], splits["val"], optics=tiny_optics, recipe=_recipe(epochs=1),
+                    network_args=TINY_ARGS, checkpoint_path=tmp_path / "junk.pt", resume=True)
+
+
+@pytest.mark.parametrize("variant, args, n_outputs", [
+    ("no-bg", TINY_ARGS, 3),
+    ("plain", {"widths": (8, 8, 16, 16, 16, 16, 16)}, 3),
+    ("resnet18", {"width_mult": 0.0625}, 4),
+])
+def test_variants_train(tiny_dataset, tiny_optics, variant, args, n_outputs):
+    splits = tiny_dataset[0]
+    result = train_model(splits["train"], splits["val"], optics=tiny_optics, recipe=_recipe(epochs=1),
+                         variant=variant, network_args=args)
+    model = result.model
+    assert model.architecture == VARIANTS[variant].architecture
+    assert model.network.config.n_classes == n_outputs == len(model.class_levels)
+    if variant == "plain":
+        assert model.config.dropout == 0.0 and model.config.bn_momentum == 0.01
+    assert model.info["variant"]["name"] == variant
+    summary = evaluate_model(model, splits["test"])
+    assert summary["n"] == len(splits["test"]) and len(summary["cmc"]) == n_outputs
+
+
+def test_bad_training_input(tiny_dataset, tiny_optics):
+    splits = tiny_dataset[0]
+    empty = type(splits["train"]).concatenate([], 32)
+    with pytest.raises(ValueError, match="val split is empty"):
+        train_model(splits["train"], empty, optics=tiny_optics, recipe=_recipe(epochs=1))
+    with pytest.raises(ValueError, match="unknown variant"):
+        train_model(splits["train"], splits["val"], optics=tiny_optics, variant="alexnet")
+    from awdvd.optics import Optics
+
+    with pytest.warns(UserWarning):
+        two_levels = Optics(n_levels=2)
+    with pytest.raises(ValueError, match="does not match"):
+        train_model(splits["train"], splits["val"], optics=two_levels, recipe=_recipe(epochs=1))
+
+
+def test_evaluate_refuses_mismatched_data(tiny_dataset, tiny_optics):
+    from awdvd.optics import Optics
+
+    splits, metadata = tiny_dataset
+    with pytest.warns(UserWarning):
+        five = Optics(n_levels=5)
+    network = build_delpnet(DelpNetConfig(**TINY_ARGS, n_classes=6))
+    model = DefocusModel(network, optics=five, class_levels=[0, 1, 2, 3, 4, -1], patch_px=32)
+    with pytest.raises(ValueError, match="distinguishes 5 defocus levels, the dataset 3"):
+        evaluate_model(model, splits["test"], metadata=metadata)
+    other_size = DefocusModel(build_delpnet(DelpNetConfig(**TINY_ARGS, n_classes=4)), optics=tiny_optics,
+                              class_levels=[0, 1, 2, -1], patch_px=48)
+    with pytest.raises(ValueError, match="48 x 48 patches"):
+        evaluate_model(other_size, splits["test"])
+
+
+# --------------------------------------------------------------------------------------------- CLI
+def test_cli_train_and_evaluate_end_to_end(tiny_dataset_dir, tmp_path, capsys):
+    model_path = tmp_path / "m.pt"
+    assert main(["train", str(tiny_dataset_dir), "-o", str(model_path), "--recipe", "fast", "--epochs", "1",
+                 "--batch-size", "32", "--threads", "2"]) == 0
+    captured = capsys.readouterr()
+    assert "wrote" in captured.out and "test accuracy" in captured.out
+    assert "val_acc" in captured.err  # the progress bar shows loss and accuracy
+    paths = output_paths(model_path)
+    assert all(paths[k].is_file() for k in ("model", "curves_csv", "curves_png", "sidecar"))
+    assert not paths["checkpoint"].exists()  # removed once the model is written
+    curves = paths["curves_csv"].read_text().splitlines()
+    assert curves[0].startswith("epoch,step,lr,train_loss") and len(curves) == 2
+    model = load_model(model_path)
+    assert model.info["recipe"]["epochs"] == 1 and model.info["data"]["path"] == str(tiny_dataset_dir.resolve())
+    assert set(model.info["test_metrics"]) >= {"accuracy", "macro", "mean_abs_level_error", "within_one_level", "cmc"}
+    sidecar = json.loads(paths["sidecar"].read_text())
+    assert sidecar["architecture"] == "delpnet" and "history" not in sidecar["training"]
+
+    # the model is not overwritten without --overwrite
+    assert main(["train", str(tiny_dataset_dir), "-o", str(model_path), "--epochs", "1"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("awdvd train: error:") and "--overwrite" in err[0]
+
+    out = tmp_path / "eval"
+    assert main(["evaluate", str(model_path), str(tiny_dataset_dir), "-o", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["accuracy"] == pytest.approx(model.info["test_metrics"]["accuracy"], abs=1e-12)
+    for name in ("confusion.csv", "confusion.png", "cmc.csv", "cmc.png", "per_class.csv"):
+        assert (out / name).is_file()
+    confusion = np.array([row.split(",")[1:] for row in (out / "confusion.csv").read_text().splitlines()[1:]], int)
+    assert confusion.sum() == summary["n"] and confusion.shape == (4, 4)
+
+    # two models: a subfolder each, one comparison table and one CMC figure
+    second = tmp_path / "second.pt"
+    model.save(second)
+    both = tmp_path / "both"
+    assert main(["evaluate", str(model_path), str(second), str(tiny_dataset_dir), "-o", str(both)]) == 0
+    rows = (both / "comparison.csv").read_text().splitlines()
+    assert len(rows) == 3 and (both / "m" / "summary.json").is_file() and (both / "cmc.png").is_file()
+    assert (both / "curves.png").is_file()  # the training curves of both, overlaid (Fig. 4)
+    assert main(["evaluate", str(model_path), str(tiny_dataset_dir), "-o", str(out)]) == 1  # exists
+    capsys.readouterr()
+
+
+def test_cli_resume(tiny_dataset_dir, tmp_path, capsys):
+    model_path = tmp_path / "r.pt"
+    paths = output_paths(model_path)
+    assert main(["train", str(tiny_dataset_dir), "-o", str(model_path), "--resume"]) == 1
+    assert "no checkpoint" in capsys.readouterr().err
+    # leave a checkpoint as an interrupted run does, then continue it
+    from awdvd.data import read_dataset
+    from awdvd.optics import Optics
+
+    train, metadata = read_dataset(tiny_dataset_dir, "train")
+    val, _ = read_dataset(tiny_dataset_dir, "val")
+    recipe = get_recipe("fast", epochs=2, batch_size=32)
+    with pytest.raises(KeyboardInterrupt):
+        train_model(train, val, optics=Optics.from_dict(metadata["optics"]), recipe=recipe,
+                    checkpoint_path=paths["checkpoint"], on_epoch=lambda entry: (_ for _ in ()).throw(KeyboardInterrupt))
+    assert main(["train", str(tiny_dataset_dir), "-o", str(model_path), "--epochs", "2", "--batch-size", "32"]) == 1
+    assert "--resume" in capsys.readouterr().err  # a stale checkpoint is not silently discarded
+    assert main(["train", str(tiny_dataset_dir), "-o", str(model_path), "--epochs", "2", "--batch-size", "32",
+                 "--resume", "--no-progress"]) == 0
+    capsys.readouterr()
+    history = load_model(model_path).info["training"]["history"]
+    assert [h["epoch"] for h in history] == [1, 2]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "/nonexistent/dataset", "-o", "x.pt"], "not a dataset folder"),
+    (["train"], "give a DATASET"),
+    (["evaluate", "GARBAGE", "DATASET", "-o", "out"], "could not be read as a model file"),
+])
+def test_cli_bad_input_one_line(argv, message, tmp_path, capsys, tiny_dataset_dir):
+    argv = [str(tmp_path / "x.pt") if a == "x.pt" else a for a in argv]
+    if "GARBAGE" in argv:
+        (tmp_path / "garbage.pt").write_bytes(b"not a model")
+        argv = [str(tmp_path / "garbage.pt") if a == "GARBAGE" else str(tiny_dataset_dir) if a == "DATASET"
+                else str(tmp_path / "out") if a == "out" else a for a in argv]
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0] and "Traceback" not in err[0]
+
+
+def test_cli_list_variants(capsys):
+    assert main(["train", "--list-variants"]) == 0
+    out = capsys.readouterr().out
+    assert "39.94 M params (paper 39.9 M)" in out and "no-bg" in out and len(out.strip().splitlines()) == len(VARIANTS)
