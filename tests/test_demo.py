@@ -54,3 +54,16 @@ def test_demo_on_a_real_image(tmp_path, model_file):
 def test_demo_without_a_model_file_is_one_clear_error(tmp_path, capsys):
     assert main(["demo", "-o", str(tmp_path), "--model", str(tmp_path / "missing.pt")]) == 1
     assert "no such model file" in capsys.readouterr().err
+
+
+def test_demo_without_a_bundled_model_uses_the_true_levels_and_says_so(tmp_path, monkeypatch, capsys):
+    import awdvd.model
+
+    monkeypatch.setattr(awdvd.model, "bundled_model_path", lambda: tmp_path / "none.pt")
+    assert main(["demo", "-o", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    assert "true levels" in out and "no bundled model" in out
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert "window_levels" not in metrics  # no prediction was made, so no level accuracy is claimed
+    quality = metrics["quality_vs_truth"]
+    assert quality["awdvd"]["psnr_db"] > quality["recorded"]["psnr_db"] + 3  # true levels: a clear gain

@@ -34,12 +34,27 @@ def _observed_and_truth(image, seed: int, optics):
     return np.asarray(data.data), None, None, data.pixel_um
 
 
+def true_level_map(levels, *, stride: int, patch_px: int, n_levels: int):
+    """A :class:`~awdvd.predict.DefocusMap` holding the true level at each window centre (certain)."""
+    from .evaluate_restoration import window_levels_from_pixels
+    from .predict import DefocusMap
+    from .windows import window_starts
+
+    grid = window_levels_from_pixels(levels, stride=stride, patch_px=patch_px)
+    proba = np.eye(n_levels, dtype=np.float32)[grid]
+    return DefocusMap(levels=grid, proba=proba, class_levels=np.arange(n_levels), ys=window_starts(levels.shape[0],
+                      patch_px=patch_px, stride=stride), xs=window_starts(levels.shape[1], patch_px=patch_px,
+                      stride=stride), image_shape=levels.shape, patch_px=patch_px, stride=stride, mode="truth")
+
+
 def run_demo(output, *, model=None, image=None, overwrite: bool = False, seed: int = 0, progress: bool = True) -> dict:
     """Run the example and write its outputs into the folder ``output``.
 
     Parameters
     ----------
-    model : a :class:`~awdvd.model.DefocusModel`, a model file path, or None for the bundled model.
+    model : a :class:`~awdvd.model.DefocusModel`, a model file path, or None for the bundled model. Where
+        this installation has no bundled model, the procedural specimen is restored with its true levels
+        (reported as such in the summary and on screen); a real image then needs a model.
     image : None for the procedural tilted specimen (with ground truth), or the path of a real 2-D image.
 
     Returns
@@ -54,7 +69,8 @@ def run_demo(output, *, model=None, image=None, overwrite: bool = False, seed: i
     from .evaluate_restoration import window_levels_from_pixels
     from .io import write_json, write_tiff
     from .metrics import psnr, ssim
-    from .model import DefocusModel, load_model
+    from .model import DefocusModel, bundled_model_path, load_model
+    from .optics import Optics
     from .plots import defocus_overlay, figure, save_figure
     from .predict import defocus_map
     from .psf import psf_bank
@@ -68,15 +84,24 @@ def run_demo(output, *, model=None, image=None, overwrite: bool = False, seed: i
         raise FileExistsError(f"{output} already holds demo outputs ({', '.join(existing)}); pass --overwrite")
     start = time.perf_counter()
     steps = tqdm(total=5, desc="demo", unit="step", disable=not progress)
-    model = model if isinstance(model, DefocusModel) else load_model(model)
-    optics = model.optics
+    if model is None and not bundled_model_path().is_file():
+        if image is not None:
+            raise FileNotFoundError("no bundled model in this installation; pass --model for a real image")
+        model = None  # the procedural specimen knows its true levels: AWDVD runs with those, and says so
+    else:
+        model = model if isinstance(model, DefocusModel) else load_model(model)
+    optics = model.optics if model is not None else Optics()
+    patch_px = model.patch_px if model is not None else 84
     bank = psf_bank(optics)
     steps.update()
     observed, truth, true_levels, file_pixel_um = _observed_and_truth(image, seed, optics)
     pixel_um = file_pixel_um or optics.pixel_um
     timings = {}
     t = time.perf_counter()
-    dmap = defocus_map(observed, model, stride=STRIDE)
+    if model is not None:
+        dmap = defocus_map(observed, model, stride=STRIDE)
+    else:
+        dmap = true_level_map(true_levels, stride=STRIDE, patch_px=patch_px, n_levels=optics.n_levels)
     timings["defocus_map_s"] = time.perf_counter() - t
     steps.update()
     offset = estimate_background(observed)
@@ -98,7 +123,8 @@ def run_demo(output, *, model=None, image=None, overwrite: bool = False, seed: i
     }
     summary: dict = {
         "input": "procedural tilted specimen (levels 0-10 left to right)" if image is None else str(image),
-        "model": model.info.get("name", "unnamed"),
+        "levels_from": model.info.get("name", "model file") if model is not None else
+        "the specimen's true levels (no bundled model in this installation)",
         "stride_px": STRIDE, "iterations": ITERATIONS, "background_offset_adu": offset,
         "predicted_window_levels": dmap.level_counts(),
     }
@@ -112,7 +138,8 @@ def run_demo(output, *, model=None, image=None, overwrite: bool = False, seed: i
             for name, img in (("recorded", observed), ("depth_invariant", invariant), ("awdvd", restored))
         }
         summary["quality_vs_truth"]["data_range"] = data_range
-        expected = window_levels_from_pixels(true_levels, stride=STRIDE, patch_px=model.patch_px)
+    if truth is not None and model is not None:
+        expected = window_levels_from_pixels(true_levels, stride=STRIDE, patch_px=patch_px)
         foreground = dmap.levels >= 0
         error = np.abs(dmap.levels - expected)[foreground]
         summary["window_levels"] = {

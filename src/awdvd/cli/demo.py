@@ -27,15 +27,16 @@ def run(args: argparse.Namespace) -> int:
     from ..demo import run_demo
 
     summary = run_demo(args.output, model=args.model, image=args.image, overwrite=args.overwrite, seed=args.seed)
-    print(f"demo finished in {summary['seconds']:.1f} s; outputs in {args.output}/:")
+    print(f"demo finished in {summary['seconds']:.1f} s; defocus levels from {summary['levels_from']}")
+    print(f"outputs in {args.output}/:")
     for name, path in summary["outputs"].items():
         print(f"  {name:12s} {path}")
     quality = summary.get("quality_vs_truth")
     if quality:
         for name in ("recorded", "depth_invariant", "awdvd"):
             print(f"  {name:16s} PSNR {quality[name]['psnr_db']:6.2f} dB   SSIM {quality[name]['ssim']:.3f}  (vs truth)")
-        levels = summary["window_levels"]
-        if levels["accuracy"] is not None:
+        levels = summary.get("window_levels")
+        if levels and levels["accuracy"] is not None:
             print(f"  window levels: {levels['accuracy']:.1%} exact, {levels['within_1_level']:.1%} within +/-1 "
                   f"({levels['foreground_windows']} foreground windows)")
     return 0
