@@ -308,3 +308,43 @@ def test_cli_list_variants(capsys):
     assert main(["train", "--list-variants"]) == 0
     out = capsys.readouterr().out
     assert "39.94 M params (paper 39.9 M)" in out and "no-bg" in out and len(out.strip().splitlines()) == len(VARIANTS)
+
+
+def test_batchnorm_recalibration_matches_dropout_free_statistics():
+    """After recalibration the running statistics are those of the calibration data seen with Dropout off."""
+    import torch
+
+    from awdvd.model import DelpNetConfig, build_delpnet
+    from awdvd.train import recalibrate_batchnorm
+
+    torch.manual_seed(0)
+    network = build_delpnet(DelpNetConfig(widths=(4, 4, 4, 4, 4, 4, 4), dropout=0.5))
+    x = torch.rand(64, 1, 32, 32)
+    network.train()
+    for _ in range(3):
+        network(x)  # running stats gathered with Dropout on
+    recalibrate_batchnorm(network, x, batch_size=64)
+    assert not network.training
+    first_bn = network.trunk[1]
+    with torch.no_grad():
+        pre = network.trunk[0](x)  # the first conv's output: nothing random before it
+    torch.testing.assert_close(first_bn.running_mean, pre.mean(dim=(0, 2, 3)), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(first_bn.running_var, pre.var(dim=(0, 2, 3), unbiased=True), rtol=1e-3, atol=1e-5)
+    assert first_bn.momentum == 0.4  # restored
+    third_bn = [m for m in network.trunk if isinstance(m, torch.nn.BatchNorm2d)][2]
+    network.eval()
+    with torch.no_grad():  # deeper layers: statistics of inputs computed without Dropout
+        h = x
+        for layer in network.trunk:
+            if layer is third_bn:
+                break
+            h = layer(h)
+    torch.testing.assert_close(third_bn.running_mean, h.mean(dim=(0, 2, 3)), rtol=1e-3, atol=1e-4)
+
+
+def test_recipes_record_recalibration():
+    from awdvd.train import RECIPES, TrainingRecipe
+
+    assert RECIPES["fast"].bn_recalibration > 0 and RECIPES["paper"].bn_recalibration == 0  # the paper's Keras run
+    with pytest.raises(ValueError):
+        TrainingRecipe(bn_recalibration=-1)
