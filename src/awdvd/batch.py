@@ -33,10 +33,11 @@ For an image where ``should_tile(image.data.shape)``, the same function would wr
 (serial inside the worker: ``tiled_map``'s default ``workers=0``).
 
 Threads and memory in workers: a Dask worker here runs one task at a time on one thread, and
-numpy/BLAS/OpenMP/torch use one thread inside workers (``OMP_NUM_THREADS=MKL_NUM_THREADS=OPENBLAS_NUM_THREADS=1``
-is set before a worker process starts, and each task calls ``torch.set_num_threads(1)`` once torch is loaded),
-so N workers use N cores instead of N x cores threads fighting over them. (Code that asks for threads
-explicitly, e.g. ``scipy.fft(..., workers=-1)``, still gets them.) The clusters started here also drop Dask's
+numpy/BLAS/OpenMP/torch and awdvd's own FFTs and thread pools use one thread inside workers
+(``OMP_NUM_THREADS=MKL_NUM_THREADS=OPENBLAS_NUM_THREADS=AWDVD_NUM_THREADS=1`` is set before a worker process
+starts, and each task sets awdvd's thread limit (``awdvd._threads``) and ``torch.set_num_threads(1)`` once torch
+is loaded), so N workers use N cores instead of N x cores threads fighting over them. (Third-party code that
+asks for threads explicitly, e.g. ``scipy.fft(..., workers=-1)``, still gets them.) The clusters started here also drop Dask's
 default ``MALLOC_TRIM_THRESHOLD_=65536``, which made FFT-heavy work 3.5x slower (see ``local_cluster``);
 workers you start yourself for ``scheduler=`` keep Dask's default unless you change
 ``distributed.nanny.pre-spawn-environ``. The serial path (``workers=0``) leaves your process's settings alone.
@@ -64,6 +65,7 @@ from typing import Any, Callable, Hashable, Iterable, Iterator, Mapping, Sequenc
 import numpy as np
 
 from ._checks import check_positive_int
+from ._threads import THREADS_VARIABLE, set_thread_limit
 from .io import LARGEST_IMAGE_IN_MEMORY_PX
 
 __all__ = [
@@ -87,7 +89,7 @@ STATUSES = ("done", "skipped", "failed")
 # recorded as failed: one retry absorbs a transient death without letting one poisonous file take down
 # worker after worker. (Applies to the clusters run_batch starts; an existing cluster keeps its own setting.)
 _ALLOWED_WORKER_DEATHS = 1
-_THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+_THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", THREADS_VARIABLE)
 
 T = TypeVar("T")
 
@@ -249,6 +251,7 @@ def _limit_threads() -> None:
     """One thread per worker for the numeric libraries (see the module docstring)."""
     for name in _THREAD_VARIABLES:
         os.environ.setdefault(name, "1")  # for libraries not loaded yet; the nanny already set them
+    set_thread_limit(1)  # awdvd's own FFT workers and thread pools, also on workers started elsewhere
     torch = sys.modules.get("torch")
     if torch is not None and torch.get_num_threads() != 1:
         torch.set_num_threads(1)

@@ -13,7 +13,9 @@ estimate falls below ``eps``). The OTF is computed once per call. No clipping of
 non-negative because the data are.
 
 On a CPU the FFTs are scipy.fft's (pocketfft, about 10x faster here than torch's CPU FFT); with CUDA the same
-algorithm runs in torch on the GPU.
+algorithm runs in torch on the GPU. The CPU threads used (FFT workers, the pool of AWDVD regions) follow one
+setting, :func:`awdvd._threads.allowed_threads`: every CPU of the process by default, ``AWDVD_NUM_THREADS``
+if set, 1 inside awdvd.batch's Dask workers.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import sys
 import numpy as np
 
 from ._checks import check_image, check_positive_int
+from ._threads import allowed_threads
 
 __all__ = [
     "richardson_lucy",
@@ -141,7 +144,8 @@ def _fill_symmetric(buffer: np.ndarray, data: np.ndarray | None, r: int, iy: np.
         buffer[:, : h + 2 * r, : w + 2 * r] = data[:, iy[:, None], ix[None, :]]
 
 
-def _rl_numpy(images: np.ndarray, psfs: np.ndarray, iterations: int, eps: float, workers: int = -1) -> np.ndarray:
+def _rl_numpy(images: np.ndarray, psfs: np.ndarray, iterations: int, eps: float, workers: int | None = None
+              ) -> np.ndarray:
     """RL of every image (B, h, w) float32 >= 0 with its PSF (B or 1, k, k); scipy.fft on the CPU.
 
     The 2-D transforms are done axis by axis (pocketfft's multi-axis inverse real FFT is about 2.5x slower
@@ -150,6 +154,7 @@ def _rl_numpy(images: np.ndarray, psfs: np.ndarray, iterations: int, eps: float,
     """
     from scipy import fft
 
+    workers = allowed_threads() if workers is None else workers
     b, h, w = images.shape
     r = psfs.shape[-1] // 2
     fh, fw = _fft_shape(h, w, r)
@@ -207,7 +212,7 @@ def _rl_torch(images: np.ndarray, psfs: np.ndarray, iterations: int, eps: float,
 
 
 def _rl_batches(images: np.ndarray, psfs: np.ndarray, iterations: int, eps: float, device: str,
-                workers: int = -1) -> np.ndarray:
+                workers: int | None = None) -> np.ndarray:
     """RL of images (B, h, w) with PSFs (B or 1, k, k), in chunks that bound the work memory."""
     b, h, w = images.shape
     r = psfs.shape[-1] // 2
@@ -460,7 +465,7 @@ def deconvolve_levels(
     return (numerator / denominator).astype(np.float32)
 
 
-def _restore(data: np.ndarray, psf: np.ndarray, rl: dict, workers: int = -1) -> np.ndarray:
+def _restore(data: np.ndarray, psf: np.ndarray, rl: dict, workers: int | None = None) -> np.ndarray:
     """RL of a batch (B, h, w) of offset-free data, returned with the offset added back (float64)."""
     out = _rl_batches(data, psf[None], rl["iterations"], rl["eps"], rl["device"], workers)
     return out.astype(np.float64) + rl["offset"]
@@ -468,15 +473,13 @@ def _restore(data: np.ndarray, psf: np.ndarray, rl: dict, workers: int = -1) -> 
 
 def _map_jobs(function, jobs: list, device: str):
     """Results of ``function(job, workers)`` for every job, in order. On the CPU, independent RLs run in a
-    thread pool, one per core, each with a single-threaded FFT: pocketfft and numpy's array loops release the
-    GIL, so both cores stay busy also during the element-wise steps (which a multi-threaded FFT leaves to one
-    core)."""
-    import os
-
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    threads = min(len(jobs), cores) if device == "cpu" else 1
+    thread pool of up to :func:`awdvd._threads.allowed_threads` threads, each with a single-threaded FFT:
+    pocketfft and numpy's array loops release the GIL, so all cores stay busy also during the element-wise
+    steps (which a multi-threaded FFT leaves to one core). Inside a batch worker that allows one thread, the
+    jobs run one after another on one core."""
+    threads = min(len(jobs), allowed_threads()) if device == "cpu" else 1
     if threads <= 1:
-        yield from (function(job, -1) for job in jobs)
+        yield from (function(job, None) for job in jobs)
         return
     from concurrent.futures import ThreadPoolExecutor
 
