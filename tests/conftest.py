@@ -28,3 +28,21 @@ def nuclei_image() -> np.ndarray:
     from awdvd.synth import synthetic_nuclei
 
     return synthetic_nuclei((128, 160), n_nuclei=8, seed=3)
+
+
+@pytest.fixture(scope="session")
+def dask_cluster():
+    """One local Dask cluster of 2 workers shared by the modules that test work on Dask (test_batch keeps its own,
+    since it kills workers). Made the way awdvd.batch makes its own clusters."""
+    from awdvd.batch import local_cluster
+
+    with local_cluster(2) as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="session")
+def tiny_model_file(tmp_path_factory) -> Path:
+    """A small randomly initialised DelpNet saved as a model file (no trained model ships with awdvd yet)."""
+    from _standins import tiny_delpnet_model
+
+    return tiny_delpnet_model(seed=2).save(tmp_path_factory.mktemp("model") / "tiny.pt")

@@ -755,31 +755,64 @@ def tiled_map(
 
 
 def _tiles_on_dask(client, image, fn, tiles, crop_of, write, limit: int, bar) -> None:
+    calls = (
+        (core, _apply_tile, (fn, _read_block(image, read), (read[0].start, read[1].start), crop_of(core, read)))
+        for core, read in tiles
+    )
+    for core, result in submit_bounded(client, calls, limit=limit):
+        write(core, result)
+        bar.update(1)
+
+
+_SCATTER_BYTES = 1 << 16
+
+
+def _call_here(fn, *args):
+    """fn(*args) on a worker (with its thread limits) or in this process."""
+    in_worker, _ = _in_dask_worker()
+    if in_worker:
+        _limit_threads()
+    return fn(*args)
+
+
+def submit_bounded(client, calls: Iterable[tuple[Hashable, Callable, tuple]], *, limit: int) -> Iterator[tuple[Hashable, Any]]:
+    """Run ``fn(*args)`` for every ``(tag, fn, args)`` of ``calls`` on a Dask client, with at most ``limit`` calls
+    submitted and not yet collected, and yield ``(tag, result)`` as they finish (in any order).
+
+    ``calls`` is consumed lazily, so its arguments (e.g. image blocks read from a large file) are made only
+    as room frees up: memory stays bounded by ``limit`` calls. Numpy arguments of 64 KB or more are scattered
+    (sent to one worker once, not embedded in the task graph); futures among ``args`` are resolved by Dask
+    (e.g. a model scattered once with ``client.scatter(model, broadcast=True)``). On the worker, the thread
+    limits of the module docstring apply. The first error raised by a call is raised here: used for tiles of
+    one image, where an error is a bug for every tile, not a bad file.
+    """
     from distributed import as_completed
 
-    pending = iter(tiles)
-    cores: dict[str, tuple[slice, slice]] = {}
+    limit = check_positive_int(limit, "limit")
+    calls = iter(calls)
+    tags: dict[str, Hashable] = {}
+    queue = as_completed(loop=client.loop)
 
-    def submit_next(queue) -> bool:
-        item = next(pending, None)
+    def submit_next() -> bool:
+        item = next(calls, None)
         if item is None:
             return False
-        core, read = item
-        block = client.scatter(_read_block(image, read), hash=False)  # sent once, not embedded in the graph
-        future = client.submit(
-            _apply_tile, fn, block, (read[0].start, read[1].start), crop_of(core, read), pure=False
+        tag, fn, args = item
+        args = tuple(
+            client.scatter(a, hash=False) if isinstance(a, np.ndarray) and a.nbytes >= _SCATTER_BYTES else a
+            for a in args
         )
-        cores[future.key] = core
+        future = client.submit(_call_here, fn, *args, pure=False)
+        tags[future.key] = tag
         queue.add(future)
         return True
 
-    queue = as_completed(loop=client.loop)
     for _ in range(limit):
-        if not submit_next(queue):
+        if not submit_next():
             break
     for future in queue:
-        result = future.result()  # an error in fn is a bug in fn for every tile: raise it, do not skip tiles
-        write(cores.pop(future.key), result)
+        result = future.result()
+        tag = tags.pop(future.key)
         future.release()
-        bar.update(1)
-        submit_next(queue)
+        submit_next()
+        yield tag, result

@@ -36,6 +36,7 @@ __all__ = [
     "default_halo_px",
     "deconvolve",
     "deconvolve_levels",
+    "blend_windows",
     "deconvolve_invariant",
     "to_input_dtype",
     "METHODS",
@@ -437,11 +438,54 @@ def deconvolve_levels(
     (H, W) float32. Background windows enter unchanged; where only background windows cover a pixel, the
     output is the input there.
     """
-    from .windows import axis_weight_matrix, window_profile
-
     array, grid, psfs, ys, xs, stride, patch_px = _check_awdvd_inputs(
         image, levels, psfs, stride=stride, patch_px=patch_px, method=method, weighting=weighting
     )
+    out, covered = blend_windows(array, grid, psfs, ys, xs, stride=stride, patch_px=patch_px, iterations=iterations,
+                                 method=method, weighting=weighting, offset=offset, halo_px=halo_px, eps=eps,
+                                 device=device)
+    if not covered.all():  # cannot happen with window_starts; a guard against silent NaNs
+        raise RuntimeError("some pixels got no window weight; this is a bug in awdvd")
+    return out
+
+
+def blend_windows(
+    array: np.ndarray,
+    levels: np.ndarray,
+    psfs: np.ndarray,
+    ys: np.ndarray,
+    xs: np.ndarray,
+    *,
+    stride: int,
+    patch_px: int = 84,
+    iterations: int = 30,
+    method: str = "fast",
+    weighting: str = "triangular",
+    offset: float = 0.0,
+    halo_px: int | None = None,
+    eps: float | None = None,
+    device: str | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The AWDVD blend of :func:`deconvolve_levels` for windows at any positions: the windows whose top-left
+    corners are ``(ys[j], xs[i])`` (all inside ``array``) with levels ``levels[j, i]``.
+
+    This is how a tile of a large image is restored with the whole image's windows (awdvd.tiling): given the
+    windows that lie in the tile, the blend weights of every pixel those windows cover are the whole image's.
+    ``stride`` only scales the triangular weights' height (the paper's s / 42), which the blend divides out.
+
+    Returns
+    -------
+    (out, covered): (H, W) float32 blend, and (H, W) bool, True where some window covers the pixel (``out`` is
+    0 elsewhere).
+    """
+    from .windows import axis_weight_matrix, window_profile
+
+    array = np.asarray(array)
+    grid = np.asarray(levels, dtype=np.int64)
+    psfs, _ = _check_psfs(psfs)
+    ys, xs = np.asarray(ys, dtype=np.int64), np.asarray(xs, dtype=np.int64)
+    if grid.shape != (len(ys), len(xs)):
+        raise ValueError(f"levels has shape {grid.shape} for {len(ys)} x {len(xs)} window positions")
     iterations = check_positive_int(iterations, "iterations", minimum=0)
     offset = _check_offset(offset)
     device = _resolve_device(device)
@@ -458,11 +502,13 @@ def deconvolve_levels(
     rl = dict(iterations=iterations, eps=eps, device=device, offset=offset)
     if method == "fast":
         _fast(raw, data, grid, psfs, ty, tx, ys, xs, patch_px, halos, identity, numerator, denominator, rl)
-    else:
+    elif method == "patchwise":
         _patchwise(raw, data, grid, psfs, profile, ys, xs, patch_px, halos, identity, numerator, denominator, rl)
-    if not np.all(denominator > 0):  # cannot happen with window_starts; a guard against silent NaNs
-        raise RuntimeError("some pixels got no window weight; this is a bug in awdvd")
-    return (numerator / denominator).astype(np.float32)
+    else:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    covered = denominator > 0
+    out = np.divide(numerator, denominator, out=np.zeros_like(numerator), where=covered)
+    return out.astype(np.float32), covered
 
 
 def _restore(data: np.ndarray, psf: np.ndarray, rl: dict, workers: int | None = None) -> np.ndarray:
