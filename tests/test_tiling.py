@@ -78,6 +78,14 @@ def test_tiled_restoration_equals_whole_image(field, bank, patchy_levels):
     assert np.abs(tiled - field).max() > 100 * RELATIVE_TOLERANCE * field.max()  # and it did deconvolve
 
 
+def test_tiled_patchwise_restoration_equals_whole_image(field, bank, patchy_levels):
+    crop, levels = field[:300, :400], patchy_levels[: len(window_starts(300, stride=STRIDE)),
+                                                    : len(window_starts(400, stride=STRIDE))]
+    whole = deconvolve_levels(crop, levels, bank, stride=STRIDE, iterations=3, method="patchwise")
+    tiled = tiled_deconvolve_levels(crop, levels, bank, stride=STRIDE, iterations=3, method="patchwise", tile_px=128)
+    assert_close(tiled, whole)
+
+
 def test_without_iterations_the_blend_is_the_whole_images_exactly(field, bank):
     """No RL: only the windows and weights matter, and they are the whole image's (odd tile size included)."""
     rng = np.random.default_rng(0)
