@@ -12,6 +12,10 @@ Everything here is generic: the work comes in as callables, so any per-file step
   equal to ``fn(image, (0, 0))`` for any operation whose reach is at most the halo, in bounded memory
   (input and output may be zarr arrays or memmaps). :func:`should_tile` decides tiled vs whole.
 - :func:`local_cluster` is the cluster run_batch starts, for sharing one between several batches.
+- :func:`submit_bounded` runs calls on a cluster with a bounded number in flight (tiles of one image).
+
+awdvd's own per-file work (``awdvd predict`` / ``awdvd deconvolve``) is built on these in :mod:`awdvd.jobs`,
+and AWDVD of images too large for memory in :mod:`awdvd.tiling`.
 
 Example: one file's work as a picklable module-level function, its heavy objects cached per worker ::
 
@@ -79,6 +83,7 @@ __all__ = [
     "clear_worker_resources",
     "tiled_map",
     "tile_grid",
+    "submit_bounded",
     "should_tile",
     "LARGEST_IMAGE_IN_MEMORY_PX",
 ]
