@@ -75,3 +75,21 @@ def tiny_optics(tiny_dataset):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return Optics.from_dict(tiny_dataset[1]["optics"])
+
+
+@pytest.fixture(scope="session")
+def dask_cluster():
+    """One local Dask cluster of 2 workers shared by the modules that test work on Dask (test_batch keeps its own,
+    since it kills workers). Made the way awdvd.batch makes its own clusters."""
+    from awdvd.batch import local_cluster
+
+    with local_cluster(2) as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="session")
+def tiny_model_file(tmp_path_factory) -> Path:
+    """A small randomly initialised DelpNet saved as a model file (no trained model ships with awdvd yet)."""
+    from _standins import tiny_delpnet_model
+
+    return tiny_delpnet_model(seed=2).save(tmp_path_factory.mktemp("model") / "tiny.pt")

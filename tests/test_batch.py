@@ -55,8 +55,11 @@ def blur_task(path: Path, out_dir: Path) -> dict:
     image = read_image(path)
     result = blur(image.data, psf)
     write_tiff(outputs_in(path, out_dir)[0], result, pixel_um=image.pixel_um, overwrite=True)
+    from awdvd._threads import allowed_threads
+
     return {"pid": os.getpid(), "psf_loads": worker_resource_loads()[PSF_KEY], "total": float(result.sum()),
-            "omp_threads": os.environ.get("OMP_NUM_THREADS"), "malloc_trim": os.environ.get("MALLOC_TRIM_THRESHOLD_")}
+            "omp_threads": os.environ.get("OMP_NUM_THREADS"), "malloc_trim": os.environ.get("MALLOC_TRIM_THRESHOLD_"),
+            "awdvd_threads": allowed_threads()}
 
 
 def dying_task(path: Path, out_dir: Path) -> dict:
@@ -153,6 +156,7 @@ def test_model_loaded_once_per_worker(serial_and_local):
 def test_workers_run_one_numeric_thread_and_keep_glibc_malloc_defaults(serial_and_local):
     done = [r for r in serial_and_local[2].results if r.status == "done"]
     assert {r.value["omp_threads"] for r in done} == {"1"}
+    assert {r.value["awdvd_threads"] for r in done} == {1}  # awdvd's own FFTs and thread pools too
     assert {r.value["malloc_trim"] for r in done} == {None}
 
 

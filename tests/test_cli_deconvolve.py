@@ -33,7 +33,7 @@ def test_deconvolve_end_to_end(workspace, capsys):
     root, model_path, inputs = workspace
     out = root / "restored"
     args = ["deconvolve", str(inputs), "-o", str(out), "--model", str(model_path), "--psf-size", "15",
-            "--iterations", "5", "--stride", "21", "--device", "cpu"]
+            "--iterations", "5", "--stride", "21", "--device", "cpu", "--workers", "0"]
     assert main(args) == 0
     for name in ("a", "b"):
         restored = read_image(out / f"{name}.awdvd.tif")
@@ -43,10 +43,18 @@ def test_deconvolve_end_to_end(workspace, capsys):
         meta = json.loads((out / f"{name}.awdvd.json").read_text())
         assert meta["parameters"]["stride"] == 21 and meta["parameters"]["psf_size"] == 15
         assert sum(meta["levels_used"].values()) == np.size(meta["level_grid"])
-        assert set(meta["timings_s"]) == {"psf_bank", "defocus_map", "deconvolution"}
-    # existing outputs are kept unless --overwrite
-    assert main(args) == 1
-    assert "exists" in capsys.readouterr().err
+        assert set(meta["timings_s"]) == {"defocus_map", "deconvolution", "total"}
+    assert "2 done" in capsys.readouterr().out
+    report = json.loads((out / "awdvd-deconvolve-report.json").read_text())
+    assert report["counts"] == {"done": 2, "skipped": 0, "failed": 0}
+    # a rerun skips finished images (an interrupted run is simply started again) ...
+    stamp = (out / "a.awdvd.tif").stat().st_mtime_ns
+    assert main(args) == 0
+    assert "2 skipped" in capsys.readouterr().out and (out / "a.awdvd.tif").stat().st_mtime_ns == stamp
+    # ... but not ones made with other options, which would then look redone
+    assert main(args[:-4] + ["--iterations", "6", "--workers", "0"]) == 1
+    err = capsys.readouterr().err
+    assert "other options: iterations 5 (now 6)" in err and "--overwrite" in err and len(err.splitlines()) == 1
     assert main(args + ["--overwrite", "--dtype", "input", "--method", "patchwise", "--weighting", "rectangular",
                         "--stride", "84"]) == 0
     assert read_image(out / "a.awdvd.tif").data.dtype == np.uint16
@@ -58,7 +66,7 @@ def test_predict_end_to_end(workspace):
     root, model_path, inputs = workspace
     out = root / "maps"
     assert main(["predict", str(inputs / "a.tif"), "-o", str(out), "--model", str(model_path), "--stride", "42",
-                 "--device", "cpu"]) == 0
+                 "--device", "cpu", "--workers", "0"]) == 0
     planes = read_image(out / "a.defocus.tif").data
     meta = json.loads((out / "a.defocus.json").read_text())
     assert planes.shape == (13, len(meta["window_rows"]), len(meta["window_cols"]))
@@ -84,7 +92,7 @@ def test_bad_input_gives_one_error_line(workspace, capsys, args, message):
     root, model_path, inputs = workspace
     write_tiff(root / "small.tif", np.ones((50, 60), np.uint16), overwrite=True)
     write_tiff(root / "stack.tif", np.ones((3, 90, 90), np.uint16), overwrite=True)
-    argv = [a.format(inputs=inputs, root=root, model=model_path) for a in args]
+    argv = [a.format(inputs=inputs, root=root, model=model_path) for a in args] + ["--workers", "0"]
     code = main(argv)
     err = capsys.readouterr().err.strip()
     if message is None:  # writing into the input folder is fine as long as no input is replaced
@@ -93,16 +101,68 @@ def test_bad_input_gives_one_error_line(workspace, capsys, args, message):
     assert code == 1 and len(err.splitlines()) == 1 and message in err and "Traceback" not in err
 
 
-def test_outputs_never_replace_inputs(tmp_path):
-    from awdvd.cli._outputs import plan_outputs
+def test_outputs_that_would_collide_are_refused_up_front(workspace, tmp_path, capsys):
+    root, model_path, _ = workspace
+    for sub in ("a", "b"):
+        (tmp_path / sub).mkdir()
+        write_tiff(tmp_path / sub / "s.tif", np.ones((90, 90), np.uint16))
+    code = main(["deconvolve", str(tmp_path / "a" / "s.tif"), str(tmp_path / "b" / "s.tif"), "-o", str(tmp_path / "o"),
+                 "--model", str(model_path), "--workers", "0"])
+    err = capsys.readouterr().err
+    assert code == 1 and "both write" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "o").exists()
 
-    source = tmp_path / "x.tif"
-    source.write_bytes(b"")
-    with pytest.raises(ValueError, match="replace an input"):
-        plan_outputs([source], tmp_path, {"tiff": ".tif"}, overwrite=True)
-    with pytest.raises(ValueError, match="same outputs"):
-        plan_outputs([tmp_path / "a" / "s.tif", tmp_path / "b" / "s.tif"], tmp_path, {"tiff": ".awdvd.tif"},
-                     overwrite=True)
+
+def test_many_files_on_a_local_cluster_equal_serial(workspace, tmp_path, capsys):
+    """--workers 2 (a local Dask cluster, the default for many files) gives the serial outputs bit for bit,
+    loads the model and PSF bank once per worker, and a corrupt file fails alone with a non-zero exit."""
+    root, model_path, _ = workspace
+    folder = tmp_path / "in"
+    folder.mkdir()
+    rng = np.random.default_rng(5)
+    for i in range(3):
+        write_tiff(folder / f"f{i}.tif", (rng.poisson(300, (100, 120)) + 90).astype(np.uint16), pixel_um=0.65)
+    (folder / "corrupt.tif").write_text("not an image")
+    common = ["--model", str(model_path), "--psf-size", "15", "--iterations", "3", "--device", "cpu"]
+    codes = {}
+    for workers in ("0", "2"):
+        codes[workers] = main(["deconvolve", str(folder), "-o", str(tmp_path / f"w{workers}"), "--workers", workers,
+                               *common])
+        err = capsys.readouterr().err
+        assert len(err.splitlines()) == 1 and "3 done" in err and "1 failed" in err and "corrupt.tif" in err
+    assert codes == {"0": 1, "2": 1}
+    for i in range(3):
+        assert np.array_equal(read_image(tmp_path / "w0" / f"f{i}.awdvd.tif").data,
+                              read_image(tmp_path / "w2" / f"f{i}.awdvd.tif").data)
+    report = json.loads((tmp_path / "w2" / "awdvd-deconvolve-report.json").read_text())
+    assert "local Dask cluster, 2 workers" in report["where"]
+    done = [r for r in report["results"] if r["status"] == "done"]
+    assert {r["value"]["loads"]["model"] for r in done} == {1} and {r["value"]["loads"]["psf_bank"] for r in done} == {1}
+    # resume: the finished files are skipped, the corrupt one is tried again and still fails
+    assert main(["deconvolve", str(folder), "-o", str(tmp_path / "w0"), "--workers", "0", *common]) == 1
+    assert "3 skipped" in capsys.readouterr().err
+
+
+def test_formats_tiles_and_pixel_size_warning(workspace, tmp_path, capsys):
+    root, model_path, _ = workspace
+    image = (np.random.default_rng(6).poisson(300, (120, 150)) + 90).astype(np.uint16)
+    write_tiff(tmp_path / "fine.tif", image, pixel_um=0.325)
+    common = ["--model", str(model_path), "--psf-size", "15", "--iterations", "3", "--workers", "0"]
+    assert main(["deconvolve", str(tmp_path / "fine.tif"), "-o", str(tmp_path / "whole"), "--format", "ome-tiff",
+                 *common]) == 0
+    err = capsys.readouterr().err
+    assert "warning: fine.tif: the image's pixels are 0.325 um" in err
+    whole = read_image(tmp_path / "whole" / "fine.awdvd.ome.tif")
+    assert whole.pixel_um == pytest.approx(0.325)
+    # over --max-whole-px: in tiles, OME-Zarr by default
+    assert main(["deconvolve", str(tmp_path / "fine.tif"), "-o", str(tmp_path / "tiled"), "--max-whole-px", "10000",
+                 "--tile-px", "128", *common]) == 0
+    tiled = read_image(tmp_path / "tiled" / "fine.awdvd.ome.zarr")
+    assert tiled.pixel_um == pytest.approx(0.325)
+    np.testing.assert_allclose(tiled.data, whole.data, rtol=0, atol=1e-5 * float(whole.data.max()))
+    assert main(["deconvolve", str(tmp_path / "fine.tif"), "-o", str(tmp_path / "x"), "--scheduler", "localhost:1",
+                 *common[:-2]]) == 1
+    assert "tcp://" in capsys.readouterr().err
 
 
 def test_bad_stride_is_a_usage_error(workspace, capsys):

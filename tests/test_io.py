@@ -253,3 +253,67 @@ def test_check_pixel_size_warns_only_on_disagreement():
         check_pixel_size(0.67, 0.65, tolerance=0.01)
     with pytest.raises(ValueError, match="positive"):
         check_pixel_size(0.65, 0.0)
+
+
+@pytest.mark.parametrize("fmt, name", [("tiff", "o.tif"), ("ome-tiff", "o.ome.tif"), ("ome-zarr", "o.ome.zarr")])
+def test_image_output_filled_tile_by_tile_keeps_data_and_pixel_size(tmp_path, fmt, name):
+    from awdvd.io import open_image_output, write_image
+
+    data = np.random.default_rng(8).uniform(0, 4000, (70, 90)).astype(np.float32)
+    with open_image_output(tmp_path / name, format=fmt, shape=data.shape, dtype=np.float32, pixel_um=0.325,
+                           chunks=32) as out:
+        for y in range(0, 70, 32):
+            out[y : y + 32] = data[y : y + 32]
+    back = read_image(tmp_path / name)
+    np.testing.assert_array_equal(back.data, data)
+    assert back.pixel_um == pytest.approx(0.325, rel=1e-6)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]  # the scratch memmap is gone
+    with pytest.raises(FileExistsError):
+        with open_image_output(tmp_path / name, format=fmt, shape=data.shape, dtype=np.float32, pixel_um=None):
+            pass
+    write_image(tmp_path / name, data[:10], format=fmt, pixel_um=0.65, overwrite=True)
+    assert read_image(tmp_path / name).data.shape == (10, 90)
+
+
+def test_image_output_leaves_nothing_on_error(tmp_path):
+    from awdvd.io import open_image_output
+
+    for fmt, name in (("tiff", "o.tif"), ("ome-zarr", "o.ome.zarr")):
+        with pytest.raises(RuntimeError):
+            with open_image_output(tmp_path / name, format=fmt, shape=(8, 8), dtype=np.uint16, pixel_um=0.65):
+                raise RuntimeError("interrupted")
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(ValueError, match="format"):
+        with open_image_output(tmp_path / "o.png", format="png", shape=(8, 8), dtype=np.uint16, pixel_um=None):
+            pass
+
+
+def test_image_shape_from_metadata(tmp_path):
+    from awdvd.io import image_shape
+
+    write_tiff(tmp_path / "a.tif", np.zeros((30, 40), np.uint16))
+    write_ome_tiff(tmp_path / "b.ome.tif", np.zeros((2, 30, 40), np.uint16), pixel_um=0.65)
+    write_ome_zarr(tmp_path / "c.ome.zarr", np.zeros((30, 40), np.float32), pixel_um=0.65)
+    write_png(tmp_path / "d.png", np.zeros((30, 40), np.uint8))
+    shapes = {p.name: image_shape(p) for p in sorted(tmp_path.iterdir())}
+    assert shapes == {"a.tif": (30, 40), "b.ome.tif": (2, 30, 40), "c.ome.zarr": (30, 40), "d.png": (30, 40)}
+    assert all(read_image(tmp_path / n).data.shape == s for n, s in shapes.items())
+    (tmp_path / "bad.tif").write_text("not a tiff")
+    with pytest.raises(ImageReadError):
+        image_shape(tmp_path / "bad.tif")
+
+
+def test_image_stem_drops_format_suffixes():
+    from awdvd.io import image_stem
+
+    assert [image_stem(n) for n in ("a.tif", "a.ome.tif", "x/a.ome.zarr", "a.b.TIFF", "a.zarr", "a.png", ".tif")] == [
+        "a", "a", "a", "a.b", "a", "a", ".tif"]
+
+
+def test_read_json(tmp_path):
+    from awdvd.io import read_json
+
+    assert read_json(write_json(tmp_path / "a.json", {"x": [1, 2]})) == {"x": [1, 2]}
+    (tmp_path / "b.json").write_text("{broken")
+    with pytest.raises(ValueError, match="not a JSON"):
+        read_json(tmp_path / "b.json")

@@ -261,3 +261,22 @@ def test_import_awdvd_stays_light():
 
 def test_architecture_registry_is_complete():
     assert set(ARCHITECTURES) == set(PAPER_PARAMETERS)
+
+
+def test_model_pickles_as_its_file_contents():
+    """Dask ships models to workers by pickling: the result must predict exactly as the original."""
+    import pickle
+
+    import numpy as np
+    import torch
+
+    from awdvd import Optics
+    from awdvd.model import DefocusModel, DelpNetConfig, build_delpnet
+
+    torch.manual_seed(0)
+    model = DefocusModel(build_delpnet(DelpNetConfig(widths=(4, 4, 8, 8, 8, 8, 8))), optics=Optics(),
+                         class_levels=list(range(11)) + [-1])
+    patches = np.random.default_rng(0).uniform(100, 900, (5, 84, 84))
+    before = model.predict_patches(patches, return_proba=True)[1]  # builds the (unpicklable) inference copy
+    clone = pickle.loads(pickle.dumps(model))
+    np.testing.assert_array_equal(clone.predict_patches(patches, return_proba=True)[1], before)

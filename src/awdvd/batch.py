@@ -12,6 +12,10 @@ Everything here is generic: the work comes in as callables, so any per-file step
   equal to ``fn(image, (0, 0))`` for any operation whose reach is at most the halo, in bounded memory
   (input and output may be zarr arrays or memmaps). :func:`should_tile` decides tiled vs whole.
 - :func:`local_cluster` is the cluster run_batch starts, for sharing one between several batches.
+- :func:`submit_bounded` runs calls on a cluster with a bounded number in flight (tiles of one image).
+
+awdvd's own per-file work (``awdvd predict`` / ``awdvd deconvolve``) is built on these in :mod:`awdvd.jobs`,
+and AWDVD of images too large for memory in :mod:`awdvd.tiling`.
 
 Example: one file's work as a picklable module-level function, its heavy objects cached per worker ::
 
@@ -33,10 +37,11 @@ For an image where ``should_tile(image.data.shape)``, the same function would wr
 (serial inside the worker: ``tiled_map``'s default ``workers=0``).
 
 Threads and memory in workers: a Dask worker here runs one task at a time on one thread, and
-numpy/BLAS/OpenMP/torch use one thread inside workers (``OMP_NUM_THREADS=MKL_NUM_THREADS=OPENBLAS_NUM_THREADS=1``
-is set before a worker process starts, and each task calls ``torch.set_num_threads(1)`` once torch is loaded),
-so N workers use N cores instead of N x cores threads fighting over them. (Code that asks for threads
-explicitly, e.g. ``scipy.fft(..., workers=-1)``, still gets them.) The clusters started here also drop Dask's
+numpy/BLAS/OpenMP/torch and awdvd's own FFTs and thread pools use one thread inside workers
+(``OMP_NUM_THREADS=MKL_NUM_THREADS=OPENBLAS_NUM_THREADS=AWDVD_NUM_THREADS=1`` is set before a worker process
+starts, and each task sets awdvd's thread limit (``awdvd._threads``) and ``torch.set_num_threads(1)`` once torch
+is loaded), so N workers use N cores instead of N x cores threads fighting over them. (Third-party code that
+asks for threads explicitly, e.g. ``scipy.fft(..., workers=-1)``, still gets them.) The clusters started here also drop Dask's
 default ``MALLOC_TRIM_THRESHOLD_=65536``, which made FFT-heavy work 3.5x slower (see ``local_cluster``);
 workers you start yourself for ``scheduler=`` keep Dask's default unless you change
 ``distributed.nanny.pre-spawn-environ``. The serial path (``workers=0``) leaves your process's settings alone.
@@ -64,6 +69,7 @@ from typing import Any, Callable, Hashable, Iterable, Iterator, Mapping, Sequenc
 import numpy as np
 
 from ._checks import check_positive_int
+from ._threads import THREADS_VARIABLE, set_thread_limit
 from .io import LARGEST_IMAGE_IN_MEMORY_PX
 
 __all__ = [
@@ -77,6 +83,7 @@ __all__ = [
     "clear_worker_resources",
     "tiled_map",
     "tile_grid",
+    "submit_bounded",
     "should_tile",
     "LARGEST_IMAGE_IN_MEMORY_PX",
 ]
@@ -87,7 +94,7 @@ STATUSES = ("done", "skipped", "failed")
 # recorded as failed: one retry absorbs a transient death without letting one poisonous file take down
 # worker after worker. (Applies to the clusters run_batch starts; an existing cluster keeps its own setting.)
 _ALLOWED_WORKER_DEATHS = 1
-_THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+_THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", THREADS_VARIABLE)
 
 T = TypeVar("T")
 
@@ -249,6 +256,7 @@ def _limit_threads() -> None:
     """One thread per worker for the numeric libraries (see the module docstring)."""
     for name in _THREAD_VARIABLES:
         os.environ.setdefault(name, "1")  # for libraries not loaded yet; the nanny already set them
+    set_thread_limit(1)  # awdvd's own FFT workers and thread pools, also on workers started elsewhere
     torch = sys.modules.get("torch")
     if torch is not None and torch.get_num_threads() != 1:
         torch.set_num_threads(1)
@@ -752,31 +760,64 @@ def tiled_map(
 
 
 def _tiles_on_dask(client, image, fn, tiles, crop_of, write, limit: int, bar) -> None:
+    calls = (
+        (core, _apply_tile, (fn, _read_block(image, read), (read[0].start, read[1].start), crop_of(core, read)))
+        for core, read in tiles
+    )
+    for core, result in submit_bounded(client, calls, limit=limit):
+        write(core, result)
+        bar.update(1)
+
+
+_SCATTER_BYTES = 1 << 16
+
+
+def _call_here(fn, *args):
+    """fn(*args) on a worker (with its thread limits) or in this process."""
+    in_worker, _ = _in_dask_worker()
+    if in_worker:
+        _limit_threads()
+    return fn(*args)
+
+
+def submit_bounded(client, calls: Iterable[tuple[Hashable, Callable, tuple]], *, limit: int) -> Iterator[tuple[Hashable, Any]]:
+    """Run ``fn(*args)`` for every ``(tag, fn, args)`` of ``calls`` on a Dask client, with at most ``limit`` calls
+    submitted and not yet collected, and yield ``(tag, result)`` as they finish (in any order).
+
+    ``calls`` is consumed lazily, so its arguments (e.g. image blocks read from a large file) are made only
+    as room frees up: memory stays bounded by ``limit`` calls. Numpy arguments of 64 KB or more are scattered
+    (sent to one worker once, not embedded in the task graph); futures among ``args`` are resolved by Dask
+    (e.g. a model scattered once with ``client.scatter(model, broadcast=True)``). On the worker, the thread
+    limits of the module docstring apply. The first error raised by a call is raised here: used for tiles of
+    one image, where an error is a bug for every tile, not a bad file.
+    """
     from distributed import as_completed
 
-    pending = iter(tiles)
-    cores: dict[str, tuple[slice, slice]] = {}
+    limit = check_positive_int(limit, "limit")
+    calls = iter(calls)
+    tags: dict[str, Hashable] = {}
+    queue = as_completed(loop=client.loop)
 
-    def submit_next(queue) -> bool:
-        item = next(pending, None)
+    def submit_next() -> bool:
+        item = next(calls, None)
         if item is None:
             return False
-        core, read = item
-        block = client.scatter(_read_block(image, read), hash=False)  # sent once, not embedded in the graph
-        future = client.submit(
-            _apply_tile, fn, block, (read[0].start, read[1].start), crop_of(core, read), pure=False
+        tag, fn, args = item
+        args = tuple(
+            client.scatter(a, hash=False) if isinstance(a, np.ndarray) and a.nbytes >= _SCATTER_BYTES else a
+            for a in args
         )
-        cores[future.key] = core
+        future = client.submit(_call_here, fn, *args, pure=False)
+        tags[future.key] = tag
         queue.add(future)
         return True
 
-    queue = as_completed(loop=client.loop)
     for _ in range(limit):
-        if not submit_next(queue):
+        if not submit_next():
             break
     for future in queue:
-        result = future.result()  # an error in fn is a bug in fn for every tile: raise it, do not skip tiles
-        write(cores.pop(future.key), result)
+        result = future.result()
+        tag = tags.pop(future.key)
         future.release()
-        bar.update(1)
-        submit_next(queue)
+        submit_next()
+        yield tag, result

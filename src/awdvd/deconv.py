@@ -13,7 +13,9 @@ estimate falls below ``eps``). The OTF is computed once per call. No clipping of
 non-negative because the data are.
 
 On a CPU the FFTs are scipy.fft's (pocketfft, about 10x faster here than torch's CPU FFT); with CUDA the same
-algorithm runs in torch on the GPU.
+algorithm runs in torch on the GPU. The CPU threads used (FFT workers, the pool of AWDVD regions) follow one
+setting, :func:`awdvd._threads.allowed_threads`: every CPU of the process by default, ``AWDVD_NUM_THREADS``
+if set, 1 inside awdvd.batch's Dask workers.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import sys
 import numpy as np
 
 from ._checks import check_image, check_positive_int
+from ._threads import allowed_threads
 
 __all__ = [
     "richardson_lucy",
@@ -33,6 +36,7 @@ __all__ = [
     "default_halo_px",
     "deconvolve",
     "deconvolve_levels",
+    "blend_windows",
     "deconvolve_invariant",
     "to_input_dtype",
     "estimate_background",
@@ -142,7 +146,8 @@ def _fill_symmetric(buffer: np.ndarray, data: np.ndarray | None, r: int, iy: np.
         buffer[:, : h + 2 * r, : w + 2 * r] = data[:, iy[:, None], ix[None, :]]
 
 
-def _rl_numpy(images: np.ndarray, psfs: np.ndarray, iterations: int, eps: float, workers: int = -1) -> np.ndarray:
+def _rl_numpy(images: np.ndarray, psfs: np.ndarray, iterations: int, eps: float, workers: int | None = None
+              ) -> np.ndarray:
     """RL of every image (B, h, w) float32 >= 0 with its PSF (B or 1, k, k); scipy.fft on the CPU.
 
     The 2-D transforms are done axis by axis (pocketfft's multi-axis inverse real FFT is about 2.5x slower
@@ -151,6 +156,7 @@ def _rl_numpy(images: np.ndarray, psfs: np.ndarray, iterations: int, eps: float,
     """
     from scipy import fft
 
+    workers = allowed_threads() if workers is None else workers
     b, h, w = images.shape
     r = psfs.shape[-1] // 2
     fh, fw = _fft_shape(h, w, r)
@@ -208,7 +214,7 @@ def _rl_torch(images: np.ndarray, psfs: np.ndarray, iterations: int, eps: float,
 
 
 def _rl_batches(images: np.ndarray, psfs: np.ndarray, iterations: int, eps: float, device: str,
-                workers: int = -1) -> np.ndarray:
+                workers: int | None = None) -> np.ndarray:
     """RL of images (B, h, w) with PSFs (B or 1, k, k), in chunks that bound the work memory."""
     b, h, w = images.shape
     r = psfs.shape[-1] // 2
@@ -433,11 +439,54 @@ def deconvolve_levels(
     (H, W) float32. Background windows enter unchanged; where only background windows cover a pixel, the
     output is the input there.
     """
-    from .windows import axis_weight_matrix, window_profile
-
     array, grid, psfs, ys, xs, stride, patch_px = _check_awdvd_inputs(
         image, levels, psfs, stride=stride, patch_px=patch_px, method=method, weighting=weighting
     )
+    out, covered = blend_windows(array, grid, psfs, ys, xs, stride=stride, patch_px=patch_px, iterations=iterations,
+                                 method=method, weighting=weighting, offset=offset, halo_px=halo_px, eps=eps,
+                                 device=device)
+    if not covered.all():  # cannot happen with window_starts; a guard against silent NaNs
+        raise RuntimeError("some pixels got no window weight; this is a bug in awdvd")
+    return out
+
+
+def blend_windows(
+    array: np.ndarray,
+    levels: np.ndarray,
+    psfs: np.ndarray,
+    ys: np.ndarray,
+    xs: np.ndarray,
+    *,
+    stride: int,
+    patch_px: int = 84,
+    iterations: int = 30,
+    method: str = "fast",
+    weighting: str = "triangular",
+    offset: float = 0.0,
+    halo_px: int | None = None,
+    eps: float | None = None,
+    device: str | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The AWDVD blend of :func:`deconvolve_levels` for windows at any positions: the windows whose top-left
+    corners are ``(ys[j], xs[i])`` (all inside ``array``) with levels ``levels[j, i]``.
+
+    This is how a tile of a large image is restored with the whole image's windows (awdvd.tiling): given the
+    windows that lie in the tile, the blend weights of every pixel those windows cover are the whole image's.
+    ``stride`` only scales the triangular weights' height (the paper's s / 42), which the blend divides out.
+
+    Returns
+    -------
+    (out, covered): (H, W) float32 blend, and (H, W) bool, True where some window covers the pixel (``out`` is
+    0 elsewhere).
+    """
+    from .windows import axis_weight_matrix, window_profile
+
+    array = np.asarray(array)
+    grid = np.asarray(levels, dtype=np.int64)
+    psfs, _ = _check_psfs(psfs)
+    ys, xs = np.asarray(ys, dtype=np.int64), np.asarray(xs, dtype=np.int64)
+    if grid.shape != (len(ys), len(xs)):
+        raise ValueError(f"levels has shape {grid.shape} for {len(ys)} x {len(xs)} window positions")
     iterations = check_positive_int(iterations, "iterations", minimum=0)
     offset = _check_offset(offset)
     device = _resolve_device(device)
@@ -454,14 +503,16 @@ def deconvolve_levels(
     rl = dict(iterations=iterations, eps=eps, device=device, offset=offset)
     if method == "fast":
         _fast(raw, data, grid, psfs, ty, tx, ys, xs, patch_px, halos, identity, numerator, denominator, rl)
-    else:
+    elif method == "patchwise":
         _patchwise(raw, data, grid, psfs, profile, ys, xs, patch_px, halos, identity, numerator, denominator, rl)
-    if not np.all(denominator > 0):  # cannot happen with window_starts; a guard against silent NaNs
-        raise RuntimeError("some pixels got no window weight; this is a bug in awdvd")
-    return (numerator / denominator).astype(np.float32)
+    else:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    covered = denominator > 0
+    out = np.divide(numerator, denominator, out=np.zeros_like(numerator), where=covered)
+    return out.astype(np.float32), covered
 
 
-def _restore(data: np.ndarray, psf: np.ndarray, rl: dict, workers: int = -1) -> np.ndarray:
+def _restore(data: np.ndarray, psf: np.ndarray, rl: dict, workers: int | None = None) -> np.ndarray:
     """RL of a batch (B, h, w) of offset-free data, returned with the offset added back (float64)."""
     out = _rl_batches(data, psf[None], rl["iterations"], rl["eps"], rl["device"], workers)
     return out.astype(np.float64) + rl["offset"]
@@ -469,15 +520,13 @@ def _restore(data: np.ndarray, psf: np.ndarray, rl: dict, workers: int = -1) -> 
 
 def _map_jobs(function, jobs: list, device: str):
     """Results of ``function(job, workers)`` for every job, in order. On the CPU, independent RLs run in a
-    thread pool, one per core, each with a single-threaded FFT: pocketfft and numpy's array loops release the
-    GIL, so both cores stay busy also during the element-wise steps (which a multi-threaded FFT leaves to one
-    core)."""
-    import os
-
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    threads = min(len(jobs), cores) if device == "cpu" else 1
+    thread pool of up to :func:`awdvd._threads.allowed_threads` threads, each with a single-threaded FFT:
+    pocketfft and numpy's array loops release the GIL, so all cores stay busy also during the element-wise
+    steps (which a multi-threaded FFT leaves to one core). Inside a batch worker that allows one thread, the
+    jobs run one after another on one core."""
+    threads = min(len(jobs), allowed_threads()) if device == "cpu" else 1
     if threads <= 1:
-        yield from (function(job, -1) for job in jobs)
+        yield from (function(job, None) for job in jobs)
         return
     from concurrent.futures import ThreadPoolExecutor
 

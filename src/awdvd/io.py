@@ -34,10 +34,16 @@ __all__ = [
     "write_tiff",
     "write_ome_tiff",
     "write_ome_zarr",
+    "write_image",
     "open_ome_zarr_output",
+    "open_image_output",
+    "OUTPUT_FORMATS",
     "write_png",
     "write_json",
     "write_csv",
+    "read_json",
+    "image_shape",
+    "image_stem",
     "atomic_path",
     "check_pixel_size",
     "is_image_folder",
@@ -192,6 +198,53 @@ def read_image(path: str | os.PathLike, *, lazy: bool | None = None) -> ImageFil
     if data.dtype.kind not in "uif" and data.dtype != bool:
         raise ImageReadError(f"{path} holds {data.dtype} pixels; awdvd needs integer or float intensities")
     return ImageFile(data=data, path=path, pixel_um=pixel_um, metadata=metadata)
+
+
+def image_shape(path: str | os.PathLike) -> tuple[int, ...]:
+    """The shape ``read_image(path).data`` will have, read from the file's metadata only (TIFF, OME-Zarr; PNG and
+    JPEG headers), e.g. to decide before reading whether an image is large.
+
+    Raises the errors of :func:`read_image` for missing or unreadable files.
+    """
+    path = Path(path)
+    _check_readable(path)
+    suffix = ZARR_SUFFIX if path.is_dir() else path.suffix.lower()
+    try:
+        if suffix == ZARR_SUFFIX:
+            data, _, _ = _read_zarr(path, True)
+            shape = tuple(data.shape)
+        elif suffix in (".tif", ".tiff"):
+            import tifffile
+
+            with tifffile.TiffFile(path) as tif:
+                shape = tuple(tif.series[0].shape)
+        elif suffix in (".png", ".jpg", ".jpeg"):
+            import imageio.v3 as iio
+
+            shape = tuple(iio.improps(path).shape)
+        else:
+            raise ImageReadError(f"{path}: unsupported file type {suffix!r}")
+    except ImageReadError:
+        raise
+    except Exception as error:
+        raise ImageReadError(f"{path} could not be read as an image ({type(error).__name__}: {error})") from error
+    if len(shape) > 2:
+        shape = tuple(s for s in shape if s != 1) or (1,)
+    return tuple(int(s) for s in shape)
+
+
+_NAME_SUFFIXES = (".ome.zarr", ".ome.tiff", ".ome.tif", ".zarr", ".tiff", ".tif", ".png", ".jpeg", ".jpg")
+
+
+def image_stem(path: str | os.PathLike) -> str:
+    """The name of an image without its format suffixes: ``a.tif``, ``a.ome.tif`` and ``a.ome.zarr`` all give
+    ``a`` (so outputs are named ``a.awdvd...``, not ``a.ome.awdvd...``)."""
+    name = Path(path).name
+    lower = name.lower()
+    for suffix in _NAME_SUFFIXES:
+        if lower.endswith(suffix) and len(name) > len(suffix):
+            return name[: -len(suffix)]
+    return Path(name).stem
 
 
 def _is_large(shape: tuple[int, ...], lazy: bool | None) -> bool:
@@ -565,6 +618,65 @@ def write_ome_zarr(
     return Path(path)
 
 
+OUTPUT_FORMATS = ("tiff", "ome-tiff", "ome-zarr")
+
+
+def write_image(path: str | os.PathLike, data, *, format: str, pixel_um: float | None, overwrite: bool = False,
+                description: dict | None = None, chunks: int = 1024) -> Path:
+    """Write ``data`` as ``format``: "tiff" (:func:`write_tiff`, ImageJ, with ``description``), "ome-tiff"
+    (:func:`write_ome_tiff`) or "ome-zarr" (:func:`write_ome_zarr`, square chunks of ``chunks`` px)."""
+    if format == "tiff":
+        return write_tiff(path, data, pixel_um=pixel_um, overwrite=overwrite, description=description)
+    if format == "ome-tiff":
+        return write_ome_tiff(path, data, pixel_um=pixel_um, overwrite=overwrite)
+    if format == "ome-zarr":
+        return write_ome_zarr(path, data, pixel_um=pixel_um, chunks=chunks, overwrite=overwrite)
+    raise ValueError(f"format must be one of {OUTPUT_FORMATS}, got {format!r}")
+
+
+@contextlib.contextmanager
+def open_image_output(
+    path: str | os.PathLike,
+    *,
+    format: str,
+    shape: tuple[int, ...],
+    dtype,
+    pixel_um: float | None,
+    chunks: int = 1024,
+    overwrite: bool = False,
+    description: dict | None = None,
+):
+    """Yield an empty array to fill tile by tile (e.g. ``awdvd.batch.tiled_map(..., out=...)``); it becomes the
+    image ``path`` in ``format`` ("tiff", "ome-tiff" or "ome-zarr") only if the block completes.
+
+    "ome-zarr" fills the store itself (:func:`open_ome_zarr_output`). The TIFF formats fill a temporary
+    ``numpy.memmap`` beside ``path`` (the disk, not memory, holds the image), written as TIFF at the end and
+    then deleted. Nothing half-written is left behind on error. ``description`` goes into plain TIFFs.
+    """
+    if format == "ome-zarr":
+        with open_ome_zarr_output(path, shape=shape, dtype=dtype, pixel_um=pixel_um, chunks=chunks,
+                                  overwrite=overwrite) as out:
+            yield out
+        return
+    if format not in OUTPUT_FORMATS:
+        raise ValueError(f"format must be one of {OUTPUT_FORMATS}, got {format!r}")
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} exists; choose another output or pass overwrite=True (--overwrite)")
+    shape = tuple(int(s) for s in shape)
+    _check_writable_shape(shape, "open_image_output")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent))
+    try:
+        out = np.lib.format.open_memmap(scratch / "pixels.npy", mode="w+", dtype=_stored_dtype(dtype), shape=shape)
+        yield out
+        out.flush()
+        write_image(path, out, format=format, pixel_um=pixel_um, overwrite=overwrite, description=description)
+        del out
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
 def check_pixel_size(file_pixel_um: float | None, optics_pixel_um: float, *, tolerance: float = 0.05) -> bool:
     """Warn (:class:`PixelSizeWarning`) if an image's pixel size disagrees with the optics' pixel size.
 
@@ -610,6 +722,15 @@ def write_png(path: str | os.PathLike, data: np.ndarray, *, overwrite: bool = Fa
     with atomic_path(path, overwrite=overwrite) as tmp:
         iio.imwrite(tmp, data, extension=".png")
     return Path(path)
+
+
+def read_json(path: str | os.PathLike) -> dict:
+    """A JSON file written by :func:`write_json` (e.g. an output's sidecar); ValueError if it is not JSON."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path} is not a JSON file ({error})") from error
 
 
 def write_json(path: str | os.PathLike, payload: dict, *, overwrite: bool = False) -> Path:

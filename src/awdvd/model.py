@@ -344,6 +344,11 @@ class DefocusModel:
         self._inference = None
         return self
 
+    def __reduce__(self):
+        # Pickled (e.g. sent to Dask workers) as its model-file contents: tensors and plain types. The network
+        # class is built inside a function and the TorchScript inference copy cannot be pickled at all.
+        return (_model_from_file_dict, (self.to_file_dict(), self.inference_backend))
+
     def inference_network(self):
         """The module the predict methods run: a BatchNorm-folded (and on CPU, TorchScript-optimised) copy of
         ``network``, made once and remade if the weights change; ``network`` itself if ``inference_backend``
@@ -498,3 +503,13 @@ def load_model(path=None, *, device: str = "cpu", inference_backend: str | None 
         warnings.simplefilter("ignore", UndersamplingWarning)  # the optics were checked when the model was made
         model = DefocusModel.from_file_dict(payload, source=str(path), inference_backend=inference_backend)
     return model.to(device)
+
+
+def _model_from_file_dict(payload: dict, inference_backend) -> DefocusModel:
+    import warnings
+
+    from .optics import UndersamplingWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UndersamplingWarning)
+        return DefocusModel.from_file_dict(payload, source="pickled model", inference_backend=inference_backend)

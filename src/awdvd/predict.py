@@ -20,6 +20,7 @@ Arrays in, arrays out; torch is imported only when a map is computed.
 from __future__ import annotations
 
 import copy
+import math
 import weakref
 from dataclasses import dataclass
 
@@ -28,7 +29,8 @@ import numpy as np
 from ._checks import check_image, check_positive_int
 from .windows import weight_maps, window_starts
 
-__all__ = ["DefocusMap", "defocus_map", "window_patches", "MAP_MODES", "NORMALIZATIONS"]
+__all__ = ["DefocusMap", "defocus_map", "window_proba", "window_patches", "dense_cell_px", "dense_reach_px",
+           "MAP_MODES", "NORMALIZATIONS"]
 
 MAP_MODES = ("patch", "dense")
 NORMALIZATIONS = ("local", "global")
@@ -162,34 +164,70 @@ def defocus_map(
     ys = window_starts(array.shape[0], patch_px=patch_px, stride=stride)
     xs = window_starts(array.shape[1], patch_px=patch_px, stride=stride)
     class_levels = np.asarray(model.class_levels, dtype=np.int64)
-    if mode == "patch":
-        proba = np.empty((len(ys), len(xs), len(class_levels)), dtype=np.float32)
-        rows_per_batch = max(1, batch_size // len(xs))
-        for start in range(0, len(ys), rows_per_batch):
-            rows = ys[start : start + rows_per_batch]
-            _, p = model.predict_patches(window_patches(array, rows, xs, patch_px), return_proba=True,
-                                         batch_size=batch_size)
-            proba[start : start + len(rows)] = p.reshape(len(rows), len(xs), -1)
-        used_normalization = None
-    else:
-        proba = _dense_proba(array, model, ys, xs, normalization)
-        used_normalization = normalization
+    proba = window_proba(array, model, ys, xs, mode=mode, normalization=normalization, batch_size=batch_size)
+    used_normalization = None if mode == "patch" else normalization
     levels = class_levels[np.argmax(proba, axis=-1)]
     return DefocusMap(levels=levels, proba=proba, class_levels=class_levels, ys=ys, xs=xs,
                       image_shape=tuple(int(s) for s in array.shape), patch_px=patch_px, stride=stride, mode=mode,
                       normalization=used_normalization)
 
 
+def window_proba(
+    image: np.ndarray,
+    model,
+    ys: np.ndarray,
+    xs: np.ndarray,
+    *,
+    mode: str = "patch",
+    normalization: str = "local",
+    batch_size: int = 256,
+    value_range: tuple[float, float] | None = None,
+) -> np.ndarray:
+    """Class probabilities (len(ys), len(xs), n_classes) float32 of the ``model.patch_px`` windows starting at
+    rows ``ys`` and columns ``xs`` of ``image`` (any positions inside the image, e.g. a large image's global
+    window grid shifted into one tile). :func:`defocus_map` with ``window_starts`` positions is this.
+
+    Dense mode reads the trunk cells nearest to each window on a grid anchored at the image's (0, 0): a tile
+    of a larger image gives the large image's cells if its origin is a multiple of the trunk's cell size and
+    it holds enough context around its windows (awdvd.tiling takes care of both). ``value_range`` (dense,
+    "global" normalization) replaces the image's own min and max, e.g. by those of the whole large image.
+    """
+    array = np.asarray(image)
+    patch_px = int(model.patch_px)
+    ys, xs = np.asarray(ys, dtype=np.int64), np.asarray(xs, dtype=np.int64)
+    n_classes = len(model.class_levels)
+    if ys.size == 0 or xs.size == 0:
+        return np.zeros((len(ys), len(xs), n_classes), dtype=np.float32)
+    if ys.min() < 0 or xs.min() < 0 or ys.max() + patch_px > array.shape[0] or xs.max() + patch_px > array.shape[1]:
+        raise ValueError(f"windows of {patch_px} px at rows {ys.min()}..{ys.max()}, columns {xs.min()}..{xs.max()} "
+                         f"do not fit in a {array.shape[0]} x {array.shape[1]} image")
+    if mode == "patch":
+        proba = np.empty((len(ys), len(xs), n_classes), dtype=np.float32)
+        rows_per_batch = max(1, batch_size // len(xs))
+        for start in range(0, len(ys), rows_per_batch):
+            rows = ys[start : start + rows_per_batch]
+            _, p = model.predict_patches(window_patches(array, rows, xs, patch_px), return_proba=True,
+                                         batch_size=batch_size)
+            proba[start : start + len(rows)] = p.reshape(len(rows), len(xs), -1)
+        return proba
+    if mode == "dense":
+        return _dense_proba(array, model, ys, xs, normalization, value_range)
+    raise ValueError(f"mode must be one of {MAP_MODES}, got {mode!r}")
+
+
 # --------------------------------------------------------------------------------------------- dense mode
-def normalize_image(image: np.ndarray, *, patch_px: int = 84, normalization: str = "local") -> np.ndarray:
+def normalize_image(image: np.ndarray, *, patch_px: int = 84, normalization: str = "local",
+                    value_range: tuple[float, float] | None = None) -> np.ndarray:
     """(H, W) float32 in [0, 1]: min-max normalised per pixel over the centred ``patch_px`` box ("local")
-    or over the whole image ("global"); 0 where the box (image) is constant."""
+    or over the whole image ("global"; ``value_range`` = (min, max) replaces the image's own); 0 where the box
+    (image) is constant."""
     from scipy import ndimage as ndi
 
     x = np.asarray(image, dtype=np.float32)
     if normalization == "global":
-        lo = np.float32(x.min())
-        span = np.float32(x.max()) - lo
+        lo, hi = (x.min(), x.max()) if value_range is None else value_range
+        lo = np.float32(lo)
+        span = np.float32(hi) - lo
     elif normalization == "local":
         lo = ndi.minimum_filter(x, size=patch_px, mode="nearest")
         span = ndi.maximum_filter(x, size=patch_px, mode="nearest") - lo
@@ -262,19 +300,52 @@ def trunk_geometry(network, patch_px: int, device) -> tuple[int, int]:
     return int(step), n
 
 
-def _dense_proba(image: np.ndarray, model, ys: np.ndarray, xs: np.ndarray, normalization: str) -> np.ndarray:
+def dense_cell_px(model) -> int:
+    """Cell size S (px) of ``model``'s conv trunk: dense maps read trunk cells S px apart."""
+    return _trunk_geometry(model)[0]
+
+
+def dense_reach_px(model) -> int:
+    """How far (px) beyond a window dense mode looks: half the trunk's receptive field (the zero padding at
+    the edges of what the trunk is given reaches that far into its cells), plus half a window for the local
+    normalisation box, plus a cell for the rounding of window starts to cells. A tile holding this much
+    context around its windows, from an origin on the cell grid, gives them the whole image's cells."""
+    size, jump = 1, 1
+    for module in model.network.modules():  # registration order: the trunk's layers in sequence
+        kernel = getattr(module, "kernel_size", None)
+        if kernel is None:
+            continue
+        kernel = int(max(np.atleast_1d(kernel)))
+        dilation = int(max(np.atleast_1d(getattr(module, "dilation", 1))))
+        stride = getattr(module, "stride", None)
+        stride = kernel if stride is None else int(max(np.atleast_1d(stride)))
+        size += (kernel - 1) * dilation * jump
+        jump *= stride
+    return int(math.ceil(size / 2) + int(model.patch_px) // 2 + dense_cell_px(model))
+
+
+def _trunk_geometry(model) -> tuple[int, int]:
+    network = model.network
+    device = next(network.parameters()).device
+    trunk = _inference_trunk(network)
+    geometry = _TRUNKS[network][1]
+    patch_px = int(model.patch_px)
+    if geometry is None or geometry[0] != patch_px:
+        geometry = (patch_px, trunk_geometry(trunk, patch_px, device))
+        _TRUNKS[network] = (trunk, geometry)
+    return geometry[1]
+
+
+def _dense_proba(image: np.ndarray, model, ys: np.ndarray, xs: np.ndarray, normalization: str,
+                 value_range: tuple[float, float] | None = None) -> np.ndarray:
     import torch
 
     patch_px = int(model.patch_px)
     network = model.network
     device = next(network.parameters()).device
+    step, n = _trunk_geometry(model)
     trunk = _inference_trunk(network)
-    geometry = _TRUNKS[network][1]
-    if geometry is None or geometry[0] != patch_px:
-        geometry = (patch_px, trunk_geometry(trunk, patch_px, device))
-        _TRUNKS[network] = (trunk, geometry)
-    step, n = geometry[1]
-    x = normalize_image(image, patch_px=patch_px, normalization=normalization)
+    x = normalize_image(image, patch_px=patch_px, normalization=normalization, value_range=value_range)
     with torch.inference_mode():
         tensor = torch.from_numpy(x)[None, None].to(device)
         if device.type == "cpu":

@@ -14,6 +14,7 @@ from typing import Sequence
 import numpy as np
 
 from ._checks import check_image, check_positive_int
+from ._threads import allowed_threads
 from .optics import Optics
 from .psf import psf_bank
 
@@ -147,11 +148,11 @@ def blur_levels(image: np.ndarray, psfs: np.ndarray) -> np.ndarray:
     r = psfs.shape[-1] // 2
     padded = np.pad(image, r, mode="symmetric")
     shape = tuple(fft.next_fast_len(s + 2 * r, real=True) for s in padded.shape)
-    spectrum = fft.rfft2(padded, s=shape, workers=-1)
+    spectrum = fft.rfft2(padded, s=shape, workers=allowed_threads())
     out = np.empty((psfs.shape[0],) + image.shape, dtype=np.float32)
     otfs = _psf_otfs(psfs, shape)
     for index, otf in enumerate(otfs):
-        full = fft.irfft2(spectrum * otf, s=shape, workers=-1)
+        full = fft.irfft2(spectrum * otf, s=shape, workers=allowed_threads())
         out[index] = full[r : r + image.shape[0], r : r + image.shape[1]]
     return out
 

@@ -1,32 +1,13 @@
-"""Output planning shared by the per-image subcommands (predict, deconvolve): one set of files per input in
-an output folder, never an input, never an existing file without --overwrite, checked before any work."""
+"""Shared by the per-image subcommands (predict, deconvolve): model, cluster and tiling arguments, and running a
+job over files with a report at the end."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
-
-def plan_outputs(inputs: list[Path], output_dir: Path, suffixes: dict[str, str], *, overwrite: bool) -> list[dict[str, Path]]:
-    """For every input, {key: output_dir / (input stem + suffix)}; raises before anything is computed if two
-    inputs share a stem, an output would replace an input, or (without ``overwrite``) an output exists."""
-    if output_dir.exists() and not output_dir.is_dir():
-        raise NotADirectoryError(f"{output_dir} exists and is not a folder; -o takes a folder")
-    resolved_inputs = {p.resolve() for p in inputs}
-    plans, seen = [], {}
-    for path in inputs:
-        stem = path.stem
-        if stem in seen:
-            raise ValueError(f"{seen[stem]} and {path} would write the same outputs ({stem}.*); process them separately")
-        seen[stem] = path
-        plan = {key: output_dir / f"{stem}{suffix}" for key, suffix in suffixes.items()}
-        for target in plan.values():
-            if target.resolve() in resolved_inputs:
-                raise ValueError(f"output {target} would replace an input; choose another -o folder")
-            if target.exists() and not overwrite:
-                raise FileExistsError(f"{target} exists; choose another -o folder or pass --overwrite")
-        plans.append(plan)
-    return plans
+from ._common import non_negative_int, positive_int
 
 
 def window_stride(text: str) -> int:
@@ -40,15 +21,11 @@ def window_stride(text: str) -> int:
     return value
 
 
-def read_plane(path: Path):
-    """(pixels (H, W), pixel size in um or None) of a 2-D image file; stacks are refused with a clear message."""
-    from ..io import read_image
-
-    image = read_image(path)
-    if image.data.ndim != 2:
-        raise ValueError(f"{path} holds a stack of shape {image.data.shape}; awdvd restores 2-D images: save the "
-                         "planes as separate files")
-    return image.data, image.pixel_um
+def tile_size(text: str) -> int:
+    value = positive_int(text)
+    if value < 128:
+        raise argparse.ArgumentTypeError(f"expected a tile side of at least 128 px, got {value}")
+    return value
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -57,9 +34,61 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                         help="where the network and the deconvolution run (default: CUDA if available)")
 
 
-def load_model_from_args(args: argparse.Namespace):
+def add_batch_arguments(parser: argparse.ArgumentParser) -> None:
+    """--workers, --scheduler, --overwrite, --tile-px, --max-whole-px."""
+    from ..io import LARGEST_IMAGE_IN_MEMORY_PX
+
+    group = parser.add_argument_group("many files and large images")
+    group.add_argument("--workers", type=non_negative_int, default=None,
+                       help="worker processes on this machine (default: one per CPU, at most one per file; 0: run "
+                            "everything in this process, with the same results)")
+    group.add_argument("--scheduler", metavar="ADDRESS",
+                       help="run on an existing Dask cluster, e.g. tcp://host:8786 (its workers must see the same "
+                            "paths and have awdvd installed)")
+    group.add_argument("--overwrite", action="store_true",
+                       help="redo images whose outputs exist (by default they are skipped, so an interrupted run "
+                            "can simply be started again); inputs are never replaced")
+    group.add_argument("--tile-px", type=tile_size, default=1024,
+                       help="tile side for large images (default 1024)")
+    group.add_argument("--max-whole-px", type=positive_int, default=LARGEST_IMAGE_IN_MEMORY_PX,
+                       help=f"images with more pixels than this are processed in tiles, in bounded memory "
+                            f"(default {LARGEST_IMAGE_IN_MEMORY_PX} = 4096 x 4096)")
+
+
+def model_file_from_args(args: argparse.Namespace):
+    """(ModelFile, device), loaded once here so that a missing or broken model file is one error up front."""
     from ..deconv import _resolve_device
-    from ..model import load_model
+    from ..jobs import ModelFile
 
     device = _resolve_device(None if args.device == "auto" else args.device)
-    return load_model(args.model, device=device), device
+    model = ModelFile(None if args.model is None else str(args.model), device=device)
+    model()
+    return model, device
+
+
+def run_and_report(command: str, args: argparse.Namespace, job, noun: str) -> int:
+    """Run ``job`` over ``args.inputs``; print warnings, a summary (stdout; stderr if a file failed) and
+    write the report as JSON in the output folder. Exit status 1 if any file failed."""
+    from ..io import write_json
+    from ..jobs import run_jobs
+
+    if args.scheduler is not None and "://" not in args.scheduler:
+        raise ValueError(f"--scheduler takes an address like tcp://host:8786, got {args.scheduler!r}")
+    report = run_jobs(args.inputs, job, workers=args.workers, scheduler=args.scheduler, overwrite=args.overwrite,
+                      progress=sys.stderr.isatty())
+    warned: dict[str, list[str]] = {}
+    for result in report.results:
+        for message in result.value.get("warnings", []):
+            warned.setdefault(message, []).append(result.path.name)
+    for message, names in warned.items():
+        shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+        print(f"awdvd {command}: warning: {shown}: {message}", file=sys.stderr)
+    c = report.counts
+    if c["done"] or c["failed"]:
+        write_json(Path(job.out_dir) / f"awdvd-{command}-report.json", report.as_dict(), overwrite=True)
+    if report.ok:
+        print(f"{noun}: {report.summary()} Outputs in {job.out_dir}.")
+        return 0
+    print(f"awdvd {command}: {report.summary()} Details: {job.out_dir / f'awdvd-{command}-report.json'}",
+          file=sys.stderr)
+    return 1

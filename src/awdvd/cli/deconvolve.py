@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from ._common import non_negative_int, positive_int
-from ._outputs import add_model_arguments, window_stride
+from ._outputs import add_batch_arguments, add_model_arguments, window_stride
 
 
 def register(subparsers) -> None:
@@ -15,8 +15,11 @@ def register(subparsers) -> None:
         help="restore images with depth-variant deconvolution (AWDVD)",
         description="Predict the defocus level of every 84 x 84 window, deconvolve each region with its level's "
         "PSF (Richardson-Lucy) and blend the windows with triangular (or rectangular) weights. Writes, per image, "
-        "STEM.awdvd.tif (float32 by default, with the pixel size) and STEM.awdvd.json (parameters, levels used, "
-        "timings). INPUT: files, folders or glob patterns.",
+        "STEM.awdvd.tif (float32 by default, with the pixel size; .ome.tif or .ome.zarr with --format) and "
+        "STEM.awdvd.json (parameters, levels used, timings). Images run in parallel worker processes; a rerun "
+        "skips images already done; a bad image is reported and the others go on. Images larger than "
+        "--max-whole-px are processed in tiles and written as OME-Zarr by default. INPUT: files, folders, glob "
+        "patterns or OME-Zarr folders (*.zarr).",
     )
     parser.add_argument("inputs", nargs="+", metavar="IMAGE", help="2-D images, folders or globs")
     parser.add_argument("-o", "--output", required=True, type=Path, help="output folder")
@@ -36,67 +39,23 @@ def register(subparsers) -> None:
                         help="image context around each RL region in px (default: 3 x the PSF's 99%% radius, per level)")
     parser.add_argument("--dtype", choices=("float32", "input"), default="float32",
                         help="output pixel type: float32 (default) or the input's (rounded, clipped; clipped pixels are counted)")
-    parser.add_argument("--overwrite", action="store_true", help="replace existing outputs (never an input)")
+    parser.add_argument("--format", choices=("auto", "tiff", "ome-tiff", "ome-zarr"), default="auto",
+                        help="restored image format: auto (default: TIFF, OME-Zarr for images processed in tiles), "
+                             "tiff (ImageJ TIFF), ome-tiff (.ome.tif) or ome-zarr (.ome.zarr folder)")
+    add_batch_arguments(parser)
     add_model_arguments(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    import time
+    from ..jobs import DeconvolveJob
+    from ._outputs import model_file_from_args, run_and_report
 
-    import numpy as np
-    from tqdm.auto import tqdm
-
-    from .. import __version__
-    from ..data import find_images
-    from ..deconv import deconvolve_levels, to_input_dtype
-    from ..io import write_json, write_tiff
-    from ..predict import defocus_map
-    from ..psf import psf_bank
-    from ._outputs import load_model_from_args, plan_outputs, read_plane
-
-    inputs = find_images(args.inputs)
-    plans = plan_outputs(inputs, args.output, {"tiff": ".awdvd.tif", "json": ".awdvd.json"}, overwrite=args.overwrite)
-    model, device = load_model_from_args(args)
-    start = time.perf_counter()
-    psfs = psf_bank(model.optics, size=args.psf_size)
-    psf_seconds = time.perf_counter() - start
-    total_clipped = 0
-    for path, plan in tqdm(list(zip(inputs, plans)), desc="deconvolving", unit="image", disable=None):
-        image, pixel_um = read_plane(path)
-        t0 = time.perf_counter()
-        dmap = defocus_map(image, model, stride=args.stride, mode=args.map_mode)
-        t1 = time.perf_counter()
-        restored = deconvolve_levels(image, dmap.levels, psfs, stride=args.stride, patch_px=model.patch_px,
-                                     iterations=args.iterations, method=args.method, weighting=args.weighting,
-                                     offset=args.offset, halo_px=args.halo_px, device=device)
-        t2 = time.perf_counter()
-        clipped = 0
-        if args.dtype == "input":
-            restored, clipped = to_input_dtype(restored, image.dtype)
-            total_clipped += clipped
-        pixel_um = pixel_um or model.optics.pixel_um
-        meta = {
-            "awdvd": "deconvolve",
-            "version": __version__,
-            "input": str(path),
-            "output": str(plan["tiff"]),
-            "parameters": {
-                "stride": args.stride, "iterations": args.iterations, "weighting": args.weighting,
-                "method": args.method, "map_mode": args.map_mode, "offset": args.offset,
-                "psf_size": int(psfs.shape[-1]), "halo_px": args.halo_px, "dtype": str(restored.dtype),
-                "model": str(args.model) if args.model else "bundled", "device": device,
-                "optics": model.optics.to_dict(), "pixel_um": pixel_um,
-            },
-            "levels_used": {name: n for name, n in dmap.level_counts().items() if n},
-            "level_grid": dmap.levels.tolist(),
-            "clipped_pixels": clipped,
-            "timings_s": {"psf_bank": round(psf_seconds, 4), "defocus_map": round(t1 - t0, 4),
-                          "deconvolution": round(t2 - t1, 4)},
-        }
-        write_tiff(plan["tiff"], restored, pixel_um=pixel_um, overwrite=args.overwrite,
-                   description={k: meta[k] for k in ("awdvd", "version", "input", "parameters")})
-        write_json(plan["json"], meta, overwrite=args.overwrite)
-    note = f"; {total_clipped} pixel(s) clipped to the input's range" if args.dtype == "input" else ""
-    print(f"wrote {len(inputs)} restored image(s) to {args.output}{note}")
-    return 0
+    model, device = model_file_from_args(args)
+    job = DeconvolveJob(
+        out_dir=args.output, model=model, device=device, stride=args.stride, map_mode=args.map_mode,
+        iterations=args.iterations, weighting=args.weighting, method=args.method, offset=args.offset,
+        psf_size=args.psf_size, halo_px=args.halo_px, dtype=args.dtype, output_format=args.format,
+        tile_px=args.tile_px, max_px=args.max_whole_px,
+    )
+    return run_and_report("deconvolve", args, job, "restored")
