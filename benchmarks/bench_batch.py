@@ -2,7 +2,8 @@
 batch of files on 0, 1 and 2 workers, and one very large image in tiles.
 
     PYTHONPATH=src python benchmarks/bench_batch.py [--files 20] [--workers 0,1,2] [--model MODEL.pt]
-        [--large-px 8192] [--large-workers 2] [--large-map-mode dense] [--out benchmarks/results/batch.json]
+        [--large-px 8192] [--large-workers 2] [--large-map-mode dense] [--memory-px 0]
+        [--out benchmarks/results/batch.json]
 
 (a) batch: N BBBC006-size images (the real files in ../shared/data/bbbc006/defocus_z00 when present, else
     synthetic 520 x 696 fields) through ``run_jobs`` (0 = one process, no Dask; N = a local cluster of N
@@ -11,6 +12,8 @@ batch of files on 0, 1 and 2 workers, and one very large image in tiles.
     1 vs 2 plain processes (no Dask), which says what the machine's cores give at that moment.
 (c) tiled vs whole: ``awdvd.tiling.tiled_deconvolve`` against ``awdvd.deconv.deconvolve`` on a mid-size
     synthetic field (max and rms difference relative to the image's max).
+(d) memory (--memory-px N): peak RSS, each in a fresh process, of a dense defocus map of an N x N field whole
+    vs in tiles, and of the whole-image `awdvd deconvolve --map-mode dense` job on it.
 (b) large: a --large-px square synthetic field (uint16), generated tile by tile into an OME-Zarr (never whole
     in memory), restored by ``run_jobs`` exactly as ``awdvd deconvolve big.ome.zarr -o out`` does (whole-image
     window grid, tiles on the workers, OME-Zarr output). Run in a fresh subprocess so that its peak memory is
@@ -282,6 +285,41 @@ def bench_large(size_px: int, tile_px: int, workers: int, iterations: int, map_m
     }
 
 
+# --------------------------------------------------------------------------------------------- (d) dense maps
+def bench_memory_probe(kind: str, size_px: int, model_path: Path, scratch: Path) -> dict:
+    """One measurement in a fresh process: peak RSS of a dense defocus map of a size_px square field, whole
+    ("map-whole": predict.defocus_map) or in 1024 px tiles ("map-tiled": tiling.tiled_defocus_map), or of
+    the whole `awdvd deconvolve --map-mode dense --workers 0` job on that image ("job")."""
+    from awdvd.io import write_tiff
+    from awdvd.model import load_model
+    from awdvd.synth import synthetic_nuclei
+
+    image = np.tile(synthetic_nuclei((1024, 1024), seed=1), (math.ceil(size_px / 1024),) * 2)[:size_px, :size_px]
+    image = image.astype(np.uint16)
+    model = load_model(model_path)
+    before = max_rss_mb()
+    start = time.perf_counter()
+    if kind == "map-whole":
+        from awdvd.predict import defocus_map
+
+        defocus_map(image, model, stride=42, mode="dense")
+    elif kind == "map-tiled":
+        from awdvd.tiling import tiled_defocus_map
+
+        tiled_defocus_map(image, model, stride=42, mode="dense", tile_px=1024)
+    else:
+        from awdvd.jobs import DeconvolveJob, ModelFile, run_jobs
+
+        path = write_tiff(scratch / f"field{size_px}.tif", image, pixel_um=0.65, overwrite=True)
+        before = max_rss_mb()
+        job = DeconvolveJob(out_dir=scratch / "memory-out", model=ModelFile(str(model_path)), map_mode="dense")
+        report = run_jobs(path, job, workers=0, overwrite=True)
+        if not report.ok:
+            raise RuntimeError(report.summary())
+    return {"kind": kind, "image_px": size_px, "seconds": time.perf_counter() - start, "peak_rss_mb": max_rss_mb(),
+            "rss_before_mb": before}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--files", type=int, default=20, help="files in the batch (default 20)")
@@ -297,12 +335,20 @@ def main() -> None:
                              "window, ~38 000 windows at 8192 px)")
     parser.add_argument("--skip-batch", action="store_true")
     parser.add_argument("--check-px", type=int, default=1024, help="image side for the tiled-vs-whole check (0 skips)")
+    parser.add_argument("--memory-px", type=int, default=0,
+                        help="(d) peak memory of dense maps (whole vs tiled) and of the whole-image job on an image of "
+                             "this side (e.g. 4096, the largest processed whole; default 0 skips it)")
     parser.add_argument("--only-large", action="store_true", help=argparse.SUPPRESS)  # the subprocess of (b)
+    parser.add_argument("--only-memory", help=argparse.SUPPRESS)  # the subprocesses of (d)
     parser.add_argument("--scratch", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "batch.json")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
 
+    if args.only_memory:
+        result = bench_memory_probe(args.only_memory, args.memory_px, args.model, args.scratch)
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
+        return
     if args.only_large:
         result = bench_large(args.large_px, args.tile_px, args.large_workers, args.iterations, args.large_map_mode,
                              args.model, args.scratch)
@@ -327,6 +373,16 @@ def main() -> None:
             results["tiled_vs_whole"] = bench_tiled_vs_whole(args.check_px, args.check_px // 4, model_path,
                                                              args.iterations, "dense")
             print(f"  max |tiled - whole| = {results['tiled_vs_whole']['max_abs_diff_rel_to_max']:.2e} of max", flush=True)
+        if args.memory_px:
+            print(f"(d) peak memory at {args.memory_px} px", flush=True)
+            results["memory"] = {}
+            for kind in ("map-whole", "map-tiled", "job"):
+                part = scratch / f"memory-{kind}.json"
+                subprocess.run([sys.executable, __file__, "--only-memory", kind, "--memory-px", str(args.memory_px),
+                                "--model", str(model_path), "--scratch", str(scratch), "--out", str(part)],
+                               check=True, env={**os.environ, "PYTHONPATH": str(REPO / "src")})
+                results["memory"][kind] = json.loads(part.read_text())
+                print(f"  {kind}: peak RSS {results['memory'][kind]['peak_rss_mb']:.0f} MB", flush=True)
         if args.large_px:
             print(f"(b) large image {args.large_px} x {args.large_px}, {args.large_workers} workers", flush=True)
             part = scratch / "large.json"

@@ -31,7 +31,9 @@ def register(subparsers) -> None:
     parser.add_argument("--method", choices=("fast", "patchwise"), default="fast",
                         help="fast: one RL per level over its region (default); patchwise: one RL per window (the paper's)")
     parser.add_argument("--map-mode", choices=("patch", "dense"), default="patch",
-                        help="how the defocus map is computed (see `awdvd predict --help`)")
+                        help="how the defocus map is computed: patch (every window through the network, the "
+                             "reference) or dense (one network pass; much faster, advisable for large images); see "
+                             "`awdvd predict --help`")
     parser.add_argument("--offset", type=float, default=0.0,
                         help="camera offset / background (ADU) removed before RL and added back (default 0)")
     parser.add_argument("--psf-size", type=positive_int, help="odd PSF size in px (default: 99%% energy of the deepest level)")

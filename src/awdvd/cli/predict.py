@@ -23,7 +23,8 @@ def register(subparsers) -> None:
     parser.add_argument("-o", "--output", required=True, type=Path, help="output folder")
     parser.add_argument("--stride", type=window_stride, default=42, help="window step in px, 1..84 (default 42)")
     parser.add_argument("--mode", choices=("patch", "dense"), default="patch",
-                        help="patch: every window on its own (reference); dense: one network pass per image (fast)")
+                        help="patch: every window on its own (reference); dense: one network pass per image (fast; "
+                             "advisable for large images)")
     parser.add_argument("--normalization", choices=("local", "global"), default="local",
                         help="dense mode: per-pixel min-max over the centred window (local) or the whole image")
     add_batch_arguments(parser)
