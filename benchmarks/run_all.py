@@ -12,7 +12,7 @@ RESULTS = HERE / "results"
 
 SCRIPTS = [
     ("bench_foundation.py", ["--out", str(RESULTS / "foundation.json")]),
-    ("bench_delpnet.py", ["--out", str(RESULTS / "delpnet.json")]),
+    ("bench_delpnet.py", []),
     ("bench_deconv.py", ["-o", str(RESULTS / "deconv.json")]),
     ("bench_batch.py", ["--out", str(RESULTS / "batch.json")]),
 ]
@@ -27,7 +27,7 @@ def main() -> int:
             print(f"== {script}: not present, skipped")
             continue
         print(f"== {script}", flush=True)
-        if subprocess.run([sys.executable, str(path), *args, *sys.argv[1:]]).returncode != 0:
+        if subprocess.run([sys.executable, str(path), *args]).returncode != 0:
             failed.append(script)
     if failed:
         print(f"failed: {', '.join(failed)}", file=sys.stderr)
