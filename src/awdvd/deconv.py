@@ -28,6 +28,7 @@ import numpy as np
 
 from ._checks import check_image, check_positive_int
 from ._threads import allowed_threads
+from .psf import check_psf_stack, psf_otfs
 
 __all__ = [
     "richardson_lucy",
@@ -49,25 +50,6 @@ _CHUNK_PIXELS = 1 << 23  # padded pixels per batch of RL images (about 64 MB of 
 
 
 # --------------------------------------------------------------------------------------------- inputs
-def _check_psfs(psf) -> tuple[np.ndarray, bool]:
-    """(L, k, k) float64 sum-1 PSFs and whether one (2-D) PSF was given."""
-    psfs = np.asarray(psf)
-    if psfs.dtype == object or not np.issubdtype(psfs.dtype, np.number) or np.iscomplexobj(psfs):
-        raise TypeError(f"psf must be a real numeric array, got dtype {psfs.dtype}")
-    single = psfs.ndim == 2
-    if single:
-        psfs = psfs[None]
-    if psfs.ndim != 3 or psfs.shape[1] != psfs.shape[2] or psfs.shape[1] % 2 == 0 or psfs.shape[0] == 0:
-        raise ValueError(f"psf must be square with an odd side, (k, k) or (L, k, k); got shape {np.shape(psf)}")
-    psfs = psfs.astype(np.float64)
-    if not np.isfinite(psfs).all() or (psfs < 0).any():
-        raise ValueError("psf values must be finite and non-negative")
-    sums = psfs.sum(axis=(1, 2))
-    if np.any(sums <= 0):
-        raise ValueError("a psf sums to zero; it must hold some positive weight")
-    return psfs / sums[:, None, None], single
-
-
 def _check_offset(offset) -> float:
     if isinstance(offset, bool) or not isinstance(offset, (int, float, np.integer, np.floating)):
         raise TypeError(f"offset must be a number, got {type(offset).__name__}")
@@ -107,17 +89,6 @@ def _fft_shape(h: int, w: int, r: int) -> tuple[int, int]:
     from scipy import fft
 
     return fft.next_fast_len(h + 2 * r, real=True), fft.next_fast_len(w + 2 * r, real=True)
-
-
-def _otfs(psfs: np.ndarray, fft_shape: tuple[int, int]) -> np.ndarray:
-    """rfft2 of the PSFs centred on the origin of an ``fft_shape`` grid: (L, Fh, Fw // 2 + 1) complex64."""
-    from scipy import fft
-
-    k = psfs.shape[-1]
-    grid = np.zeros((len(psfs),) + tuple(fft_shape), dtype=np.float64)
-    grid[:, :k, :k] = psfs
-    grid = np.roll(grid, (-(k // 2), -(k // 2)), axis=(1, 2))
-    return fft.rfft2(grid, axes=(1, 2)).astype(np.complex64)
 
 
 def _symmetric_indices(n: int, r: int) -> np.ndarray:
@@ -160,7 +131,7 @@ def _rl_numpy(images: np.ndarray, psfs: np.ndarray, iterations: int, eps: float,
     b, h, w = images.shape
     r = psfs.shape[-1] // 2
     fh, fw = _fft_shape(h, w, r)
-    otf = _otfs(psfs, (fh, fw))
+    otf = psf_otfs(psfs, (fh, fw))
     otf_flipped = np.conj(otf)  # the OTF of h(-x) for a real PSF
     iy, ix = _symmetric_indices(h, r), _symmetric_indices(w, r)
     inside = (slice(None), slice(r, r + h), slice(r, r + w))
@@ -194,7 +165,7 @@ def _rl_torch(images: np.ndarray, psfs: np.ndarray, iterations: int, eps: float,
     b, h, w = images.shape
     r = psfs.shape[-1] // 2
     shape = _fft_shape(h, w, r)
-    otf = torch.from_numpy(_otfs(psfs, shape)).to(device)
+    otf = torch.from_numpy(psf_otfs(psfs, shape)).to(device)
     otf_flipped = torch.conj(otf)
     iy = torch.from_numpy(_symmetric_indices(h, r)).to(device)
     ix = torch.from_numpy(_symmetric_indices(w, r)).to(device)
@@ -274,7 +245,7 @@ def richardson_lucy(
     array = check_image(image, "image")
     if array.size == 0:
         raise ValueError(f"image is empty (shape {array.shape})")
-    psfs, single = _check_psfs(psf)
+    psfs, single = check_psf_stack(psf)
     iterations = check_positive_int(iterations, "iterations", minimum=0)
     offset = _check_offset(offset)
     device = _resolve_device(device)
@@ -309,7 +280,7 @@ def richardson_lucy_stack(
         raise ValueError(f"images must be a non-empty (N, H, W) stack, got shape {stack.shape}")
     for index in range(len(stack)):
         check_image(stack[index], f"images[{index}]")
-    psfs, single = _check_psfs(psf)
+    psfs, single = check_psf_stack(psf)
     if not single:
         raise ValueError(f"give one 2-D PSF for the stack, got shape {np.shape(psf)}")
     iterations = check_positive_int(iterations, "iterations", minimum=0)
@@ -371,7 +342,7 @@ def _check_awdvd_inputs(image, levels, psfs, *, stride, patch_px, method, weight
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if weighting not in WEIGHTINGS:
         raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
-    psfs, _ = _check_psfs(psfs)
+    psfs, _ = check_psf_stack(psfs)
     ys = window_starts(array.shape[0], patch_px=patch_px, stride=stride)
     xs = window_starts(array.shape[1], patch_px=patch_px, stride=stride)
     grid = np.asarray(levels)
@@ -483,7 +454,7 @@ def blend_windows(
 
     array = np.asarray(array)
     grid = np.asarray(levels, dtype=np.int64)
-    psfs, _ = _check_psfs(psfs)
+    psfs, _ = check_psf_stack(psfs)
     ys, xs = np.asarray(ys, dtype=np.int64), np.asarray(xs, dtype=np.int64)
     if grid.shape != (len(ys), len(xs)):
         raise ValueError(f"levels has shape {grid.shape} for {len(ys)} x {len(xs)} window positions")

@@ -17,7 +17,7 @@ import numpy as np
 from ._checks import check_odd_size, check_positive_int
 from .optics import Optics
 
-__all__ = ["defocus_psf", "psf_bank", "psf_amplitude_integral", "default_psf_size", "encircled_energy"]
+__all__ = ["defocus_psf", "psf_bank", "check_psf_stack", "psf_otfs", "psf_amplitude_integral", "default_psf_size", "encircled_energy"]
 
 _RADIAL_STEP_UM = 0.01  # cubic interpolation error ~ (step * 2 k NA)^4 / 384 ~ 1e-6 of the peak
 _ENERGY_FRACTION = 0.99
@@ -152,3 +152,35 @@ def psf_bank(optics: Optics | None = None, *, size: int | None = None, oversampl
 
 def _check_oversample(oversample) -> None:
     check_positive_int(oversample, "oversample")
+
+
+def check_psf_stack(psf) -> tuple[np.ndarray, bool]:
+    """Validate a (k, k) PSF or an (L, k, k) stack (square, odd, finite, non-negative, non-zero): returns the
+    (L, k, k) float64 PSFs normalised to sum 1, and whether a single 2-D PSF was given."""
+    psfs = np.asarray(psf)
+    if psfs.dtype == object or not np.issubdtype(psfs.dtype, np.number) or np.iscomplexobj(psfs):
+        raise TypeError(f"psf must be a real numeric array, got dtype {psfs.dtype}")
+    single = psfs.ndim == 2
+    if single:
+        psfs = psfs[None]
+    if psfs.ndim != 3 or psfs.shape[1] != psfs.shape[2] or psfs.shape[1] % 2 == 0 or psfs.shape[0] == 0:
+        raise ValueError(f"psf must be square with an odd side, (k, k) or (L, k, k); got shape {np.shape(psf)}")
+    psfs = psfs.astype(np.float64)
+    if not np.isfinite(psfs).all() or (psfs < 0).any():
+        raise ValueError("psf values must be finite and non-negative")
+    sums = psfs.sum(axis=(1, 2))
+    if np.any(sums <= 0):
+        raise ValueError("a psf sums to zero; it must hold some positive weight")
+    return psfs / sums[:, None, None], single
+
+
+def psf_otfs(psfs: np.ndarray, fft_shape: tuple[int, int], *, dtype=np.complex64) -> np.ndarray:
+    """rfft2 of PSFs (L, k, k) centred on the origin of an ``fft_shape`` grid (for circular convolution):
+    (L, Fh, Fw // 2 + 1) of ``dtype``."""
+    from scipy import fft
+
+    k = psfs.shape[-1]
+    grid = np.zeros((len(psfs),) + tuple(fft_shape), dtype=np.float64)
+    grid[:, :k, :k] = psfs
+    grid = np.roll(grid, (-(k // 2), -(k // 2)), axis=(1, 2))
+    return fft.rfft2(grid, axes=(1, 2)).astype(dtype, copy=False)

@@ -16,7 +16,7 @@ import numpy as np
 from ._checks import check_image, check_positive_int
 from ._threads import allowed_threads
 from .optics import Optics
-from .psf import psf_bank
+from .psf import check_psf_stack, psf_bank, psf_otfs
 
 __all__ = [
     "CameraNoise",
@@ -110,31 +110,6 @@ def estimate_camera_noise(images: Sequence[np.ndarray], *, n_bins: int = 40) -> 
 
 
 # --------------------------------------------------------------------------------------------- blurring
-def _psf_otfs(psfs: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """rfft2 of PSFs (L, k, k) centred at the origin of a ``shape`` grid (circular convolution)."""
-    from scipy import fft
-
-    k = psfs.shape[-1]
-    grid = np.zeros((psfs.shape[0],) + tuple(shape), dtype=np.float64)
-    grid[:, :k, :k] = psfs
-    grid = np.roll(grid, (-(k // 2), -(k // 2)), axis=(1, 2))
-    return fft.rfft2(grid, axes=(1, 2))
-
-
-def _check_psfs(psfs) -> np.ndarray:
-    psfs = np.asarray(psfs, dtype=np.float64)
-    if psfs.ndim == 2:
-        psfs = psfs[None]
-    if psfs.ndim != 3 or psfs.shape[1] != psfs.shape[2] or psfs.shape[1] % 2 == 0:
-        raise ValueError(f"PSFs must be square and odd-sized, (k, k) or (L, k, k); got shape {psfs.shape}")
-    if not np.isfinite(psfs).all() or (psfs < 0).any():
-        raise ValueError("PSF values must be finite and non-negative")
-    sums = psfs.sum(axis=(1, 2))
-    if np.any(sums <= 0):
-        raise ValueError("a PSF sums to zero")
-    return psfs / sums[:, None, None]
-
-
 def blur_levels(image: np.ndarray, psfs: np.ndarray) -> np.ndarray:
     """Convolve ``image`` (H, W) with each PSF of ``psfs`` (L, k, k): (L, H, W) float32.
 
@@ -144,13 +119,13 @@ def blur_levels(image: np.ndarray, psfs: np.ndarray) -> np.ndarray:
     from scipy import fft
 
     image = check_image(image).astype(np.float64)
-    psfs = _check_psfs(psfs)
+    psfs, _ = check_psf_stack(psfs)
     r = psfs.shape[-1] // 2
     padded = np.pad(image, r, mode="symmetric")
     shape = tuple(fft.next_fast_len(s + 2 * r, real=True) for s in padded.shape)
     spectrum = fft.rfft2(padded, s=shape, workers=allowed_threads())
     out = np.empty((psfs.shape[0],) + image.shape, dtype=np.float32)
-    otfs = _psf_otfs(psfs, shape)
+    otfs = psf_otfs(psfs, shape, dtype=np.complex128)
     for index, otf in enumerate(otfs):
         full = fft.irfft2(spectrum * otf, s=shape, workers=allowed_threads())
         out[index] = full[r : r + image.shape[0], r : r + image.shape[1]]
@@ -180,7 +155,7 @@ def depth_variant_blur(image: np.ndarray, levels: np.ndarray, psfs: np.ndarray) 
     """
     image = check_image(image).astype(np.float64)
     levels = np.asarray(levels)
-    psfs = _check_psfs(psfs)
+    psfs, _ = check_psf_stack(psfs)
     if levels.shape != image.shape:
         raise ValueError(f"levels has shape {levels.shape}, the image {image.shape}; they must match")
     if not np.issubdtype(levels.dtype, np.integer):

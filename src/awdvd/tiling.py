@@ -214,9 +214,10 @@ def restoration_halo_px(psfs, *, patch_px: int = 84, halo_px: int | None = None)
     """Halo (px) of a restoration tile: ``patch_px - 1`` (so that every window covering a core pixel lies in
     the tile) plus the Richardson-Lucy context of the deepest level (``halo_px``, or by default
     :func:`awdvd.deconv.default_halo_px` of each level's PSF, as whole-image AWDVD uses)."""
-    from .deconv import _check_psfs, _halos
+    from .deconv import _halos
+    from .psf import check_psf_stack
 
-    psfs, _ = _check_psfs(psfs)
+    psfs, _ = check_psf_stack(psfs)
     patch_px = check_positive_int(patch_px, "patch_px")
     return patch_px - 1 + max(_halos(psfs, halo_px))
 
@@ -280,7 +281,8 @@ def tiled_deconvolve_levels(
     -------
     ``out`` (or the new numpy array), float32 values.
     """
-    from .deconv import METHODS, _check_eps, _check_offset, _check_psfs, _default_eps, _resolve_device
+    from .deconv import METHODS, _check_eps, _check_offset, _default_eps, _resolve_device
+    from .psf import check_psf_stack
     from .windows import WEIGHTINGS, window_starts
     from .batch import tiled_map
 
@@ -294,7 +296,7 @@ def tiled_deconvolve_levels(
     if weighting not in WEIGHTINGS:
         raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
     offset = _check_offset(offset)
-    psfs, _ = _check_psfs(psfs)
+    psfs, _ = check_psf_stack(psfs)
     ys = window_starts(h, patch_px=patch_px, stride=stride)
     xs = window_starts(w, patch_px=patch_px, stride=stride)
     grid = np.asarray(levels)
