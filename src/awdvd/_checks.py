@@ -6,7 +6,7 @@ import numbers
 
 import numpy as np
 
-__all__ = ["check_odd_size", "check_image", "check_positive_int"]
+__all__ = ["check_odd_size", "check_image", "check_positive_int", "check_known_fields"]
 
 
 def check_positive_int(value, name: str, *, minimum: int = 1) -> int:
@@ -43,3 +43,15 @@ def check_image(image, name: str = "image", *, ndim: int = 2, min_shape: tuple[i
     if array.size and np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
         raise ValueError(f"{name} contains NaN or infinite values; replace them (e.g. np.nan_to_num) first")
     return array
+
+
+def check_known_fields(cls, data, what: str) -> None:
+    """Raise for a ``from_dict`` payload that is not a dict or names fields the dataclass ``cls`` lacks."""
+    import dataclasses
+
+    if not isinstance(data, dict):
+        raise TypeError(f"{cls.__name__}.from_dict needs a dict, got {type(data).__name__}")
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f"unknown {what}(s) {unknown}; known: {sorted(known)}")

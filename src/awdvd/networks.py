@@ -29,6 +29,8 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
+from ._checks import check_known_fields
+
 __all__ = ["ComparisonNetConfig", "COMPARISON_ARCHITECTURES", "build_comparison_network", "KERAS_BN_MOMENTUM"]
 
 #: BatchNorm momentum (PyTorch convention) of the Keras applications: Keras' default 0.99; MobileNetV2 0.999.
@@ -74,10 +76,7 @@ class ComparisonNetConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> ComparisonNetConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown network argument(s) {unknown}; known: {sorted(known)}")
+        check_known_fields(cls, data, "network argument")
         return cls(**data)
 
     def channels(self, c: int, divisor: int = 1) -> int:

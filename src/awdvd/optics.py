@@ -8,6 +8,8 @@ import math
 import warnings
 from dataclasses import dataclass
 
+from ._checks import check_known_fields
+
 __all__ = ["Optics", "UndersamplingWarning"]
 
 
@@ -95,12 +97,7 @@ class Optics:
     @classmethod
     def from_dict(cls, data: dict) -> Optics:
         """Build from :meth:`to_dict` output; unknown keys are an error, missing keys take defaults."""
-        if not isinstance(data, dict):
-            raise TypeError(f"Optics.from_dict needs a dict, got {type(data).__name__}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown Optics field(s) {unknown}; known fields are {sorted(known)}")
+        check_known_fields(cls, data, "Optics field")
         return cls(**data)
 
     def to_json(self) -> str:

@@ -29,6 +29,7 @@ from typing import Callable
 
 import numpy as np
 
+from ._checks import check_known_fields
 from .model import BACKGROUND, PAPER_PARAMETERS, DefocusModel, build_network, network_config
 from .optics import Optics
 from .synth import PatchSet
@@ -140,10 +141,7 @@ class TrainingRecipe:
 
     @classmethod
     def from_dict(cls, data: dict) -> TrainingRecipe:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown TrainingRecipe field(s) {unknown}; known: {sorted(known)}")
+        check_known_fields(cls, data, "TrainingRecipe field")
         return cls(**data)
 
     def replace(self, **changes) -> TrainingRecipe:
