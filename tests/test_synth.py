@@ -204,6 +204,27 @@ def test_strict_split_by_source(sources):
     assert meta["spec"]["split_by"] == "source"
 
 
+def test_realizations_add_independent_images(sources):
+    one, meta_one = make(sources)
+    three, meta = make(sources, realizations=3)
+    assert sum(meta["n_synthetic_images"].values()) == 4 * 11 * 3
+    assert sum(len(s) for s in three.values()) == 4 * 11 * 3 * 5
+    ids = [set(part.image.tolist()) for part in three.values()]
+    assert not (ids[0] & ids[1] or ids[0] & ids[2] or ids[1] & ids[2])
+    assert set.union(*ids) == set(range(4 * 11 * 3))
+    # realizations of one (source, level > 0) differ in their noise and crops
+    pooled = {k: np.concatenate([p.raw for p in three.values()]) for k in ("raw",)}
+    image = np.concatenate([p.image for p in three.values()])
+    first, second = pooled["raw"][image == 3 * 5][0], pooled["raw"][image == 3 * 5 + 1][0]
+    assert not np.array_equal(first, second)
+    # realization 0 is the dataset made with one realization, so old datasets stay reproducible
+    old = {int(i): r for p in one.values() for i, r in zip(p.image, p.raw)}
+    new = {int(i): r for p in three.values() for i, r in zip(p.image, p.raw)}
+    for source in range(4):
+        for level in range(11):
+            np.testing.assert_array_equal(old[source * 11 + level], new[(source * 11 + level) * 3])
+
+
 def test_dataset_is_deterministic(sources):
     a, meta_a = make(sources, seed=7)
     b, meta_b = make(sources, seed=7)

@@ -200,10 +200,15 @@ class DatasetSpec:
     split_by : "image" shuffles synthetic images into the splits (the paper: one source image's levels may
         sit in different splits, but a synthetic image's patches never do); "source" keeps all levels of a
         source image in one split (strict).
+    realizations : synthetic images per (source, level), each with its own noise draw and crops. The paper
+        had 381 sources; with a handful, 1 leaves whole levels out of val/test (e.g. 6 sources: 7 test
+        images), and several realizations give every split every level. Realizations of one (source, level)
+        are split independently under "image", like the paper's levels of one source.
     """
 
     patch_px: int = 84
     crops_per_image: int = 20
+    realizations: int = 1
     fractions: tuple[float, float, float] = (0.75, 0.15, 0.10)
     split_by: str = "image"
     bg_max_below: float = 230.0
@@ -214,6 +219,7 @@ class DatasetSpec:
     def __post_init__(self) -> None:
         check_positive_int(self.patch_px, "patch_px", minimum=8)
         check_positive_int(self.crops_per_image, "crops_per_image")
+        check_positive_int(self.realizations, "realizations")
         check_positive_int(self.seed, "seed", minimum=0)
         f = tuple(float(x) for x in self.fractions)
         if len(f) != 3 or any(x < 0 or not math.isfinite(x) for x in f) or abs(sum(f) - 1) > 1e-6:
@@ -300,9 +306,10 @@ class PatchSet:
 
 
 def _assign_splits(n_sources: int, n_levels: int, spec: DatasetSpec) -> np.ndarray:
-    """Split index (0 train, 1 val, 2 test) of every synthetic image, shape (n_sources, n_levels)."""
+    """Split index (0 train, 1 val, 2 test) of every synthetic image, shape (n_sources, n_levels, realizations)."""
     rng = np.random.default_rng([spec.seed, 1])
-    units = n_sources * n_levels if spec.split_by == "image" else n_sources
+    r = spec.realizations
+    units = n_sources * n_levels * r if spec.split_by == "image" else n_sources
     order = rng.permutation(units)
     assignment = np.empty(units, dtype=np.int8)
     start = 0
@@ -310,8 +317,8 @@ def _assign_splits(n_sources: int, n_levels: int, spec: DatasetSpec) -> np.ndarr
         assignment[order[start : start + count]] = split
         start += count
     if spec.split_by == "image":
-        return assignment.reshape(n_sources, n_levels)
-    return np.repeat(assignment[:, None], n_levels, axis=1)
+        return assignment.reshape(n_sources, n_levels, r)
+    return np.broadcast_to(assignment[:, None, None], (n_sources, n_levels, r))
 
 
 def make_patch_dataset(
@@ -327,7 +334,8 @@ def make_patch_dataset(
 
     Every source image is blurred at each level of ``optics`` (level 0: the image itself), camera noise is
     added to the whole synthetic image (not at level 0, the real in-focus image, which keeps its own noise),
-    the synthetic images are split into train/val/test, and each is cropped ``spec.crops_per_image`` times.
+    ``spec.realizations`` times with independent noise; the synthetic images are split into train/val/test, and
+    each is cropped ``spec.crops_per_image`` times.
 
     Parameters
     ----------
@@ -342,7 +350,7 @@ def make_patch_dataset(
     metadata : JSON-serialisable dict (optics, noise, spec, sources, counts per class and split).
 
     The result depends only on the inputs and ``spec.seed``: every synthetic image draws from its own
-    generator seeded by (seed, source, level).
+    generator seeded by (seed, source, level, realization).
     """
     optics = Optics() if optics is None else optics
     noise = CameraNoise() if noise is None else noise
@@ -368,27 +376,31 @@ def make_patch_dataset(
         image = np.asarray(sources[s_index], dtype=np.float64)
         blurred = blur_levels(image, bank[1:])
         for level in range(optics.n_levels):
-            rng = np.random.default_rng([spec.seed, 2, s_index, level])
-            if level == 0:
-                synthetic = image.astype(np.float32)
-            else:
-                synthetic = noise.apply(blurred[level - 1], rng)
-            ys = rng.integers(0, image.shape[0] - p + 1, size=spec.crops_per_image)
-            xs = rng.integers(0, image.shape[1] - p + 1, size=spec.crops_per_image)
-            raw = np.stack([synthetic[y : y + p, x : x + p] for y, x in zip(ys, xs)])
-            truth = np.stack([image[y : y + p, x : x + p] for y, x in zip(ys, xs)]).astype(np.float32)
-            n = spec.crops_per_image
-            parts[int(assignment[s_index, level])].append(
-                PatchSet(
-                    raw=raw,
-                    truth=truth,
-                    level=np.full(n, level, np.int16),
-                    background=is_background(raw, max_below=spec.bg_max_below, range_below=spec.bg_range_below),
-                    source=np.full(n, s_index, np.int32),
-                    image=np.full(n, s_index * optics.n_levels + level, np.int32),
-                    yx=np.stack([ys, xs], axis=1).astype(np.int32),
+            for r in range(spec.realizations):
+                # realization 0 keeps the seeds of datasets made before realizations existed
+                rng = np.random.default_rng([spec.seed, 2, s_index, level] + ([r] if r else []))
+                if level == 0:
+                    synthetic = image.astype(np.float32)
+                else:
+                    synthetic = noise.apply(blurred[level - 1], rng)
+                ys = rng.integers(0, image.shape[0] - p + 1, size=spec.crops_per_image)
+                xs = rng.integers(0, image.shape[1] - p + 1, size=spec.crops_per_image)
+                raw = np.stack([synthetic[y : y + p, x : x + p] for y, x in zip(ys, xs)])
+                truth = np.stack([image[y : y + p, x : x + p] for y, x in zip(ys, xs)]).astype(np.float32)
+                n = spec.crops_per_image
+                image_id = (s_index * optics.n_levels + level) * spec.realizations + r
+                parts[int(assignment[s_index, level, r])].append(
+                    PatchSet(
+                        raw=raw,
+                        truth=truth,
+                        level=np.full(n, level, np.int16),
+                        background=is_background(raw, max_below=spec.bg_max_below,
+                                                 range_below=spec.bg_range_below),
+                        source=np.full(n, s_index, np.int32),
+                        image=np.full(n, image_id, np.int32),
+                        yx=np.stack([ys, xs], axis=1).astype(np.int32),
+                    )
                 )
-            )
     splits = {name: PatchSet.concatenate(parts[i], p) for i, name in enumerate(SPLITS)}
     metadata = {
         "format": "awdvd-patches",

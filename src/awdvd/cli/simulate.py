@@ -19,6 +19,8 @@ def register(subparsers) -> None:
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="in-focus images, folders or globs")
     parser.add_argument("-o", "--output", required=True, type=Path, help="dataset folder to create")
     parser.add_argument("--crops", type=positive_int, default=20, help="random crops per synthetic image (default 20)")
+    parser.add_argument("--realizations", type=positive_int, default=1,
+                        help="synthetic images per source and level, each with its own noise and crops (default 1)")
     parser.add_argument("--patch-px", type=positive_int, default=84, help="patch size in px (default 84)")
     parser.add_argument("--split-by", choices=("image", "source"), default="image",
                         help="'image': shuffle synthetic images (paper); 'source': keep each source image's levels in one split")
@@ -41,7 +43,8 @@ def run(args: argparse.Namespace) -> int:
     from ..synth import CameraNoise, DatasetSpec, make_patch_dataset
 
     optics = optics_from_args(args)
-    spec = DatasetSpec(patch_px=args.patch_px, crops_per_image=args.crops, fractions=tuple(args.fractions),
+    spec = DatasetSpec(patch_px=args.patch_px, crops_per_image=args.crops,
+                       realizations=args.realizations, fractions=tuple(args.fractions),
                        split_by=args.split_by, bg_max_below=args.bg_max, bg_range_below=args.bg_range,
                        psf_size=args.psf_size, seed=args.seed)
     noise = CameraNoise(gain_adu_per_e=args.gain, offset_adu=args.offset, read_noise_adu=args.read_noise)
