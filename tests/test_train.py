@@ -283,7 +283,8 @@ def test_cli_resume(tiny_dataset_dir, tmp_path, capsys):
     assert "--resume" in capsys.readouterr().err  # a stale checkpoint is not silently discarded
     assert main(["train", str(tiny_dataset_dir), "-o", str(model_path), "--epochs", "2", "--batch-size", "32",
                  "--resume", "--no-progress"]) == 0
-    capsys.readouterr()
+    err = capsys.readouterr().err  # without a progress bar: one line per epoch run, none for the resumed one
+    assert "epoch 2: train loss" in err and "epoch 1:" not in err
     history = load_model(model_path).info["training"]["history"]
     assert [h["epoch"] for h in history] == [1, 2]
 

@@ -94,10 +94,15 @@ def run(args: argparse.Namespace) -> int:
     print(describe_variant(args.variant, device="cpu"), file=sys.stderr)
     print(f"recipe {recipe.name}: {recipe.to_dict()}", file=sys.stderr)
     print(f"data: {len(train)} train / {len(val)} val / {len(test)} test patches from {args.dataset}", file=sys.stderr)
+    def log_epoch(h: dict) -> None:  # without a progress bar, one line per epoch (e.g. for a log file)
+        print(f"epoch {h['epoch']}: train loss {h['train_loss']:.4f} acc {h['train_accuracy']:.4f}, val loss "
+              f"{h['val_loss']:.4f} acc {h['val_accuracy']:.4f}, {h['seconds']:.0f} s", file=sys.stderr, flush=True)
+
     try:
         result = train_model(train, val, optics=optics, recipe=recipe, variant=args.variant, seed=args.seed,
                              device=args.device, checkpoint_path=paths["checkpoint"], resume=args.resume,
-                             progress=not args.no_progress, data_info=data_info)
+                             progress=not args.no_progress, data_info=data_info,
+                             on_epoch=log_epoch if args.no_progress else None)
     except KeyboardInterrupt:
         if paths["checkpoint"].exists():
             print(f"awdvd train: interrupted; the last complete epoch is saved in {paths['checkpoint']}: continue "

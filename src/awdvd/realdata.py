@@ -1,0 +1,83 @@
+"""Checks of a defocus model on real images whose defocus is known only roughly.
+
+Synthetic test accuracy says how well a model separates the levels it was trained on; it does not say that the
+model transfers to real microscope images. The shared BBBC006 sample gives two real checks with a known answer:
+
+- in-focus images (plane of maximum sharpness): foreground patches should be called level 0 or 1;
+- plane z00, about 32 um from focus (beyond the deepest level, 20 um): foreground should be called the deepest
+  levels.
+
+:func:`level_census` tiles images into non-overlapping patches, keeps the foreground ones (not background by the
+dataset rule, :func:`awdvd.synth.is_background`), and counts the levels the model gives them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+__all__ = ["level_census", "real_data_checks"]
+
+
+def _tiles(image: np.ndarray, patch_px: int) -> np.ndarray:
+    """Non-overlapping patch_px x patch_px tiles of a 2-D image (the remainder at the far edges is dropped)."""
+    h, w = (image.shape[0] // patch_px) * patch_px, (image.shape[1] // patch_px) * patch_px
+    tiles = image[:h, :w].reshape(h // patch_px, patch_px, w // patch_px, patch_px).swapaxes(1, 2)
+    return tiles.reshape(-1, patch_px, patch_px)
+
+
+def level_census(model, images: Sequence[np.ndarray], *, bg_max_below: float = 230.0,
+                 bg_range_below: float = 30.0) -> dict:
+    """Levels the model gives the foreground tiles of ``images``.
+
+    Returns a JSON-ready dict: ``n_images``, ``n_tiles``, ``n_foreground`` (tiles not background by the dataset
+    rule), ``histogram`` {level or "bg": count over foreground tiles}, and ``mean_level`` over the foreground
+    tiles the model gave a level.
+    """
+    from .synth import is_background
+
+    p = model.patch_px
+    tiles = [_tiles(np.asarray(image, dtype=np.float32), p) for image in images]
+    if not tiles or sum(len(t) for t in tiles) == 0:
+        raise ValueError(f"no {p} x {p} tile fits in the images")
+    tiles = np.concatenate(tiles)
+    foreground = ~is_background(tiles, max_below=bg_max_below, range_below=bg_range_below)
+    levels = model.predict_patches(tiles[foreground]) if foreground.any() else np.zeros(0, np.int64)
+    names = [str(level) for level in range(model.optics.n_levels)] + ["bg"]
+    counts = np.bincount(np.where(levels < 0, len(names) - 1, levels), minlength=len(names))
+    called = levels[levels >= 0]
+    return {
+        "n_images": len(images),
+        "n_tiles": int(len(tiles)),
+        "n_foreground": int(foreground.sum()),
+        "histogram": {name: int(c) for name, c in zip(names, counts)},
+        "mean_level": float(called.mean()) if called.size else None,
+    }
+
+
+def _fraction(census: dict, levels: Sequence[int]) -> float | None:
+    n = census["n_foreground"]
+    return sum(census["histogram"][str(level)] for level in levels) / n if n else None
+
+
+def real_data_checks(model, *, in_focus: Sequence[np.ndarray] = (), defocused: Sequence[np.ndarray] = (),
+                     in_focus_levels: Sequence[int] = (0, 1), deep_levels: Sequence[int] | None = None) -> dict:
+    """The two real-data checks of the model card.
+
+    ``in_focus``: images at best focus; the check is the fraction of foreground tiles called ``in_focus_levels``.
+    ``defocused``: images beyond the deepest level; the check is the fraction called ``deep_levels`` (default:
+    the three deepest). Either may be empty (its entry is then None).
+    """
+    n_levels = model.optics.n_levels
+    deep = tuple(range(max(0, n_levels - 3), n_levels)) if deep_levels is None else tuple(deep_levels)
+    result: dict = {"in_focus": None, "defocused": None}
+    if len(in_focus):
+        census = level_census(model, in_focus)
+        result["in_focus"] = {**census, "levels_expected": list(in_focus_levels),
+                              "fraction_expected": _fraction(census, in_focus_levels)}
+    if len(defocused):
+        census = level_census(model, defocused)
+        result["defocused"] = {**census, "levels_expected": list(deep),
+                               "fraction_expected": _fraction(census, deep)}
+    return result
