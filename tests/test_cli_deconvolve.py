@@ -44,6 +44,9 @@ def test_deconvolve_end_to_end(workspace, capsys):
         assert meta["parameters"]["stride"] == 21 and meta["parameters"]["psf_size"] == 15
         assert sum(meta["levels_used"].values()) == np.size(meta["level_grid"])
         assert set(meta["timings_s"]) == {"defocus_map", "deconvolution", "total"}
+        # the default offset is the image's own background: its 1st percentile, recorded
+        assert meta["options"]["offset"] == "auto"
+        assert meta["parameters"]["offset"] == pytest.approx(np.percentile(original, 1))
     assert "2 done" in capsys.readouterr().out
     report = json.loads((out / "awdvd-deconvolve-report.json").read_text())
     assert report["counts"] == {"done": 2, "skipped": 0, "failed": 0}
@@ -165,9 +168,12 @@ def test_formats_tiles_and_pixel_size_warning(workspace, tmp_path, capsys):
     assert "tcp://" in capsys.readouterr().err
 
 
-def test_bad_stride_is_a_usage_error(workspace, capsys):
+@pytest.mark.parametrize("option, value, message", [("--stride", "85", "between 1 and the window size"),
+                                                    ("--offset", "dark", "expected 'auto' or a number"),
+                                                    ("--offset", "nan", "finite")])
+def test_bad_option_is_a_usage_error(workspace, capsys, option, value, message):
     root, model_path, inputs = workspace
     with pytest.raises(SystemExit) as exit_info:
-        main(["deconvolve", str(inputs), "-o", str(root / "x"), "--stride", "85"])
+        main(["deconvolve", str(inputs), "-o", str(root / "x"), option, value])
     assert exit_info.value.code == 2
-    assert "between 1 and the window size" in capsys.readouterr().err
+    assert message in capsys.readouterr().err

@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import math
 import time
 import warnings
 from dataclasses import dataclass
@@ -208,7 +209,7 @@ class DeconvolveJob(_Job):
     iterations: int = 30
     weighting: str = "triangular"
     method: str = "fast"
-    offset: float = 0.0
+    offset: float | str = "auto"
     psf_size: int | None = None
     halo_px: int | None = None
     dtype: str = "float32"
@@ -221,6 +222,10 @@ class DeconvolveJob(_Job):
         if self.output_format not in FORMATS:
             raise ValueError(f"output_format must be one of {FORMATS}, got {self.output_format!r}")
         check_positive_int(self.iterations, "iterations", minimum=0)
+        if self.offset != "auto":
+            from .deconv import _check_offset
+
+            _check_offset(self.offset)
 
     def format_for(self, large: bool) -> str:
         if self.output_format != "auto":
@@ -263,10 +268,12 @@ class DeconvolveJob(_Job):
             fmt = self.format_for(large)
             target = self.image_output(path, large=large)
             pixel_um = image.pixel_um or model.optics.pixel_um
+            offset = resolve_offset(self.offset, image.data)
             rl = dict(stride=self.stride, patch_px=int(model.patch_px), iterations=self.iterations,
-                      method=self.method, weighting=self.weighting, offset=self.offset, halo_px=self.halo_px,
+                      method=self.method, weighting=self.weighting, offset=offset, halo_px=self.halo_px,
                       device=self.device)
             meta = self._meta(path, target, model, psfs, pixel_um, large)
+            meta["parameters"]["offset"] = offset
             meta["parameters"]["dtype"] = str(np.dtype(np.float32 if self.dtype == "float32" else image.data.dtype))
             t0 = time.perf_counter()
             if not large:
@@ -327,6 +334,18 @@ class DeconvolveJob(_Job):
                 "pixel_um": pixel_um, "tiled": large, "tile_px": self.tile_px if large else None,
             },
         }
+
+
+def resolve_offset(offset: float | str, data, *, max_samples: int = 4_000_000) -> float:
+    """The background offset RL removes: ``offset`` itself, or for "auto" the image's 1st percentile
+    (:func:`awdvd.deconv.estimate_background`) over every pixel, or over a regular subsample of at most about
+    ``max_samples`` pixels for larger (possibly lazy) images, so that one value serves all of an image's tiles."""
+    if offset != "auto":
+        return float(offset)
+    from .deconv import estimate_background
+
+    step = max(1, math.ceil(math.sqrt(data.shape[0] * data.shape[1] / max_samples)))
+    return estimate_background(np.asarray(data[::step, ::step]))
 
 
 def _tiff_description(meta: dict) -> dict:

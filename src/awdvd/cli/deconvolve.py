@@ -3,10 +3,23 @@
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 from ._common import non_negative_int, positive_int
 from ._outputs import add_batch_arguments, add_model_arguments, window_stride
+
+
+def offset_arg(text: str) -> float | str:
+    if text == "auto":
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 'auto' or a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
 
 
 def register(subparsers) -> None:
@@ -34,8 +47,10 @@ def register(subparsers) -> None:
                         help="how the defocus map is computed: patch (every window through the network, the "
                              "reference) or dense (one network pass; much faster, advisable for large images); see "
                              "`awdvd predict --help`")
-    parser.add_argument("--offset", type=float, default=0.0,
-                        help="camera offset / background (ADU) removed before RL and added back (default 0)")
+    parser.add_argument("--offset", type=offset_arg, default="auto",
+                        help="camera offset + background (ADU) removed before RL and added back: a number, or "
+                             "'auto' (default): the image's 1st percentile (on BBBC006-like data worth 0.4-2.7 dB "
+                             "PSNR over 0)")
     parser.add_argument("--psf-size", type=positive_int, help="odd PSF size in px (default: 99%% energy of the deepest level)")
     parser.add_argument("--halo-px", type=non_negative_int,
                         help="image context around each RL region in px (default: 3 x the PSF's 99%% radius, per level)")
