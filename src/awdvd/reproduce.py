@@ -160,9 +160,11 @@ class Scale:
         return dataclasses.replace(self, **changes)
 
 
-#: The preset scales. ``cpu`` is sized from measured costs on 2 CPU cores (DelpNet trains at roughly 10-25
-#: patches/s there; VGG16 costs about twice as much per patch, Inception_v3 and ResNet18 about as much,
-#: MobileNet_v2 about half): about 30-45 minutes in all.
+#: The preset scales. ``smoke`` took 3 minutes on one (shared) CPU core. ``cpu`` is sized from the smoke run's
+#: costs per patch and epoch: DelpNet trains at about 20-25 patches/s on one core; VGG16 costs about 6 times as
+#: much per patch, Inception_v3 1.1, ResNet18 0.9, MobileNet_v2 0.65 times; the main DelpNet's 4 epochs on about
+#: 4000 patches plus 8 comparison runs of 3 epochs on 1000 patches add up to about 60 000 DelpNet patch-passes,
+#: 30-45 minutes on 2 cores (an estimate, not a measurement).
 SCALES = {
     "smoke": Scale(name="smoke", crops_per_image=2, realizations=2, main_epochs=2, ablation_epochs=2,
                    architecture_epochs=2, main_train_patches=96, comparison_train_patches=96,
@@ -856,7 +858,8 @@ def _plot_fig9(images: dict, by_name: dict, path: Path) -> list[int]:
     y0 = int(np.clip(168 - side // 2, 0, height - side))
     x0 = int(np.clip(84 * round(0.7 * width / 84) - side // 2, 0, width - side))
     lo, hi = np.percentile(truth, [0.5, 99.8])
-    fig, axes = figure(2, len(names), figsize=(3.6 * len(names), 3.6 * height / width + 4.8))
+    fig, axes = figure(2, len(names), figsize=(3.6 * len(names), 3.6 * height / width + 3.6 + 1.2),
+                       gridspec_kw={"height_ratios": [height / width, 1.0]})
     for column, (name, title) in enumerate(names):
         image = images[name]
         r = by_name.get(name)
@@ -996,7 +999,9 @@ def _report_markdown(r: dict) -> str:
                      _num(o["relative_mean_abs_change"], 3), _num(o["min_val_loss"], 3), _num(o["final_val_loss"], 3),
                      f4["conditions"][key]])
     out += ["## Fig. 4. Validation loss, BatchNorm momentum (Keras) 0.60 vs 0.99", "", f"![Fig. 4]({f4['figure']})",
-            "", "Oscillation measure: mean |change of validation loss between epochs| / mean validation loss.", "",
+            "", "Oscillation measure: mean |change of validation loss between epochs| / mean validation loss. The "
+                "training curves of the two runs coincide by construction: BatchNorm's momentum only sets the running "
+                "averages that evaluation uses, so it changes the validation curves alone.", "",
             _table(["Momentum", "", "Validation loss", "Oscillation", "Min val loss", "Final val loss", "Conditions"],
                    rows),
             "", f"_Item wall time: {f4['seconds']:.1f} s (plus the trainings listed)._", ""]
