@@ -78,6 +78,24 @@ def test_reproduce_tiny_run(tmp_path):
         reproduce(out, scale=TINY, data=sources, progress=False)
 
 
+def test_reproduce_with_a_given_model(tmp_path, tiny_model_file):
+    """A model file serves Fig. 3 and 7-9 instead of a main DelpNet trained here; since it was not trained on
+    this run's dataset, the report warns that its test patches may not be held out."""
+    sources = [synthetic_nuclei((96, 128), n_nuclei=5, seed=seed) for seed in range(2, 4)]
+    scale = TINY.replace(architecture_epochs=2, comparison_val_patches=8)
+    results = reproduce(tmp_path / "out", scale=scale, data=sources, model=tiny_model_file, progress=False)
+    check_report(tmp_path / "out")
+    main_run = results["models"]["main"]
+    assert main_run["source"] == str(tiny_model_file.resolve()) and main_run["train_seconds"] is None
+    assert results["main_model"]["test_is_held_out"] is None
+    assert "Caution" in (tmp_path / "out" / "REPORT.md").read_text()
+    # ablations and architectures have their own budgets: DelpNet is trained once for each
+    assert {"delpnet@1ep", "delpnet@2ep", "vgg16@2ep"} <= set(results["models"])
+    assert results["items"]["table2"]["rows"]["delpnet"]["model"] == "delpnet@2ep"
+    assert results["items"]["table1"]["rows"]["delpnet"]["model"] == "delpnet@1ep"
+    assert results["models"]["vgg16@2ep"]["n_val"] == 8
+
+
 def test_scales():
     assert set(SCALES) == {"smoke", "cpu", "full"}
     assert get_scale("smoke").main_epochs <= 2
