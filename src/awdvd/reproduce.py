@@ -858,7 +858,7 @@ def _plot_fig9(images: dict, by_name: dict, path: Path) -> list[int]:
     y0 = int(np.clip(168 - side // 2, 0, height - side))
     x0 = int(np.clip(84 * round(0.7 * width / 84) - side // 2, 0, width - side))
     lo, hi = np.percentile(truth, [0.5, 99.8])
-    fig, axes = figure(2, len(names), figsize=(3.6 * len(names), 3.6 * height / width + 3.6 + 1.2),
+    fig, axes = figure(2, len(names), figsize=(3.6 * len(names), 2.8 * (height / width + 1.0) + 1.3),
                        gridspec_kw={"height_ratios": [height / width, 1.0]})
     for column, (name, title) in enumerate(names):
         image = images[name]
