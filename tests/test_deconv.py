@@ -14,6 +14,7 @@ from awdvd.deconv import (
     _rl_torch,
     blur_radius_px,
     deconvolve,
+    estimate_background,
     deconvolve_invariant,
     deconvolve_levels,
     default_halo_px,
@@ -288,6 +289,14 @@ def test_deconvolve_with_a_model_uses_its_levels(bank):
     np.testing.assert_array_equal(out, expected)
     with pytest.raises(ValueError, match="at least one"):
         deconvolve(np.ones((50, 50)), model, psfs=bank)
+    # offset="auto" is the image's own background estimate
+    auto = deconvolve(image + 100.0, model, stride=42, iterations=5, psfs=bank, offset="auto")
+    by_hand = deconvolve_levels(image + 100.0, defocus_map(image + 100.0, model, stride=42).levels, bank, stride=42,
+                                iterations=5,
+                                offset=estimate_background(image + 100.0))
+    np.testing.assert_array_equal(auto, by_hand)
+    with pytest.raises(ValueError, match="'auto'"):
+        deconvolve(image, model, psfs=bank, offset="dark")
 
 
 def test_depth_invariant_baseline(bank):

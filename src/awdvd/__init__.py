@@ -1,6 +1,7 @@
 """awdvd: depth-variant deconvolution of out-of-focus widefield fluorescence images (He et al. 2019).
 
 >>> from awdvd import Optics, defocus_psf, psf_bank, richardson_lucy, load_model, defocus_map, deconvolve
+>>> from awdvd import read_image, write_tiff
 
 ``import awdvd`` is light: torch, dask and matplotlib load only when a function that needs them is used.
 """
@@ -21,6 +22,8 @@ _LAZY = {
     "richardson_lucy": "deconv",
     "deconvolve": "deconv",
     "defocus_map": "predict",
+    "read_image": "io",
+    "write_tiff": "io",
 }
 
 __all__ = ["Optics", "defocus_psf", "psf_bank", "__version__", *_LAZY]

@@ -603,13 +603,13 @@ def _patchwise(raw, data, grid, psfs, profile, ys, xs, patch_px, halos, identity
 
 def deconvolve(
     image,
-    model,
+    model=None,
     *,
     stride: int = 42,
     iterations: int = 30,
     method: str = "fast",
     weighting: str = "triangular",
-    offset: float = 0.0,
+    offset: float | str = 0.0,
     psfs=None,
     psf_size: int | None = None,
     map_mode: str = "patch",
@@ -621,7 +621,9 @@ def deconvolve(
     Parameters
     ----------
     image : (H, W) raw intensities (H, W >= ``model.patch_px``).
-    model : a :class:`awdvd.model.DefocusModel` (e.g. ``load_model()``).
+    model : a :class:`awdvd.model.DefocusModel` (e.g. ``load_model("mine.pt")``); None: the bundled model.
+    offset : background removed before RL and added back (ADU), or "auto": :func:`estimate_background`
+        (the image's 1st percentile; what ``awdvd deconvolve`` uses by default).
     stride : window step (px); the paper's case (ii) uses 42 with triangular weights, case (i) 84 with
         rectangular ones.
     psfs : (n_levels, k, k) deconvolution PSFs; default ``psf_bank(model.optics, size=psf_size)`` (pass it
@@ -636,6 +638,14 @@ def deconvolve(
     from .predict import defocus_map
 
     array = check_image(image, "image")
+    if model is None:
+        from .model import load_model
+
+        model = load_model()
+    if isinstance(offset, str):
+        if offset != "auto":
+            raise ValueError(f"offset must be a number or 'auto', got {offset!r}")
+        offset = estimate_background(array)
     if min(array.shape) < int(model.patch_px):
         raise ValueError(
             f"image is {array.shape[0]} x {array.shape[1]} px; AWDVD needs at least one {model.patch_px} x "
