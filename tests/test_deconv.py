@@ -14,10 +14,10 @@ from awdvd.deconv import (
     _rl_torch,
     blur_radius_px,
     deconvolve,
-    estimate_background,
     deconvolve_invariant,
     deconvolve_levels,
     default_halo_px,
+    estimate_background,
     richardson_lucy,
     to_input_dtype,
 )
