@@ -162,11 +162,10 @@ class Scale:
 
 #: The preset scales. ``smoke`` took 3 minutes on one (shared) CPU core. ``cpu`` is sized from the smoke run's
 #: costs per patch and epoch: DelpNet trains at about 20-25 patches/s on one core; VGG16 costs about 6 times as
-#: much per patch, Inception_v3 1.1, ResNet18 0.9, MobileNet_v2 0.65 times; the main DelpNet's 4 epochs on about
-#: 8000 patches (when no model is given) plus 8 comparison runs of 3 epochs on 1000 patches add up to about 60 000 DelpNet patch-passes,
-#: 30-45 minutes on 2 cores (an estimate, not a measurement). ``cpu`` and ``full`` make the dataset the bundled
-#: model was trained on (the 6 shared images, 8 realizations, 20 crops, seed 0), so that its test split is held
-#: out for the bundled model too.
+#: much per patch, Inception_v3 1.1, ResNet18 0.9, MobileNet_v2 0.65 times; 8 comparison runs of 3 epochs on
+#: 1000 patches take about 30 minutes on 2 cores (an estimate), plus 4 epochs on about 8000 patches when no main
+#: model is given. ``cpu`` and ``full`` make the dataset the bundled model was trained on (the 6 shared images,
+#: 8 realizations, 20 crops, seed 0), so that its test split is held out for the bundled model too.
 SCALES = {
     "smoke": Scale(name="smoke", crops_per_image=2, realizations=2, main_epochs=2, ablation_epochs=2,
                    architecture_epochs=2, main_train_patches=96, comparison_train_patches=96,
