@@ -149,6 +149,33 @@ def test_resume_matches_uninterrupted_run(tiny_dataset, subset, tiny_optics, tmp
         assert torch.equal(resumed.model.network.state_dict()[key], value), key
 
 
+def test_init_starts_from_a_trained_model(subset, tiny_optics, tmp_path):
+    first = train_model(subset, subset, optics=tiny_optics, recipe=_recipe(epochs=2, batch_size=8),
+                        network_args=TINY_ARGS, seed=0)
+    # with a vanishing learning rate the weights stay the init's (BatchNorm statistics do move: not compared)
+    again = train_model(subset, subset, optics=tiny_optics, recipe=_recipe(epochs=1, batch_size=8, lr=1e-12),
+                        network_args=TINY_ARGS, seed=5, init=first.model)
+    trained = dict(first.model.network.named_parameters())
+    for name, value in again.model.network.named_parameters():
+        torch.testing.assert_close(value, trained[name], rtol=0, atol=1e-6)
+    fresh = train_model(subset, subset, optics=tiny_optics, recipe=_recipe(epochs=1, batch_size=8, lr=1e-12),
+                        network_args=TINY_ARGS, seed=5)
+    name = next(iter(trained))  # ... while without init they are a random initialisation
+    assert not torch.allclose(dict(fresh.model.network.named_parameters())[name], trained[name], atol=1e-3)
+    origin = again.model.info["training"]["initialised_from"]
+    assert origin["epochs"] == 2 and origin["data_fingerprint"] == first.model.info["training"]["data_fingerprint"]
+    # the init is part of a run's identity: a checkpoint made without it is not resumed with it
+    checkpoint = tmp_path / "c.pt"
+    train_model(subset, subset, optics=tiny_optics, recipe=_recipe(epochs=1), network_args=TINY_ARGS, seed=0,
+                checkpoint_path=checkpoint)
+    with pytest.raises(ValueError, match="different init"):
+        train_model(subset, subset, optics=tiny_optics, recipe=_recipe(epochs=1), network_args=TINY_ARGS, seed=0,
+                    checkpoint_path=checkpoint, resume=True, init=first.model)
+    with pytest.raises(ValueError, match="init model is a delpnet"):
+        train_model(subset, subset, optics=tiny_optics, recipe=_recipe(epochs=1),
+                    network_args={**TINY_ARGS, "widths": (2,) * 7}, init=first.model)
+
+
 def test_resume_refuses_other_settings(tiny_dataset, tiny_optics, tmp_path):
     splits = tiny_dataset[0]
     checkpoint = tmp_path / "c.pt"

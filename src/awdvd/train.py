@@ -406,6 +406,7 @@ def train_model(
     progress: bool = False,
     data_info: dict | None = None,
     on_epoch: Callable[[dict], None] | None = None,
+    init: DefocusModel | None = None,
 ) -> TrainingResult:
     """Train a defocus-level classifier, validating after every epoch and keeping the best weights.
 
@@ -424,6 +425,8 @@ def train_model(
     progress : show tqdm progress bars (stderr) with the running loss and accuracy.
     data_info : provenance recorded in the model's ``info["data"]``.
     on_epoch : called with each epoch's history entry (e.g. to stop early by raising KeyboardInterrupt).
+    init : a trained model of the same architecture, arguments and classes whose weights replace the random
+        initial ones (to train on, e.g. with a lower learning rate or on more data); recorded in the model.
 
     Returns
     -------
@@ -471,6 +474,9 @@ def train_model(
     with torch.random.fork_rng(devices=rng_devices):
         torch.manual_seed(seed)
         network = build_network(variant.architecture, config).to(device)
+        init_info = None
+        if init is not None:
+            init_info = _initialise_from(network, init, variant.architecture, config, class_levels)
         decay = [p for p in network.parameters() if p.ndim > 1]
         no_decay = [p for p in network.parameters() if p.ndim <= 1]
         groups = [{"params": decay, "weight_decay": recipe.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
@@ -479,7 +485,8 @@ def train_model(
 
         identity = {"recipe": recipe.to_dict(), "variant": variant.name, "architecture": variant.architecture,
                     "architecture_args": config.to_dict(), "seed": seed, "class_levels": class_levels,
-                    "data_fingerprint": fingerprint, "optics": optics.to_dict()}
+                    "data_fingerprint": fingerprint, "optics": optics.to_dict(),
+                    "init": init_info["weights_fingerprint"] if init_info else None}
         history: list[dict] = []
         best_state, best_epoch, best_score = None, 0, None
         start_epoch, step = 0, 0
@@ -572,12 +579,36 @@ def train_model(
             "n_train": len(train),
             "n_val": len(val),
             "data_fingerprint": fingerprint,
+            "initialised_from": init_info,
             "history": history,
         },
         "data": dict(data_info or {}),
     }
     model = DefocusModel(network.cpu(), optics=optics, class_levels=class_levels, patch_px=patch_px, info=info)
     return TrainingResult(model=model, history=history, best_epoch=best_epoch)
+
+
+def _initialise_from(network, init: DefocusModel, architecture: str, config, class_levels) -> dict:
+    """Load ``init``'s weights into ``network`` after checking that they are the same kind of network."""
+    import hashlib
+
+    if not isinstance(init, DefocusModel):
+        raise TypeError(f"init must be a DefocusModel (load_model(path)), got {type(init).__name__}")
+    if init.architecture != architecture or init.config.to_dict() != config.to_dict():
+        raise ValueError(f"init model is a {init.architecture} {init.config.to_dict()}; this run trains a "
+                         f"{architecture} {config.to_dict()}")
+    if list(init.class_levels) != list(class_levels):
+        raise ValueError(f"init model has classes {list(init.class_levels)}; this run has {list(class_levels)}")
+    state = {k: v.detach().cpu() for k, v in init.network.state_dict().items()}
+    network.load_state_dict(state)
+    digest = hashlib.sha256()
+    for key in sorted(state):
+        digest.update(key.encode())
+        digest.update(state[key].numpy().tobytes())
+    training = init.info.get("training", {})
+    return {"weights_fingerprint": digest.hexdigest()[:20], "data_fingerprint": training.get("data_fingerprint"),
+            "epochs": training.get("epochs"), "steps": training.get("steps"),
+            "recipe": (init.info.get("recipe") or {}).get("name")}
 
 
 def _save_checkpoint(path: Path, identity: dict, network, optimizer, epoch: int, step: int, history: list,

@@ -39,6 +39,9 @@ def register(subparsers) -> None:
     parser.add_argument("--seed", type=non_negative_int, default=0, help="random seed (default 0)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where to train (default auto)")
     parser.add_argument("--threads", type=positive_int, help="CPU threads for torch (default: torch's choice)")
+    parser.add_argument("--init", type=Path, metavar="MODEL",
+                        help="start from this trained model's weights instead of random ones (same variant; e.g. "
+                             "to train on with --lr lower, or on more data)")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run from its checkpoint")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing model (and its curves) or "
                         "a stale checkpoint")
@@ -75,6 +78,11 @@ def run(args: argparse.Namespace) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    init = None
+    if args.init is not None:
+        from ..model import load_model
+
+        init = load_model(args.init)
     recipe = get_recipe(args.recipe, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr)
     train, metadata = read_dataset(args.dataset, "train")
     val, _ = read_dataset(args.dataset, "val")
@@ -102,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
         result = train_model(train, val, optics=optics, recipe=recipe, variant=args.variant, seed=args.seed,
                              device=args.device, checkpoint_path=paths["checkpoint"], resume=args.resume,
                              progress=not args.no_progress, data_info=data_info,
-                             on_epoch=log_epoch if args.no_progress else None)
+                             on_epoch=log_epoch if args.no_progress else None, init=init)
     except KeyboardInterrupt:
         if paths["checkpoint"].exists():
             print(f"awdvd train: interrupted; the last complete epoch is saved in {paths['checkpoint']}: continue "
