@@ -1,6 +1,6 @@
 """Benchmark of the restoration side of awdvd (issue 4). Not a test: prints figures and saves a JSON.
 
-    PYTHONPATH=src python benchmarks/bench_deconv.py [--model MODEL.pt] [--quick] [-o out/bench_deconv.json]
+    PYTHONPATH=src python benchmarks/bench_deconv.py [--model MODEL.pt] [--quick] [--sections 1,2,3,4] [-o FILE]
 
 Sections (peers are always timed in the same run, interleaved, so that ratios survive a shared CPU):
 
@@ -259,6 +259,7 @@ def main() -> int:
                              "with it (a stand-in, not a result about the real model)")
     parser.add_argument("--quick", action="store_true", help="skip patch-wise AWDVD at stride 8 (minutes)")
     parser.add_argument("--repeats", type=int, default=3, help="timing repeats (default 3)")
+    parser.add_argument("--sections", default="1,2,3,4", help="sections to run, e.g. 1,4 (default all)")
     parser.add_argument("-o", "--output", type=Path, default=ROOT / "out" / "bench_deconv.json")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
@@ -266,7 +267,6 @@ def main() -> int:
         print(f"needs the BBBC006 sample in {DATA}", file=sys.stderr)
         return 1
     from awdvd.data import load_in_focus_images
-    from awdvd.evaluate_restoration import tilted_specimen
     from awdvd.io import read_image, write_json
     from awdvd.optics import Optics
     from awdvd.psf import psf_bank
@@ -280,11 +280,31 @@ def main() -> int:
         "machine": {"cpus": os.cpu_count(), "load_average_at_start": os.getloadavg(), "python": platform.python_version()},
         "image": {"rl_and_maps": defocused_paths[0].name, "specimen": names[0], "shape": list(real.shape)},
     }
-    print(f"1. Richardson-Lucy, {real.shape[1]} x {real.shape[0]}, 61 px PSF, 30 iterations", flush=True)
-    report["richardson_lucy"] = rl = bench_rl(real, bank[6], args.repeats)
-    for name, t in rl["times"].items():
-        print(f"  {name:32s} {t['median_s']:7.3f} s (median of {len(t['runs_s'])})")
-    print(f"  ratio awdvd / skimage: {rl['ratio_vs_skimage_float64']} (float64), {rl['ratio_vs_skimage_float32']} (float32)")
+    sections = {int(part) for part in args.sections.split(",")}
+    if 1 in sections:
+        print(f"1. Richardson-Lucy, {real.shape[1]} x {real.shape[0]}, 61 px PSF, 30 iterations", flush=True)
+        report["richardson_lucy"] = rl = bench_rl(real, bank[6], args.repeats)
+        for name, t in rl["times"].items():
+            print(f"  {name:32s} {t['median_s']:7.3f} s (median of {len(t['runs_s'])})")
+        print(f"  ratio awdvd / skimage: {rl['ratio_vs_skimage_float64']} (float64), "
+              f"{rl['ratio_vs_skimage_float32']} (float32)")
+    if 2 in sections:
+        _awdvd_section(report, in_focus, bank, real, args)
+    if 3 in sections:
+        print("3. Defocus maps, random-init DelpNet", flush=True)
+        report["defocus_maps"] = maps = bench_maps(real, args.repeats)
+        for key in ("dense_s16_local", "dense_s16_global", "dense_s8_local", "patch_s16", "patch_s42"):
+            print(f"  {key:32s} {maps[key]['median_s']:7.3f} s")
+    if 4 in sections:
+        _agreement_section(report, in_focus, defocused_paths, args)
+    report["machine"]["load_average_at_end"] = os.getloadavg()
+    write_json(args.output, report, overwrite=True)
+    print(f"saved {args.output}")
+    return 0
+
+
+def _awdvd_section(report, in_focus, bank, real, args) -> None:
+    from awdvd.evaluate_restoration import tilted_specimen
 
     print("2. AWDVD on a tilted specimen with true levels (30 iterations, 61 px PSFs)", flush=True)
     specimen = tilted_specimen(in_focus[0], psf_size=61, seed=0)
@@ -294,10 +314,10 @@ def main() -> int:
     print(f"  stride 8: fast = {aw['fast_s8_vs_one_skimage_rl']['vs_skimage_float64']} x skimage RL (float64), "
           f"{aw['fast_s8_vs_one_skimage_rl']['vs_skimage_float32']} x (float32)")
 
-    print("3. Defocus maps, random-init DelpNet", flush=True)
-    report["defocus_maps"] = maps = bench_maps(real, args.repeats)
-    for key in ("dense_s16_local", "dense_s16_global", "dense_s8_local", "patch_s16", "patch_s42"):
-        print(f"  {key:32s} {maps[key]['median_s']:7.3f} s")
+
+def _agreement_section(report, in_focus, defocused_paths, args) -> None:
+    from awdvd.evaluate_restoration import tilted_specimen
+    from awdvd.io import read_image
 
     print("4. Dense vs patch-wise agreement", flush=True)
     model = info = None
@@ -319,10 +339,6 @@ def main() -> int:
         report["agreement"] = {"model": info, "stride": 16, "real_z00": agreement(model, reals, 16),
                                "tilted_specimens": agreement(model, specimens, 16)}
         print(json.dumps(report["agreement"], indent=1))
-    report["machine"]["load_average_at_end"] = os.getloadavg()
-    write_json(args.output, report, overwrite=True)
-    print(f"saved {args.output}")
-    return 0
 
 
 if __name__ == "__main__":

@@ -1,0 +1,51 @@
+"""The model that ships with awdvd: present, small, self-describing, and able to tell defocus levels apart on
+images it was never trained on (procedural nuclei) and on the real shared images."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from awdvd.model import bundled_model_path, load_model
+from awdvd.optics import Optics
+from awdvd.synth import CameraNoise, blur, forward_bank, is_background, synthetic_nuclei
+
+
+@pytest.fixture(scope="module")
+def model():
+    return load_model()
+
+
+def test_bundled_model_ships_small_and_self_describing(model):
+    path = bundled_model_path()
+    assert path.is_file() and path.stat().st_size <= 10 * 2**20
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    assert payload["format"] == "awdvd-model" and payload["architecture"] == "delpnet"
+    assert model.architecture == "delpnet" and list(model.class_levels) == list(range(11)) + [-1]
+    assert model.optics == Optics()
+    metrics = model.info["test_metrics"]
+    assert 0 <= metrics["accuracy"] <= 1 and metrics["within_one_level"] >= metrics["accuracy"]
+    assert model.info["data"]["sources"] and model.info["recipe"]["name"] == "fast"
+
+
+def test_bundled_model_ranks_defocus_on_unseen_nuclei(model):
+    """Procedural nuclei (never seen in training) at levels 0, 3, 6, 10: the mean predicted level of the
+    foreground tiles rises with the true level and lands within 1.5 levels of it."""
+    bank = forward_bank(Optics(), size=None)
+    means = {}
+    for level in (0, 3, 6, 10):
+        values = []
+        for seed in range(2):
+            truth = synthetic_nuclei((336, 420), seed=seed)
+            blurred = truth if level == 0 else blur(truth, bank[level])
+            image = CameraNoise().apply(blurred, np.random.default_rng([seed, level]))
+            tiles = image.reshape(4, 84, 5, 84).swapaxes(1, 2).reshape(-1, 84, 84)
+            tiles = tiles[~is_background(tiles)]
+            predicted = model.predict_patches(tiles)
+            values.extend(predicted[predicted >= 0].tolist())
+        assert len(values) >= 10, f"level {level}: only {len(values)} foreground tiles called a level"
+        means[level] = float(np.mean(values))
+    assert means[0] < means[3] < means[6] < means[10], means
+    for level, mean in means.items():
+        assert abs(mean - level) <= 1.5, means
