@@ -12,8 +12,8 @@ Sections (peers are always timed in the same run, interleaved, so that ratios su
    PSNR/SSIM against the in-focus truth), and case (i) (stride 84, rectangular).
 3. Defocus maps on a 696 x 520 image with a randomly initialised default DelpNet (speed does not depend on the
    weights): patch mode vs dense mode at stride 16 (and dense at 8).
-4. Dense vs patch-wise agreement of the levels: only meaningful with a trained model (--model). Without one the
-   section says so and is skipped.
+4. Dense vs patch-wise agreement of the levels: only meaningful with a trained model (--model, default the bundled
+   one). Without one the section says so and is skipped.
 
 Needs ../shared/data/bbbc006 (relative to the project root).
 """
@@ -320,11 +320,13 @@ def _agreement_section(report, in_focus, defocused_paths, args) -> None:
     from awdvd.io import read_image
 
     print("4. Dense vs patch-wise agreement", flush=True)
+    from awdvd.model import bundled_model_path, load_model
+
     model = info = None
     if args.model is not None:
-        from awdvd.model import load_model
-
         model, info = load_model(args.model), {"file": str(args.model)}
+    elif bundled_model_path().is_file():
+        model, info = load_model(), {"file": "bundled"}
     elif args.standin_train_s > 0:
         print(f"  training a stand-in model for {args.standin_train_s:g} s", flush=True)
         model, info = train_standin(in_focus, args.standin_train_s)
