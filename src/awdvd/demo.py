@@ -155,7 +155,7 @@ def run_demo(output, *, model=None, image=None, overwrite: bool = False, seed: i
               (f"AWDVD (fast, stride {STRIDE})", "awdvd", restored)]
     if truth is not None:
         panels.append(("in-focus truth", None, truth))
-    fig, axes = figure(2, len(panels), figsize=(4.2 * len(panels), 6.9))
+    fig, axes = figure(2, len(panels), figsize=(4.2 * len(panels), 5.6))
     lo, hi = np.percentile(truth if truth is not None else observed, [0.5, 99.8])
     height, width = observed.shape
     ys = slice(height // 2 - 60, height // 2 + 60)  # a zoom into the deep (right-hand) half
