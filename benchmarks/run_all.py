@@ -15,6 +15,7 @@ SCRIPTS = [
     ("bench_delpnet.py", []),
     ("bench_deconv.py", ["-o", str(RESULTS / "deconv.json")]),
     ("bench_batch.py", ["--out", str(RESULTS / "batch.json")]),
+    ("real_data_checks.py", ["-o", str(RESULTS / "real_data.json")]),
 ]
 
 
