@@ -1,4 +1,4 @@
-"""Stand-in defocus models for tests: no trained model ships with awdvd yet."""
+"""Stand-in defocus models for tests: fixed rules and small random networks whose behaviour a test can predict."""
 
 from __future__ import annotations
 
