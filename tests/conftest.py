@@ -89,7 +89,7 @@ def dask_cluster():
 
 @pytest.fixture(scope="session")
 def tiny_model_file(tmp_path_factory) -> Path:
-    """A small randomly initialised DelpNet saved as a model file (no trained model ships with awdvd yet)."""
+    """A small randomly initialised DelpNet saved as a model file (fast to load; the bundled model is tested on its own)."""
     from _standins import tiny_delpnet_model
 
     return tiny_delpnet_model(seed=2).save(tmp_path_factory.mktemp("model") / "tiny.pt")
