@@ -41,6 +41,7 @@ __all__ = [
     "deconvolve_invariant",
     "to_input_dtype",
     "estimate_background",
+    "resolve_offset",
     "METHODS",
 ]
 
@@ -642,10 +643,7 @@ def deconvolve(
         from .model import load_model
 
         model = load_model()
-    if isinstance(offset, str):
-        if offset != "auto":
-            raise ValueError(f"offset must be a number or 'auto', got {offset!r}")
-        offset = estimate_background(array)
+    offset = resolve_offset(offset, array)
     if min(array.shape) < int(model.patch_px):
         raise ValueError(
             f"image is {array.shape[0]} x {array.shape[1]} px; AWDVD needs at least one {model.patch_px} x "
@@ -709,6 +707,18 @@ def estimate_background(image, *, percentile: float = 1.0) -> float:
     if not 0 <= percentile <= 100:
         raise ValueError(f"percentile must be in [0, 100], got {percentile}")
     return float(np.percentile(data, percentile)) if data.size else 0.0
+
+
+def resolve_offset(offset: float | str, data, *, max_samples: int | None = None) -> float:
+    """The background offset RL removes: ``offset`` itself, or for "auto" :func:`estimate_background` of
+    ``data`` (2-D, possibly lazy) over every pixel, or with ``max_samples`` over a regular subsample of at most
+    about that many pixels, so that one value serves all of a large image's tiles."""
+    if not isinstance(offset, str):
+        return _check_offset(offset)
+    if offset != "auto":
+        raise ValueError(f"offset must be a number or 'auto', got {offset!r}")
+    step = 1 if max_samples is None else max(1, math.ceil(math.sqrt(data.shape[0] * data.shape[1] / max_samples)))
+    return estimate_background(np.asarray(data[::step, ::step]))
 
 
 def to_input_dtype(restored, dtype) -> tuple[np.ndarray, int]:

@@ -25,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
-import math
 import time
 import warnings
 from dataclasses import dataclass
@@ -268,7 +267,10 @@ class DeconvolveJob(_Job):
             fmt = self.format_for(large)
             target = self.image_output(path, large=large)
             pixel_um = image.pixel_um or model.optics.pixel_um
-            offset = resolve_offset(self.offset, image.data)
+            from .deconv import resolve_offset
+
+            # one value for the whole image, from a subsample of a large one (its tiles must agree)
+            offset = resolve_offset(self.offset, image.data, max_samples=4_000_000)
             rl = dict(stride=self.stride, patch_px=int(model.patch_px), iterations=self.iterations,
                       method=self.method, weighting=self.weighting, offset=offset, halo_px=self.halo_px,
                       device=self.device)
@@ -334,18 +336,6 @@ class DeconvolveJob(_Job):
                 "pixel_um": pixel_um, "tiled": large, "tile_px": self.tile_px if large else None,
             },
         }
-
-
-def resolve_offset(offset: float | str, data, *, max_samples: int = 4_000_000) -> float:
-    """The background offset RL removes: ``offset`` itself, or for "auto" the image's 1st percentile
-    (:func:`awdvd.deconv.estimate_background`) over every pixel, or over a regular subsample of at most about
-    ``max_samples`` pixels for larger (possibly lazy) images, so that one value serves all of an image's tiles."""
-    if offset != "auto":
-        return float(offset)
-    from .deconv import estimate_background
-
-    step = max(1, math.ceil(math.sqrt(data.shape[0] * data.shape[1] / max_samples)))
-    return estimate_background(np.asarray(data[::step, ::step]))
 
 
 def _tiff_description(meta: dict) -> dict:
