@@ -30,7 +30,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from .io import IMAGE_SUFFIXES, atomic_path, is_image_folder, read_image, write_json
-from .synth import SPLITS, PatchSet
+from .patches import SPLITS, PatchSet
 
 __all__ = [
     "DATASET_FORMAT_VERSION",
