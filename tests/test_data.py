@@ -95,7 +95,7 @@ def test_in_focus_index_is_max_std():
     rng = np.random.default_rng(0)
     stack = np.stack([rng.normal(100, s, (20, 20)) for s in (1, 3, 9, 4, 2)])
     assert in_focus_index(stack) == 2
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"a z-stack must be \(Z, H, W\)"):
         in_focus_index(np.zeros((4, 4)))
 
 
@@ -144,7 +144,7 @@ def test_bbbc006_layout(bbbc006_layout):
 
 
 def test_bbbc006_errors(tmp_path):
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(FileNotFoundError, match="no such folder"):
         bbbc006_fields(tmp_path / "none")
     with pytest.raises(ValueError, match="BBBC006_v1_images_z_NN"):
         bbbc006_fields(tmp_path)
@@ -156,8 +156,9 @@ def test_bbbc006_errors(tmp_path):
 def test_parse_planes():
     assert parse_planes("all") == list(range(34))
     assert parse_planes("0,16, 20-22") == [0, 16, 20, 21, 22]
-    for bad in ("", "x", "40", "3-50"):
-        with pytest.raises(ValueError):
+    for bad, message in (("", "BBBC006 planes are 0..33"), ("x", "planes must be 'all', numbers or ranges"),
+                         ("40", "BBBC006 planes are 0..33"), ("3-50", "BBBC006 planes are 0..33")):
+        with pytest.raises(ValueError, match=message):
             parse_planes(bad)
 
 

@@ -77,7 +77,7 @@ def test_depth_variant_blur_bad_levels(nuclei_image):
         depth_variant_blur(nuclei_image, np.full(nuclei_image.shape, 11), bank)
     with pytest.raises(ValueError, match="must match"):
         depth_variant_blur(nuclei_image, np.zeros((3, 3), int), bank)
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="levels must be integers"):
         depth_variant_blur(nuclei_image, np.zeros(nuclei_image.shape), bank)
 
 
@@ -87,9 +87,11 @@ def test_forward_bank_level0_is_delta():
     np.testing.assert_allclose(bank[5], defocus_psf(10.0, size=21))
 
 
-@pytest.mark.parametrize("bad", [np.full((20, 20), np.nan), np.zeros((4, 20, 20)), np.array(["a"])])
-def test_blur_rejects_bad_images(bad):
-    with pytest.raises((ValueError, TypeError)):
+@pytest.mark.parametrize("bad, error, message", [(np.full((20, 20), np.nan), ValueError, "contains NaN or infinite"),
+                                                (np.zeros((4, 20, 20)), ValueError, "must be 2-D"),
+                                                (np.array(["a"]), TypeError, "must be a numeric array")])
+def test_blur_rejects_bad_images(bad, error, message):
+    with pytest.raises(error, match=message):
         blur(bad, delta(3))
 
 

@@ -198,6 +198,45 @@ def test_resume_refuses_other_settings(tiny_dataset, tiny_optics, tmp_path):
                     network_args=TINY_ARGS, checkpoint_path=tmp_path / "junk.pt", resume=True)
 
 
+def test_epoch_batches_are_seeded_and_run_epoch_takes_any_batches(subset):
+    """epoch_batches draws an epoch's order and turns from (seed, epoch) alone; run_epoch steps once per batch of
+    whatever iterable it is given (the hook for a training stream)."""
+    from awdvd.model import build_network, network_config
+    from awdvd.train import batch_spans, epoch_batches, run_epoch
+
+    x = torch.from_numpy(subset.normalized()[:, None])
+    y = torch.from_numpy(class_targets(subset.labels, [0, 1, 2, -1]))
+    first = list(epoch_batches(x, y, batch_size=10, seed=1, epoch=3, augment="dihedral"))
+    again = list(epoch_batches(x, y, batch_size=10, seed=1, epoch=3, augment="dihedral"))
+    other = list(epoch_batches(x, y, batch_size=10, seed=1, epoch=4, augment="dihedral"))
+    assert [len(b[1]) for b in first] == [hi - lo for lo, hi in batch_spans(len(x), 10)] == [10, 10, 4]
+    assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(first, again))
+    assert not all(torch.equal(a[1], b[1]) for a, b in zip(first, other))
+    assert sorted(torch.cat([b[1] for b in first]).tolist()) == sorted(y.tolist())  # every patch once
+    assert batch_spans(21, 10) == [(0, 10), (10, 20)]  # a last batch of one patch is dropped (BatchNorm)
+    torch.manual_seed(0)
+    network = build_network("delpnet", network_config("delpnet", {**TINY_ARGS, "n_classes": 4}))
+    optimizer = torch.optim.Adam(network.parameters(), lr=1e-2)
+    before = [p.detach().clone() for p in network.parameters()]
+    seen_lr = []
+    stats, step = run_epoch(network, optimizer, iter([(x[:8], y[:8]), (x[8:16], y[8:16])]),
+                            lr_at=lambda k: seen_lr.append(k) or 1e-2, first_step=5)
+    assert step == 7 and seen_lr == [5, 6] and stats["n"] == 16
+    assert 0 <= stats["train_accuracy"] <= 1 and stats["train_loss"] > 0
+    assert any(not torch.equal(a, b) for a, b in zip(before, network.parameters()))
+
+
+def test_device_is_resolved_with_a_clear_message(subset, tiny_optics):
+    with pytest.raises(ValueError, match="device must be 'auto', 'cpu' or 'cuda"):
+        train_model(subset, subset, optics=tiny_optics, recipe=_recipe(epochs=1), device="tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="torch sees no CUDA GPU; use 'cpu' or 'auto'"):
+            train_model(subset, subset, optics=tiny_optics, recipe=_recipe(epochs=1), device="cuda")
+    result = train_model(subset, subset, optics=tiny_optics, recipe=_recipe(epochs=1), network_args=TINY_ARGS,
+                         device="auto")
+    assert result.model.info["training"]["device"] == ("cuda" if torch.cuda.is_available() else "cpu")
+
+
 @pytest.mark.parametrize("variant, args, n_outputs", [
     ("no-bg", TINY_ARGS, 3),
     ("plain", {"widths": (8, 8, 16, 16, 16, 16, 16)}, 3),
@@ -395,5 +434,5 @@ def test_recipes_record_recalibration():
     from awdvd.train import RECIPES, TrainingRecipe
 
     assert RECIPES["fast"].bn_recalibration > 0 and RECIPES["paper"].bn_recalibration == 0  # the paper's Keras run
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="bn_recalibration must be an integer >= 0"):
         TrainingRecipe(bn_recalibration=-1)
