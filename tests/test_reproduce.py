@@ -101,22 +101,36 @@ def test_reproduce_small_run_holds_every_item(small_run, tiny_model_file):
 
 
 def test_report_is_rendered_from_results_alone(small_run, tmp_path):
-    """REPORT.md is a function of the results: rendering them again gives the same text; the stored results.json
-    renders a report with every item again, whose Table 1 numbers are the stored ones."""
+    """REPORT.md is a function of results.json: rendering the stored file (whose dicts have sorted keys) gives
+    the report the run wrote, and write_report writes both files again."""
     from awdvd.reproduce.report import percent, report_markdown, write_report
 
     out, _, results = small_run
-    assert report_markdown(results) == (out / "REPORT.md").read_text()
     stored = json.loads((out / "results.json").read_text())
+    assert report_markdown(stored) == report_markdown(results) == (out / "REPORT.md").read_text()
+    for row in stored["items"]["table1"]["rows"].values():
+        assert percent(row["awdvd"]["accuracy"]) in (out / "REPORT.md").read_text()
     write_report(tmp_path, stored)
-    text = (tmp_path / "REPORT.md").read_text()
-    assert [line for line in text.splitlines() if line.startswith("## ")] == \
-        [line for line in (out / "REPORT.md").read_text().splitlines() if line.startswith("## ")]
+    assert (tmp_path / "REPORT.md").read_text() == (out / "REPORT.md").read_text()
+    assert json.loads((tmp_path / "results.json").read_text()) == stored
+
+
+def test_the_shipped_cpu_scale_report_renders_from_its_results():
+    """docs/report holds a real `--scale cpu` run: its REPORT.md is rendered again, to the byte, from its
+    results.json (every item, the rows of Fig. 6 and the models in the order they were trained)."""
+    from awdvd.reproduce.report import report_markdown
+
+    folder = Path(__file__).resolve().parents[1] / "docs" / "report"
+    if not (folder / "results.json").is_file():
+        pytest.skip(f"no stored reproduction in {folder}")
+    results = _strict_json(folder / "results.json")
+    text = report_markdown(results)
+    assert text == (folder / "REPORT.md").read_text()
     for item in REPORT_ITEMS:
         assert f"## {item}" in text
-    for row in stored["items"]["table1"]["rows"].values():
-        assert percent(row["awdvd"]["accuracy"]) in text
-    assert json.loads((tmp_path / "results.json").read_text()) == stored
+    models = [line.split(" | ")[0].lstrip("| ") for line in text.split("## Every model of this run")[1].splitlines()
+              if line.startswith("| ") and not line.startswith("| Run") and not line.startswith("| ---")]
+    assert models[0] == "main" and models[1] == "delpnet@3ep" and models[-1] == "mobilenet_v2@3ep"
 
 
 @pytest.mark.slow

@@ -8,10 +8,10 @@ import math
 from pathlib import Path
 from typing import Sequence
 
-from .paper import LABELS, PAPER, PAPER_SOURCES
+from .paper import COMPARISON_ARCHITECTURES, COMPARISON_VARIANTS, LABELS, PAPER, PAPER_SOURCES
 
 __all__ = ["report_markdown", "write_report", "percent", "number", "parameters_text", "seconds_text",
-           "markdown_table"]
+           "markdown_table", "ITEM_RUNS"]
 
 
 # --------------------------------------------------------------------------------------------- formatting
@@ -44,6 +44,28 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence]) -> str:
 
 
 # --------------------------------------------------------------------------------------------- the report
+#: The runs of Fig. 5 and Fig. 6, in the order the report lists them.
+ITEM_RUNS = {"fig5": ("delpnet", "no-bg", "plain"), "fig6": ("delpnet",) + COMPARISON_ARCHITECTURES}
+
+
+def _in_order(names, order: Sequence[str]) -> list[str]:
+    """``names`` in ``order``, then any others sorted (results.json stores its dicts with sorted keys, so the
+    report never relies on a dict's order)."""
+    return [n for n in order if n in names] + sorted(n for n in names if n not in order)
+
+
+def _run_order(key: str, scale: dict) -> tuple:
+    """Where run ``key`` ("main" or "<variant>@<epochs>ep") comes in the report: the main DelpNet, the comparison
+    variants at the ablation budget, then the architectures at theirs (the order they were trained in)."""
+    if key == "main":
+        return (0, 0, key)
+    variant, _, epochs = key.partition("@")
+    if epochs == f"{scale['ablation_epochs']}ep" and variant in COMPARISON_VARIANTS:
+        return (1, COMPARISON_VARIANTS.index(variant), key)
+    architectures = ("delpnet",) + COMPARISON_ARCHITECTURES
+    return (2, architectures.index(variant) if variant in architectures else len(architectures), key)
+
+
 def _banner(scale: dict) -> str:
     name = scale["name"]
     if name == "smoke":
@@ -97,7 +119,7 @@ def _header(r: dict) -> list[str]:
                       f"<= {scale['comparison_train_patches'] or 'all'} train / <= {scale['comparison_val_patches'] or 'all'}"
                       f" val patches; Fig. 8 {scale['per_level']} patches/level; Fig. 9 strides "
                       f"{', '.join(map(str, scale['strides']))}; RL {scale['iterations']} iterations"
-                      + (f"; network_args {scale['network_args']}" if scale["network_args"] else "")],
+                      + (f"; network_args {dict(sorted(scale['network_args'].items()))}" if scale["network_args"] else "")],
             ["data", r["data"]["description"] + (" **(procedural fallback: no real data)**"
                                                  if r["data"]["kind"] == "procedural" else "")],
             ["dataset", f"{dataset['n_patches']['train']} train / {dataset['n_patches']['val']} val / "
@@ -212,7 +234,8 @@ def _fig5_6(r: dict) -> list[str]:
                               ("fig6", "Fig. 6", "Top-k curves of DelpNet and four architectures")):
         f = items[key]
         rows = []
-        for name, values in f["awdvd"].items():
+        for name in _in_order(f["awdvd"], ITEM_RUNS[key]):
+            values = f["awdvd"][name]
             paper = f["paper"]["top1"].get(name)
             rows.append([LABELS[name], "paper", percent(paper) if paper is not None else "plotted only", "plotted only",
                          len(values["cmc"]), ""])
@@ -333,7 +356,7 @@ def _trainings(r: dict) -> list[str]:
              m["recipe"].get("name", "?") + ("" if m["recipe"].get("bn_recalibration", 1) else " (no BN recal.)"),
              m["epochs"], m["best_epoch"], m["n_train"], m["n_val"], parameters_text(m["parameters"]),
              seconds_text(m["train_seconds"]), percent(m["test"]["accuracy"]) if m["test"] else "n/a"]
-            for key, m in models.items()]
+            for key, m in sorted(models.items(), key=lambda item: _run_order(item[0], r["scale"]))]
     out += ["## Every model of this run", "",
             markdown_table(["Run", "Variant", "Trained", "Recipe", "Epochs", "Best epoch", "Train patches", "Val patches",
                     "Params", "Train time", "Test accuracy"], rows), ""]
