@@ -16,6 +16,7 @@ from awdvd.data import (
     parse_planes,
     read_dataset,
     read_dataset_metadata,
+    simulate_dataset,
     write_dataset,
 )
 from awdvd.io import read_image
@@ -107,6 +108,32 @@ def test_load_in_focus_from_multipage_stack(tmp_path):
     images, names = load_in_focus_images(tmp_path)
     assert names == ["plain.tif", "stack.tif[z=1]"]
     np.testing.assert_array_equal(images[1], stack[1])
+
+
+def test_simulate_dataset_reads_synthesises_and_writes(tmp_path):
+    from awdvd.optics import Optics
+    from awdvd.synth import CameraNoise
+
+    folder = tmp_path / "in_focus"
+    folder.mkdir()
+    sources = [synthetic_nuclei((90, 100), n_nuclei=4, seed=seed) for seed in range(2)]
+    for seed, image in enumerate(sources):
+        tifffile.imwrite(folder / f"f{seed}.tif", image.astype(np.uint16))
+    spec, noise = DatasetSpec(psf_size=11, crops_per_image=2, seed=5), CameraNoise(gain_adu_per_e=1.0, offset_adu=0.0)
+    with pytest.warns(UserWarning):
+        optics = Optics(n_levels=4)
+    metadata = simulate_dataset(folder, tmp_path / "ds", optics=optics, noise=noise, spec=spec)
+    assert metadata == read_dataset_metadata(tmp_path / "ds")
+    assert metadata["sources"] == ["f0.tif", "f1.tif"] and metadata["noise"] == noise.to_dict()
+    assert sum(metadata["n_patches"].values()) == 2 * 4 * 2
+    # the same as synthesising the arrays directly (the files hold the images as read)
+    expected, _ = make_patch_dataset([image.astype(np.uint16) for image in sources], optics=optics, noise=noise,
+                                     spec=spec, source_names=["f0.tif", "f1.tif"])
+    train, _ = read_dataset(tmp_path / "ds", "train")
+    np.testing.assert_array_equal(train.raw, expected["train"].raw)
+    with pytest.raises(FileExistsError, match="already holds a dataset; use another folder or --overwrite"):
+        simulate_dataset(tmp_path / "missing", tmp_path / "ds")  # refused before reading anything
+    assert simulate_dataset(folder, tmp_path / "ds", spec=spec, overwrite=True)["spec"]["seed"] == 5
 
 
 @pytest.fixture()
