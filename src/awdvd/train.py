@@ -296,6 +296,48 @@ class TrainingResult:
     best_epoch: int
 
 
+def _end_epoch(network, state: TrainingState, stats: dict, x_val, y_val, *, recipe: TrainingRecipe,
+               total_steps: int, started: float) -> dict:
+    """Validate after an epoch, append its history entry to ``state`` and offer the weights as the best."""
+    val_loss, val_accuracy = _validation_loss(network, x_val, y_val)
+    entry = {"epoch": state.epoch + 1, "step": state.step,
+             "lr": learning_rate(recipe, max(0, state.step - 1), total_steps),
+             "train_loss": stats["train_loss"], "train_accuracy": stats["train_accuracy"],
+             "val_loss": val_loss, "val_accuracy": val_accuracy, "seconds": time.perf_counter() - started}
+    state.history.append(entry)
+    state.epoch += 1
+    state.offer(network, state.epoch, (val_accuracy, val_loss), recipe.select_by)
+    return entry
+
+
+def _model_info(recipe: TrainingRecipe, variant: ModelVariant, seed: int, state: TrainingState, device, *,
+                n_train: int, n_val: int, data_fingerprint: str, init_info: dict | None, data_info: dict | None) -> dict:
+    """What a trained model records about its training (``DefocusModel.info``)."""
+    import torch
+
+    return {
+        "recipe": recipe.to_dict(),
+        "variant": variant.to_dict(),
+        "seed": seed,
+        "training": {
+            "epochs": len(state.history),
+            "steps": state.step,
+            "best_epoch": state.best_epoch,
+            "best_val_accuracy": state.best_score[0] if state.best_score else None,
+            "best_val_loss": state.best_score[1] if state.best_score else None,
+            "select_by": recipe.select_by,
+            "device": str(device),
+            "torch_version": torch.__version__,
+            "n_train": n_train,
+            "n_val": n_val,
+            "data_fingerprint": data_fingerprint,
+            "initialised_from": init_info,
+            "history": state.history,
+        },
+        "data": dict(data_info or {}),
+    }
+
+
 def train_model(
     train: PatchSet,
     val: PatchSet,
@@ -386,19 +428,13 @@ def train_model(
                                                   progress=batch_bar)
                 if recipe.bn_recalibration:
                     recalibrate_batchnorm(network, x_train[calibration])
-                val_loss, val_accuracy = _validation_loss(network, x_val, y_val)
-                entry = {"epoch": epoch + 1, "step": state.step,
-                         "lr": learning_rate(recipe, max(0, state.step - 1), total_steps),
-                         "train_loss": stats["train_loss"], "train_accuracy": stats["train_accuracy"],
-                         "val_loss": val_loss, "val_accuracy": val_accuracy, "seconds": time.perf_counter() - started}
-                state.history.append(entry)
-                state.epoch = epoch + 1
-                state.offer(network, epoch + 1, (val_accuracy, val_loss), recipe.select_by)
+                entry = _end_epoch(network, state, stats, x_val, y_val, recipe=recipe, total_steps=total_steps,
+                                   started=started)
                 if checkpoint_path is not None:
                     save_checkpoint(Path(checkpoint_path), identity, network, optimizer, state, device)
                 epochs_bar.update(1)
                 epochs_bar.set_postfix(loss=f"{entry['train_loss']:.4f}", acc=f"{entry['train_accuracy']:.3f}",
-                                       val_loss=f"{val_loss:.4f}", val_acc=f"{val_accuracy:.3f}",
+                                       val_loss=f"{entry['val_loss']:.4f}", val_acc=f"{entry['val_accuracy']:.3f}",
                                        best=f"{state.best_score[0]:.3f}@{state.best_epoch}")
                 if on_epoch is not None:
                     on_epoch(entry)
@@ -407,27 +443,8 @@ def train_model(
 
     network.load_state_dict(state.best_state if state.best_state is not None else clone_state(network))
     network.eval()
-    info = {
-        "recipe": recipe.to_dict(),
-        "variant": variant.to_dict(),
-        "seed": seed,
-        "training": {
-            "epochs": len(state.history),
-            "steps": state.step,
-            "best_epoch": state.best_epoch,
-            "best_val_accuracy": state.best_score[0] if state.best_score else None,
-            "best_val_loss": state.best_score[1] if state.best_score else None,
-            "select_by": recipe.select_by,
-            "device": str(device),
-            "torch_version": torch.__version__,
-            "n_train": len(train),
-            "n_val": len(val),
-            "data_fingerprint": data_fingerprint,
-            "initialised_from": init_info,
-            "history": state.history,
-        },
-        "data": dict(data_info or {}),
-    }
+    info = _model_info(recipe, variant, seed, state, device, n_train=len(train), n_val=len(val),
+                       data_fingerprint=data_fingerprint, init_info=init_info, data_info=data_info)
     model = DefocusModel(network.cpu(), optics=optics, class_levels=class_levels, patch_px=patch_px, info=info)
     return TrainingResult(model=model, history=state.history, best_epoch=state.best_epoch)
 
