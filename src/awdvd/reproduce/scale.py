@@ -34,7 +34,7 @@ class Scale(FrozenConfig):
     per_level : test patches per defocus level for Fig. 8 (the paper: about 45).
     strides : strides (px) of the fast AWDVD runs of Fig. 9, besides case (i) (84) and case (ii) (42).
     iterations : Richardson-Lucy iterations (Fig. 7-9).
-    recipe : the :data:`awdvd.train.RECIPES` recipe, with its number of epochs replaced by the above.
+    recipe : the :data:`awdvd.recipes.RECIPES` recipe, with its number of epochs replaced by the above.
     network_args : {architecture: network arguments} overriding the published networks (e.g. small
         ``widths`` or ``width_mult`` for tests); empty = the published networks.
     seed : seeds the dataset, the subsets and every training.
