@@ -164,13 +164,14 @@ class _AWDVDWidget(Container):
             else:
                 check_pixel_size(pixel_um, optics.pixel_um)
         messages += [str(w.message) for w in caught]
-        added = [self._add(levels_layer(dmap.to_pixels(), depths_um=optics.depths_um,
-                                        name=f"{layer.name} defocus levels", metadata={"options": options.to_dict()},
-                                        **where)),
-                 self._add(confidence_layer(dmap, name=f"{layer.name} confidence", **where))]
+        added = []  # restored image first, the translucent level map last (on top)
         if self.restore:
             added.append(self._add(restored_layer(results["restore"], name=f"{layer.name} AWDVD", pixel_um=pixel_um,
                                                   options=options.to_dict(), **where)))
+        added.append(self._add(confidence_layer(dmap, name=f"{layer.name} confidence", **where)))
+        added.append(self._add(levels_layer(dmap.to_pixels(), depths_um=optics.depths_um,
+                                            name=f"{layer.name} defocus levels",
+                                            metadata={"options": options.to_dict()}, **where)))
         self._legend.value = level_legend(optics.n_levels, optics.depths_um)
         counts = dmap.level_counts()
         foreground = sum(v for k, v in counts.items() if k != "bg")
