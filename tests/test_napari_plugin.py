@@ -31,6 +31,14 @@ def test_manifest_validates_and_names_the_contributions():
         assert hasattr(__import__(module, fromlist=[name]), name), command.python_name
 
 
+def test_manifest_is_declared_by_the_package():
+    """napari finds the plugin through the package's napari.manifest entry point (what `npe2 validate awdvd` reads)."""
+    npe2 = pytest.importorskip("npe2", reason="npe2 not installed (pip install 'awdvd[napari]')")
+
+    manifest = npe2.PluginManifest.from_distribution("awdvd")
+    assert manifest.name == "awdvd" and len(manifest.contributions.commands) == 5
+
+
 def test_import_awdvd_napari_is_light():
     import subprocess
     import sys
