@@ -129,6 +129,7 @@ def test_package_round_trip_predicts_the_same(package, small_model):
     np.testing.assert_allclose(proba_b, proba_a, rtol=0, atol=1e-6)
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")  # inside bioimageio.core
 def test_package_passes_bioimageio_test(package):
     pytest.importorskip("bioimageio.core", reason="bioimageio.core not installed (pip install 'awdvd[bioimageio]')")
     from bioimageio.core import test_model
