@@ -99,6 +99,9 @@ def test_defocus_map_widget_and_sample(make_napari_viewer, qtbot):
     assert "tilted specimen: recorded AWDVD" not in viewer.layers
     levels = viewer.layers["tilted specimen: recorded defocus levels"]
     truth = viewer.layers["tilted specimen: true levels"]
+    recorded = viewer.layers["tilted specimen: recorded"]
+    assert tuple(map(str, recorded.units)) == ("micrometer", "micrometer")
+    assert tuple(levels.units) == tuple(recorded.units) == tuple(truth.units)  # one unit for the whole view
     foreground = levels.data > 0
     within_two = np.abs(levels.data.astype(int) - truth.data.astype(int))[foreground] <= 2
     assert within_two.mean() > 0.5  # the bundled model roughly follows the tilt (measured: see the report)
@@ -123,8 +126,8 @@ def test_errors_show_in_the_status_line(make_napari_viewer, qtbot, tmp_path, spe
     from awdvd.napari.widgets import FROM_FILE, DefocusMapWidget
 
     viewer = make_napari_viewer()
-    widget = DefocusMapWidget(viewer)
-    viewer.window.add_dock_widget(widget)
+    _, widget = viewer.window.add_plugin_dock_widget("awdvd", "Defocus map")  # as Plugins > awdvd does it
+    assert isinstance(widget, DefocusMapWidget)
     widget.start()  # no image yet
     assert widget._status.value.startswith("error: open an image first")
     viewer.add_image(specimen, name="field")

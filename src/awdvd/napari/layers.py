@@ -22,6 +22,14 @@ def layer_scale(pixel_um: float | None, ndim: int = 2) -> tuple[float, ...]:
     return (1.0,) * (ndim - 2) + xy
 
 
+def _with_units(kwargs: dict, units) -> dict:
+    """``kwargs`` with napari ``units`` (e.g. ("um", "um")) where given: all layers of a view should have the
+    same units (napari ignores units that differ between layers)."""
+    if units is not None:
+        kwargs["units"] = tuple(str(u) for u in units)
+    return kwargs
+
+
 def level_colours(n_levels: int) -> dict:
     """Label -> RGBA colour: 0 (background) and unknown labels (None) transparent, label l + 1 for level l."""
     from matplotlib import colormaps
@@ -55,7 +63,7 @@ def _features(n_levels: int, depths_um) -> dict:
 
 
 def levels_layer(levels_px: np.ndarray, *, depths_um, name: str, scale=(1.0, 1.0), translate=(0.0, 0.0),
-                 metadata: dict | None = None) -> tuple:
+                 units=None, metadata: dict | None = None) -> tuple:
     """A Labels layer tuple of a per-pixel level map (H, W) (-1 = background, 0 .. n_levels - 1)."""
     levels_px = np.asarray(levels_px)
     n_levels = len(depths_um)
@@ -66,7 +74,7 @@ def levels_layer(levels_px: np.ndarray, *, depths_um, name: str, scale=(1.0, 1.0
               "colormap": level_colours(n_levels), "features": _features(n_levels, depths_um),
               "metadata": {"awdvd": {"label_is_level_plus_one": True, "depths_um": list(map(float, depths_um)),
                                      **(metadata or {})}}}
-    return labels, kwargs, "labels"
+    return labels, _with_units(kwargs, units), "labels"
 
 
 def pixel_confidence(dmap) -> np.ndarray:
@@ -83,15 +91,15 @@ def pixel_confidence(dmap) -> np.ndarray:
     return confidence[nearest(height, dmap.ys)[:, None], nearest(width, dmap.xs)[None, :]]
 
 
-def confidence_layer(dmap, *, name: str, scale=(1.0, 1.0), translate=(0.0, 0.0)) -> tuple:
+def confidence_layer(dmap, *, name: str, scale=(1.0, 1.0), translate=(0.0, 0.0), units=None) -> tuple:
     """An Image layer tuple of the model's confidence (max class probability, 0-1) at each pixel."""
     kwargs = {"name": name, "scale": tuple(scale), "translate": tuple(translate), "colormap": "magma",
               "contrast_limits": (0.0, 1.0), "visible": False,
               "metadata": {"awdvd": {"what": "max class probability of the nearest window"}}}
-    return pixel_confidence(dmap), kwargs, "image"
+    return pixel_confidence(dmap), _with_units(kwargs, units), "image"
 
 
-def restored_layer(restored: np.ndarray, *, name: str, scale=(1.0, 1.0), translate=(0.0, 0.0),
+def restored_layer(restored: np.ndarray, *, name: str, scale=(1.0, 1.0), translate=(0.0, 0.0), units=None,
                    pixel_um: float | None = None, options: dict | None = None) -> tuple:
     """An Image layer tuple of a restored image: float32 as computed (never rescaled), same scale as its input."""
     data = np.asarray(restored, dtype=np.float32)
@@ -100,4 +108,4 @@ def restored_layer(restored: np.ndarray, *, name: str, scale=(1.0, 1.0), transla
     kwargs = {"name": name, "scale": tuple(scale), "translate": tuple(translate), "colormap": "gray",
               "contrast_limits": (lo, hi if hi > lo else lo + 1.0),
               "metadata": {"pixel_um": pixel_um, "awdvd": dict(options or {})}}
-    return data, kwargs, "image"
+    return data, _with_units(kwargs, units), "image"

@@ -23,11 +23,14 @@ def tilted_specimen_sample(*, seed: int = 0, shape: tuple[int, int] = (520, 696)
     specimen = tilted_specimen(synthetic_nuclei(shape, seed=seed), optics=optics, seed=seed)
     scale = layer_scale(optics.pixel_um)
     meta = {"pixel_um": optics.pixel_um, "optics": optics.to_dict()}
-    levels = levels_layer(specimen.levels, depths_um=optics.depths_um, name="tilted specimen: true levels", scale=scale)
+    units = ("um", "um")
+    levels = levels_layer(specimen.levels, depths_um=optics.depths_um, name="tilted specimen: true levels", scale=scale,
+                          units=units)
     levels[1]["visible"] = False
     return [
         (specimen.truth, {"name": "tilted specimen: truth (in focus)", "scale": scale, "metadata": meta,
-                          "visible": False}, "image"),
+                          "units": units, "visible": False}, "image"),
         levels,
-        (specimen.observed, {"name": "tilted specimen: recorded", "scale": scale, "metadata": meta}, "image"),
+        (specimen.observed, {"name": "tilted specimen: recorded", "scale": scale, "metadata": meta, "units": units},
+         "image"),
     ]

@@ -10,12 +10,16 @@ class probability, hidden at first) and, for Restore, the restored image (float3
 from __future__ import annotations
 
 import warnings
+from typing import TYPE_CHECKING
 
 import numpy as np
 from magicgui.widgets import ComboBox, Container, FileEdit, Label, LineEdit, ProgressBar, PushButton, SpinBox
 
 from ..predict import MAP_MODES
 from .pipeline import STEPS, WidgetOptions, run_steps
+
+if TYPE_CHECKING:
+    import napari
 
 __all__ = ["DefocusMapWidget", "RestoreWidget", "BUNDLED", "FROM_FILE"]
 
@@ -26,7 +30,7 @@ FROM_FILE = "model file"
 class _AWDVDWidget(Container):
     restore = False
 
-    def __init__(self, viewer):
+    def __init__(self, viewer: napari.viewer.Viewer):  # the annotation is how napari knows to pass the viewer
         super().__init__(labels=True)
         self._viewer = viewer
         self.worker = None  # the running (or last) thread worker
@@ -153,7 +157,8 @@ class _AWDVDWidget(Container):
         layer, options = self._layer, self._job_options
         model, dmap = results["model"], results["defocus map"]
         optics = model.optics
-        where = {"scale": tuple(layer.scale)[-2:], "translate": tuple(layer.translate)[-2:]}
+        where = {"scale": tuple(layer.scale)[-2:], "translate": tuple(layer.translate)[-2:],
+                 "units": tuple(layer.units)[-2:]}
         messages = list(results.get("warnings", []))
         pixel_um = layer.metadata.get("pixel_um") if isinstance(layer.metadata, dict) else None
         with warnings.catch_warnings(record=True) as caught:
