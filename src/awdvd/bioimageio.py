@@ -90,7 +90,7 @@ def package_test_patches(model, *, seed: int = 0) -> tuple[np.ndarray, np.ndarra
     return patches, levels
 
 
-def _cover(patches: np.ndarray, true_levels, predicted, class_names, path: Path) -> Path:
+def _cover(patches: np.ndarray, true_levels, predicted, class_names, path: Path, z_step_um: float) -> Path:
     from .plots import figure, save_figure
 
     n = len(patches)
@@ -102,7 +102,8 @@ def _cover(patches: np.ndarray, true_levels, predicted, class_names, path: Path)
             lo, hi = np.percentile(patches[index], [0.5, 99.8])
             ax.imshow(patches[index], cmap="gray", vmin=lo, vmax=hi)
             ax.set_title(f"true {true_levels[index]}, DelpNet {class_names[predicted[index]]}", fontsize=8)
-    fig.suptitle("DelpNet defocus levels (2 um steps) of raw 84 x 84 patches", fontsize=10)
+    p = patches.shape[-1]
+    fig.suptitle(f"DelpNet defocus levels ({z_step_um:g} um apart) of raw {p} x {p} patches", fontsize=10)
     return save_figure(fig, path, overwrite=True, dpi=80)
 
 
@@ -113,24 +114,25 @@ def _readme(model, payload: dict, accuracy: float) -> str:
     names = ", ".join(payload["class_names"])
     return f"""# DelpNet defocus levels (awdvd)
 
-DelpNet (He et al. 2019) reads one 84 x 84 patch of a widefield fluorescence image of nuclei and says how far
+DelpNet (He et al. 2019) reads one {model.patch_px} x {model.patch_px} patch of a widefield fluorescence image of nuclei and says how far
 out of focus it is: one of {optics.n_levels} defocus levels {optics.z_step_um:g} um apart (level 0 in focus,
 level {optics.n_levels - 1} = {optics.depths_um[-1]:g} um), or background. awdvd uses these levels to
 deconvolve each region with its own point spread function (adaptive weighting depth-variant deconvolution).
 
 ## Input and output
-- input `raw`: (batch, 1, 84, 84) float32 raw camera intensities (ADU), pixel {optics.pixel_um:g} um. The
+- input `raw`: (batch, 1, {model.patch_px}, {model.patch_px}) float32 raw camera intensities (ADU), pixel {optics.pixel_um:g} um. The
   network normalises each patch itself (per-patch min-max to [0, 1], as in training): give raw values.
 - output `probabilities`: (batch, {len(payload['class_names'])}) class probabilities, in the order {names}.
 
 ## Optics the model was made for
 Emission {optics.wavelength_um * 1000:g} nm, NA {optics.na:g}, refractive index {optics.n:g}, pixel
-{optics.pixel_um:g} um (BBBC006: 20x objective, 2 x 2 binning). Images taken with other optics or pixel sizes
-get wrong levels: resample or train a model for them (`awdvd train`).
+{optics.pixel_um:g} um (the bundled model's are BBBC006's: 20x objective, 2 x 2 binning). Images taken with
+other optics or pixel sizes get wrong levels: resample them, or train a model for them (`awdvd train`).
 
 ## Training
-Synthetic defocus of in-focus BBBC006 fields (U2OS, Hoechst) with the Born-Wolf PSF of these optics and a
-camera noise model; awdvd recipe `{info.get('recipe', {}).get('name', '?')}`.
+Synthetic defocus of in-focus fields (`awdvd simulate`: the Born-Wolf PSF of these optics and a camera noise
+model; the bundled model's fields are BBBC006 U2OS nuclei, Hoechst); awdvd recipe
+`{info.get('recipe', {}).get('name', '?')}`. The full training record is in the rdf's `config.awdvd.info`.
 
 ## Validation
 Best validation accuracy {training.get('best_val_accuracy', float('nan')):.3f} on {training.get('n_val', '?')}
@@ -210,7 +212,7 @@ def export_bioimageio(model=None, path="delpnet.zip", *, name: str | None = None
         from . import bioimageio_network
 
         shutil.copyfile(bioimageio_network.__file__, work / "raw_intensity_delpnet.py")
-        _cover(patches, true_levels, predicted, payload["class_names"], work / "cover.png")
+        _cover(patches, true_levels, predicted, payload["class_names"], work / "cover.png", model.optics.z_step_um)
         (work / "README.md").write_text(_readme(model, payload, accuracy))
         licence = Path(__file__).resolve().parents[2] / "LICENSE"
         attachments = []
@@ -222,7 +224,7 @@ def export_bioimageio(model=None, path="delpnet.zip", *, name: str | None = None
         space = dict(size=p, unit="micrometer", scale=pixel_um)
         inputs = [bio.InputTensorDescr(
             id=bio.TensorId("raw"),
-            description="raw camera intensities (ADU) of 84 x 84 patches; normalised inside the network",
+            description=f"raw camera intensities (ADU) of {p} x {p} patches; normalised inside the network",
             axes=[bio.BatchAxis(), bio.ChannelAxis(channel_names=[bio.Identifier("intensity")]),
                   bio.SpaceInputAxis(id=bio.AxisId("y"), **space), bio.SpaceInputAxis(id=bio.AxisId("x"), **space)],
             test_tensor=bio.FileDescr(source=work / "test_input.npy"),
@@ -232,7 +234,8 @@ def export_bioimageio(model=None, path="delpnet.zip", *, name: str | None = None
         channel_names = [bio.Identifier("background" if n == "bg" else f"level_{n}") for n in payload["class_names"]]
         outputs = [bio.OutputTensorDescr(
             id=bio.TensorId("probabilities"),
-            description="class probabilities: defocus levels 0.. (2 um steps for the bundled optics) and background",
+            description=f"class probabilities: defocus levels 0-{model.optics.n_levels - 1} "
+                        f"({model.optics.z_step_um:g} um apart) and background",
             axes=[bio.BatchAxis(), bio.ChannelAxis(channel_names=channel_names)],
             test_tensor=bio.FileDescr(source=work / "test_output.npy"),
             sample_tensor=bio.FileDescr(source=work / "sample_output.tif"),
@@ -251,8 +254,9 @@ def export_bioimageio(model=None, path="delpnet.zip", *, name: str | None = None
         awdvd_config = {k: v for k, v in payload.items() if k != "state_dict"}
         descr = bio.ModelDescr(
             name=name or "awdvd DelpNet defocus levels",
-            description="Defocus level (0-10, 2 um steps, or background) of 84 x 84 widefield fluorescence patches "
-                        "of nuclei: DelpNet (He et al. 2019) as trained by awdvd on BBBC006",
+            description=f"Defocus level (0-{model.optics.n_levels - 1}, {model.optics.z_step_um:g} um apart, or "
+                        f"background) of {p} x {p} widefield fluorescence patches of nuclei: DelpNet (He et al. 2019) "
+                        "as trained by awdvd",
             authors=[bio.Author(name="awdvd contributors")],
             cite=[bio.CiteEntry(text=text, doi=bio.Doi(doi) if doi else None, url=url) for text, doi, url in CITATIONS],
             license=bio.LicenseId("BSD-3-Clause"),
