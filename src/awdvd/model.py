@@ -479,7 +479,8 @@ class DefocusModel:
 
 
 def load_model(path=None, *, device: str = "cpu", inference_backend: str | None = "auto") -> DefocusModel:
-    """Load a model file; without ``path``, the model bundled with awdvd.
+    """Load a model file; without ``path``, the model bundled with awdvd. A ``.zip`` is read as a bioimage.io
+    package written by ``awdvd export-bioimageio`` (:func:`awdvd.bioimageio.load_bioimageio_model`).
 
     Raises
     ------
@@ -495,6 +496,10 @@ def load_model(path=None, *, device: str = "cpu", inference_backend: str | None 
         if path == bundled_model_path():
             raise FileNotFoundError(f"no bundled model in this installation ({path}); pass a model file from `awdvd train`")
         raise FileNotFoundError(f"no such model file: {path}")
+    if path.suffix.lower() == ".zip":  # a bioimage.io package from `awdvd export-bioimageio`
+        from .bioimageio import load_bioimageio_model
+
+        return load_bioimageio_model(path, device=device, inference_backend=inference_backend)
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # unpickling errors come in many types
