@@ -168,7 +168,25 @@ def test_formats_tiles_and_pixel_size_warning(workspace, tmp_path, capsys):
     assert "tcp://" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("option, value, message", [("--stride", "85", "between 1 and the window size"),
+def test_stride_beyond_the_models_windows_is_one_error_up_front(workspace, tmp_path, capsys):
+    """A 32 px model with --stride 50: refused before any image is read, in one line."""
+    from awdvd.model import DefocusModel
+
+    root, _, inputs = workspace
+    tiny = tiny_delpnet_model(seed=4)
+    small = DefocusModel(tiny.network, optics=tiny.optics, class_levels=tiny.class_levels, patch_px=32)
+    model_path = small.save(tmp_path / "small.pt")
+    out = tmp_path / "out"
+    for command in ("deconvolve", "predict"):
+        code = main([command, str(inputs), "-o", str(out), "--model", str(model_path), "--stride", "50",
+                     "--workers", "0", "--device", "cpu"])
+        err = capsys.readouterr().err
+        assert code == 1 and len(err.splitlines()) == 1
+        assert "stride 50 px is larger than the model's 32 px windows" in err and "1..32" in err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("option, value, message", [("--stride", "0", "expected a number >= 1"),
                                                     ("--offset", "dark", "expected 'auto' or a number"),
                                                     ("--offset", "nan", "finite")])
 def test_bad_option_is_a_usage_error(workspace, capsys, option, value, message):

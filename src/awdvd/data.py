@@ -111,38 +111,7 @@ def read_dataset(path: str | os.PathLike, split: str) -> tuple[PatchSet, dict]:
 
 
 # --------------------------------------------------------------------------------------------- sources
-def find_images(inputs: str | os.PathLike | Iterable[str | os.PathLike]) -> list[Path]:
-    """Image files named by ``inputs``: files, folders (their image files, not recursive) or glob patterns.
-    An OME-Zarr folder (``*.zarr``) counts as one image, named directly, matched by a pattern or inside a folder.
-
-    Returns a sorted, de-duplicated list. Raises FileNotFoundError for a path or pattern that names nothing,
-    and ValueError if no image file is found at all.
-    """
-    if isinstance(inputs, (str, os.PathLike)):
-        inputs = [inputs]
-
-    def is_image(p: Path) -> bool:
-        return (p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES) or is_image_folder(p)
-
-    found: list[Path] = []
-    for item in inputs:
-        text = os.fspath(item)
-        path = Path(text)
-        if is_image_folder(path) or path.is_file():
-            found.append(path)
-        elif path.is_dir():
-            found += sorted(p for p in path.iterdir() if is_image(p))
-        elif globlib.has_magic(text):
-            matches = sorted(Path(p) for p in globlib.glob(text) if Path(p).is_file() or is_image_folder(p))
-            if not matches:
-                raise FileNotFoundError(f"the pattern {text!r} matches no file")
-            found += [p for p in matches if is_image(p)]
-        else:
-            raise FileNotFoundError(f"no such file or folder: {text}")
-    unique = sorted(dict.fromkeys(p.resolve() for p in found))
-    if not unique:
-        raise ValueError(f"no image files ({', '.join(IMAGE_SUFFIXES)}, *.zarr) in {', '.join(map(os.fspath, inputs))}")
-    return unique
+from .io import find_images  # noqa: E402  moved to awdvd.io (wave 2); this re-export goes once the branches merge
 
 
 def in_focus_index(stack: np.ndarray) -> int:

@@ -6,12 +6,13 @@ file unless ``overwrite=True``.
 Large images: :func:`read_image` returns images of more than :data:`LARGEST_IMAGE_IN_MEMORY_PX` pixels
 (OME-Zarr, and TIFF that tifffile can map as a zarr store) as a lazily loaded ``dask.array.Array`` instead of
 reading them into memory; :func:`open_ome_zarr_output` gives a zarr array to fill tile by tile
-(``awdvd.batch.tiled_map(..., out=...)``) that becomes an OME-Zarr image only once it is complete.
+(``awdvd.tiles.tiled_map(..., out=...)``) that becomes an OME-Zarr image only once it is complete.
 """
 
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import math
 import os
@@ -21,7 +22,7 @@ import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -31,6 +32,9 @@ if TYPE_CHECKING:  # dask is imported only when an image is read lazily
 __all__ = [
     "ImageFile",
     "read_image",
+    "find_images",
+    "plan_outputs",
+    "BatchPlan",
     "write_tiff",
     "write_ome_tiff",
     "write_ome_zarr",
@@ -59,7 +63,7 @@ IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg")
 ZARR_SUFFIX = ".zarr"
 
 # Images up to this many pixels are read into memory and processed whole; larger ones are read lazily and
-# processed in tiles (awdvd.batch.should_tile). 4096 x 4096: whole-image AWDVD holds about a dozen float32
+# processed in tiles (awdvd.tiles.should_tile). 4096 x 4096: whole-image AWDVD holds about a dozen float32
 # copies of the image (one per defocus level, plus Richardson-Lucy's work arrays), ~1-2 GB at this size, which
 # keeps one worker under 3 GB; every camera frame (BBBC006 is 696 x 520, sCMOS chips 2048 x 2048 to
 # 2560 x 2160) stays far below it, so only stitched or slide-scale images are tiled.
@@ -96,6 +100,121 @@ def is_image_folder(path: str | os.PathLike) -> bool:
     """True for a folder that is one image (a zarr store: name ends in ``.zarr``)."""
     path = Path(path)
     return path.is_dir() and path.name.lower().endswith(ZARR_SUFFIX)
+
+
+def find_images(inputs: str | os.PathLike | Iterable[str | os.PathLike]) -> list[Path]:
+    """Image files named by ``inputs``: files, folders (their image files, not recursive) or glob patterns.
+    An OME-Zarr folder (``*.zarr``) counts as one image, named directly, matched by a pattern or inside a folder.
+
+    Returns a sorted, de-duplicated list. Raises FileNotFoundError for a path or pattern that names nothing,
+    and ValueError if no image file is found at all.
+    """
+    if isinstance(inputs, (str, os.PathLike)):
+        inputs = [inputs]
+
+    def is_image(p: Path) -> bool:
+        return (p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES) or is_image_folder(p)
+
+    found: list[Path] = []
+    for item in inputs:
+        text = os.fspath(item)
+        path = Path(text)
+        if is_image_folder(path) or path.is_file():
+            found.append(path)
+        elif path.is_dir():
+            found += sorted(p for p in path.iterdir() if is_image(p))
+        elif glob.has_magic(text):
+            matches = sorted(Path(p) for p in glob.glob(text) if Path(p).is_file() or is_image_folder(p))
+            if not matches:
+                raise FileNotFoundError(f"the pattern {text!r} matches no file")
+            found += [p for p in matches if is_image(p)]
+        else:
+            raise FileNotFoundError(f"no such file or folder: {text}")
+    unique = sorted(dict.fromkeys(p.resolve() for p in found))
+    if not unique:
+        raise ValueError(f"no image files ({', '.join(IMAGE_SUFFIXES)}, *.zarr) in {', '.join(map(os.fspath, inputs))}")
+    return unique
+
+
+def _checked_outputs(paths: Sequence[Path], outputs_for: Callable[[Path], Iterable]) -> dict[Path, tuple[Path, ...]]:
+    """outputs_for(path) for every input, checked: at least one output per file, no output is any input
+    file (or inside an input folder), and no two files share an output."""
+    plan: dict[Path, tuple[Path, ...]] = {}
+    for path in paths:
+        outputs = outputs_for(path)
+        if isinstance(outputs, (str, os.PathLike)):
+            outputs = [outputs]
+        outputs = tuple(Path(o).absolute() for o in outputs)
+        if not outputs:
+            raise ValueError(f"outputs_for({path.name}) named no output; every file needs at least one output to resume")
+        plan[path] = outputs
+    inputs = {p.resolve(): p for p in paths}
+    owner: dict[Path, Path] = {}
+    for path, outputs in plan.items():
+        for output in outputs:
+            resolved = output.resolve()
+            clash = inputs.get(resolved)
+            if clash is None:
+                clash = next((p for p in resolved.parents if p in inputs), None)  # inside an input .zarr folder
+            if clash is None and output.exists():
+                clash = next((p for p in paths if _same_file(p, output)), None)  # hard links
+            if clash is not None:
+                raise ValueError(
+                    f"the output {output} of {path.name} would overwrite the input {clash}; outputs never replace "
+                    "inputs: write them to another folder (-o) or name them differently. (Were outputs of an earlier "
+                    "run written into the input folder? Then keep outputs in a folder of their own.)"
+                )
+            if resolved in owner and owner[resolved] != path:
+                raise ValueError(
+                    f"{owner[resolved].name} and {path.name} would both write {output}; give each file its own outputs"
+                )
+            owner[resolved] = path
+    return plan
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+@dataclass(frozen=True)
+class BatchPlan:
+    """The files of a batch and the outputs each will write, checked once (:func:`plan_outputs`).
+
+    paths : the input files, sorted, de-duplicated. outputs : {path: its output paths (absolute)}.
+    """
+
+    paths: tuple[Path, ...]
+    outputs: Mapping[Path, tuple[Path, ...]]
+
+    def done(self, path: Path) -> bool:
+        """True if every output of ``path`` exists."""
+        return all(o.exists() for o in self.outputs[path])
+
+    def todo(self, *, overwrite: bool = False) -> list[Path]:
+        """The files to (re)do: all with ``overwrite``, else those with an output missing."""
+        return [p for p in self.paths if overwrite or not self.done(p)]
+
+    def subset(self, paths: Iterable[Path]) -> BatchPlan:
+        """The plan of some of its files, in this plan's order."""
+        keep = set(paths)
+        chosen = tuple(p for p in self.paths if p in keep)
+        return BatchPlan(paths=chosen, outputs={p: self.outputs[p] for p in chosen})
+
+
+def plan_outputs(inputs, outputs_for: Callable[[Path], Iterable[str | os.PathLike]]) -> BatchPlan:
+    """Discover the input files (:func:`find_images`) and name their outputs, checked: at least one output per
+    file, none of them an input (or inside an input folder), no two files sharing one. (What
+    :func:`awdvd.batch.run_batch` runs over; made once per batch.)
+
+    Raises FileNotFoundError / ValueError for inputs that name nothing, ValueError for outputs that would
+    replace inputs or collide."""
+    if not callable(outputs_for):
+        raise TypeError("outputs_for must be a callable: outputs_for(path) -> paths")
+    paths = find_images(inputs)
+    return BatchPlan(paths=tuple(paths), outputs=_checked_outputs(paths, outputs_for))
 
 
 def _check_readable(path: Path) -> None:
@@ -646,7 +765,7 @@ def open_image_output(
     overwrite: bool = False,
     description: dict | None = None,
 ):
-    """Yield an empty array to fill tile by tile (e.g. ``awdvd.batch.tiled_map(..., out=...)``); it becomes the
+    """Yield an empty array to fill tile by tile (e.g. ``awdvd.tiles.tiled_map(..., out=...)``); it becomes the
     image ``path`` in ``format`` ("tiff", "ome-tiff" or "ome-zarr") only if the block completes.
 
     "ome-zarr" fills the store itself (:func:`open_ome_zarr_output`). The TIFF formats fill a temporary
