@@ -55,8 +55,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Hashable, Iterable, Iterator, Mapping, Sequence, TypeVar
 
-import numpy as np
-
 from ._checks import check_positive_int
 from ._threads import THREADS_VARIABLE, set_thread_limit
 

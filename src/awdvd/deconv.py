@@ -3,4 +3,6 @@ options :mod:`awdvd.restore`. Only ``from awdvd.deconv import richardson_lucy`` 
 (awdvd.reproduce) until they are merged; then this module goes.
 """
 
-from .rl import richardson_lucy  # noqa: F401
+from .rl import richardson_lucy
+
+__all__ = ["richardson_lucy"]

@@ -328,7 +328,6 @@ def write_restoration_report(output, *, dataset=None, in_focus=(), model=None, o
 
     from .io import write_json
     from .optics import Optics
-    from .plots import plot_patch_metrics, plot_whole_image
     from .psf import psf_bank
     from .restore import options_with
 

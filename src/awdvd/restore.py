@@ -21,6 +21,7 @@ callers that record it (the job's sidecar).
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field
 
@@ -281,22 +282,28 @@ def restore_image(
     tiled = lazy or should_tile(shape, max_px=max_px)
     rl = dict(iterations=iterations, method=options.method, weighting=options.weighting, offset=offset,
               halo_px=options.halo_px, device=device)
-    start = time.perf_counter()
-    if dmap is None:
-        dmap = defocus_map_of(image, model, options, tile_px=tile_px, max_px=max_px, client=client, progress=progress)
-    mapped = time.perf_counter()
-    if tiled:
-        from .tiles import tiled_deconvolve_levels
+    with contextlib.ExitStack() as stack:
+        if client is not None and (tiled or (dmap is None and options.map_mode == "dense")):
+            from .batch import dask_client
 
-        restored = tiled_deconvolve_levels(image, dmap, psfs, tile_px=tile_px, out=out, client=client,
-                                           progress=progress, **rl)
-    else:
-        from .blend import deconvolve_levels
+            client = stack.enter_context(dask_client(1, client))[0]  # one connection for both steps
+        start = time.perf_counter()
+        if dmap is None:
+            dmap = defocus_map_of(image, model, options, tile_px=tile_px, max_px=max_px, client=client,
+                                  progress=progress)
+        mapped = time.perf_counter()
+        if tiled:
+            from .tiles import tiled_deconvolve_levels
 
-        restored = deconvolve_levels(image, dmap, psfs, **rl)
-        if out is not None:
-            out[...] = restored
-            restored = out
+            restored = tiled_deconvolve_levels(image, dmap, psfs, tile_px=tile_px, out=out, client=client,
+                                               progress=progress, **rl)
+        else:
+            from .blend import deconvolve_levels
+
+            restored = deconvolve_levels(image, dmap, psfs, **rl)
+            if out is not None:
+                out[...] = restored
+                restored = out
     timings = {"defocus_map": round(mapped - start, 4), "deconvolution": round(time.perf_counter() - mapped, 4)}
     return Restoration(image=restored, dmap=dmap, options=options, offset=offset, iterations=iterations,
                        device=device, psf_size=int(psfs.shape[-1]), tiled=tiled, timings_s=timings)
