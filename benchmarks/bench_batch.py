@@ -118,6 +118,9 @@ def bench_batch(n_files: int, workers_list: list[int | None], model_path: Path, 
         source = "synthetic 520 x 696 fields (BBBC006 sample not found)"
     runs = {}
     levels_used: dict[str, int] = {}
+    # warm-up in this process (torch, the model, TorchScript): not timed, so the first timed run is not penalised
+    run_jobs(files[:1], DeconvolveJob(out_dir=scratch / "warm-up", model=ModelFile(str(model_path)),
+                                      options=AWDVDOptions(iterations=iterations, map_mode=map_mode)), workers=0)
     for workers in workers_list:
         label = "auto" if workers is None else str(workers)
         out_dir = scratch / f"out-w{label}"

@@ -54,7 +54,7 @@ class ModelFile:
     CUDA where the process sees a GPU, else the CPU; resolved where it is loaded)."""
 
     path: str | None = None
-    device: str = "auto"
+    device: str = AWDVDOptions.device  # the options' default; a job sets its options' device
 
     def __post_init__(self):
         if self.path is not None:
@@ -401,9 +401,10 @@ def auto_workers(n_files: int, *, any_large: bool, cpus: int | None = None) -> i
     In this process every file gets all the CPUs (RL's FFTs and its regions in a thread pool, torch's
     threads); a cluster first starts its workers (a few seconds), each loads torch and the model, and each
     file then runs on one core. Measured on 2 shared cores with BBBC006 fields and the bundled model
-    (``benchmarks/bench_batch.py --files N --workers auto,0,2``, load average 9-11): one process took 29 s for
-    6 files and 78 s for 20, a local cluster of 2 workers 51 s and 96 s. Where a cluster starts to pay was not
-    measured (no machine with more cores was at hand): the thresholds below are deliberately cautious. So:
+    (``benchmarks/bench_batch.py --files N --workers auto,0,2``): one process took 11 s for 6 files and 36 s
+    for 20, a local cluster of 2 workers 22 s and 46 s (load average 3.3-4.2; at 9-11: 29 / 78 s against
+    51 / 96 s). Where a cluster starts to pay was not measured (no machine with more cores was at hand): the
+    thresholds below are deliberately cautious. So:
 
     - a large image (tiled) anywhere in the batch: one worker per CPU (its tiles use them all);
     - fewer than :data:`CLUSTER_MIN_CPUS` CPUs: 0;

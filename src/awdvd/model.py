@@ -35,6 +35,7 @@ import numpy as np
 
 from .optics import Optics
 from .patches import BACKGROUND
+from .windows import PATCH_PX
 
 if TYPE_CHECKING:  # torch is imported lazily: `import awdvd` stays light
     import torch
@@ -179,7 +180,7 @@ def count_parameters(module) -> int:
     return int(sum(p.numel() for p in module.parameters() if p.requires_grad))
 
 
-def network_cost(network, *, input_px: int = 84) -> dict:
+def network_cost(network, *, input_px: int = PATCH_PX) -> dict:
     """Size and arithmetic cost of one forward pass on one (in_channels, input_px, input_px) patch.
 
     Returns {"parameters": trainable parameters, "macs": multiply-accumulates of the convolutions and dense
@@ -316,7 +317,7 @@ class DefocusModel:
         weights change); None runs ``network`` itself.
     """
 
-    def __init__(self, network, *, optics: Optics, class_levels, patch_px: int = 84, info: dict | None = None,
+    def __init__(self, network, *, optics: Optics, class_levels, patch_px: int = PATCH_PX, info: dict | None = None,
                  inference_backend: str | None = "auto"):
         self.network = network.eval()
         self.architecture = str(getattr(network, "architecture", "delpnet"))

@@ -25,7 +25,7 @@ import weakref
 import numpy as np
 
 from ._checks import check_image, check_positive_int
-from .windows import DefocusMap, window_starts
+from .windows import PATCH_PX, DefocusMap, window_starts
 
 __all__ = ["DefocusMap", "defocus_map", "window_proba", "window_patches", "dense_cell_px", "dense_reach_px",
            "dense_trunk", "trunk_geometry", "normalize_image", "MAP_MODES", "NORMALIZATIONS"]
@@ -134,7 +134,7 @@ def window_proba(
 
 
 # --------------------------------------------------------------------------------------------- dense mode
-def normalize_image(image: np.ndarray, *, patch_px: int = 84, normalization: str = "local",
+def normalize_image(image: np.ndarray, *, patch_px: int = PATCH_PX, normalization: str = "local",
                     value_range: tuple[float, float] | None = None) -> np.ndarray:
     """(H, W) float32 in [0, 1]: min-max normalised per pixel over the centred ``patch_px`` box ("local")
     or over the whole image ("global"; ``value_range`` = (min, max) replaces the image's own); 0 where the box

@@ -203,11 +203,19 @@ def defocus_map_of(image, model, options: AWDVDOptions | None = None, *, tile_px
     windows (dense mode, large or lazy images: :func:`awdvd.tiles.tiled_defocus_map`, the same map in bounded
     memory, on ``client``'s cluster when given). ``model`` as for :func:`deconvolve` (not None); the stride is
     checked against its window side."""
-    from .tiles import resolve_model, should_tile
+    from .tiles import resolve_model
 
     options = options_with(options, overrides)
     loaded = resolve_model(model)
     options.check_patch_px(int(loaded.patch_px))
+    return _defocus_map(image, model, loaded, options, tile_px=tile_px, max_px=max_px, client=client,
+                        progress=progress)
+
+
+def _defocus_map(image, model, loaded, options: AWDVDOptions, *, tile_px, max_px, client, progress) -> DefocusMap:
+    """:func:`defocus_map_of` with the options already checked against ``loaded`` (the model ``model`` loads)."""
+    from .tiles import should_tile
+
     if _is_lazy(image) or should_tile(tuple(image.shape), max_px=max_px) or options.map_mode == "dense":
         from .tiles import tiled_defocus_map
 
@@ -289,8 +297,8 @@ def restore_image(
             client = stack.enter_context(dask_client(1, client))[0]  # one connection for both steps
         start = time.perf_counter()
         if dmap is None:
-            dmap = defocus_map_of(image, model, options, tile_px=tile_px, max_px=max_px, client=client,
-                                  progress=progress)
+            dmap = _defocus_map(image, model, loaded, options, tile_px=tile_px, max_px=max_px, client=client,
+                                progress=progress)
         mapped = time.perf_counter()
         if tiled:
             from .tiles import tiled_deconvolve_levels
