@@ -32,7 +32,7 @@ def small_model():
 
 def test_normalize_equals_the_models_normalisation():
     from awdvd.bioimageio_network import normalize
-    from awdvd.synth import normalize_patches
+    from awdvd.patches import normalize_patches
 
     rng = np.random.default_rng(0)
     patches = rng.gamma(2.0, 300.0, size=(5, 84, 84)).astype(np.float32) + 100

@@ -148,31 +148,38 @@ def test_sample_data_is_the_demo_specimen():
     assert all(kwargs["scale"] == (0.65, 0.65) for _, kwargs, _ in layers)
 
 
-def test_widget_options_validate():
-    assert WidgetOptions().to_dict() == {"stride": 42, "iterations": 30, "offset": "auto", "map_mode": "patch",
-                                         "model_path": None}
-    for bad in ({"stride": 0}, {"stride": 85}, {"iterations": -1}, {"offset": "median"}, {"map_mode": "fast"},
+def test_widget_options_carry_the_pipeline_options():
+    from awdvd.restore import AWDVDOptions
+
+    options = WidgetOptions()
+    assert options.awdvd == AWDVDOptions() and options.model_path is None
+    assert WidgetOptions.from_dict(WidgetOptions(awdvd=AWDVDOptions(stride=21)).to_dict()).awdvd.stride == 21
+    with pytest.raises(TypeError, match="AWDVDOptions"):
+        WidgetOptions(awdvd=42)
+    for bad in ({"stride": 0}, {"iterations": -1}, {"offset": "median"}, {"map_mode": "fast"},
                 {"offset": float("nan")}):
         with pytest.raises(ValueError):
-            WidgetOptions(**bad)
+            AWDVDOptions(**bad)
 
 
-def test_run_steps_calls_the_library_with_the_options(monkeypatch):
-    """The one function maps the options onto awdvd.defocus_map and awdvd.deconvolve (keyword API)."""
-    import awdvd.deconv
+def test_run_steps_restores_from_the_map_it_yields(monkeypatch):
+    """The one function runs the pipeline with the widget's options and restores from the very map it showed."""
     import awdvd.napari.pipeline as pipeline
-    import awdvd.predict
+    import awdvd.restore
+    from awdvd.restore import AWDVDOptions
 
     calls = {}
-    model = object()
+    model, dmap = object(), object()
     monkeypatch.setattr(pipeline, "load_widget_model", lambda path: model)
-    monkeypatch.setattr(awdvd.predict, "defocus_map", lambda image, m, **kw: calls.setdefault("map", (m, kw)))
-    monkeypatch.setattr(awdvd.deconv, "deconvolve", lambda image, m, **kw: calls.setdefault("restore", (m, kw)))
-    options = WidgetOptions(stride=21, iterations=7, offset=100.0, map_mode="dense")
+    monkeypatch.setattr(awdvd.restore, "defocus_map_of", lambda image, m, o: calls.setdefault("map", (m, o)) and dmap)
+    monkeypatch.setattr(awdvd.restore, "deconvolve",
+                        lambda image, m, o, dmap=None: calls.setdefault("restore", (m, o, dmap)))
+    awdvd_options = AWDVDOptions(stride=21, iterations=7, offset=100.0, map_mode="dense")
+    options = WidgetOptions(awdvd=awdvd_options)
     steps = [step for step, _ in pipeline.run_steps(np.zeros((90, 90)), options, restore=True)]
     assert steps == ["model", "defocus map", "restore"]
-    assert calls["map"] == (model, {"stride": 21, "mode": "dense"})
-    assert calls["restore"] == (model, {"stride": 21, "iterations": 7, "offset": 100.0, "map_mode": "dense"})
+    assert calls["map"] == (model, awdvd_options)
+    assert calls["restore"] == (model, awdvd_options, dmap)
     calls.clear()
     assert [s for s, _ in pipeline.run_steps(np.zeros((90, 90)), options, restore=False)] == ["model", "defocus map"]
     assert "restore" not in calls

@@ -1,20 +1,20 @@
 """The one place where the widgets' options meet the library.
 
-:func:`run_steps` maps :class:`WidgetOptions` onto ``awdvd.defocus_map(image, model, stride=..., mode=...)``
-and ``awdvd.deconvolve(image, model, stride=..., iterations=..., offset=..., map_mode=...)``. It is a generator
-that yields between the steps, so a napari thread worker can report progress and stop there when cancelled.
-(When the pipeline's options object lands, only this function changes.)
+:func:`run_steps` runs the library's one pipeline with the widgets' :class:`~awdvd.restore.AWDVDOptions`: the
+defocus map (:func:`awdvd.restore.defocus_map_of`), then the restoration from that same map
+(:func:`awdvd.restore.deconvolve` with ``dmap=``). It is a generator that yields between the steps, so a napari
+thread worker can report progress and stop there when cancelled.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from .._config import FrozenConfig
-from ..predict import MAP_MODES
+from ..restore import AWDVDOptions
 
 __all__ = ["WidgetOptions", "run_steps", "load_widget_model", "STEPS"]
 
@@ -24,33 +24,20 @@ STEPS = ("model", "defocus map", "restore")
 
 @dataclass(frozen=True)
 class WidgetOptions(FrozenConfig):
-    """What the widgets ask for.
+    """What the widgets ask for: the pipeline's :class:`~awdvd.restore.AWDVDOptions` (stride, iterations, offset,
+    map mode, ...; their defaults are the library's) and the model.
 
-    stride : window step in px (1 .. 84); 42 is the paper's case (ii).
-    iterations : Richardson-Lucy iterations (restore only).
-    offset : background removed before RL and added back (ADU), or "auto" (the image's 1st percentile).
-    map_mode : "patch" (every window normalised and classified on its own) or "dense" (one trunk pass).
     model_path : a model file (.pt) or bioimage.io package (.zip); None for the bundled model.
     """
 
-    stride: int = 42
-    iterations: int = 30
-    offset: float | str = "auto"
-    map_mode: str = "patch"
+    awdvd: AWDVDOptions = field(default_factory=AWDVDOptions)
     model_path: str | None = None
 
     def __post_init__(self) -> None:
-        if isinstance(self.stride, bool) or not isinstance(self.stride, int) or not 1 <= self.stride <= 84:
-            raise ValueError(f"stride must be a whole number of pixels in 1..84, got {self.stride!r}")
-        if isinstance(self.iterations, bool) or not isinstance(self.iterations, int) or self.iterations < 0:
-            raise ValueError(f"iterations must be a whole number >= 0, got {self.iterations!r}")
-        if isinstance(self.offset, str):
-            if self.offset != "auto":
-                raise ValueError(f"offset must be a number of ADU or 'auto', got {self.offset!r}")
-        elif isinstance(self.offset, bool) or not isinstance(self.offset, (int, float)) or not np.isfinite(self.offset):
-            raise ValueError(f"offset must be a number of ADU or 'auto', got {self.offset!r}")
-        if self.map_mode not in MAP_MODES:
-            raise ValueError(f"map_mode must be one of {MAP_MODES}, got {self.map_mode!r}")
+        if isinstance(self.awdvd, dict):
+            object.__setattr__(self, "awdvd", AWDVDOptions.from_dict(self.awdvd))
+        if not isinstance(self.awdvd, AWDVDOptions):
+            raise TypeError(f"awdvd must be an AWDVDOptions, got {type(self.awdvd).__name__}")
 
 
 _MODELS: dict = {}
@@ -77,21 +64,17 @@ def run_steps(image, options: WidgetOptions, *, restore: bool):
 
     Yields
     ------
-    ("model", DefocusModel), ("defocus map", DefocusMap), then with ``restore`` ("restore", (H, W) float32).
-    The restored image is computed by ``awdvd.deconvolve``, which makes its own defocus map with the same
-    stride and mode (the same map as the one yielded; in patch mode its cost is small next to RL).
+    ("model", DefocusModel), ("defocus map", DefocusMap), then with ``restore`` ("restore", (H, W) float32),
+    restored from the yielded map.
     """
-    from ..deconv import deconvolve
-    from ..predict import defocus_map
+    from .. import restore as pipeline
 
     array = np.asarray(image)
     if array.ndim != 2:
         raise ValueError(f"the widgets work on one 2-D image; this layer has shape {array.shape} (pick one plane)")
     model = load_widget_model(options.model_path)
     yield "model", model
-    dmap = defocus_map(array, model, stride=options.stride, mode=options.map_mode)
+    dmap = pipeline.defocus_map_of(array, model, options.awdvd)
     yield "defocus map", dmap
     if restore:
-        restored = deconvolve(array, model, stride=options.stride, iterations=options.iterations,
-                              offset=options.offset, map_mode=options.map_mode)
-        yield "restore", restored
+        yield "restore", pipeline.deconvolve(array, model, options.awdvd, dmap=dmap)

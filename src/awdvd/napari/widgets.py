@@ -16,6 +16,7 @@ import numpy as np
 from magicgui.widgets import ComboBox, Container, FileEdit, Label, LineEdit, ProgressBar, PushButton, SpinBox
 
 from ..predict import MAP_MODES
+from ..restore import AWDVDOptions
 from .pipeline import STEPS, WidgetOptions, run_steps
 
 if TYPE_CHECKING:
@@ -38,14 +39,18 @@ class _AWDVDWidget(Container):
         self._image = ComboBox(label="image", choices=self._image_layers)
         self._model = ComboBox(label="model", choices=[BUNDLED, FROM_FILE], value=BUNDLED)
         self._model_file = FileEdit(label="model file", mode="r", filter="*.pt *.zip", visible=False)
-        self._stride = SpinBox(label="stride (px)", value=42, min=1, max=84,
+        defaults = AWDVDOptions()
+        self._stride = SpinBox(label="stride (px)", value=defaults.stride, min=1, max=84,
                                tooltip="window step; 42 = half a window (the paper), smaller = finer map, slower")
-        self._map_mode = ComboBox(label="map mode", choices=list(MAP_MODES), value="patch",
+        self._map_mode = ComboBox(label="map mode", choices=list(MAP_MODES), value=defaults.map_mode,
                                   tooltip="patch: every window on its own (reference); dense: one pass (faster)")
         option_widgets = [self._image, self._model, self._model_file, self._stride, self._map_mode]
         if self.restore:
-            self._iterations = SpinBox(label="RL iterations", value=30, min=0, max=1000)
-            self._offset = LineEdit(label="offset (ADU)", value="auto",
+            self._iterations = LineEdit(label="RL iterations", value="model" if defaults.iterations is None
+                                        else str(defaults.iterations),
+                                        tooltip="model: the model's count per defocus level; a number: that "
+                                                "count at every level (the paper's behaviour)")
+            self._offset = LineEdit(label="offset (ADU)", value=str(defaults.offset),
                                     tooltip="background removed before RL and added back: a number, or auto "
                                             "(the image's 1st percentile)")
             option_widgets += [self._iterations, self._offset]
@@ -84,9 +89,14 @@ class _AWDVDWidget(Container):
                 offset = text if text == "auto" else float(text)
             except ValueError:
                 raise ValueError(f"offset must be a number of ADU or 'auto', got {text!r}") from None
-            extra = {"iterations": int(self._iterations.value), "offset": offset}
-        return WidgetOptions(stride=int(self._stride.value), map_mode=self._map_mode.value, model_path=model_path,
-                             **extra)
+            text = self._iterations.value.strip()
+            try:
+                iterations = None if text == "model" else int(text)
+            except ValueError:
+                raise ValueError(f"RL iterations must be a whole number or 'model', got {text!r}") from None
+            extra = {"iterations": iterations, "offset": offset}
+        awdvd = AWDVDOptions(stride=int(self._stride.value), map_mode=self._map_mode.value, **extra)
+        return WidgetOptions(awdvd=awdvd, model_path=model_path)
 
     # ----------------------------------------------------------------------------------------- running
     def start(self, *_):

@@ -1,23 +1,12 @@
-"""Image files: the only module that knows file formats (TIFF incl. LZW/OME/multi-page, PNG, JPEG, OME-Zarr).
-
-Writes are atomic (temporary file or folder in the target folder, then rename) and never replace an existing
-file unless ``overwrite=True``.
-
-Large images: :func:`read_image` returns images of more than :data:`LARGEST_IMAGE_IN_MEMORY_PX` pixels
-(OME-Zarr, and TIFF that tifffile can map as a zarr store) as a lazily loaded ``dask.array.Array`` instead of
-reading them into memory; :func:`open_ome_zarr_output` gives a zarr array to fill tile by tile
-(``awdvd.batch.tiled_map(..., out=...)``) that becomes an OME-Zarr image only once it is complete.
-"""
+"""Reading image files: TIFF (incl. LZW, OME, ImageJ, multi-page), PNG, JPEG and OME-Zarr, with the pixel size
+the file records; images too large for memory are read lazily (dask). Part of :mod:`awdvd.io`."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
 import re
-import shutil
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,42 +17,17 @@ import numpy as np
 if TYPE_CHECKING:  # dask is imported only when an image is read lazily
     import dask.array
 
-__all__ = [
-    "ImageFile",
-    "read_image",
-    "write_tiff",
-    "write_ome_tiff",
-    "write_ome_zarr",
-    "write_image",
-    "open_ome_zarr_output",
-    "open_image_output",
-    "OUTPUT_FORMATS",
-    "write_png",
-    "write_json",
-    "write_csv",
-    "read_json",
-    "image_shape",
-    "image_stem",
-    "atomic_path",
-    "check_pixel_size",
-    "is_image_folder",
-    "IMAGE_SUFFIXES",
-    "ZARR_SUFFIX",
-    "LARGEST_IMAGE_IN_MEMORY_PX",
-    "ImageReadError",
-    "PixelSizeWarning",
-    "read_ome_optics",
-    "check_optics",
-    "OpticsWarning",
-    "OpticsMismatchError",
-]
+__all__ = ["ImageFile", "read_image", "image_shape", "image_stem", "is_image_folder", "check_pixel_size",
+           "check_pixel_um", "read_json", "IMAGE_SUFFIXES", "ZARR_SUFFIX", "LARGEST_IMAGE_IN_MEMORY_PX",
+           "ImageReadError", "PixelSizeWarning", "read_ome_optics", "check_optics", "OpticsWarning",
+           "OpticsMismatchError"]
 
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg")
 # an OME-Zarr image is a folder whose name ends in .zarr (conventionally .ome.zarr)
 ZARR_SUFFIX = ".zarr"
 
 # Images up to this many pixels are read into memory and processed whole; larger ones are read lazily and
-# processed in tiles (awdvd.batch.should_tile). 4096 x 4096: whole-image AWDVD holds about a dozen float32
+# processed in tiles (awdvd.tiles.should_tile). 4096 x 4096: whole-image AWDVD holds about a dozen float32
 # copies of the image (one per defocus level, plus Richardson-Lucy's work arrays), ~1-2 GB at this size, which
 # keeps one worker under 3 GB; every camera frame (BBBC006 is 696 x 520, sCMOS chips 2048 x 2048 to
 # 2560 x 2160) stays far below it, so only stitched or slide-scale images are tiled.
@@ -100,6 +64,7 @@ def is_image_folder(path: str | os.PathLike) -> bool:
     """True for a folder that is one image (a zarr store: name ends in ``.zarr``)."""
     path = Path(path)
     return path.is_dir() and path.name.lower().endswith(ZARR_SUFFIX)
+
 
 
 def _check_readable(path: Path) -> None:
@@ -332,353 +297,14 @@ def _read_zarr(path: Path, lazy: bool | None):
     return array[...], pixel_um, metadata
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike, *, overwrite: bool = False):
-    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
-
-    Raises FileExistsError up front if ``path`` exists and ``overwrite`` is false, so nothing is computed
-    in vain and nothing is replaced by accident.
-    """
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; choose another output or pass overwrite=True (--overwrite)")
-    if path.is_dir():
-        raise IsADirectoryError(f"{path} is a folder; give a file name")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part" + path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give outputs the user's usual mode
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
-def write_tiff(
-    path: str | os.PathLike,
-    data: np.ndarray,
-    *,
-    pixel_um: float | None = None,
-    overwrite: bool = False,
-    description: dict | None = None,
-) -> Path:
-    """Write a 2-D image or (Z, H, W) stack as an ImageJ-compatible TIFF that Fiji and napari open with
-    its pixel size (``pixel_um``, micrometres). Float data are written as float32, integers as stored
-    (uint8/uint16; other integer types become float32). ``description`` is stored as JSON in the file's
-    ImageJ info. Returns the path written.
-    """
-    import tifffile
-
-    data = np.asarray(data)
-    _check_writable_shape(data.shape, "write_tiff")
-    data = data.astype(_stored_dtype(data.dtype), copy=False)
-    kwargs: dict = {"imagej": True, "metadata": {"axes": "ZYX" if data.ndim == 3 else "YX"}}
-    if pixel_um is not None:
-        pixel_um = _check_pixel_um(pixel_um)
-        kwargs["resolution"] = (1.0 / pixel_um, 1.0 / pixel_um)
-        kwargs["metadata"]["unit"] = "um"
-    if description:
-        kwargs["metadata"]["Info"] = json.dumps(description, sort_keys=True)
-    with atomic_path(path, overwrite=overwrite) as tmp:
-        tifffile.imwrite(tmp, data, **kwargs)
-    return Path(path)
-
-
-def _stored_dtype(dtype) -> np.dtype:
-    """uint8, uint16 and float32 are written as they are; everything else as float32."""
-    dtype = np.dtype(dtype)
-    return dtype if dtype in (np.uint8, np.uint16, np.float32) else np.dtype(np.float32)
-
-
-def _check_writable_shape(shape: tuple[int, ...], caller: str) -> None:
-    if len(shape) not in (2, 3) or 0 in shape:
-        raise ValueError(f"{caller} writes 2-D images or (Z, H, W) stacks, got shape {tuple(shape)}")
-
-
-def _check_pixel_um(pixel_um) -> float:
+def check_pixel_um(pixel_um) -> float:
+    """``pixel_um`` as a positive finite float (micrometres); TypeError / ValueError otherwise."""
     if isinstance(pixel_um, bool) or not isinstance(pixel_um, (int, float, np.number)):
         raise TypeError(f"pixel_um must be a number (micrometres), got {type(pixel_um).__name__}")
     if not (math.isfinite(pixel_um) and pixel_um > 0):
         raise ValueError(f"pixel_um must be a positive number of micrometres, got {pixel_um!r}")
     return float(pixel_um)
 
-
-def _is_lazy(data) -> bool:
-    return not isinstance(data, np.ndarray) and hasattr(data, "shape") and hasattr(data, "dtype")
-
-
-_OME_TIFF_TILE_PX = 512  # tiles for large OME-TIFFs, so viewers (and our lazy reader) fetch pieces
-
-
-def write_ome_tiff(path: str | os.PathLike, data, *, pixel_um: float | None, overwrite: bool = False) -> Path:
-    """Write a 2-D image or (Z, H, W) stack as OME-TIFF, with ``PhysicalSizeX/Y`` in micrometres.
-
-    Parameters
-    ----------
-    path : file name ending in ``.ome.tif`` or ``.ome.tiff`` (how Fiji's Bio-Formats and napari recognise
-        OME-TIFF).
-    data : (H, W) or (Z, H, W) array: numpy, or a lazy array (dask, zarr, memmap) that is then written tile by
-        tile (512 x 512 tiles) without being loaded whole. uint8/uint16/float32 are stored as they are, other
-        types as float32. BigTIFF is used automatically above 4 GB.
-    pixel_um : pixel size in the specimen (um); ``None`` writes no physical size.
-    overwrite : replace an existing file (otherwise FileExistsError before anything is written).
-
-    Returns
-    -------
-    The path written. The write is atomic: a temporary file beside ``path``, renamed when complete.
-    """
-    import tifffile
-
-    path = Path(path)
-    if not path.name.lower().endswith((".ome.tif", ".ome.tiff")):
-        raise ValueError(f"{path.name}: OME-TIFF file names end in .ome.tif or .ome.tiff (so Fiji reads the metadata)")
-    lazy = _is_lazy(data)
-    if not lazy:
-        data = np.asarray(data)
-    _check_writable_shape(tuple(data.shape), "write_ome_tiff")
-    dtype = _stored_dtype(data.dtype)
-    metadata: dict = {"axes": "ZYX" if len(data.shape) == 3 else "YX"}
-    if pixel_um is not None:
-        pixel_um = _check_pixel_um(pixel_um)
-        metadata.update(PhysicalSizeX=pixel_um, PhysicalSizeXUnit="µm", PhysicalSizeY=pixel_um, PhysicalSizeYUnit="µm")
-    kwargs: dict = {"ome": True, "photometric": "minisblack", "metadata": metadata}
-    with atomic_path(path, overwrite=overwrite) as tmp:
-        if lazy:
-            tile = (_OME_TIFF_TILE_PX, _OME_TIFF_TILE_PX)
-            tifffile.imwrite(tmp, _tiles_of(data, tile, dtype), shape=tuple(data.shape), dtype=dtype, tile=tile, **kwargs)
-        else:
-            tifffile.imwrite(tmp, data.astype(dtype, copy=False), **kwargs)
-    return path
-
-
-def _tiles_of(data, tile: tuple[int, int], dtype):
-    """Row-major tiles of each plane of a (lazy) 2-D/3-D array, zero-padded to the full tile shape (as tifffile
-    expects); only one tile is in memory at a time."""
-    planes = [None] if len(data.shape) == 2 else range(data.shape[0])
-    h, w = data.shape[-2:]
-    for z in planes:
-        for y in range(0, h, tile[0]):
-            for x in range(0, w, tile[1]):
-                index = (slice(y, y + tile[0]), slice(x, x + tile[1]))
-                block = np.asarray(_compute(data[index if z is None else (z, *index)]), dtype=dtype)
-                if block.shape != tile:
-                    block = np.pad(block, [(0, tile[0] - block.shape[0]), (0, tile[1] - block.shape[1])])
-                yield block
-
-
-def _compute(block):
-    # dask pieces are computed in this thread: inside a Dask worker the default would send them to the cluster
-    return block.compute(scheduler="sync") if hasattr(block, "dask") else block
-
-
-def _check_zarr_path(path: Path) -> None:
-    if not path.name.lower().endswith(ZARR_SUFFIX):
-        raise ValueError(f"{path.name}: OME-Zarr images are folders named *.ome.zarr (or *.zarr)")
-    if path.exists() and not path.is_dir():
-        raise FileExistsError(f"{path} exists and is a file, not an OME-Zarr folder; choose another output")
-
-
-def _chunk_shape(shape: tuple[int, ...], chunks) -> tuple[int, ...]:
-    if isinstance(chunks, (int, np.integer)) and not isinstance(chunks, bool):
-        chunks = (1,) * (len(shape) - 2) + (int(chunks), int(chunks))
-    chunks = tuple(int(c) for c in chunks)
-    if len(chunks) != len(shape) or any(c < 1 for c in chunks):
-        raise ValueError(f"chunks must be a positive int or one positive size per axis of {tuple(shape)}, got {chunks}")
-    return tuple(min(c, s) for c, s in zip(chunks, shape))
-
-
-@contextlib.contextmanager
-def open_ome_zarr_output(
-    path: str | os.PathLike,
-    *,
-    shape: tuple[int, ...],
-    dtype,
-    pixel_um: float | None,
-    chunks: int | tuple[int, ...] = 1024,
-    overwrite: bool = False,
-):
-    """Yield an empty zarr array to fill (e.g. tile by tile); it becomes the OME-Zarr image ``path`` only if
-    the block completes.
-
-    The store (OME-Zarr 0.5, zarr format 3, one resolution level, axes ``yx`` or ``zyx``, scale ``pixel_um``
-    micrometres on y and x) is built in a temporary folder beside ``path`` and renamed into place at the end,
-    so an interrupted job leaves no half-written image; on error the temporary folder is removed.
-
-    Parameters
-    ----------
-    path : folder name ending in ``.zarr`` (conventionally ``.ome.zarr``).
-    shape : (H, W) or (Z, H, W).
-    dtype : pixel type; uint8/uint16/float32 are kept, others become float32.
-    pixel_um : pixel size in the specimen (um), or ``None`` (scale 1, no unit).
-    chunks : chunk edge in pixels (square chunks of one plane) or one size per axis.
-    overwrite : replace an existing image at ``path`` (otherwise FileExistsError up front).
-
-    Yields
-    ------
-    zarr.Array of ``shape``, filled with 0 until written.
-    """
-    import zarr
-
-    with warnings.catch_warnings():  # ome-zarr 0.18 warns about its own defaults when imported
-        warnings.simplefilter("ignore", DeprecationWarning)
-        from ome_zarr.writer import write_multiscales_metadata
-
-    path = Path(path)
-    _check_zarr_path(path)
-    shape = tuple(int(s) for s in shape)
-    _check_writable_shape(shape, "open_ome_zarr_output")
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; choose another output or pass overwrite=True (--overwrite)")
-    if pixel_um is not None:
-        pixel_um = _check_pixel_um(pixel_um)
-    axes = ["z", "y", "x"] if len(shape) == 3 else ["y", "x"]
-    units = {"y": "micrometer", "x": "micrometer"} if pixel_um is not None else None
-    scale = [1.0] * (len(shape) - 2) + [pixel_um or 1.0] * 2
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent))
-    try:
-        group = zarr.open_group(str(tmp), mode="w", zarr_format=3)
-        array = group.create_array(
-            "0", shape=shape, chunks=_chunk_shape(shape, chunks), dtype=_stored_dtype(dtype), dimension_names=axes
-        )
-        write_multiscales_metadata(
-            group,
-            [{"path": "0", "coordinateTransformations": [{"type": "scale", "scale": scale}]}],
-            axes=axes,
-            axes_units=units,
-            name=path.name.split(".")[0],
-        )
-        yield array
-        _replace_folder(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
-def _replace_folder(source: Path, target: Path) -> None:
-    """Move the finished folder ``source`` onto ``target``; an old ``target`` is set aside first and deleted
-    only once the new one is in place."""
-    os.chmod(source, 0o777 & ~_umask())  # mkdtemp makes 0700 folders; give outputs the user's usual mode
-    if not target.exists():
-        os.replace(source, target)
-        return
-    old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
-    os.replace(target, old / target.name)
-    try:
-        os.replace(source, target)
-    except BaseException:
-        os.replace(old / target.name, target)
-        raise
-    finally:
-        shutil.rmtree(old, ignore_errors=True)
-
-
-def write_ome_zarr(
-    path: str | os.PathLike,
-    data,
-    *,
-    pixel_um: float | None,
-    chunks: int | tuple[int, ...] = 1024,
-    overwrite: bool = False,
-) -> Path:
-    """Write a 2-D image or (Z, H, W) stack as an OME-Zarr image (0.5, zarr format 3) that napari opens
-    (``napari --plugin napari-ome-zarr out.ome.zarr``) with its pixel size.
-
-    Parameters
-    ----------
-    path : folder name ending in ``.zarr`` (conventionally ``.ome.zarr``).
-    data : (H, W) or (Z, H, W): numpy, or a lazy array (dask, zarr, memmap) copied chunk row by chunk row
-        without being loaded whole. uint8/uint16/float32 are stored as they are, other types as float32.
-    pixel_um : pixel size in the specimen (um), stored as the y/x scale transformation; ``None`` for unknown.
-    chunks : chunk edge in pixels (square chunks of one plane), or one size per axis.
-    overwrite : replace an existing image (otherwise FileExistsError before anything is written).
-
-    Returns
-    -------
-    The path written. Atomic: built in a temporary folder beside ``path`` and renamed when complete.
-    """
-    lazy = _is_lazy(data)
-    if not lazy:
-        data = np.asarray(data)
-    with open_ome_zarr_output(
-        path, shape=tuple(data.shape), dtype=data.dtype, pixel_um=pixel_um, chunks=chunks, overwrite=overwrite
-    ) as out:
-        if not lazy:
-            out[...] = data.astype(out.dtype, copy=False)
-        else:  # one band of chunk rows at a time: bounded memory, whole chunks per write
-            rows = out.chunks[-2]
-            for y in range(0, data.shape[-2], rows):
-                index = (Ellipsis, slice(y, y + rows), slice(None))
-                out[index] = np.asarray(_compute(data[index]), dtype=out.dtype)
-    return Path(path)
-
-
-OUTPUT_FORMATS = ("tiff", "ome-tiff", "ome-zarr")
-
-
-def write_image(path: str | os.PathLike, data, *, format: str, pixel_um: float | None, overwrite: bool = False,
-                description: dict | None = None, chunks: int = 1024) -> Path:
-    """Write ``data`` as ``format``: "tiff" (:func:`write_tiff`, ImageJ, with ``description``), "ome-tiff"
-    (:func:`write_ome_tiff`) or "ome-zarr" (:func:`write_ome_zarr`, square chunks of ``chunks`` px)."""
-    if format == "tiff":
-        return write_tiff(path, data, pixel_um=pixel_um, overwrite=overwrite, description=description)
-    if format == "ome-tiff":
-        return write_ome_tiff(path, data, pixel_um=pixel_um, overwrite=overwrite)
-    if format == "ome-zarr":
-        return write_ome_zarr(path, data, pixel_um=pixel_um, chunks=chunks, overwrite=overwrite)
-    raise ValueError(f"format must be one of {OUTPUT_FORMATS}, got {format!r}")
-
-
-@contextlib.contextmanager
-def open_image_output(
-    path: str | os.PathLike,
-    *,
-    format: str,
-    shape: tuple[int, ...],
-    dtype,
-    pixel_um: float | None,
-    chunks: int = 1024,
-    overwrite: bool = False,
-    description: dict | None = None,
-):
-    """Yield an empty array to fill tile by tile (e.g. ``awdvd.batch.tiled_map(..., out=...)``); it becomes the
-    image ``path`` in ``format`` ("tiff", "ome-tiff" or "ome-zarr") only if the block completes.
-
-    "ome-zarr" fills the store itself (:func:`open_ome_zarr_output`). The TIFF formats fill a temporary
-    ``numpy.memmap`` beside ``path`` (the disk, not memory, holds the image), written as TIFF at the end and
-    then deleted. Nothing half-written is left behind on error. ``description`` goes into plain TIFFs.
-    """
-    if format == "ome-zarr":
-        with open_ome_zarr_output(path, shape=shape, dtype=dtype, pixel_um=pixel_um, chunks=chunks,
-                                  overwrite=overwrite) as out:
-            yield out
-        return
-    if format not in OUTPUT_FORMATS:
-        raise ValueError(f"format must be one of {OUTPUT_FORMATS}, got {format!r}")
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; choose another output or pass overwrite=True (--overwrite)")
-    shape = tuple(int(s) for s in shape)
-    _check_writable_shape(shape, "open_image_output")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent))
-    try:
-        out = np.lib.format.open_memmap(scratch / "pixels.npy", mode="w+", dtype=_stored_dtype(dtype), shape=shape)
-        yield out
-        out.flush()
-        write_image(path, out, format=format, pixel_um=pixel_um, overwrite=overwrite, description=description)
-        del out
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def check_pixel_size(file_pixel_um: float | None, optics_pixel_um: float, *, tolerance: float = 0.05) -> bool:
@@ -698,12 +324,12 @@ def check_pixel_size(file_pixel_um: float | None, optics_pixel_um: float, *, tol
     -------
     True if the sizes agree (or the file has none), False after warning.
     """
-    optics_pixel_um = _check_pixel_um(optics_pixel_um)
+    optics_pixel_um = check_pixel_um(optics_pixel_um)
     if not (0 <= tolerance < 1):
         raise ValueError(f"tolerance is a relative difference in [0, 1), got {tolerance!r}")
     if file_pixel_um is None:
         return True
-    file_pixel_um = _check_pixel_um(file_pixel_um)
+    file_pixel_um = check_pixel_um(file_pixel_um)
     if abs(file_pixel_um / optics_pixel_um - 1.0) <= tolerance:
         return True
     warnings.warn(
@@ -716,18 +342,6 @@ def check_pixel_size(file_pixel_um: float | None, optics_pixel_um: float, *, tol
     return False
 
 
-def write_png(path: str | os.PathLike, data: np.ndarray, *, overwrite: bool = False) -> Path:
-    """Write an 8-bit grey or RGB(A) PNG (figures, overlays, montages)."""
-    import imageio.v3 as iio
-
-    data = np.asarray(data)
-    if data.dtype != np.uint8:
-        raise ValueError(f"write_png writes uint8 pictures, got {data.dtype}; scale the data first")
-    with atomic_path(path, overwrite=overwrite) as tmp:
-        iio.imwrite(tmp, data, extension=".png")
-    return Path(path)
-
-
 def read_json(path: str | os.PathLike) -> dict:
     """A JSON file written by :func:`write_json` (e.g. an output's sidecar); ValueError if it is not JSON."""
     path = Path(path)
@@ -735,28 +349,6 @@ def read_json(path: str | os.PathLike) -> dict:
         return json.loads(path.read_text())
     except json.JSONDecodeError as error:
         raise ValueError(f"{path} is not a JSON file ({error})") from error
-
-
-def write_json(path: str | os.PathLike, payload: dict, *, overwrite: bool = False) -> Path:
-    """Write ``payload`` as indented JSON, atomically."""
-    text = json.dumps(payload, indent=2, sort_keys=True)
-    with atomic_path(path, overwrite=overwrite) as tmp:
-        Path(tmp).write_text(text + "\n")
-    return Path(path)
-
-
-def write_csv(path: str | os.PathLike, header: list[str], rows, *, overwrite: bool = False) -> Path:
-    """Write a table as comma-separated text (one header line, then one line per row), atomically.
-    Floats are written with full precision (``repr``); NaN as "nan"."""
-    import csv
-
-    with atomic_path(path, overwrite=overwrite) as tmp:
-        with open(tmp, "w", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(header)
-            for row in rows:
-                writer.writerow([repr(float(v)) if isinstance(v, (float, np.floating)) else v for v in row])
-    return Path(path)
 
 
 # --------------------------------------------------------------------------------------------- optics in metadata
