@@ -83,7 +83,6 @@ def test_simulate_real_bbbc006_has_paper_proportions(tmp_path, bbbc006_dir):
         (["simulate", "{small}", "-o", "out"], "at least"),
         (["simulate", "{flat}", "-o", "out"], "constant"),
         (["simulate", "{nan}", "-o", "out"], "NaN"),
-        (["psf", "-o", "x.tif", "--size", "12"], "odd"),
         (["psf", "-o", "x.tif", "--na", "1.2"], "smaller than the refractive index"),
     ],
 )
@@ -106,7 +105,10 @@ def test_bad_input_gives_one_line(tmp_path, args, message):
     assert not (tmp_path / "out").exists()
 
 
-def test_usage_errors_exit_2():
+def test_usage_errors_exit_2_with_one_line(tmp_path):
+    bad_size = awdvd("psf", "-o", tmp_path / "x.tif", "--size", "12")
+    assert bad_size.returncode == 2 and bad_size.stderr.count("\n") == 1 and "odd" in bad_size.stderr
+    assert not (tmp_path / "x.tif").exists()
     assert awdvd("psf").returncode == 2  # -o is required
     assert awdvd("simulate", "x", "-o", "y", "--crops", "0").returncode == 2
     assert awdvd().returncode == 2

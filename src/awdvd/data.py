@@ -115,11 +115,13 @@ def simulate_dataset(inputs, output: str | os.PathLike, *, optics=None, noise=No
     synthesise the patches (:func:`awdvd.synth.make_patch_dataset` with ``optics``, ``noise``, ``spec``) and
     write the folder (:func:`write_dataset`). Returns the dataset's metadata.
 
-    Raises FileExistsError before reading anything if ``output`` already holds a dataset and not ``overwrite``.
+    Raises before reading anything: NotADirectoryError if ``output`` is a file, FileExistsError if it already
+    holds a dataset and not ``overwrite``.
     """
+    from .io import check_output_folder
     from .synth import make_patch_dataset
 
-    output = Path(output)
+    output = check_output_folder(output)  # before anything is read or computed
     if (output / "dataset.json").exists() and not overwrite:
         raise FileExistsError(f"{output} already holds a dataset; use another folder or --overwrite")
     images, names = load_in_focus_images(inputs, progress=progress)

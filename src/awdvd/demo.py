@@ -72,8 +72,10 @@ def run_demo(output, *, model=None, image=None, overwrite: bool = False, seed: i
     from .psf import psf_bank
     from .restore import deconvolve_invariant, iterations_per_level, options_with, restore_image
 
+    from .io import check_output_folder
+
     options = options_with(options, {})
-    output = Path(output)
+    output = check_output_folder(output)  # before any work
     names = ["recorded.tif", "awdvd.tif", "invariant.tif", "defocus_map.png", "demo.png", "metrics.json"]
     if image is None:
         names += ["truth.tif", "true_levels.tif"]

@@ -27,8 +27,10 @@ def save_figure(fig, path, *, overwrite: bool = False, dpi: int = 120) -> Path:
 
     from .io import atomic_path
 
-    with atomic_path(path, overwrite=overwrite) as tmp:
-        fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png")
+    from .io.writers import software
+
+    with atomic_path(path, overwrite=overwrite) as tmp:  # the Software text says awdvd wrote it (io.made_by_awdvd)
+        fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png", metadata={"Software": software()})
     plt.close(fig)
     return Path(path)
 

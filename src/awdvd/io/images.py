@@ -20,7 +20,7 @@ if TYPE_CHECKING:  # dask is imported only when an image is read lazily
     import dask.array
 
 __all__ = ["ImageFile", "read_image", "image_shape", "image_stem", "is_image_folder", "check_pixel_size",
-           "check_pixel_um", "check_pixels", "read_json", "IMAGE_SUFFIXES", "ZARR_SUFFIX", "LARGEST_IMAGE_IN_MEMORY_PX",
+           "check_pixel_um", "check_pixels", "quiet_tifffile", "read_json", "IMAGE_SUFFIXES", "ZARR_SUFFIX", "LARGEST_IMAGE_IN_MEMORY_PX",
            "ImageReadError", "PixelSizeWarning", "read_ome_optics", "check_optics", "OpticsWarning",
            "OpticsMismatchError"]
 
@@ -86,7 +86,7 @@ class _TiffLog(logging.Handler):
 
 
 @contextlib.contextmanager
-def _quiet_tifffile():
+def quiet_tifffile():
     """While the block runs, tifffile's log goes to a list (yielded), not to stderr."""
     logger = logging.getLogger("tifffile")
     handler = _TiffLog()
@@ -109,11 +109,12 @@ def _open_tiff(path: Path):
     when a transfer or an acquisition was interrupted)."""
     import tifffile
 
-    with _quiet_tifffile() as log:
+    with quiet_tifffile() as log:
         try:
             tif = tifffile.TiffFile(path)
         except tifffile.TiffFileError as error:
-            raise ImageReadError(f"{path} is not a TIFF file ({error}); check the file or its extension") from error
+            raise ImageReadError(f"{path} could not be read as an image ({error}); check the file or its "
+                                 "extension") from error
         except Exception as error:
             raise _damaged(path, log, error) from error
         with tif:
@@ -337,7 +338,7 @@ def _read_tiff(path: Path, lazy: bool | None):
     import zarr
 
     # the store keeps its own file handle open for as long as the array is used
-    with _quiet_tifffile():
+    with quiet_tifffile():
         store = tifffile.imread(path, aszarr=True)
     node = zarr.open(store, mode="r")
     if isinstance(node, zarr.Group):  # pyramidal TIFF: level 0 is full resolution
