@@ -101,11 +101,21 @@ def read_dataset(path: str | os.PathLike, split: str) -> tuple[PatchSet, dict]:
     file = Path(path) / f"{split}.npz"
     if not file.is_file():
         raise DatasetError(f"{file} is missing; the dataset is incomplete")
+    with open(file, "rb") as handle:
+        if handle.read(4) != b"PK\x03\x04":  # .npz files are zip archives
+            what = "empty" if file.stat().st_size == 0 else "no zip archive"
+            raise DatasetError(f"{file} is not a valid awdvd split file (it is {what}, not a .npz archive); make "
+                               "the dataset again with `awdvd simulate`")
     try:
         with np.load(file, allow_pickle=False) as arrays:
             fields = {f.name: arrays[f.name] for f in dataclasses.fields(PatchSet)}
-    except (KeyError, ValueError, OSError) as error:
-        raise DatasetError(f"{file} is not a valid awdvd split file ({error})") from error
+    except KeyError as error:
+        raise DatasetError(f"{file} is not a valid awdvd split file (it has no array {error}); make the dataset "
+                           "again with `awdvd simulate`") from error
+    except Exception as error:  # a damaged .npz raises BadZipFile, EOFError, ValueError (pickled data), ...
+        detail = str(error).strip().splitlines()[0][:120] if str(error).strip() else ""
+        raise DatasetError(f"{file} is not a valid awdvd split file: damaged ({type(error).__name__}"
+                           f"{': ' + detail if detail else ''}); make the dataset again with `awdvd simulate`") from error
     return PatchSet(**fields), metadata
 
 

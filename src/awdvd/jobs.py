@@ -474,7 +474,8 @@ class PredictJob(_Job):
                 from .plots import defocus_overlay
 
                 defocus_overlay(np.asarray(image.data), dmap, f"{stem}.defocus.png", depths_um=model.optics.depths_um,
-                                overwrite=True, title=f"{path.name}: defocus levels, stride {dmap.stride} px")
+                                overwrite=True, title=f"{path.name}: defocus levels, stride {dmap.stride} px",
+                                pixel_um=image.pixel_um or model.optics.pixel_um)
         row = focus_row(path.name, dmap)
         write_json(self.sidecar(path), {**meta, "levels": dmap.levels.tolist(), "counts": dmap.level_counts(),
                                         "focus_qc": row, "warnings": recorder.messages,
