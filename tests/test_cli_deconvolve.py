@@ -288,3 +288,32 @@ def test_deconvolve_on_a_standalone_dask_cluster_equals_serial(workspace, standa
     report = json.loads((tmp_path / "lab" / "awdvd-deconvolve-report.json").read_text())
     assert report["where"] == f"Dask cluster at {address}"
     assert {r["worker"] for r in report["results"]} <= set(workers)
+
+
+def test_dtype_input_says_how_many_pixels_were_clipped(workspace, tmp_path, capsys):
+    """Issue 15 item 9: the count of clipped pixels was only in the JSON."""
+    root, model_path, _ = workspace
+    image = np.full((100, 130), 20, np.uint8)
+    image[40:60, 50:80] = 250  # deconvolution sharpens the bright block beyond 255
+    write_tiff(tmp_path / "u8.tif", image)
+    assert main(["deconvolve", str(tmp_path / "u8.tif"), "-o", str(tmp_path / "out"), "--model", str(model_path),
+                 "--dtype", "input", "--workers", "0", "--psf-size", "15", "--iterations", "10"]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    clipped = json.loads((tmp_path / "out" / "u8.awdvd.json").read_text())["clipped_pixels"]
+    assert clipped > 0 and len(err) == 1
+    assert err[0].startswith(f"awdvd deconvolve: warning: u8.tif: {clipped} of 13000 pixels (")
+    assert "outside the uint8 range and were clipped" in err[0]
+
+
+def test_a_rerun_keeps_the_previous_report(workspace, tmp_path, capsys):
+    """Issue 15 item 11: a rerun overwrote the previous run's report."""
+    root, model_path, inputs = workspace
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "broken.tif").write_bytes(b"II*\x00 not a TIFF")
+    common = ["--model", str(model_path), "--workers", "0"]
+    for _ in range(2):
+        assert main(["deconvolve", str(folder), "-o", str(tmp_path / "out"), *common]) == 1
+    capsys.readouterr()
+    reports = sorted(p.name for p in (tmp_path / "out").glob("awdvd-deconvolve-report*.json"))
+    assert len(reports) == 2 and "awdvd-deconvolve-report.json" in reports

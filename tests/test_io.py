@@ -413,3 +413,15 @@ def test_plan_outputs_once_and_checked(tmp_path):
         plan_outputs(tmp_path, lambda p: [out / "same.tif"])
     with pytest.raises(ValueError, match="named no output"):
         plan_outputs(tmp_path, lambda p: [])
+
+
+def test_two_inputs_of_one_name_are_named_by_their_folders(tmp_path):
+    """Issue 15 item 7: "good.tif and good.tif would both write ..." did not say which two files."""
+    from awdvd.io import plan_outputs
+
+    for sub in ("a", "b"):
+        write_tiff(tmp_path / sub / "good.tif", np.ones((8, 8), np.uint16))
+    with pytest.raises(ValueError) as caught:
+        plan_outputs([tmp_path / "a", tmp_path / "b"], lambda p: [tmp_path / "out" / f"{p.stem}.x.tif"])
+    message = str(caught.value)
+    assert message.startswith(f"{tmp_path / 'a' / 'good.tif'} and {tmp_path / 'b' / 'good.tif'} would both write")
