@@ -487,7 +487,7 @@ class PredictJob(_Job):
         (done now or earlier: the rows come from the sidecars), and :data:`FOCUS_PLATE`, the median level per
         well, where the file names carry plate wells. Both are rewritten by every run."""
         from .io import read_json
-        from .qc import parse_well, plate_heatmap, write_focus_csv
+        from .qc import focus_columns, parse_well, plate_heatmap, write_focus_csv
 
         rows = []
         for result in report.results:
@@ -497,8 +497,9 @@ class PredictJob(_Job):
                 row = read_json(self.sidecar(result.path)).get("focus_qc")
             except (OSError, ValueError):
                 row = None
-            if isinstance(row, dict):
-                rows.append(row)
+            if isinstance(row, dict):  # the sidecar keeps keys sorted: back in the table's column order
+                columns = focus_columns(sum(key.startswith("fraction_level_") for key in row))
+                rows.append({key: row.get(key) for key in columns})
         if not rows:
             return {}
         written = {"focus QC": write_focus_csv(self.out_dir / FOCUS_CSV, rows, overwrite=True)}
