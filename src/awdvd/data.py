@@ -106,8 +106,8 @@ def read_dataset(path: str | os.PathLike, split: str) -> tuple[PatchSet, dict]:
             what = "empty" if file.stat().st_size == 0 else "no zip archive"
             raise DatasetError(f"{file} is not a valid awdvd split file (it is {what}, not a .npz archive); make "
                                "the dataset again with `awdvd simulate`")
-    try:
-        with np.load(file, allow_pickle=False) as arrays:
+    try:  # our own handle: numpy leaves its file open when a damaged archive fails to open
+        with open(file, "rb") as handle, np.load(handle, allow_pickle=False) as arrays:
             fields = {f.name: arrays[f.name] for f in dataclasses.fields(PatchSet)}
     except KeyError as error:
         raise DatasetError(f"{file} is not a valid awdvd split file (it has no array {error}); make the dataset "
@@ -177,6 +177,9 @@ def load_in_focus_images(inputs, *, progress: bool = False) -> tuple[list[np.nda
             names.append(f"{path.name}[z={index}]")
         else:
             names.append(path.name)
+        if data.size and np.ptp(data) == 0:  # PSNR and every patch would be meaningless: say so, once
+            raise ValueError(f"{path}: the in-focus image is constant ({data.flat[0]}); it holds nothing to blur or "
+                             "restore")
         images.append(data)
     return images, names
 
