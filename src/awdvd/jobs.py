@@ -10,10 +10,15 @@ PSF bank are loaded once per process (so once per Dask worker) with :func:`awdvd
 Images of more than ``max_px`` pixels (default 4096 x 4096) are never read whole: they go through
 :mod:`awdvd.tiles`, and their restored image is written as OME-Zarr unless another format is asked for.
 
-:func:`run_jobs` discovers and plans the files once, checks the options against the model up front, and runs
-the job: small files one per Dask worker (or all in this process: :func:`auto_workers` decides when
-``workers`` is not given), large files one after another in this process with their tiles spread over the same
-workers. It returns one :class:`awdvd.batch.BatchReport`.
+Each sidecar also records the input it was made from (:func:`awdvd.reruns.input_record`: size, time stamp,
+content hash) and the optics the file records beside the model's; a large image is restored into a resumable
+part of its output (:mod:`awdvd.io.parts`), so a stopped run keeps its map and finished tiles. A
+:class:`PredictJob` writes the run's focus QC (:mod:`awdvd.qc`) when the run ends (``job.finish``).
+
+:func:`run_jobs` (in :mod:`awdvd.runs`, importable from here) discovers and plans the files once, checks the
+options against the model up front, and runs the job: small files one per Dask worker (or all in this process:
+:func:`auto_workers` decides when ``workers`` is not given), large files one after another in this process with
+their tiles spread over the same workers. It returns one :class:`awdvd.batch.BatchReport`.
 
 Example ::
 

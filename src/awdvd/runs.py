@@ -83,8 +83,9 @@ def run_jobs(inputs, job, *, workers: int | None = None, scheduler=None, overwri
         N >= 1: a local Dask cluster of N single-threaded workers, shared by all files (ignored with
         ``scheduler``).
     scheduler : address of a running Dask scheduler to use instead of a local cluster.
-    overwrite : redo files whose outputs exist. Without it they are skipped, unless their sidecar records
-        other options (ValueError: rerunning with new options into the same folder must not look done).
+    overwrite : redo files whose outputs exist. Without it they are skipped, unless their input changed since
+        (redone, listed in ``report.changed``) or their sidecar records other options (ValueError: rerunning
+        with new options into the same folder must not look done); see :mod:`awdvd.reruns`.
     progress : progress bars (files; tiles of large images).
 
     Returns
@@ -96,7 +97,9 @@ def run_jobs(inputs, job, *, workers: int | None = None, scheduler=None, overwri
     ------
     Before any file is processed: FileNotFoundError / ValueError for inputs that name nothing, outputs that
     would replace inputs or collide, finished files made with other options, a model file that cannot be
-    loaded or options it cannot take (a stride larger than its windows).
+    loaded or options it cannot take (a stride larger than its windows); FileExistsError for an existing file
+    with an output's name that awdvd did not write. Files found in folders or by patterns that are awdvd's own
+    outputs are not inputs; pieces that killed runs left beside the outputs are removed first.
     """
     from .batch import local_cluster, run_batch
     from .io import plan_outputs
