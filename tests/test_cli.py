@@ -83,7 +83,6 @@ def test_simulate_real_bbbc006_has_paper_proportions(tmp_path, bbbc006_dir):
         (["simulate", "{small}", "-o", "out"], "at least"),
         (["simulate", "{flat}", "-o", "out"], "constant"),
         (["simulate", "{nan}", "-o", "out"], "NaN"),
-        (["psf", "-o", "x.tif", "--size", "12"], "odd"),
         (["psf", "-o", "x.tif", "--na", "1.2"], "smaller than the refractive index"),
     ],
 )
@@ -106,7 +105,10 @@ def test_bad_input_gives_one_line(tmp_path, args, message):
     assert not (tmp_path / "out").exists()
 
 
-def test_usage_errors_exit_2():
+def test_usage_errors_exit_2_with_one_line(tmp_path):
+    bad_size = awdvd("psf", "-o", tmp_path / "x.tif", "--size", "12")
+    assert bad_size.returncode == 2 and bad_size.stderr.count("\n") == 1 and "odd" in bad_size.stderr
+    assert not (tmp_path / "x.tif").exists()
     assert awdvd("psf").returncode == 2  # -o is required
     assert awdvd("simulate", "x", "-o", "y", "--crops", "0").returncode == 2
     assert awdvd().returncode == 2
@@ -121,3 +123,56 @@ def test_fetch_offline_is_one_line(tmp_path, monkeypatch):
 
     monkeypatch.setattr(urllib.request, "urlopen", refuse)
     assert main(["fetch-bbbc006", str(tmp_path / "b"), "--planes", "16"]) == 1
+
+
+def test_progress_bars_only_on_a_terminal(tmp_path, capsys):
+    """Issue 15 item 11: progress bars were written into logs (stderr not a terminal), errors glued to them."""
+    for seed in range(2):
+        tifffile.imwrite(tmp_path / f"f{seed}.tif", synthetic_nuclei((100, 110), n_nuclei=4, seed=seed).astype(np.uint16))
+    assert main(["simulate", str(tmp_path), "-o", str(tmp_path / "ds"), "--crops", "2", "--levels", "3"]) == 0
+    assert main(["simulate", str(tmp_path), "-o", str(tmp_path / "ds"), "--crops", "2", "--levels", "3"]) == 1
+    err = capsys.readouterr().err
+    assert "%|" not in err and err.strip().splitlines() == [
+        f"awdvd simulate: error: {tmp_path / 'ds'} already holds a dataset; use another folder or --overwrite"]
+
+
+@pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
+def test_stopping_a_run_with_worker_processes_is_one_line(tmp_path, tiny_model_file, how):
+    """Issue 15 item 6: Ctrl-C with worker processes printed 64 lines of Dask tracebacks (every worker got the
+    terminal's SIGINT); SIGTERM ended the process at once with a leaked-semaphore warning."""
+    import signal
+    import time
+
+    import psutil
+
+    folder, out = tmp_path / "in", tmp_path / "out"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(24):
+        tifffile.imwrite(folder / f"f{i:02d}.tif", (rng.poisson(300, (200, 260)) + 96).astype(np.uint16))
+    env = dict(os.environ, PYTHONPATH=str(SRC) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    process = subprocess.Popen([sys.executable, "-m", "awdvd", "deconvolve", str(folder), "-o", str(out), "--workers",
+                                "2", "--model", str(tiny_model_file), "--iterations", "30", "--device", "cpu"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                               start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not list(out.glob("*.awdvd.json")):  # the workers are at work
+            assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+            time.sleep(0.2)
+        children = psutil.Process(process.pid).children(recursive=True)
+        if how == "ctrl-c":
+            os.killpg(process.pid, signal.SIGINT)  # a terminal sends Ctrl-C to the whole process group
+        else:
+            process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=90)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    lines = err.strip().splitlines()
+    word, code = ("interrupted", 130) if how == "ctrl-c" else ("terminated", 143)
+    assert process.returncode == code and len(lines) == 1, err
+    assert lines[0].startswith(f"awdvd deconvolve: {word}; finished images are kept in {out}")
+    gone, alive = psutil.wait_procs(children, timeout=20)
+    assert not alive  # the workers were stopped with the run
+    assert not [p for p in out.iterdir() if p.name.startswith(".") and ".part" in p.name]  # nothing half-written

@@ -288,3 +288,105 @@ def test_deconvolve_on_a_standalone_dask_cluster_equals_serial(workspace, standa
     report = json.loads((tmp_path / "lab" / "awdvd-deconvolve-report.json").read_text())
     assert report["where"] == f"Dask cluster at {address}"
     assert {r["worker"] for r in report["results"]} <= set(workers)
+
+
+def test_dtype_input_says_how_many_pixels_were_clipped(workspace, tmp_path, capsys):
+    """Issue 15 item 9: the count of clipped pixels was only in the JSON."""
+    root, model_path, _ = workspace
+    image = np.full((100, 130), 20, np.uint8)
+    image[40:60, 50:80] = 250  # deconvolution sharpens the bright block beyond 255
+    write_tiff(tmp_path / "u8.tif", image)
+    assert main(["deconvolve", str(tmp_path / "u8.tif"), "-o", str(tmp_path / "out"), "--model", str(model_path),
+                 "--dtype", "input", "--workers", "0", "--psf-size", "15", "--iterations", "10"]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    clipped = json.loads((tmp_path / "out" / "u8.awdvd.json").read_text())["clipped_pixels"]
+    assert clipped > 0 and len(err) == 1
+    assert err[0].startswith(f"awdvd deconvolve: warning: u8.tif: {clipped} of 13000 pixels (")
+    assert "outside the uint8 range and were clipped" in err[0]
+
+
+def test_a_rerun_keeps_the_previous_report(workspace, tmp_path, capsys):
+    """Issue 15 item 11: a rerun overwrote the previous run's report."""
+    root, model_path, inputs = workspace
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "broken.tif").write_bytes(b"II*\x00 not a TIFF")
+    common = ["--model", str(model_path), "--workers", "0"]
+    for _ in range(2):
+        assert main(["deconvolve", str(folder), "-o", str(tmp_path / "out"), *common]) == 1
+    capsys.readouterr()
+    reports = sorted(p.name for p in (tmp_path / "out").glob("awdvd-deconvolve-report*.json"))
+    assert len(reports) == 2 and "awdvd-deconvolve-report.json" in reports
+
+
+OME_FIELD = """<?xml version="1.0" encoding="UTF-8"?>
+<OME xmlns="http://www.openmicroscopy.org/Schemas/OME/2016-06">
+  <Instrument ID="Instrument:0"><Objective ID="Objective:0:0" LensNA="{na}"/></Instrument>
+  <Image ID="Image:0" Name="field">
+    <InstrumentRef ID="Instrument:0"/><ObjectiveSettings ID="Objective:0:0" RefractiveIndex="1.0"/>
+    <Pixels ID="Pixels:0" DimensionOrder="XYCZT" Type="uint16" SizeX="130" SizeY="100" SizeC="1" SizeZ="1"
+            SizeT="1" PhysicalSizeX="0.65" PhysicalSizeXUnit="um" PhysicalSizeY="0.65" PhysicalSizeYUnit="um">
+      <Channel ID="Channel:0:0" SamplesPerPixel="1" EmissionWavelength="{emission_nm}" EmissionWavelengthUnit="nm"/>
+      <TiffData/>
+    </Pixels>
+  </Image>
+</OME>"""
+
+
+@pytest.fixture
+def plate(workspace, tmp_path):
+    """Three fields named as BBBC006 names them (wells A01, A02, B01), as OME-TIFF; B01 recorded with NA 0.8
+    and 520 nm emission (the model's optics: 451 nm, NA 0.5)."""
+    import tifffile
+
+    rng = np.random.default_rng(5)
+    folder = tmp_path / "plate"
+    folder.mkdir()
+    for well, na, emission in (("a01", 0.5, 451), ("a02", 0.5, 451), ("b01", 0.8, 520)):
+        image = (rng.poisson(200, size=(100, 130)) + 96).astype(np.uint16)
+        image[30:50, 40:70] += 3000
+        tifffile.imwrite(folder / f"mcf-z-stacks-03212011_{well}_s1_w1.ome.tif", image,
+                         description=OME_FIELD.format(na=na, emission_nm=emission), metadata=None)
+    return folder
+
+
+def test_predict_writes_the_runs_focus_qc_and_plate(workspace, plate, tmp_path, capsys):
+    """Issue 14 items 3-4 wired into `awdvd predict`: one QC table for the run, a plate heat-map where names
+    carry wells, the optics each file records checked against the model's (one warning line) and recorded."""
+    import csv
+
+    from awdvd.jobs import FOCUS_CSV, FOCUS_PLATE
+    from awdvd.qc import focus_columns
+
+    root, model_path, _ = workspace
+    out = tmp_path / "maps"
+    argv = ["predict", str(plate), "-o", str(out), "--model", str(model_path), "--workers", "0"]
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    assert f"focus QC: {out / FOCUS_CSV}" in captured.out and f"plate heat-map: {out / FOCUS_PLATE}" in captured.out
+    err = captured.err.strip().splitlines()
+    assert len(err) == 2 and all(line.startswith("awdvd predict: warning: mcf-z-stacks-03212011_b01") for line in err)
+    assert "emission wavelength 0.52 um in the file, 0.451 um in the model's optics" in err[0]
+    assert "NA 0.8 in the file, 0.5 in the model's optics" in err[1]
+    with open(out / FOCUS_CSV, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["well"] for r in rows] == ["A01", "A02", "B01"] and list(rows[0]) == focus_columns(11)
+    assert (out / FOCUS_PLATE).stat().st_size > 5000
+    meta = json.loads((out / "mcf-z-stacks-03212011_b01_s1_w1.defocus.json").read_text())
+    assert meta["optics_check"]["file"]["na"] == pytest.approx(0.8) and meta["optics_check"]["model"]["na"] == 0.5
+    assert len(meta["optics_check"]["mismatches"]) == 2 and meta["focus_qc"]["well"] == "B01"
+    # a rerun skips every map and still writes the table of the whole run
+    (out / FOCUS_CSV).unlink()
+    assert main(argv) == 0 and "3 skipped" in capsys.readouterr().out
+    with open(out / FOCUS_CSV, newline="") as handle:
+        assert len(list(csv.DictReader(handle))) == 3
+
+
+def test_strict_optics_fails_the_mismatching_image(workspace, plate, tmp_path, capsys):
+    root, model_path, _ = workspace
+    assert main(["predict", str(plate), "-o", str(tmp_path / "maps"), "--model", str(model_path), "--workers", "0",
+                 "--strict-optics"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "2 done, 0 skipped, 1 failed" in err[0]
+    assert "b01_s1_w1.ome.tif (OpticsMismatchError: the image's optics differ from the model's" in err[0]
+    assert not (tmp_path / "maps" / "mcf-z-stacks-03212011_b01_s1_w1.defocus.tif").exists()

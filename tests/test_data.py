@@ -228,3 +228,27 @@ def test_fetch_unpacks_archives(tmp_path, monkeypatch):
     fetch_bbbc006(tmp_path, planes=[16])  # already there: skipped, no second download
     assert len(calls) == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["BBBC006_v1_images_z_16"]
+
+
+def test_a_damaged_split_file_is_named(tmp_path, small_dataset):
+    """Issue 15 item 7: a damaged .npz said only "File is not a zip file"."""
+    write_dataset(tmp_path / "ds", *small_dataset)
+    split = tmp_path / "ds" / "train.npz"
+    split.write_bytes(split.read_bytes()[:200])  # cut short, as a failed copy leaves it
+    with pytest.raises(DatasetError) as caught:
+        read_dataset(tmp_path / "ds", "train")
+    assert str(caught.value).startswith(f"{split} is not a valid awdvd split file")
+
+
+def test_simulate_checks_its_output_before_any_work(tmp_path, monkeypatch):
+    """Issue 15 item 11: `simulate -o EXISTING_FILE` read and synthesised everything before refusing."""
+    import awdvd.data
+
+    def no_reading(*args, **kwargs):
+        raise AssertionError("images read")
+
+    monkeypatch.setattr(awdvd.data, "load_in_focus_images", no_reading)
+    (tmp_path / "existing").write_bytes(b"mine")
+    with pytest.raises(NotADirectoryError, match="is a file; -o takes a folder"):
+        simulate_dataset(tmp_path, tmp_path / "existing")
+    assert (tmp_path / "existing").read_bytes() == b"mine"

@@ -67,3 +67,25 @@ def test_demo_without_a_bundled_model_uses_the_true_levels_and_says_so(tmp_path,
     assert "window_levels" not in metrics  # no prediction was made, so no level accuracy is claimed
     quality = metrics["quality_vs_truth"]
     assert quality["awdvd"]["psnr_db"] > quality["recorded"]["psnr_db"] + 3  # true levels: a clear gain
+
+
+def test_demo_figure_has_a_scale_bar_a_zoom_caption_and_both_level_maps(tmp_path, model_file, monkeypatch):
+    """Issue 15 item 12: demo.png had no scale bar, no caption for its zoom row, no true level map."""
+    import awdvd.plots
+
+    figures = {}
+
+    def keep(fig, path, *, overwrite=False, dpi=120):
+        figures[str(path).rsplit("/", 1)[-1]] = fig
+        return path
+
+    monkeypatch.setattr(awdvd.plots, "save_figure", keep)
+    run_demo(tmp_path, model=model_file, progress=False)
+    fig = figures["demo.png"]
+    titles = [ax.get_title() for ax in fig.axes]
+    assert any(t.startswith("predicted levels") for t in titles) and "true levels" in titles
+    captions = [t.get_text() for t in fig.texts]
+    assert any(c.startswith("zoom into the yellow box") and "true levels" in c for c in captions)
+    bars = [t.get_text() for ax in fig.axes for t in ax.texts if "µm" in t.get_text()]
+    assert "50 µm" in bars and "20 µm" in bars  # 696 px x 0.65 um / 5 = 90 um: 50 um bars; the 160 px zooms: 20 um
+    assert any("µm" in t.get_text() for t in figures["defocus_map.png"].axes[0].texts)

@@ -147,3 +147,14 @@ def test_cli_evaluate(model_files, tiny_dataset_dir, tmp_path, capsys):
     assert main(["evaluate", str(model_files[0]), str(tiny_dataset_dir), "-o", str(out / "a")]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("awdvd evaluate: error:") and "--overwrite" in err[0]
+
+
+def test_evaluate_into_an_existing_file_is_one_sentence_before_any_work(model_files, tiny_dataset_dir, tmp_path,
+                                                                         capsys):
+    """Issue 15 item 7: `evaluate -o existing.tif` gave "[Errno 17] File exists" after evaluating."""
+    (tmp_path / "existing.tif").write_bytes(b"mine")
+    assert main(["evaluate", str(model_files[0]), str(tiny_dataset_dir), "-o", str(tmp_path / "existing.tif")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"awdvd evaluate: error: {tmp_path / 'existing.tif'} is a file; -o takes a folder: give a new or "
+                   "an existing folder"]
+    assert (tmp_path / "existing.tif").read_bytes() == b"mine"

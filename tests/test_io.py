@@ -123,6 +123,62 @@ def test_rgb_png_refused(tmp_path):
         read_image(tmp_path / "rgb.png")
 
 
+def _damaged_tiffs(tmp_path):
+    """(name, path, what the one-line error must say) of TIFFs damaged the ways transfers and crashes damage them."""
+    rng = np.random.default_rng(0)
+    good = tmp_path / "good.tif"
+    tifffile.imwrite(good, rng.integers(0, 4000, (120, 160), dtype=np.uint16), compression="lzw")
+    raw = good.read_bytes()
+    cut = tmp_path / "cut_in_half.tif"  # tifffile puts the header first: the pixels end past the file
+    cut.write_bytes(raw[: len(raw) // 2])
+    lost_ifd = tmp_path / "lost_ifd.tif"  # BBBC006's files keep their IFD at the end: it is lost with the tail
+    tifffile.imwrite(lost_ifd, rng.integers(0, 4000, (120, 160), dtype=np.uint16))
+    data = bytearray(lost_ifd.read_bytes())
+    data[4:8] = (len(data) + 1000).to_bytes(4, "little")
+    lost_ifd.write_bytes(bytes(data))
+    huge = tmp_path / "huge_claim.tif"
+    tifffile.imwrite(huge, np.zeros((10, 10), np.uint8))
+    with tifffile.TiffFile(huge, mode="r+") as tif:
+        tif.pages[0].tags["ImageWidth"].overwrite(100000)
+        tif.pages[0].tags["ImageLength"].overwrite(100000)
+    return [("cut", cut, "is truncated"), ("lost_ifd", lost_ifd, "damaged TIFF"),
+            ("huge", huge, "claims 100000 x 100000 px")]
+
+
+def test_damaged_tiffs_give_one_sentence_and_nothing_on_stderr(tmp_path, capfd):
+    from awdvd.io import image_shape, read_ome_optics
+
+    for name, path, says in _damaged_tiffs(tmp_path):
+        for reader in (read_image, image_shape, read_ome_optics):
+            with pytest.raises(ImageReadError, match=says) as caught:
+                reader(path)
+            message = str(caught.value)
+            assert str(path) in message and "\n" not in message, (name, reader.__name__, message)
+    out, err = capfd.readouterr()
+    assert err == "" and out == ""  # tifffile's own log lines (one per damaged structure) stay quiet
+
+
+@pytest.mark.parametrize("kind,says", [("rgb", "colour \\(RGB\\) image"), ("bool", "1-bit"), ("complex", "complex64"),
+                                       ("channels", "3 channels")])
+def test_pixels_that_are_not_intensities_are_named(tmp_path, kind, says):
+    image = np.arange(64 * 48, dtype=np.uint16).reshape(64, 48)
+    path = tmp_path / f"{kind}.tif"
+    if kind == "rgb":
+        tifffile.imwrite(path, np.stack([image.astype(np.uint8)] * 3, axis=-1), photometric="rgb")
+    elif kind == "bool":
+        tifffile.imwrite(path, image > 1000)
+    elif kind == "complex":
+        tifffile.imwrite(path, image.astype(np.complex64))
+    else:
+        tifffile.imwrite(path, np.stack([image] * 3), imagej=True, metadata={"axes": "CYX"})
+    with pytest.raises(ImageReadError, match=says) as caught:
+        read_image(path)
+    assert str(path) in str(caught.value)
+    # a grey stack is not a colour image
+    tifffile.imwrite(tmp_path / "stack.tif", np.stack([image] * 3), photometric="minisblack")
+    assert read_image(tmp_path / "stack.tif").data.shape == (3, 64, 48)
+
+
 def test_write_png_and_json(tmp_path):
     write_png(tmp_path / "a.png", np.zeros((4, 5, 3), np.uint8))
     with pytest.raises(ValueError, match="uint8"):
@@ -357,3 +413,15 @@ def test_plan_outputs_once_and_checked(tmp_path):
         plan_outputs(tmp_path, lambda p: [out / "same.tif"])
     with pytest.raises(ValueError, match="named no output"):
         plan_outputs(tmp_path, lambda p: [])
+
+
+def test_two_inputs_of_one_name_are_named_by_their_folders(tmp_path):
+    """Issue 15 item 7: "good.tif and good.tif would both write ..." did not say which two files."""
+    from awdvd.io import plan_outputs
+
+    for sub in ("a", "b"):
+        write_tiff(tmp_path / sub / "good.tif", np.ones((8, 8), np.uint16))
+    with pytest.raises(ValueError) as caught:
+        plan_outputs([tmp_path / "a", tmp_path / "b"], lambda p: [tmp_path / "out" / f"{p.stem}.x.tif"])
+    message = str(caught.value)
+    assert message.startswith(f"{tmp_path / 'a' / 'good.tif'} and {tmp_path / 'b' / 'good.tif'} would both write")

@@ -321,6 +321,25 @@ def test_train_to_file_refuses_before_any_work(trained_file, tiny_dataset_dir, t
     assert sorted(p.name for p in tmp_path.iterdir()) == ["stale.checkpoint.pt"]  # nothing written
 
 
+def test_train_to_a_folder_is_refused_before_any_work(tiny_dataset_dir, tmp_path, capsys, monkeypatch):
+    """Issue 15 item 3: `-o FOLDER --overwrite` trained the whole run, then failed, leaving a checkpoint and
+    no model (and the message without --overwrite pointed to exactly that trap)."""
+    import awdvd.train
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("training started")
+
+    monkeypatch.setattr(awdvd.train, "train_model", no_training)
+    folder = tmp_path / "models"
+    folder.mkdir()
+    for overwrite in ([], ["--overwrite"]):
+        assert main(["train", str(tiny_dataset_dir), "-o", str(folder), "--epochs", "1", *overwrite]) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err == [f"awdvd train: error: {folder} is a folder; -o takes the model file to write, e.g. "
+                       f"{folder / 'delpnet.pt'}"]
+    assert list(folder.iterdir()) == []
+
+
 def test_train_to_file_resumes_an_interrupted_run(tiny_dataset_dir, tmp_path):
     from awdvd.data import read_dataset
     from awdvd.optics import Optics

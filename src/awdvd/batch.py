@@ -71,6 +71,7 @@ __all__ = [
     "check_picklable",
     "in_dask_worker",
     "limit_worker_threads",
+    "quiet_dask",
 ]
 
 STATUSES = ("done", "skipped", "failed")
@@ -127,12 +128,15 @@ class BatchReport:
     """The outcome of :func:`run_batch`: one :class:`FileResult` per input file, in input order.
 
     seconds : wall time of the whole batch; where : "serial", "local Dask cluster (N workers)" or the
-    scheduler address.
+    scheduler address. changed : files redone because their input changed since their outputs were made
+    (:mod:`awdvd.reruns`). run_outputs : {what: path} of files written for the whole run (e.g. a focus QC table).
     """
 
     results: tuple[FileResult, ...]
     seconds: float
     where: str
+    changed: tuple[Path, ...] = ()
+    run_outputs: Mapping[str, Path] = field(default_factory=dict)
 
     @property
     def counts(self) -> dict[str, int]:
@@ -157,6 +161,10 @@ class BatchReport:
             f"{n} file{'s' if n != 1 else ''} in {self.seconds:.1f} s ({self.where}): {c['done']} done, "
             f"{c['skipped']} skipped, {c['failed']} failed."
         )
+        if self.changed:
+            names = ", ".join(p.name for p in self.changed[:3]) + (f" and {len(self.changed) - 3} more"
+                                                                   if len(self.changed) > 3 else "")
+            text += f" Redone because the input changed since its outputs were made: {names}."
         if c["skipped"]:
             text += " Skipped files already had all their outputs (overwrite=True / --overwrite redoes them)."
         if c["failed"]:
@@ -172,6 +180,8 @@ class BatchReport:
             "where": self.where,
             "counts": self.counts,
             "ok": self.ok,
+            "changed": [str(p) for p in self.changed],
+            "run_outputs": {k: str(v) for k, v in self.run_outputs.items()},
             "results": [r.as_dict() for r in self.results],
         }
 
@@ -308,6 +318,8 @@ _LOCAL_CLUSTER_CONFIG = {
     # (an FFT of the image, each Richardson-Lucy iteration) is then mapped and unmapped afresh, and RL on a
     # 520 x 696 image ran 3.5x slower (0.46 s -> 1.59 s, 800 000 page faults; benchmarks/bench_batch.py)
     "distributed.nanny.pre-spawn-environ": {name: 1 for name in _THREAD_VARIABLES},
+    # workers ignore Ctrl-C (the main process stops them): awdvd._dask_preload
+    "distributed.worker.preload": ["awdvd._dask_preload"],
 }
 _NO_WORKERS_GRACE_S = 60.0  # a local cluster with no worker for this long fails the files left
 
@@ -354,8 +366,26 @@ def local_cluster(workers: int):
         )
         try:
             yield cluster
-        finally:
-            cluster.close()
+        except BaseException:  # interrupted (Ctrl-C, SIGTERM) or failed: stop the workers without their log
+            with quiet_dask():
+                cluster.close()
+            raise
+        cluster.close()
+
+
+@contextlib.contextmanager
+def quiet_dask():
+    """While the block runs, distributed and tornado log nothing below CRITICAL (closing a cluster that was
+    interrupted logs the tasks and connections it cancels, none of which the user can act on)."""
+    loggers = [logging.getLogger(name) for name in ("distributed", "tornado", "asyncio")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
 
 
 @contextlib.contextmanager
@@ -371,8 +401,15 @@ def dask_client(workers: int, scheduler) -> Iterator[tuple[Any, str, bool]]:
         with Client(scheduler, set_as_default=False, timeout="30s") as client:
             yield client, f"Dask cluster at {scheduler}", False
         return
-    with local_cluster(workers) as cluster, Client(cluster, set_as_default=False) as client:
-        yield client, f"local Dask cluster, {workers} worker{'s' if workers != 1 else ''}", True
+    with local_cluster(workers) as cluster:
+        client = Client(cluster, set_as_default=False)
+        try:
+            yield client, f"local Dask cluster, {workers} worker{'s' if workers != 1 else ''}", True
+        except BaseException:
+            with quiet_dask():
+                client.close()
+            raise
+        client.close()
 
 
 def check_picklable(obj, name: str) -> None:

@@ -101,11 +101,21 @@ def read_dataset(path: str | os.PathLike, split: str) -> tuple[PatchSet, dict]:
     file = Path(path) / f"{split}.npz"
     if not file.is_file():
         raise DatasetError(f"{file} is missing; the dataset is incomplete")
-    try:
-        with np.load(file, allow_pickle=False) as arrays:
+    with open(file, "rb") as handle:
+        if handle.read(4) != b"PK\x03\x04":  # .npz files are zip archives
+            what = "empty" if file.stat().st_size == 0 else "no zip archive"
+            raise DatasetError(f"{file} is not a valid awdvd split file (it is {what}, not a .npz archive); make "
+                               "the dataset again with `awdvd simulate`")
+    try:  # our own handle: numpy leaves its file open when a damaged archive fails to open
+        with open(file, "rb") as handle, np.load(handle, allow_pickle=False) as arrays:
             fields = {f.name: arrays[f.name] for f in dataclasses.fields(PatchSet)}
-    except (KeyError, ValueError, OSError) as error:
-        raise DatasetError(f"{file} is not a valid awdvd split file ({error})") from error
+    except KeyError as error:
+        raise DatasetError(f"{file} is not a valid awdvd split file (it has no array {error}); make the dataset "
+                           "again with `awdvd simulate`") from error
+    except Exception as error:  # a damaged .npz raises BadZipFile, EOFError, ValueError (pickled data), ...
+        detail = str(error).strip().splitlines()[0][:120] if str(error).strip() else ""
+        raise DatasetError(f"{file} is not a valid awdvd split file: damaged ({type(error).__name__}"
+                           f"{': ' + detail if detail else ''}); make the dataset again with `awdvd simulate`") from error
     return PatchSet(**fields), metadata
 
 
@@ -115,11 +125,13 @@ def simulate_dataset(inputs, output: str | os.PathLike, *, optics=None, noise=No
     synthesise the patches (:func:`awdvd.synth.make_patch_dataset` with ``optics``, ``noise``, ``spec``) and
     write the folder (:func:`write_dataset`). Returns the dataset's metadata.
 
-    Raises FileExistsError before reading anything if ``output`` already holds a dataset and not ``overwrite``.
+    Raises before reading anything: NotADirectoryError if ``output`` is a file, FileExistsError if it already
+    holds a dataset and not ``overwrite``.
     """
+    from .io import check_output_folder
     from .synth import make_patch_dataset
 
-    output = Path(output)
+    output = check_output_folder(output)  # before anything is read or computed
     if (output / "dataset.json").exists() and not overwrite:
         raise FileExistsError(f"{output} already holds a dataset; use another folder or --overwrite")
     images, names = load_in_focus_images(inputs, progress=progress)
@@ -165,6 +177,9 @@ def load_in_focus_images(inputs, *, progress: bool = False) -> tuple[list[np.nda
             names.append(f"{path.name}[z={index}]")
         else:
             names.append(path.name)
+        if data.size and np.ptp(data) == 0:  # PSNR and every patch would be meaningless: say so, once
+            raise ValueError(f"{path}: the in-focus image is constant ({data.flat[0]}); it holds nothing to blur or "
+                             "restore")
         images.append(data)
     return images, names
 

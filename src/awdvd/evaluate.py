@@ -128,8 +128,11 @@ def write_evaluation(model_paths: Sequence[str | os.PathLike], dataset: str | os
     from .model import load_model
     from .plots import cmc_figure, confusion_figure, training_curves
 
+    from .io import check_output_folder
+
     if split not in SPLITS:
         raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
+    check_output_folder(out_dir)  # before any work
     model_paths = [Path(p) for p in model_paths]
     if not model_paths:
         raise ValueError("give at least one model file to evaluate")

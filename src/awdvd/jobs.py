@@ -10,10 +10,15 @@ PSF bank are loaded once per process (so once per Dask worker) with :func:`awdvd
 Images of more than ``max_px`` pixels (default 4096 x 4096) are never read whole: they go through
 :mod:`awdvd.tiles`, and their restored image is written as OME-Zarr unless another format is asked for.
 
-:func:`run_jobs` discovers and plans the files once, checks the options against the model up front, and runs
-the job: small files one per Dask worker (or all in this process: :func:`auto_workers` decides when
-``workers`` is not given), large files one after another in this process with their tiles spread over the same
-workers. It returns one :class:`awdvd.batch.BatchReport`.
+Each sidecar also records the input it was made from (:func:`awdvd.reruns.input_record`: size, time stamp,
+content hash) and the optics the file records beside the model's; a large image is restored into a resumable
+part of its output (:mod:`awdvd.io.parts`), so a stopped run keeps its map and finished tiles. A
+:class:`PredictJob` writes the run's focus QC (:mod:`awdvd.qc`) when the run ends (``job.finish``).
+
+:func:`run_jobs` (in :mod:`awdvd.runs`, importable from here) discovers and plans the files once, checks the
+options against the model up front, and runs the job: small files one per Dask worker (or all in this process:
+:func:`auto_workers` decides when ``workers`` is not given), large files one after another in this process with
+their tiles spread over the same workers. It returns one :class:`awdvd.batch.BatchReport`.
 
 Example ::
 
@@ -25,6 +30,7 @@ Example ::
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import json
 import time
@@ -39,11 +45,17 @@ from .io import LARGEST_IMAGE_IN_MEMORY_PX
 from .restore import AWDVDOptions
 from .tiles import DEFAULT_TILE_PX
 
-__all__ = ["ModelFile", "DeconvolveJob", "PredictJob", "run_jobs", "auto_workers", "FORMATS",
-           "CLUSTER_MIN_FILES_PER_WORKER", "CLUSTER_MIN_CPUS"]
+__all__ = ["ModelFile", "DeconvolveJob", "PredictJob", "run_jobs", "auto_workers", "FORMATS", "OUTPUT_SUFFIXES",
+           "FOCUS_CSV", "FOCUS_PLATE", "CLUSTER_MIN_FILES_PER_WORKER", "CLUSTER_MIN_CPUS"]
 
 FORMATS = ("auto", "tiff", "ome-tiff", "ome-zarr")
 _IMAGE_SUFFIX = {"tiff": ".awdvd.tif", "ome-tiff": ".awdvd.ome.tif", "ome-zarr": ".awdvd.ome.zarr"}
+#: the name endings of the images awdvd's jobs write: found in a folder or by a pattern, such a file that awdvd
+#: wrote (awdvd.io.made_by_awdvd) is never taken as an input, so the output folder may be the input folder
+OUTPUT_SUFFIXES = (*_IMAGE_SUFFIX.values(), ".defocus.tif", ".defocus.png")
+#: the focus QC of a predict run (awdvd.qc), beside the maps: one table for all its images, and the plate
+FOCUS_CSV = "awdvd-predict-focus.csv"
+FOCUS_PLATE = "awdvd-predict-plate.png"
 
 
 # --------------------------------------------------------------------------------------------- model
@@ -118,6 +130,27 @@ def _read_plane(path: Path):
     return image
 
 
+_NO_OPTICS = {"pixel_um": None, "wavelength_um": None, "na": None, "n": None, "source": "none"}
+
+
+def _checked_optics(path: Path, model, *, strict: bool) -> dict:
+    """The optics ``path`` records (OME-TIFF / OME-Zarr metadata, a TIFF's pixel size; nothing for PNG and
+    JPEG) compared with the model's: each mismatch an :class:`awdvd.io.OpticsWarning` (one line per file in the
+    CLI), or with ``strict`` an :class:`awdvd.io.OpticsMismatchError`. Returns what the sidecar records."""
+    from .io import OpticsWarning, check_optics, check_pixel_size, read_ome_optics
+
+    recorded = read_ome_optics(path) if path.is_dir() or path.suffix.lower() in (".tif", ".tiff") else dict(_NO_OPTICS)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", OpticsWarning)
+        mismatches = check_optics(recorded, model.optics)  # all of them, for the sidecar
+    if strict:
+        check_optics(recorded, model.optics, strict=True)
+    else:  # the pixel size with its own, more specific warning; then the rest
+        check_pixel_size(recorded["pixel_um"], model.optics.pixel_um)
+        check_optics({k: v for k, v in recorded.items() if k != "pixel_um"}, model.optics)
+    return {"file": recorded, "model": model.optics.to_dict(), "mismatches": mismatches, "strict": strict}
+
+
 @dataclass(frozen=True)
 class _Job:
     out_dir: Path
@@ -125,11 +158,12 @@ class _Job:
     options: AWDVDOptions = AWDVDOptions()
     tile_px: int = DEFAULT_TILE_PX
     max_px: int = LARGEST_IMAGE_IN_MEMORY_PX
+    strict_optics: bool = False
 
     def __post_init__(self):
-        object.__setattr__(self, "out_dir", Path(self.out_dir).absolute())
-        if self.out_dir.exists() and not self.out_dir.is_dir():
-            raise NotADirectoryError(f"{self.out_dir} exists and is not a folder; the output (-o) is a folder")
+        from .io import check_output_folder
+
+        object.__setattr__(self, "out_dir", check_output_folder(Path(self.out_dir).absolute()))
         if not isinstance(self.model, ModelFile):
             raise TypeError("model must be a ModelFile (a path loaded on each worker), not a loaded model")
         if not isinstance(self.options, AWDVDOptions):
@@ -163,6 +197,18 @@ class _Job:
 
         return image_stem(path)
 
+    def is_own_output(self, path: Path) -> bool:
+        """True for a file that is an output of awdvd (its name ends like one, :data:`OUTPUT_SUFFIXES`, and awdvd
+        wrote it): found in a folder or by a pattern, it is not an input."""
+        from .io import made_by_awdvd
+
+        name = Path(path).name.lower()
+        return (name.endswith(OUTPUT_SUFFIXES) or name == FOCUS_PLATE) and made_by_awdvd(path)
+
+    def finish(self, plan, report) -> dict[str, Path]:
+        """Write what belongs to the whole run once its files are done; returns {what: path}."""
+        return {}
+
     def settings(self) -> dict:
         """What decides the outputs' content, as stored in each sidecar ("options": the AWDVD options, "job":
         model and output settings), so that finished files made otherwise are not skipped as if redone."""
@@ -175,18 +221,31 @@ class _Job:
 # --------------------------------------------------------------------------------------------- deconvolve
 class _DtypeWriter:
     """An output array's stand-in that converts float32 tiles to ``dtype`` as they are written (rounding and
-    clipping are per pixel, so tile by tile equals whole) and counts the clipped pixels."""
+    clipping are per pixel, so tile by tile equals whole) and counts the clipped pixels. Over a resumable
+    output (:class:`awdvd.io.parts.ResumableArray`) it passes the journal on, with each tile's clipped count, so
+    that a resumed run counts the tiles it kept."""
 
     def __init__(self, target, dtype):
-        self.target, self.dtype, self.clipped = target, np.dtype(dtype), 0
+        self.target, self.dtype, self._last = target, np.dtype(dtype), 0
         self.shape = tuple(target.shape)
+        tiles = target.part.tiles if hasattr(target, "part") else {}
+        self.resumed_tiles = len(tiles)
+        self.clipped = sum(int(info.get("clipped", 0)) for info in tiles.values())
+        if hasattr(target, "tile_done"):
+            self.tile_done = target.tile_done
 
     def __setitem__(self, index, value):
         from .rl import to_input_dtype
 
         converted, clipped = to_input_dtype(value, self.dtype)
         self.clipped += clipped
+        self._last = clipped
         self.target[index] = converted
+
+    def mark_tile(self, core) -> None:
+        """The tile just written is complete (awdvd.tiles.tiled_map calls this after each tile)."""
+        if hasattr(self.target, "mark_tile"):
+            self.target.mark_tile(core, clipped=int(self._last))
 
 
 @dataclass(frozen=True)
@@ -229,6 +288,52 @@ class DeconvolveJob(_Job):
         return {"options": self.options.to_dict(),
                 "job": {"model": self.model.describe(), "dtype": self.dtype, "format": self.output_format}}
 
+    def _resume_key(self, source: dict, shape, fmt: str, dtype) -> str:
+        """What a tiled restoration's pixels depend on, hashed: a resumable part made for anything else (another
+        input, options, model file, tile size, awdvd version, device) is not resumed."""
+        import hashlib
+
+        from . import __version__
+        from ._device import resolve_device
+        from .io import file_identity
+
+        model = file_identity(self.model.path)["hash"] if self.model.path else "bundled"
+        payload = {"input": [source["size"], source["hash"]], **self.settings(), "model_file": model,
+                   "tile_px": self.tile_px, "shape": list(shape), "format": fmt, "dtype": str(dtype),
+                   "device": resolve_device(self.options.device), "version": __version__}
+        text = json.dumps(payload, sort_keys=True, default=str)
+        return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+    def _tiled_map(self, data, part, *, client, progress) -> tuple:
+        """(the defocus map of a tiled image, seconds): from the resumable ``part`` when an earlier run of the same
+        work saved it there, else computed (:func:`awdvd.restore.defocus_map_of`) and saved."""
+        import os
+
+        from .restore import defocus_map_of
+        from .windows import DefocusMap
+
+        saved = part.folder / "defocus_map.npz"
+        if part.resumed and saved.is_file():
+            try:
+                with np.load(saved, allow_pickle=False) as f:
+                    fields = json.loads(str(f["fields"]))
+                    return DefocusMap(**{k: f[k] for k in ("levels", "proba", "class_levels", "ys", "xs")},
+                                      **fields), 0.0
+            except (OSError, ValueError, KeyError):
+                pass  # unreadable: computed again
+        start = time.perf_counter()
+        dmap = defocus_map_of(data, self.model, self.options, tile_px=self.tile_px, max_px=self.max_px, client=client,
+                              progress=progress)
+        seconds = time.perf_counter() - start
+        fields = {"image_shape": [int(v) for v in dmap.image_shape], "patch_px": int(dmap.patch_px),
+                  "stride": int(dmap.stride), "mode": dmap.mode, "normalization": dmap.normalization}
+        tmp = part.folder / "defocus_map.part.npz"
+        with open(tmp, "wb") as handle:
+            np.savez(handle, levels=dmap.levels, proba=dmap.proba, class_levels=dmap.class_levels, ys=dmap.ys,
+                     xs=dmap.xs, fields=np.array(json.dumps(fields)))
+        os.replace(tmp, saved)
+        return dmap, round(seconds, 4)
+
     def __call__(self, path: Path, *, client=None, progress: bool = False) -> dict:
         """Restore ``path`` and write its outputs; ``client`` spreads a large image's tiles over a cluster."""
         from . import __version__
@@ -237,13 +342,17 @@ class DeconvolveJob(_Job):
         from .rl import to_input_dtype
         from .tiles import should_tile
 
+        from .reruns import input_record
+
         path = Path(path)
         recorder = _Recorder()
         start = time.perf_counter()
         with recorder.capture():
+            source = input_record(path)  # before reading: a file changed meanwhile is redone next time
             model = self.model()
             psfs = _psf_bank(model.optics, self.options.psf_size)
             image = _read_plane(path)
+            optics = _checked_optics(path, model, strict=self.strict_optics)
             large = should_tile(image.data.shape, max_px=self.max_px)
             fmt = self.format_for(large)
             target = self.image_output(path, large=large)
@@ -255,7 +364,8 @@ class DeconvolveJob(_Job):
             parameters = {**self.options.to_dict(), "model": self.model.describe(), "optics": model.optics.to_dict(),
                           "pixel_um": pixel_um, "dtype": str(out_dtype), "tile_px": self.tile_px if large else None}
             description = {"awdvd": "deconvolve", "version": __version__, "input": str(path), "parameters": parameters}
-            restore = dict(psfs=psfs, pixel_um=image.pixel_um, tile_px=self.tile_px, max_px=self.max_px)
+            # the pixel size was compared with the model's with the rest of the optics, just above
+            restore = dict(psfs=psfs, pixel_um=None, tile_px=self.tile_px, max_px=self.max_px)
             if not large:
                 result = restore_image(np.asarray(image.data), model, self.options, **restore)
                 restored, clipped = result.image, 0
@@ -265,15 +375,28 @@ class DeconvolveJob(_Job):
                 write_image(target, restored, format=fmt, pixel_um=pixel_um, overwrite=True, description=description,
                             chunks=self.tile_px)
             else:
-                # TIFF outputs take ``description`` when the block ends, after ``parameters`` has been completed
+                # in the output's resumable part (awdvd.io.parts): a run stopped midway (Ctrl-C, SIGTERM, killed)
+                # and started again keeps the map and the tiles already restored. TIFF outputs take
+                # ``description`` when the block ends, after ``parameters`` has been completed
+                key = self._resume_key(source, image.data.shape, fmt, out_dtype)
                 with open_image_output(target, format=fmt, shape=image.data.shape, dtype=out_dtype, pixel_um=pixel_um,
-                                       chunks=self.tile_px, overwrite=True, description=description) as out:
+                                       chunks=self.tile_px, overwrite=True, description=description,
+                                       resume_key=key) as out:
                     writer = _DtypeWriter(out, out.dtype)
-                    result = restore_image(image.data, self.model, self.options, out=writer, client=client,
+                    dmap, map_s = self._tiled_map(image.data, out.part, client=client, progress=progress)
+                    result = restore_image(image.data, self.model, self.options, dmap=dmap, out=writer, client=client,
                                            progress=progress, **restore)
-                    parameters.update(result.resolved())
+                    result.timings_s["defocus_map"] = map_s
+                    parameters.update(result.resolved(), resumed_tiles=writer.resumed_tiles)
                 clipped = writer.clipped
+        if clipped:
+            total = int(np.prod(image.data.shape))
+            recorder.messages.append(
+                f"{clipped} of {total} pixels ({clipped / total:.2%}) of the restoration fell outside the {out_dtype} "
+                "range and were clipped to it (--dtype float32 keeps every value)")
         meta.update(
+            input_file=source,
+            optics_check=optics,
             parameters=parameters,
             levels_used={name: n for name, n in result.dmap.level_counts().items() if n},
             level_grid=result.dmap.levels.tolist(),
@@ -309,17 +432,21 @@ class PredictJob(_Job):
 
     def __call__(self, path: Path, *, client=None, progress: bool = False) -> dict:
         from . import __version__
-        from .io import check_pixel_size, write_json, write_tiff
+        from .io import write_json, write_tiff
         from .restore import defocus_map_of
         from .tiles import should_tile
+
+        from .qc import focus_row
+        from .reruns import input_record
 
         path = Path(path)
         recorder = _Recorder()
         stem = self.out_dir / self._stem(path)
         with recorder.capture():
+            source = input_record(path)  # before reading: a file changed meanwhile is redone next time
             model = self.model()
             image = _read_plane(path)
-            check_pixel_size(image.pixel_um, model.optics.pixel_um)
+            optics = _checked_optics(path, model, strict=self.strict_optics)
             large = should_tile(image.data.shape, max_px=self.max_px)
             start = time.perf_counter()
             data = image.data if large else np.asarray(image.data)
@@ -344,149 +471,47 @@ class PredictJob(_Job):
                 "model": self.model.describe(),
                 "device": str(model.device),
                 "tiled": large,
+                "input_file": source,
+                "optics_check": optics,
             }
             write_tiff(f"{stem}.defocus.tif", planes, overwrite=True, description=meta)
             if not large:
                 from .plots import defocus_overlay
 
                 defocus_overlay(np.asarray(image.data), dmap, f"{stem}.defocus.png", depths_um=model.optics.depths_um,
-                                overwrite=True, title=f"{path.name}: defocus levels, stride {dmap.stride} px")
+                                overwrite=True, title=f"{path.name}: defocus levels, stride {dmap.stride} px",
+                                pixel_um=image.pixel_um or model.optics.pixel_um)
+        row = focus_row(path.name, dmap)
         write_json(self.sidecar(path), {**meta, "levels": dmap.levels.tolist(), "counts": dmap.level_counts(),
-                                        "warnings": recorder.messages, "timings_s": {"map": round(seconds, 4)}},
-                   overwrite=True)
+                                        "focus_qc": row, "warnings": recorder.messages,
+                                        "timings_s": {"map": round(seconds, 4)}}, overwrite=True)
         return {"large": large, "counts": dmap.level_counts(), "warnings": recorder.messages, "loads": _load_counts()}
 
+    def finish(self, plan, report) -> dict[str, Path]:
+        """The run's focus QC (:mod:`awdvd.qc`) in ``out_dir``: :data:`FOCUS_CSV`, one row per image of the run
+        (done now or earlier: the rows come from the sidecars), and :data:`FOCUS_PLATE`, the median level per
+        well, where the file names carry plate wells. Both are rewritten by every run."""
+        from .io import read_json
+        from .qc import focus_columns, parse_well, plate_heatmap, write_focus_csv
 
-# --------------------------------------------------------------------------------------------- run
-def _check_finished_match(plan, job) -> None:
-    """Refuse to skip finished files that were made with other settings: the user would think them redone."""
-    from .io import read_json
-
-    wanted = job.settings()
-    for path in plan.paths:
-        if not plan.done(path):
-            continue
-        try:
-            made = read_json(job.sidecar(path))
-        except (OSError, ValueError):
-            continue
-        differ = []
-        for section, values in wanted.items():
-            recorded = made.get(section)
-            if isinstance(recorded, dict):
-                differ += [(k, recorded[k], v) for k, v in values.items() if k in recorded and recorded[k] != v]
-        if differ:
-            shown = ", ".join(f"{k} {old!r} (now {new!r})" for k, old, new in differ[:3])
-            raise ValueError(f"{job.sidecar(path)} was made with other options: {shown}; pass --overwrite "
-                             "(overwrite=True) to redo finished files, or write to another output folder")
-
-
-def _merge(reports, paths, seconds: float, where: str):
-    from .batch import BatchReport
-
-    by_path = {r.path: r for report in reports for r in report.results}
-    return BatchReport(results=tuple(by_path[p] for p in paths), seconds=seconds, where=where)
+        rows = []
+        for result in report.results:
+            if result.status == "failed":
+                continue
+            try:
+                row = read_json(self.sidecar(result.path)).get("focus_qc")
+            except (OSError, ValueError):
+                row = None
+            if isinstance(row, dict):  # the sidecar keeps keys sorted: back in the table's column order
+                columns = focus_columns(sum(key.startswith("fraction_level_") for key in row))
+                rows.append({key: row.get(key) for key in columns})
+        if not rows:
+            return {}
+        written = {"focus QC": write_focus_csv(self.out_dir / FOCUS_CSV, rows, overwrite=True)}
+        if any(parse_well(row["image"]) for row in rows):
+            written["plate heat-map"] = plate_heatmap(rows, self.out_dir / FOCUS_PLATE, overwrite=True)
+        return written
 
 
-#: a local cluster is started for small files only with at least this many CPUs ...
-CLUSTER_MIN_CPUS = 4
-#: ... and at least this many files to do per worker (see :func:`auto_workers`)
-CLUSTER_MIN_FILES_PER_WORKER = 4
-
-
-def auto_workers(n_files: int, *, any_large: bool, cpus: int | None = None) -> int:
-    """The number of Dask workers when none is asked for: 0 (everything in this process) unless a local cluster
-    of single-threaded workers can be expected to pay for itself.
-
-    In this process every file gets all the CPUs (RL's FFTs and its regions in a thread pool, torch's
-    threads); a cluster first starts its workers (a few seconds), each loads torch and the model, and each
-    file then runs on one core. Measured on 2 shared cores with BBBC006 fields and the bundled model
-    (``benchmarks/bench_batch.py --files N --workers auto,0,2``): one process took 11 s for 6 files and 36 s
-    for 20, a local cluster of 2 workers 22 s and 46 s (load average 3.3-4.2; at 9-11: 29 / 78 s against
-    51 / 96 s). Where a cluster starts to pay was not measured (no machine with more cores was at hand): the
-    thresholds below are deliberately cautious. So:
-
-    - a large image (tiled) anywhere in the batch: one worker per CPU (its tiles use them all);
-    - fewer than :data:`CLUSTER_MIN_CPUS` CPUs: 0;
-    - else one worker per CPU, at most one per :data:`CLUSTER_MIN_FILES_PER_WORKER` files, and 0 if that
-      leaves fewer than two workers.
-
-    ``cpus`` defaults to the CPUs this process may use (:func:`awdvd._threads.available_cpus`).
-    """
-    from ._threads import available_cpus
-
-    cpus = available_cpus() if cpus is None else check_positive_int(cpus, "cpus")
-    if any_large:
-        return cpus
-    if cpus < CLUSTER_MIN_CPUS:
-        return 0
-    workers = min(cpus, n_files // CLUSTER_MIN_FILES_PER_WORKER)
-    return workers if workers >= 2 else 0
-
-
-def run_jobs(inputs, job, *, workers: int | None = None, scheduler=None, overwrite: bool = False,
-             progress: bool = False):
-    """Run ``job`` (a :class:`DeconvolveJob` or :class:`PredictJob`) over image files.
-
-    Parameters
-    ----------
-    inputs : files, folders or glob patterns (see :func:`awdvd.io.find_images`).
-    workers : None (default): :func:`auto_workers`; 0: everything in this process (identical results);
-        N >= 1: a local Dask cluster of N single-threaded workers, shared by all files (ignored with
-        ``scheduler``).
-    scheduler : address of a running Dask scheduler to use instead of a local cluster.
-    overwrite : redo files whose outputs exist. Without it they are skipped, unless their sidecar records
-        other options (ValueError: rerunning with new options into the same folder must not look done).
-    progress : progress bars (files; tiles of large images).
-
-    Returns
-    -------
-    :class:`awdvd.batch.BatchReport` over all files, in input order. Small files run one per worker; large
-    ones one after another in this process, their tiles on the cluster.
-
-    Raises
-    ------
-    Before any file is processed: FileNotFoundError / ValueError for inputs that name nothing, outputs that
-    would replace inputs or collide, finished files made with other options, a model file that cannot be
-    loaded or options it cannot take (a stride larger than its windows).
-    """
-    from .batch import local_cluster, run_batch
-    from .io import plan_outputs
-
-    start = time.perf_counter()
-    plan = plan_outputs(inputs, job.outputs)  # collisions, outputs that would replace inputs: refused up front
-    job.check_model()
-    if not overwrite:
-        _check_finished_match(plan, job)
-    todo = plan.todo(overwrite=overwrite)
-    large = {p for p in todo if job.is_large(p)}
-    if workers is None and scheduler is None:
-        workers = auto_workers(len(todo), any_large=bool(large))
-    workers = check_positive_int(0 if workers is None else workers, "workers", minimum=0)
-    small_plan = plan.subset(p for p in plan.paths if p not in large)
-    large_plan = plan.subset(large)
-    common = dict(overwrite=overwrite, progress=progress)
-
-    def run_all(address):
-        reports = []
-        if small_plan.paths:
-            if address is None:
-                reports.append(run_batch(small_plan, job, workers=0, **common))
-            else:
-                reports.append(run_batch(small_plan, job, scheduler=address, **common))
-        if large_plan.paths:  # here, one at a time; their tiles go to the cluster
-            reports.append(run_batch(large_plan, functools.partial(job, client=address, progress=progress),
-                                     workers=0, **common))
-        return reports
-
-    if scheduler is not None:
-        reports = run_all(scheduler)
-        where = f"Dask cluster at {scheduler}"
-    elif workers == 0 or not todo:
-        reports = run_all(None)
-        where = "serial"
-    else:
-        with local_cluster(workers) as cluster:
-            reports = run_all(cluster.scheduler_address)
-        where = f"local Dask cluster, {workers} worker{'s' if workers != 1 else ''}"
-    return _merge(reports, plan.paths, time.perf_counter() - start, where)
+# run_jobs and auto_workers live in awdvd.runs (running a job over many files); re-exported here
+from .runs import CLUSTER_MIN_CPUS, CLUSTER_MIN_FILES_PER_WORKER, auto_workers, run_jobs  # noqa: E402

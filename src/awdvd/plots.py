@@ -8,8 +8,9 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["figure", "save_figure", "psf_montage", "defocus_overlay", "training_curves", "confusion_figure", "cmc_figure",
-           "plot_patch_metrics", "plot_whole_image"]
+__all__ = ["figure", "save_figure", "psf_montage", "defocus_overlay", "level_colours", "level_image", "scale_bar", "hatch_background",
+           "training_curves", "confusion_figure", "cmc_figure", "plot_patch_metrics", "plot_whole_image",
+           "OVERLAY_ALPHA"]
 
 
 def figure(*args, **kwargs):
@@ -27,8 +28,10 @@ def save_figure(fig, path, *, overwrite: bool = False, dpi: int = 120) -> Path:
 
     from .io import atomic_path
 
-    with atomic_path(path, overwrite=overwrite) as tmp:
-        fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png")
+    from .io.writers import software
+
+    with atomic_path(path, overwrite=overwrite) as tmp:  # the Software text says awdvd wrote it (io.made_by_awdvd)
+        fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png", metadata={"Software": software()})
     plt.close(fig)
     return Path(path)
 
@@ -56,29 +59,100 @@ def _stretch(image: np.ndarray, low: float = 0.5, high: float = 99.8) -> np.ndar
     return np.clip((x - lo) / (hi - lo), 0, 1) if hi > lo else np.zeros_like(x)
 
 
+#: opacity of the level colours over the image (the image stays readable beneath)
+OVERLAY_ALPHA = 0.45
+
+
+def level_colours(n_levels: int) -> np.ndarray:
+    """(n_levels, 4) RGBA: the colour of each defocus level in every awdvd figure (turbo, blue = in focus)."""
+    return np.array([matplotlib_cmap("turbo")(v) for v in np.linspace(0.05, 0.95, n_levels)])
+
+
+def _cells(starts: np.ndarray, patch_px: int, length: int) -> np.ndarray:
+    """(n, 2) [first, end) pixel range each window owns along one axis when every pixel takes the window whose
+    centre is nearest (DefocusMap.to_pixels(method="nearest"))."""
+    centres = starts + (patch_px - 1) / 2
+    edges = np.concatenate([[0.0], (centres[:-1] + centres[1:]) / 2 + 0.5, [float(length)]])
+    edges = np.clip(np.floor(edges), 0, length)
+    return np.stack([edges[:-1], edges[1:]], axis=1)
+
+
+def scale_bar(ax, pixel_um: float | None, *, width_px: float, colour: str = "white", fontsize: float = 7,
+              outside: bool = False) -> None:
+    """A scale bar of a round length (about a fifth of ``width_px``) at the lower right of an image axis, or
+    just below the image with ``outside`` (where labels fill the image); nothing without ``pixel_um``."""
+    if not pixel_um or width_px <= 0:
+        return
+    import matplotlib.transforms as mtransforms
+
+    target_um = width_px * pixel_um / 5
+    nice = [n * 10**e for e in range(-2, 5) for n in (1, 2, 5)]
+    length_um = max([n for n in nice if n <= target_um] or [nice[0]])
+    length_px = length_um / pixel_um
+    x0, x1 = sorted(ax.get_xlim())
+    right = x1 - 0.03 * (x1 - x0)
+    label = f"{length_um:g} µm" if length_um >= 1 else f"{length_um * 1000:g} nm"
+    # x in data (pixels), y in axes fractions: the bar's length is the image's scale wherever it is drawn
+    blend = mtransforms.blended_transform_factory(ax.transData, ax.transAxes)
+    y, colour = (-0.035, "black") if outside else (0.05, colour)
+    ax.plot([right - length_px, right], [y, y], color=colour, lw=3, solid_capstyle="butt", transform=blend,
+            clip_on=False)
+    ax.text(right - length_px - 0.01 * (x1 - x0), y, label, color=colour, ha="right", va="center",
+            fontsize=fontsize, transform=blend, clip_on=False)
+
+
+def level_image(image: np.ndarray, levels_px: np.ndarray, n_levels: int, *, alpha: float = OVERLAY_ALPHA):
+    """(H, W, 3) float picture: the image in grey with each pixel's level colour laid over it at ``alpha``
+    (background, -1, left grey), and the (n_levels, 3) colours those levels show over the image's background
+    (its median grey), for a colour bar that matches what the eye sees."""
+    grey = _stretch(image)
+    colours = level_colours(n_levels)[:, :3]
+    picture = np.repeat(grey[..., None], 3, axis=2)
+    foreground = levels_px >= 0
+    tint = colours[np.clip(levels_px, 0, n_levels - 1)]
+    picture[foreground] = (1 - alpha) * picture[foreground] + alpha * tint[foreground]
+    backdrop = float(np.median(grey))
+    return picture, (1 - alpha) * backdrop + alpha * colours
+
+
+def hatch_background(ax, mask: np.ndarray) -> None:
+    """Background pixels hatched in translucent white, the image still visible beneath (no fill)."""
+    if not mask.any():
+        return
+    hatched = ax.contourf(mask.astype(float), levels=[0.5, 1.5], colors="none", hatches=["///"])
+    hatched.set_edgecolor((1.0, 1.0, 1.0, 0.55))
+    hatched.set_linewidth(0.0)
+    ax.contour(mask.astype(float), levels=[0.5], colors=[(1.0, 1.0, 1.0, 0.8)], linewidths=0.6)
+
+
 def defocus_overlay(image: np.ndarray, dmap, path, *, depths_um: Sequence[float] | None = None, title: str | None = None,
-                    overwrite: bool = False) -> Path:
-    """The paper's Fig. 2(c): the image in grey with every window's level as a colour (each pixel takes the
-    window whose centre is nearest), background windows hatched, level numbers written on the windows when
-    there are few enough of them to read."""
+                    pixel_um: float | None = None, overwrite: bool = False) -> Path:
+    """The paper's Fig. 2(c): the image in grey with every window's level as a translucent colour (each pixel
+    takes the window whose centre is nearest), background windows hatched over the image (never hidden), level
+    numbers in the middle of each window's cell when there are few enough to read, a colour bar of the colours
+    as they show over the image's background, and a scale bar where ``pixel_um`` is known."""
     import matplotlib.colors as mcolors
 
     n_levels = int(max(dmap.class_levels.max(), 0)) + 1
     pixels = dmap.to_pixels(method="nearest")
     height, width = pixels.shape
     fig, ax = figure(figsize=(8.0, 8.0 * height / width + 0.6))
-    ax.imshow(_stretch(image), cmap="gray", interpolation="nearest")
-    cmap = mcolors.ListedColormap([matplotlib_cmap("turbo")(v) for v in np.linspace(0.05, 0.95, n_levels)])
-    shown = ax.imshow(np.ma.masked_less(pixels, 0), cmap=cmap, vmin=-0.5, vmax=n_levels - 0.5, alpha=0.45,
-                      interpolation="nearest")
-    if np.any(pixels < 0):
-        ax.contourf((pixels < 0).astype(float), levels=[0.5, 1.5], colors="none", hatches=["///"])
+    picture, shown_colours = level_image(image, pixels, n_levels)
+    ax.imshow(picture, interpolation="nearest")
+    hatch_background(ax, pixels < 0)
     if dmap.levels.size <= 300:
+        rows = _cells(np.asarray(dmap.ys), dmap.patch_px, height)
+        cols = _cells(np.asarray(dmap.xs), dmap.patch_px, width)
         for (j, i), level in np.ndenumerate(dmap.levels):
-            cy, cx = dmap.centres[j, i]
-            ax.text(cx, cy, "bg" if level < 0 else str(int(level)), ha="center", va="center", fontsize=7,
-                    color="white", fontweight="bold")
-    bar = fig.colorbar(shown, ax=ax, ticks=range(n_levels), fraction=0.035, pad=0.02)
+            (y0, y1), (x0, x1) = rows[j], cols[i]
+            if min(y1 - y0, x1 - x0) < 14:  # too small a cell to hold a label without touching its neighbours
+                continue
+            ax.text((x0 + x1 - 1) / 2, (y0 + y1 - 1) / 2, "bg" if level < 0 else str(int(level)), ha="center",
+                    va="center", fontsize=7, color="white", fontweight="bold")
+    scale_bar(ax, pixel_um, width_px=width, outside=True)
+    cmap = mcolors.ListedColormap(shown_colours)
+    mappable = matplotlib_cmap_mappable(cmap, n_levels)
+    bar = fig.colorbar(mappable, ax=ax, ticks=range(n_levels), fraction=0.035, pad=0.02)
     labels = [str(level) for level in range(n_levels)]
     if depths_um is not None:
         labels = [f"{level} ({z:g} um)" for level, z in zip(range(n_levels), depths_um)]
@@ -87,6 +161,14 @@ def defocus_overlay(image: np.ndarray, dmap, path, *, depths_um: Sequence[float]
     ax.set_axis_off()
     ax.set_title(title or f"defocus map, {dmap.patch_px} px windows, stride {dmap.stride} px ({dmap.mode})", fontsize=9)
     return save_figure(fig, path, overwrite=overwrite)
+
+
+def matplotlib_cmap_mappable(cmap, n_levels: int):
+    """A ScalarMappable of ``cmap`` over the levels 0 .. n_levels - 1 (one colour per level), for colour bars."""
+    import matplotlib.cm as cm
+    import matplotlib.colors as mcolors
+
+    return cm.ScalarMappable(norm=mcolors.Normalize(vmin=-0.5, vmax=n_levels - 0.5), cmap=cmap)
 
 
 def matplotlib_cmap(name: str):

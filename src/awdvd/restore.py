@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._checks import check_image, check_odd_size, check_positive_int
+from ._checks import check_image, check_odd_size, check_offset_in_range, check_positive_int
 from ._config import FrozenConfig
 from .blend import METHODS
 from .io import LARGEST_IMAGE_IN_MEMORY_PX
@@ -287,6 +287,7 @@ def restore_image(
     iterations = iterations_per_level(options, loaded, n_levels=len(psfs))
     device = resolve_device(options.device)
     offset = resolve_offset(options.offset, image, max_samples=OFFSET_SAMPLES)
+    check_offset_in_range(options.offset, image, max_samples=OFFSET_SAMPLES)  # a number that would destroy the image
     tiled = lazy or should_tile(shape, max_px=max_px)
     rl = dict(iterations=iterations, method=options.method, weighting=options.weighting, offset=offset,
               halo_px=options.halo_px, device=device)

@@ -155,7 +155,9 @@ def tiled_map(
     halo_px : halo on each side (int or (y, x)), at least the operation's reach in pixels.
     out : (H, W) array to write into (numpy, memmap, zarr, e.g. from ``awdvd.io.open_ome_zarr_output``);
         None allocates a numpy array of the dtype ``fn`` returns. For zarr, a ``tile_px`` that is a multiple
-        of the chunk size writes whole chunks.
+        of the chunk size writes whole chunks. An ``out`` with ``tile_done(core)`` and ``mark_tile(core)``
+        (:class:`awdvd.io.parts.ResumableArray`: the output of an earlier, interrupted run of the same work)
+        resumes: tiles it holds are not computed again, and each tile written is marked.
     workers : 0 (default) runs the tiles one after another in this process; N >= 1 starts a local Dask
         cluster of N workers for this call. Ignored when ``client`` is given.
     client : a ``distributed.Client`` or scheduler address to run the tiles on an existing cluster.
@@ -177,19 +179,27 @@ def tiled_map(
         raise ValueError(f"out has shape {tuple(out.shape)}; it must match the image, {shape}")
     workers = check_positive_int(workers, "workers", minimum=0)
     holder = {"out": out}
+    done, mark = getattr(out, "tile_done", None), getattr(out, "mark_tile", None)
+    total = len(tiles)
+    if done is not None:
+        tiles = [(core, read) for core, read in tiles if not done(core)]
 
     def write(core, result):
         if holder["out"] is None:
             holder["out"] = np.empty(shape, dtype=result.dtype)
         holder["out"][core] = result
+        if mark is not None:  # after the pixels: a tile in the journal is complete
+            mark(core)
 
     def crop_of(core, read):  # the core's position inside the block that was read
         return tuple(slice(c.start - r.start, c.stop - r.start) for c, r in zip(core, read))
 
     from tqdm.auto import tqdm
 
-    with tqdm(total=len(tiles), unit="tile", desc="tiles", disable=not progress) as bar:
-        if client is None and workers == 0:
+    with tqdm(total=total, initial=total - len(tiles), unit="tile", desc="tiles", disable=not progress) as bar:
+        if not tiles:
+            pass
+        elif client is None and workers == 0:
             for core, read in tiles:
                 block = read_block(image, read)
                 write(core, _apply_tile(fn, block, (read[0].start, read[1].start), crop_of(core, read)))

@@ -460,7 +460,16 @@ def output_paths(model_path: str | Path) -> dict[str, Path]:
 
 def check_outputs(paths: dict[str, Path], *, resume: bool = False, overwrite: bool = False) -> None:
     """Raise before any work if the files of :func:`output_paths` would be overwritten, a checkpoint to resume
-    is missing, or a stale checkpoint of an interrupted run would be silently discarded."""
+    is missing, or a stale checkpoint of an interrupted run would be silently discarded (and, before any of that,
+    if the model path is a folder: ``-o FOLDER`` with ``--overwrite`` used to train the whole run, then fail)."""
+    from .io import check_output_folder
+
+    folders = [p for p in paths.values() if p.is_dir()]
+    if folders:
+        model = paths["model"]
+        raise IsADirectoryError(f"{folders[0]} is a folder; -o takes the model file to write, e.g. "
+                                f"{model / 'delpnet.pt' if model.is_dir() else model}")
+    check_output_folder(paths["model"].parent, option="-o's folder")
     existing = [p for key, p in paths.items() if key != "checkpoint" and p.exists()]
     if existing and not overwrite:
         raise FileExistsError(f"{existing[0]} exists; choose another output or pass --overwrite")

@@ -35,6 +35,10 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", type=Path, help="model file from `awdvd train` (default: the bundled model)")
     parser.add_argument("--device", choices=DEVICE_CHOICES, default=defaults().device,
                         help="where the network and the deconvolution run (default: auto, CUDA if available)")
+    parser.add_argument("--strict-optics", action="store_true",
+                        help="fail an image whose OME metadata (pixel size, emission wavelength, NA, immersion) "
+                             "disagree with the model's optics by more than 5%% (default: a warning line; the "
+                             "sidecar records both)")
 
 
 def add_batch_arguments(parser: argparse.ArgumentParser) -> None:
@@ -61,6 +65,12 @@ def add_batch_arguments(parser: argparse.ArgumentParser) -> None:
                             f"(default {LARGEST_IMAGE_IN_MEMORY_PX} = 4096 x 4096)")
 
 
+def interrupted(args: argparse.Namespace) -> str:
+    """What an interrupted run of predict / deconvolve leaves (awdvd.cli.main prints it after "interrupted")."""
+    return (f"finished images are kept in {args.output} and half-written ones removed: run the same command "
+            "again to go on (finished images are skipped)")
+
+
 def model_file_from_args(args: argparse.Namespace):
     """The ModelFile of ``--model`` on ``--device`` (loaded by the job up front, so that a missing or broken
     model file is one error before any image is touched)."""
@@ -72,7 +82,7 @@ def model_file_from_args(args: argparse.Namespace):
 def run_and_report(command: str, args: argparse.Namespace, job, noun: str) -> int:
     """Run ``job`` over ``args.inputs``; print warnings, a summary (stdout; stderr if a file failed) and
     write the report as JSON in the output folder. Exit status 1 if any file failed."""
-    from ..io import write_json
+    from ..io import keep_previous, write_json
     from ..jobs import run_jobs
 
     if args.scheduler is not None and "://" not in args.scheduler:
@@ -88,7 +98,11 @@ def run_and_report(command: str, args: argparse.Namespace, job, noun: str) -> in
         print(f"awdvd {command}: warning: {shown}: {message}", file=sys.stderr)
     c = report.counts
     if c["done"] or c["failed"]:
-        write_json(Path(job.out_dir) / f"awdvd-{command}-report.json", report.as_dict(), overwrite=True)
+        path = Path(job.out_dir) / f"awdvd-{command}-report.json"
+        keep_previous(path)  # the report of an earlier run stays, under its own date
+        write_json(path, report.as_dict(), overwrite=True)
+    for what, path in report.run_outputs.items():
+        print(f"{what}: {path}")
     if report.ok:
         print(f"{noun}: {report.summary()} Outputs in {job.out_dir}.")
         return 0

@@ -9,8 +9,8 @@ from ..blend import METHODS
 from ..jobs import FORMATS
 from ..predict import MAP_MODES
 from ..windows import WEIGHTINGS
-from ._common import non_negative_int, offset_arg, positive_int
-from ._outputs import add_batch_arguments, add_model_arguments, defaults, window_stride
+from ._common import psf_size, non_negative_int, offset_arg, positive_int
+from ._outputs import add_batch_arguments, add_model_arguments, defaults, interrupted, window_stride
 
 
 def register(subparsers) -> None:
@@ -46,7 +46,7 @@ def register(subparsers) -> None:
                         help="camera offset + background (ADU) removed before RL and added back: a number, or "
                              "'auto' (default): the image's 1st percentile (on BBBC006-like data worth 0.4-2.7 dB "
                              "PSNR over 0)")
-    parser.add_argument("--psf-size", type=positive_int, default=d.psf_size,
+    parser.add_argument("--psf-size", type=psf_size, default=d.psf_size,
                         help="odd PSF size in px (default: 99%% energy of the deepest level)")
     parser.add_argument("--halo-px", type=non_negative_int, default=d.halo_px,
                         help="image context around each RL region in px (default: 3 x the PSF's 99%% radius, per level)")
@@ -57,7 +57,7 @@ def register(subparsers) -> None:
                              "tiff (ImageJ TIFF), ome-tiff (.ome.tif) or ome-zarr (.ome.zarr folder)")
     add_batch_arguments(parser)
     add_model_arguments(parser)
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=run, on_interrupt=interrupted)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -69,5 +69,6 @@ def run(args: argparse.Namespace) -> int:
                            weighting=args.weighting, offset=args.offset, psf_size=args.psf_size,
                            halo_px=args.halo_px, map_mode=args.map_mode, device=args.device)
     job = DeconvolveJob(out_dir=args.output, model=model_file_from_args(args), options=options, dtype=args.dtype,
-                        output_format=args.format, tile_px=args.tile_px, max_px=args.max_whole_px)
+                        output_format=args.format, tile_px=args.tile_px, max_px=args.max_whole_px,
+                        strict_optics=args.strict_optics)
     return run_and_report("deconvolve", args, job, "restored")

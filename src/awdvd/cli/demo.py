@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 
@@ -26,7 +27,8 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..demo import run_demo
 
-    summary = run_demo(args.output, model=args.model, image=args.image, overwrite=args.overwrite, seed=args.seed)
+    summary = run_demo(args.output, model=args.model, image=args.image, overwrite=args.overwrite, seed=args.seed,
+                       progress=sys.stderr.isatty())
     print(f"demo finished in {summary['seconds']:.1f} s; defocus levels from {summary['levels_from']}")
     print(f"outputs in {args.output}/:")
     for name, path in summary["outputs"].items():

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ._common import non_negative_int, offset_arg, positive_int
+from ._common import psf_size, non_negative_int, offset_arg, positive_int
 from ._outputs import defaults, window_stride
 
 
@@ -31,7 +31,7 @@ def register(subparsers) -> None:
     parser.add_argument("--strides", type=window_stride, nargs="+",
                         help="strides of the fast method on whole images (default: half and a quarter of the "
                              "window, and 8: 42 21 8 for 84 px windows)")
-    parser.add_argument("--psf-size", type=positive_int, default=d.psf_size,
+    parser.add_argument("--psf-size", type=psf_size, default=d.psf_size,
                         help="odd PSF size in px (default: 99%% energy)")
     parser.add_argument("--offset", type=offset_arg, default=d.offset,
                         help="camera offset removed before RL (ADU), or 'auto' (default: the image's, or each "
@@ -43,7 +43,9 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..evaluate_restoration import write_restoration_report
+    from ..io import check_output_folder
 
+    check_output_folder(args.output)  # before any work
     written = write_restoration_report(args.output, dataset=args.dataset, in_focus=args.in_focus or (),
                                        model=args.model, per_level=args.per_level, strides=args.strides,
                                        seed=args.seed, overwrite=args.overwrite, iterations=args.iterations,

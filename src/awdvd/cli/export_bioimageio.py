@@ -24,7 +24,9 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..bioimageio import export_bioimageio
+    from ..io import check_output_file
 
+    check_output_file(args.output, overwrite=args.overwrite, example="delpnet.zip")  # before any work
     path = export_bioimageio(args.model, args.output, name=args.name, overwrite=args.overwrite)
     print(f"wrote {path}; check it with: bioimageio test {path}")
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 
@@ -24,6 +25,6 @@ def run(args: argparse.Namespace) -> int:
     from ..data import fetch_bbbc006, parse_planes
 
     planes = parse_planes(args.planes)
-    folders = fetch_bbbc006(args.output, planes=planes, timeout_s=args.timeout_s, progress=True)
+    folders = fetch_bbbc006(args.output, planes=planes, timeout_s=args.timeout_s, progress=sys.stderr.isatty())
     print(f"BBBC006: {len(folders)} plane folder(s) ready in {args.output}")
     return 0

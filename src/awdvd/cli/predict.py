@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..predict import MAP_MODES, NORMALIZATIONS
-from ._outputs import add_batch_arguments, add_model_arguments, defaults, window_stride
+from ._outputs import add_batch_arguments, add_model_arguments, defaults, interrupted, window_stride
 
 
 def register(subparsers) -> None:
@@ -17,9 +17,12 @@ def register(subparsers) -> None:
         description="Classify every window (84 x 84 px for DelpNet) of each image into a defocus level or background with a "
         "DelpNet model. Writes, per image, STEM.defocus.tif (float32 planes: the level of every window, -1 = "
         "background, then one probability plane per class; window positions in the JSON), STEM.defocus.png (the "
-        "levels as colours over the image; not drawn for images processed in tiles) and STEM.defocus.json. Images "
-        "run in parallel worker processes; a rerun skips images already done. INPUT: files, folders, glob patterns "
-        "or OME-Zarr folders (*.zarr).",
+        "levels as colours over the image; not drawn for images processed in tiles) and STEM.defocus.json (with "
+        "the optics the file records beside the model's). For the whole run, awdvd-predict-focus.csv: one focus "
+        "QC row per image (fraction of windows per level, median and mean level, confidence, background "
+        "fraction, out-of-focus flag at median level >= 2), and awdvd-predict-plate.png, the median level per "
+        "well, where file names carry plate wells (..._B03_...). Images run in parallel worker processes; a rerun "
+        "skips images already done. INPUT: files, folders, glob patterns or OME-Zarr folders (*.zarr).",
     )
     parser.add_argument("inputs", nargs="+", metavar="IMAGE", help="2-D images, folders or globs")
     parser.add_argument("-o", "--output", required=True, type=Path, help="output folder")
@@ -32,7 +35,7 @@ def register(subparsers) -> None:
                         help="dense mode: per-pixel min-max over the centred window (local) or the whole image")
     add_batch_arguments(parser)
     add_model_arguments(parser)
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=run, on_interrupt=interrupted)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -43,5 +46,5 @@ def run(args: argparse.Namespace) -> int:
 
     options = AWDVDOptions(stride=args.stride, map_mode=args.mode, normalization=args.normalization, device=args.device)
     job = PredictJob(out_dir=args.output, model=model_file_from_args(args), options=options, tile_px=args.tile_px,
-                     max_px=args.max_whole_px)
+                     max_px=args.max_whole_px, strict_optics=args.strict_optics)
     return run_and_report("predict", args, job, "defocus maps")

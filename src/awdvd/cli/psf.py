@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ._common import add_optics_arguments, optics_from_args, positive_int
+from ._common import add_optics_arguments, optics_from_args, positive_int, psf_size
 
 
 def register(subparsers) -> None:
@@ -17,7 +17,7 @@ def register(subparsers) -> None:
     )
     parser.add_argument("-o", "--output", required=True, type=Path, help="output TIFF path (PNG beside it)")
     parser.add_argument("--z-um", type=float, help="one defocus in um (default: the bank of all levels)")
-    parser.add_argument("--size", type=positive_int, help="odd PSF size in px (default: 99%% energy of the deepest level)")
+    parser.add_argument("--size", type=psf_size, help="odd PSF size in px (default: 99%% energy of the deepest level)")
     parser.add_argument("--oversample", type=positive_int, default=7, help="sub-samples per pixel side (default 7)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     add_optics_arguments(parser)
@@ -34,9 +34,10 @@ def run(args: argparse.Namespace) -> int:
     optics = optics_from_args(args)
     output = args.output if args.output.suffix.lower() in (".tif", ".tiff") else args.output.with_suffix(".tif")
     png = output.with_suffix(".png")
+    from ..io import check_output_file
+
     for path in (output, png):
-        if path.exists() and not args.overwrite:
-            raise FileExistsError(f"{path} exists; choose another output or pass --overwrite")
+        check_output_file(path, overwrite=args.overwrite, example="bank.tif")
     if args.z_um is not None:
         psfs = defocus_psf(args.z_um, optics=optics, size=args.size, oversample=args.oversample)[None]
         depths = [args.z_um]

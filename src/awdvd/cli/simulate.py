@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
-from ._common import add_optics_arguments, non_negative_int, optics_from_args, positive_float, positive_int
+from ._common import psf_size, add_optics_arguments, non_negative_int, optics_from_args, positive_float, positive_int
 
 
 def register(subparsers) -> None:
@@ -31,7 +32,7 @@ def register(subparsers) -> None:
     parser.add_argument("--gain", type=positive_float, default=0.33, help="camera gain, ADU per photon (default: BBBC006's, measured)")
     parser.add_argument("--offset", type=float, default=96.0, help="camera offset, ADU (default: BBBC006's, measured)")
     parser.add_argument("--read-noise", type=float, default=0.0, help="Gaussian read noise, ADU (default 0)")
-    parser.add_argument("--psf-size", type=positive_int, help="odd PSF size in px (default: 99%% energy)")
+    parser.add_argument("--psf-size", type=psf_size, help="odd PSF size in px (default: 99%% energy)")
     parser.add_argument("--seed", type=non_negative_int, default=0, help="random seed (default 0)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing dataset in the folder")
     add_optics_arguments(parser)
@@ -48,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
                        psf_size=args.psf_size, seed=args.seed)
     noise = CameraNoise(gain_adu_per_e=args.gain, offset_adu=args.offset, read_noise_adu=args.read_noise)
     metadata = simulate_dataset(args.inputs, args.output, optics=optics_from_args(args), noise=noise, spec=spec,
-                                overwrite=args.overwrite, progress=True)
+                                overwrite=args.overwrite, progress=sys.stderr.isatty())
     n, images_per_split = metadata["n_patches"], metadata["n_synthetic_images"]
     print(f"wrote {args.output}: {len(metadata['sources'])} source images x {len(metadata['level_depths_um'])} levels; "
           + ", ".join(f"{k} {images_per_split[k]} images / {n[k]} patches" for k in n))

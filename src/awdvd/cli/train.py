@@ -45,12 +45,24 @@ def register(subparsers) -> None:
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run from its checkpoint")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing model (and its curves) or "
                         "a stale checkpoint")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-    parser.set_defaults(func=run)
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars (there are none when stderr is not a terminal, e.g. a log file)")
+    parser.set_defaults(func=run, on_interrupt=interrupted)
+
+
+def interrupted(args: argparse.Namespace) -> str:
+    """What an interrupted (Ctrl-C, SIGTERM) training leaves (awdvd.cli.main prints it)."""
+    from ..train import output_paths
+
+    if args.output is None:
+        return ""
+    checkpoint = output_paths(args.output)["checkpoint"]
+    if checkpoint.exists():
+        return (f"the last complete epoch is saved in {checkpoint}: continue with the same command and --resume")
+    return "interrupted before the first epoch ended; nothing saved"
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..train import describe_variant, output_paths, train_to_file
+    from ..train import describe_variant, train_to_file
 
     if args.list_variants:
         for name in VARIANT_NAMES:
@@ -58,19 +70,11 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.dataset is None or args.output is None:
         raise ValueError("give a DATASET and -o MODEL (or --list-variants)")
-    try:
-        done = train_to_file(args.dataset, args.output, recipe=args.recipe, variant=args.variant, epochs=args.epochs,
-                             batch_size=args.batch_size, lr=args.lr, seed=args.seed, device=args.device,
-                             threads=args.threads, init=args.init, resume=args.resume, overwrite=args.overwrite,
-                             progress=not args.no_progress, log=lambda line: print(line, file=sys.stderr, flush=True))
-    except KeyboardInterrupt:
-        checkpoint = output_paths(args.output)["checkpoint"]
-        if checkpoint.exists():
-            print(f"awdvd train: interrupted; the last complete epoch is saved in {checkpoint}: continue with the "
-                  "same command and --resume", file=sys.stderr)
-        else:
-            print("awdvd train: interrupted before the first epoch ended; nothing saved", file=sys.stderr)
-        return 130
+    done = train_to_file(args.dataset, args.output, recipe=args.recipe, variant=args.variant, epochs=args.epochs,
+                         batch_size=args.batch_size, lr=args.lr, seed=args.seed, device=args.device,
+                         threads=args.threads, init=args.init, resume=args.resume, overwrite=args.overwrite,
+                         progress=not args.no_progress and sys.stderr.isatty(),
+                         log=lambda line: print(line, file=sys.stderr, flush=True))
     training, summary = done.result.model.info["training"], done.test_summary
     line = (f"wrote {done.paths['model']}: best epoch {done.result.best_epoch}/{len(done.result.history)}, val "
             f"accuracy {training['best_val_accuracy']:.4f}")

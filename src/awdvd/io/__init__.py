@@ -12,7 +12,7 @@ and which files a command names.
   is complete.
 """
 
-from .files import BatchPlan, find_images, plan_outputs
+from .files import SOFTWARE_PREFIX, BatchPlan, file_identity, find_images, made_by_awdvd, plan_outputs, same_content
 from .images import (
     IMAGE_SUFFIXES,
     LARGEST_IMAGE_IN_MEMORY_PX,
@@ -31,9 +31,13 @@ from .images import (
     read_json,
     read_ome_optics,
 )
+from .parts import ResumableArray, open_resumable_part, sweep_orphans
 from .writers import (
     OUTPUT_FORMATS,
     atomic_path,
+    check_output_file,
+    check_output_folder,
+    keep_previous,
     open_image_output,
     open_ome_zarr_output,
     write_csv,
@@ -51,6 +55,10 @@ __all__ = [
     "find_images",
     "plan_outputs",
     "BatchPlan",
+    "file_identity",
+    "same_content",
+    "made_by_awdvd",
+    "SOFTWARE_PREFIX",
     "write_tiff",
     "write_ome_tiff",
     "write_ome_zarr",
@@ -65,6 +73,12 @@ __all__ = [
     "image_shape",
     "image_stem",
     "atomic_path",
+    "check_output_folder",
+    "check_output_file",
+    "keep_previous",
+    "sweep_orphans",
+    "open_resumable_part",
+    "ResumableArray",
     "check_pixel_size",
     "is_image_folder",
     "IMAGE_SUFFIXES",

@@ -3,7 +3,9 @@ the file records; images too large for memory are read lazily (dask). Part of :m
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import math
 import os
 import re
@@ -18,7 +20,7 @@ if TYPE_CHECKING:  # dask is imported only when an image is read lazily
     import dask.array
 
 __all__ = ["ImageFile", "read_image", "image_shape", "image_stem", "is_image_folder", "check_pixel_size",
-           "check_pixel_um", "read_json", "IMAGE_SUFFIXES", "ZARR_SUFFIX", "LARGEST_IMAGE_IN_MEMORY_PX",
+           "check_pixel_um", "check_pixels", "quiet_tifffile", "read_json", "IMAGE_SUFFIXES", "ZARR_SUFFIX", "LARGEST_IMAGE_IN_MEMORY_PX",
            "ImageReadError", "PixelSizeWarning", "read_ome_optics", "check_optics", "OpticsWarning",
            "OpticsMismatchError"]
 
@@ -65,6 +67,85 @@ def is_image_folder(path: str | os.PathLike) -> bool:
     path = Path(path)
     return path.is_dir() and path.name.lower().endswith(ZARR_SUFFIX)
 
+
+
+class _TiffLog(logging.Handler):
+    """Collects what tifffile logs while a file is read (it logs problems of a damaged file as warnings, which
+    would otherwise reach the user's terminal line by line), so that one error can name the first."""
+
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.messages: list[str] = []
+
+    def emit(self, record):
+        text = record.getMessage().strip()
+        # tifffile starts its messages with the object's repr, e.g. "<tifffile.TiffPage 0 @8> ..."
+        text = re.sub(r"^<tifffile\.[^>]*>\s*", "", text)
+        if text and text not in self.messages:
+            self.messages.append(text)
+
+
+@contextlib.contextmanager
+def quiet_tifffile():
+    """While the block runs, tifffile's log goes to a list (yielded), not to stderr."""
+    logger = logging.getLogger("tifffile")
+    handler = _TiffLog()
+    saved = logger.propagate, logger.level
+    logger.addHandler(handler)
+    logger.propagate = False
+    logger.setLevel(logging.DEBUG)
+    try:
+        yield handler.messages
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate, logger.level = saved
+
+
+@contextlib.contextmanager
+def _open_tiff(path: Path):
+    """A ``tifffile.TiffFile`` of ``path`` whose structure was checked: it holds an image, and every strip or
+    tile the header names lies inside the file. Yields (tif, tifffile's log so far); ImageReadError with one
+    sentence otherwise (truncated copies and headers that claim more pixels than the file holds are common
+    when a transfer or an acquisition was interrupted)."""
+    import tifffile
+
+    with quiet_tifffile() as log:
+        try:
+            tif = tifffile.TiffFile(path)
+        except tifffile.TiffFileError as error:
+            raise ImageReadError(f"{path} could not be read as an image ({error}); check the file or its "
+                                 "extension") from error
+        except Exception as error:
+            raise _damaged(path, log, error) from error
+        with tif:
+            if not len(tif.pages) or not tif.series:
+                raise _damaged(path, log, None)
+            size = path.stat().st_size
+            for page in tif.series[0].pages[:_PAGES_CHECKED]:
+                if page is None or not hasattr(page, "dataoffsets"):
+                    continue
+                chunks = math.prod(getattr(page, "chunked", (1,)))
+                segments = [(o, c) for o, c in zip(page.dataoffsets, page.databytecounts) if c]
+                claimed = " x ".join(str(int(n)) for n in page.shape)
+                if len(page.dataoffsets) < chunks:
+                    raise ImageReadError(
+                        f"{path}: its header claims {claimed} px, but names only {len(page.dataoffsets)} of the "
+                        f"{chunks} pieces such an image is stored in; the file is corrupt or truncated")
+                if any(o + c > size for o, c in segments):
+                    end = max(o + c for o, c in segments)
+                    raise ImageReadError(
+                        f"{path} is truncated: its pixels ({claimed} px) end at byte {end} but the file has "
+                        f"{size} bytes; copy it again from the source")
+            yield tif, log
+
+
+_PAGES_CHECKED = 4096  # pages of a stack whose strips are checked against the file size (a cheap header walk)
+
+
+def _damaged(path: Path, log: list[str], error: BaseException | None) -> ImageReadError:
+    """The one error of a TIFF that tifffile could open only in part (or not at all)."""
+    detail = log[0] if log else (f"{type(error).__name__}: {error}" if error is not None else "no image in it")
+    return ImageReadError(f"{path} is a damaged TIFF (truncated or corrupt: {detail}); copy it again from the source")
 
 
 def _check_readable(path: Path) -> None:
@@ -160,13 +241,26 @@ def read_image(path: str | os.PathLike, *, lazy: bool | None = None) -> ImageFil
         data = np.squeeze(data) if data.ndim > 2 else data
     elif data.ndim > 2:
         data = data.squeeze()
-    if data.ndim == 3 and data.shape[-1] in (3, 4) and suffix in (".png", ".jpg", ".jpeg"):
-        raise ImageReadError(f"{path} is a colour (RGB) image; awdvd needs a single fluorescence channel")
-    if data.ndim not in (2, 3):
-        raise ImageReadError(f"{path} has shape {data.shape}; awdvd reads 2-D images and (Z, H, W) stacks")
-    if data.dtype.kind not in "uif" and data.dtype != bool:
-        raise ImageReadError(f"{path} holds {data.dtype} pixels; awdvd needs integer or float intensities")
+    check_pixels(path, tuple(data.shape), data.dtype)
     return ImageFile(data=data, path=path, pixel_um=pixel_um, metadata=metadata)
+
+
+def check_pixels(path, shape: tuple[int, ...], dtype, *, colour: bool = False) -> None:
+    """ImageReadError (one sentence naming ``path``) unless the pixels are one channel of intensities: a 2-D
+    image or a (Z, H, W) stack of integer or float numbers. ``colour``: the file says its last axis holds
+    colour samples (TIFF photometric RGB, several samples per pixel)."""
+    dtype = np.dtype(dtype)
+    if colour or (len(shape) == 3 and shape[-1] in (3, 4) and Path(path).suffix.lower() in (".png", ".jpg", ".jpeg")):
+        raise ImageReadError(f"{path} is a colour (RGB) image of {' x '.join(map(str, shape))} values; awdvd needs "
+                             "a single fluorescence channel: save that channel as a grey image (Fiji: Image > Color > "
+                             "Split Channels)")
+    if len(shape) not in (2, 3):
+        raise ImageReadError(f"{path} has shape {tuple(shape)}; awdvd reads 2-D images and (Z, H, W) stacks")
+    if dtype == bool:
+        raise ImageReadError(f"{path} holds 1-bit (true/false) pixels: a mask, not intensities; awdvd needs the "
+                             "microscope's integer or float image")
+    if dtype.kind not in "uif":
+        raise ImageReadError(f"{path} holds {dtype} pixels; awdvd needs integer or float intensities")
 
 
 def image_shape(path: str | os.PathLike) -> tuple[int, ...]:
@@ -183,9 +277,7 @@ def image_shape(path: str | os.PathLike) -> tuple[int, ...]:
             data, _, _ = _read_zarr(path, True)
             shape = tuple(data.shape)
         elif suffix in (".tif", ".tiff"):
-            import tifffile
-
-            with tifffile.TiffFile(path) as tif:
+            with _open_tiff(path) as (tif, _):
                 shape = tuple(tif.series[0].shape)
         elif suffix in (".png", ".jpg", ".jpeg"):
             import imageio.v3 as iio
@@ -223,16 +315,31 @@ def _is_large(shape: tuple[int, ...], lazy: bool | None) -> bool:
 def _read_tiff(path: Path, lazy: bool | None):
     import tifffile
 
-    with tifffile.TiffFile(path) as tif:
+    with _open_tiff(path) as (tif, log):
         pixel_um = _tiff_pixel_um(tif)
-        shape = tuple(tif.series[0].shape)
+        series = tif.series[0]
+        shape = tuple(series.shape)
+        page = series.pages[0] if series.pages else tif.pages.first
+        # colour: RGB(A) photometry, or several samples per pixel kept in the last axis
+        colour = int(getattr(page, "photometric", 0)) in (2, 6) or (getattr(page, "samplesperpixel", 1) > 1
+                                                                    and shape[-1] == page.samplesperpixel)
+        axes = str(getattr(series, "axes", ""))
+        if "C" in axes and shape[axes.index("C")] > 1:
+            raise ImageReadError(f"{path} has {shape[axes.index('C')]} channels; awdvd needs a single fluorescence "
+                                 "channel (split channels first)")
+        check_pixels(path, tuple(s for s in shape if s != 1) if len(shape) > 2 else shape, series.dtype,
+                     colour=colour)
         if not _is_large(shape, lazy):
-            return tif.asarray(), pixel_um
+            try:
+                return tif.asarray(), pixel_um
+            except Exception as error:  # damaged strips: one sentence, not the decoder's
+                raise _damaged(path, log, error) from error
     import dask.array as da
     import zarr
 
     # the store keeps its own file handle open for as long as the array is used
-    store = tifffile.imread(path, aszarr=True)
+    with quiet_tifffile():
+        store = tifffile.imread(path, aszarr=True)
     node = zarr.open(store, mode="r")
     if isinstance(node, zarr.Group):  # pyramidal TIFF: level 0 is full resolution
         node = node["0"]
@@ -434,9 +541,7 @@ def read_ome_optics(path: str | os.PathLike) -> dict:
                 found.update({k: v for k, v in from_xml.items() if v is not None and found.get(k) is None})
                 source = "ome-zarr+ome-xml"
         elif path.suffix.lower() in (".tif", ".tiff"):
-            import tifffile
-
-            with tifffile.TiffFile(path) as tif:
+            with _open_tiff(path) as (tif, _):
                 if tif.ome_metadata:
                     found.update(_ome_xml_optics(tif.ome_metadata))
                     source = "ome-xml"

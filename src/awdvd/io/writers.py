@@ -15,15 +15,70 @@ from pathlib import Path
 import numpy as np
 
 from .images import ZARR_SUFFIX, check_pixel_um
+from .parts import ResumableArray, open_resumable_part, part_prefix
 
-__all__ = ["atomic_path", "write_tiff", "write_ome_tiff", "write_ome_zarr", "write_image", "open_ome_zarr_output",
-           "open_image_output", "OUTPUT_FORMATS", "write_png", "write_json", "write_csv"]
+__all__ = ["software", "check_output_folder", "check_output_file", "keep_previous", "atomic_path", "write_tiff",
+           "write_ome_tiff", "write_ome_zarr", "write_image", "open_ome_zarr_output", "open_image_output",
+           "OUTPUT_FORMATS", "write_png", "write_json", "write_csv"]
+
+
+def software() -> str:
+    """What awdvd writes into a file's Software field (TIFF tag, PNG text; see :func:`awdvd.io.made_by_awdvd`)."""
+    from .. import __version__
+    from .files import SOFTWARE_PREFIX
+
+    return f"{SOFTWARE_PREFIX} {__version__}"
 
 
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def check_output_folder(path: str | os.PathLike, *, option: str = "-o") -> Path:
+    """``path`` as an output folder, checked before any work: NotADirectoryError (one sentence) if it, or a
+    folder above it, is an existing file. The folder need not exist yet."""
+    path = Path(path)
+    for part in (path, *path.parents):
+        if part.exists() and not part.is_dir():
+            where = "" if part == path else f" (in {path})"
+            raise NotADirectoryError(f"{part} is a file{where}; {option} takes a folder: give a new or an existing "
+                                     "folder")
+    return path
+
+
+def check_output_file(path: str | os.PathLike, *, overwrite: bool = False, option: str = "-o",
+                      example: str = "out.tif") -> Path:
+    """``path`` as an output file, checked before any work: IsADirectoryError if it is a folder (a common slip:
+    ``-o results/``), NotADirectoryError if a folder above it is a file, FileExistsError if it exists and not
+    ``overwrite``."""
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a folder; {option} takes the file to write, e.g. {path / example}")
+    check_output_folder(path.parent, option=f"{option}'s folder")
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} exists; choose another output or pass --overwrite (overwrite=True)")
+    return path
+
+
+def keep_previous(path: str | os.PathLike) -> Path | None:
+    """Move an existing file aside to ``STEM-YYYYmmdd-HHMMSS.SUFFIX`` (its modification time; ``-2``, ``-3``
+    ... if that is taken), so that writing ``path`` anew loses nothing (e.g. the report of an earlier run).
+    Returns the new name, or None if there was nothing to keep."""
+    import time
+
+    path = Path(path)
+    if not path.is_file():
+        return None
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(path.stat().st_mtime))
+    target = path.with_name(f"{path.stem}-{stamp}{path.suffix}")
+    number = 2
+    while target.exists():
+        target = path.with_name(f"{path.stem}-{stamp}-{number}{path.suffix}")
+        number += 1
+    os.replace(path, target)
+    return target
 
 
 @contextlib.contextmanager
@@ -39,7 +94,7 @@ def atomic_path(path: str | os.PathLike, *, overwrite: bool = False):
     if path.is_dir():
         raise IsADirectoryError(f"{path} is a folder; give a file name")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part" + path.suffix, dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=part_prefix(path), suffix=".part" + path.suffix, dir=path.parent)
     os.close(fd)
     try:
         yield Path(tmp)
@@ -69,7 +124,7 @@ def write_tiff(
     data = np.asarray(data)
     _check_writable_shape(data.shape, "write_tiff")
     data = data.astype(_stored_dtype(data.dtype), copy=False)
-    kwargs: dict = {"imagej": True, "metadata": {"axes": "ZYX" if data.ndim == 3 else "YX"}}
+    kwargs: dict = {"imagej": True, "software": software(), "metadata": {"axes": "ZYX" if data.ndim == 3 else "YX"}}
     if pixel_um is not None:
         pixel_um = check_pixel_um(pixel_um)
         kwargs["resolution"] = (1.0 / pixel_um, 1.0 / pixel_um)
@@ -130,7 +185,7 @@ def write_ome_tiff(path: str | os.PathLike, data, *, pixel_um: float | None, ove
     if pixel_um is not None:
         pixel_um = check_pixel_um(pixel_um)
         metadata.update(PhysicalSizeX=pixel_um, PhysicalSizeXUnit="µm", PhysicalSizeY=pixel_um, PhysicalSizeYUnit="µm")
-    kwargs: dict = {"ome": True, "photometric": "minisblack", "metadata": metadata}
+    kwargs: dict = {"ome": True, "photometric": "minisblack", "metadata": metadata, "software": software()}
     with atomic_path(path, overwrite=overwrite) as tmp:
         if lazy:
             tile = (_OME_TIFF_TILE_PX, _OME_TIFF_TILE_PX)
@@ -185,6 +240,7 @@ def open_ome_zarr_output(
     pixel_um: float | None,
     chunks: int | tuple[int, ...] = 1024,
     overwrite: bool = False,
+    resume_key: str | None = None,
 ):
     """Yield an empty zarr array to fill (e.g. tile by tile); it becomes the OME-Zarr image ``path`` only if
     the block completes.
@@ -201,10 +257,13 @@ def open_ome_zarr_output(
     pixel_um : pixel size in the specimen (um), or ``None`` (scale 1, no unit).
     chunks : chunk edge in pixels (square chunks of one plane) or one size per axis.
     overwrite : replace an existing image at ``path`` (otherwise FileExistsError up front).
+    resume_key : build the store in the resumable part of ``path`` for this work instead
+        (:func:`awdvd.io.parts.open_resumable_part`): an interrupted or killed run leaves it, and the same work
+        started again finds the tiles it holds. A :class:`awdvd.io.parts.ResumableArray` is then yielded.
 
     Yields
     ------
-    zarr.Array of ``shape``, filled with 0 until written.
+    zarr.Array of ``shape``, filled with 0 until written (or the ResumableArray holding it).
     """
     import zarr
 
@@ -224,24 +283,48 @@ def open_ome_zarr_output(
     units = {"y": "micrometer", "x": "micrometer"} if pixel_um is not None else None
     scale = [1.0] * (len(shape) - 2) + [pixel_um or 1.0] * 2
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent))
+    if resume_key is not None:
+        with open_resumable_part(path, key=resume_key) as part:
+            store = part.folder / "image.zarr"
+            array = None
+            if part.resumed and store.is_dir():
+                with contextlib.suppress(Exception):  # an unreadable store is made again
+                    array = zarr.open_group(str(store), mode="r+")["0"]
+                if array is not None and (tuple(array.shape) != shape or array.dtype != _stored_dtype(dtype)):
+                    array = None
+            if array is None:
+                part.tiles.clear()
+                shutil.rmtree(store, ignore_errors=True)
+                array = _new_ome_zarr(store, path, shape, dtype, chunks, axes, units, scale, write_multiscales_metadata)
+            yield ResumableArray(array, part)
+            _replace_folder(store, path)
+        return
+    tmp = Path(tempfile.mkdtemp(prefix=part_prefix(path), suffix=".part", dir=path.parent))
     try:
-        group = zarr.open_group(str(tmp), mode="w", zarr_format=3)
-        array = group.create_array(
-            "0", shape=shape, chunks=_chunk_shape(shape, chunks), dtype=_stored_dtype(dtype), dimension_names=axes
-        )
-        write_multiscales_metadata(
-            group,
-            [{"path": "0", "coordinateTransformations": [{"type": "scale", "scale": scale}]}],
-            axes=axes,
-            axes_units=units,
-            name=path.name.split(".")[0],
-        )
-        yield array
+        yield _new_ome_zarr(tmp, path, shape, dtype, chunks, axes, units, scale, write_multiscales_metadata)
         _replace_folder(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _new_ome_zarr(store: Path, path: Path, shape, dtype, chunks, axes, units, scale, write_multiscales_metadata):
+    """An empty OME-Zarr image in the folder ``store`` (to be renamed to ``path``): its array."""
+    import zarr
+
+    group = zarr.open_group(str(store), mode="w", zarr_format=3)
+    array = group.create_array(
+        "0", shape=shape, chunks=_chunk_shape(shape, chunks), dtype=_stored_dtype(dtype), dimension_names=axes
+    )
+    write_multiscales_metadata(
+        group,
+        [{"path": "0", "coordinateTransformations": [{"type": "scale", "scale": scale}]}],
+        axes=axes,
+        axes_units=units,
+        name=path.name.split(".")[0],
+    )
+    group.attrs.update({"awdvd": {"software": software()}})  # awdvd.io.made_by_awdvd
+    return array
 
 
 def _replace_folder(source: Path, target: Path) -> None:
@@ -251,7 +334,7 @@ def _replace_folder(source: Path, target: Path) -> None:
     if not target.exists():
         os.replace(source, target)
         return
-    old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
+    old = Path(tempfile.mkdtemp(prefix=part_prefix(target), suffix=".old", dir=target.parent))
     os.replace(target, old / target.name)
     try:
         os.replace(source, target)
@@ -329,6 +412,7 @@ def open_image_output(
     chunks: int = 1024,
     overwrite: bool = False,
     description: dict | None = None,
+    resume_key: str | None = None,
 ):
     """Yield an empty array to fill tile by tile (e.g. ``awdvd.tiles.tiled_map(..., out=...)``); it becomes the
     image ``path`` in ``format`` ("tiff", "ome-tiff" or "ome-zarr") only if the block completes.
@@ -336,10 +420,12 @@ def open_image_output(
     "ome-zarr" fills the store itself (:func:`open_ome_zarr_output`). The TIFF formats fill a temporary
     ``numpy.memmap`` beside ``path`` (the disk, not memory, holds the image), written as TIFF at the end and
     then deleted. Nothing half-written is left behind on error. ``description`` goes into plain TIFFs.
+    ``resume_key``: the store or memmap lives in the output's resumable part (see :func:`open_ome_zarr_output`),
+    and a :class:`awdvd.io.parts.ResumableArray` is yielded, whose finished tiles a rerun of the same work keeps.
     """
     if format == "ome-zarr":
         with open_ome_zarr_output(path, shape=shape, dtype=dtype, pixel_um=pixel_um, chunks=chunks,
-                                  overwrite=overwrite) as out:
+                                  overwrite=overwrite, resume_key=resume_key) as out:
             yield out
         return
     if format not in OUTPUT_FORMATS:
@@ -350,7 +436,24 @@ def open_image_output(
     shape = tuple(int(s) for s in shape)
     _check_writable_shape(shape, "open_image_output")
     path.parent.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent))
+    if resume_key is not None:
+        with open_resumable_part(path, key=resume_key) as part:
+            pixels, stored = part.folder / "pixels.npy", _stored_dtype(dtype)
+            out = None
+            if part.resumed and pixels.is_file():
+                with contextlib.suppress(Exception):
+                    out = np.lib.format.open_memmap(pixels, mode="r+")
+                if out is not None and (tuple(out.shape) != shape or out.dtype != stored):
+                    out = None
+            if out is None:
+                part.tiles.clear()
+                out = np.lib.format.open_memmap(pixels, mode="w+", dtype=stored, shape=shape)
+            yield ResumableArray(out, part)
+            out.flush()
+            write_image(path, out, format=format, pixel_um=pixel_um, overwrite=overwrite, description=description)
+            del out
+        return
+    scratch = Path(tempfile.mkdtemp(prefix=part_prefix(path), suffix=".part", dir=path.parent))
     try:
         out = np.lib.format.open_memmap(scratch / "pixels.npy", mode="w+", dtype=_stored_dtype(dtype), shape=shape)
         yield out
