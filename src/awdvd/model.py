@@ -69,6 +69,8 @@ class DelpNetConfig:
 
     widths: tuple[int, ...] = (32, 64, 128, 128, 256, 256, 512)
     pool_after: int = 3
+    pool_at: tuple[int, ...] | None = None
+    padding: int = 1
     dropout: float = 0.1
     head_dropout: float = 0.5
     bn_momentum: float = 0.4
@@ -81,6 +83,13 @@ class DelpNetConfig:
             raise ValueError(f"widths must be positive integers, got {self.widths}")
         if not 0 <= self.pool_after <= len(self.widths):
             raise ValueError(f"pool_after must be in 0..{len(self.widths)}, got {self.pool_after}")
+        if self.pool_at is not None:
+            object.__setattr__(self, "pool_at", tuple(sorted(int(i) for i in self.pool_at)))
+            if any(not 0 <= i < len(self.widths) for i in self.pool_at) or len(set(self.pool_at)) != len(self.pool_at):
+                raise ValueError(f"pool_at must hold distinct block indices in 0..{len(self.widths) - 1}, got {self.pool_at}")
+        if self.padding not in (0, 1):
+            raise ValueError(f"padding must be 1 (the paper's 'same' convolutions) or 0 ('valid': every window "
+                             f"feature sees only pixels inside the window), got {self.padding!r}")
         for name in ("dropout", "head_dropout"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
@@ -92,13 +101,26 @@ class DelpNetConfig:
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d["widths"] = list(self.widths)
+        if self.pool_at is None:
+            del d["pool_at"]  # files written before pool_at existed stay byte-identical in their config
+        else:
+            d["pool_at"] = list(self.pool_at)
+        if self.padding == 1:
+            del d["padding"]
         return d
 
     @classmethod
     def from_dict(cls, data: dict) -> DelpNetConfig:
         data = dict(data)
         data["widths"] = tuple(data.get("widths", cls.widths))
+        if data.get("pool_at") is not None:
+            data["pool_at"] = tuple(data["pool_at"])
         return cls(**data)
+
+    @property
+    def pooled_blocks(self) -> tuple[int, ...]:
+        """Indices of the conv blocks followed by a 2 x 2 max pool."""
+        return tuple(range(self.pool_after)) if self.pool_at is None else self.pool_at
 
 
 def build_delpnet(config: DelpNetConfig | None = None) -> torch.nn.Module:
@@ -118,13 +140,13 @@ def build_delpnet(config: DelpNetConfig | None = None) -> torch.nn.Module:
             channels = cfg.in_channels
             for index, width in enumerate(cfg.widths):
                 layers += [
-                    nn.Conv2d(channels, width, kernel_size=3, padding=1, bias=False),
+                    nn.Conv2d(channels, width, kernel_size=3, padding=cfg.padding, bias=False),
                     nn.BatchNorm2d(width, momentum=cfg.bn_momentum),
                     nn.ReLU(inplace=True),
                 ]
                 if cfg.dropout > 0:
                     layers.append(nn.Dropout(cfg.dropout))
-                if index < cfg.pool_after:
+                if index in cfg.pooled_blocks:
                     layers.append(nn.MaxPool2d(2))
                 channels = width
             self.trunk = nn.Sequential(*layers)
