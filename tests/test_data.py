@@ -16,6 +16,7 @@ from awdvd.data import (
     parse_planes,
     read_dataset,
     read_dataset_metadata,
+    simulate_dataset,
     write_dataset,
 )
 from awdvd.io import read_image
@@ -95,7 +96,7 @@ def test_in_focus_index_is_max_std():
     rng = np.random.default_rng(0)
     stack = np.stack([rng.normal(100, s, (20, 20)) for s in (1, 3, 9, 4, 2)])
     assert in_focus_index(stack) == 2
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"a z-stack must be \(Z, H, W\)"):
         in_focus_index(np.zeros((4, 4)))
 
 
@@ -107,6 +108,32 @@ def test_load_in_focus_from_multipage_stack(tmp_path):
     images, names = load_in_focus_images(tmp_path)
     assert names == ["plain.tif", "stack.tif[z=1]"]
     np.testing.assert_array_equal(images[1], stack[1])
+
+
+def test_simulate_dataset_reads_synthesises_and_writes(tmp_path):
+    from awdvd.optics import Optics
+    from awdvd.synth import CameraNoise
+
+    folder = tmp_path / "in_focus"
+    folder.mkdir()
+    sources = [synthetic_nuclei((90, 100), n_nuclei=4, seed=seed) for seed in range(2)]
+    for seed, image in enumerate(sources):
+        tifffile.imwrite(folder / f"f{seed}.tif", image.astype(np.uint16))
+    spec, noise = DatasetSpec(psf_size=11, crops_per_image=2, seed=5), CameraNoise(gain_adu_per_e=1.0, offset_adu=0.0)
+    with pytest.warns(UserWarning):
+        optics = Optics(n_levels=4)
+    metadata = simulate_dataset(folder, tmp_path / "ds", optics=optics, noise=noise, spec=spec)
+    assert metadata == read_dataset_metadata(tmp_path / "ds")
+    assert metadata["sources"] == ["f0.tif", "f1.tif"] and metadata["noise"] == noise.to_dict()
+    assert sum(metadata["n_patches"].values()) == 2 * 4 * 2
+    # the same as synthesising the arrays directly (the files hold the images as read)
+    expected, _ = make_patch_dataset([image.astype(np.uint16) for image in sources], optics=optics, noise=noise,
+                                     spec=spec, source_names=["f0.tif", "f1.tif"])
+    train, _ = read_dataset(tmp_path / "ds", "train")
+    np.testing.assert_array_equal(train.raw, expected["train"].raw)
+    with pytest.raises(FileExistsError, match="already holds a dataset; use another folder or --overwrite"):
+        simulate_dataset(tmp_path / "missing", tmp_path / "ds")  # refused before reading anything
+    assert simulate_dataset(folder, tmp_path / "ds", spec=spec, overwrite=True)["spec"]["seed"] == 5
 
 
 @pytest.fixture()
@@ -144,7 +171,7 @@ def test_bbbc006_layout(bbbc006_layout):
 
 
 def test_bbbc006_errors(tmp_path):
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(FileNotFoundError, match="no such folder"):
         bbbc006_fields(tmp_path / "none")
     with pytest.raises(ValueError, match="BBBC006_v1_images_z_NN"):
         bbbc006_fields(tmp_path)
@@ -156,8 +183,9 @@ def test_bbbc006_errors(tmp_path):
 def test_parse_planes():
     assert parse_planes("all") == list(range(34))
     assert parse_planes("0,16, 20-22") == [0, 16, 20, 21, 22]
-    for bad in ("", "x", "40", "3-50"):
-        with pytest.raises(ValueError):
+    for bad, message in (("", "BBBC006 planes are 0..33"), ("x", "planes must be 'all', numbers or ranges"),
+                         ("40", "BBBC006 planes are 0..33"), ("3-50", "BBBC006 planes are 0..33")):
+        with pytest.raises(ValueError, match=message):
             parse_planes(bad)
 
 

@@ -169,18 +169,18 @@ def test_ssim_is_one_for_identical_images_and_lower_otherwise():
 
 def test_data_range_is_required_and_checked():
     a = np.ones((8, 8))
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="data_range"):
         psnr(a, a)  # no default on purpose
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="data_range"):
         ssim(a, a)
     for bad in (0.0, -1.0, math.nan):
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="data_range must be a positive number"):
             psnr(a, a, data_range=bad)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="must have the same shape"):
         psnr(a, np.ones((8, 9)), data_range=1.0)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="at least 7 x 7"):
         ssim(np.ones((5, 5)), np.ones((5, 5)), data_range=1.0)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="NaN or infinite"):
         psnr(a, a * np.nan, data_range=1.0)
 
 

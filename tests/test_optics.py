@@ -21,12 +21,18 @@ def test_json_round_trip():
 
 
 @pytest.mark.parametrize(
-    "kwargs",
-    [{"na": 0}, {"na": -0.1}, {"wavelength_um": math.nan}, {"pixel_um": math.inf}, {"n_levels": 0},
-     {"n_levels": 2.5}, {"na": 1.0, "n": 1.0}, {"na": 1.2, "n": 1.0}],
+    "kwargs, message",
+    [({"na": 0}, "Optics.na must be a finite positive number"),
+     ({"na": -0.1}, "Optics.na must be a finite positive number"),
+     ({"wavelength_um": math.nan}, "Optics.wavelength_um must be a finite positive number"),
+     ({"pixel_um": math.inf}, "Optics.pixel_um must be a finite positive number"),
+     ({"n_levels": 0}, "Optics.n_levels must be a positive integer"),
+     ({"n_levels": 2.5}, "Optics.n_levels must be a positive integer"),
+     ({"na": 1.0, "n": 1.0}, r"must be smaller than the refractive index n \(1.0\)"),
+     ({"na": 1.2, "n": 1.0}, r"must be smaller than the refractive index n \(1.0\)")],
 )
-def test_invalid_values_raise(kwargs):
-    with pytest.raises((ValueError, TypeError)):
+def test_invalid_values_raise(kwargs, message):
+    with pytest.raises(ValueError, match=message):
         Optics(**kwargs)
 
 
@@ -49,5 +55,5 @@ def test_undersampling_warning():
 
 
 def test_frozen():
-    with pytest.raises(AttributeError):
+    with pytest.raises(AttributeError, match="cannot assign to field 'na'"):
         Optics().na = 0.8

@@ -105,9 +105,10 @@ def test_oversampling_converges():
     assert np.abs(coarse - fine).max() < 0.01 * fine.max()
 
 
-@pytest.mark.parametrize("size", [0, 4, 60, -3])
-def test_bad_size(size):
-    with pytest.raises(ValueError):
+@pytest.mark.parametrize("size, message", [(0, "size must be >= 1"), (4, "size must be odd"), (60, "size must be odd"),
+                                           (-3, "size must be >= 1")])
+def test_bad_size(size, message):
+    with pytest.raises(ValueError, match=message):
         defocus_psf(2.0, size=size)
 
 

@@ -1,12 +1,16 @@
-"""awdvd.reproduce and `awdvd reproduce`: a tiny run end to end, the command's errors, and (slow) the smoke scale."""
+"""awdvd.reproduce and `awdvd reproduce`: a small run end to end (every item of the report), the report rendered
+from its results, the figures, the command's errors, and (slow) a tiny run with its own budgets and the smoke
+scale."""
 
 import json
+import math
 import os
 import re
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from awdvd.cli import main
@@ -55,59 +59,147 @@ def check_report(folder: Path) -> dict:
     return results
 
 
-def test_reproduce_tiny_run(tmp_path):
+# the default suite's run: the smallest that still fills every item (a given model, so no main training)
+SMALL = TINY.replace(name="small", crops_per_image=2, realizations=1, comparison_train_patches=16,
+                     comparison_val_patches=4, per_level=1, iterations=2)
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory, tiny_model_file):
+    """One reproduction at the SMALL scale with a given (random, tiny) main model: (out folder, results)."""
     sources = [synthetic_nuclei((96, 128), n_nuclei=5, seed=seed) for seed in range(2)]
-    out = tmp_path / "report"
-    results = reproduce(out, scale=TINY, data=sources, progress=False)
+    out = tmp_path_factory.mktemp("reproduce") / "report"
+    return out, sources, reproduce(out, scale=SMALL, data=sources, model=tiny_model_file, progress=False)
+
+
+def test_reproduce_small_run_holds_every_item(small_run, tiny_model_file):
+    """A model file serves Fig. 3 and 7-9 instead of a main DelpNet trained here; since it was not trained on
+    this run's dataset, the report warns that its test patches may not be held out."""
+    out, sources, results = small_run
     check_report(out)
-    assert results["report"] == str(out / "REPORT.md")
-    assert results["scale"]["name"] == "tiny" and results["data"]["n_images"] == 2
+    assert results["report"] == str(out / "REPORT.md") and results["results"] == str(out / "results.json")
+    assert results["scale"]["name"] == "small" and results["data"]["n_images"] == 2
     # one training per distinct (variant, budget): the comparison DelpNet is shared by Table 1 and Table 2
     assert set(results["models"]) == {"main", "delpnet@1ep", "no-bg@1ep", "bn-momentum-0.99@1ep", "plain@1ep",
                                       "vgg16@1ep", "inception_v3@1ep", "resnet18@1ep", "mobilenet_v2@1ep"}
-    assert results["models"]["main"]["recipe"]["bn_recalibration"] > 0
+    assert results["items"]["table2"]["rows"]["delpnet"]["model"] == "delpnet@1ep"
+    assert results["items"]["table1"]["rows"]["delpnet"]["model"] == "delpnet@1ep"
+    main_run = results["models"]["main"]
+    assert main_run["source"] == str(tiny_model_file.resolve()) and main_run["train_seconds"] is None
+    assert results["main_model"]["test_is_held_out"] is None
+    assert "Caution" in (out / "REPORT.md").read_text()
     assert all(m["recipe"]["bn_recalibration"] == 0 for k, m in results["models"].items() if k != "main")
     assert results["models"]["no-bg@1ep"]["test"]["n"] == results["dataset"]["n_patches"]["test"]
-    assert results["models"]["vgg16@1ep"]["n_train"] == 64  # comparison_train_patches
+    assert results["models"]["vgg16@1ep"]["n_train"] == 16 and results["models"]["vgg16@1ep"]["n_val"] == 4
     table2 = results["items"]["table2"]["rows"]
     assert table2["vgg16"]["params_published"] == pytest.approx(39.9e6, rel=0.01)  # the published size, not the tiny one
     assert len(results["items"]["fig5"]["awdvd"]["no-bg"]["cmc"]) == 11
     assert len(results["items"]["fig5"]["awdvd"]["delpnet"]["cmc"]) == 12
-    # a second run into the same folder is refused before any work, and allowed with overwrite
-    with pytest.raises(FileExistsError, match="not empty"):
-        reproduce(out, scale=TINY, data=sources, progress=False)
+    # a second run into the same folder is refused before any work
+    with pytest.raises(FileExistsError, match="not empty; choose another output folder or pass --overwrite"):
+        reproduce(out, scale=SMALL, data=sources, progress=False)
 
 
-def test_reproduce_with_a_given_model(tmp_path, tiny_model_file):
-    """A model file serves Fig. 3 and 7-9 instead of a main DelpNet trained here; since it was not trained on
-    this run's dataset, the report warns that its test patches may not be held out."""
+def test_report_is_rendered_from_results_alone(small_run, tmp_path):
+    """REPORT.md is a function of results.json: rendering the stored file (whose dicts have sorted keys) gives
+    the report the run wrote, and write_report writes both files again."""
+    from awdvd.reproduce.report import percent, report_markdown, write_report
+
+    out, _, results = small_run
+    stored = json.loads((out / "results.json").read_text())
+    assert report_markdown(stored) == report_markdown(results) == (out / "REPORT.md").read_text()
+    for row in stored["items"]["table1"]["rows"].values():
+        assert percent(row["awdvd"]["accuracy"]) in (out / "REPORT.md").read_text()
+    write_report(tmp_path, stored)
+    assert (tmp_path / "REPORT.md").read_text() == (out / "REPORT.md").read_text()
+    assert json.loads((tmp_path / "results.json").read_text()) == stored
+
+
+def test_the_shipped_cpu_scale_report_renders_from_its_results():
+    """docs/report holds a real `--scale cpu` run: its REPORT.md is rendered again, to the byte, from its
+    results.json (every item, the rows of Fig. 6 and the models in the order they were trained)."""
+    from awdvd.reproduce.report import report_markdown
+
+    folder = Path(__file__).resolve().parents[1] / "docs" / "report"
+    if not (folder / "results.json").is_file():
+        pytest.skip(f"no stored reproduction in {folder}")
+    results = _strict_json(folder / "results.json")
+    text = report_markdown(results)
+    assert text == (folder / "REPORT.md").read_text()
+    for item in REPORT_ITEMS:
+        assert f"## {item}" in text
+    models = [line.split(" | ")[0].lstrip("| ") for line in text.split("## Every model of this run")[1].splitlines()
+              if line.startswith("| ") and not line.startswith("| Run") and not line.startswith("| ---")]
+    assert models[0] == "main" and models[1] == "delpnet@3ep" and models[-1] == "mobilenet_v2@3ep"
+
+
+@pytest.mark.slow
+def test_reproduce_tiny_run_with_its_own_budgets(tmp_path):
+    """The bundled main model (or one trained here where there is none), and an architecture budget of its own:
+    DelpNet is then trained once for the ablations and once for the architectures."""
     sources = [synthetic_nuclei((96, 128), n_nuclei=5, seed=seed) for seed in range(2, 4)]
     scale = TINY.replace(architecture_epochs=2, comparison_val_patches=8)
-    results = reproduce(tmp_path / "out", scale=scale, data=sources, model=tiny_model_file, progress=False)
+    results = reproduce(tmp_path / "out", scale=scale, data=sources, progress=False)
     check_report(tmp_path / "out")
-    main_run = results["models"]["main"]
-    assert main_run["source"] == str(tiny_model_file.resolve()) and main_run["train_seconds"] is None
-    assert results["main_model"]["test_is_held_out"] is None
-    assert "Caution" in (tmp_path / "out" / "REPORT.md").read_text()
-    # ablations and architectures have their own budgets: DelpNet is trained once for each
+    assert results["models"]["main"]["recipe"]["bn_recalibration"] > 0  # the main DelpNet keeps its recipe's
     assert {"delpnet@1ep", "delpnet@2ep", "vgg16@2ep"} <= set(results["models"])
     assert results["items"]["table2"]["rows"]["delpnet"]["model"] == "delpnet@2ep"
     assert results["items"]["table1"]["rows"]["delpnet"]["model"] == "delpnet@1ep"
-    assert results["models"]["vgg16@2ep"]["n_val"] == 8
+    assert results["models"]["vgg16@2ep"]["n_val"] == 8 and results["models"]["vgg16@2ep"]["n_train"] == 64
+
+
+def test_figures_of_fig7_and_fig9_and_the_placeholder(tmp_path):
+    from awdvd.reproduce import figures
+
+    rng = np.random.default_rng(0)
+    truth = rng.uniform(100, 900, (84, 84)).astype(np.float32)
+    panels = {name: truth + rng.normal(0, 10, truth.shape) for name in ("defocused", "noisy", "variant", "invariant")}
+    panels = {"in_focus": truth, **panels}
+    metrics = {name: {"psnr_65535": 60.0 if name != "in_focus" else math.inf, "ssim_truth_range": 0.5}
+               for name in panels}
+    path = figures.plot_fig7(panels, metrics, 40, tmp_path / "fig7.png", level=4, predicted=-1)
+    assert path == tmp_path / "fig7.png" and path.stat().st_size > 10_000
+    images = {name: rng.uniform(0, 1, (200, 300)) for name in ("observed", "case_i_model", "case_ii_model", "truth")}
+    by_name = {name: {"psnr_truth_range": 20.0, "ssim_truth_range": 0.7, "seam_ratio_error": 1.1}
+               for name in ("case_i_model", "case_ii_model")}
+    y0, x0, h, w = figures.plot_fig9(images, by_name, tmp_path / "fig9.png")
+    assert h == w == 168 and 0 <= y0 <= 200 - h and 0 <= x0 <= 300 - w
+    assert (tmp_path / "fig9.png").stat().st_size > 10_000
+    assert figures.placeholder_figure(tmp_path / "none.png", "nothing to show").stat().st_size > 1000
+    summary = {"confusion": [[3, 1], [0, 2]], "class_names": ["0", "bg"]}
+    assert figures.confusion_png(summary, tmp_path / "c.png", title="t").stat().st_size > 1000
+    assert figures.cmc_png({"a": [0.5, 1.0]}, tmp_path / "cmc.png", title="t").stat().st_size > 1000
+    history = [{"epoch": 1, "train_loss": 1.0, "train_accuracy": 0.5, "val_loss": 1.1, "val_accuracy": 0.4},
+               {"epoch": 2, "train_loss": 0.8, "train_accuracy": 0.6, "val_loss": 0.9, "val_accuracy": 0.5}]
+    assert figures.curves_png({"run": history}, tmp_path / "curves.png").stat().st_size > 1000
+    with pytest.raises(FileExistsError):  # figures are never overwritten silently
+        figures.placeholder_figure(tmp_path / "none.png", "again")
+
+
+def test_package_import_is_light():
+    code = ("import sys, awdvd.reproduce; "
+            "sys.exit(int(any(m in sys.modules for m in ('torch', 'matplotlib', 'dask'))))")
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
 
 def test_scales():
     assert set(SCALES) == {"smoke", "cpu", "full"}
     assert get_scale("smoke").main_epochs <= 2
-    with pytest.raises(ValueError, match="unknown scale"):
+    with pytest.raises(ValueError, match="unknown scale 'huge'; choose one of smoke, cpu, full"):
         get_scale("huge")
-    with pytest.raises(ValueError, match="strides"):
+    with pytest.raises(ValueError, match="Scale.strides must be one or more whole numbers in 1..84"):
         Scale(strides=(0,))
-    with pytest.raises(ValueError, match="network_args"):
+    with pytest.raises(ValueError, match="Scale.network_args must map architectures"):
         Scale(network_args={"alexnet": {}})
-    with pytest.raises(ValueError, match="recipe"):
+    with pytest.raises(ValueError, match="Scale.recipe must be one of paper, fast"):
         Scale(recipe="slow")
+    with pytest.raises(ValueError, match="Scale.per_level must be >= 1"):
+        Scale(per_level=0)
     assert json.loads(json.dumps(SCALES["cpu"].to_dict()))["strides"] == [42, 21]
+    for scale in (*SCALES.values(), TINY):
+        assert Scale.from_json(scale.to_json()) == scale
+    with pytest.raises(ValueError, match=r"unknown Scale field\(s\) \['epochs'\]"):
+        Scale.from_dict({"epochs": 3})
 
 
 def test_cli_scale_names_match_the_library():

@@ -1,9 +1,11 @@
+import json
+
 import numpy as np
 import pytest
 
 from awdvd import Optics, defocus_psf
+from awdvd.patches import BACKGROUND, is_background
 from awdvd.synth import (
-    BACKGROUND,
     CameraNoise,
     DatasetSpec,
     blur,
@@ -11,9 +13,7 @@ from awdvd.synth import (
     depth_variant_blur,
     estimate_camera_noise,
     forward_bank,
-    is_background,
     make_patch_dataset,
-    normalize_patches,
     split_counts,
     synthetic_nuclei,
     tilted_levels,
@@ -77,7 +77,7 @@ def test_depth_variant_blur_bad_levels(nuclei_image):
         depth_variant_blur(nuclei_image, np.full(nuclei_image.shape, 11), bank)
     with pytest.raises(ValueError, match="must match"):
         depth_variant_blur(nuclei_image, np.zeros((3, 3), int), bank)
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="levels must be integers"):
         depth_variant_blur(nuclei_image, np.zeros(nuclei_image.shape), bank)
 
 
@@ -87,9 +87,11 @@ def test_forward_bank_level0_is_delta():
     np.testing.assert_allclose(bank[5], defocus_psf(10.0, size=21))
 
 
-@pytest.mark.parametrize("bad", [np.full((20, 20), np.nan), np.zeros((4, 20, 20)), np.array(["a"])])
-def test_blur_rejects_bad_images(bad):
-    with pytest.raises((ValueError, TypeError)):
+@pytest.mark.parametrize("bad, error, message", [(np.full((20, 20), np.nan), ValueError, "contains NaN or infinite"),
+                                                (np.zeros((4, 20, 20)), ValueError, "must be 2-D"),
+                                                (np.array(["a"]), TypeError, "must be a numeric array")])
+def test_blur_rejects_bad_images(bad, error, message):
+    with pytest.raises(error, match=message):
         blur(bad, delta(3))
 
 
@@ -126,27 +128,15 @@ def test_estimate_camera_noise_recovers_gain_and_offset():
 
 
 def test_camera_noise_validation():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="gain_adu_per_e must be positive"):
         CameraNoise(gain_adu_per_e=0)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="offset_adu and read_noise_adu must be >= 0"):
         CameraNoise(offset_adu=-1)
-
-
-def test_normalize_patches():
-    x = np.stack([np.arange(16.0).reshape(4, 4), np.full((4, 4), 7.0)])
-    out = normalize_patches(x)
-    assert out.dtype == np.float32 and out[0].min() == 0 and out[0].max() == 1
-    np.testing.assert_array_equal(out[1], 0)  # a constant patch is all zeros, not NaN
-
-
-def test_background_rule():
-    flat = np.full((84, 84), 120.0)
-    flat[0, 0] = 149.0  # range 29 < 30
-    busy = flat.copy()
-    busy[1, 1] = 151.0  # range 31
-    bright = np.full((84, 84), 231.0)  # flat but max >= 230
-    np.testing.assert_array_equal(is_background(np.stack([flat, busy, bright])), [True, False, False])
-    assert is_background(busy[None], range_below=40)[0]
+    with pytest.raises(ValueError, match="must be a finite number"):
+        CameraNoise(read_noise_adu=float("nan"))
+    assert CameraNoise.from_dict(CameraNoise(gain_adu_per_e=2.0).to_dict()) == CameraNoise(gain_adu_per_e=2.0)
+    with pytest.raises(ValueError, match=r"unknown CameraNoise field\(s\) \['qe'\]"):
+        CameraNoise.from_dict({"gain_adu_per_e": 1.0, "qe": 0.8})
 
 
 @pytest.mark.parametrize("n,expected", [(66, (49, 10, 7)), (6, (4, 1, 1)), (3, (1, 1, 1)), (1, (1, 0, 0))])
@@ -253,11 +243,15 @@ def test_dataset_rejects_bad_sources(bad, match):
 
 
 def test_spec_validation():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="three non-negative numbers summing to 1"):
         DatasetSpec(fractions=(0.5, 0.5, 0.5))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="split_by must be 'image' or 'source'"):
         DatasetSpec(split_by="well")
     assert DatasetSpec.from_dict(DatasetSpec(seed=3).to_dict()) == DatasetSpec(seed=3)
+    data = json.loads(DatasetSpec(fractions=(0.5, 0.25, 0.25)).to_json())
+    assert data["fractions"] == [0.5, 0.25, 0.25] and DatasetSpec.from_dict(data).fractions == (0.5, 0.25, 0.25)
+    with pytest.raises(ValueError, match="unknown DatasetSpec field"):
+        DatasetSpec.from_dict({"patch_size": 84})
 
 
 def test_tilted_levels_cover_every_level():

@@ -1,5 +1,5 @@
-"""Training: recipes, schedules, augmentation, overfitting a tiny set, determinism and resume, evaluation,
-and the train / evaluate commands end to end on a tiny dataset."""
+"""Training: recipes, schedules, augmentation, overfitting a tiny set, determinism and resume, a run to files
+(train_to_file) and the train command on a tiny dataset."""
 
 from __future__ import annotations
 
@@ -11,19 +11,21 @@ import pytest
 import torch
 
 from awdvd.cli import main
-from awdvd.model import DefocusModel, build_delpnet, DelpNetConfig, load_model
+from awdvd.evaluate import evaluate_model
+from awdvd.model import DelpNetConfig, load_model
 from awdvd.train import (
+    CURVE_COLUMNS,
     RECIPES,
     VARIANTS,
     TrainingRecipe,
     class_levels_for,
     class_targets,
     dihedral,
-    evaluate_model,
     get_recipe,
     learning_rate,
     output_paths,
     train_model,
+    train_to_file,
     true_labels,
 )
 
@@ -196,6 +198,45 @@ def test_resume_refuses_other_settings(tiny_dataset, tiny_optics, tmp_path):
                     network_args=TINY_ARGS, checkpoint_path=tmp_path / "junk.pt", resume=True)
 
 
+def test_epoch_batches_are_seeded_and_run_epoch_takes_any_batches(subset):
+    """epoch_batches draws an epoch's order and turns from (seed, epoch) alone; run_epoch steps once per batch of
+    whatever iterable it is given (the hook for a training stream)."""
+    from awdvd.model import build_network, network_config
+    from awdvd.train import batch_spans, epoch_batches, run_epoch
+
+    x = torch.from_numpy(subset.normalized()[:, None])
+    y = torch.from_numpy(class_targets(subset.labels, [0, 1, 2, -1]))
+    first = list(epoch_batches(x, y, batch_size=10, seed=1, epoch=3, augment="dihedral"))
+    again = list(epoch_batches(x, y, batch_size=10, seed=1, epoch=3, augment="dihedral"))
+    other = list(epoch_batches(x, y, batch_size=10, seed=1, epoch=4, augment="dihedral"))
+    assert [len(b[1]) for b in first] == [hi - lo for lo, hi in batch_spans(len(x), 10)] == [10, 10, 4]
+    assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(first, again))
+    assert not all(torch.equal(a[1], b[1]) for a, b in zip(first, other))
+    assert sorted(torch.cat([b[1] for b in first]).tolist()) == sorted(y.tolist())  # every patch once
+    assert batch_spans(21, 10) == [(0, 10), (10, 20)]  # a last batch of one patch is dropped (BatchNorm)
+    torch.manual_seed(0)
+    network = build_network("delpnet", network_config("delpnet", {**TINY_ARGS, "n_classes": 4}))
+    optimizer = torch.optim.Adam(network.parameters(), lr=1e-2)
+    before = [p.detach().clone() for p in network.parameters()]
+    seen_lr = []
+    stats, step = run_epoch(network, optimizer, iter([(x[:8], y[:8]), (x[8:16], y[8:16])]),
+                            lr_at=lambda k: seen_lr.append(k) or 1e-2, first_step=5)
+    assert step == 7 and seen_lr == [5, 6] and stats["n"] == 16
+    assert 0 <= stats["train_accuracy"] <= 1 and stats["train_loss"] > 0
+    assert any(not torch.equal(a, b) for a, b in zip(before, network.parameters()))
+
+
+def test_device_is_resolved_with_a_clear_message(subset, tiny_optics):
+    with pytest.raises(ValueError, match="device must be 'auto', 'cpu' or 'cuda"):
+        train_model(subset, subset, optics=tiny_optics, recipe=_recipe(epochs=1), device="tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="torch sees no CUDA GPU; use 'cpu' or 'auto'"):
+            train_model(subset, subset, optics=tiny_optics, recipe=_recipe(epochs=1), device="cuda")
+    result = train_model(subset, subset, optics=tiny_optics, recipe=_recipe(epochs=1), network_args=TINY_ARGS,
+                         device="auto")
+    assert result.model.info["training"]["device"] == ("cuda" if torch.cuda.is_available() else "cpu")
+
+
 @pytest.mark.parametrize("variant, args, n_outputs", [
     ("no-bg", TINY_ARGS, 3),
     ("plain", {"widths": (8, 8, 16, 16, 16, 16, 16)}, 3),
@@ -230,104 +271,123 @@ def test_bad_training_input(tiny_dataset, tiny_optics):
         train_model(splits["train"], splits["val"], optics=two_levels, recipe=_recipe(epochs=1))
 
 
-def test_evaluate_refuses_mismatched_data(tiny_dataset, tiny_optics):
+# --------------------------------------------------------------------------------------------- a run to files
+@pytest.fixture(scope="module")
+def trained_file(tiny_dataset_dir, tmp_path_factory):
+    """train_to_file on the tiny dataset folder: a tiny DelpNet, one epoch, no progress bars."""
+    lines = []
+    done = train_to_file(tiny_dataset_dir, tmp_path_factory.mktemp("train") / "m.pt", epochs=1, batch_size=32,
+                         network_args=TINY_ARGS, device="cpu", progress=False, log=lines.append)
+    return done, lines
+
+
+def test_train_to_file_writes_model_curves_and_sidecar(trained_file, tiny_dataset, tiny_dataset_dir):
+    done, lines = trained_file
+    paths = done.paths
+    assert paths == output_paths(paths["model"])
+    assert all(paths[k].is_file() for k in ("model", "curves_csv", "curves_png", "sidecar"))
+    assert not paths["checkpoint"].exists()  # removed once the model is written
+    curves = paths["curves_csv"].read_text().splitlines()
+    assert curves[0] == ",".join(CURVE_COLUMNS) and len(curves) == 2
+    model = load_model(paths["model"])
+    assert model.info["recipe"]["epochs"] == 1 and model.info["recipe"]["name"] == "fast"
+    assert model.info["data"]["path"] == str(tiny_dataset_dir.resolve())
+    assert model.info["data"]["n_patches"] == tiny_dataset[1]["n_patches"]
+    # the test split's metrics are recorded in the model and returned, and are those of evaluate_model
+    summary = evaluate_model(model, tiny_dataset[0]["test"], metadata=tiny_dataset[1])
+    assert done.test_summary["n"] == summary["n"] == len(tiny_dataset[0]["test"])
+    assert model.info["test_metrics"]["accuracy"] == pytest.approx(summary["accuracy"], abs=1e-12)
+    assert set(model.info["test_metrics"]) == {"n", "accuracy", "macro", "mean_abs_level_error", "within_one_level",
+                                                "cmc", "per_class"}
+    sidecar = json.loads(paths["sidecar"].read_text())
+    assert sidecar["architecture"] == "delpnet" and "history" not in sidecar["training"]
+    assert sidecar["model"] == str(paths["model"]) and sidecar["class_names"] == ["0", "1", "2", "bg"]
+    # without progress bars, the log has the set-up lines and one line per epoch
+    assert lines[0].startswith("delpnet") and lines[1].startswith("recipe fast:") and lines[2].startswith("data: ")
+    assert lines[3].startswith("epoch 1: train loss") and len(lines) == 4
+
+
+def test_train_to_file_refuses_before_any_work(trained_file, tiny_dataset_dir, tmp_path):
+    done, _ = trained_file
+    with pytest.raises(FileExistsError, match="exists; choose another output or pass --overwrite"):
+        train_to_file(tiny_dataset_dir, done.paths["model"], epochs=1)
+    with pytest.raises(FileNotFoundError, match="--resume: no checkpoint .* to continue from"):
+        train_to_file(tiny_dataset_dir, tmp_path / "new.pt", resume=True)
+    output_paths(tmp_path / "stale.pt")["checkpoint"].write_bytes(b"an interrupted run")
+    with pytest.raises(FileExistsError, match="holds an interrupted run; continue it with --resume"):
+        train_to_file(tiny_dataset_dir, tmp_path / "stale.pt")
+    with pytest.raises(ValueError, match="unknown recipe 'slow'"):
+        train_to_file(tiny_dataset_dir, tmp_path / "other.pt", recipe="slow")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["stale.checkpoint.pt"]  # nothing written
+
+
+def test_train_to_file_resumes_an_interrupted_run(tiny_dataset_dir, tmp_path):
+    from awdvd.data import read_dataset
     from awdvd.optics import Optics
 
-    splits, metadata = tiny_dataset
-    with pytest.warns(UserWarning):
-        five = Optics(n_levels=5)
-    network = build_delpnet(DelpNetConfig(**TINY_ARGS, n_classes=6))
-    model = DefocusModel(network, optics=five, class_levels=[0, 1, 2, 3, 4, -1], patch_px=32)
-    with pytest.raises(ValueError, match="distinguishes 5 defocus levels, the dataset 3"):
-        evaluate_model(model, splits["test"], metadata=metadata)
-    other_size = DefocusModel(build_delpnet(DelpNetConfig(**TINY_ARGS, n_classes=4)), optics=tiny_optics,
-                              class_levels=[0, 1, 2, -1], patch_px=48)
-    with pytest.raises(ValueError, match="48 x 48 patches"):
-        evaluate_model(other_size, splits["test"])
+    model_path = tmp_path / "r.pt"
+    paths = output_paths(model_path)
+    train, metadata = read_dataset(tiny_dataset_dir, "train")
+    val, _ = read_dataset(tiny_dataset_dir, "val")
+    recipe = get_recipe("fast", epochs=2, batch_size=32)
+
+    def interrupt(entry):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):  # leave a checkpoint as an interrupted run does
+        train_model(train, val, optics=Optics.from_dict(metadata["optics"]), recipe=recipe, network_args=TINY_ARGS,
+                    checkpoint_path=paths["checkpoint"], on_epoch=interrupt)
+    lines = []
+    done = train_to_file(tiny_dataset_dir, model_path, epochs=2, batch_size=32, network_args=TINY_ARGS, resume=True,
+                         device="cpu", progress=False, log=lines.append)
+    assert [line.split(":")[0] for line in lines if line.startswith("epoch")] == ["epoch 2"]  # epoch 1 was done
+    history = load_model(model_path).info["training"]["history"]
+    assert [h["epoch"] for h in history] == [1, 2] == [h["epoch"] for h in done.result.history]
+    assert not paths["checkpoint"].exists()
 
 
-# --------------------------------------------------------------------------------------------- CLI
-def test_cli_train_and_evaluate_end_to_end(tiny_dataset_dir, tmp_path, capsys):
+def test_cli_train_end_to_end(tiny_dataset_dir, tmp_path, capsys):
     model_path = tmp_path / "m.pt"
     assert main(["train", str(tiny_dataset_dir), "-o", str(model_path), "--recipe", "fast", "--epochs", "1",
                  "--batch-size", "32", "--threads", "2"]) == 0
     captured = capsys.readouterr()
-    assert "wrote" in captured.out and "test accuracy" in captured.out
+    assert captured.out.startswith(f"wrote {model_path}: best epoch 1/1") and "test accuracy" in captured.out
     assert "val_acc" in captured.err  # the progress bar shows loss and accuracy
-    paths = output_paths(model_path)
-    assert all(paths[k].is_file() for k in ("model", "curves_csv", "curves_png", "sidecar"))
-    assert not paths["checkpoint"].exists()  # removed once the model is written
-    curves = paths["curves_csv"].read_text().splitlines()
-    assert curves[0].startswith("epoch,step,lr,train_loss") and len(curves) == 2
+    assert "recipe fast:" in captured.err and "data: " in captured.err
     model = load_model(model_path)
-    assert model.info["recipe"]["epochs"] == 1 and model.info["data"]["path"] == str(tiny_dataset_dir.resolve())
-    assert set(model.info["test_metrics"]) >= {"accuracy", "macro", "mean_abs_level_error", "within_one_level", "cmc"}
-    sidecar = json.loads(paths["sidecar"].read_text())
-    assert sidecar["architecture"] == "delpnet" and "history" not in sidecar["training"]
-
-    # the model is not overwritten without --overwrite
+    assert model.config.widths == DelpNetConfig().widths  # the CLI trains the published network
+    assert model.info["test_metrics"]["accuracy"] == pytest.approx(float(captured.out.split("test accuracy ")[1][:6]),
+                                                                   abs=1e-4)
+    # the model is not overwritten without --overwrite: one line, no traceback
     assert main(["train", str(tiny_dataset_dir), "-o", str(model_path), "--epochs", "1"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("awdvd train: error:") and "--overwrite" in err[0]
 
-    out = tmp_path / "eval"
-    assert main(["evaluate", str(model_path), str(tiny_dataset_dir), "-o", str(out)]) == 0
-    summary = json.loads((out / "summary.json").read_text())
-    assert summary["accuracy"] == pytest.approx(model.info["test_metrics"]["accuracy"], abs=1e-12)
-    for name in ("confusion.csv", "confusion.png", "cmc.csv", "cmc.png", "per_class.csv"):
-        assert (out / name).is_file()
-    confusion = np.array([row.split(",")[1:] for row in (out / "confusion.csv").read_text().splitlines()[1:]], int)
-    assert confusion.sum() == summary["n"] and confusion.shape == (4, 4)
 
-    # two models: a subfolder each, one comparison table and one CMC figure
-    second = tmp_path / "second.pt"
-    model.save(second)
-    both = tmp_path / "both"
-    assert main(["evaluate", str(model_path), str(second), str(tiny_dataset_dir), "-o", str(both)]) == 0
-    rows = (both / "comparison.csv").read_text().splitlines()
-    assert len(rows) == 3 and (both / "m" / "summary.json").is_file() and (both / "cmc.png").is_file()
-    assert (both / "curves.png").is_file()  # the training curves of both, overlaid (Fig. 4)
-    assert main(["evaluate", str(model_path), str(tiny_dataset_dir), "-o", str(out)]) == 1  # exists
-    capsys.readouterr()
+def test_cli_train_interrupted_says_how_to_resume(tiny_dataset_dir, tmp_path, capsys, monkeypatch):
+    import awdvd.train
 
+    def interrupted(*args, checkpoint_path, **kwargs):
+        checkpoint_path.write_bytes(b"the last complete epoch")
+        raise KeyboardInterrupt
 
-def test_cli_resume(tiny_dataset_dir, tmp_path, capsys):
-    model_path = tmp_path / "r.pt"
-    paths = output_paths(model_path)
-    assert main(["train", str(tiny_dataset_dir), "-o", str(model_path), "--resume"]) == 1
-    assert "no checkpoint" in capsys.readouterr().err
-    # leave a checkpoint as an interrupted run does, then continue it
-    from awdvd.data import read_dataset
-    from awdvd.optics import Optics
-
-    train, metadata = read_dataset(tiny_dataset_dir, "train")
-    val, _ = read_dataset(tiny_dataset_dir, "val")
-    recipe = get_recipe("fast", epochs=2, batch_size=32)
-    with pytest.raises(KeyboardInterrupt):
-        train_model(train, val, optics=Optics.from_dict(metadata["optics"]), recipe=recipe,
-                    checkpoint_path=paths["checkpoint"], on_epoch=lambda entry: (_ for _ in ()).throw(KeyboardInterrupt))
-    assert main(["train", str(tiny_dataset_dir), "-o", str(model_path), "--epochs", "2", "--batch-size", "32"]) == 1
-    assert "--resume" in capsys.readouterr().err  # a stale checkpoint is not silently discarded
-    assert main(["train", str(tiny_dataset_dir), "-o", str(model_path), "--epochs", "2", "--batch-size", "32",
-                 "--resume", "--no-progress"]) == 0
-    err = capsys.readouterr().err  # without a progress bar: one line per epoch run, none for the resumed one
-    assert "epoch 2: train loss" in err and "epoch 1:" not in err
-    history = load_model(model_path).info["training"]["history"]
-    assert [h["epoch"] for h in history] == [1, 2]
+    monkeypatch.setattr(awdvd.train, "train_model", interrupted)
+    assert main(["train", str(tiny_dataset_dir), "-o", str(tmp_path / "i.pt"), "--no-progress"]) == 130
+    err = capsys.readouterr().err
+    assert "interrupted; the last complete epoch is saved in" in err and "--resume" in err
 
 
 @pytest.mark.parametrize("argv, message", [
     (["train", "/nonexistent/dataset", "-o", "x.pt"], "not a dataset folder"),
     (["train"], "give a DATASET"),
+    (["train", "DATASET", "-o", "x.pt", "--resume"], "no checkpoint"),
     (["evaluate", "GARBAGE", "DATASET", "-o", "out"], "could not be read as a model file"),
 ])
 def test_cli_bad_input_one_line(argv, message, tmp_path, capsys, tiny_dataset_dir):
-    argv = [str(tmp_path / "x.pt") if a == "x.pt" else a for a in argv]
-    if "GARBAGE" in argv:
-        (tmp_path / "garbage.pt").write_bytes(b"not a model")
-        argv = [str(tmp_path / "garbage.pt") if a == "GARBAGE" else str(tiny_dataset_dir) if a == "DATASET"
-                else str(tmp_path / "out") if a == "out" else a for a in argv]
-    assert main(argv) == 1
+    (tmp_path / "garbage.pt").write_bytes(b"not a model")
+    names = {"x.pt": str(tmp_path / "x.pt"), "GARBAGE": str(tmp_path / "garbage.pt"), "DATASET": str(tiny_dataset_dir),
+             "out": str(tmp_path / "out")}
+    assert main([names.get(a, a) for a in argv]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0] and "Traceback" not in err[0]
 
@@ -374,5 +434,5 @@ def test_recipes_record_recalibration():
     from awdvd.train import RECIPES, TrainingRecipe
 
     assert RECIPES["fast"].bn_recalibration > 0 and RECIPES["paper"].bn_recalibration == 0  # the paper's Keras run
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="bn_recalibration must be an integer >= 0"):
         TrainingRecipe(bn_recalibration=-1)

@@ -30,7 +30,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from .io import IMAGE_SUFFIXES, atomic_path, is_image_folder, read_image, write_json
-from .synth import SPLITS, PatchSet
+from .patches import SPLITS, PatchSet
 
 __all__ = [
     "DATASET_FORMAT_VERSION",
@@ -47,6 +47,7 @@ __all__ = [
     "parse_planes",
     "is_bbbc006_root",
     "DatasetError",
+    "simulate_dataset",
 ]
 
 DATASET_FORMAT_VERSION = 1
@@ -108,6 +109,26 @@ def read_dataset(path: str | os.PathLike, split: str) -> tuple[PatchSet, dict]:
     except (KeyError, ValueError, OSError) as error:
         raise DatasetError(f"{file} is not a valid awdvd split file ({error})") from error
     return PatchSet(**fields), metadata
+
+
+def simulate_dataset(inputs, output: str | os.PathLike, *, optics=None, noise=None, spec=None,
+                     overwrite: bool = False, progress: bool = False) -> dict:
+    """Make a dataset folder from in-focus images (``awdvd simulate``): read them (:func:`load_in_focus_images`),
+    synthesise the patches (:func:`awdvd.synth.make_patch_dataset` with ``optics``, ``noise``, ``spec``) and
+    write the folder (:func:`write_dataset`). Returns the dataset's metadata.
+
+    Raises FileExistsError before reading anything if ``output`` already holds a dataset and not ``overwrite``.
+    """
+    from .synth import make_patch_dataset
+
+    output = Path(output)
+    if (output / "dataset.json").exists() and not overwrite:
+        raise FileExistsError(f"{output} already holds a dataset; use another folder or --overwrite")
+    images, names = load_in_focus_images(inputs, progress=progress)
+    splits, metadata = make_patch_dataset(images, optics=optics, noise=noise, spec=spec, source_names=names,
+                                          progress=progress)
+    write_dataset(output, splits, metadata, overwrite=overwrite)
+    return metadata
 
 
 # --------------------------------------------------------------------------------------------- sources

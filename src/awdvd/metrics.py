@@ -30,6 +30,8 @@ from typing import Sequence
 
 import numpy as np
 
+from .patches import BACKGROUND
+
 __all__ = [
     "BACKGROUND",
     "confusion_matrix",
@@ -44,9 +46,6 @@ __all__ = [
     "truth_data_range",
     "PAPER_DATA_RANGE",
 ]
-
-BACKGROUND = -1
-
 
 def _labels_1d(values, name: str) -> np.ndarray:
     array = np.asarray(values)

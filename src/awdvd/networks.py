@@ -25,11 +25,10 @@ and ``forward(x)``: (N, in_channels, H, W) -> (N, n_classes) logits.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 
-from ._checks import check_known_fields
+from ._config import FrozenConfig
 
 __all__ = ["ComparisonNetConfig", "COMPARISON_ARCHITECTURES", "build_comparison_network", "KERAS_BN_MOMENTUM"]
 
@@ -40,7 +39,7 @@ COMPARISON_ARCHITECTURES = ("vgg16", "inception_v3", "resnet18", "mobilenet_v2")
 
 
 @dataclass(frozen=True)
-class ComparisonNetConfig:
+class ComparisonNetConfig(FrozenConfig):
     """Arguments of a comparison network.
 
     Parameters
@@ -70,14 +69,6 @@ class ComparisonNetConfig:
             raise ValueError(f"width_mult must be in (0, 4], got {self.width_mult!r}")
         if self.bn_momentum is not None and not 0.0 < self.bn_momentum <= 1.0:
             raise ValueError(f"bn_momentum must be in (0, 1] (PyTorch convention) or None, got {self.bn_momentum}")
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> ComparisonNetConfig:
-        check_known_fields(cls, data, "network argument")
-        return cls(**data)
 
     def channels(self, c: int, divisor: int = 1) -> int:
         """``c`` scaled by ``width_mult``, at least ``divisor``, rounded to a multiple of ``divisor``."""

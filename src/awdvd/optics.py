@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import math
 import warnings
 from dataclasses import dataclass
 
-from ._checks import check_known_fields
+from ._config import FrozenConfig
 
 __all__ = ["Optics", "UndersamplingWarning"]
 
@@ -18,7 +16,7 @@ class UndersamplingWarning(UserWarning):
 
 
 @dataclass(frozen=True)
-class Optics:
+class Optics(FrozenConfig):
     """Widefield optics and the defocus levels that awdvd distinguishes.
 
     Defaults are the paper's (He et al. 2019) and BBBC006's acquisition: 451 nm emission, NA 0.5 in air,
@@ -89,21 +87,3 @@ class Optics:
     def airy_radius_um(self) -> float:
         """Radius of the first dark ring of the in-focus PSF: 0.61 lambda / NA (um)."""
         return 0.6098 * self.wavelength_um / self.na
-
-    def to_dict(self) -> dict:
-        """Plain-dict form, for JSON files and model files."""
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> Optics:
-        """Build from :meth:`to_dict` output; unknown keys are an error, missing keys take defaults."""
-        check_known_fields(cls, data, "Optics field")
-        return cls(**data)
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str) -> Optics:
-        return cls.from_dict(json.loads(text))
-

@@ -1,11 +1,12 @@
 """Synthetic defocus: the forward model of the paper's Eq. 1, camera noise, and patch datasets (paper 2.1).
 
-Arrays in, arrays out: nothing here reads or writes files (see :mod:`awdvd.data` and :mod:`awdvd.io`).
+Arrays in, arrays out: nothing here reads or writes files (see :mod:`awdvd.data` and :mod:`awdvd.io`). The
+patch vocabulary (:class:`~awdvd.patches.PatchSet`, the normalisation, the background rule, SPLITS and
+BACKGROUND) lives in :mod:`awdvd.patches`; it is importable from here too, as before.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 from dataclasses import dataclass
@@ -14,33 +15,35 @@ from typing import Sequence
 import numpy as np
 
 from ._checks import check_image, check_positive_int
+from ._config import FrozenConfig
 from ._threads import allowed_threads
 from .optics import Optics
+from .patches import BACKGROUND, SPLITS, PatchSet, is_background, normalize_patches
 from .psf import check_psf_stack, psf_bank, psf_otfs
 
 __all__ = [
     "CameraNoise",
     "DatasetSpec",
-    "PatchSet",
     "blur",
     "blur_levels",
     "depth_variant_blur",
     "estimate_camera_noise",
     "forward_bank",
     "make_patch_dataset",
-    "normalize_patches",
-    "is_background",
     "split_counts",
     "synthetic_nuclei",
     "tilted_levels",
+    # the patch vocabulary, defined in awdvd.patches and importable from here as before
+    "BACKGROUND",
+    "SPLITS",
+    "PatchSet",
+    "is_background",
+    "normalize_patches",
 ]
-
-BACKGROUND = -1  # label of a background patch wherever levels are stored as integers
-
 
 # --------------------------------------------------------------------------------------------- camera noise
 @dataclass(frozen=True)
-class CameraNoise:
+class CameraNoise(FrozenConfig):
     """Camera model: ADU = gain * Poisson(photons) + offset + Normal(0, read_noise).
 
     The defaults are BBBC006's camera as measured from the shared z00 images by :func:`estimate_camera_noise`
@@ -70,13 +73,6 @@ class CameraNoise:
         if self.read_noise_adu > 0:
             noisy += rng.normal(0.0, self.read_noise_adu, size=noisy.shape)
         return noisy.astype(np.float32)
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> CameraNoise:
-        return cls(**data)
 
 
 def estimate_camera_noise(images: Sequence[np.ndarray], *, n_bins: int = 40) -> CameraNoise:
@@ -177,24 +173,9 @@ def forward_bank(optics: Optics | None = None, *, size: int | None = None) -> np
     return bank
 
 
-# --------------------------------------------------------------------------------------------- patches
-def normalize_patches(patches: np.ndarray) -> np.ndarray:
-    """Per-patch min-max normalisation to [0, 1] (paper 2.1): (N, h, w) -> float32; constant patches -> 0."""
-    x = np.asarray(patches, dtype=np.float32)
-    lo = x.min(axis=(-2, -1), keepdims=True)
-    span = x.max(axis=(-2, -1), keepdims=True) - lo
-    return np.divide(x - lo, span, out=np.zeros_like(x), where=span > 0)
-
-
-def is_background(patches: np.ndarray, *, max_below: float = 230.0, range_below: float = 30.0) -> np.ndarray:
-    """The paper's background rule in raw units: max < ``max_below`` and max - min < ``range_below``."""
-    x = np.asarray(patches)
-    hi = x.max(axis=(-2, -1))
-    return (hi < max_below) & (hi - x.min(axis=(-2, -1)) < range_below)
-
-
+# --------------------------------------------------------------------------------------------- patch datasets
 @dataclass(frozen=True)
-class DatasetSpec:
+class DatasetSpec(FrozenConfig):
     """How :func:`make_patch_dataset` builds patches (paper 2.1 defaults).
 
     split_by : "image" shuffles synthetic images into the splits (the paper: one source image's levels may
@@ -228,21 +209,6 @@ class DatasetSpec:
         if self.split_by not in ("image", "source"):
             raise ValueError(f"split_by must be 'image' or 'source', got {self.split_by!r}")
 
-    def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        d["fractions"] = list(self.fractions)
-        return d
-
-    @classmethod
-    def from_dict(cls, data: dict) -> DatasetSpec:
-        data = dict(data)
-        if "fractions" in data:
-            data["fractions"] = tuple(data["fractions"])
-        return cls(**data)
-
-
-SPLITS = ("train", "val", "test")
-
 
 def split_counts(n: int, fractions: Sequence[float]) -> tuple[int, ...]:
     """Integer sizes summing to ``n`` (largest remainder), every non-zero fraction getting >= 1 when n allows."""
@@ -256,53 +222,6 @@ def split_counts(n: int, fractions: Sequence[float]) -> tuple[int, ...]:
             counts[donor] -= 1
             counts[i] += 1
     return tuple(int(c) for c in counts)
-
-
-@dataclass
-class PatchSet:
-    """Patches of one split. All arrays share the first axis N.
-
-    raw : (N, p, p) float32, noisy defocused patches in camera units (ADU).
-    truth : (N, p, p) float32, the in-focus patch at the same place (the synthesis input).
-    level : (N,) int16, the defocus level the patch was synthesised at (0 .. n_levels - 1).
-    background : (N,) bool, the paper's background rule on ``raw``.
-    source : (N,) int32, index of the source image; image : (N,) int32, index of the synthetic image.
-    yx : (N, 2) int32, top-left corner of the crop in the source image.
-    """
-
-    raw: np.ndarray
-    truth: np.ndarray
-    level: np.ndarray
-    background: np.ndarray
-    source: np.ndarray
-    image: np.ndarray
-    yx: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.level)
-
-    @property
-    def labels(self) -> np.ndarray:
-        """Class labels as the model predicts them: the level, or -1 for a background patch."""
-        return np.where(self.background, BACKGROUND, self.level).astype(np.int64)
-
-    def normalized(self) -> np.ndarray:
-        """(N, p, p) float32 network input: per-patch min-max to [0, 1]."""
-        return normalize_patches(self.raw)
-
-    def class_counts(self, n_levels: int) -> dict[str, int]:
-        labels = self.labels
-        counts = {str(level): int(np.sum(labels == level)) for level in range(n_levels)}
-        counts["bg"] = int(np.sum(labels == BACKGROUND))
-        return counts
-
-    @classmethod
-    def concatenate(cls, parts: Sequence[PatchSet], patch_px: int) -> PatchSet:
-        if not parts:
-            empty = np.zeros((0, patch_px, patch_px), np.float32)
-            return cls(empty, empty.copy(), np.zeros(0, np.int16), np.zeros(0, bool), np.zeros(0, np.int32),
-                       np.zeros(0, np.int32), np.zeros((0, 2), np.int32))
-        return cls(*(np.concatenate([getattr(p, f.name) for p in parts]) for f in dataclasses.fields(cls)))
 
 
 def _assign_splits(n_sources: int, n_levels: int, spec: DatasetSpec) -> np.ndarray:

@@ -34,12 +34,6 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    out = args.output
-    if out.exists() and not out.is_dir():
-        raise NotADirectoryError(f"{out} is a file; -o takes a folder")
-    if out.is_dir() and any(out.iterdir()) and not args.overwrite:
-        raise FileExistsError(f"{out} exists and is not empty; choose another -o DIR or pass --overwrite")
-
     from ..reproduce import default_data_path, reproduce
 
     if args.data == ["procedural"]:
@@ -51,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
         data = args.data
     else:
         data = default_data_path()
-    results = reproduce(out, scale=args.scale, data=data, model=args.model, device=args.device,
+    results = reproduce(args.output, scale=args.scale, data=data, model=args.model, device=args.device,
                         overwrite=args.overwrite, save_models=args.save_models)
     print(f"reproduced the paper's section 3 at scale {args.scale} in {results['wall_seconds']:.0f} s on "
           f"{results['device']} from {results['data']['description']}")

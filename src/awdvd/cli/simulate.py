@@ -39,22 +39,17 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..data import load_in_focus_images, write_dataset
-    from ..synth import CameraNoise, DatasetSpec, make_patch_dataset
+    from ..data import simulate_dataset
+    from ..synth import CameraNoise, DatasetSpec
 
-    optics = optics_from_args(args)
     spec = DatasetSpec(patch_px=args.patch_px, crops_per_image=args.crops,
                        realizations=args.realizations, fractions=tuple(args.fractions),
                        split_by=args.split_by, bg_max_below=args.bg_max, bg_range_below=args.bg_range,
                        psf_size=args.psf_size, seed=args.seed)
     noise = CameraNoise(gain_adu_per_e=args.gain, offset_adu=args.offset, read_noise_adu=args.read_noise)
-    if (args.output / "dataset.json").exists() and not args.overwrite:
-        raise FileExistsError(f"{args.output} already holds a dataset; use another folder or --overwrite")
-    images, names = load_in_focus_images(args.inputs, progress=True)
-    splits, metadata = make_patch_dataset(images, optics=optics, noise=noise, spec=spec, source_names=names, progress=True)
-    write_dataset(args.output, splits, metadata, overwrite=args.overwrite)
-    n = metadata["n_patches"]
-    images_per_split = metadata["n_synthetic_images"]
-    print(f"wrote {args.output}: {len(images)} source images x {optics.n_levels} levels; "
+    metadata = simulate_dataset(args.inputs, args.output, optics=optics_from_args(args), noise=noise, spec=spec,
+                                overwrite=args.overwrite, progress=True)
+    n, images_per_split = metadata["n_patches"], metadata["n_synthetic_images"]
+    print(f"wrote {args.output}: {len(metadata['sources'])} source images x {len(metadata['level_depths_um'])} levels; "
           + ", ".join(f"{k} {images_per_split[k]} images / {n[k]} patches" for k in n))
     return 0

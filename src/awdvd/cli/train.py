@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ._common import non_negative_int, positive_float, positive_int
 
-from ..train import RECIPES, VARIANTS  # plain dataclasses: no torch at parse time
+from ..recipes import RECIPES, VARIANTS  # plain dataclasses: no torch at parse time
 
 RECIPE_NAMES = tuple(RECIPES)
 VARIANT_NAMES = tuple(VARIANTS)
@@ -50,7 +50,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..train import describe_variant, output_paths
+    from ..train import describe_variant, output_paths, train_to_file
 
     if args.list_variants:
         for name in VARIANT_NAMES:
@@ -58,83 +58,22 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.dataset is None or args.output is None:
         raise ValueError("give a DATASET and -o MODEL (or --list-variants)")
-    paths = output_paths(args.output)
-    existing = [p for key, p in paths.items() if key != "checkpoint" and p.exists()]
-    if existing and not args.overwrite:
-        raise FileExistsError(f"{existing[0]} exists; choose another output or pass --overwrite")
-    if args.resume and not paths["checkpoint"].is_file():
-        raise FileNotFoundError(f"--resume: no checkpoint {paths['checkpoint']} to continue from")
-    if paths["checkpoint"].exists() and not (args.resume or args.overwrite):
-        raise FileExistsError(f"{paths['checkpoint']} holds an interrupted run; continue it with --resume, or start "
-                              "over with --overwrite")
-
-    import torch
-
-    from ..data import read_dataset
-    from ..io import write_csv, write_json
-    from ..optics import Optics
-    from ..plots import training_curves
-    from ..train import evaluate_model, get_recipe, train_model
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    init = None
-    if args.init is not None:
-        from ..model import load_model
-
-        init = load_model(args.init)
-    recipe = get_recipe(args.recipe, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr)
-    train, metadata = read_dataset(args.dataset, "train")
-    val, _ = read_dataset(args.dataset, "val")
-    test, _ = read_dataset(args.dataset, "test")
-    optics = Optics.from_dict(metadata["optics"])
-    data_info = {
-        "path": str(args.dataset.resolve()),
-        "format_version": metadata.get("format_version"),
-        "optics": metadata.get("optics"),
-        "noise": metadata.get("noise"),
-        "spec": metadata.get("spec"),
-        "psf_size": metadata.get("psf_size"),
-        "sources": metadata.get("sources"),
-        "n_patches": metadata.get("n_patches"),
-        "counts": metadata.get("counts"),
-    }
-    print(describe_variant(args.variant, device="cpu"), file=sys.stderr)
-    print(f"recipe {recipe.name}: {recipe.to_dict()}", file=sys.stderr)
-    print(f"data: {len(train)} train / {len(val)} val / {len(test)} test patches from {args.dataset}", file=sys.stderr)
-    def log_epoch(h: dict) -> None:  # without a progress bar, one line per epoch (e.g. for a log file)
-        print(f"epoch {h['epoch']}: train loss {h['train_loss']:.4f} acc {h['train_accuracy']:.4f}, val loss "
-              f"{h['val_loss']:.4f} acc {h['val_accuracy']:.4f}, {h['seconds']:.0f} s", file=sys.stderr, flush=True)
-
     try:
-        result = train_model(train, val, optics=optics, recipe=recipe, variant=args.variant, seed=args.seed,
-                             device=args.device, checkpoint_path=paths["checkpoint"], resume=args.resume,
-                             progress=not args.no_progress, data_info=data_info,
-                             on_epoch=log_epoch if args.no_progress else None, init=init)
+        done = train_to_file(args.dataset, args.output, recipe=args.recipe, variant=args.variant, epochs=args.epochs,
+                             batch_size=args.batch_size, lr=args.lr, seed=args.seed, device=args.device,
+                             threads=args.threads, init=args.init, resume=args.resume, overwrite=args.overwrite,
+                             progress=not args.no_progress, log=lambda line: print(line, file=sys.stderr, flush=True))
     except KeyboardInterrupt:
-        if paths["checkpoint"].exists():
-            print(f"awdvd train: interrupted; the last complete epoch is saved in {paths['checkpoint']}: continue "
-                  "with the same command and --resume", file=sys.stderr)
+        checkpoint = output_paths(args.output)["checkpoint"]
+        if checkpoint.exists():
+            print(f"awdvd train: interrupted; the last complete epoch is saved in {checkpoint}: continue with the "
+                  "same command and --resume", file=sys.stderr)
         else:
             print("awdvd train: interrupted before the first epoch ended; nothing saved", file=sys.stderr)
         return 130
-    model = result.model
-    summary = evaluate_model(model, test, metadata=metadata) if len(test) else None
-    if summary is not None:
-        model.info["test_metrics"] = {k: summary[k] for k in ("n", "accuracy", "macro", "mean_abs_level_error",
-                                                              "within_one_level", "cmc", "per_class")}
-    columns = ["epoch", "step", "lr", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "seconds"]
-    write_csv(paths["curves_csv"], columns, ([h[c] for c in columns] for h in result.history), overwrite=args.overwrite)
-    training_curves({f"{args.variant} ({recipe.name})": result.history}, paths["curves_png"], overwrite=args.overwrite)
-    model.save(paths["model"], overwrite=args.overwrite)
-    sidecar = {k: v for k, v in model.info.items() if k != "training"}
-    sidecar["training"] = {k: v for k, v in model.info["training"].items() if k != "history"}
-    sidecar.update(model=str(paths["model"]), architecture=model.architecture, class_names=model.class_names)
-    write_json(paths["sidecar"], sidecar, overwrite=args.overwrite)
-    paths["checkpoint"].unlink(missing_ok=True)
-    best = model.info["training"]
-    line = (f"wrote {paths['model']}: best epoch {result.best_epoch}/{len(result.history)}, val accuracy "
-            f"{best['best_val_accuracy']:.4f}")
+    training, summary = done.result.model.info["training"], done.test_summary
+    line = (f"wrote {done.paths['model']}: best epoch {done.result.best_epoch}/{len(done.result.history)}, val "
+            f"accuracy {training['best_val_accuracy']:.4f}")
     if summary is not None:
         line += f", test accuracy {summary['accuracy']:.4f} (macro F1 {summary['macro']['f1']:.4f})"
     print(line)
