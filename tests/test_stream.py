@@ -3,7 +3,8 @@ import pytest
 
 from awdvd.optics import Optics
 from awdvd.patches import BACKGROUND
-from awdvd.stream import PAPER_CAMERAS, Camera, CameraRange, TrainingStream, background_rule, image_range
+from awdvd.patches import image_range
+from awdvd.stream import PAPER_CAMERAS, Camera, CameraRange, TrainingStream, background_rule
 
 OPTICS = Optics(n_levels=4)
 
@@ -31,7 +32,7 @@ def test_image_range_is_the_smoothed_percentiles():
 
 
 def test_image_range_of_a_large_image_is_close_to_the_whole(monkeypatch):
-    import awdvd.stream as stream_module
+    import awdvd.patches as stream_module
 
     image = np.random.default_rng(1).gamma(2.0, 50.0, size=(300, 310)).astype(np.float32)
     whole = image_range(image)

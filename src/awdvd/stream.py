@@ -30,43 +30,9 @@ import numpy as np
 from ._checks import check_image, check_positive_int
 from ._config import FrozenConfig
 from .optics import Optics
-from .patches import BACKGROUND
+from .patches import BACKGROUND, image_range
 
-__all__ = ["CameraRange", "Camera", "TrainingStream", "image_range", "RANGE_SMOOTHING_PX", "RANGE_PERCENTILES",
-           "PAPER_CAMERAS"]
-
-#: The image range used to normalise windows: percentiles of the image smoothed by a Gaussian of this sigma (px),
-#: so that the noise of one camera or another hardly moves them.
-RANGE_SMOOTHING_PX = 1.5
-RANGE_PERCENTILES = (1.0, 99.9)
-_RANGE_MAX_PIXELS = 1 << 22  # a larger image's range comes from a regular subsample of its smoothed pixels
-
-
-def image_range(image, *, smoothing_px: float = RANGE_SMOOTHING_PX,
-                percentiles: tuple[float, float] = RANGE_PERCENTILES) -> tuple[float, float]:
-    """(low, high) of ``image`` (2-D, raw units) for window normalisation: the ``percentiles`` of the image
-    smoothed by a Gaussian of ``smoothing_px``; ``high > low`` unless the image is constant (then both equal).
-
-    Large images are smoothed in row bands and sampled on a regular grid of at most about 4 M pixels.
-    """
-    from scipy import ndimage as ndi
-
-    data = np.asarray(image)
-    if data.ndim != 2:
-        raise ValueError(f"image must be 2-D, got shape {data.shape}")
-    h, w = data.shape
-    step = max(1, math.ceil(math.sqrt(h * w / _RANGE_MAX_PIXELS)))
-    margin = int(math.ceil(4 * smoothing_px))
-    samples = []
-    band = max(step, (2048 // step) * step)
-    for top in range(0, h, band):
-        lo, hi = max(0, top - margin), min(h, top + band + margin)
-        block = ndi.gaussian_filter(np.asarray(data[lo:hi], dtype=np.float32), smoothing_px, mode="reflect")
-        samples.append(block[top - lo : top - lo + min(band, h - top) : step, ::step].ravel())
-    values = np.concatenate(samples)
-    low, high = np.percentile(values, percentiles)
-    return float(low), float(max(high, low))
-
+__all__ = ["CameraRange", "Camera", "TrainingStream", "PAPER_CAMERAS", "background_rule"]
 
 # --------------------------------------------------------------------------------------------- cameras
 @dataclass(frozen=True)
