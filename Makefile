@@ -12,7 +12,9 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	# torch pinned first so that pip takes the CPU build (a bare `torch` would pull CUDA wheels)
 	$(PY) -m pip install --quiet "torch==2.13.0"
-	$(PY) -m pip install --quiet -e ".[test]"
+	# the napari plugin, bioimage.io export and their tests come with it (the napari tests also need an X
+	# server: Debian packages in .ci/run; without one they are skipped with the reason)
+	$(PY) -m pip install --quiet -e ".[test,napari,bioimageio,test-gui]"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -1,7 +1,8 @@
 """Scale-out benchmarks (issue 6): real AWDVD (awdvd.jobs.DeconvolveJob, what `awdvd deconvolve` runs) over a
-batch of files on 0, 1 and 2 workers, and one very large image in tiles.
+batch of files on 0, 1 and 2 workers (and "auto": what `awdvd deconvolve` chooses without --workers), and one
+very large image in tiles.
 
-    PYTHONPATH=src python benchmarks/bench_batch.py [--files 20] [--workers 0,1,2] [--model MODEL.pt]
+    PYTHONPATH=src python benchmarks/bench_batch.py [--files 20] [--workers auto,0,1,2] [--model MODEL.pt]
         [--large-px 8192] [--large-workers 2] [--large-map-mode dense] [--memory-px 0]
         [--out benchmarks/results/batch.json]
 
@@ -10,8 +11,8 @@ batch of files on 0, 1 and 2 workers, and one very large image in tiles.
     single-threaded workers): wall time (cluster start-up and model loading included), per-file time on its
     worker, the speed-up, and whether the outputs of all runs are bit-identical. For scale: the same RL in
     1 vs 2 plain processes (no Dask), which says what the machine's cores give at that moment.
-(c) tiled vs whole: ``awdvd.tiling.tiled_deconvolve`` against ``awdvd.deconv.deconvolve`` on a mid-size
-    synthetic field (max and rms difference relative to the image's max).
+(c) tiled vs whole: ``awdvd.restore.restore_image`` in tiles (``max_px`` below the image) against whole, on a
+    mid-size synthetic field (max and rms difference relative to the image's max).
 (d) memory (--memory-px N): peak RSS, each in a fresh process, of a dense defocus map of an N x N field whole
     vs in tiles, and of the whole-image `awdvd deconvolve --map-mode dense` job on it.
 (b) large: a --large-px square synthetic field (uint16), generated tile by tile into an OME-Zarr (never whole
@@ -66,7 +67,7 @@ def make_model(path: Path, seed: int = 0) -> Path:
 # --------------------------------------------------------------------------------------------- (a) batch
 def _rl_repeats(args) -> float:
     from awdvd._threads import thread_limit
-    from awdvd.deconv import richardson_lucy
+    from awdvd.rl import richardson_lucy
 
     image, psf, iterations, repeats = args
     with thread_limit(1):
@@ -98,10 +99,12 @@ def raw_parallel_capacity(image: np.ndarray, iterations: int, repeats: int = 4) 
             "note": "process start-up and imports included in both"}
 
 
-def bench_batch(n_files: int, workers_list: list[int], model_path: Path, scratch: Path, iterations: int,
+def bench_batch(n_files: int, workers_list: list[int | None], model_path: Path, scratch: Path, iterations: int | None,
                 map_mode: str) -> dict:
+    """``workers_list`` entries: None for the default (auto_workers), else a worker count."""
     from awdvd.io import read_image, write_tiff
     from awdvd.jobs import DeconvolveJob, ModelFile, run_jobs
+    from awdvd.restore import AWDVDOptions
     from awdvd.synth import synthetic_nuclei
 
     if SHARED.is_dir() and len(list(SHARED.glob("*.tif"))) >= 1:
@@ -115,18 +118,23 @@ def bench_batch(n_files: int, workers_list: list[int], model_path: Path, scratch
         source = "synthetic 520 x 696 fields (BBBC006 sample not found)"
     runs = {}
     levels_used: dict[str, int] = {}
+    # warm-up in this process (torch, the model, TorchScript): not timed, so the first timed run is not penalised
+    run_jobs(files[:1], DeconvolveJob(out_dir=scratch / "warm-up", model=ModelFile(str(model_path)),
+                                      options=AWDVDOptions(iterations=iterations, map_mode=map_mode)), workers=0)
     for workers in workers_list:
-        out_dir = scratch / f"out-w{workers}"
-        job = DeconvolveJob(out_dir=out_dir, model=ModelFile(str(model_path)), iterations=iterations,
-                            map_mode=map_mode)
+        label = "auto" if workers is None else str(workers)
+        out_dir = scratch / f"out-w{label}"
+        job = DeconvolveJob(out_dir=out_dir, model=ModelFile(str(model_path)),
+                            options=AWDVDOptions(iterations=iterations, map_mode=map_mode))
         report = run_jobs(files, job, workers=workers, progress=False)
         if not report.ok:
             raise RuntimeError(report.summary())
         done = [r for r in report.results if r.status == "done"]
         maps = [r.value["timings_s"]["defocus_map"] for r in done]
         rls = [r.value["timings_s"]["deconvolution"] for r in done]
-        runs[workers] = {
+        runs[label] = {
             "where": report.where,
+            "load_avg_1min": os.getloadavg()[0],
             "wall_s": report.seconds,
             "files": len(done),
             "files_per_minute": 60 * len(done) / report.seconds,
@@ -140,44 +148,53 @@ def bench_batch(n_files: int, workers_list: list[int], model_path: Path, scratch
             for name, n in r.value["levels_used"].items():
                 levels_used[name] = levels_used.get(name, 0) + n
         print(f"  {report.where}: {report.seconds:.1f} s wall for {len(done)} files "
-              f"({runs[workers]['per_file_task_s_mean']:.2f} s per file on its worker)", flush=True)
-    capacity = raw_parallel_capacity(read_image(files[0]).data, iterations=iterations)
+              f"({runs[label]['per_file_task_s_mean']:.2f} s per file on its worker; load average "
+              f"{runs[label]['load_avg_1min']:.1f})", flush=True)
+    from awdvd.rl import DEFAULT_ITERATIONS
+
+    capacity = raw_parallel_capacity(read_image(files[0]).data, iterations=iterations or DEFAULT_ITERATIONS)
     print(f"  the same RL in plain processes: 2 processes give {capacity['speedup']:.2f}x", flush=True)
     # outputs of every run must be bit-identical: serial equals Dask at benchmark scale
-    reference = {p.name: p.read_bytes() for p in (scratch / f"out-w{workers_list[0]}").glob("*.tif")}
+    labels = list(runs)
+    reference = {p.name: p.read_bytes() for p in (scratch / f"out-w{labels[0]}").glob("*.tif")}
     identical = all({p.name: p.read_bytes() for p in (scratch / f"out-w{w}").glob("*.tif")} == reference
-                    for w in workers_list[1:])
+                    for w in labels[1:])
     result = {"source": source, "image_shape": list(read_image(files[0]).data.shape), "map_mode": map_mode,
-              "iterations": iterations, "runs": {str(k): v for k, v in runs.items()},
+              "iterations": iterations, "runs": runs,
               "levels_used_in_all_windows_of_one_run": {k: v // len(workers_list) for k, v in levels_used.items()},
               "outputs_identical_across_runs": identical, "same_rl_without_dask": capacity}
-    if 1 in runs and 2 in runs:
-        result["speedup_2_vs_1_workers"] = runs[1]["wall_s"] / runs[2]["wall_s"]
+    if "1" in runs and "2" in runs:
+        result["speedup_2_vs_1_workers"] = runs["1"]["wall_s"] / runs["2"]["wall_s"]
         result["speedup_2_vs_1_workers_excluding_startup"] = (
-            runs[1]["per_file_task_s_mean"] * runs[1]["files"] / (runs[2]["per_file_task_s_mean"] * runs[2]["files"] / 2))
+            runs["1"]["per_file_task_s_mean"] * runs["1"]["files"] / (runs["2"]["per_file_task_s_mean"] * runs["2"]["files"] / 2))
+    if "auto" in runs and "0" in runs:
+        result["auto_vs_in_process_wall_ratio"] = runs["auto"]["wall_s"] / runs["0"]["wall_s"]
     return result
 
 
 # --------------------------------------------------------------------------------------------- (c) tiled vs whole
-def bench_tiled_vs_whole(size_px: int, tile_px: int, model_path: Path, iterations: int, map_mode: str) -> dict:
-    from awdvd.deconv import deconvolve
+def bench_tiled_vs_whole(size_px: int, tile_px: int, model_path: Path, iterations: int | None, map_mode: str) -> dict:
     from awdvd.model import load_model
     from awdvd.psf import psf_bank
+    from awdvd.restore import restore_image
     from awdvd.synth import synthetic_nuclei
-    from awdvd.tiling import restoration_halo_px, tiled_deconvolve
+    from awdvd.tiles import restoration_halo_px
 
     model = load_model(model_path)
     bank = psf_bank(model.optics)
     image = synthetic_nuclei((size_px, size_px), seed=7).astype(np.uint16)
     start = time.perf_counter()
-    whole = deconvolve(image, model, iterations=iterations, psfs=bank, map_mode=map_mode)
+    whole = restore_image(image, model, iterations=iterations, psfs=bank, map_mode=map_mode).image
     whole_s = time.perf_counter() - start
     start = time.perf_counter()
-    tiled, dmap = tiled_deconvolve(image, model, iterations=iterations, psfs=bank, map_mode=map_mode, tile_px=tile_px)
+    result = restore_image(image, model, iterations=iterations, psfs=bank, map_mode=map_mode, tile_px=tile_px,
+                           max_px=size_px * size_px - 1)
+    tiled, dmap = result.image, result.dmap
     tiled_s = time.perf_counter() - start
     diff = np.abs(tiled.astype(np.float64) - whole)
     scale = float(np.abs(whole).max())
-    return {"image_px": size_px, "tile_px": tile_px, "halo_px": restoration_halo_px(bank), "iterations": iterations,
+    return {"image_px": size_px, "tile_px": tile_px, "halo_px": restoration_halo_px(bank, patch_px=model.patch_px),
+            "iterations": iterations,
             "map_mode": map_mode, "levels_used": {k: v for k, v in dmap.level_counts().items() if v},
             "max_abs_diff_rel_to_max": float(diff.max() / scale),
             "rms_diff_rel_to_max": float(np.sqrt((diff**2).mean()) / scale),
@@ -234,17 +251,19 @@ def bench_large(size_px: int, tile_px: int, workers: int, iterations: int, map_m
                 scratch: Path) -> dict:
     from distributed import Client
 
-    from awdvd.batch import local_cluster, should_tile
+    from awdvd.batch import local_cluster
     from awdvd.io import read_image
     from awdvd.jobs import DeconvolveJob, ModelFile, run_jobs
+    from awdvd.restore import AWDVDOptions
+    from awdvd.tiles import should_tile
 
     source = scratch / f"large{size_px}.ome.zarr"
     t = time.perf_counter()
     make_large_input(source, size_px, tile_px)
     make_s = time.perf_counter() - t
     rss_before_mb = max_rss_mb()
-    job = DeconvolveJob(out_dir=scratch / "large-out", model=ModelFile(str(model_path)), iterations=iterations,
-                        map_mode=map_mode, tile_px=tile_px)
+    job = DeconvolveJob(out_dir=scratch / "large-out", model=ModelFile(str(model_path)),
+                        options=AWDVDOptions(iterations=iterations, map_mode=map_mode), tile_px=tile_px)
     worker_peaks: dict = {}
     with TreeRssSampler() as sampler:
         if workers:
@@ -288,7 +307,7 @@ def bench_large(size_px: int, tile_px: int, workers: int, iterations: int, map_m
 # --------------------------------------------------------------------------------------------- (d) dense maps
 def bench_memory_probe(kind: str, size_px: int, model_path: Path, scratch: Path) -> dict:
     """One measurement in a fresh process: peak RSS of a dense defocus map of a size_px square field, whole
-    ("map-whole": predict.defocus_map) or in 1024 px tiles ("map-tiled": tiling.tiled_defocus_map), or of
+    ("map-whole": predict.defocus_map) or in 1024 px tiles ("map-tiled": tiles.tiled_defocus_map), or of
     the whole `awdvd deconvolve --map-mode dense --workers 0` job on that image ("job")."""
     from awdvd.io import write_tiff
     from awdvd.model import load_model
@@ -304,15 +323,17 @@ def bench_memory_probe(kind: str, size_px: int, model_path: Path, scratch: Path)
 
         defocus_map(image, model, stride=42, mode="dense")
     elif kind == "map-tiled":
-        from awdvd.tiling import tiled_defocus_map
+        from awdvd.tiles import tiled_defocus_map
 
         tiled_defocus_map(image, model, stride=42, mode="dense", tile_px=1024)
     else:
         from awdvd.jobs import DeconvolveJob, ModelFile, run_jobs
+        from awdvd.restore import AWDVDOptions
 
         path = write_tiff(scratch / f"field{size_px}.tif", image, pixel_um=0.65, overwrite=True)
         before = max_rss_mb()
-        job = DeconvolveJob(out_dir=scratch / "memory-out", model=ModelFile(str(model_path)), map_mode="dense")
+        job = DeconvolveJob(out_dir=scratch / "memory-out", model=ModelFile(str(model_path)),
+                            options=AWDVDOptions(map_mode="dense"))
         report = run_jobs(path, job, workers=0, overwrite=True)
         if not report.ok:
             raise RuntimeError(report.summary())
@@ -323,8 +344,9 @@ def bench_memory_probe(kind: str, size_px: int, model_path: Path, scratch: Path)
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--files", type=int, default=20, help="files in the batch (default 20)")
-    parser.add_argument("--workers", default="0,1,2", help="worker counts to compare (default 0,1,2)")
-    parser.add_argument("--iterations", type=int, default=30)
+    parser.add_argument("--workers", default="auto,0,1,2",
+                        help="worker counts to compare, 'auto' = none given (default auto,0,1,2)")
+    parser.add_argument("--iterations", type=int, help="RL iterations (default: AWDVDOptions', 30)")
     parser.add_argument("--map-mode", default="patch", help="defocus maps of the batch (default patch, as the CLI)")
     parser.add_argument("--model", type=Path, help="model file (default: a random-init default DelpNet)")
     parser.add_argument("--large-px", type=int, default=8192, help="side of the large image (0 skips it)")
@@ -366,8 +388,8 @@ def main() -> None:
         results["model"] = str(args.model) if args.model else "random-init default DelpNet (torch seed 0)"
         if not args.skip_batch:
             print("(a) batch", flush=True)
-            results["batch"] = bench_batch(args.files, [int(w) for w in args.workers.split(",")], model_path,
-                                           scratch, args.iterations, args.map_mode)
+            workers = [None if w == "auto" else int(w) for w in args.workers.split(",")]
+            results["batch"] = bench_batch(args.files, workers, model_path, scratch, args.iterations, args.map_mode)
         if args.check_px:
             print("(c) tiled vs whole", flush=True)
             results["tiled_vs_whole"] = bench_tiled_vs_whole(args.check_px, args.check_px // 4, model_path,
@@ -388,7 +410,8 @@ def main() -> None:
             part = scratch / "large.json"
             subprocess.run([sys.executable, __file__, "--only-large", "--large-px", str(args.large_px),
                             "--tile-px", str(args.tile_px), "--large-workers", str(args.large_workers),
-                            "--iterations", str(args.iterations), "--large-map-mode", args.large_map_mode,
+                            *(["--iterations", str(args.iterations)] if args.iterations is not None else []),
+                            "--large-map-mode", args.large_map_mode,
                             "--model", str(model_path), "--scratch", str(scratch), "--out", str(part)],
                            check=True, env={**os.environ, "PYTHONPATH": str(REPO / "src")})
             results["large"] = json.loads(part.read_text())

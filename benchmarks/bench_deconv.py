@@ -68,7 +68,7 @@ def interleaved(functions: dict, repeats: int) -> dict:
 def bench_rl(image, psf, repeats):
     from skimage import restoration
 
-    from awdvd.deconv import richardson_lucy
+    from awdvd.rl import richardson_lucy
 
     as_float32 = image.astype(np.float32)
     psf32 = psf.astype(np.float32)
@@ -89,8 +89,9 @@ def bench_rl(image, psf, repeats):
 def bench_awdvd(specimen, bank, rl_image, rl_psf, *, quick: bool, repeats: int):
     from skimage import restoration
 
-    from awdvd.deconv import deconvolve_levels
+    from awdvd.blend import deconvolve_levels
     from awdvd.evaluate_restoration import case_i_boundaries, seam_ratio, window_levels_from_pixels
+    from awdvd.windows import DefocusMap
     from awdvd.metrics import PAPER_DATA_RANGE, psnr, ssim, truth_data_range
 
     truth, observed = specimen.truth, specimen.observed
@@ -105,8 +106,9 @@ def bench_awdvd(specimen, bank, rl_image, rl_psf, *, quick: bool, repeats: int):
 
     def run(method, stride, weighting):
         grid = window_levels_from_pixels(specimen.levels, stride=stride)
-        return lambda: deconvolve_levels(observed, grid, bank, stride=stride, iterations=30, method=method,
-                                         weighting=weighting, device="cpu")
+        dmap = DefocusMap.from_levels(grid, observed.shape, stride=stride, patch_px=84, n_levels=len(bank))
+        return lambda: deconvolve_levels(observed, dmap, bank, iterations=30, method=method, weighting=weighting,
+                                         offset=0.0, halo_px=None, device="cpu")
 
     out = {"observed": scores(observed)}
     # peers timed together, round-robin: fast vs patch-wise at 42; fast at 8 vs one skimage RL (section 1's image)

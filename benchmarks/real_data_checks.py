@@ -14,7 +14,6 @@ Needs ../shared/data/bbbc006 (relative to the project root).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -28,7 +27,7 @@ def main() -> int:
     parser.add_argument("--data", type=Path, default=DATA, help=f"BBBC006 sample folder (default {DATA})")
     parser.add_argument("-o", "--out", type=Path, help="JSON to write")
     args = parser.parse_args()
-    from awdvd.data import find_images
+    from awdvd.io import find_images
     from awdvd.io import read_image, write_json
     from awdvd.model import load_model
     from awdvd.realdata import real_data_checks

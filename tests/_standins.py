@@ -46,3 +46,20 @@ def tiny_delpnet_model(seed: int = 0, *, widths=(4, 4, 8, 8, 8, 8, 8)):
                 module.weight.uniform_(0.5, 1.5)
                 module.bias.uniform_(-0.1, 0.1)
     return DefocusModel(network, optics=Optics(), class_levels=list(range(11)) + [-1])
+
+
+def blend_args(**changes) -> dict:
+    """The explicit options of awdvd.blend / awdvd.tiles restorations: AWDVDOptions' defaults for method and
+    weighting, offset 0 (so tests see plain RL), the default halo, the CPU; ``changes`` override them."""
+    from awdvd.restore import AWDVDOptions
+
+    defaults = AWDVDOptions()
+    args = dict(method=defaults.method, weighting=defaults.weighting, offset=0.0, halo_px=None, device="cpu")
+    return {**args, **changes}
+
+
+def level_map(levels, shape, *, stride: int, patch_px: int = 84, n_levels: int = 11):
+    """A DefocusMap holding the given (ny, nx) window levels of an image of ``shape``."""
+    from awdvd.windows import DefocusMap
+
+    return DefocusMap.from_levels(np.asarray(levels), shape, stride=stride, patch_px=patch_px, n_levels=n_levels)

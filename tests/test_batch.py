@@ -1,5 +1,5 @@
 """awdvd.batch: serial equals Dask, resume, failures stay local, outputs never replace inputs, per-worker
-caching, tiled equals whole.
+caching. (Tiles of large images: tests/test_tiles.py.)
 
 At most 2 Dask workers run at any time: the first tests use run_batch's own local cluster (started and shut
 down inside the call); the module's `cluster` fixture is created after them and shared by the rest.
@@ -15,23 +15,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import tifffile
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from awdvd.batch import (
     BatchReport,
     FileResult,
     clear_worker_resources,
-    run_batch,
-    should_tile,
     local_cluster,
-    tile_grid,
-    tiled_map,
+    run_batch,
     worker_resource,
     worker_resource_loads,
 )
-from awdvd.io import open_ome_zarr_output, read_image, write_ome_zarr, write_tiff
+from awdvd.io import read_image, write_tiff
 from awdvd.synth import blur
 
 N_GOOD = 5
@@ -263,111 +257,6 @@ def test_worker_resource_caches_per_process():
     assert worker_resource_loads() == {"thing": 1}
     clear_worker_resources()
     assert worker_resource_loads() == {}
-
-
-# --------------------------------------------------------------------------------------------- tiled_map
-def blur_fn(block: np.ndarray, origin_yx, psf: np.ndarray) -> np.ndarray:
-    return blur(block, psf)
-
-
-def coordinates_fn(block: np.ndarray, origin_yx) -> np.ndarray:
-    y = np.arange(block.shape[0]) + origin_yx[0]
-    x = np.arange(block.shape[1]) + origin_yx[1]
-    return (y[:, None] * 10_000 + x[None, :]).astype(np.int64)
-
-
-@pytest.fixture(scope="module")
-def field_image() -> np.ndarray:
-    from awdvd.synth import synthetic_nuclei
-
-    return synthetic_nuclei((203, 331), n_nuclei=20, seed=5)
-
-
-def assert_close_to_whole(tiled: np.ndarray, whole: np.ndarray) -> None:
-    # FFT round-off on float32 output: relative to the image's scale
-    np.testing.assert_allclose(tiled, whole, rtol=0, atol=2e-6 * float(np.abs(whole).max()))
-
-
-def test_tiles_cover_every_pixel_once():
-    count = np.zeros((53, 71), int)
-    for core, read in tile_grid(count.shape, (16, 20), 5):
-        count[core] += 1
-        assert read[0].start <= core[0].start and read[0].stop >= core[0].stop
-    assert (count == 1).all()
-
-
-def test_origin_is_global(field_image):
-    tiled = tiled_map(field_image, coordinates_fn, tile_px=(37, 50), halo_px=6)
-    np.testing.assert_array_equal(tiled, coordinates_fn(np.zeros(field_image.shape), (0, 0)))
-
-
-def test_tiled_blur_equals_whole_image(field_image):
-    from awdvd import Optics, defocus_psf
-
-    psf = defocus_psf(6.0, optics=Optics(), size=15)  # radius 7 px
-    fn = functools.partial(blur_fn, psf=psf)
-    whole = fn(field_image, (0, 0))
-    for tile in (48, (41, 67)):  # neither divides 203 x 331
-        assert_close_to_whole(tiled_map(field_image, fn, tile_px=tile, halo_px=7), whole)
-    short = tiled_map(field_image, fn, tile_px=48, halo_px=3)  # halo below the PSF's reach: seams appear
-    assert np.abs(short - whole).max() > 100 * 2e-6 * np.abs(whole).max()
-
-
-@settings(max_examples=20, deadline=None)
-@given(
-    h=st.integers(20, 90), w=st.integers(20, 90), tile=st.integers(5, 40), radius=st.integers(0, 5),
-    extra=st.integers(0, 3), seed=st.integers(0, 2**16),
-)
-def test_tiled_equals_whole_for_any_local_operation(h, w, tile, radius, extra, seed):
-    image = np.random.default_rng(seed).uniform(0, 1000, (h, w)).astype(np.float32)
-    fn = functools.partial(blur_fn, psf=gaussian_psf(2 * radius + 1, 0.5 + radius / 2))
-    assert_close_to_whole(tiled_map(image, fn, tile_px=tile, halo_px=radius + extra), fn(image, (0, 0)))
-
-
-def test_lazy_input_and_zarr_output(field_image, tmp_path):
-    import dask.array as da
-    import zarr
-
-    fn = functools.partial(blur_fn, psf=gaussian_psf(9, 2.0))
-    whole = fn(field_image, (0, 0))
-    memmap = np.lib.format.open_memmap(tmp_path / "in.npy", mode="w+", dtype=np.float32, shape=field_image.shape)
-    memmap[:] = field_image
-    memmap.flush()
-    zarr_input = zarr.open_group(str(write_ome_zarr(tmp_path / "in.ome.zarr", field_image, pixel_um=0.65,
-                                                    chunks=50)), mode="r")["0"]
-    sources = (np.load(tmp_path / "in.npy", mmap_mode="r"), da.from_array(field_image, chunks=(50, 60)), zarr_input)
-    for source in sources:
-        with open_ome_zarr_output(tmp_path / "out.ome.zarr", shape=field_image.shape, dtype=np.float32,
-                                  pixel_um=0.65, chunks=64, overwrite=True) as out:
-            assert tiled_map(source, fn, tile_px=64, halo_px=4, out=out) is out
-        back = read_image(tmp_path / "out.ome.zarr")
-        assert back.pixel_um == pytest.approx(0.65)
-        assert_close_to_whole(back.data, whole)
-
-
-def test_tiles_on_dask_equal_serial_tiles_bitwise(field_image, cluster):
-    fn = functools.partial(blur_fn, psf=gaussian_psf(9, 2.0))
-    serial = tiled_map(field_image, fn, tile_px=(41, 67), halo_px=4)
-    on_dask = tiled_map(field_image, fn, tile_px=(41, 67), halo_px=4, client=cluster.scheduler_address,
-                        max_in_flight=3)
-    assert on_dask.dtype == serial.dtype and np.array_equal(on_dask, serial)
-
-
-def test_tiled_map_checks_its_arguments(field_image):
-    with pytest.raises(ValueError, match="block's shape"):
-        tiled_map(field_image, lambda block, origin: block[1:], tile_px=64, halo_px=2)
-    with pytest.raises(ValueError, match="2-D"):
-        tiled_map(np.zeros((2, 8, 8)), coordinates_fn, tile_px=4, halo_px=1)
-    with pytest.raises(ValueError, match="must match"):
-        tiled_map(field_image, coordinates_fn, tile_px=64, halo_px=2, out=np.zeros((3, 3)))
-    with pytest.raises(ValueError, match="halo_px"):
-        tiled_map(field_image, coordinates_fn, tile_px=64, halo_px=-1)
-
-
-def test_should_tile():
-    assert not should_tile((520, 696)) and not should_tile((4096, 4096))
-    assert should_tile((8192, 8192)) and should_tile((3, 4097, 4096))
-    assert should_tile((100, 100), max_px=99 * 100)
 
 
 # --------------------------------------------------------------------------------------------- last: kills workers

@@ -9,7 +9,8 @@ import torch
 
 from awdvd.model import bundled_model_path, load_model
 from awdvd.optics import Optics
-from awdvd.synth import CameraNoise, blur, forward_bank, is_background, synthetic_nuclei
+from awdvd.patches import is_background
+from awdvd.synth import CameraNoise, blur, forward_bank, synthetic_nuclei
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +57,7 @@ def test_bundled_model_ranks_defocus_on_unseen_nuclei(model):
 def test_bundled_model_on_the_real_shared_images(model, bbbc006_dir):
     """The model card's real-data checks: in-focus fields are called level 0-1, z00 fields (about 32 um out of
     focus) the deepest levels. Measured: 0.903 and 0.997 (benchmarks/real_data_checks.py)."""
-    from awdvd.data import find_images
+    from awdvd.io import find_images
     from awdvd.io import read_image
     from awdvd.realdata import real_data_checks
 

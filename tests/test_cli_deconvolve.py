@@ -116,9 +116,20 @@ def test_outputs_that_would_collide_are_refused_up_front(workspace, tmp_path, ca
     assert not (tmp_path / "o").exists()
 
 
-def test_many_files_on_a_local_cluster_equal_serial(workspace, tmp_path, capsys):
-    """--workers 2 (a local Dask cluster, the default for many files) gives the serial outputs bit for bit,
-    loads the model and PSF bank once per worker, and a corrupt file fails alone with a non-zero exit."""
+def test_many_files_on_a_local_cluster_equal_serial(workspace, tmp_path, capsys, dask_cluster, monkeypatch):
+    """--workers 2 (a local Dask cluster) gives the serial outputs bit for bit, loads the model and PSF bank once
+    per worker, and a corrupt file fails alone with a non-zero exit. (The cluster run_jobs starts is the
+    session's: awdvd.batch.local_cluster(2) made both, so the test does not pay for starting another.)"""
+    import contextlib
+
+    import awdvd.batch
+
+    @contextlib.contextmanager
+    def session_cluster(workers):
+        assert workers == 2
+        yield dask_cluster
+
+    monkeypatch.setattr(awdvd.batch, "local_cluster", session_cluster)
     root, model_path, _ = workspace
     folder = tmp_path / "in"
     folder.mkdir()
@@ -168,7 +179,25 @@ def test_formats_tiles_and_pixel_size_warning(workspace, tmp_path, capsys):
     assert "tcp://" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("option, value, message", [("--stride", "85", "between 1 and the window size"),
+def test_stride_beyond_the_models_windows_is_one_error_up_front(workspace, tmp_path, capsys):
+    """A 32 px model with --stride 50: refused before any image is read, in one line."""
+    from awdvd.model import DefocusModel
+
+    root, _, inputs = workspace
+    tiny = tiny_delpnet_model(seed=4)
+    small = DefocusModel(tiny.network, optics=tiny.optics, class_levels=tiny.class_levels, patch_px=32)
+    model_path = small.save(tmp_path / "small.pt")
+    out = tmp_path / "out"
+    for command in ("deconvolve", "predict"):
+        code = main([command, str(inputs), "-o", str(out), "--model", str(model_path), "--stride", "50",
+                     "--workers", "0", "--device", "cpu"])
+        err = capsys.readouterr().err
+        assert code == 1 and len(err.splitlines()) == 1
+        assert "stride 50 px is larger than the model's 32 px windows" in err and "1..32" in err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("option, value, message", [("--stride", "0", "expected a number >= 1"),
                                                     ("--offset", "dark", "expected 'auto' or a number"),
                                                     ("--offset", "nan", "finite")])
 def test_bad_option_is_a_usage_error(workspace, capsys, option, value, message):
@@ -177,3 +206,85 @@ def test_bad_option_is_a_usage_error(workspace, capsys, option, value, message):
         main(["deconvolve", str(inputs), "-o", str(root / "x"), option, value])
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------------------------- a standalone cluster
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def standalone_cluster(tmp_path_factory):
+    """A `dask scheduler` and two `dask worker` processes on loopback, started as a lab with several machines
+    would start them (separate processes, nothing shared with this one but the address); torn down at the end,
+    also when starting them or a test fails."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from distributed import Client
+
+    dask_cli = str(Path(sys.executable).parent / "dask")
+    logs = tmp_path_factory.mktemp("dask-logs")
+    port = free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+    commands = [[dask_cli, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard",
+                 "--dashboard-address", "127.0.0.1:0"]]
+    commands += [[dask_cli, "worker", address, "--nthreads", "1", "--nworkers", "1", "--no-dashboard",
+                  "--dashboard-address", "127.0.0.1:0", "--host", "127.0.0.1", "--name", f"lab-{i}"]
+                 for i in range(2)]
+    processes = []
+    try:
+        for index, command in enumerate(commands):
+            log = open(logs / f"process{index}.log", "w")
+            processes.append(subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                              start_new_session=True))
+            if index == 0:
+                time.sleep(0.5)  # let the scheduler bind before the workers dial it
+        with Client(address, timeout="30s", set_as_default=False) as client:
+            client.wait_for_workers(2, timeout=60)
+            workers = sorted(client.scheduler_info()["workers"])
+        yield address, workers
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)  # the worker's nanny and its worker process together
+        for process in processes:
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+
+def test_deconvolve_on_a_standalone_dask_cluster_equals_serial(workspace, standalone_cluster, tmp_path, capsys):
+    """`awdvd deconvolve --scheduler tcp://...` against separately started scheduler and workers: the outputs
+    are the serial run's, bit for bit, and the files ran on those workers."""
+    import shutil
+
+    root, model_path, shared_inputs = workspace
+    address, workers = standalone_cluster
+    inputs = tmp_path / "in"  # its own folder: other tests write outputs into the shared one
+    inputs.mkdir()
+    for name in ("a", "b"):
+        shutil.copy(shared_inputs / f"{name}.tif", inputs)
+    common = [str(inputs), "--model", str(model_path), "--psf-size", "15", "--iterations", "3", "--stride", "21",
+              "--device", "cpu"]
+    assert main(["deconvolve", *common, "-o", str(tmp_path / "serial"), "--workers", "0"]) == 0
+    assert main(["deconvolve", *common, "-o", str(tmp_path / "lab"), "--scheduler", address]) == 0
+    assert "2 done" in capsys.readouterr().out
+    for name in ("a", "b"):
+        serial = read_image(tmp_path / "serial" / f"{name}.awdvd.tif").data
+        lab = read_image(tmp_path / "lab" / f"{name}.awdvd.tif").data
+        assert serial.dtype == lab.dtype == np.float32 and np.array_equal(serial, lab)
+    report = json.loads((tmp_path / "lab" / "awdvd-deconvolve-report.json").read_text())
+    assert report["where"] == f"Dask cluster at {address}"
+    assert {r["worker"] for r in report["results"]} <= set(workers)

@@ -1,14 +1,13 @@
-import shutil
 
 import numpy as np
 import pytest
 import tifffile
 
+from awdvd.io import find_images
 from awdvd.data import (
     DatasetError,
     bbbc006_fields,
     fetch_bbbc006,
-    find_images,
     in_focus_index,
     is_bbbc006_root,
     load_bbbc006_in_focus,

@@ -317,3 +317,43 @@ def test_read_json(tmp_path):
     (tmp_path / "b.json").write_text("{broken")
     with pytest.raises(ValueError, match="not a JSON"):
         read_json(tmp_path / "b.json")
+
+
+# --------------------------------------------------------------------------------------------- discovery, plans
+def test_find_images_files_folders_patterns_and_zarr(tmp_path):
+    from awdvd.io import find_images
+
+    for name in ("b.tif", "a.png", "c.TIFF", "notes.txt"):
+        (tmp_path / name).write_bytes(b"x")
+    write_ome_zarr(tmp_path / "z.ome.zarr", np.zeros((4, 5), np.uint16), pixel_um=0.65)
+    (tmp_path / "notes").mkdir()
+    assert [p.name for p in find_images(tmp_path)] == ["a.png", "b.tif", "c.TIFF", "z.ome.zarr"]
+    assert [p.name for p in find_images(str(tmp_path / "*.tif"))] == ["b.tif"]
+    assert [p.name for p in find_images(tmp_path / "z.ome.zarr")] == ["z.ome.zarr"]
+    assert len(find_images([tmp_path / "a.png", tmp_path / "a.png"])) == 1
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        find_images(tmp_path / "missing.tif")
+    with pytest.raises(FileNotFoundError, match="matches no file"):
+        find_images(str(tmp_path / "*.jpg"))
+    with pytest.raises(ValueError, match="no image files"):
+        find_images(tmp_path / "notes")
+
+
+def test_plan_outputs_once_and_checked(tmp_path):
+    from awdvd.io import BatchPlan, plan_outputs
+
+    for name in ("a.tif", "b.tif"):
+        write_tiff(tmp_path / name, np.ones((8, 8), np.uint16))
+    out = tmp_path / "out"
+    plan = plan_outputs(tmp_path, lambda p: [out / f"{p.stem}.x.tif"])
+    assert isinstance(plan, BatchPlan) and [p.name for p in plan.paths] == ["a.tif", "b.tif"]
+    assert plan.todo() == list(plan.paths) and not plan.done(plan.paths[0])
+    write_tiff(out / "a.x.tif", np.ones((8, 8), np.uint16))
+    assert [p.name for p in plan.todo()] == ["b.tif"] and len(plan.todo(overwrite=True)) == 2
+    assert [p.name for p in plan.subset([plan.paths[1]]).paths] == ["b.tif"]
+    with pytest.raises(ValueError, match="would overwrite the input"):
+        plan_outputs(tmp_path, lambda p: [p])
+    with pytest.raises(ValueError, match="both write"):
+        plan_outputs(tmp_path, lambda p: [out / "same.tif"])
+    with pytest.raises(ValueError, match="named no output"):
+        plan_outputs(tmp_path, lambda p: [])

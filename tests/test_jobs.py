@@ -15,11 +15,10 @@ import pytest
 
 from awdvd.io import read_image, write_tiff
 from awdvd.jobs import DeconvolveJob, ModelFile, PredictJob, auto_workers, run_jobs
-
-pytest.importorskip("torch")
+from awdvd.restore import AWDVDOptions
 
 N_GOOD = 4
-SMALL = dict(stride=42, iterations=3, psf_size=15)
+SMALL = dict(options=AWDVDOptions(stride=42, iterations=3, psf_size=15, device="cpu"))
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +62,11 @@ def test_dask_equals_serial_and_a_corrupt_file_fails_alone(serial_and_dask):
     assert all(np.array_equal(a[name], b[name]) and a[name].dtype == np.float32 for name in a)
     assert serial.where == "serial" and "Dask cluster at" in on_dask.where
     meta = json.loads((dask_dir / "img0.awdvd.json").read_text())
-    assert meta["options"]["iterations"] == 3 and meta["parameters"]["psf_size"] == 15 and not meta["parameters"]["tiled"]
+    assert meta["options"] == SMALL["options"].to_dict()  # the sidecar stores the options ...
+    assert meta["parameters"]["psf_size"] == 15 and not meta["parameters"]["tiled"]  # ... and what was resolved
+    assert meta["parameters"]["iterations"] == [3] * 11 and meta["parameters"]["device"] == "cpu"
+    (first,) = [r.path for r in serial.results if r.path.name == "img0.tif"]
+    assert meta["parameters"]["offset"] == pytest.approx(np.percentile(read_image(first).data, 1))
 
 
 def test_model_and_psf_bank_load_once_per_worker(serial_and_dask):
@@ -85,7 +88,7 @@ def test_resume_skips_finished_files_and_overwrite_redoes_them(inputs, model, tm
     assert (tmp_path / "img1.awdvd.tif").stat().st_mtime_ns == stamp
     assert run_jobs(files, job, workers=0, overwrite=True).counts["done"] == 2
     # finished with other options: skipping them would look like a rerun with the new options, so refuse
-    other = DeconvolveJob(out_dir=tmp_path, model=model, **{**SMALL, "iterations": 4})
+    other = DeconvolveJob(out_dir=tmp_path, model=model, options=SMALL["options"].replace(iterations=4))
     with pytest.raises(ValueError, match="other options: iterations 3 \\(now 4\\)"):
         run_jobs(files, other, workers=0)
     assert run_jobs(files, other, workers=0, overwrite=True).counts["done"] == 2
@@ -122,7 +125,7 @@ def test_large_images_go_through_tiles_and_match_whole(inputs, model, dask_clust
     assert there.ok
     back = read_image(tmp_path / "there" / "img3.awdvd.ome.tif")
     assert back.data.dtype == np.uint16 and back.pixel_um == pytest.approx(0.65)
-    from awdvd.deconv import to_input_dtype
+    from awdvd.rl import to_input_dtype
 
     np.testing.assert_array_equal(back.data, to_input_dtype(tiled.data, np.uint16)[0])
 
@@ -154,8 +157,9 @@ def test_zarr_input_and_pixel_size_warning(model, tmp_path):
 
 def test_predict_job_small_and_large(inputs, model, tmp_path):
     path = inputs / "img3.tif"
-    small = PredictJob(out_dir=tmp_path / "s", model=model, map_mode="dense")
-    large = PredictJob(out_dir=tmp_path / "l", model=model, map_mode="dense", max_px=20_000, tile_px=128)
+    dense = AWDVDOptions(map_mode="dense", device="cpu")
+    small = PredictJob(out_dir=tmp_path / "s", model=model, options=dense)
+    large = PredictJob(out_dir=tmp_path / "l", model=model, options=dense, max_px=20_000, tile_px=128)
     assert [p.name for p in small.outputs(path)] == ["img3.defocus.tif", "img3.defocus.png", "img3.defocus.json"]
     assert [p.name for p in large.outputs(path)] == ["img3.defocus.tif", "img3.defocus.json"]  # no overlay
     assert run_jobs(path, small, workers=0).ok and run_jobs(path, large, workers=0).ok
@@ -167,20 +171,29 @@ def test_predict_job_small_and_large(inputs, model, tmp_path):
 def test_auto_workers(monkeypatch):
     import awdvd._threads
 
-    monkeypatch.setattr(awdvd._threads, "available_cpus", lambda: 4)
-    assert auto_workers(1, any_large=False) == 0  # one file: this process, all its cores
-    assert auto_workers(3, any_large=False) == 3
-    assert auto_workers(50, any_large=False) == 4
-    assert auto_workers(1, any_large=True) == 4  # a large image's tiles use them all
+    assert auto_workers(1, any_large=False, cpus=4) == 0  # one file: this process, all its cores
+    assert auto_workers(7, any_large=False, cpus=4) == 0  # too few files per worker to pay for a cluster
+    assert auto_workers(8, any_large=False, cpus=4) == 2
+    assert auto_workers(50, any_large=False, cpus=4) == 4
+    assert auto_workers(500, any_large=False, cpus=2) == 0  # on 2 cores one process was always faster
+    assert auto_workers(1, any_large=True, cpus=4) == 4  # a large image's tiles use them all
+    monkeypatch.setattr(awdvd._threads, "available_cpus", lambda: 16)
+    assert auto_workers(100, any_large=False) == 16
 
 
-def test_job_options_are_checked(model, tmp_path):
+def test_job_options_are_checked(inputs, model, tmp_path):
     with pytest.raises(ValueError, match="output_format"):
         DeconvolveJob(out_dir=tmp_path, model=model, output_format="png")
-    with pytest.raises(ValueError, match="stride"):
-        DeconvolveJob(out_dir=tmp_path, model=model, stride=90)
     with pytest.raises(TypeError, match="ModelFile"):
         DeconvolveJob(out_dir=tmp_path, model="model.pt")
+    with pytest.raises(TypeError, match="AWDVDOptions"):
+        DeconvolveJob(out_dir=tmp_path, model=model, options={"stride": 21})
+    # the stride is checked against the model's windows before any file is touched
+    job = DeconvolveJob(out_dir=tmp_path / "x", model=model, options=AWDVDOptions(stride=90, device="cpu"))
+    with pytest.raises(ValueError, match="stride 90 px is larger than the model's 84 px windows"):
+        run_jobs(inputs, job, workers=0)
+    assert not (tmp_path / "x").exists()
+    assert DeconvolveJob(out_dir=tmp_path, model=model, **SMALL).model.device == "cpu"  # the options' device
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert ModelFile("x.pt").path.endswith("x.pt") and ModelFile().describe() == "bundled"

@@ -8,13 +8,13 @@ import pytest
 
 from awdvd.predict import (
     DefocusMap,
-    _inference_trunk,
     defocus_map,
+    dense_trunk,
     normalize_image,
     trunk_geometry,
     window_patches,
 )
-from awdvd.synth import normalize_patches
+from awdvd.patches import normalize_patches
 from awdvd.windows import window_starts
 
 from _standins import RuleModel, tiny_delpnet_model
@@ -60,8 +60,8 @@ def test_patch_mode_matches_the_network_on_patches(image, net_model):
 
 def test_folded_trunk_equals_the_network(net_model):
     x = torch.rand(2, 1, 96, 104)
-    trunk = _inference_trunk(net_model.network)
-    assert _inference_trunk(net_model.network) is trunk  # cached
+    trunk = dense_trunk(net_model)
+    assert dense_trunk(net_model) is trunk  # cached: the model's one inference cache
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in trunk.modules())
     with torch.inference_mode():
         expected = net_model.network.features(x)
@@ -136,8 +136,9 @@ def test_per_pixel_maps():
         (np.ones((100, 100)), {"normalization": "zscore"}, ValueError),
         (np.ones((100, 100)), {"stride": 0}, ValueError),
         (np.ones((100, 100)), {"stride": 85}, ValueError),
+        (np.ones((100, 100)), {"stride": None}, TypeError),
     ],
 )
 def test_bad_calls(img, kwargs, error):
     with pytest.raises(error):
-        defocus_map(img, RuleModel(), **kwargs)
+        defocus_map(img, RuleModel(), **{"stride": 42, **kwargs})

@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from awdvd import Optics, defocus_psf
+from awdvd import defocus_psf
 from awdvd.patches import BACKGROUND, is_background
 from awdvd.synth import (
     CameraNoise,

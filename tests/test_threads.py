@@ -36,17 +36,21 @@ def test_environment_variable_then_limit(monkeypatch):
 
 def test_results_do_not_depend_on_the_thread_count():
     from awdvd import Optics, psf_bank
-    from awdvd.deconv import deconvolve_levels, richardson_lucy
+    from awdvd.blend import deconvolve_levels
+    from awdvd.rl import richardson_lucy
     from awdvd.synth import blur, synthetic_nuclei
+    from awdvd.windows import DefocusMap
 
     image = synthetic_nuclei((120, 150), n_nuclei=6, seed=2)
     bank = psf_bank(Optics(n_levels=3), size=15)
-    levels = np.array([[0, 1, 2], [2, 1, -1], [1, 1, 2]])
+    dmap = DefocusMap.from_levels(np.array([[0, 1, 2], [2, 1, -1], [1, 1, 2]]), image.shape, stride=33,
+                                  patch_px=84, n_levels=3)
+    options = dict(iterations=4, method="fast", weighting="triangular", offset=0.0, halo_px=None, device="cpu")
     with thread_limit(1):
         one = (richardson_lucy(image, bank[2], iterations=4), blur(image, bank[1]),
-               deconvolve_levels(image, levels, bank, stride=33, iterations=4))
+               deconvolve_levels(image, dmap, bank, **options))
     with thread_limit(4):
         many = (richardson_lucy(image, bank[2], iterations=4), blur(image, bank[1]),
-                deconvolve_levels(image, levels, bank, stride=33, iterations=4))
+                deconvolve_levels(image, dmap, bank, **options))
     for a, b in zip(one, many):
         assert np.array_equal(a, b)

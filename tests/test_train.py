@@ -38,7 +38,7 @@ def subset(tiny_dataset):
     """Every third training patch (24 patches, all 4 classes)."""
     import dataclasses
 
-    from awdvd.synth import PatchSet
+    from awdvd.patches import PatchSet
 
     train = tiny_dataset[0]["train"]
     return PatchSet(**{f.name: getattr(train, f.name)[::3] for f in dataclasses.fields(PatchSet)})

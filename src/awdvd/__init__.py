@@ -1,6 +1,7 @@
 """awdvd: depth-variant deconvolution of out-of-focus widefield fluorescence images (He et al. 2019).
 
 >>> from awdvd import Optics, defocus_psf, psf_bank, richardson_lucy, load_model, defocus_map, deconvolve
+>>> from awdvd import AWDVDOptions, DefocusMap
 >>> from awdvd import read_image, write_tiff
 
 ``import awdvd`` is light: torch, dask and matplotlib load only when a function that needs them is used.
@@ -19,9 +20,11 @@ __version__ = "0.1.0"
 _LAZY = {
     "load_model": "model",
     "DefocusModel": "model",
-    "richardson_lucy": "deconv",
-    "deconvolve": "deconv",
+    "richardson_lucy": "rl",
+    "deconvolve": "restore",
+    "AWDVDOptions": "restore",
     "defocus_map": "predict",
+    "DefocusMap": "windows",
     "read_image": "io",
     "write_tiff": "io",
 }

@@ -1,40 +1,30 @@
-"""Many files and very large images: per-file work on a Dask cluster, large images in tiles with a halo.
+"""Many files on a Dask cluster (or in this process): the runner, the per-worker resource cache, the report.
 
 Everything here is generic: the work comes in as callables, so any per-file step (``awdvd deconvolve``,
-``awdvd predict``) and any local per-image operation (Richardson-Lucy, AWDVD, a defocus map) plugs in.
+``awdvd predict``) plugs in. Tiles of large images are :mod:`awdvd.tiles` (which uses :func:`dask_client` and
+:func:`limit_worker_threads` from here); awdvd's own per-file work is :mod:`awdvd.jobs`.
 
-- :func:`run_batch` runs ``task(path) -> dict`` over many files, serially (``workers=0``), on a local Dask
+- :func:`awdvd.io.plan_outputs` discovers the files and names their outputs once (a ``BatchPlan``), checked:
+  outputs may never be input files, nor shared by two files.
+- :func:`run_batch` runs ``task(path) -> dict`` over the files, serially (``workers=0``), on a local Dask
   cluster (``workers=N``) or on an existing cluster (``scheduler="tcp://host:port"``, the same code path, so
-  it scales to many machines). Reruns skip files whose outputs all exist; one bad file never stops the rest;
-  outputs may never be input files. Returns a :class:`BatchReport`.
+  it scales to many machines). Reruns skip files whose outputs all exist; one bad file never stops the rest.
+  Returns a :class:`BatchReport`.
 - :func:`worker_resource` caches a heavy object (the model, the PSF bank) once per worker process.
-- :func:`tiled_map` applies ``fn(block, origin_yx) -> block`` to a 2-D image tile by tile with a halo,
-  equal to ``fn(image, (0, 0))`` for any operation whose reach is at most the halo, in bounded memory
-  (input and output may be zarr arrays or memmaps). :func:`should_tile` decides tiled vs whole.
 - :func:`local_cluster` is the cluster run_batch starts, for sharing one between several batches.
-- :func:`submit_bounded` runs calls on a cluster with a bounded number in flight (tiles of one image).
-
-awdvd's own per-file work (``awdvd predict`` / ``awdvd deconvolve``) is built on these in :mod:`awdvd.jobs`,
-and AWDVD of images too large for memory in :mod:`awdvd.tiling`.
 
 Example: one file's work as a picklable module-level function, its heavy objects cached per worker ::
 
-    def deconvolve_file(path, *, out_dir, model_path, stride, iterations):
+    def deconvolve_file(path, *, out_dir, model_path, options):
         model = worker_resource(("model", str(model_path)), lambda: load_model(model_path))
         image = read_image(path)
-        check_pixel_size(image.pixel_um, model.optics.pixel_um)
-        out = deconvolve(np.asarray(image.data), model, stride=stride, iterations=iterations)
+        out = deconvolve(image.data, model, options, pixel_um=image.pixel_um)
         write_tiff(out_dir / f"{path.stem}_awdvd.tif", out, pixel_um=image.pixel_um, overwrite=True)
         return {"shape": list(out.shape)}
 
-    report = run_batch(inputs, partial(deconvolve_file, out_dir=out_dir, model_path=..., stride=42,
-                                       iterations=30),
+    report = run_batch(inputs, partial(deconvolve_file, out_dir=out_dir, model_path=..., options=AWDVDOptions()),
                        outputs_for=lambda p: [out_dir / f"{p.stem}_awdvd.tif"], workers=4)
     print(report.summary())
-
-For an image where ``should_tile(image.data.shape)``, the same function would write through
-``awdvd.io.open_ome_zarr_output`` with ``tiled_map(image.data, fn, tile_px=..., halo_px=..., out=out)``
-(serial inside the worker: ``tiled_map``'s default ``workers=0``).
 
 Threads and memory in workers: a Dask worker here runs one task at a time on one thread, and
 numpy/BLAS/OpenMP/torch and awdvd's own FFTs and thread pools use one thread inside workers
@@ -54,7 +44,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-import math
 import os
 import sys
 import threading
@@ -66,11 +55,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Hashable, Iterable, Iterator, Mapping, Sequence, TypeVar
 
-import numpy as np
-
 from ._checks import check_positive_int
 from ._threads import THREADS_VARIABLE, set_thread_limit
-from .io import LARGEST_IMAGE_IN_MEMORY_PX
 
 __all__ = [
     "run_batch",
@@ -81,11 +67,10 @@ __all__ = [
     "worker_resource",
     "worker_resource_loads",
     "clear_worker_resources",
-    "tiled_map",
-    "tile_grid",
-    "submit_bounded",
-    "should_tile",
-    "LARGEST_IMAGE_IN_MEMORY_PX",
+    "dask_client",
+    "check_picklable",
+    "in_dask_worker",
+    "limit_worker_threads",
 ]
 
 STATUSES = ("done", "skipped", "failed")
@@ -241,7 +226,8 @@ def clear_worker_resources() -> None:
 
 
 # --------------------------------------------------------------------------------------------- workers
-def _in_dask_worker() -> tuple[bool, str]:
+def in_dask_worker() -> tuple[bool, str]:
+    """(True, the worker's address) inside a Dask worker, else (False, "serial")."""
     if "distributed" not in sys.modules:  # never imported: cannot be a worker
         return False, "serial"
     from distributed import get_worker
@@ -252,8 +238,8 @@ def _in_dask_worker() -> tuple[bool, str]:
         return False, "serial"
 
 
-def _limit_threads() -> None:
-    """One thread per worker for the numeric libraries (see the module docstring)."""
+def limit_worker_threads() -> None:
+    """One thread per worker for the numeric libraries (see the module docstring); call it in a worker."""
     for name in _THREAD_VARIABLES:
         os.environ.setdefault(name, "1")  # for libraries not loaded yet; the nanny already set them
     set_thread_limit(1)  # awdvd's own FFT workers and thread pools, also on workers started elsewhere
@@ -264,9 +250,9 @@ def _limit_threads() -> None:
 
 def _run_one(task: Callable[[Path], Mapping | None], path: Path) -> dict:
     """Run ``task(path)`` where we are (worker or main process); never raises for an error in the task."""
-    in_worker, where = _in_dask_worker()
+    in_worker, where = in_dask_worker()
     if in_worker:
-        _limit_threads()
+        limit_worker_threads()
     start = time.perf_counter()
     record: dict = {"worker": where, "pid": os.getpid(), "value": {}, "error": None, "traceback": None}
     try:
@@ -279,7 +265,7 @@ def _run_one(task: Callable[[Path], Mapping | None], path: Path) -> dict:
     except Exception as error:  # one bad file is recorded, the others go on
         record.update(status="failed", error=_one_line(error), traceback=traceback.format_exc())
     if in_worker:
-        _limit_threads()  # the task may have imported torch just now
+        limit_worker_threads()  # the task may have imported torch just now
     record["seconds"] = time.perf_counter() - start
     return record
 
@@ -373,7 +359,7 @@ def local_cluster(workers: int):
 
 
 @contextlib.contextmanager
-def _dask_client(workers: int, scheduler) -> Iterator[tuple[Any, str, bool]]:
+def dask_client(workers: int, scheduler) -> Iterator[tuple[Any, str, bool]]:
     """A distributed Client: on an existing cluster (address or Client) or on a local cluster started here
     and shut down at the end. Yields (client, description, is_own_local_cluster)."""
     from distributed import Client
@@ -389,7 +375,7 @@ def _dask_client(workers: int, scheduler) -> Iterator[tuple[Any, str, bool]]:
         yield client, f"local Dask cluster, {workers} worker{'s' if workers != 1 else ''}", True
 
 
-def _check_picklable(obj, name: str) -> None:
+def check_picklable(obj, name: str) -> None:
     import cloudpickle
 
     try:
@@ -412,54 +398,11 @@ def _check_workers(workers, scheduler) -> int:
 
 
 # --------------------------------------------------------------------------------------------- batches
-def _plan_outputs(paths: Sequence[Path], outputs_for: Callable[[Path], Iterable]) -> dict[Path, tuple[Path, ...]]:
-    """outputs_for(path) for every input, checked: at least one output per file, no output is any input
-    file (or inside an input folder), and no two files share an output."""
-    plan: dict[Path, tuple[Path, ...]] = {}
-    for path in paths:
-        outputs = outputs_for(path)
-        if isinstance(outputs, (str, os.PathLike)):
-            outputs = [outputs]
-        outputs = tuple(Path(o).absolute() for o in outputs)
-        if not outputs:
-            raise ValueError(f"outputs_for({path.name}) named no output; every file needs at least one output to resume")
-        plan[path] = outputs
-    inputs = {p.resolve(): p for p in paths}
-    owner: dict[Path, Path] = {}
-    for path, outputs in plan.items():
-        for output in outputs:
-            resolved = output.resolve()
-            clash = inputs.get(resolved)
-            if clash is None:
-                clash = next((p for p in resolved.parents if p in inputs), None)  # inside an input .zarr folder
-            if clash is None and output.exists():
-                clash = next((p for p in paths if _same_file(p, output)), None)  # hard links
-            if clash is not None:
-                raise ValueError(
-                    f"the output {output} of {path.name} would overwrite the input {clash}; outputs never replace "
-                    "inputs: write them to another folder (-o) or name them differently. (Were outputs of an earlier "
-                    "run written into the input folder? Then keep outputs in a folder of their own.)"
-                )
-            if resolved in owner and owner[resolved] != path:
-                raise ValueError(
-                    f"{owner[resolved].name} and {path.name} would both write {output}; give each file its own outputs"
-                )
-            owner[resolved] = path
-    return plan
-
-
-def _same_file(a: Path, b: Path) -> bool:
-    try:
-        return os.path.samefile(a, b)
-    except OSError:
-        return False
-
-
 def run_batch(
     inputs,
     task: Callable[[Path], Mapping | None],
     *,
-    outputs_for: Callable[[Path], Iterable[str | os.PathLike]],
+    outputs_for: Callable[[Path], Iterable[str | os.PathLike]] | None = None,
     workers: int = 1,
     scheduler=None,
     overwrite: bool = False,
@@ -469,15 +412,16 @@ def run_batch(
 
     Parameters
     ----------
-    inputs : files, folders (their images; ``*.zarr`` folders count as images) or glob patterns, one or a list;
-        see :func:`awdvd.data.find_images`.
+    inputs : files, folders (their images; ``*.zarr`` folders count as images) or glob patterns, one or a list
+        (see :func:`awdvd.io.find_images`); or an :class:`awdvd.io.BatchPlan` made before
+        (:func:`awdvd.io.plan_outputs`; ``outputs_for`` is then not needed).
     task : ``task(path) -> dict``, run once per file to be done. It reads ``path``, computes, and writes the
         outputs itself, each atomically (``awdvd.io`` writers do) and with ``overwrite=True``: run_batch has
         already decided that this file is to be (re)done. It must be picklable (a module-level function, or a
         ``functools.partial`` of one with small arguments); load heavy objects inside it with
         :func:`worker_resource`. The dict it returns (plain, picklable values) is kept in the report.
     outputs_for : ``outputs_for(path) -> list of paths`` the task writes for ``path`` (at least one). Called
-        here, up front, for every file: a file whose outputs all exist is skipped; outputs may not be any
+        up front (:func:`awdvd.io.plan_outputs`), for every file: a file whose outputs all exist is skipped; outputs may not be any
         input file (ValueError before anything runs), and two files may not share an output.
     workers : 0 runs in this process, one file after another (identical results, no Dask); N >= 1 starts a
         local Dask cluster of N single-threaded worker processes for this batch. Ignored with ``scheduler``.
@@ -498,15 +442,18 @@ def run_batch(
     FileNotFoundError / ValueError for inputs that name nothing, ValueError for outputs that would replace
     inputs or collide, TypeError for a task that cannot be sent to workers.
     """
-    from .data import find_images
-
-    if not callable(task) or not callable(outputs_for):
-        raise TypeError("task and outputs_for must be callables: task(path) -> dict, outputs_for(path) -> paths")
+    if not callable(task):
+        raise TypeError("task must be a callable: task(path) -> dict")
     workers = _check_workers(workers, scheduler)
     start = time.perf_counter()
-    paths = find_images(inputs)
-    plan = _plan_outputs(paths, outputs_for)
-    todo = [p for p in paths if overwrite or not all(o.exists() for o in plan[p])]
+    from .io import BatchPlan, plan_outputs
+
+    if not isinstance(inputs, BatchPlan):
+        if outputs_for is None:
+            raise TypeError("run_batch needs outputs_for (outputs_for(path) -> paths), or a BatchPlan as inputs")
+        inputs = plan_outputs(inputs, outputs_for)
+    paths, plan = list(inputs.paths), inputs.outputs
+    todo = inputs.todo(overwrite=overwrite)
     records: dict[Path, dict] = {p: {"status": "skipped"} for p in set(paths) - set(todo)}
 
     from tqdm.auto import tqdm
@@ -518,8 +465,8 @@ def run_batch(
                 records[path] = _run_one(task, path)
                 bar.update(1)
         else:
-            _check_picklable(task, "task")
-            with _dask_client(workers, scheduler) as (client, where, own):
+            check_picklable(task, "task")
+            with dask_client(workers, scheduler) as (client, where, own):
                 grace_s = _NO_WORKERS_GRACE_S if own else None  # an external cluster may be scaling up
                 records.update(_run_on_dask(client, task, todo, bar, no_workers_grace_s=grace_s))
 
@@ -613,211 +560,3 @@ def _run_on_dask(client, task, paths: Sequence[Path], bar, *, no_workers_grace_s
         time.sleep(pause)
         pause = min(0.5, pause * 1.5)
     return records
-
-
-# --------------------------------------------------------------------------------------------- large images
-def should_tile(shape: Sequence[int], *, max_px: int = LARGEST_IMAGE_IN_MEMORY_PX) -> bool:
-    """True if an image of ``shape`` (…, H, W) is too large to process whole (more than ``max_px`` pixels per
-    plane, default :data:`LARGEST_IMAGE_IN_MEMORY_PX` = 4096 x 4096) and should go through :func:`tiled_map`."""
-    max_px = check_positive_int(max_px, "max_px")
-    if len(shape) < 2:
-        raise ValueError(f"an image shape has at least 2 axes, got {tuple(shape)}")
-    return math.prod(int(s) for s in shape[-2:]) > max_px
-
-
-def _pair(value, name: str, *, minimum: int) -> tuple[int, int]:
-    if isinstance(value, (tuple, list)):
-        if len(value) != 2:
-            raise ValueError(f"{name} must be one int or a (y, x) pair, got {value!r}")
-        return tuple(check_positive_int(v, name, minimum=minimum) for v in value)  # type: ignore[return-value]
-    v = check_positive_int(value, name, minimum=minimum)
-    return v, v
-
-
-def tile_grid(shape: tuple[int, int], tile_px, halo_px) -> list[tuple[tuple[slice, slice], tuple[slice, slice]]]:
-    """Tiles of a (H, W) image in row-major order: ``(core, read)`` slice pairs, where ``core`` (tile_px
-    square, smaller at the right/bottom edges) is what the tile contributes to the output and ``read`` is the
-    core grown by ``halo_px`` on every side and clipped to the image. Cores cover every pixel exactly once."""
-    h, w = (check_positive_int(s, "shape") for s in shape)
-    ty, tx = _pair(tile_px, "tile_px", minimum=1)
-    hy, hx = _pair(halo_px, "halo_px", minimum=0)
-    tiles = []
-    for y0 in range(0, h, ty):
-        for x0 in range(0, w, tx):
-            y1, x1 = min(y0 + ty, h), min(x0 + tx, w)
-            core = (slice(y0, y1), slice(x0, x1))
-            read = (slice(max(0, y0 - hy), min(h, y1 + hy)), slice(max(0, x0 - hx), min(w, x1 + hx)))
-            tiles.append((core, read))
-    return tiles
-
-
-def _read_block(image, read: tuple[slice, slice]) -> np.ndarray:
-    block = image[read]
-    if hasattr(block, "dask"):  # computed here, in this thread, never sent to a cluster (see io._compute)
-        block = block.compute(scheduler="sync")
-    return np.asarray(block)
-
-
-def _apply_tile(fn, block: np.ndarray, origin: tuple[int, int], crop: tuple[slice, slice]) -> np.ndarray:
-    """fn on one tile (with halo); returns only the core. Runs on a worker or in the main process."""
-    in_worker, _ = _in_dask_worker()
-    if in_worker:
-        _limit_threads()
-    result = np.asarray(fn(block, origin))
-    if result.shape != block.shape:
-        raise ValueError(
-            f"fn returned shape {result.shape} for a block of shape {block.shape} at {origin}; tiled_map needs "
-            "fn(block, origin_yx) to return an array of the block's shape"
-        )
-    return result[crop]
-
-
-def tiled_map(
-    image,
-    fn: Callable[[np.ndarray, tuple[int, int]], np.ndarray],
-    *,
-    tile_px: int | tuple[int, int] = 1024,
-    halo_px: int | tuple[int, int],
-    out=None,
-    workers: int = 0,
-    client=None,
-    max_in_flight: int | None = None,
-    progress: bool = False,
-):
-    """Apply a local operation ``fn`` to a 2-D image tile by tile, each tile read with a halo around it.
-
-    ``fn(block, origin_yx)`` gets a tile plus up to ``halo_px`` pixels of its surroundings (fewer where the
-    image ends) and the global (y, x) of the block's top-left pixel, so that e.g. a grid of windows can be
-    aligned to the whole image (choose ``tile_px`` and ``halo_px`` as multiples of the window stride); it
-    returns an array of the block's shape. Only the tile's core is kept. For any operation whose reach is at
-    most ``halo_px`` (a convolution with a PSF of radius <= halo_px, ...) and whose edge rule is local (e.g.
-    symmetric padding) the result equals ``fn(image, (0, 0))`` to floating-point tolerance, image borders
-    included: tiles at the border see the true border, as the whole-image call does. (Iterative operations
-    such as Richardson-Lucy reach further with each iteration; their tiled result only converges to the
-    whole-image one as the halo grows: benchmarks/bench_batch.py measures how fast.)
-
-    Why own tiling rather than ``dask.array.map_overlap``: tiles here carry their global origin, need no
-    chunk >= halo rule (any tile size, including sizes that do not divide the image), are read from any
-    sliceable array (numpy, memmap, zarr, dask) and their results are written into ``out`` one tile at a
-    time by this process alone, so tiles need not match the output's zarr chunks, workers need no access to
-    the output store, and memory stays bounded by the tiles in flight.
-
-    Parameters
-    ----------
-    image : (H, W) array-like that slices to numpy: numpy array, ``numpy.memmap``, zarr array, dask array.
-    fn : ``fn(block, origin_yx) -> array of block.shape``; picklable when run on Dask. Load heavy objects it
-        needs with :func:`worker_resource`.
-    tile_px : core tile size (int or (y, x)); the last row/column of tiles may be smaller.
-    halo_px : halo on each side (int or (y, x)), at least the operation's reach in pixels.
-    out : (H, W) array to write into (numpy, memmap, zarr, e.g. from ``awdvd.io.open_ome_zarr_output``);
-        None allocates a numpy array of the dtype ``fn`` returns. For zarr, a ``tile_px`` that is a multiple
-        of the chunk size writes whole chunks.
-    workers : 0 (default) runs the tiles one after another in this process; N >= 1 starts a local Dask
-        cluster of N workers for this call. Ignored when ``client`` is given.
-    client : a ``distributed.Client`` or scheduler address to run the tiles on an existing cluster.
-    max_in_flight : tiles submitted to Dask and not yet written (default 2 per worker thread); bounds memory.
-    progress : show a progress bar over tiles.
-
-    Returns
-    -------
-    ``out`` (or the new numpy array), (H, W).
-    """
-    if not hasattr(image, "shape") or len(image.shape) != 2:
-        raise ValueError(f"tiled_map takes a 2-D image (H, W), got shape {getattr(image, 'shape', None)}; "
-                         "process a stack plane by plane")
-    if not callable(fn):
-        raise TypeError("fn must be callable: fn(block, origin_yx) -> block")
-    shape = tuple(int(s) for s in image.shape)
-    tiles = tile_grid(shape, tile_px, halo_px)
-    if out is not None and tuple(out.shape) != shape:
-        raise ValueError(f"out has shape {tuple(out.shape)}; it must match the image, {shape}")
-    workers = check_positive_int(workers, "workers", minimum=0)
-    holder = {"out": out}
-
-    def write(core, result):
-        if holder["out"] is None:
-            holder["out"] = np.empty(shape, dtype=result.dtype)
-        holder["out"][core] = result
-
-    def crop_of(core, read):  # the core's position inside the block that was read
-        return tuple(slice(c.start - r.start, c.stop - r.start) for c, r in zip(core, read))
-
-    from tqdm.auto import tqdm
-
-    with tqdm(total=len(tiles), unit="tile", desc="tiles", disable=not progress) as bar:
-        if client is None and workers == 0:
-            for core, read in tiles:
-                block = _read_block(image, read)
-                write(core, _apply_tile(fn, block, (read[0].start, read[1].start), crop_of(core, read)))
-                bar.update(1)
-        else:
-            _check_picklable(fn, "fn")
-            with _dask_client(max(workers, 1), client) as (dask_client, _, _):
-                limit = max_in_flight or 2 * max(1, sum(dask_client.nthreads().values()))
-                limit = check_positive_int(limit, "max_in_flight")
-                _tiles_on_dask(dask_client, image, fn, tiles, crop_of, write, limit, bar)
-    return holder["out"]
-
-
-def _tiles_on_dask(client, image, fn, tiles, crop_of, write, limit: int, bar) -> None:
-    calls = (
-        (core, _apply_tile, (fn, _read_block(image, read), (read[0].start, read[1].start), crop_of(core, read)))
-        for core, read in tiles
-    )
-    for core, result in submit_bounded(client, calls, limit=limit):
-        write(core, result)
-        bar.update(1)
-
-
-_SCATTER_BYTES = 1 << 16
-
-
-def _call_here(fn, *args):
-    """fn(*args) on a worker (with its thread limits) or in this process."""
-    in_worker, _ = _in_dask_worker()
-    if in_worker:
-        _limit_threads()
-    return fn(*args)
-
-
-def submit_bounded(client, calls: Iterable[tuple[Hashable, Callable, tuple]], *, limit: int) -> Iterator[tuple[Hashable, Any]]:
-    """Run ``fn(*args)`` for every ``(tag, fn, args)`` of ``calls`` on a Dask client, with at most ``limit`` calls
-    submitted and not yet collected, and yield ``(tag, result)`` as they finish (in any order).
-
-    ``calls`` is consumed lazily, so its arguments (e.g. image blocks read from a large file) are made only
-    as room frees up: memory stays bounded by ``limit`` calls. Numpy arguments of 64 KB or more are scattered
-    (sent to one worker once, not embedded in the task graph); futures among ``args`` are resolved by Dask
-    (e.g. a model scattered once with ``client.scatter(model, broadcast=True)``). On the worker, the thread
-    limits of the module docstring apply. The first error raised by a call is raised here: used for tiles of
-    one image, where an error is a bug for every tile, not a bad file.
-    """
-    from distributed import as_completed
-
-    limit = check_positive_int(limit, "limit")
-    calls = iter(calls)
-    tags: dict[str, Hashable] = {}
-    queue = as_completed(loop=client.loop)
-
-    def submit_next() -> bool:
-        item = next(calls, None)
-        if item is None:
-            return False
-        tag, fn, args = item
-        args = tuple(
-            client.scatter(a, hash=False) if isinstance(a, np.ndarray) and a.nbytes >= _SCATTER_BYTES else a
-            for a in args
-        )
-        future = client.submit(_call_here, fn, *args, pure=False)
-        tags[future.key] = tag
-        queue.add(future)
-        return True
-
-    for _ in range(limit):
-        if not submit_next():
-            break
-    for future in queue:
-        result = future.result()
-        tag = tags.pop(future.key)
-        future.release()
-        submit_next()
-        yield tag, result

@@ -21,17 +21,16 @@ The network input is ``normalize_patches(raw)``; the class label is ``level`` or
 from __future__ import annotations
 
 import dataclasses
-import glob as globlib
 import json
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import numpy as np
 
-from .io import IMAGE_SUFFIXES, atomic_path, is_image_folder, read_image, write_json
+from .io import atomic_path, find_images, read_image, write_json
 from .patches import SPLITS, PatchSet
 
 __all__ = [
@@ -39,7 +38,6 @@ __all__ = [
     "write_dataset",
     "read_dataset",
     "read_dataset_metadata",
-    "find_images",
     "in_focus_index",
     "load_in_focus_images",
     "BBBC006Field",
@@ -136,38 +134,6 @@ def simulate_dataset(inputs, output: str | os.PathLike, *, optics=None, noise=No
 
 
 # --------------------------------------------------------------------------------------------- sources
-def find_images(inputs: str | os.PathLike | Iterable[str | os.PathLike]) -> list[Path]:
-    """Image files named by ``inputs``: files, folders (their image files, not recursive) or glob patterns.
-    An OME-Zarr folder (``*.zarr``) counts as one image, named directly, matched by a pattern or inside a folder.
-
-    Returns a sorted, de-duplicated list. Raises FileNotFoundError for a path or pattern that names nothing,
-    and ValueError if no image file is found at all.
-    """
-    if isinstance(inputs, (str, os.PathLike)):
-        inputs = [inputs]
-
-    def is_image(p: Path) -> bool:
-        return (p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES) or is_image_folder(p)
-
-    found: list[Path] = []
-    for item in inputs:
-        text = os.fspath(item)
-        path = Path(text)
-        if is_image_folder(path) or path.is_file():
-            found.append(path)
-        elif path.is_dir():
-            found += sorted(p for p in path.iterdir() if is_image(p))
-        elif globlib.has_magic(text):
-            matches = sorted(Path(p) for p in globlib.glob(text) if Path(p).is_file() or is_image_folder(p))
-            if not matches:
-                raise FileNotFoundError(f"the pattern {text!r} matches no file")
-            found += [p for p in matches if is_image(p)]
-        else:
-            raise FileNotFoundError(f"no such file or folder: {text}")
-    unique = sorted(dict.fromkeys(p.resolve() for p in found))
-    if not unique:
-        raise ValueError(f"no image files ({', '.join(IMAGE_SUFFIXES)}, *.zarr) in {', '.join(map(os.fspath, inputs))}")
-    return unique
 
 
 def in_focus_index(stack: np.ndarray) -> int:

@@ -14,10 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["run_demo"]
+from .windows import PATCH_PX
 
-STRIDE = 42
-ITERATIONS = 30
+__all__ = ["run_demo", "true_level_map"]
 
 
 def _observed_and_truth(image, seed: int, optics):
@@ -35,19 +34,16 @@ def _observed_and_truth(image, seed: int, optics):
 
 
 def true_level_map(levels, *, stride: int, patch_px: int, n_levels: int):
-    """A :class:`~awdvd.predict.DefocusMap` holding the true level at each window centre (certain)."""
+    """A :class:`~awdvd.windows.DefocusMap` holding the true level at each window centre (certain)."""
     from .evaluate_restoration import window_levels_from_pixels
-    from .predict import DefocusMap
-    from .windows import window_starts
+    from .windows import DefocusMap
 
     grid = window_levels_from_pixels(levels, stride=stride, patch_px=patch_px)
-    proba = np.eye(n_levels, dtype=np.float32)[grid]
-    return DefocusMap(levels=grid, proba=proba, class_levels=np.arange(n_levels), ys=window_starts(levels.shape[0],
-                      patch_px=patch_px, stride=stride), xs=window_starts(levels.shape[1], patch_px=patch_px,
-                      stride=stride), image_shape=levels.shape, patch_px=patch_px, stride=stride, mode="truth")
+    return DefocusMap.from_levels(grid, levels.shape, stride=stride, patch_px=patch_px, n_levels=n_levels, mode="truth")
 
 
-def run_demo(output, *, model=None, image=None, overwrite: bool = False, seed: int = 0, progress: bool = True) -> dict:
+def run_demo(output, *, model=None, image=None, overwrite: bool = False, seed: int = 0, progress: bool = True,
+             options=None) -> dict:
     """Run the example and write its outputs into the folder ``output``.
 
     Parameters
@@ -56,6 +52,8 @@ def run_demo(output, *, model=None, image=None, overwrite: bool = False, seed: i
         this installation has no bundled model, the procedural specimen is restored with its true levels
         (reported as such in the summary and on screen); a real image then needs a model.
     image : None for the procedural tilted specimen (with ground truth), or the path of a real 2-D image.
+    options : :class:`awdvd.restore.AWDVDOptions` of the restoration (default ``AWDVDOptions()``, what
+        ``awdvd deconvolve`` uses); the baseline uses the same iterations and offset.
 
     Returns
     -------
@@ -65,16 +63,16 @@ def run_demo(output, *, model=None, image=None, overwrite: bool = False, seed: i
     """
     from tqdm.auto import tqdm
 
-    from .deconv import deconvolve_invariant, deconvolve_levels, estimate_background
     from .evaluate_restoration import window_levels_from_pixels
     from .io import write_json, write_tiff
     from .metrics import psnr, ssim
     from .model import DefocusModel, bundled_model_path, load_model
     from .optics import Optics
     from .plots import defocus_overlay, figure, save_figure
-    from .predict import defocus_map
     from .psf import psf_bank
+    from .restore import deconvolve_invariant, iterations_per_level, options_with, restore_image
 
+    options = options_with(options, {})
     output = Path(output)
     names = ["recorded.tif", "awdvd.tif", "invariant.tif", "defocus_map.png", "demo.png", "metrics.json"]
     if image is None:
@@ -91,26 +89,23 @@ def run_demo(output, *, model=None, image=None, overwrite: bool = False, seed: i
     else:
         model = model if isinstance(model, DefocusModel) else load_model(model)
     optics = model.optics if model is not None else Optics()
-    patch_px = model.patch_px if model is not None else 84
-    bank = psf_bank(optics)
+    bank = psf_bank(optics, size=options.psf_size)
     steps.update()
     observed, truth, true_levels, file_pixel_um = _observed_and_truth(image, seed, optics)
     pixel_um = file_pixel_um or optics.pixel_um
     timings = {}
-    t = time.perf_counter()
-    if model is not None:
-        dmap = defocus_map(observed, model, stride=STRIDE)
-    else:
-        dmap = true_level_map(true_levels, stride=STRIDE, patch_px=patch_px, n_levels=optics.n_levels)
-    timings["defocus_map_s"] = time.perf_counter() - t
+    dmap = None
+    if model is None:
+        dmap = true_level_map(true_levels, stride=options.stride, patch_px=PATCH_PX, n_levels=optics.n_levels)
     steps.update()
-    offset = estimate_background(observed)
-    t = time.perf_counter()
-    restored = deconvolve_levels(observed, dmap.levels, bank, stride=STRIDE, iterations=ITERATIONS, offset=offset)
-    timings["awdvd_fast_s"] = time.perf_counter() - t
+    result = restore_image(observed, model, options, dmap=dmap, psfs=bank, pixel_um=file_pixel_um)
+    dmap, restored, offset = result.dmap, result.image, result.offset
+    timings["defocus_map_s"] = result.timings_s["defocus_map"]
+    timings["awdvd_fast_s"] = result.timings_s["deconvolution"]
     steps.update()
     t = time.perf_counter()
-    invariant = deconvolve_invariant(observed, bank[0], iterations=ITERATIONS, offset=offset)
+    in_focus_iterations = iterations_per_level(options, n_levels=len(bank))[0]
+    invariant = deconvolve_invariant(observed, bank[0], options.replace(offset=offset, iterations=in_focus_iterations))
     timings["invariant_s"] = time.perf_counter() - t
     steps.update()
 
@@ -125,7 +120,8 @@ def run_demo(output, *, model=None, image=None, overwrite: bool = False, seed: i
         "input": "procedural tilted specimen (levels 0-10 left to right)" if image is None else str(image),
         "levels_from": model.info.get("name", "model file") if model is not None else
         "the specimen's true levels (no bundled model in this installation)",
-        "stride_px": STRIDE, "iterations": ITERATIONS, "background_offset_adu": offset,
+        "stride_px": options.stride, "iterations": list(result.iterations), "background_offset_adu": offset,
+        "options": options.to_dict(),
         "predicted_window_levels": dmap.level_counts(),
     }
     if truth is not None:
@@ -139,7 +135,7 @@ def run_demo(output, *, model=None, image=None, overwrite: bool = False, seed: i
         }
         summary["quality_vs_truth"]["data_range"] = data_range
     if truth is not None and model is not None:
-        expected = window_levels_from_pixels(true_levels, stride=STRIDE, patch_px=patch_px)
+        expected = window_levels_from_pixels(true_levels, stride=dmap.stride, patch_px=dmap.patch_px)
         foreground = dmap.levels >= 0
         error = np.abs(dmap.levels - expected)[foreground]
         summary["window_levels"] = {
@@ -152,7 +148,7 @@ def run_demo(output, *, model=None, image=None, overwrite: bool = False, seed: i
     from matplotlib.patches import Rectangle
 
     panels = [("recorded", "recorded", observed), ("depth-invariant RL (level-0 PSF)", "depth_invariant", invariant),
-              (f"AWDVD (fast, stride {STRIDE})", "awdvd", restored)]
+              (f"AWDVD ({options.method}, stride {options.stride})", "awdvd", restored)]
     if truth is not None:
         panels.append(("in-focus truth", None, truth))
     fig, axes = figure(2, len(panels), figsize=(4.2 * len(panels), 5.6))

@@ -8,10 +8,14 @@ its own with symmetric boundaries, as the paper does. Two data ranges: 65535 (th
 the in-focus patch's own max - min (numbers that do not depend on the 16-bit container).
 
 Whole images (:func:`evaluate_whole_image`): a synthetic tilted specimen built from a real in-focus image, the
-defocus level increasing across the field (:func:`tilted_specimen`), restored by case (i) (stride 84,
-rectangular, patch-wise), case (ii) (stride 42, triangular, patch-wise) and the fast method at several strides,
-with the true levels (and a model's levels when given), scored by PSNR/SSIM and a seam measure
-(:func:`seam_ratio`).
+defocus level increasing across the field (:func:`tilted_specimen`), restored by case (i) (stride = window side,
+rectangular, patch-wise), case (ii) (stride = half the window, triangular, patch-wise) and the fast method at
+several strides, with the true levels (and a model's levels when given), scored by PSNR/SSIM and a seam measure
+(:func:`seam_ratio`). Windows are the model's (``model.patch_px``), or the paper's 84 px without a model.
+
+Both take :class:`awdvd.restore.AWDVDOptions` (and keyword overrides of its fields: ``iterations``, ``offset``,
+``device``, ...); the offset defaults to "auto" as everywhere (per patch for patches: each is its own image).
+The figures are :func:`awdvd.plots.plot_patch_metrics` and :func:`awdvd.plots.plot_whole_image`.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import numpy as np
 
 from ._checks import check_image, check_positive_int
 from .metrics import PAPER_DATA_RANGE, psnr, ssim, truth_data_range
+from .windows import PATCH_PX
 
 __all__ = [
     "TiltedSpecimen",
@@ -34,9 +39,11 @@ __all__ = [
     "case_i_boundaries",
     "evaluate_patches",
     "evaluate_whole_image",
-    "plot_patch_metrics",
-    "plot_whole_image",
+    "write_restoration_report",
 ]
+
+# the figures moved to awdvd.plots (wave 2); these names stay importable from here until the other branches
+# (awdvd.reproduce) are merged
 
 
 # --------------------------------------------------------------------------------------------- specimens
@@ -76,7 +83,7 @@ def tilted_specimen(in_focus, *, optics=None, noise=None, psf_size: int | None =
     return TiltedSpecimen(truth=truth, observed=observed, levels=levels.copy())
 
 
-def window_levels_from_pixels(levels, *, stride: int, patch_px: int = 84) -> np.ndarray:
+def window_levels_from_pixels(levels, *, stride: int, patch_px: int = PATCH_PX) -> np.ndarray:
     """(ny, nx) grid of the true level at each window's centre pixel (row/column start + patch_px // 2)."""
     from .windows import window_starts
 
@@ -87,7 +94,7 @@ def window_levels_from_pixels(levels, *, stride: int, patch_px: int = 84) -> np.
 
 
 # --------------------------------------------------------------------------------------------- seams
-def case_i_boundaries(length: int, *, patch_px: int = 84) -> np.ndarray:
+def case_i_boundaries(length: int, *, patch_px: int = PATCH_PX) -> np.ndarray:
     """Positions b (0 < b < length) where case (i) windows meet: a seam lies between pixels b - 1 and b."""
     from .windows import window_starts
 
@@ -134,8 +141,8 @@ def _summary(values: list[float]) -> dict:
     }
 
 
-def evaluate_patches(patches, psfs, *, model=None, per_level: int = 45, iterations: int = 30, seed: int = 0,
-                     offset: float = 0.0, include_background: bool = False, device: str | None = None) -> dict:
+def evaluate_patches(patches, psfs, *, model=None, options=None, per_level: int = 45, seed: int = 0,
+                     include_background: bool = False, **overrides) -> dict:
     """Per-level PSNR/SSIM of noisy, depth-variant and depth-invariant patches (paper Fig. 8).
 
     Parameters
@@ -143,6 +150,8 @@ def evaluate_patches(patches, psfs, *, model=None, per_level: int = 45, iteratio
     patches : a :class:`awdvd.synth.PatchSet` (the test split: ``raw`` noisy, ``truth`` in-focus, ``level``).
     psfs : (n_levels, k, k) deconvolution PSFs (``psf_bank``; level 0 = in-focus PSF, the invariant baseline).
     model : optional defocus model; adds "variant_predicted" (level from ``model.predict_patches``).
+    options, overrides : :class:`awdvd.restore.AWDVDOptions` and keyword overrides of its fields; the patches
+        use its ``iterations`` (per level), ``offset`` ("auto": each patch's own 1st percentile) and ``device``.
     per_level : patches drawn (without replacement, seeded) per level.
 
     Returns
@@ -152,11 +161,24 @@ def evaluate_patches(patches, psfs, *, model=None, per_level: int = 45, iteratio
     summaries count such patches in ``n_infinite`` and average the finite ones (level 0's noisy patch is the
     in-focus image itself in awdvd's synthetic data).
     """
-    from .deconv import richardson_lucy_stack
+    from .restore import iterations_per_level, options_with
+    from .rl import estimate_background, richardson_lucy_stack
+
+    options = options_with(options, overrides)
+    n_levels = len(psfs)
+    iterations = iterations_per_level(options, n_levels=n_levels)
+
+    def restore(raw, level):  # RL of a stack of patches with level's PSF, each with its own offset
+        if options.offset == "auto":
+            offsets = np.array([estimate_background(p) for p in raw], dtype=np.float64)[:, None, None]
+        else:
+            offsets = np.full((len(raw), 1, 1), options.offset)
+        data = np.maximum(raw.astype(np.float64) - offsets, 0.0)
+        out = richardson_lucy_stack(data, psfs[level], iterations=iterations[level], offset=0.0, device=options.device)
+        return (out.astype(np.float64) + offsets).astype(np.float32)
 
     per_level = check_positive_int(per_level, "per_level")
     rng = np.random.default_rng(seed)
-    n_levels = len(psfs)
     chosen = []
     for level in range(n_levels):
         candidates = np.nonzero((patches.level == level) & (include_background | ~patches.background))[0]
@@ -167,18 +189,17 @@ def evaluate_patches(patches, psfs, *, model=None, per_level: int = 45, iteratio
             rows.append({"level": level, "n": 0})
             continue
         raw, truth = patches.raw[index], patches.truth[index]
-        rl = dict(iterations=iterations, offset=offset, device=device)
         variants = {
             "noisy": raw.astype(np.float32),
-            "variant_true": richardson_lucy_stack(raw, psfs[level], **rl),
-            "invariant": richardson_lucy_stack(raw, psfs[0], **rl),
+            "variant_true": restore(raw, level),
+            "invariant": restore(raw, 0),
         }
         if model is not None:
             predicted = np.asarray(model.predict_patches(raw))
             out = raw.astype(np.float32).copy()
             for value in np.unique(predicted):
                 if value >= 0:
-                    out[predicted == value] = richardson_lucy_stack(raw[predicted == value], psfs[value], **rl)
+                    out[predicted == value] = restore(raw[predicted == value], value)
             variants["variant_predicted"] = out
         row = {"level": level, "n": int(len(index)), "psnr": {}, "ssim": {}}
         if model is not None:
@@ -205,32 +226,43 @@ def evaluate_patches(patches, psfs, *, model=None, per_level: int = 45, iteratio
             for range_name in ("paper_65535", "truth_range")
         }
         rows.append(row)
-    settings = {"per_level": per_level, "iterations": iterations, "seed": seed, "offset": offset,
+    settings = {"per_level": per_level, "iterations": list(iterations), "seed": seed,
+                "offset": "auto (each patch's 1st percentile)" if options.offset == "auto" else options.offset,
                 "include_background": include_background, "psf_size": int(np.shape(psfs)[-1]),
                 "data_ranges": {"paper_65535": PAPER_DATA_RANGE, "truth_range": "max - min of each in-focus patch"}}
     return {"levels": rows, "settings": settings}
 
 
 # --------------------------------------------------------------------------------------------- images
-def evaluate_whole_image(specimen: TiltedSpecimen, psfs, *, strides: Sequence[int] = (42, 21, 8),
-                         iterations: int = 30, model=None, offset: float = 0.0, device: str | None = None,
-                         keep_images: bool = False) -> dict:
+def evaluate_whole_image(specimen: TiltedSpecimen, psfs, *, strides: Sequence[int] | None = None, model=None,
+                         options=None, patch_px: int | None = None, keep_images: bool = False, **overrides) -> dict:
     """Fig. 9 on a synthetic specimen with known levels: PSNR/SSIM and seam ratio of
 
     - observed (no restoration) and depth-invariant RL (level-0 PSF),
-    - case (i): stride 84, rectangular weights, patch-wise; case (ii): stride 42, triangular, patch-wise,
-    - fast (triangular) at every stride of ``strides``,
+    - case (i): stride = window side, rectangular weights, patch-wise; case (ii): stride = half the window,
+      triangular, patch-wise,
+    - fast (triangular) at every stride of ``strides`` (default: a half, a quarter of the window, and 8 px),
 
-    with the true window levels, and again with the model's levels when ``model`` is given. Seam ratios are
-    measured on the error image at case (i)'s window boundaries. Returns a JSON-ready dict (and the restored
-    images under "images" when ``keep_images``).
+    with the true window levels, and again with the model's levels when ``model`` is given. Windows are
+    ``patch_px`` (default: the model's, else the paper's 84). ``options`` / ``overrides``
+    (:class:`awdvd.restore.AWDVDOptions`) give iterations, offset ("auto": once, on the observed image, for
+    every run), halo and device; each run sets its own stride, weighting and method. Seam ratios are measured
+    on the error image at case (i)'s window boundaries. Returns a JSON-ready dict (and the restored images
+    under "images" when ``keep_images``).
     """
-    from .deconv import deconvolve_invariant, deconvolve_levels
-    from .predict import defocus_map
+    from .restore import deconvolve_invariant, iterations_per_level, options_with, restore_image
+    from .rl import resolve_offset
+    from .windows import DefocusMap
 
+    options = options_with(options, overrides)
     truth, observed = specimen.truth, specimen.observed
-    by = case_i_boundaries(truth.shape[0])
-    bx = case_i_boundaries(truth.shape[1])
+    p = int(patch_px or (model.patch_px if model is not None else PATCH_PX))
+    strides = [p // 2, p // 4, 8] if strides is None else [int(s) for s in strides]
+    for stride in strides:
+        options.replace(stride=stride).check_patch_px(p)
+    options = options.replace(offset=resolve_offset(options.offset, observed))
+    by = case_i_boundaries(truth.shape[0], patch_px=p)
+    bx = case_i_boundaries(truth.shape[1], patch_px=p)
     results, images = [], {"truth": truth}
 
     def score(name, image, seconds, **extra):
@@ -245,92 +277,98 @@ def evaluate_whole_image(specimen: TiltedSpecimen, psfs, *, strides: Sequence[in
 
     score("observed", observed, 0.0)
     start = time.perf_counter()
-    invariant = deconvolve_invariant(observed, psfs[0], iterations=iterations, offset=offset, device=device)
+    in_focus_iterations = iterations_per_level(options, n_levels=len(psfs))[0]
+    invariant = deconvolve_invariant(observed, psfs[0], options.replace(iterations=in_focus_iterations))
     score("invariant_level0", invariant, time.perf_counter() - start)
     sources = [("true", None)]
     if model is not None:
         sources.append(("model", model))
-    runs = [("case_i", 84, "rectangular", "patchwise"), ("case_ii", 42, "triangular", "patchwise")]
+    runs = [("case_i", p, "rectangular", "patchwise"), ("case_ii", p // 2, "triangular", "patchwise")]
     runs += [(f"fast_s{s}", s, "triangular", "fast") for s in strides]
     for source, source_model in sources:
         for name, stride, weighting, method in runs:
+            run = options.replace(stride=stride, weighting=weighting, method=method)
+            dmap = None
             if source_model is None:
-                grid = window_levels_from_pixels(specimen.levels, stride=stride)
-                map_seconds = 0.0
-            else:
-                t0 = time.perf_counter()
-                grid = defocus_map(observed, source_model, stride=stride).levels
-                map_seconds = time.perf_counter() - t0
-            start = time.perf_counter()
-            out = deconvolve_levels(observed, grid, psfs, stride=stride, iterations=iterations, method=method,
-                                    weighting=weighting, offset=offset, device=device)
-            score(f"{name}_{source}", out, time.perf_counter() - start, stride=stride, weighting=weighting,
-                  method=method, levels=source, map_seconds=round(map_seconds, 4))
-    report = {"results": results, "settings": {"iterations": iterations, "offset": offset, "strides": list(strides),
+                grid = window_levels_from_pixels(specimen.levels, stride=stride, patch_px=p)
+                dmap = DefocusMap.from_levels(grid, observed.shape, stride=stride, patch_px=p, n_levels=len(psfs))
+            result = restore_image(observed, source_model, run, dmap=dmap, psfs=psfs)
+            score(f"{name}_{source}", result.image, result.timings_s["deconvolution"], stride=stride,
+                  weighting=weighting, method=method, levels=source, map_seconds=result.timings_s["defocus_map"])
+    report = {"results": results, "settings": {"iterations": options.iterations, "offset": options.offset,
+                                               "strides": list(strides), "patch_px": p,
                                                "psf_size": int(np.shape(psfs)[-1]), "shape": list(truth.shape)}}
     if keep_images:
         report["images"] = images
     return report
 
 
-# --------------------------------------------------------------------------------------------- figures
-def plot_patch_metrics(report: dict, path, *, ssim_range: str = "truth_range", overwrite: bool = False):
-    """Fig. 8: (a) PSNR gain over the noisy patch (the same for any data range), (b) SSIM and the SSIM ratio
-    (depth-variant / noisy) per level, with SSIM's data range ``ssim_range`` ("truth_range" by default: at
-    65535 SSIM's stabilising constants dwarf 12-bit signals and every SSIM is about 1)."""
-    from .plots import figure, save_figure
+# --------------------------------------------------------------------------------------------- reports
+def write_restoration_report(output, *, dataset=None, in_focus=(), model=None, options=None, per_level: int = 45,
+                             strides: Sequence[int] | None = None, seed: int = 0, overwrite: bool = False,
+                             **overrides) -> list:
+    """``awdvd evaluate-restoration``: the paper's Fig. 8 on a dataset's test patches (``patches.json``,
+    ``patches.png``) and/or Fig. 9 on a tilted specimen per in-focus image (``whole.json``, ``whole.png``, the
+    figure of the first), written into the folder ``output``.
 
-    rows = [r for r in report["levels"] if r.get("n")]
-    levels = [r["level"] for r in rows]
-    names = [n for n in ("variant_true", "variant_predicted", "invariant") if n in rows[0]["psnr_gain_db"]]
-    labels = {"variant_true": "depth-variant (true level)", "variant_predicted": "depth-variant (predicted level)",
-              "invariant": "depth-invariant (level-0 PSF)", "noisy": "noisy defocused"}
-    colours = {"variant_true": "tab:blue", "variant_predicted": "tab:green", "invariant": "tab:red", "noisy": "grey"}
-    fig, (a, b) = figure(1, 2, figsize=(11, 4))
-    for name in names:
-        gains = [np.nan if r["psnr_gain_db"][name] is None else r["psnr_gain_db"][name] for r in rows]
-        a.plot(levels, gains, marker="o", label=labels[name], color=colours[name])
-    a.axhline(0, color="grey", lw=0.8)
-    a.set_xlabel("defocus level")
-    a.set_ylabel("PSNR gain over noisy (dB)")
-    a.set_title("(a) PSNR improvement", fontsize=10)
-    a.legend(fontsize=8)
-    for name in ["noisy"] + names:
-        values = [r["ssim"][name][ssim_range]["mean"] for r in rows]
-        b.plot(levels, values, marker="o", label=labels[name], color=colours[name])
-    b.set_xlabel("defocus level")
-    b.set_ylabel(f"SSIM (data range: {'65535' if ssim_range == 'paper_65535' else 'in-focus patch max - min'})")
-    b.set_title("(b) SSIM; ratio = depth-variant (true level) / noisy", fontsize=10)
-    twin = b.twinx()
-    ratio = [r["ssim_ratio"][ssim_range]["variant_true"] for r in rows]
-    twin.plot(levels, ratio, color="tab:orange", ls="--", marker="s", label="SSIM ratio (true level)")
-    for x, y in zip(levels, ratio):
-        twin.annotate(f"{100 * (y - 1):+.1f}%", (x, y), fontsize=7, color="tab:orange", ha="center",
-                      xytext=(0, 5), textcoords="offset points")
-    twin.set_ylabel("SSIM ratio", color="tab:orange")
-    b.legend(fontsize=8, loc="lower left")
-    return save_figure(fig, path, overwrite=overwrite)
+    Parameters
+    ----------
+    dataset : a patch dataset folder (``awdvd simulate``); its test split is scored by :func:`evaluate_patches`.
+    in_focus : in-focus images (files, folders, globs; :func:`awdvd.data.load_in_focus_images`), each tilted
+        (:func:`tilted_specimen`, seeds ``seed``, ``seed + 1``, ...) and scored by :func:`evaluate_whole_image`.
+    model : a model file path or :class:`awdvd.model.DefocusModel`: also score with its levels.
+    options, overrides : :class:`awdvd.restore.AWDVDOptions` (iterations, offset, psf_size, device, ...).
+    per_level, strides, seed : as for :func:`evaluate_patches` / :func:`evaluate_whole_image`.
+    overwrite : replace existing outputs (otherwise FileExistsError before anything is computed).
 
+    Returns the paths written.
+    """
+    from pathlib import Path
 
-def plot_whole_image(report: dict, path, *, names: Sequence[str] = ("truth", "observed", "case_i_true",
-                                                                      "case_ii_true", "fast_s8_true"), crop=None,
-                     overwrite: bool = False):
-    """Fig. 9: crops of the truth and of restorations (from a report made with ``keep_images=True``), titled
-    with PSNR (truth range) and the seam ratio."""
-    from .plots import figure, save_figure
+    from .io import write_json
+    from .optics import Optics
+    from .plots import plot_patch_metrics, plot_whole_image
+    from .psf import psf_bank
+    from .restore import options_with
 
-    images = report["images"]
-    names = [n for n in names if n in images]
-    by_name = {r["name"]: r for r in report["results"]}
-    first = images[names[0]]
-    crop = crop or (slice(0, min(260, first.shape[0])), slice(0, min(260, first.shape[1])))
-    reference = np.concatenate([images[n][crop].ravel() for n in names])
-    lo, hi = np.percentile(reference, [0.5, 99.8])
-    fig, axes = figure(1, len(names), figsize=(3.2 * len(names), 3.6), squeeze=False)
-    for ax, name in zip(axes[0], names):
-        ax.imshow(np.clip((images[name][crop] - lo) / (hi - lo), 0, 1), cmap="gray", interpolation="nearest")
-        r = by_name.get(name)
-        ax.set_title(name if r is None else
-                     f"{name}\nPSNR {r['psnr_truth_range']:.2f} dB, seam {r['seam_ratio_error']:.2f}", fontsize=8)
-        ax.set_axis_off()
-    return save_figure(fig, path, overwrite=overwrite)
+    options = options_with(options, overrides)
+    output = Path(output)
+    in_focus = [in_focus] if isinstance(in_focus, (str, Path)) else list(in_focus or ())
+    if dataset is None and not in_focus:
+        raise ValueError("give a dataset (patch evaluation, --dataset) and/or in-focus images (whole-image "
+                         "evaluation, --in-focus)")
+    targets = ([output / "patches.json", output / "patches.png"] if dataset is not None else [])
+    targets += [output / "whole.json", output / "whole.png"] if in_focus else []
+    for target in targets:
+        if target.exists() and not overwrite:
+            raise FileExistsError(f"{target} exists; choose another -o folder or pass --overwrite")
+    if model is not None and not hasattr(model, "predict_patches"):
+        from .model import load_model
+
+        model = load_model(model)
+    if dataset is not None:
+        from .data import read_dataset
+
+        patches, metadata = read_dataset(dataset, "test")
+        psfs = psf_bank(Optics.from_dict(metadata["optics"]), size=options.psf_size)
+        report = evaluate_patches(patches, psfs, model=model, options=options, per_level=per_level, seed=seed)
+        report["settings"]["dataset"] = str(dataset)
+        write_json(output / "patches.json", report, overwrite=overwrite)
+        plot_patch_metrics(report, output / "patches.png", overwrite=overwrite)
+    if in_focus:
+        from .data import load_in_focus_images
+
+        optics = model.optics if model is not None else Optics()
+        psfs = psf_bank(optics, size=options.psf_size)
+        images, names = load_in_focus_images(in_focus)
+        reports = []
+        for index, (image, name) in enumerate(zip(images, names)):
+            specimen = tilted_specimen(image, optics=optics, psf_size=options.psf_size, seed=seed + index)
+            report = evaluate_whole_image(specimen, psfs, strides=strides, model=model, options=options,
+                                          keep_images=index == 0)
+            if index == 0:
+                plot_whole_image(report, output / "whole.png", overwrite=overwrite)
+                del report["images"]
+            reports.append({"image": name, **report})
+        write_json(output / "whole.json", {"images": reports}, overwrite=overwrite)
+    return targets

@@ -1,22 +1,24 @@
 """The per-file work of ``awdvd predict`` and ``awdvd deconvolve``, as jobs for :func:`awdvd.batch.run_batch`.
 
-A job is a frozen dataclass of options (small and picklable: it is what travels to the Dask workers).
-``job(path)`` reads one image, computes, and writes that image's outputs, each atomically and the JSON sidecar
-last; ``job.outputs(path)`` names them, so a rerun skips the files whose outputs all exist. The model and the
+A job is a frozen dataclass: the output folder, the model file, the :class:`awdvd.restore.AWDVDOptions` and the
+output format (small and picklable: it is what travels to the Dask workers). ``job(path)`` is read -> restore
+(:func:`awdvd.restore.restore_image`, which chooses whole or tiled) -> write: each output atomically, the JSON
+sidecar last (it stores ``options.to_dict()`` and what the pipeline resolved: offset, iterations, device).
+``job.outputs(path)`` names the outputs, so a rerun skips the files whose outputs all exist. The model and the
 PSF bank are loaded once per process (so once per Dask worker) with :func:`awdvd.batch.worker_resource`.
 
 Images of more than ``max_px`` pixels (default 4096 x 4096) are never read whole: they go through
-:mod:`awdvd.tiling` (the whole image's window grid, restoration tile by tile), and their restored image is
-written as OME-Zarr unless another format is asked for.
+:mod:`awdvd.tiles`, and their restored image is written as OME-Zarr unless another format is asked for.
 
-:func:`run_jobs` runs a job over files on one cluster: small files one per Dask worker, large files one after
-another in this process with their tiles spread over the same workers. It returns one
-:class:`awdvd.batch.BatchReport`.
+:func:`run_jobs` discovers and plans the files once, checks the options against the model up front, and runs
+the job: small files one per Dask worker (or all in this process: :func:`auto_workers` decides when
+``workers`` is not given), large files one after another in this process with their tiles spread over the same
+workers. It returns one :class:`awdvd.batch.BatchReport`.
 
 Example ::
 
-    job = DeconvolveJob(out_dir=Path("restored"), model=ModelFile("delpnet.pt"), stride=42, iterations=30)
-    report = run_jobs(["raw/*.tif"], job, workers=4)
+    job = DeconvolveJob(out_dir=Path("restored"), model=ModelFile("delpnet.pt"), options=AWDVDOptions(stride=21))
+    report = run_jobs(["raw/*.tif"], job)
     print(report.summary())
 """
 
@@ -34,11 +36,13 @@ import numpy as np
 
 from ._checks import check_positive_int
 from .io import LARGEST_IMAGE_IN_MEMORY_PX
+from .restore import AWDVDOptions
+from .tiles import DEFAULT_TILE_PX
 
-__all__ = ["ModelFile", "DeconvolveJob", "PredictJob", "run_jobs", "FORMATS", "MAP_MODES"]
+__all__ = ["ModelFile", "DeconvolveJob", "PredictJob", "run_jobs", "auto_workers", "FORMATS",
+           "CLUSTER_MIN_FILES_PER_WORKER", "CLUSTER_MIN_CPUS"]
 
 FORMATS = ("auto", "tiff", "ome-tiff", "ome-zarr")
-MAP_MODES = ("patch", "dense")
 _IMAGE_SUFFIX = {"tiff": ".awdvd.tif", "ome-tiff": ".awdvd.ome.tif", "ome-zarr": ".awdvd.ome.zarr"}
 
 
@@ -46,20 +50,23 @@ _IMAGE_SUFFIX = {"tiff": ".awdvd.tif", "ome-tiff": ".awdvd.ome.tif", "ome-zarr":
 @dataclass(frozen=True)
 class ModelFile:
     """A model file to load where the work runs, once per process: calling it returns the
-    :class:`awdvd.model.DefocusModel` (``path`` None: the model bundled with awdvd)."""
+    :class:`awdvd.model.DefocusModel` (``path`` None: the model bundled with awdvd) on ``device`` ("auto":
+    CUDA where the process sees a GPU, else the CPU; resolved where it is loaded)."""
 
     path: str | None = None
-    device: str = "cpu"
+    device: str = AWDVDOptions.device  # the options' default; a job sets its options' device
 
     def __post_init__(self):
         if self.path is not None:
             object.__setattr__(self, "path", str(Path(self.path).absolute()))
 
     def __call__(self):
+        from ._device import resolve_device
         from .batch import worker_resource
         from .model import load_model
 
-        return worker_resource(("model", self.path, self.device), lambda: load_model(self.path, device=self.device))
+        device = resolve_device(self.device)
+        return worker_resource(("model", self.path, device), lambda: load_model(self.path, device=device))
 
     def describe(self) -> str:
         return self.path or "bundled"
@@ -115,12 +122,9 @@ def _read_plane(path: Path):
 class _Job:
     out_dir: Path
     model: ModelFile = ModelFile()
-    stride: int = 42
-    map_mode: str = "patch"
-    normalization: str = "local"
-    tile_px: int = 1024
+    options: AWDVDOptions = AWDVDOptions()
+    tile_px: int = DEFAULT_TILE_PX
     max_px: int = LARGEST_IMAGE_IN_MEMORY_PX
-    device: str = "cpu"
 
     def __post_init__(self):
         object.__setattr__(self, "out_dir", Path(self.out_dir).absolute())
@@ -128,21 +132,25 @@ class _Job:
             raise NotADirectoryError(f"{self.out_dir} exists and is not a folder; the output (-o) is a folder")
         if not isinstance(self.model, ModelFile):
             raise TypeError("model must be a ModelFile (a path loaded on each worker), not a loaded model")
-        check_positive_int(self.stride, "stride")
-        if self.stride > 84:
-            raise ValueError(f"stride must be 1..84 px (the window size), got {self.stride}")
-        if self.map_mode not in MAP_MODES:
-            raise ValueError(f"map_mode must be one of {MAP_MODES}, got {self.map_mode!r}")
-        if self.normalization not in ("local", "global"):
-            raise ValueError(f"normalization must be 'local' or 'global', got {self.normalization!r}")
+        if not isinstance(self.options, AWDVDOptions):
+            raise TypeError(f"options must be an AWDVDOptions, got {type(self.options).__name__}")
+        if self.model.device != self.options.device:  # one device setting: the options'
+            object.__setattr__(self, "model", ModelFile(self.model.path, device=self.options.device))
         check_positive_int(self.tile_px, "tile_px", minimum=128)
         check_positive_int(self.max_px, "max_px")
+
+    def check_model(self):
+        """Load the model here (once) and check the options against it: a missing or broken model file, or a
+        stride larger than its windows, is one error before any file is touched. Returns the model."""
+        model = self.model()
+        self.options.check_patch_px(int(model.patch_px))
+        return model
 
     def is_large(self, path: Path) -> bool:
         """True if ``path`` holds more than ``max_px`` pixels (from its metadata); False if that cannot be
         read (the job itself will then report what is wrong with the file)."""
-        from .batch import should_tile
         from .io import image_shape
+        from .tiles import should_tile
 
         try:
             shape = image_shape(path)
@@ -150,27 +158,14 @@ class _Job:
             return False
         return len(shape) >= 2 and should_tile(shape, max_px=self.max_px)
 
-    def _defocus_map(self, array: np.ndarray, model):
-        """The defocus map of an image held in memory. Dense maps go through tiles of windows (equal to the
-        whole image's, see awdvd.tiling): the default DelpNet's first feature maps hold 32 float32 values per pixel,
-        2 GB for a whole 4096 x 4096 image, 0.2 GB per 1024 px tile."""
-        if self.map_mode == "dense":
-            from .tiling import tiled_defocus_map
-
-            return tiled_defocus_map(array, model, stride=self.stride, mode="dense", normalization=self.normalization,
-                                     tile_px=self.tile_px)
-        from .predict import defocus_map
-
-        return defocus_map(array, model, stride=self.stride, mode="patch")
-
     def _stem(self, path: Path) -> str:
         from .io import image_stem
 
         return image_stem(path)
 
-    def options(self) -> dict:
-        """The options that decide the outputs' content, as stored in each sidecar (to refuse to skip files
-        made with other options)."""
+    def settings(self) -> dict:
+        """What decides the outputs' content, as stored in each sidecar ("options": the AWDVD options, "job":
+        model and output settings), so that finished files made otherwise are not skipped as if redone."""
         raise NotImplementedError
 
     def sidecar(self, path: Path) -> Path:
@@ -187,7 +182,7 @@ class _DtypeWriter:
         self.shape = tuple(target.shape)
 
     def __setitem__(self, index, value):
-        from .deconv import to_input_dtype
+        from .rl import to_input_dtype
 
         converted, clipped = to_input_dtype(value, self.dtype)
         self.clipped += clipped
@@ -196,21 +191,14 @@ class _DtypeWriter:
 
 @dataclass(frozen=True)
 class DeconvolveJob(_Job):
-    """AWDVD of one image file: defocus map, depth-variant RL, blend; writes ``STEM.awdvd.<format>`` and
-    ``STEM.awdvd.json`` into ``out_dir``.
+    """AWDVD of one image file: defocus map, depth-variant RL, blend (:func:`awdvd.restore.restore_image` with
+    ``options``); writes ``STEM.awdvd.<format>`` and ``STEM.awdvd.json`` into ``out_dir``.
 
-    Options as for :func:`awdvd.deconv.deconvolve` (``map_mode`` is its ``map_mode``), plus:
     dtype : "float32" or "input" (rounded and clipped to the input's type; clipped pixels are counted).
     output_format : "auto" (TIFF, or OME-Zarr for large images), "tiff", "ome-tiff" or "ome-zarr".
     tile_px, max_px : images of more than ``max_px`` pixels are processed in ``tile_px`` tiles.
     """
 
-    iterations: int = 30
-    weighting: str = "triangular"
-    method: str = "fast"
-    offset: float | str = "auto"
-    psf_size: int | None = None
-    halo_px: int | None = None
     dtype: str = "float32"
     output_format: str = "auto"
 
@@ -220,11 +208,6 @@ class DeconvolveJob(_Job):
             raise ValueError(f"dtype must be 'float32' or 'input', got {self.dtype!r}")
         if self.output_format not in FORMATS:
             raise ValueError(f"output_format must be one of {FORMATS}, got {self.output_format!r}")
-        check_positive_int(self.iterations, "iterations", minimum=0)
-        if self.offset != "auto":
-            from .deconv import _check_offset
-
-            _check_offset(self.offset)
 
     def format_for(self, large: bool) -> str:
         if self.output_format != "auto":
@@ -242,112 +225,74 @@ class DeconvolveJob(_Job):
         """The restored image and its JSON sidecar (written last)."""
         return [self.image_output(path), self.sidecar(path)]
 
-    def options(self) -> dict:
-        return {"model": self.model.describe(), "stride": self.stride, "iterations": self.iterations,
-                "weighting": self.weighting, "method": self.method, "map_mode": self.map_mode,
-                "normalization": self.normalization, "offset": self.offset, "psf_size": self.psf_size,
-                "halo_px": self.halo_px, "dtype": self.dtype, "format": self.output_format}
+    def settings(self) -> dict:
+        return {"options": self.options.to_dict(),
+                "job": {"model": self.model.describe(), "dtype": self.dtype, "format": self.output_format}}
 
     def __call__(self, path: Path, *, client=None, progress: bool = False) -> dict:
         """Restore ``path`` and write its outputs; ``client`` spreads a large image's tiles over a cluster."""
-        from .batch import should_tile
-        from .io import write_image, write_json
+        from . import __version__
+        from .io import open_image_output, write_image, write_json
+        from .restore import restore_image
+        from .rl import to_input_dtype
+        from .tiles import should_tile
 
         path = Path(path)
         recorder = _Recorder()
         start = time.perf_counter()
         with recorder.capture():
             model = self.model()
-            psfs = _psf_bank(model.optics, self.psf_size)
+            psfs = _psf_bank(model.optics, self.options.psf_size)
             image = _read_plane(path)
-            from .io import check_pixel_size
-
-            check_pixel_size(image.pixel_um, model.optics.pixel_um)
             large = should_tile(image.data.shape, max_px=self.max_px)
             fmt = self.format_for(large)
             target = self.image_output(path, large=large)
             pixel_um = image.pixel_um or model.optics.pixel_um
-            from .deconv import resolve_offset
-
-            # one value for the whole image, from a subsample of a large one (its tiles must agree)
-            offset = resolve_offset(self.offset, image.data, max_samples=4_000_000)
-            rl = dict(stride=self.stride, patch_px=int(model.patch_px), iterations=self.iterations,
-                      method=self.method, weighting=self.weighting, offset=offset, halo_px=self.halo_px,
-                      device=self.device)
-            meta = self._meta(path, target, model, psfs, pixel_um, large)
-            meta["parameters"]["offset"] = offset
-            meta["parameters"]["dtype"] = str(np.dtype(np.float32 if self.dtype == "float32" else image.data.dtype))
-            t0 = time.perf_counter()
+            out_dtype = np.dtype(np.float32 if self.dtype == "float32" else image.data.dtype)
+            meta = {"awdvd": "deconvolve", "version": __version__, "input": str(path), "output": str(target),
+                    **self.settings()}
+            # the parameters actually used: the options, completed below with what the pipeline resolved
+            parameters = {**self.options.to_dict(), "model": self.model.describe(), "optics": model.optics.to_dict(),
+                          "pixel_um": pixel_um, "dtype": str(out_dtype), "tile_px": self.tile_px if large else None}
+            description = {"awdvd": "deconvolve", "version": __version__, "input": str(path), "parameters": parameters}
+            restore = dict(psfs=psfs, pixel_um=image.pixel_um, tile_px=self.tile_px, max_px=self.max_px)
             if not large:
-                from .deconv import deconvolve_levels, to_input_dtype
-
-                array = np.asarray(image.data)
-                dmap = self._defocus_map(array, model)
-                t1 = time.perf_counter()
-                restored = deconvolve_levels(array, dmap.levels, psfs, **rl)
-                clipped = 0
+                result = restore_image(np.asarray(image.data), model, self.options, **restore)
+                restored, clipped = result.image, 0
                 if self.dtype == "input":
-                    restored, clipped = to_input_dtype(restored, array.dtype)
-                t2 = time.perf_counter()
-                write_image(target, restored, format=fmt, pixel_um=pixel_um, overwrite=True,
-                            description=_tiff_description(meta), chunks=self.tile_px)
+                    restored, clipped = to_input_dtype(restored, image.data.dtype)
+                parameters.update(result.resolved())
+                write_image(target, restored, format=fmt, pixel_um=pixel_um, overwrite=True, description=description,
+                            chunks=self.tile_px)
             else:
-                from .io import open_image_output
-                from .tiling import tiled_deconvolve_levels, tiled_defocus_map
-
-                dmap = tiled_defocus_map(image.data, self.model, stride=self.stride, mode=self.map_mode,
-                                         normalization=self.normalization, tile_px=self.tile_px, client=client,
-                                         progress=progress)
-                t1 = time.perf_counter()
-                out_dtype = np.float32 if self.dtype == "float32" else image.data.dtype
+                # TIFF outputs take ``description`` when the block ends, after ``parameters`` has been completed
                 with open_image_output(target, format=fmt, shape=image.data.shape, dtype=out_dtype, pixel_um=pixel_um,
-                                       chunks=self.tile_px, overwrite=True, description=_tiff_description(meta)) as out:
+                                       chunks=self.tile_px, overwrite=True, description=description) as out:
                     writer = _DtypeWriter(out, out.dtype)
-                    tiled_deconvolve_levels(image.data, dmap.levels, psfs, tile_px=self.tile_px, out=writer,
-                                            client=client, progress=progress, **rl)
+                    result = restore_image(image.data, self.model, self.options, out=writer, client=client,
+                                           progress=progress, **restore)
+                    parameters.update(result.resolved())
                 clipped = writer.clipped
-                t2 = time.perf_counter()
         meta.update(
-            levels_used={name: n for name, n in dmap.level_counts().items() if n},
-            level_grid=dmap.levels.tolist(),
+            parameters=parameters,
+            levels_used={name: n for name, n in result.dmap.level_counts().items() if n},
+            level_grid=result.dmap.levels.tolist(),
             clipped_pixels=clipped,
             warnings=recorder.messages,
-            timings_s={"defocus_map": round(t1 - t0, 4), "deconvolution": round(t2 - t1, 4),
-                       "total": round(time.perf_counter() - start, 4)},
+            timings_s={**result.timings_s, "total": round(time.perf_counter() - start, 4)},
         )
         write_json(self.sidecar(path), meta, overwrite=True)  # last: its presence says the file is done
         return {"output": str(target), "large": large, "clipped_pixels": clipped, "warnings": recorder.messages,
                 "levels_used": meta["levels_used"], "timings_s": meta["timings_s"], "loads": _load_counts()}
 
-    def _meta(self, path, target, model, psfs, pixel_um, large) -> dict:
-        from . import __version__
-
-        return {
-            "awdvd": "deconvolve",
-            "version": __version__,
-            "input": str(path),
-            "output": str(target),
-            "options": self.options(),
-            "parameters": {
-                "stride": self.stride, "iterations": self.iterations, "weighting": self.weighting,
-                "method": self.method, "map_mode": self.map_mode, "offset": self.offset,
-                "psf_size": int(psfs.shape[-1]), "halo_px": self.halo_px, "dtype": self.dtype,
-                "model": self.model.describe(), "device": self.device, "optics": model.optics.to_dict(),
-                "pixel_um": pixel_um, "tiled": large, "tile_px": self.tile_px if large else None,
-            },
-        }
-
-
-def _tiff_description(meta: dict) -> dict:
-    return {k: meta[k] for k in ("awdvd", "version", "input", "parameters")}
-
 
 # --------------------------------------------------------------------------------------------- predict
 @dataclass(frozen=True)
 class PredictJob(_Job):
-    """The defocus map of one image file: ``STEM.defocus.tif`` (float32 planes over the window grid: the level
-    of every window, -1 = background, then one probability plane per class), ``STEM.defocus.png`` (the levels
-    over the image; not drawn for large images) and ``STEM.defocus.json``."""
+    """The defocus map of one image file (``options``' stride, map mode, normalisation and device):
+    ``STEM.defocus.tif`` (float32 planes over the window grid: the level of every window, -1 = background, then
+    one probability plane per class), ``STEM.defocus.png`` (the levels over the image; not drawn for large
+    images) and ``STEM.defocus.json``."""
 
     def sidecar(self, path: Path) -> Path:
         return self.out_dir / f"{self._stem(path)}.defocus.json"
@@ -357,14 +302,16 @@ class PredictJob(_Job):
         pictures = [] if self.is_large(path) else [Path(f"{stem}.defocus.png")]
         return [Path(f"{stem}.defocus.tif"), *pictures, self.sidecar(path)]
 
-    def options(self) -> dict:
-        return {"model": self.model.describe(), "stride": self.stride, "map_mode": self.map_mode,
-                "normalization": self.normalization}
+    def settings(self) -> dict:
+        o = self.options
+        return {"options": {"stride": o.stride, "map_mode": o.map_mode, "normalization": o.normalization},
+                "job": {"model": self.model.describe()}}
 
     def __call__(self, path: Path, *, client=None, progress: bool = False) -> dict:
         from . import __version__
-        from .batch import should_tile
-        from .io import write_json, write_tiff
+        from .io import check_pixel_size, write_json, write_tiff
+        from .restore import defocus_map_of
+        from .tiles import should_tile
 
         path = Path(path)
         recorder = _Recorder()
@@ -372,19 +319,12 @@ class PredictJob(_Job):
         with recorder.capture():
             model = self.model()
             image = _read_plane(path)
-            from .io import check_pixel_size
-
             check_pixel_size(image.pixel_um, model.optics.pixel_um)
             large = should_tile(image.data.shape, max_px=self.max_px)
             start = time.perf_counter()
-            if large:
-                from .tiling import tiled_defocus_map
-
-                dmap = tiled_defocus_map(image.data, self.model, stride=self.stride, mode=self.map_mode,
-                                         normalization=self.normalization, tile_px=self.tile_px, client=client,
-                                         progress=progress)
-            else:
-                dmap = self._defocus_map(np.asarray(image.data), model)
+            data = image.data if large else np.asarray(image.data)
+            dmap = defocus_map_of(data, self.model if large else model, self.options, tile_px=self.tile_px,
+                                  max_px=self.max_px, client=client, progress=progress)
             seconds = time.perf_counter() - start
             class_names = ["bg" if level < 0 else str(int(level)) for level in dmap.class_levels]
             planes = np.concatenate([dmap.levels[None].astype(np.float32), np.moveaxis(dmap.proba, -1, 0)])
@@ -392,7 +332,7 @@ class PredictJob(_Job):
                 "awdvd": "predict",
                 "version": __version__,
                 "input": str(path),
-                "options": self.options(),
+                **self.settings(),
                 "image_shape": list(dmap.image_shape),
                 "planes": ["level"] + [f"p({name})" for name in class_names],
                 "patch_px": dmap.patch_px,
@@ -402,7 +342,7 @@ class PredictJob(_Job):
                 "mode": dmap.mode,
                 "normalization": dmap.normalization,
                 "model": self.model.describe(),
-                "device": self.device,
+                "device": str(model.device),
                 "tiled": large,
             }
             write_tiff(f"{stem}.defocus.tif", planes, overwrite=True, description=meta)
@@ -418,23 +358,25 @@ class PredictJob(_Job):
 
 
 # --------------------------------------------------------------------------------------------- run
-def _check_finished_match(paths, job, plan) -> None:
-    """Refuse to skip finished files that were made with other options: the user would think them redone."""
+def _check_finished_match(plan, job) -> None:
+    """Refuse to skip finished files that were made with other settings: the user would think them redone."""
     from .io import read_json
 
-    wanted = job.options()
-    for path in paths:
-        if not all(o.exists() for o in plan[path]):
+    wanted = job.settings()
+    for path in plan.paths:
+        if not plan.done(path):
             continue
         try:
-            made = read_json(job.sidecar(path)).get("options")
+            made = read_json(job.sidecar(path))
         except (OSError, ValueError):
             continue
-        if not isinstance(made, dict):
-            continue
-        differ = [k for k, v in wanted.items() if k in made and made[k] != v]
+        differ = []
+        for section, values in wanted.items():
+            recorded = made.get(section)
+            if isinstance(recorded, dict):
+                differ += [(k, recorded[k], v) for k, v in values.items() if k in recorded and recorded[k] != v]
         if differ:
-            shown = ", ".join(f"{k} {made[k]!r} (now {wanted[k]!r})" for k in differ[:3])
+            shown = ", ".join(f"{k} {old!r} (now {new!r})" for k, old, new in differ[:3])
             raise ValueError(f"{job.sidecar(path)} was made with other options: {shown}; pass --overwrite "
                              "(overwrite=True) to redo finished files, or write to another output folder")
 
@@ -446,17 +388,40 @@ def _merge(reports, paths, seconds: float, where: str):
     return BatchReport(results=tuple(by_path[p] for p in paths), seconds=seconds, where=where)
 
 
-def auto_workers(n_files: int, *, any_large: bool) -> int:
-    """The default number of Dask workers: one per CPU this process may use, at most one per file to do (all
-    of them when a large image's tiles can use them); 0 (this process, no cluster) for a single small file,
-    which then gets every core."""
+#: a local cluster is started for small files only with at least this many CPUs ...
+CLUSTER_MIN_CPUS = 4
+#: ... and at least this many files to do per worker (see :func:`auto_workers`)
+CLUSTER_MIN_FILES_PER_WORKER = 4
+
+
+def auto_workers(n_files: int, *, any_large: bool, cpus: int | None = None) -> int:
+    """The number of Dask workers when none is asked for: 0 (everything in this process) unless a local cluster
+    of single-threaded workers can be expected to pay for itself.
+
+    In this process every file gets all the CPUs (RL's FFTs and its regions in a thread pool, torch's
+    threads); a cluster first starts its workers (a few seconds), each loads torch and the model, and each
+    file then runs on one core. Measured on 2 shared cores with BBBC006 fields and the bundled model
+    (``benchmarks/bench_batch.py --files N --workers auto,0,2``): one process took 11 s for 6 files and 36 s
+    for 20, a local cluster of 2 workers 22 s and 46 s (load average 3.3-4.2; at 9-11: 29 / 78 s against
+    51 / 96 s). Where a cluster starts to pay was not measured (no machine with more cores was at hand): the
+    thresholds below are deliberately cautious. So:
+
+    - a large image (tiled) anywhere in the batch: one worker per CPU (its tiles use them all);
+    - fewer than :data:`CLUSTER_MIN_CPUS` CPUs: 0;
+    - else one worker per CPU, at most one per :data:`CLUSTER_MIN_FILES_PER_WORKER` files, and 0 if that
+      leaves fewer than two workers.
+
+    ``cpus`` defaults to the CPUs this process may use (:func:`awdvd._threads.available_cpus`).
+    """
     from ._threads import available_cpus
 
-    cpus = available_cpus()
+    cpus = available_cpus() if cpus is None else check_positive_int(cpus, "cpus")
     if any_large:
         return cpus
-    workers = min(cpus, n_files)
-    return workers if workers > 1 else 0
+    if cpus < CLUSTER_MIN_CPUS:
+        return 0
+    workers = min(cpus, n_files // CLUSTER_MIN_FILES_PER_WORKER)
+    return workers if workers >= 2 else 0
 
 
 def run_jobs(inputs, job, *, workers: int | None = None, scheduler=None, overwrite: bool = False,
@@ -465,7 +430,7 @@ def run_jobs(inputs, job, *, workers: int | None = None, scheduler=None, overwri
 
     Parameters
     ----------
-    inputs : files, folders or glob patterns (see :func:`awdvd.data.find_images`).
+    inputs : files, folders or glob patterns (see :func:`awdvd.io.find_images`).
     workers : None (default): :func:`auto_workers`; 0: everything in this process (identical results);
         N >= 1: a local Dask cluster of N single-threaded workers, shared by all files (ignored with
         ``scheduler``).
@@ -478,33 +443,39 @@ def run_jobs(inputs, job, *, workers: int | None = None, scheduler=None, overwri
     -------
     :class:`awdvd.batch.BatchReport` over all files, in input order. Small files run one per worker; large
     ones one after another in this process, their tiles on the cluster.
+
+    Raises
+    ------
+    Before any file is processed: FileNotFoundError / ValueError for inputs that name nothing, outputs that
+    would replace inputs or collide, finished files made with other options, a model file that cannot be
+    loaded or options it cannot take (a stride larger than its windows).
     """
-    from .batch import _plan_outputs, local_cluster, run_batch
-    from .data import find_images
+    from .batch import local_cluster, run_batch
+    from .io import plan_outputs
 
     start = time.perf_counter()
-    paths = find_images(inputs)
-    plan = _plan_outputs(paths, job.outputs)  # collisions, outputs that would replace inputs: refused up front
+    plan = plan_outputs(inputs, job.outputs)  # collisions, outputs that would replace inputs: refused up front
+    job.check_model()
     if not overwrite:
-        _check_finished_match(paths, job, plan)
-    todo = [p for p in paths if overwrite or not all(o.exists() for o in plan[p])]
+        _check_finished_match(plan, job)
+    todo = plan.todo(overwrite=overwrite)
     large = {p for p in todo if job.is_large(p)}
     if workers is None and scheduler is None:
         workers = auto_workers(len(todo), any_large=bool(large))
     workers = check_positive_int(0 if workers is None else workers, "workers", minimum=0)
-    small_paths = [p for p in paths if p not in large]
-    large_paths = [p for p in paths if p in large]
-    common = dict(outputs_for=job.outputs, overwrite=overwrite, progress=progress)
+    small_plan = plan.subset(p for p in plan.paths if p not in large)
+    large_plan = plan.subset(large)
+    common = dict(overwrite=overwrite, progress=progress)
 
     def run_all(address):
         reports = []
-        if small_paths:
+        if small_plan.paths:
             if address is None:
-                reports.append(run_batch(small_paths, job, workers=0, **common))
+                reports.append(run_batch(small_plan, job, workers=0, **common))
             else:
-                reports.append(run_batch(small_paths, job, scheduler=address, **common))
-        if large_paths:  # here, one at a time; their tiles go to the cluster
-            reports.append(run_batch(large_paths, functools.partial(job, client=address, progress=progress),
+                reports.append(run_batch(small_plan, job, scheduler=address, **common))
+        if large_plan.paths:  # here, one at a time; their tiles go to the cluster
+            reports.append(run_batch(large_plan, functools.partial(job, client=address, progress=progress),
                                      workers=0, **common))
         return reports
 
@@ -518,4 +489,4 @@ def run_jobs(inputs, job, *, workers: int | None = None, scheduler=None, overwri
         with local_cluster(workers) as cluster:
             reports = run_all(cluster.scheduler_address)
         where = f"local Dask cluster, {workers} worker{'s' if workers != 1 else ''}"
-    return _merge(reports, paths, time.perf_counter() - start, where)
+    return _merge(reports, plan.paths, time.perf_counter() - start, where)

@@ -34,6 +34,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .optics import Optics
+from .patches import BACKGROUND
+from .windows import PATCH_PX
 
 if TYPE_CHECKING:  # torch is imported lazily: `import awdvd` stays light
     import torch
@@ -45,7 +47,6 @@ __all__ = ["DelpNetConfig", "build_delpnet", "DefocusModel", "load_model", "MODE
 MODEL_FORMAT = "awdvd-model"
 MODEL_FORMAT_VERSION = 2
 _READABLE_VERSIONS = (1, 2)
-BACKGROUND = -1
 
 #: Architectures a model file may hold (DelpNet and the comparison networks of the paper's Table 2).
 ARCHITECTURES = ("delpnet", "vgg16", "inception_v3", "resnet18", "mobilenet_v2")
@@ -201,7 +202,7 @@ def count_parameters(module) -> int:
     return int(sum(p.numel() for p in module.parameters() if p.requires_grad))
 
 
-def network_cost(network, *, input_px: int = 84) -> dict:
+def network_cost(network, *, input_px: int = PATCH_PX) -> dict:
     """Size and arithmetic cost of one forward pass on one (in_channels, input_px, input_px) patch.
 
     Returns {"parameters": trainable parameters, "macs": multiply-accumulates of the convolutions and dense
@@ -239,10 +240,12 @@ def network_cost(network, *, input_px: int = 84) -> dict:
 
 # --------------------------------------------------------------------------------------------- inference
 def fold_batchnorm(network) -> torch.nn.Module:
-    """An inference copy of ``network``: every BatchNorm2d that directly follows a Conv2d in a Sequential is
-    folded into the convolution (w' = w g / sqrt(v + eps), b' = (b - m) g / sqrt(v + eps) + beta) and
-    replaced by Identity; Dropout becomes Identity. Module names and methods (``features``, ``classify``) are
-    kept, so the copy is a drop-in replacement in eval mode. The input network is not changed."""
+    """An inference copy of ``network`` (awdvd's one BatchNorm fold): every BatchNorm2d that directly follows a
+    Conv2d in a Sequential is folded into the convolution (w' = w g / sqrt(v + eps), b' = (b - m) g /
+    sqrt(v + eps) + beta) and replaced by Identity; Dropout becomes Identity; a ReLU followed (past those
+    Identities) by a MaxPool2d is moved after the pooling (the same result, since ReLU is monotonic, on 4x
+    fewer values). Module names and methods (``features``, ``classify``) are kept, so the copy is a drop-in
+    replacement in eval mode. The input network is not changed."""
     import copy
 
     from torch import nn
@@ -261,12 +264,18 @@ def fold_batchnorm(network) -> torch.nn.Module:
         for name in names:
             if isinstance(module._modules[name], nn.Dropout):
                 module._modules[name] = nn.Identity()
+        for index, name in enumerate(names):
+            if not isinstance(module._modules[name], nn.ReLU):
+                continue
+            later = next((n for n in names[index + 1 :] if not isinstance(module._modules[n], nn.Identity)), None)
+            if later is not None and isinstance(module._modules[later], nn.MaxPool2d):
+                module._modules[name], module._modules[later] = module._modules[later], module._modules[name]
     for parameter in folded.parameters():
         parameter.requires_grad_(False)
     return folded
 
 
-def optimize_for_inference(network, *, backend: str = "auto"):
+def optimize_for_inference(network, *, backend: str = "auto", channels_last: bool = False):
     """A fast, eval-only copy of ``network`` for (N, C, H, W) -> logits; results equal the eval-mode network
     up to float rounding (about 1e-5 relative).
 
@@ -274,7 +283,10 @@ def optimize_for_inference(network, *, backend: str = "auto"):
         scripted, frozen and passed through ``torch.jit.optimize_for_inference``, which keeps the oneDNN
         blocked layout from layer to layer: about twice as fast on CPU, see benchmarks/bench_delpnet.py), or
         "auto" ("jit" on CPU, falling back to "eager" if scripting fails; "eager" on other devices).
-    Returns the module and the backend used.
+    channels_last : eager copies on the CPU only: channels-last weights (for whole-image trunk passes, where
+        they are 3-4x faster than the eager model; feed channels-last inputs).
+    Returns the module and the backend used. The eager copy keeps ``features`` / ``classify``; the jit one
+    only ``forward``.
     """
     import warnings
 
@@ -285,6 +297,8 @@ def optimize_for_inference(network, *, backend: str = "auto"):
     folded = fold_batchnorm(network)
     device = next(folded.parameters()).device
     if backend == "eager" or (backend == "auto" and device.type != "cpu"):
+        if channels_last and device.type == "cpu":
+            folded = folded.to(memory_format=torch.channels_last)
         return folded, "eager"
     try:
         with warnings.catch_warnings():
@@ -325,7 +339,7 @@ class DefocusModel:
         weights change); None runs ``network`` itself.
     """
 
-    def __init__(self, network, *, optics: Optics, class_levels, patch_px: int = 84, info: dict | None = None,
+    def __init__(self, network, *, optics: Optics, class_levels, patch_px: int = PATCH_PX, info: dict | None = None,
                  inference_backend: str | None = "auto"):
         self.network = network.eval()
         self.architecture = str(getattr(network, "architecture", "delpnet"))
@@ -336,7 +350,7 @@ class DefocusModel:
         if inference_backend not in (None, "auto", "eager", "jit"):
             raise ValueError(f"inference_backend must be None, 'auto', 'eager' or 'jit', got {inference_backend!r}")
         self.inference_backend = inference_backend
-        self._inference = None  # (state version, backend, module)
+        self._inference: dict = {}  # (backend, channels_last) -> (state version, module)
         if self.class_levels.ndim != 1 or len(self.class_levels) != network.config.n_classes:
             raise ValueError(f"{len(self.class_levels)} class levels for a network with {network.config.n_classes} outputs")
         levels = self.class_levels[self.class_levels != BACKGROUND]
@@ -363,7 +377,7 @@ class DefocusModel:
 
     def to(self, device) -> DefocusModel:
         self.network.to(device)
-        self._inference = None
+        self._inference = {}
         return self
 
     def __reduce__(self):
@@ -371,17 +385,22 @@ class DefocusModel:
         # class is built inside a function and the TorchScript inference copy cannot be pickled at all.
         return (_model_from_file_dict, (self.to_file_dict(), self.inference_backend))
 
-    def inference_network(self):
+    def inference_network(self, *, backend: str | None | object = ..., channels_last: bool = False):
         """The module the predict methods run: a BatchNorm-folded (and on CPU, TorchScript-optimised) copy of
-        ``network``, made once and remade if the weights change; ``network`` itself if ``inference_backend``
-        is None."""
-        if self.inference_backend is None:
+        ``network`` (:func:`optimize_for_inference`), made once and remade if the weights change; ``network``
+        itself if the backend is None. The model's one inference cache: ``backend`` (default
+        ``inference_backend``) and ``channels_last`` choose the copy (dense defocus maps use
+        ``backend="eager", channels_last=True``, which keeps ``features`` / ``classify``)."""
+        backend = self.inference_backend if backend is ... else backend
+        if backend is None:
             return self.network.eval()
         version = _state_version(self.network)
-        if self._inference is None or self._inference[0] != version:
-            module, backend = optimize_for_inference(self.network, backend=self.inference_backend)
-            self._inference = (version, backend, module)
-        return self._inference[2]
+        key = (backend, bool(channels_last))
+        cached = self._inference.get(key)
+        if cached is None or cached[0] != version:
+            module, _ = optimize_for_inference(self.network, backend=backend, channels_last=channels_last)
+            cached = self._inference[key] = (version, module)
+        return cached[1]
 
     def predict_logits_normalized(self, x: np.ndarray, *, batch_size: int = 32) -> np.ndarray:
         """Logits (N, n_classes) float32 for already-normalised patches x (N, p, p) (see
@@ -420,7 +439,7 @@ class DefocusModel:
         -------
         levels : (N,) int64, 0 .. n_levels - 1, or -1 for background; (and probabilities if asked).
         """
-        from .synth import normalize_patches
+        from .patches import normalize_patches
 
         x = np.asarray(patches)
         if x.ndim == 2:
@@ -501,7 +520,8 @@ class DefocusModel:
 
 
 def load_model(path=None, *, device: str = "cpu", inference_backend: str | None = "auto") -> DefocusModel:
-    """Load a model file; without ``path``, the model bundled with awdvd.
+    """Load a model file; without ``path``, the model bundled with awdvd. A ``.zip`` is read as a bioimage.io
+    package written by ``awdvd export-bioimageio`` (:func:`awdvd.bioimageio.load_bioimageio_model`).
 
     Raises
     ------
@@ -517,6 +537,10 @@ def load_model(path=None, *, device: str = "cpu", inference_backend: str | None 
         if path == bundled_model_path():
             raise FileNotFoundError(f"no bundled model in this installation ({path}); pass a model file from `awdvd train`")
         raise FileNotFoundError(f"no such model file: {path}")
+    if path.suffix.lower() == ".zip":  # a bioimage.io package from `awdvd export-bioimageio`
+        from .bioimageio import load_bioimageio_model
+
+        return load_bioimageio_model(path, device=device, inference_backend=inference_backend)
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # unpickling errors come in many types

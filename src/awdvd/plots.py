@@ -8,7 +8,8 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["figure", "save_figure", "psf_montage", "defocus_overlay", "training_curves", "confusion_figure", "cmc_figure"]
+__all__ = ["figure", "save_figure", "psf_montage", "defocus_overlay", "training_curves", "confusion_figure", "cmc_figure",
+           "plot_patch_metrics", "plot_whole_image"]
 
 
 def figure(*args, **kwargs):
@@ -147,4 +148,63 @@ def cmc_figure(curves: dict[str, Sequence[float]], path, *, title: str = "", ove
     ax.set(xlabel="k", ylabel="top-k accuracy", title=title or "cumulative match curve")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
+    return save_figure(fig, path, overwrite=overwrite)
+
+
+# --------------------------------------------------------------------------------------------- restoration (Fig. 8, 9)
+def plot_patch_metrics(report: dict, path, *, ssim_range: str = "truth_range", overwrite: bool = False) -> Path:
+    """Fig. 8: (a) PSNR gain over the noisy patch (the same for any data range), (b) SSIM and the SSIM ratio
+    (depth-variant / noisy) per level, with SSIM's data range ``ssim_range`` ("truth_range" by default: at
+    65535 SSIM's stabilising constants dwarf 12-bit signals and every SSIM is about 1)."""
+    rows = [r for r in report["levels"] if r.get("n")]
+    levels = [r["level"] for r in rows]
+    names = [n for n in ("variant_true", "variant_predicted", "invariant") if n in rows[0]["psnr_gain_db"]]
+    labels = {"variant_true": "depth-variant (true level)", "variant_predicted": "depth-variant (predicted level)",
+              "invariant": "depth-invariant (level-0 PSF)", "noisy": "noisy defocused"}
+    colours = {"variant_true": "tab:blue", "variant_predicted": "tab:green", "invariant": "tab:red", "noisy": "grey"}
+    fig, (a, b) = figure(1, 2, figsize=(11, 4))
+    for name in names:
+        gains = [np.nan if r["psnr_gain_db"][name] is None else r["psnr_gain_db"][name] for r in rows]
+        a.plot(levels, gains, marker="o", label=labels[name], color=colours[name])
+    a.axhline(0, color="grey", lw=0.8)
+    a.set_xlabel("defocus level")
+    a.set_ylabel("PSNR gain over noisy (dB)")
+    a.set_title("(a) PSNR improvement", fontsize=10)
+    a.legend(fontsize=8)
+    for name in ["noisy"] + names:
+        values = [r["ssim"][name][ssim_range]["mean"] for r in rows]
+        b.plot(levels, values, marker="o", label=labels[name], color=colours[name])
+    b.set_xlabel("defocus level")
+    b.set_ylabel(f"SSIM (data range: {'65535' if ssim_range == 'paper_65535' else 'in-focus patch max - min'})")
+    b.set_title("(b) SSIM; ratio = depth-variant (true level) / noisy", fontsize=10)
+    twin = b.twinx()
+    ratio = [r["ssim_ratio"][ssim_range]["variant_true"] for r in rows]
+    twin.plot(levels, ratio, color="tab:orange", ls="--", marker="s", label="SSIM ratio (true level)")
+    for x, y in zip(levels, ratio):
+        twin.annotate(f"{100 * (y - 1):+.1f}%", (x, y), fontsize=7, color="tab:orange", ha="center",
+                      xytext=(0, 5), textcoords="offset points")
+    twin.set_ylabel("SSIM ratio", color="tab:orange")
+    b.legend(fontsize=8, loc="lower left")
+    return save_figure(fig, path, overwrite=overwrite)
+
+
+def plot_whole_image(report: dict, path, *, names: Sequence[str] = ("truth", "observed", "case_i_true",
+                                                                      "case_ii_true", "fast_s8_true"), crop=None,
+                     overwrite: bool = False) -> Path:
+    """Fig. 9: crops of the truth and of restorations (from a report made with ``keep_images=True``), titled
+    with PSNR (truth range) and the seam ratio."""
+    images = report["images"]
+    names = [n for n in names if n in images]
+    by_name = {r["name"]: r for r in report["results"]}
+    first = images[names[0]]
+    crop = crop or (slice(0, min(260, first.shape[0])), slice(0, min(260, first.shape[1])))
+    reference = np.concatenate([images[n][crop].ravel() for n in names])
+    lo, hi = np.percentile(reference, [0.5, 99.8])
+    fig, axes = figure(1, len(names), figsize=(3.2 * len(names), 3.6), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        ax.imshow(np.clip((images[name][crop] - lo) / (hi - lo), 0, 1), cmap="gray", interpolation="nearest")
+        r = by_name.get(name)
+        ax.set_title(name if r is None else
+                     f"{name}\nPSNR {r['psnr_truth_range']:.2f} dB, seam {r['seam_ratio_error']:.2f}", fontsize=8)
+        ax.set_axis_off()
     return save_figure(fig, path, overwrite=overwrite)

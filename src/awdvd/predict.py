@@ -19,101 +19,19 @@ Arrays in, arrays out; torch is imported only when a map is computed.
 
 from __future__ import annotations
 
-import copy
 import math
 import weakref
-from dataclasses import dataclass
 
 import numpy as np
 
 from ._checks import check_image, check_positive_int
-from .windows import weight_maps, window_starts
+from .windows import PATCH_PX, DefocusMap, window_starts
 
 __all__ = ["DefocusMap", "defocus_map", "window_proba", "window_patches", "dense_cell_px", "dense_reach_px",
-           "MAP_MODES", "NORMALIZATIONS"]
+           "dense_trunk", "trunk_geometry", "normalize_image", "MAP_MODES", "NORMALIZATIONS"]
 
 MAP_MODES = ("patch", "dense")
 NORMALIZATIONS = ("local", "global")
-BACKGROUND = -1
-
-
-@dataclass
-class DefocusMap:
-    """Per-window defocus levels of one image.
-
-    Attributes
-    ----------
-    levels : (ny, nx) int64, level 0 .. n_levels - 1 of each window, -1 for background.
-    proba : (ny, nx, n_classes) float32 class probabilities, columns in ``class_levels`` order.
-    class_levels : (n_classes,) int64, the level of each class (-1: background).
-    ys, xs : (ny,), (nx,) int64 first row / column of the windows (:func:`awdvd.windows.window_starts`).
-    image_shape : (H, W) of the image.
-    patch_px, stride : window side and step (px).
-    mode, normalization : how the map was computed (``normalization`` is None in patch mode).
-    """
-
-    levels: np.ndarray
-    proba: np.ndarray
-    class_levels: np.ndarray
-    ys: np.ndarray
-    xs: np.ndarray
-    image_shape: tuple[int, int]
-    patch_px: int
-    stride: int
-    mode: str = "patch"
-    normalization: str | None = None
-
-    @property
-    def positions(self) -> np.ndarray:
-        """(ny, nx, 2) int64 top-left (row, column) of every window."""
-        yy, xx = np.meshgrid(self.ys, self.xs, indexing="ij")
-        return np.stack([yy, xx], axis=-1)
-
-    @property
-    def centres(self) -> np.ndarray:
-        """(ny, nx, 2) float64 centre (row, column) of every window, in pixel coordinates."""
-        return self.positions + (self.patch_px - 1) / 2
-
-    @property
-    def confidence(self) -> np.ndarray:
-        """(ny, nx) float32 probability of the predicted class."""
-        return self.proba.max(axis=-1)
-
-    def level_counts(self) -> dict[str, int]:
-        """Number of windows per predicted class name ("0" .. "10", "bg"), for reports."""
-        names = ["bg" if v == BACKGROUND else str(int(v)) for v in self.class_levels]
-        return {name: int(np.sum(self.levels == level)) for name, level in zip(names, self.class_levels)}
-
-    def to_pixels(self, *, method: str = "vote") -> np.ndarray:
-        """Per-pixel level map (H, W) int64, -1 for background.
-
-        method : "vote" (default): every window votes for its level with its triangular AWDVD weight (base
-            ``patch_px``), and a pixel takes the level with the largest summed weight (ties: the smaller level,
-            background first); this is the map AWDVD's weights imply. "nearest": the level of the window whose
-            centre is nearest (ties: the earlier window).
-        """
-        if method == "vote":
-            maps = weight_maps(self.levels, self.image_shape, stride=self.stride, patch_px=self.patch_px,
-                               weighting="triangular")
-            labels = np.array(sorted(maps))
-            stacked = np.stack([maps[int(label)] for label in labels])
-            return labels[np.argmax(stacked, axis=0)].astype(np.int64)
-        if method == "nearest":
-            cy = self.ys + (self.patch_px - 1) / 2
-            cx = self.xs + (self.patch_px - 1) / 2
-            iy = _nearest(np.arange(self.image_shape[0]), cy)
-            ix = _nearest(np.arange(self.image_shape[1]), cx)
-            return self.levels[iy[:, None], ix[None, :]].astype(np.int64)
-        raise ValueError(f"method must be 'vote' or 'nearest', got {method!r}")
-
-
-def _nearest(points: np.ndarray, centres: np.ndarray) -> np.ndarray:
-    """Index of the nearest centre (sorted ascending) for every point; ties go to the earlier centre."""
-    right = np.clip(np.searchsorted(centres, points, side="left"), 1, max(len(centres) - 1, 1))
-    left = right - 1
-    if len(centres) == 1:
-        return np.zeros(len(points), dtype=np.int64)
-    return np.where(np.abs(points - centres[left]) <= np.abs(centres[right] - points), left, right)
 
 
 def window_patches(image: np.ndarray, ys: np.ndarray, xs: np.ndarray, patch_px: int) -> np.ndarray:
@@ -126,7 +44,7 @@ def defocus_map(
     image,
     model,
     *,
-    stride: int = 42,
+    stride: int,
     mode: str = "patch",
     normalization: str = "local",
     batch_size: int = 256,
@@ -137,9 +55,9 @@ def defocus_map(
     ----------
     image : (H, W) raw intensities, H and W >= ``model.patch_px``.
     model : a :class:`awdvd.model.DefocusModel` (or any object with ``predict_patches``, ``class_levels``,
-        ``patch_px`` and, for dense mode, ``network.features`` / ``network.classify``).
-    stride : window step in px; windows start at 0, stride, ... and the last one is flush with the far edge,
-        so every pixel is covered.
+        ``patch_px`` and, for dense mode, ``network``, ``device`` and ``inference_network``).
+    stride : window step in px (1 .. ``model.patch_px``; ``AWDVDOptions().stride`` is awdvd's default); windows
+        start at 0, stride, ... and the last one is flush with the far edge, so every pixel is covered.
     mode : "patch" (each window normalised and classified on its own; the reference) or "dense" (one trunk
         pass over the whole image; see the module docstring).
     normalization : dense mode only: "local" (min/max over the window-sized box centred on each pixel) or
@@ -189,7 +107,7 @@ def window_proba(
 
     Dense mode reads the trunk cells nearest to each window on a grid anchored at the image's (0, 0): a tile
     of a larger image gives the large image's cells if its origin is a multiple of the trunk's cell size and
-    it holds enough context around its windows (awdvd.tiling takes care of both). ``value_range`` (dense,
+    it holds enough context around its windows (awdvd.tiles takes care of both). ``value_range`` (dense,
     "global" normalization) replaces the image's own min and max, e.g. by those of the whole large image.
     """
     array = np.asarray(image)
@@ -216,7 +134,7 @@ def window_proba(
 
 
 # --------------------------------------------------------------------------------------------- dense mode
-def normalize_image(image: np.ndarray, *, patch_px: int = 84, normalization: str = "local",
+def normalize_image(image: np.ndarray, *, patch_px: int = PATCH_PX, normalization: str = "local",
                     value_range: tuple[float, float] | None = None) -> np.ndarray:
     """(H, W) float32 in [0, 1]: min-max normalised per pixel over the centred ``patch_px`` box ("local")
     or over the whole image ("global"; ``value_range`` = (min, max) replaces the image's own); 0 where the box
@@ -236,53 +154,11 @@ def normalize_image(image: np.ndarray, *, patch_px: int = 84, normalization: str
     return np.divide(x - lo, span, out=np.zeros_like(x), where=np.asarray(span > 0)).astype(np.float32)
 
 
-_TRUNKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def _inference_trunk(network):
-    """A copy of ``network`` for fast inference on a CPU: every Conv2d followed by a BatchNorm2d in an
-    nn.Sequential is folded into one conv, Dropout dropped (a no-op in eval mode), ReLU moved after a max pool
-    that follows it (the same result), channels-last memory.
-    About 3-4x faster than the eager model on this CPU for a whole image; equal to it to float32 rounding.
-    Cached per network object (weights are assumed not to change after loading)."""
-    import torch
-    from torch import nn
-    from torch.nn.utils.fusion import fuse_conv_bn_eval
-
-    cached = _TRUNKS.get(network)
-    if cached is not None:
-        return cached[0]
-    fused = copy.deepcopy(network).eval()
-
-    def fold(module):
-        for name, child in module.named_children():
-            fold(child)
-        if isinstance(module, nn.Sequential):
-            layers, items, i = [], list(module), 0
-            while i < len(items):
-                item = items[i]
-                if isinstance(item, nn.Conv2d) and i + 1 < len(items) and isinstance(items[i + 1], nn.BatchNorm2d):
-                    layers.append(fuse_conv_bn_eval(item, items[i + 1]))
-                    i += 2
-                    continue
-                if not isinstance(item, nn.Dropout):
-                    layers.append(item)
-                i += 1
-            # ReLU then max pooling equals max pooling then ReLU (ReLU is monotonic): pool first, 4x fewer ReLUs
-            for i in range(len(layers) - 1):
-                if isinstance(layers[i], nn.ReLU) and isinstance(layers[i + 1], nn.MaxPool2d):
-                    layers[i], layers[i + 1] = layers[i + 1], layers[i]
-            for key in list(module._modules):
-                del module._modules[key]
-            for index, layer in enumerate(layers):
-                module.add_module(str(index), layer)
-
-    with torch.no_grad():
-        fold(fused)
-    if next(fused.parameters()).device.type == "cpu":
-        fused = fused.to(memory_format=torch.channels_last)
-    _TRUNKS[network] = (fused, None)
-    return fused
+def dense_trunk(model):
+    """The network dense maps run: the model's BatchNorm-folded eager copy (``features`` and ``classify``
+    kept; channels-last on a CPU), from the model's own inference cache
+    (:meth:`awdvd.model.DefocusModel.inference_network`)."""
+    return model.inference_network(backend="eager", channels_last=True)
 
 
 def trunk_geometry(network, patch_px: int, device) -> tuple[int, int]:
@@ -324,16 +200,16 @@ def dense_reach_px(model) -> int:
     return int(math.ceil(size / 2) + int(model.patch_px) // 2 + dense_cell_px(model))
 
 
+_GEOMETRY: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # network -> (patch_px, (S, n))
+
+
 def _trunk_geometry(model) -> tuple[int, int]:
     network = model.network
-    device = next(network.parameters()).device
-    trunk = _inference_trunk(network)
-    geometry = _TRUNKS[network][1]
     patch_px = int(model.patch_px)
-    if geometry is None or geometry[0] != patch_px:
-        geometry = (patch_px, trunk_geometry(trunk, patch_px, device))
-        _TRUNKS[network] = (trunk, geometry)
-    return geometry[1]
+    cached = _GEOMETRY.get(network)
+    if cached is None or cached[0] != patch_px:
+        cached = _GEOMETRY[network] = (patch_px, trunk_geometry(dense_trunk(model), patch_px, model.device))
+    return cached[1]
 
 
 def _dense_proba(image: np.ndarray, model, ys: np.ndarray, xs: np.ndarray, normalization: str,
@@ -341,10 +217,9 @@ def _dense_proba(image: np.ndarray, model, ys: np.ndarray, xs: np.ndarray, norma
     import torch
 
     patch_px = int(model.patch_px)
-    network = model.network
-    device = next(network.parameters()).device
+    device = model.device
     step, n = _trunk_geometry(model)
-    trunk = _inference_trunk(network)
+    trunk = dense_trunk(model)
     x = normalize_image(image, patch_px=patch_px, normalization=normalization, value_range=value_range)
     with torch.inference_mode():
         tensor = torch.from_numpy(x)[None, None].to(device)

@@ -35,7 +35,7 @@ def level_census(model, images: Sequence[np.ndarray], *, bg_max_below: float = 2
     rule), ``histogram`` {level or "bg": count over foreground tiles}, and ``mean_level`` over the foreground
     tiles the model gave a level.
     """
-    from .synth import is_background
+    from .patches import is_background
 
     p = model.patch_px
     tiles = [_tiles(np.asarray(image, dtype=np.float32), p) for image in images]

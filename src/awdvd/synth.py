@@ -2,7 +2,7 @@
 
 Arrays in, arrays out: nothing here reads or writes files (see :mod:`awdvd.data` and :mod:`awdvd.io`). The
 patch vocabulary (:class:`~awdvd.patches.PatchSet`, the normalisation, the background rule, SPLITS and
-BACKGROUND) lives in :mod:`awdvd.patches`; it is importable from here too, as before.
+BACKGROUND) lives in :mod:`awdvd.patches`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from ._checks import check_image, check_positive_int
 from ._config import FrozenConfig
 from ._threads import allowed_threads
 from .optics import Optics
-from .patches import BACKGROUND, SPLITS, PatchSet, image_range, is_background, normalize_patches
+from .patches import SPLITS, PatchSet, image_range, is_background
 from .psf import check_psf_stack, psf_bank, psf_otfs
 
 __all__ = [
@@ -33,12 +33,6 @@ __all__ = [
     "split_counts",
     "synthetic_nuclei",
     "tilted_levels",
-    # the patch vocabulary, defined in awdvd.patches and importable from here as before
-    "BACKGROUND",
-    "SPLITS",
-    "PatchSet",
-    "is_background",
-    "normalize_patches",
 ]
 
 # --------------------------------------------------------------------------------------------- camera noise

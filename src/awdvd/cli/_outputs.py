@@ -11,14 +11,15 @@ from ._common import non_negative_int, positive_int
 
 
 def window_stride(text: str) -> int:
-    """argparse type: a window step in px, 1 .. 84 (larger steps would leave pixels between windows)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if not 1 <= value <= 84:
-        raise argparse.ArgumentTypeError(f"expected a stride between 1 and the window size 84, got {value}")
-    return value
+    """argparse type: a window step in px, >= 1 (checked against the model's window side once it is loaded)."""
+    return positive_int(text)
+
+
+def defaults():
+    """``AWDVDOptions()``: the one place the restoration defaults are written (argparse takes them from it)."""
+    from ..restore import AWDVDOptions
+
+    return AWDVDOptions()
 
 
 def tile_size(text: str) -> int:
@@ -29,9 +30,11 @@ def tile_size(text: str) -> int:
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    from .._device import DEVICE_CHOICES
+
     parser.add_argument("--model", type=Path, help="model file from `awdvd train` (default: the bundled model)")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
-                        help="where the network and the deconvolution run (default: CUDA if available)")
+    parser.add_argument("--device", choices=DEVICE_CHOICES, default=defaults().device,
+                        help="where the network and the deconvolution run (default: auto, CUDA if available)")
 
 
 def add_batch_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,30 +43,30 @@ def add_batch_arguments(parser: argparse.ArgumentParser) -> None:
 
     group = parser.add_argument_group("many files and large images")
     group.add_argument("--workers", type=non_negative_int, default=None,
-                       help="worker processes on this machine (default: one per CPU, at most one per file; 0: run "
-                            "everything in this process, with the same results)")
+                       help="worker processes on this machine (default: chosen from the work: this process for a "
+                            "few files or a machine of under 4 CPUs, else one per CPU, at most one per 4 files; 0: "
+                            "run everything in this process, with the same results)")
     group.add_argument("--scheduler", metavar="ADDRESS",
                        help="run on an existing Dask cluster, e.g. tcp://host:8786 (its workers must see the same "
                             "paths and have awdvd installed)")
     group.add_argument("--overwrite", action="store_true",
                        help="redo images whose outputs exist (by default they are skipped, so an interrupted run "
                             "can simply be started again); inputs are never replaced")
-    group.add_argument("--tile-px", type=tile_size, default=1024,
-                       help="tile side for large images (default 1024)")
+    from ..tiles import DEFAULT_TILE_PX
+
+    group.add_argument("--tile-px", type=tile_size, default=DEFAULT_TILE_PX,
+                       help=f"tile side for large images (default {DEFAULT_TILE_PX})")
     group.add_argument("--max-whole-px", type=positive_int, default=LARGEST_IMAGE_IN_MEMORY_PX,
                        help=f"images with more pixels than this are processed in tiles, in bounded memory "
                             f"(default {LARGEST_IMAGE_IN_MEMORY_PX} = 4096 x 4096)")
 
 
 def model_file_from_args(args: argparse.Namespace):
-    """(ModelFile, device), loaded once here so that a missing or broken model file is one error up front."""
-    from ..deconv import _resolve_device
+    """The ModelFile of ``--model`` on ``--device`` (loaded by the job up front, so that a missing or broken
+    model file is one error before any image is touched)."""
     from ..jobs import ModelFile
 
-    device = _resolve_device(None if args.device == "auto" else args.device)
-    model = ModelFile(None if args.model is None else str(args.model), device=device)
-    model()
-    return model, device
+    return ModelFile(None if args.model is None else str(args.model), device=args.device)
 
 
 def run_and_report(command: str, args: argparse.Namespace, job, noun: str) -> int:

@@ -3,60 +3,56 @@
 from __future__ import annotations
 
 import argparse
-import math
 from pathlib import Path
 
-from ._common import non_negative_int, positive_int
-from ._outputs import add_batch_arguments, add_model_arguments, window_stride
-
-
-def offset_arg(text: str) -> float | str:
-    if text == "auto":
-        return text
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected 'auto' or a number, got {text!r}") from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
-    return value
+from ..blend import METHODS
+from ..jobs import FORMATS
+from ..predict import MAP_MODES
+from ..windows import WEIGHTINGS
+from ._common import non_negative_int, offset_arg, positive_int
+from ._outputs import add_batch_arguments, add_model_arguments, defaults, window_stride
 
 
 def register(subparsers) -> None:
+    d = defaults()
     parser = subparsers.add_parser(
         "deconvolve",
         help="restore images with depth-variant deconvolution (AWDVD)",
-        description="Predict the defocus level of every 84 x 84 window, deconvolve each region with its level's "
-        "PSF (Richardson-Lucy) and blend the windows with triangular (or rectangular) weights. Writes, per image, "
-        "STEM.awdvd.tif (float32 by default, with the pixel size; .ome.tif or .ome.zarr with --format) and "
-        "STEM.awdvd.json (parameters, levels used, timings). Images run in parallel worker processes; a rerun "
-        "skips images already done; a bad image is reported and the others go on. Images larger than "
-        "--max-whole-px are processed in tiles and written as OME-Zarr by default. INPUT: files, folders, glob "
-        "patterns or OME-Zarr folders (*.zarr).",
+        description="Predict the defocus level of every window (84 x 84 px for DelpNet), deconvolve each region "
+        "with its level's PSF (Richardson-Lucy) and blend the windows with triangular (or rectangular) weights. "
+        "Writes, per image, STEM.awdvd.tif (float32 by default, with the pixel size; .ome.tif or .ome.zarr with "
+        "--format) and STEM.awdvd.json (options, what was resolved, levels used, timings). Many images run in "
+        "parallel worker processes when that pays; a rerun skips images already done; a bad image is reported "
+        "and the others go on. Images larger than --max-whole-px are processed in tiles and written as OME-Zarr "
+        "by default. INPUT: files, folders, glob patterns or OME-Zarr folders (*.zarr).",
     )
     parser.add_argument("inputs", nargs="+", metavar="IMAGE", help="2-D images, folders or globs")
     parser.add_argument("-o", "--output", required=True, type=Path, help="output folder")
-    parser.add_argument("--stride", type=window_stride, default=42,
-                        help="window step in px, 1..84 (default 42; the paper's case (i) is 84 with --weighting rectangular)")
-    parser.add_argument("--iterations", type=non_negative_int, default=30, help="Richardson-Lucy iterations (default 30)")
-    parser.add_argument("--weighting", choices=("triangular", "rectangular"), default="triangular",
-                        help="window blending weights (default triangular)")
-    parser.add_argument("--method", choices=("fast", "patchwise"), default="fast",
+    parser.add_argument("--stride", type=window_stride, default=d.stride,
+                        help=f"window step in px, 1..the model's window side (default {d.stride}; the paper's case "
+                             "(i) is 84 with --weighting rectangular)")
+    parser.add_argument("--iterations", type=non_negative_int, default=d.iterations,
+                        help="Richardson-Lucy iterations for every level (default: the model's schedule where it "
+                             "has one, else 30)")
+    parser.add_argument("--weighting", choices=WEIGHTINGS, default=d.weighting,
+                        help=f"window blending weights (default {d.weighting})")
+    parser.add_argument("--method", choices=METHODS, default=d.method,
                         help="fast: one RL per level over its region (default); patchwise: one RL per window (the paper's)")
-    parser.add_argument("--map-mode", choices=("patch", "dense"), default="patch",
+    parser.add_argument("--map-mode", choices=MAP_MODES, default=d.map_mode,
                         help="how the defocus map is computed: patch (every window through the network, the "
                              "reference) or dense (one network pass; much faster, advisable for large images); see "
                              "`awdvd predict --help`")
-    parser.add_argument("--offset", type=offset_arg, default="auto",
+    parser.add_argument("--offset", type=offset_arg, default=d.offset,
                         help="camera offset + background (ADU) removed before RL and added back: a number, or "
                              "'auto' (default): the image's 1st percentile (on BBBC006-like data worth 0.4-2.7 dB "
                              "PSNR over 0)")
-    parser.add_argument("--psf-size", type=positive_int, help="odd PSF size in px (default: 99%% energy of the deepest level)")
-    parser.add_argument("--halo-px", type=non_negative_int,
+    parser.add_argument("--psf-size", type=positive_int, default=d.psf_size,
+                        help="odd PSF size in px (default: 99%% energy of the deepest level)")
+    parser.add_argument("--halo-px", type=non_negative_int, default=d.halo_px,
                         help="image context around each RL region in px (default: 3 x the PSF's 99%% radius, per level)")
     parser.add_argument("--dtype", choices=("float32", "input"), default="float32",
                         help="output pixel type: float32 (default) or the input's (rounded, clipped; clipped pixels are counted)")
-    parser.add_argument("--format", choices=("auto", "tiff", "ome-tiff", "ome-zarr"), default="auto",
+    parser.add_argument("--format", choices=FORMATS, default="auto",
                         help="restored image format: auto (default: TIFF, OME-Zarr for images processed in tiles), "
                              "tiff (ImageJ TIFF), ome-tiff (.ome.tif) or ome-zarr (.ome.zarr folder)")
     add_batch_arguments(parser)
@@ -66,13 +62,12 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..jobs import DeconvolveJob
+    from ..restore import AWDVDOptions
     from ._outputs import model_file_from_args, run_and_report
 
-    model, device = model_file_from_args(args)
-    job = DeconvolveJob(
-        out_dir=args.output, model=model, device=device, stride=args.stride, map_mode=args.map_mode,
-        iterations=args.iterations, weighting=args.weighting, method=args.method, offset=args.offset,
-        psf_size=args.psf_size, halo_px=args.halo_px, dtype=args.dtype, output_format=args.format,
-        tile_px=args.tile_px, max_px=args.max_whole_px,
-    )
+    options = AWDVDOptions(stride=args.stride, iterations=args.iterations, method=args.method,
+                           weighting=args.weighting, offset=args.offset, psf_size=args.psf_size,
+                           halo_px=args.halo_px, map_mode=args.map_mode, device=args.device)
+    job = DeconvolveJob(out_dir=args.output, model=model_file_from_args(args), options=options, dtype=args.dtype,
+                        output_format=args.format, tile_px=args.tile_px, max_px=args.max_whole_px)
     return run_and_report("deconvolve", args, job, "restored")

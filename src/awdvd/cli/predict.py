@@ -5,14 +5,16 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ._outputs import add_batch_arguments, add_model_arguments, window_stride
+from ..predict import MAP_MODES, NORMALIZATIONS
+from ._outputs import add_batch_arguments, add_model_arguments, defaults, window_stride
 
 
 def register(subparsers) -> None:
+    d = defaults()
     parser = subparsers.add_parser(
         "predict",
         help="predict defocus maps of images",
-        description="Classify every 84 x 84 window of each image into a defocus level or background with a "
+        description="Classify every window (84 x 84 px for DelpNet) of each image into a defocus level or background with a "
         "DelpNet model. Writes, per image, STEM.defocus.tif (float32 planes: the level of every window, -1 = "
         "background, then one probability plane per class; window positions in the JSON), STEM.defocus.png (the "
         "levels as colours over the image; not drawn for images processed in tiles) and STEM.defocus.json. Images "
@@ -21,11 +23,12 @@ def register(subparsers) -> None:
     )
     parser.add_argument("inputs", nargs="+", metavar="IMAGE", help="2-D images, folders or globs")
     parser.add_argument("-o", "--output", required=True, type=Path, help="output folder")
-    parser.add_argument("--stride", type=window_stride, default=42, help="window step in px, 1..84 (default 42)")
-    parser.add_argument("--mode", choices=("patch", "dense"), default="patch",
+    parser.add_argument("--stride", type=window_stride, default=d.stride,
+                        help=f"window step in px, 1..the model's window side (default {d.stride})")
+    parser.add_argument("--mode", choices=MAP_MODES, default=d.map_mode,
                         help="patch: every window on its own (reference); dense: one network pass per image (fast; "
                              "advisable for large images)")
-    parser.add_argument("--normalization", choices=("local", "global"), default="local",
+    parser.add_argument("--normalization", choices=NORMALIZATIONS, default=d.normalization,
                         help="dense mode: per-pixel min-max over the centred window (local) or the whole image")
     add_batch_arguments(parser)
     add_model_arguments(parser)
@@ -36,7 +39,9 @@ def run(args: argparse.Namespace) -> int:
     from ..jobs import PredictJob
     from ._outputs import model_file_from_args, run_and_report
 
-    model, device = model_file_from_args(args)
-    job = PredictJob(out_dir=args.output, model=model, device=device, stride=args.stride, map_mode=args.mode,
-                     normalization=args.normalization, tile_px=args.tile_px, max_px=args.max_whole_px)
+    from ..restore import AWDVDOptions
+
+    options = AWDVDOptions(stride=args.stride, map_mode=args.mode, normalization=args.normalization, device=args.device)
+    job = PredictJob(out_dir=args.output, model=model_file_from_args(args), options=options, tile_px=args.tile_px,
+                     max_px=args.max_whole_px)
     return run_and_report("predict", args, job, "defocus maps")

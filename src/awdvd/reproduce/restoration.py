@@ -13,10 +13,9 @@ from ..synth import blur, forward_bank
 from . import figures
 from .paper import FIGURES, PAPER
 
-# the restoration names the reproduction uses, all here (re-pointed when deconv.py is split into rl/blend/restore)
-from ..deconv import richardson_lucy  # noqa: E402
-from ..evaluate_restoration import (  # noqa: E402
-    evaluate_patches, evaluate_whole_image, plot_patch_metrics, tilted_specimen)
+from ..evaluate_restoration import evaluate_patches, evaluate_whole_image, tilted_specimen
+from ..plots import plot_patch_metrics
+from ..rl import richardson_lucy
 
 __all__ = ["fig7", "fig8", "fig9"]
 

@@ -1,0 +1,79 @@
+"""Image files: the only package that knows file formats (TIFF incl. LZW/OME/multi-page, PNG, JPEG, OME-Zarr),
+and which files a command names.
+
+- reading (:mod:`awdvd.io.images`): :func:`read_image` returns the pixels and the pixel size the file records;
+  images of more than :data:`LARGEST_IMAGE_IN_MEMORY_PX` pixels (OME-Zarr, and TIFF that tifffile can map as a
+  zarr store) come as a lazily loaded ``dask.array.Array`` instead of being read into memory;
+- discovery (:mod:`awdvd.io.files`): :func:`find_images` and :func:`plan_outputs` (the files of a batch and
+  their outputs, checked once);
+- writing (:mod:`awdvd.io.writers`): atomic (temporary file or folder in the target folder, then rename), never
+  over an existing file unless ``overwrite=True``; :func:`open_ome_zarr_output` / :func:`open_image_output` give
+  an array to fill tile by tile (``awdvd.tiles.tiled_map(..., out=...)``) that becomes the image only once it
+  is complete.
+"""
+
+from .files import BatchPlan, find_images, plan_outputs
+from .images import (
+    IMAGE_SUFFIXES,
+    LARGEST_IMAGE_IN_MEMORY_PX,
+    ZARR_SUFFIX,
+    ImageFile,
+    ImageReadError,
+    OpticsMismatchError,
+    OpticsWarning,
+    PixelSizeWarning,
+    check_optics,
+    check_pixel_size,
+    image_shape,
+    image_stem,
+    is_image_folder,
+    read_image,
+    read_json,
+    read_ome_optics,
+)
+from .writers import (
+    OUTPUT_FORMATS,
+    atomic_path,
+    open_image_output,
+    open_ome_zarr_output,
+    write_csv,
+    write_image,
+    write_json,
+    write_ome_tiff,
+    write_ome_zarr,
+    write_png,
+    write_tiff,
+)
+
+__all__ = [
+    "ImageFile",
+    "read_image",
+    "find_images",
+    "plan_outputs",
+    "BatchPlan",
+    "write_tiff",
+    "write_ome_tiff",
+    "write_ome_zarr",
+    "write_image",
+    "open_ome_zarr_output",
+    "open_image_output",
+    "OUTPUT_FORMATS",
+    "write_png",
+    "write_json",
+    "write_csv",
+    "read_json",
+    "image_shape",
+    "image_stem",
+    "atomic_path",
+    "check_pixel_size",
+    "is_image_folder",
+    "IMAGE_SUFFIXES",
+    "ZARR_SUFFIX",
+    "LARGEST_IMAGE_IN_MEMORY_PX",
+    "ImageReadError",
+    "PixelSizeWarning",
+    "read_ome_optics",
+    "check_optics",
+    "OpticsWarning",
+    "OpticsMismatchError",
+]

@@ -1,0 +1,491 @@
+"""Reading image files: TIFF (incl. LZW, OME, ImageJ, multi-page), PNG, JPEG and OME-Zarr, with the pixel size
+the file records; images too large for memory are read lazily (dask). Part of :mod:`awdvd.io`."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:  # dask is imported only when an image is read lazily
+    import dask.array
+
+__all__ = ["ImageFile", "read_image", "image_shape", "image_stem", "is_image_folder", "check_pixel_size",
+           "check_pixel_um", "read_json", "IMAGE_SUFFIXES", "ZARR_SUFFIX", "LARGEST_IMAGE_IN_MEMORY_PX",
+           "ImageReadError", "PixelSizeWarning", "read_ome_optics", "check_optics", "OpticsWarning",
+           "OpticsMismatchError"]
+
+IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg")
+# an OME-Zarr image is a folder whose name ends in .zarr (conventionally .ome.zarr)
+ZARR_SUFFIX = ".zarr"
+
+# Images up to this many pixels are read into memory and processed whole; larger ones are read lazily and
+# processed in tiles (awdvd.tiles.should_tile). 4096 x 4096: whole-image AWDVD holds about a dozen float32
+# copies of the image (one per defocus level, plus Richardson-Lucy's work arrays), ~1-2 GB at this size, which
+# keeps one worker under 3 GB; every camera frame (BBBC006 is 696 x 520, sCMOS chips 2048 x 2048 to
+# 2560 x 2160) stays far below it, so only stitched or slide-scale images are tiled.
+LARGEST_IMAGE_IN_MEMORY_PX = 4096 * 4096
+
+
+class ImageReadError(ValueError):
+    """A file exists but is not an image awdvd can read."""
+
+
+class PixelSizeWarning(UserWarning):
+    """An image's pixel size disagrees with the optics a model was made for."""
+
+
+@dataclass
+class ImageFile:
+    """Pixels and what the file says about them.
+
+    data : (H, W) for one plane, (Z, H, W) for a stack (multi-page TIFF, OME-Zarr with a z axis); dtype as
+        stored. A ``numpy.ndarray``, except for images of more than :data:`LARGEST_IMAGE_IN_MEMORY_PX` pixels
+        (or ``read_image(..., lazy=True)``), where it is a lazily loaded ``dask.array.Array`` that reads only
+        the pieces you slice (``numpy.asarray(data[y0:y1, x0:x1])``).
+    pixel_um : physical pixel size in micrometres if the file records one (OME-XML, ImageJ/TIFF resolution,
+        or the OME-Zarr scale transformation of the x axis).
+    """
+
+    data: np.ndarray | dask.array.Array
+    path: Path
+    pixel_um: float | None = None
+    metadata: dict = field(default_factory=dict)
+
+
+def is_image_folder(path: str | os.PathLike) -> bool:
+    """True for a folder that is one image (a zarr store: name ends in ``.zarr``)."""
+    path = Path(path)
+    return path.is_dir() and path.name.lower().endswith(ZARR_SUFFIX)
+
+
+
+def _check_readable(path: Path) -> None:
+    if not path.exists():
+        raise FileNotFoundError(f"no such file: {path}")
+    if path.is_dir():
+        if is_image_folder(path):
+            return
+        raise IsADirectoryError(f"{path} is a folder, not an image file (OME-Zarr images are folders named *.zarr)")
+    if path.stat().st_size == 0:
+        raise ImageReadError(f"{path} is empty (0 bytes)")
+
+
+_UNIT_TO_UM = {"um": 1.0, "µm": 1.0, "micron": 1.0, "microns": 1.0, "\\u00B5m": 1.0, "nm": 1e-3, "mm": 1e3, "m": 1e6,
+               "cm": 1e4,
+               # OME-Zarr (NGFF) spells units out, UDUNITS-2 style
+               "micrometer": 1.0, "nanometer": 1e-3, "millimeter": 1e3, "centimeter": 1e4, "meter": 1e6,
+               "angstrom": 1e-4}
+
+
+def _tiff_pixel_um(tif) -> float | None:
+    """Pixel size from OME-XML (PhysicalSizeX) or ImageJ/TIFF resolution tags, in um."""
+    if tif.ome_metadata:
+        match = re.search(r'PhysicalSizeX="([0-9.eE+-]+)"', tif.ome_metadata)
+        if match:
+            unit = re.search(r'PhysicalSizeXUnit="([^"]+)"', tif.ome_metadata)
+            scale = _UNIT_TO_UM.get(unit.group(1) if unit else "µm")
+            if scale is not None:
+                return float(match.group(1)) * scale
+    page = tif.pages.first
+    tag = page.tags.get("XResolution")
+    if tag is None:
+        return None
+    num, den = tag.value
+    if not num or not den:
+        return None
+    per_unit = num / den  # pixels per unit
+    unit = None
+    if tif.imagej_metadata:
+        unit = tif.imagej_metadata.get("unit")
+    res_unit = page.tags.get("ResolutionUnit")
+    if unit in _UNIT_TO_UM:
+        return _UNIT_TO_UM[unit] / per_unit
+    if res_unit is not None and int(res_unit.value) == 3:  # centimetre
+        return 1e4 / per_unit
+    return None  # inches or no unit: a screen resolution, not a physical pixel size
+
+
+def read_image(path: str | os.PathLike, *, lazy: bool | None = None) -> ImageFile:
+    """Read one image file (or OME-Zarr folder).
+
+    TIFF (any compression imagecodecs handles, LZW included; multi-page files become (Z, H, W) stacks;
+    OME-TIFF and ImageJ pixel sizes are read), PNG, JPEG, and OME-Zarr (a folder ``*.zarr``, formats 0.4 and
+    0.5; the pixel size is the scale of the x axis in the first (full-resolution) dataset, singleton t/c axes
+    are dropped). RGB(A) and multi-channel images are refused: awdvd works on one fluorescence channel, so
+    split channels first.
+
+    Parameters
+    ----------
+    path : the file, or the ``.zarr`` folder.
+    lazy : ``None`` (default) reads images of more than :data:`LARGEST_IMAGE_IN_MEMORY_PX` pixels lazily and
+        smaller ones into memory; ``True`` / ``False`` force one or the other. Lazy reading covers OME-Zarr and
+        TIFF; PNG and JPEG are always read whole. A lazy ``data`` is a ``dask.array.Array``.
+
+    Raises
+    ------
+    FileNotFoundError, IsADirectoryError, ImageReadError (not an image, or an unsupported layout).
+    """
+    path = Path(path)
+    _check_readable(path)
+    suffix = ZARR_SUFFIX if path.is_dir() else path.suffix.lower()
+    pixel_um = None
+    metadata: dict = {}
+    try:
+        if suffix == ZARR_SUFFIX:
+            data, pixel_um, metadata = _read_zarr(path, lazy)
+        elif suffix in (".tif", ".tiff"):
+            data, pixel_um = _read_tiff(path, lazy)
+        elif suffix in (".png", ".jpg", ".jpeg"):
+            import imageio.v3 as iio
+
+            data = iio.imread(path)
+        else:
+            raise ImageReadError(
+                f"{path}: unsupported file type {suffix!r}; use one of {', '.join(IMAGE_SUFFIXES)} or an OME-Zarr folder"
+            )
+    except ImageReadError:
+        raise
+    except Exception as error:  # the readers raise many types for a corrupt file; give one clear one
+        raise ImageReadError(f"{path} could not be read as an image ({type(error).__name__}: {error})") from error
+    if isinstance(data, np.ndarray) or not hasattr(data, "dask"):
+        data = np.asarray(data)
+        data = np.squeeze(data) if data.ndim > 2 else data
+    elif data.ndim > 2:
+        data = data.squeeze()
+    if data.ndim == 3 and data.shape[-1] in (3, 4) and suffix in (".png", ".jpg", ".jpeg"):
+        raise ImageReadError(f"{path} is a colour (RGB) image; awdvd needs a single fluorescence channel")
+    if data.ndim not in (2, 3):
+        raise ImageReadError(f"{path} has shape {data.shape}; awdvd reads 2-D images and (Z, H, W) stacks")
+    if data.dtype.kind not in "uif" and data.dtype != bool:
+        raise ImageReadError(f"{path} holds {data.dtype} pixels; awdvd needs integer or float intensities")
+    return ImageFile(data=data, path=path, pixel_um=pixel_um, metadata=metadata)
+
+
+def image_shape(path: str | os.PathLike) -> tuple[int, ...]:
+    """The shape ``read_image(path).data`` will have, read from the file's metadata only (TIFF, OME-Zarr; PNG and
+    JPEG headers), e.g. to decide before reading whether an image is large.
+
+    Raises the errors of :func:`read_image` for missing or unreadable files.
+    """
+    path = Path(path)
+    _check_readable(path)
+    suffix = ZARR_SUFFIX if path.is_dir() else path.suffix.lower()
+    try:
+        if suffix == ZARR_SUFFIX:
+            data, _, _ = _read_zarr(path, True)
+            shape = tuple(data.shape)
+        elif suffix in (".tif", ".tiff"):
+            import tifffile
+
+            with tifffile.TiffFile(path) as tif:
+                shape = tuple(tif.series[0].shape)
+        elif suffix in (".png", ".jpg", ".jpeg"):
+            import imageio.v3 as iio
+
+            shape = tuple(iio.improps(path).shape)
+        else:
+            raise ImageReadError(f"{path}: unsupported file type {suffix!r}")
+    except ImageReadError:
+        raise
+    except Exception as error:
+        raise ImageReadError(f"{path} could not be read as an image ({type(error).__name__}: {error})") from error
+    if len(shape) > 2:
+        shape = tuple(s for s in shape if s != 1) or (1,)
+    return tuple(int(s) for s in shape)
+
+
+_NAME_SUFFIXES = (".ome.zarr", ".ome.tiff", ".ome.tif", ".zarr", ".tiff", ".tif", ".png", ".jpeg", ".jpg")
+
+
+def image_stem(path: str | os.PathLike) -> str:
+    """The name of an image without its format suffixes: ``a.tif``, ``a.ome.tif`` and ``a.ome.zarr`` all give
+    ``a`` (so outputs are named ``a.awdvd...``, not ``a.ome.awdvd...``)."""
+    name = Path(path).name
+    lower = name.lower()
+    for suffix in _NAME_SUFFIXES:
+        if lower.endswith(suffix) and len(name) > len(suffix):
+            return name[: -len(suffix)]
+    return Path(name).stem
+
+
+def _is_large(shape: tuple[int, ...], lazy: bool | None) -> bool:
+    return bool(lazy) if lazy is not None else math.prod(shape) > LARGEST_IMAGE_IN_MEMORY_PX
+
+
+def _read_tiff(path: Path, lazy: bool | None):
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        pixel_um = _tiff_pixel_um(tif)
+        shape = tuple(tif.series[0].shape)
+        if not _is_large(shape, lazy):
+            return tif.asarray(), pixel_um
+    import dask.array as da
+    import zarr
+
+    # the store keeps its own file handle open for as long as the array is used
+    store = tifffile.imread(path, aszarr=True)
+    node = zarr.open(store, mode="r")
+    if isinstance(node, zarr.Group):  # pyramidal TIFF: level 0 is full resolution
+        node = node["0"]
+    return da.from_array(node, chunks=node.chunks), pixel_um
+
+
+def _ngff_pixel_um(multiscale: dict, dataset: dict, axis_names: list[str]) -> float | None:
+    """Pixel size of the x axis (um) from an OME-Zarr multiscale's scale transformations and axis units."""
+    scale = np.ones(len(axis_names))
+    for transforms in (dataset.get("coordinateTransformations", []), multiscale.get("coordinateTransformations", [])):
+        for transform in transforms:
+            if transform.get("type") == "scale" and "scale" in transform:
+                scale = scale * np.asarray(transform["scale"], dtype=float)
+    if "x" not in axis_names:
+        return None
+    axes = multiscale.get("axes", [])
+    axis = axes[axis_names.index("x")] if axis_names.index("x") < len(axes) else None
+    unit = axis.get("unit") if isinstance(axis, dict) else None
+    factor = _UNIT_TO_UM.get(unit) if unit else None
+    if factor is None:
+        return None  # no unit: the scale is in unknown units, not a physical pixel size
+    value = float(scale[axis_names.index("x")]) * factor
+    return value if math.isfinite(value) and value > 0 else None
+
+
+def _read_zarr(path: Path, lazy: bool | None):
+    import zarr
+
+    node = zarr.open(str(path), mode="r")
+    metadata: dict = {"format": "zarr"}
+    pixel_um = None
+    if isinstance(node, zarr.Group):
+        attrs = node.attrs.asdict()
+        ome = attrs.get("ome", attrs)  # 0.5 nests the metadata under "ome"; 0.4 and earlier do not
+        multiscales = ome.get("multiscales")
+        if not multiscales:
+            raise ImageReadError(f"{path} is a zarr group without OME-Zarr 'multiscales' metadata (not an OME-Zarr image)")
+        multiscale = multiscales[0]
+        dataset = multiscale["datasets"][0]  # the first dataset is the full resolution
+        array = node[dataset["path"]]
+        axes = multiscale.get("axes")
+        if axes:
+            axis_names = [a["name"] if isinstance(a, dict) else str(a) for a in axes]
+        else:  # 0.1/0.2 have no axes: always 5-D tczyx
+            axis_names = list("tczyx")[-array.ndim :]
+        if len(axis_names) != array.ndim:
+            raise ImageReadError(f"{path}: {len(axis_names)} axes named for a {array.ndim}-D array")
+        pixel_um = _ngff_pixel_um(multiscale, dataset, axis_names)
+        metadata.update(format="ome-zarr", ome_version=ome.get("version", multiscale.get("version")), axes=axis_names)
+    else:  # a bare zarr array: pixels, nothing else
+        array = node
+        axis_names = list("tczyx")[-array.ndim :] if array.ndim <= 5 else [f"dim{i}" for i in range(array.ndim)]
+    for name, size in zip(axis_names, array.shape):
+        if name == "c" and size > 1:
+            raise ImageReadError(f"{path} has {size} channels; awdvd needs a single fluorescence channel (split channels first)")
+        if name == "t" and size > 1:
+            raise ImageReadError(f"{path} has {size} time points; awdvd reads one 2-D image or (Z, H, W) stack")
+    if _is_large(array.shape, lazy):
+        import dask.array as da
+
+        return da.from_array(array, chunks=array.chunks), pixel_um, metadata
+    return array[...], pixel_um, metadata
+
+
+def check_pixel_um(pixel_um) -> float:
+    """``pixel_um`` as a positive finite float (micrometres); TypeError / ValueError otherwise."""
+    if isinstance(pixel_um, bool) or not isinstance(pixel_um, (int, float, np.number)):
+        raise TypeError(f"pixel_um must be a number (micrometres), got {type(pixel_um).__name__}")
+    if not (math.isfinite(pixel_um) and pixel_um > 0):
+        raise ValueError(f"pixel_um must be a positive number of micrometres, got {pixel_um!r}")
+    return float(pixel_um)
+
+
+
+def check_pixel_size(file_pixel_um: float | None, optics_pixel_um: float, *, tolerance: float = 0.05) -> bool:
+    """Warn (:class:`PixelSizeWarning`) if an image's pixel size disagrees with the optics' pixel size.
+
+    The model's defocus levels are blur widths in pixels of the optics it was made for: an image sampled at
+    another pixel size gets the wrong levels and the wrong PSFs.
+
+    Parameters
+    ----------
+    file_pixel_um : the pixel size the file records (``ImageFile.pixel_um``), or ``None`` if it records none
+        (nothing to compare: no warning).
+    optics_pixel_um : the pixel size of the model's optics (``Optics.pixel_um``), um.
+    tolerance : relative difference allowed (0.05 = 5%).
+
+    Returns
+    -------
+    True if the sizes agree (or the file has none), False after warning.
+    """
+    optics_pixel_um = check_pixel_um(optics_pixel_um)
+    if not (0 <= tolerance < 1):
+        raise ValueError(f"tolerance is a relative difference in [0, 1), got {tolerance!r}")
+    if file_pixel_um is None:
+        return True
+    file_pixel_um = check_pixel_um(file_pixel_um)
+    if abs(file_pixel_um / optics_pixel_um - 1.0) <= tolerance:
+        return True
+    warnings.warn(
+        f"the image's pixels are {file_pixel_um:.4g} um but the model's optics assume {optics_pixel_um:.4g} um "
+        f"({file_pixel_um / optics_pixel_um:.2f}x); defocus levels and PSFs will be wrong. Resample the image to "
+        f"{optics_pixel_um:.4g} um pixels or use a model made for these optics (--pixel-um).",
+        PixelSizeWarning,
+        stacklevel=2,
+    )
+    return False
+
+
+def read_json(path: str | os.PathLike) -> dict:
+    """A JSON file written by :func:`write_json` (e.g. an output's sidecar); ValueError if it is not JSON."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path} is not a JSON file ({error})") from error
+
+
+# --------------------------------------------------------------------------------------------- optics in metadata
+class OpticsWarning(UserWarning):
+    """The optics an image file records disagree with the optics a model was made for."""
+
+
+class OpticsMismatchError(ValueError):
+    """The optics an image file records disagree with the model's, and a strict check was asked for."""
+
+
+_OPTICS_FIELDS = ("pixel_um", "wavelength_um", "na", "n")
+
+
+def _ome_number(element, name: str, unit_name: str | None = None, default_unit: str = "µm") -> float | None:
+    """An OME-XML attribute as a positive finite number in um (for lengths with ``unit_name``), or None."""
+    if element is None or element.get(name) is None:
+        return None
+    try:
+        value = float(element.get(name))
+    except ValueError:
+        return None
+    if unit_name is not None:
+        factor = _UNIT_TO_UM.get(element.get(unit_name, default_unit))
+        if factor is None:
+            return None
+        value *= factor
+    return value if math.isfinite(value) and value > 0 else None
+
+
+def _ome_xml_optics(text: str) -> dict:
+    """pixel_um, wavelength_um, na, n from the first Image of an OME-XML document (None where absent)."""
+    import xml.etree.ElementTree as ET
+
+    root = ET.fromstring(text)
+
+    def find(node, tag):
+        return None if node is None else next((e for e in node.iter() if e.tag.rsplit("}", 1)[-1] == tag), None)
+
+    image = find(root, "Image")
+    pixels = find(image, "Pixels")
+    channel = find(pixels, "Channel")
+    settings = find(image, "ObjectiveSettings")
+    objective = None
+    if settings is not None and settings.get("ID"):  # the objective the image names, else the first one
+        objective = next((e for e in root.iter() if e.tag.rsplit("}", 1)[-1] == "Objective"
+                          and e.get("ID") == settings.get("ID")), None)
+    objective = objective if objective is not None else find(root, "Objective")
+    return {
+        "pixel_um": _ome_number(pixels, "PhysicalSizeX", "PhysicalSizeXUnit"),
+        "wavelength_um": _ome_number(channel, "EmissionWavelength", "EmissionWavelengthUnit", default_unit="nm"),
+        "na": _ome_number(objective, "LensNA"),
+        "n": _ome_number(settings, "RefractiveIndex"),
+    }
+
+
+def read_ome_optics(path: str | os.PathLike) -> dict:
+    """The optics an OME-TIFF or OME-Zarr image records: pixel size, emission wavelength, NA, refractive index.
+
+    OME-TIFF: from the OME-XML (``Pixels/@PhysicalSizeX``, the first ``Channel/@EmissionWavelength``, the
+    image's ``Objective/@LensNA``, ``ObjectiveSettings/@RefractiveIndex``; units converted to um, an
+    emission wavelength without unit is nm as OME defines). Plain (ImageJ) TIFF: the pixel size only.
+    OME-Zarr: the pixel size of the multiscale metadata, and the rest from ``OME/METADATA.ome.xml`` where the
+    converter (bioformats2raw) wrote one; NGFF itself records no wavelength or NA.
+
+    Returns
+    -------
+    dict with keys ``pixel_um``, ``wavelength_um``, ``na``, ``n`` (the :class:`~awdvd.optics.Optics` field
+    names; None where the file records nothing) and ``source`` (what was read: "ome-xml", "tiff",
+    "ome-zarr", "ome-zarr+ome-xml").
+    """
+    path = Path(path)
+    _check_readable(path)
+    found: dict = dict.fromkeys(_OPTICS_FIELDS)
+    try:
+        if is_image_folder(path):
+            _, pixel_um, _ = _read_zarr(path, True)
+            found["pixel_um"] = pixel_um
+            source = "ome-zarr"
+            sidecar = path / "OME" / "METADATA.ome.xml"
+            if sidecar.is_file():
+                from_xml = _ome_xml_optics(sidecar.read_text(encoding="utf-8"))
+                found.update({k: v for k, v in from_xml.items() if v is not None and found.get(k) is None})
+                source = "ome-zarr+ome-xml"
+        elif path.suffix.lower() in (".tif", ".tiff"):
+            import tifffile
+
+            with tifffile.TiffFile(path) as tif:
+                if tif.ome_metadata:
+                    found.update(_ome_xml_optics(tif.ome_metadata))
+                    source = "ome-xml"
+                else:
+                    found["pixel_um"] = _tiff_pixel_um(tif)
+                    source = "tiff"
+        else:
+            raise ImageReadError(f"{path}: optics are read from OME-TIFF, TIFF and OME-Zarr images, not {path.suffix!r}")
+    except ImageReadError:
+        raise
+    except Exception as error:
+        raise ImageReadError(f"{path}: could not read its optics metadata ({type(error).__name__}: {error})") from error
+    found["source"] = source
+    return found
+
+
+def check_optics(file_optics: dict, model_optics, *, strict: bool = False, tolerance: float = 0.05) -> list[str]:
+    """Compare the optics a file records (:func:`read_ome_optics`) with a model's.
+
+    Parameters
+    ----------
+    file_optics : dict with any of ``pixel_um``, ``wavelength_um``, ``na``, ``n`` (None or missing: not
+        recorded, not compared).
+    model_optics : the model's :class:`~awdvd.optics.Optics` (or its ``to_dict()``).
+    strict : raise :class:`OpticsMismatchError` on any mismatch instead of warning.
+    tolerance : relative difference allowed for each value (0.05 = 5%).
+
+    Returns
+    -------
+    One message per mismatch (empty if all recorded values agree); each is also warned as
+    :class:`OpticsWarning` unless ``strict``, where one error names them all.
+    """
+    if not 0 <= tolerance < 1:
+        raise ValueError(f"tolerance is a relative difference in [0, 1), got {tolerance!r}")
+    model = model_optics.to_dict() if hasattr(model_optics, "to_dict") else dict(model_optics)
+    names = {"pixel_um": ("pixel size", "um"), "wavelength_um": ("emission wavelength", "um"),
+             "na": ("NA", ""), "n": ("immersion refractive index", "")}
+    messages = []
+    for key, (label, unit) in names.items():
+        recorded = file_optics.get(key)
+        if recorded is None or model.get(key) is None:
+            continue
+        recorded, expected = float(recorded), float(model[key])
+        if abs(recorded / expected - 1.0) > tolerance:
+            messages.append(f"{label} {recorded:.4g}{' ' + unit if unit else ''} in the file, "
+                            f"{expected:.4g}{' ' + unit if unit else ''} in the model's optics")
+    if messages and strict:
+        raise OpticsMismatchError("the image's optics differ from the model's: " + "; ".join(messages)
+                                  + ". Use a model made for these optics, or drop the strict optics check.")
+    for message in messages:
+        warnings.warn(f"{message}: defocus levels and PSFs may be wrong for this image", OpticsWarning, stacklevel=2)
+    return messages

@@ -1,0 +1,215 @@
+"""The dock widgets "Defocus map" and "Restore (AWDVD)" (magicgui containers).
+
+Each runs :func:`awdvd.napari.pipeline.run_steps` in a napari thread worker: the viewer stays responsive, the
+progress bar advances after each step, and Cancel stops the job at the next step (a step already running,
+e.g. Richardson-Lucy, finishes first; its result is dropped). Results arrive as layers with the input's scale
+and translation: the level map (Labels, background transparent, legend in the widget), the confidence (max
+class probability, hidden at first) and, for Restore, the restored image (float32 as computed).
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import TYPE_CHECKING
+
+import numpy as np
+from magicgui.widgets import ComboBox, Container, FileEdit, Label, LineEdit, ProgressBar, PushButton, SpinBox
+
+from ..predict import MAP_MODES
+from ..restore import AWDVDOptions
+from .pipeline import STEPS, WidgetOptions, run_steps
+
+if TYPE_CHECKING:
+    import napari
+
+__all__ = ["DefocusMapWidget", "RestoreWidget", "BUNDLED", "FROM_FILE"]
+
+BUNDLED = "bundled model"
+FROM_FILE = "model file"
+
+
+class _AWDVDWidget(Container):
+    restore = False
+
+    def __init__(self, viewer: napari.viewer.Viewer):  # the annotation is how napari knows to pass the viewer
+        super().__init__(labels=True)
+        self._viewer = viewer
+        self.worker = None  # the running (or last) thread worker
+        self.busy = False  # True from start() until the worker has finished (done, failed or cancelled)
+        self._image = ComboBox(label="image", choices=self._image_layers)
+        self._model = ComboBox(label="model", choices=[BUNDLED, FROM_FILE], value=BUNDLED)
+        self._model_file = FileEdit(label="model file", mode="r", filter="*.pt *.zip", visible=False)
+        defaults = AWDVDOptions()
+        self._stride = SpinBox(label="stride (px)", value=defaults.stride, min=1, max=84,
+                               tooltip="window step; 42 = half a window (the paper), smaller = finer map, slower")
+        self._map_mode = ComboBox(label="map mode", choices=list(MAP_MODES), value=defaults.map_mode,
+                                  tooltip="patch: every window on its own (reference); dense: one pass (faster)")
+        option_widgets = [self._image, self._model, self._model_file, self._stride, self._map_mode]
+        if self.restore:
+            self._iterations = LineEdit(label="RL iterations", value="model" if defaults.iterations is None
+                                        else str(defaults.iterations),
+                                        tooltip="model: the model's count per defocus level; a number: that "
+                                                "count at every level (the paper's behaviour)")
+            self._offset = LineEdit(label="offset (ADU)", value=str(defaults.offset),
+                                    tooltip="background removed before RL and added back: a number, or auto "
+                                            "(the image's 1st percentile)")
+            option_widgets += [self._iterations, self._offset]
+        self._run = PushButton(text="Restore" if self.restore else "Compute map")
+        self._cancel = PushButton(text="Cancel", enabled=False)
+        self._progress = ProgressBar(label="progress", min=0, max=len(STEPS) if self.restore else len(STEPS) - 1,
+                                     value=0)
+        self._status = Label(label="", value="")
+        self._legend = Label(label="", value="")
+        self.extend(option_widgets + [self._run, self._cancel, self._progress, self._status, self._legend])
+        self._model.changed.connect(lambda value: setattr(self._model_file, "visible", value == FROM_FILE))
+        self._run.changed.connect(self.start)
+        self._cancel.changed.connect(self.cancel)
+        viewer.layers.events.inserted.connect(self._image.reset_choices)
+        viewer.layers.events.removed.connect(self._image.reset_choices)
+
+    # ----------------------------------------------------------------------------------------- options
+    def _image_layers(self, *_):
+        import napari
+
+        return [(layer.name, layer) for layer in self._viewer.layers if isinstance(layer, napari.layers.Image)
+                and not layer.rgb]
+
+    def options(self) -> WidgetOptions:
+        """The widget's current options (ValueError, shown in the status line, for a bad entry)."""
+        model_path = None
+        if self._model.value == FROM_FILE:
+            path = str(self._model_file.value or "")
+            if not path or path == ".":
+                raise ValueError("choose a model file (.pt from awdvd train, or a bioimage.io .zip)")
+            model_path = path
+        extra = {}
+        if self.restore:
+            text = self._offset.value.strip()
+            try:
+                offset = text if text == "auto" else float(text)
+            except ValueError:
+                raise ValueError(f"offset must be a number of ADU or 'auto', got {text!r}") from None
+            text = self._iterations.value.strip()
+            try:
+                iterations = None if text == "model" else int(text)
+            except ValueError:
+                raise ValueError(f"RL iterations must be a whole number or 'model', got {text!r}") from None
+            extra = {"iterations": iterations, "offset": offset}
+        awdvd = AWDVDOptions(stride=int(self._stride.value), map_mode=self._map_mode.value, **extra)
+        return WidgetOptions(awdvd=awdvd, model_path=model_path)
+
+    # ----------------------------------------------------------------------------------------- running
+    def start(self, *_):
+        """Start the job in a thread worker (returns at once); the worker is ``self.worker``."""
+        from napari.qt.threading import create_worker
+
+        if self.busy:
+            return
+        layer = self._image.value
+        try:
+            if layer is None:
+                raise ValueError("open an image first (File > Open, or File > Open Sample > awdvd)")
+            options = self.options()
+        except ValueError as error:
+            self._show(f"error: {error}")
+            return
+        self._layer, self._job_options = layer, options
+        self._progress.value = 0
+        self._show(f"{STEPS[0]}...")
+        # an "errored" connection of our own: errors go to the status line, not back into the event loop
+        worker = create_worker(self._job, layer.data, options, _start_thread=False, _connect={
+            "yielded": self._on_step, "returned": self._on_done, "errored": self._on_error,
+            "aborted": lambda: self._show("cancelled"), "finished": self._on_finished})
+        self._run.enabled, self._cancel.enabled = False, True
+        self.worker, self.busy = worker, True
+        worker.start()
+
+    def _job(self, data, options):
+        """The worker's generator: the pipeline's steps, warnings caught for the status line."""
+        results = {}
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            for step, value in run_steps(data, options, restore=self.restore):
+                results[step] = value
+                yield step
+        results["warnings"] = [str(w.message) for w in caught]
+        return results
+
+    def cancel(self, *_):
+        """Ask the running job to stop at its next step."""
+        if self.busy:
+            self.worker.quit()
+            self._show("cancelling after the current step...")
+
+    def _on_step(self, step: str):
+        self._progress.value = STEPS.index(step) + 1
+        following = STEPS.index(step) + 1
+        last = len(STEPS) if self.restore else len(STEPS) - 1
+        if following < last:
+            self._show(f"{STEPS[following]}...")
+
+    def _on_error(self, error: Exception):
+        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        self._show(f"error: {message}")
+
+    def _on_finished(self):
+        self._run.enabled, self._cancel.enabled = True, False
+        self.busy = False
+
+    def _show(self, text: str):
+        self._status.value = text
+
+    # ----------------------------------------------------------------------------------------- results
+    def _on_done(self, results: dict):
+        from ..io import check_optics, check_pixel_size
+        from .layers import confidence_layer, level_legend, levels_layer, restored_layer
+
+        layer, options = self._layer, self._job_options
+        model, dmap = results["model"], results["defocus map"]
+        optics = model.optics
+        where = {"scale": tuple(layer.scale)[-2:], "translate": tuple(layer.translate)[-2:],
+                 "units": tuple(layer.units)[-2:]}
+        messages = list(results.get("warnings", []))
+        pixel_um = layer.metadata.get("pixel_um") if isinstance(layer.metadata, dict) else None
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            recorded = dict(layer.metadata.get("optics") or {}) if isinstance(layer.metadata, dict) else {}
+            if recorded:
+                check_optics(recorded, optics)
+            else:
+                check_pixel_size(pixel_um, optics.pixel_um)
+        messages += [str(w.message) for w in caught]
+        added = []  # restored image first, the translucent level map last (on top)
+        if self.restore:
+            added.append(self._add(restored_layer(results["restore"], name=f"{layer.name} AWDVD", pixel_um=pixel_um,
+                                                  options=options.to_dict(), **where)))
+        added.append(self._add(confidence_layer(dmap, name=f"{layer.name} confidence", **where)))
+        added.append(self._add(levels_layer(dmap.to_pixels(), depths_um=optics.depths_um,
+                                            name=f"{layer.name} defocus levels",
+                                            metadata={"options": options.to_dict()}, **where)))
+        self._legend.value = level_legend(optics.n_levels, optics.depths_um)
+        counts = dmap.level_counts()
+        foreground = sum(v for k, v in counts.items() if k != "bg")
+        median = np.median(dmap.levels[dmap.levels >= 0]) if foreground else float("nan")
+        summary = (f"done: {dmap.levels.size} windows, {counts.get('bg', 0)} background, median level "
+                   f"{median:g}" + (f"; warning: {messages[0]}" if messages else ""))
+        self._show(summary)
+        self.added_layers = added
+
+    def _add(self, layer_data: tuple):
+        data, kwargs, layer_type = layer_data
+        return getattr(self._viewer, f"add_{layer_type}")(data, **kwargs)
+
+
+class DefocusMapWidget(_AWDVDWidget):
+    """"Defocus map": the level (0-10 or background) of every window of a 2-D image, as a Labels layer, and the
+    model's confidence as an image layer."""
+
+    restore = False
+
+
+class RestoreWidget(_AWDVDWidget):
+    """"Restore (AWDVD)": the defocus map, then depth-variant deconvolution (each region with its level's PSF,
+    blended with triangular weights); the restored image is added with the input's scale."""
+
+    restore = True

@@ -1,0 +1,187 @@
+"""The napari plugin's plain functions (no viewer, no Qt): manifest, reader, writer, sample data, layer tuples,
+and the one pipeline function with its options. The widgets in a real viewer: tests/test_napari_viewer.py."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from awdvd.io import read_image, write_ome_tiff, write_ome_zarr, write_tiff
+from awdvd.napari.layers import level_colours, level_legend, levels_layer, pixel_confidence, restored_layer
+from awdvd.napari.pipeline import WidgetOptions
+from awdvd.napari.reader import get_reader, read_layers
+from awdvd.napari.writer import layer_pixel_um, write_image
+
+DEPTHS = tuple(2.0 * level for level in range(11))
+
+
+def test_manifest_validates_and_names_the_contributions():
+    npe2 = pytest.importorskip("npe2", reason="npe2 not installed (pip install 'awdvd[napari]')")
+    import awdvd.napari
+
+    manifest = npe2.PluginManifest.from_file(Path(awdvd.napari.__file__).with_name("napari.yaml"))
+    assert manifest.name == "awdvd"
+    assert {w.display_name for w in manifest.contributions.widgets} == {"Defocus map", "Restore (AWDVD)"}
+    assert manifest.contributions.readers[0].accepts_directories
+    assert manifest.contributions.sample_data[0].key == "tilted_specimen"
+    for command in manifest.contributions.commands:  # every python_name points at something importable
+        module, name = command.python_name.split(":")
+        assert hasattr(__import__(module, fromlist=[name]), name), command.python_name
+
+
+def test_manifest_is_declared_by_the_package():
+    """napari finds the plugin through the package's napari.manifest entry point (what `npe2 validate awdvd` reads)."""
+    npe2 = pytest.importorskip("npe2", reason="npe2 not installed (pip install 'awdvd[napari]')")
+
+    manifest = npe2.PluginManifest.from_distribution("awdvd")
+    assert manifest.name == "awdvd" and len(manifest.contributions.commands) == 5
+
+
+def test_import_awdvd_napari_is_light():
+    import subprocess
+    import sys
+
+    code = ("import sys, awdvd, awdvd.napari, awdvd.napari.reader, awdvd.napari.layers; "
+            "print(sorted(m for m in ('napari', 'torch', 'magicgui', 'qtpy') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+@pytest.fixture
+def pixels():
+    return (np.arange(96 * 128, dtype=np.uint16).reshape(96, 128) % 4000) + 100
+
+
+@pytest.mark.parametrize("kind", ["tiff", "ome-tiff", "ome-zarr"])
+def test_reader_sets_scale_from_pixel_size(tmp_path, pixels, kind):
+    path = {"tiff": lambda: write_tiff(tmp_path / "a.tif", pixels, pixel_um=0.65),
+            "ome-tiff": lambda: write_ome_tiff(tmp_path / "a.ome.tif", pixels, pixel_um=0.65),
+            "ome-zarr": lambda: write_ome_zarr(tmp_path / "a.ome.zarr", pixels, pixel_um=0.65)}[kind]()
+    reader = get_reader(str(path))
+    assert reader is read_layers
+    [(data, kwargs, layer_type)] = reader(str(path))
+    assert layer_type == "image" and kwargs["name"] == "a"
+    assert np.asarray(data).dtype == np.uint16  # as stored: never rescaled
+    np.testing.assert_array_equal(np.asarray(data), pixels)
+    assert kwargs["scale"] == pytest.approx((0.65, 0.65), rel=1e-6)
+    assert kwargs["metadata"]["pixel_um"] == pytest.approx(0.65, rel=1e-6)
+
+
+def test_reader_without_pixel_size_and_declines_other_files(tmp_path, pixels):
+    import tifffile
+
+    path = tmp_path / "plain.tif"
+    tifffile.imwrite(path, pixels)
+    [(_, kwargs, _)] = read_layers(str(path))
+    assert kwargs["scale"] == (1.0, 1.0) and kwargs["metadata"]["pixel_um"] is None
+    assert get_reader(str(tmp_path / "x.png")) is None
+    assert get_reader(str(tmp_path)) is None  # a folder that is not *.zarr
+    assert get_reader([str(path), str(path)]) is None
+
+
+@pytest.mark.parametrize("name", ["out.tif", "out.ome.tif", "out.ome.zarr"])
+def test_writer_float32_with_pixel_size(tmp_path, name):
+    data = np.linspace(-5.0, 70000.5, 64 * 80).reshape(64, 80)  # beyond uint16 both ways: kept as is
+    [written] = write_image(str(tmp_path / name), data, {"scale": (0.65, 0.65), "metadata": {}})
+    back = read_image(written)
+    assert back.data.dtype == np.float32
+    np.testing.assert_allclose(np.asarray(back.data), data.astype(np.float32), rtol=0, atol=0)
+    assert back.pixel_um == pytest.approx(0.65, rel=1e-6)
+
+
+def test_layer_pixel_um():
+    assert layer_pixel_um({"metadata": {"pixel_um": 0.5}, "scale": (1.0, 1.0)}) == 0.5
+    assert layer_pixel_um({"metadata": {}, "scale": (0.65, 0.65)}) == 0.65
+    assert layer_pixel_um({"metadata": {}, "scale": (1.0, 1.0)}) is None  # napari's default: unknown
+    assert layer_pixel_um({"metadata": {}, "scale": (0.5, 0.7)}) is None
+
+
+def test_levels_layer_background_transparent_and_legend():
+    levels = np.array([[-1, 0, 5], [10, 10, -1]])
+    data, kwargs, layer_type = levels_layer(levels, depths_um=DEPTHS, name="m", scale=(0.65, 0.65))
+    assert layer_type == "labels" and data.dtype == np.uint8
+    np.testing.assert_array_equal(data, levels + 1)
+    colours = kwargs["colormap"]
+    assert colours[0][3] == 0.0 and colours[None][3] == 0.0  # background: transparent, the image shows
+    assert all(colours[level + 1][3] == 1.0 for level in range(11))
+    assert len({colours[level + 1] for level in range(11)}) == 11
+    assert kwargs["features"]["level"][0] == "background" and kwargs["features"]["defocus_um"][4] == 6.0
+    legend = level_legend(11, DEPTHS)
+    assert "10: 20 um" in legend and "background" in legend
+    with pytest.raises(ValueError, match="levels must be"):
+        levels_layer(np.array([[11]]), depths_um=DEPTHS, name="m")
+    assert level_colours(3)[1] != level_colours(3)[3]
+
+
+def test_pixel_confidence_takes_the_nearest_window():
+    from awdvd.predict import DefocusMap
+
+    proba = np.zeros((1, 2, 12), dtype=np.float32)
+    proba[0, 0, 0], proba[0, 1, 3] = 0.9, 0.6
+    dmap = DefocusMap(levels=np.array([[0, 3]]), proba=proba, class_levels=np.array(list(range(11)) + [-1]),
+                      ys=np.array([0]), xs=np.array([0, 42]), image_shape=(84, 126), patch_px=84, stride=42)
+    confidence = pixel_confidence(dmap)
+    assert confidence.shape == (84, 126) and confidence.dtype == np.float32
+    # centres at x = 41.5 and 83.5: x <= 62 is nearer (or as near) the first window
+    assert np.all(confidence[:, :63] == np.float32(0.9)) and np.all(confidence[:, 63:] == np.float32(0.6))
+
+
+def test_restored_layer_keeps_values():
+    restored = np.array([[-3.0, 1e5], [2.0, 4.0]])
+    data, kwargs, layer_type = restored_layer(restored, name="r", scale=(0.65, 0.65), pixel_um=0.65)
+    assert layer_type == "image" and data.dtype == np.float32
+    np.testing.assert_array_equal(data, restored.astype(np.float32))
+    assert kwargs["metadata"]["pixel_um"] == 0.65 and kwargs["scale"] == (0.65, 0.65)
+
+
+def test_sample_data_is_the_demo_specimen():
+    from awdvd.napari.sample_data import tilted_specimen_sample
+
+    layers = tilted_specimen_sample(shape=(84, 231))
+    names = [kwargs["name"] for _, kwargs, _ in layers]
+    assert names == ["tilted specimen: truth (in focus)", "tilted specimen: true levels", "tilted specimen: recorded"]
+    truth, levels, recorded = (data for data, _, _ in layers)
+    assert truth.shape == levels.shape == recorded.shape == (84, 231)
+    assert levels[0, 0] == 1 and levels[0, -1] == 11  # level 0 on the left, level 10 on the right (label + 1)
+    assert all(kwargs["scale"] == (0.65, 0.65) for _, kwargs, _ in layers)
+
+
+def test_widget_options_carry_the_pipeline_options():
+    from awdvd.restore import AWDVDOptions
+
+    options = WidgetOptions()
+    assert options.awdvd == AWDVDOptions() and options.model_path is None
+    assert WidgetOptions.from_dict(WidgetOptions(awdvd=AWDVDOptions(stride=21)).to_dict()).awdvd.stride == 21
+    with pytest.raises(TypeError, match="AWDVDOptions"):
+        WidgetOptions(awdvd=42)
+    for bad in ({"stride": 0}, {"iterations": -1}, {"offset": "median"}, {"map_mode": "fast"},
+                {"offset": float("nan")}):
+        with pytest.raises(ValueError):
+            AWDVDOptions(**bad)
+
+
+def test_run_steps_restores_from_the_map_it_yields(monkeypatch):
+    """The one function runs the pipeline with the widget's options and restores from the very map it showed."""
+    import awdvd.napari.pipeline as pipeline
+    import awdvd.restore
+    from awdvd.restore import AWDVDOptions
+
+    calls = {}
+    model, dmap = object(), object()
+    monkeypatch.setattr(pipeline, "load_widget_model", lambda path: model)
+    monkeypatch.setattr(awdvd.restore, "defocus_map_of", lambda image, m, o: calls.setdefault("map", (m, o)) and dmap)
+    monkeypatch.setattr(awdvd.restore, "deconvolve",
+                        lambda image, m, o, dmap=None: calls.setdefault("restore", (m, o, dmap)))
+    awdvd_options = AWDVDOptions(stride=21, iterations=7, offset=100.0, map_mode="dense")
+    options = WidgetOptions(awdvd=awdvd_options)
+    steps = [step for step, _ in pipeline.run_steps(np.zeros((90, 90)), options, restore=True)]
+    assert steps == ["model", "defocus map", "restore"]
+    assert calls["map"] == (model, awdvd_options)
+    assert calls["restore"] == (model, awdvd_options, dmap)
+    calls.clear()
+    assert [s for s, _ in pipeline.run_steps(np.zeros((90, 90)), options, restore=False)] == ["model", "defocus map"]
+    assert "restore" not in calls
+    with pytest.raises(ValueError, match="2-D"):
+        next(pipeline.run_steps(np.zeros((2, 90, 90)), options, restore=False))

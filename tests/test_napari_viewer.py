@@ -1,0 +1,151 @@
+"""The napari plugin in a real, headless viewer (napari's make_napari_viewer, pytest-qt, an Xvfb display from
+pytest-xvfb): open with the reader, sample data, both widgets run in thread workers, cancel, errors, save.
+
+Skipped, with the reason, where napari / pytest-qt are not installed (pip install 'awdvd[napari,test-gui]') or
+no X display can be had (Debian: apt-get install xvfb xauth, then pytest starts one itself).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import numpy as np
+import pytest
+
+pytest.importorskip("napari", reason="napari not installed (pip install 'awdvd[napari]')")
+pytest.importorskip("pytestqt", reason="pytest-qt not installed (pip install 'awdvd[test-gui]')")
+if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+    pytest.skip("no X display for napari's OpenGL canvas (install xvfb and pytest-xvfb, or run under xvfb-run)",
+                allow_module_level=True)
+
+from awdvd.model import bundled_model_path  # noqa: E402
+
+pytestmark = pytest.mark.skipif(not bundled_model_path().is_file(), reason="no bundled model in this installation")
+
+WAIT_MS = 120_000
+
+
+@pytest.fixture(scope="module")
+def specimen():
+    """A small tilted specimen (levels 0-10 left to right) at the bundled model's 0.65 um pixels."""
+    from awdvd.evaluate_restoration import tilted_specimen
+    from awdvd.synth import synthetic_nuclei
+
+    return tilted_specimen(synthetic_nuclei((168, 336), n_nuclei=20, seed=1), seed=1).observed
+
+
+def run_widget(qtbot, widget):
+    """Start the widget's job and wait until its worker has finished (the event loop runs meanwhile)."""
+    widget.start()
+    assert widget.busy
+    qtbot.waitUntil(lambda: not widget.busy, timeout=WAIT_MS)
+
+
+def test_reader_opens_ome_tiff_with_scale(make_napari_viewer, tmp_path, specimen):
+    from awdvd.io import write_ome_tiff
+
+    path = write_ome_tiff(tmp_path / "field.ome.tif", specimen, pixel_um=0.65)
+    viewer = make_napari_viewer()
+    [layer] = viewer.open(str(path), plugin="awdvd")
+    assert layer.name == "field" and tuple(layer.scale) == pytest.approx((0.65, 0.65))
+    assert layer.data.dtype == np.float32
+    np.testing.assert_array_equal(np.asarray(layer.data), specimen)
+
+
+def test_sample_data_and_restore_widget(make_napari_viewer, qtbot, specimen):
+    from awdvd import deconvolve, load_model
+    from awdvd.napari.widgets import RestoreWidget
+
+    viewer = make_napari_viewer()
+    viewer.add_image(specimen, name="field", scale=(0.65, 0.65), translate=(10.0, 20.0), metadata={"pixel_um": 0.65})
+    widget = RestoreWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="Restore (AWDVD)")
+    assert widget._image.value is viewer.layers["field"]
+    widget._iterations.value = 5
+    widget._stride.value = 42
+    run_widget(qtbot, widget)
+    assert widget._status.value.startswith("done"), widget._status.value
+    assert widget._progress.value == widget._progress.max
+    levels, confidence, restored = (viewer.layers[n] for n in ("field defocus levels", "field confidence", "field AWDVD"))
+    for layer in (levels, confidence, restored):  # same place in the world as the input
+        assert tuple(layer.scale) == pytest.approx((0.65, 0.65)) and tuple(layer.translate) == pytest.approx((10, 20))
+        assert layer.data.shape == specimen.shape
+    assert levels.data.dtype == np.uint8 and levels.data.max() <= 11
+    assert levels.colormap.map(np.array([0]))[0, 3] == 0  # background label transparent
+    assert 0.0 <= float(confidence.data.min()) and float(confidence.data.max()) <= 1.0
+    expected = deconvolve(specimen, load_model(), stride=42, iterations=5, offset="auto")
+    assert restored.data.dtype == np.float32
+    np.testing.assert_allclose(restored.data, expected, rtol=1e-5, atol=1e-3)
+    assert "10: 20 um" in widget._legend.value
+    # the right half of the specimen is deep: the map must say so (levels as label + 1)
+    left, right = levels.data[:, :84], levels.data[:, -84:]
+    assert np.median(right[right > 0]) > np.median(left[left > 0])
+
+
+def test_defocus_map_widget_and_sample(make_napari_viewer, qtbot):
+    from awdvd.napari.widgets import DefocusMapWidget
+
+    viewer = make_napari_viewer()
+    viewer.open_sample("awdvd", "tilted_specimen")
+    assert [layer.name for layer in viewer.layers] == ["tilted specimen: truth (in focus)",
+                                                       "tilted specimen: true levels", "tilted specimen: recorded"]
+    widget = DefocusMapWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    widget._image.value = viewer.layers["tilted specimen: recorded"]
+    widget._map_mode.value = "dense"
+    run_widget(qtbot, widget)
+    assert widget._status.value.startswith("done"), widget._status.value
+    assert "tilted specimen: recorded AWDVD" not in viewer.layers
+    levels = viewer.layers["tilted specimen: recorded defocus levels"]
+    truth = viewer.layers["tilted specimen: true levels"]
+    recorded = viewer.layers["tilted specimen: recorded"]
+    assert tuple(map(str, recorded.units)) == ("micrometer", "micrometer")
+    assert tuple(levels.units) == tuple(recorded.units) == tuple(truth.units)  # one unit for the whole view
+    foreground = levels.data > 0
+    within_two = np.abs(levels.data.astype(int) - truth.data.astype(int))[foreground] <= 2
+    assert within_two.mean() > 0.5  # the bundled model roughly follows the tilt (measured: see the report)
+
+
+def test_cancel_stops_before_the_next_step(make_napari_viewer, qtbot, specimen):
+    from awdvd.napari.widgets import RestoreWidget
+
+    viewer = make_napari_viewer()
+    viewer.add_image(specimen, name="field")
+    widget = RestoreWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    widget.start()
+    widget.cancel()
+    qtbot.waitUntil(lambda: not widget.busy, timeout=WAIT_MS)
+    assert widget._status.value == "cancelled"
+    assert [layer.name for layer in viewer.layers] == ["field"]
+    assert widget._run.enabled and not widget._cancel.enabled
+
+
+def test_errors_show_in_the_status_line(make_napari_viewer, qtbot, tmp_path, specimen):
+    from awdvd.napari.widgets import FROM_FILE, DefocusMapWidget
+
+    viewer = make_napari_viewer()
+    _, widget = viewer.window.add_plugin_dock_widget("awdvd", "Defocus map")  # as Plugins > awdvd does it
+    assert isinstance(widget, DefocusMapWidget)
+    widget.start()  # no image yet
+    assert widget._status.value.startswith("error: open an image first")
+    viewer.add_image(specimen, name="field")
+    widget._model.value = FROM_FILE
+    assert not widget._model_file.native.isHidden()  # the file chooser shows once "model file" is chosen
+    widget._model_file.value = tmp_path / "missing.pt"
+    run_widget(qtbot, widget)
+    assert widget._status.value.startswith("error: no such model file"), widget._status.value
+    assert [layer.name for layer in viewer.layers] == ["field"]
+
+
+def test_save_restored_layer_with_the_writer(make_napari_viewer, tmp_path):
+    from awdvd.io import read_image
+
+    viewer = make_napari_viewer()
+    data = np.linspace(-2.0, 9.0e4, 96 * 96, dtype=np.float32).reshape(96, 96)
+    layer = viewer.add_image(data, name="restored", scale=(0.65, 0.65), metadata={"pixel_um": 0.65})
+    [written] = layer.save(str(tmp_path / "restored.ome.tif"), plugin="awdvd")
+    back = read_image(written)
+    assert back.data.dtype == np.float32 and back.pixel_um == pytest.approx(0.65)
+    np.testing.assert_array_equal(back.data, data)
