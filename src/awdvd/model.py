@@ -1,7 +1,9 @@
 """DelpNet, the defocus-level classifier (paper 2.2), and the self-describing model file.
 
-The network sees 84 x 84 patches min-max normalised to [0, 1] and outputs one score per class: the defocus
-levels 0 .. n_levels - 1 and, optionally, "bg". :class:`DefocusModel` wraps a trained network with what is
+The network sees 84 x 84 windows normalised as the model file says (the paper's per-window min-max to [0, 1],
+or by the window's image range, :mod:`awdvd.patches`) and outputs one score per class: the defocus levels
+0 .. n_levels - 1 and, optionally, "bg". An exactly constant window holds nothing to classify: it is background
+whatever the network says (:func:`constant_windows_are_background`). :class:`DefocusModel` wraps a trained network with what is
 needed to use it (optics, class-to-level map, normalisation) and takes raw-intensity patches. Any
 architecture of :data:`ARCHITECTURES` (DelpNet and the paper's comparison networks, :mod:`awdvd.networks`)
 can be wrapped, saved, loaded and evaluated; the dense defocus maps of :mod:`awdvd.predict` need DelpNet's
@@ -17,7 +19,8 @@ reads it), format version 2:
     n_parameters        trainable parameters
     optics              Optics.to_dict(); level_depths_um: depth of each level (um)
     class_levels        level of each output (-1 = "bg"); class_names: "0", ..., "10", "bg"
-    normalization       "minmax-per-patch"; patch_px: 84
+    normalization       how windows are normalised (awdvd.patches.NORMALIZATIONS): "window-minmax" (the
+                        paper; files before it was recorded say "minmax-per-patch") or "image-range"; patch_px: 84
     info                recipe, variant, seed, training summary, data provenance, test metrics (JSON-like)
 
 Version 1 files (written before training existed: "config" instead of "architecture_args") still load.
@@ -42,7 +45,8 @@ if TYPE_CHECKING:  # torch is imported lazily: `import awdvd` stays light
 
 __all__ = ["DelpNetConfig", "build_delpnet", "DefocusModel", "load_model", "MODEL_FORMAT_VERSION", "ModelFileError",
            "bundled_model_path", "count_parameters", "ARCHITECTURES", "PAPER_PARAMETERS", "build_network",
-           "network_config", "network_cost", "fold_batchnorm", "optimize_for_inference"]
+           "network_config", "network_cost", "fold_batchnorm", "optimize_for_inference",
+           "constant_windows_are_background"]
 
 MODEL_FORMAT = "awdvd-model"
 MODEL_FORMAT_VERSION = 2
@@ -337,10 +341,17 @@ class DefocusModel:
     inference_backend : "auto", "jit" or "eager" (see :func:`optimize_for_inference`) for the predict
         methods, which run a BatchNorm-folded copy of ``network`` made on first use (and remade if the
         weights change); None runs ``network`` itself.
+    normalization : how the network's input windows are normalised (:data:`awdvd.patches.NORMALIZATIONS`):
+        "window-minmax" (the paper) or "image-range" (by the image's range; whole-image maps are then exact).
     """
 
     def __init__(self, network, *, optics: Optics, class_levels, patch_px: int = PATCH_PX, info: dict | None = None,
-                 inference_backend: str | None = "auto"):
+                 inference_backend: str | None = "auto", normalization: str = "window-minmax"):
+        from .patches import NORMALIZATIONS
+
+        if normalization not in NORMALIZATIONS:
+            raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
+        self.normalization = normalization
         self.network = network.eval()
         self.architecture = str(getattr(network, "architecture", "delpnet"))
         self.optics = optics
@@ -426,7 +437,7 @@ class DefocusModel:
         proba = np.exp(logits)
         return proba / proba.sum(axis=1, keepdims=True)
 
-    def predict_patches(self, patches, *, return_proba: bool = False, batch_size: int = 32):
+    def predict_patches(self, patches, *, return_proba: bool = False, batch_size: int = 32, value_range=None):
         """Defocus level of each raw-intensity patch.
 
         Parameters
@@ -434,12 +445,16 @@ class DefocusModel:
         patches : (N, p, p) or (p, p) array of raw intensities (any real dtype), p = ``patch_px``.
         return_proba : also return the class probabilities (N, n_classes), columns in ``class_levels`` order.
         batch_size : patches per forward pass.
+        value_range : "image-range" models only: (low, high) of the patches' image (one pair, or one per patch;
+            :func:`awdvd.patches.image_range`); None takes each patch as an image of its own. Windows of a whole
+            image are best classified through :func:`awdvd.predict.defocus_map`, which passes the image's range.
 
         Returns
         -------
-        levels : (N,) int64, 0 .. n_levels - 1, or -1 for background; (and probabilities if asked).
+        levels : (N,) int64, 0 .. n_levels - 1, or -1 for background (always for an exactly constant patch, when
+        the model has a bg class); (and probabilities if asked).
         """
-        from .patches import normalize_patches
+        from .patches import normalize_windows
 
         x = np.asarray(patches)
         if x.ndim == 2:
@@ -450,7 +465,9 @@ class DefocusModel:
             raise TypeError(f"patches must be real numbers, got dtype {x.dtype}")
         if x.size and not np.isfinite(x).all():
             raise ValueError("patches contain NaN or infinite values")
-        proba = self.predict_proba_normalized(normalize_patches(x), batch_size=batch_size)
+        proba = self.predict_proba_normalized(normalize_windows(x, self.normalization, value_range=value_range),
+                                              batch_size=batch_size)
+        proba = constant_windows_are_background(proba, x.max(axis=(1, 2)) == x.min(axis=(1, 2)), self.class_levels)
         levels = self.class_levels[np.argmax(proba, axis=1)] if len(x) else np.zeros(0, np.int64)
         return (levels, proba) if return_proba else levels
 
@@ -478,7 +495,7 @@ class DefocusModel:
             "level_depths_um": list(self.optics.depths_um),
             "class_levels": [int(v) for v in self.class_levels],
             "class_names": self.class_names,
-            "normalization": "minmax-per-patch",
+            "normalization": self.normalization,
             "patch_px": self.patch_px,
             "info": info,
         }
@@ -513,10 +530,28 @@ class DefocusModel:
             network = build_network(architecture, network_config(architecture, payload[args_key]))
             network.load_state_dict(payload["state_dict"])
             optics = Optics.from_dict(payload["optics"])
+            normalization = _LEGACY_NORMALIZATIONS.get(payload.get("normalization"), payload.get("normalization"))
             return cls(network, optics=optics, class_levels=payload["class_levels"], patch_px=payload["patch_px"],
-                       info=payload.get("info", {}), inference_backend=inference_backend)
+                       info=payload.get("info", {}), inference_backend=inference_backend,
+                       normalization=normalization or "window-minmax")
         except (KeyError, TypeError, RuntimeError, ValueError, AttributeError) as error:
             raise ModelFileError(f"{source} is damaged or inconsistent ({type(error).__name__}: {error})") from error
+
+
+_LEGACY_NORMALIZATIONS = {"minmax-per-patch": "window-minmax"}  # what model files wrote before "image-range"
+
+
+def constant_windows_are_background(proba: np.ndarray, constant: np.ndarray, class_levels) -> np.ndarray:
+    """``proba`` (N, C) with the rows of exactly constant windows (``constant``, (N,) bool) set to certain
+    background, when ``class_levels`` has a bg class: a constant window (zeros, a flat field, a saturated
+    plateau) shows no structure whose blur could be read, whatever the network makes of its normalised zeros."""
+    class_levels = np.asarray(class_levels)
+    constant = np.asarray(constant, dtype=bool)
+    if not constant.any() or not np.any(class_levels == BACKGROUND):
+        return proba
+    proba = np.array(proba, copy=True)
+    proba[constant] = (class_levels == BACKGROUND).astype(proba.dtype)
+    return proba
 
 
 def load_model(path=None, *, device: str = "cpu", inference_backend: str | None = "auto") -> DefocusModel:

@@ -65,7 +65,7 @@ def _blurred_levels(in_focus: np.ndarray, optics: Optics, psf_size: int | None) 
 
 
 def level_matrix(model, fields: Mapping[str, np.ndarray], *, cameras: Mapping | None = None, per_level: int = 60,
-                 seed: int = 0, psf_size: int | None = None, source_offset_adu: float = 96.0) -> dict:
+                 seed: int = 0, psf_size: int | None = None, source_offset_adu: float = 96.0, tta: int = 1) -> dict:
     """Window classification on held-out fields x cameras x levels.
 
     Parameters
@@ -74,13 +74,14 @@ def level_matrix(model, fields: Mapping[str, np.ndarray], *, cameras: Mapping | 
     fields : name -> in-focus image (2-D, raw ADU of a camera whose offset is ``source_offset_adu``).
     cameras : name -> :class:`~awdvd.stream.Camera` (default :data:`~awdvd.stream.PAPER_CAMERAS`).
     per_level : foreground windows per field (the same windows at every level and camera).
+    tta : dihedral transforms averaged per window (:func:`awdvd.predict.classify_windows`).
 
     Returns
     -------
     dict with "cameras" (name -> summary over all fields), "fields" (field -> camera -> summary) and
     "settings"; a summary holds top1, within1, mean_abs_error, background_calls, n and per_level_top1.
     """
-    from .predict import window_proba
+    from .predict import classify_windows
     from .stream import PAPER_CAMERAS
 
     cameras = dict(PAPER_CAMERAS if cameras is None else cameras)
@@ -98,7 +99,7 @@ def level_matrix(model, fields: Mapping[str, np.ndarray], *, cameras: Mapping | 
             for level in range(optics.n_levels):
                 rng = np.random.default_rng(_seed(seed, name, camera_name, level))
                 image = camera.record(stack[level], rng, source_offset_adu=source_offset_adu)
-                proba = window_proba(image, model, ys, xs, mode="patch", pairs=True)
+                proba = classify_windows(image, model, ys, xs, tta=tta)
                 predicted.append(class_levels[np.argmax(proba, axis=-1)])
                 truth.append(np.full(len(ys), level))
             records[name][camera_name] = (np.concatenate(truth), np.concatenate(predicted))
@@ -107,7 +108,7 @@ def level_matrix(model, fields: Mapping[str, np.ndarray], *, cameras: Mapping | 
                  for c in cameras}
     by_field = {f: {c: summarise_levels(*records[f][c], optics.n_levels) for c in cameras} for f in records}
     return {"cameras": by_camera, "fields": by_field,
-            "settings": {"per_level": per_level, "seed": seed, "fields": list(fields), "cameras":
+            "settings": {"per_level": per_level, "seed": seed, "tta": tta, "fields": list(fields), "cameras":
                          {c: cam.to_dict() for c, cam in cameras.items()}, "source_offset_adu": source_offset_adu}}
 
 
@@ -154,18 +155,18 @@ def map_matrix(model, fields: Mapping[str, np.ndarray], *, cameras: Mapping | No
     within +/-1 of the true level at the window centre, and, for the cameras in ``cameras_for_psnr``, the PSNR
     (the in-focus field's range) of AWDVD with the model's map and with the true levels (the same options), and
     of the recorded image, all after removing the camera's offset difference."""
-    from .metrics import psnr, truth_data_range
-    from .predict import defocus_map
+    from .restore import defocus_map_of, options_with
     from .stream import PAPER_CAMERAS
 
     cameras = dict(PAPER_CAMERAS if cameras is None else cameras)
+    options = options_with(options, {})
     out: dict[str, dict] = {}
     for camera_name, camera in cameras.items():
         rows = []
         for name, field in fields.items():
             observed, levels = tilted_observation(field, camera, optics=model.optics, seed=_seed(seed, name, camera_name),
                                                   source_offset_adu=source_offset_adu)
-            dmap = defocus_map(observed, model, **({} if options is None else {"options": options}))
+            dmap = defocus_map_of(observed, model, options)
             centre = model.patch_px // 2
             true_grid = levels[dmap.ys[:, None] + centre, dmap.xs[None, :] + centre]
             called = dmap.levels != BACKGROUND
@@ -180,16 +181,15 @@ def map_matrix(model, fields: Mapping[str, np.ndarray], *, cameras: Mapping | No
         keys = [k for k in rows[0] if k not in ("field", "windows")]
         out[camera_name] = {"fields": rows, "mean": {k: float(np.mean([r[k] for r in rows])) for k in keys}}
     return {"cameras": out, "settings": {"seed": seed, "fields": list(fields),
-                                         "options": None if options is None else options.to_dict()}}
+                                         "options": options.to_dict()}}
 
 
 def _restoration_psnr(model, field, observed, dmap, true_grid, camera, options, source_offset_adu) -> dict:
     """PSNR of recorded / AWDVD(model map) / AWDVD(true levels) against the field, in the field's own units
     (the camera's affine change of units undone)."""
-    import dataclasses
-
     from .metrics import psnr, truth_data_range
-    from .restore import deconvolve_with_map
+    from .restore import deconvolve
+    from .windows import DefocusMap
 
     truth = np.asarray(field, np.float32)
     # back to the source's units: signal / scale + source offset (the camera's offset and pedestal removed)
@@ -198,9 +198,10 @@ def _restoration_psnr(model, field, observed, dmap, true_grid, camera, options, 
             + source_offset_adu
 
     data_range = truth_data_range(truth)
-    restored = deconvolve_with_map(observed, dmap, model, options=options)
-    true_map = dataclasses.replace(dmap, levels=true_grid.astype(dmap.levels.dtype))
-    restored_true = deconvolve_with_map(observed, true_map, model, options=options)
+    restored = deconvolve(observed, model, options, dmap=dmap)
+    true_map = DefocusMap.from_levels(true_grid, dmap.image_shape, stride=dmap.stride, patch_px=dmap.patch_px,
+                                      n_levels=model.optics.n_levels)
+    restored_true = deconvolve(observed, model, options, dmap=true_map)
     return {"psnr_recorded": psnr(truth, to_source(observed), data_range=data_range),
             "psnr_awdvd_model_map": psnr(truth, to_source(restored), data_range=data_range),
             "psnr_awdvd_true_levels": psnr(truth, to_source(restored_true), data_range=data_range)}

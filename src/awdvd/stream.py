@@ -130,8 +130,8 @@ class CameraRange(FrozenConfig):
 
 
 # --------------------------------------------------------------------------------------------- background
-#: Native noise of the source images (BBBC006's camera: variance = 0.33 x signal ADU^2); it stays in a blurred
-#: source when no noise is added, so it counts in the background rule of noiseless draws.
+#: Gain of the source images' own camera (BBBC006's, measured: variance = 0.33 x signal ADU^2): their native
+#: noise stays in a blurred source, so it counts in the background rule (of noiseless draws above all).
 SOURCE_GAIN_ADU_PER_E = 0.33
 
 
@@ -155,6 +155,9 @@ class TrainingStream:
     bg_sigmas : the background rule's threshold (:func:`background_rule`).
     seed : the stream's generator; the same seed gives the same batches.
     psf_size : PSF size (odd px; default: 99% energy of the deepest level).
+    source_offset_adu, source_gain_adu_per_e : the offset and gain of the camera that recorded ``sources``
+        (BBBC006's by default): light is what lies above the offset, and the sources' own noise is counted in the
+        background rule.
 
     ``batch(n)`` returns (x, labels): x (n, 1, p, p) float32 normalised windows, labels (n,) int64 level or
     BACKGROUND. Iterating yields batches of ``batch_size`` forever.
@@ -163,8 +166,8 @@ class TrainingStream:
     def __init__(self, sources: Sequence[np.ndarray], *, optics: Optics | None = None,
                  cameras: CameraRange | Camera | None = None, patch_px: int = 84,
                  source_weights: Sequence[float] | None = None, bg_sigmas: float = 4.0, seed=0,
-                 psf_size: int | None = None, source_offset_adu: float = 96.0, dihedral: bool = True,
-                 batch_size: int = 128):
+                 psf_size: int | None = None, source_offset_adu: float = 96.0,
+                 source_gain_adu_per_e: float = SOURCE_GAIN_ADU_PER_E, dihedral: bool = True, batch_size: int = 128):
         from .synth import blur_levels, forward_bank
 
         self.optics = Optics() if optics is None else optics
@@ -172,6 +175,10 @@ class TrainingStream:
         self.patch_px = check_positive_int(patch_px, "patch_px")
         self.bg_sigmas = float(bg_sigmas)
         self.source_offset_adu = float(source_offset_adu)
+        self.source_gain_adu_per_e = float(source_gain_adu_per_e)
+        if not (math.isfinite(self.source_offset_adu) and math.isfinite(self.source_gain_adu_per_e)
+                and self.source_gain_adu_per_e > 0):
+            raise ValueError("source_offset_adu must be finite and source_gain_adu_per_e positive")
         self.dihedral = bool(dihedral)
         self.batch_size = check_positive_int(batch_size, "batch_size")
         self.rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
@@ -253,7 +260,7 @@ class TrainingStream:
         # background: nothing rises bg_sigmas noise sigmas above the image's background
         background = cam["scale"] * np.clip(range_lo - off, 0, None) + cam["pedestal"]
         sigma2 = np.where(quiet, 0.0, cam["gain"] * background + cam["read"] ** 2)
-        sigma2 = sigma2 + cam["scale"] ** 2 * SOURCE_GAIN_ADU_PER_E * np.clip(range_lo - off, 1.0, None)
+        sigma2 = sigma2 + cam["scale"] ** 2 * self.source_gain_adu_per_e * np.clip(range_lo - off, 1.0, None)
         peak = (signal.max(axis=(1, 2)))
         bg = background_rule(peak, background, np.sqrt(sigma2), bg_sigmas=self.bg_sigmas)
         bg |= raw.max(axis=(1, 2)) == raw.min(axis=(1, 2))

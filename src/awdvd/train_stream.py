@@ -22,16 +22,18 @@ from .optics import Optics
 from .patches import BACKGROUND
 from .stream import CameraRange, TrainingStream
 
-__all__ = ["StreamRecipe", "STREAM_RECIPES", "LEAN_DELPNET", "train_from_stream", "procedural_sources",
-           "ordinal_distances"]
+__all__ = ["StreamRecipe", "STREAM_RECIPES", "LEAN_DELPNET", "train_from_stream", "train_stream_to_file",
+           "procedural_sources", "ordinal_distances", "STREAM_CURVE_COLUMNS"]
+
+STREAM_CURVE_COLUMNS = ("step", "lr", "train_loss", "val_accuracy", "val_within1", "seconds", "cpu_seconds")
 
 CHECKPOINT_FORMAT = "awdvd-stream-checkpoint"
 
-#: DelpNet-lean: 7 conv blocks (3 x 3, BatchNorm, ReLU) as the paper's, narrower, pooled after blocks 1, 3 and 4,
-#: and without padding ("valid"), so a window's features depend only on its own pixels: a whole-image (dense)
-#: pass gives every window's prediction exactly (see awdvd.predict). 25 M multiply-adds per 84 x 84 window
-#: against the paper-shaped DelpNet's 288 M.
-LEAN_DELPNET = {"widths": (16, 24, 32, 64, 96, 128, 192), "pool_at": (0, 2, 3), "padding": 0, "dropout": 0.0,
+#: DelpNet-lean: 7 conv blocks (3 x 3, BatchNorm, ReLU) as the paper's, narrow where the maps are large,
+#: pooled after blocks 1, 3 and 4, and without padding ("valid"), so a window's features depend only on its own
+#: pixels: a whole-image (dense) pass gives every window's prediction exactly (see awdvd.predict). 0.82 M
+#: parameters and 32 M multiply-adds per 84 x 84 window, against the paper-shaped DelpNet's 2.3 M and 288 M.
+LEAN_DELPNET = {"widths": (16, 24, 32, 96, 128, 192, 256), "pool_at": (0, 2, 3), "padding": 0, "dropout": 0.0,
                 "head_dropout": 0.1, "bn_momentum": 0.1}
 
 
@@ -50,7 +52,7 @@ class StreamRecipe(FrozenConfig):
     """
 
     name: str = "stream"
-    steps: int = 6000
+    steps: int = 5000
     batch_size: int = 128
     lr: float = 3e-3
     warmup_fraction: float = 0.05
@@ -83,7 +85,8 @@ class StreamRecipe(FrozenConfig):
                 raise ValueError(f"StreamRecipe.{name} must be in [{low}, {high}], got {value!r}")
         if isinstance(self.cameras, dict):
             object.__setattr__(self, "cameras", CameraRange.from_dict(self.cameras))
-        object.__setattr__(self, "network", dict(self.network))
+        object.__setattr__(self, "network", {k: tuple(v) if isinstance(v, list) else v for k, v in
+                                             dict(self.network).items()})
 
     def to_dict(self) -> dict:
         d = super().to_dict()
@@ -91,7 +94,9 @@ class StreamRecipe(FrozenConfig):
         return d
 
 
-STREAM_RECIPES = {"stream": StreamRecipe()}
+#: "stream": the bundled model's recipe; "smoke": a few small steps, to try the pipeline (and for tests).
+STREAM_RECIPES = {"stream": StreamRecipe(),
+                  "smoke": StreamRecipe(name="smoke", steps=6, batch_size=32, procedural=1, val_every=3, val_windows=64)}
 
 
 def procedural_sources(n: int, *, seed=1, shape: tuple[int, int] = (520, 696)) -> list[np.ndarray]:
@@ -145,6 +150,8 @@ def train_from_stream(
     resume: bool = False,
     progress: Callable[[dict], None] | None = None,
     patch_px: int = 84,
+    source_offset_adu: float = 96.0,
+    source_gain_adu_per_e: float = 0.33,
 ):
     """Train DelpNet (``recipe.network``) on a :class:`TrainingStream` of ``sources`` (+ procedural fields).
 
@@ -157,6 +164,7 @@ def train_from_stream(
     threads : torch threads (None: leave torch's setting).
     checkpoint_path, resume : checkpoint every ``val_every`` steps; continue from it.
     progress : called with each validation's history entry.
+    source_offset_adu, source_gain_adu_per_e : the camera of ``sources`` (:class:`~awdvd.stream.TrainingStream`).
 
     Returns
     -------
@@ -180,12 +188,13 @@ def train_from_stream(
     n_real = len(sources)
     weights = [recipe.real_weight / max(1, n_real)] * n_real
     weights += [(1 - recipe.real_weight if n_real else 1.0) / max(1, recipe.procedural)] * recipe.procedural
+    camera = {"source_offset_adu": source_offset_adu, "source_gain_adu_per_e": source_gain_adu_per_e}
     stream = TrainingStream(sources + procedural, optics=optics, cameras=recipe.cameras, patch_px=patch_px,
                             source_weights=weights, bg_sigmas=recipe.bg_sigmas, seed=[seed, 2],
-                            batch_size=recipe.batch_size)
+                            batch_size=recipe.batch_size, **camera)
     val_stream = TrainingStream(sources + procedural_sources(4, seed=[seed, 3]), optics=optics,
                                 cameras=recipe.cameras, patch_px=patch_px, bg_sigmas=recipe.bg_sigmas,
-                                seed=[seed, 4])
+                                seed=[seed, 4], **camera)
     xv, yv = val_stream.batch(recipe.val_windows)
     del val_stream
 
@@ -203,7 +212,7 @@ def train_from_stream(
     x_val = torch.from_numpy(xv).contiguous(memory_format=torch.channels_last)
     y_val = torch.from_numpy(to_index(yv))
 
-    identity = {"recipe": recipe.to_dict(), "seed": seed, "sources": names, "optics": optics.to_dict()}
+    identity = {"recipe": recipe.to_dict(), "seed": seed, "sources": names, "optics": optics.to_dict(), **camera}
     history: list[dict] = []
     best = {"accuracy": -1.0, "state": None, "step": 0}
     step, elapsed = 0, 0.0
@@ -230,6 +239,7 @@ def train_from_stream(
 
     network.train()
     started = time.perf_counter() - elapsed
+    cpu_started = time.process_time() - (history[-1].get("cpu_seconds", 0.0) if history else 0.0)
     loss_sum, seen = 0.0, 0
     while step < recipe.steps:
         x, labels = stream.batch(recipe.batch_size)
@@ -244,11 +254,12 @@ def train_from_stream(
         loss.backward()
         optimizer.step()
         step += 1
-        loss_sum, seen = loss_sum + float(loss), seen + 1
+        loss_sum, seen = loss_sum + loss.item(), seen + 1
         if step % recipe.val_every == 0 or step == recipe.steps:
             accuracy, within = validate()
             entry = {"step": step, "train_loss": loss_sum / seen, "val_accuracy": accuracy, "val_within1": within,
-                     "lr": _lr(recipe, step - 1), "seconds": round(time.perf_counter() - started, 1)}
+                     "lr": _lr(recipe, step - 1), "seconds": round(time.perf_counter() - started, 1),
+                     "cpu_seconds": round(time.process_time() - cpu_started, 1)}
             loss_sum, seen = 0.0, 0
             history.append(entry)
             if accuracy > best["accuracy"]:
@@ -264,8 +275,9 @@ def train_from_stream(
     info = {"recipe": recipe.to_dict(), "seed": seed,
             "training": {"kind": "stream", "steps": step, "best_step": best["step"],
                          "best_val_accuracy": best["accuracy"], "seconds": history[-1]["seconds"] if history else 0,
+                         "cpu_seconds": history[-1]["cpu_seconds"] if history else 0,
                          "torch_version": torch.__version__, "threads": torch.get_num_threads(), "history": history},
-            "data": {"sources": names, "procedural_fields": recipe.procedural}}
+            "data": {"sources": names, "procedural_fields": recipe.procedural, **camera}}
     model = DefocusModel(network, optics=optics, class_levels=class_levels, patch_px=patch_px, info=info,
                          normalization="image-range")
     return model, history
@@ -298,3 +310,74 @@ def _load_checkpoint(path: Path, identity: dict) -> dict:
             raise ValueError(f"{path} was made with a different {key} ({state.get(key)!r}, now {value!r}); "
                              "resume with the same settings or start over with --overwrite")
     return state
+
+
+def train_stream_to_file(
+    inputs,
+    output,
+    *,
+    recipe: StreamRecipe | str = "stream",
+    steps: int | None = None,
+    optics: Optics | None = None,
+    source_offset_adu: float = 96.0,
+    source_gain_adu_per_e: float = 0.33,
+    seed: int = 0,
+    threads: int | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    log: Callable[[str], None] | None = None,
+):
+    """``awdvd train --images``: train on the stream of in-focus images and write the model and its records.
+
+    Parameters
+    ----------
+    inputs : in-focus image files, folders or glob patterns (:func:`awdvd.data.load_in_focus_images`; stacks
+        give their sharpest plane), in the raw units of a camera with ``source_offset_adu`` and
+        ``source_gain_adu_per_e`` (BBBC006's by default).
+    output : the model file (``.pt``); beside it ``STEM.curves.csv`` / ``.png`` (validation accuracy per
+        ``val_every`` steps) and ``STEM.json`` (what was done); ``STEM.checkpoint.pt`` while training runs.
+    recipe : a :class:`StreamRecipe` or a :data:`STREAM_RECIPES` name; ``steps`` replaces its steps.
+    optics : the microscope's optics (default :class:`~awdvd.optics.Optics`, BBBC006's).
+    resume : continue an interrupted run from its checkpoint; overwrite : replace existing outputs.
+    log : called with one line per validation.
+
+    Returns (model, paths). Raises before any work if an output exists (without ``overwrite``) or ``resume``
+    finds no checkpoint.
+    """
+    from .data import load_in_focus_images
+    from .io import write_csv, write_json
+    from .plots import stream_curves
+    from .train import check_outputs, output_paths
+
+    paths = output_paths(output)
+    check_outputs(paths, resume=resume, overwrite=overwrite)
+    if isinstance(recipe, str):
+        if recipe not in STREAM_RECIPES:
+            raise ValueError(f"unknown stream recipe {recipe!r}; choose one of {', '.join(STREAM_RECIPES)}")
+        recipe = STREAM_RECIPES[recipe]
+    if steps is not None:
+        recipe = recipe.replace(steps=steps)
+    images, names = load_in_focus_images(inputs)
+    if not images:
+        raise ValueError(f"no in-focus images found in {inputs!r}")
+    say = log if log is not None else (lambda line: None)
+    say(f"training {recipe.name} ({recipe.steps} steps of {recipe.batch_size} windows) on {len(images)} in-focus "
+        f"images + {recipe.procedural} procedural fields")
+
+    def progress(entry):
+        say(f"step {entry['step']}/{recipe.steps}: loss {entry['train_loss']:.3f}, val accuracy "
+            f"{entry['val_accuracy']:.3f} (+/-1 {entry['val_within1']:.3f}), {entry['seconds']:.0f} s")
+
+    model, history = train_from_stream(images, source_names=names, optics=optics, recipe=recipe, seed=seed,
+                                       threads=threads, checkpoint_path=paths["checkpoint"], resume=resume,
+                                       progress=progress, source_offset_adu=source_offset_adu,
+                                       source_gain_adu_per_e=source_gain_adu_per_e)
+    model.save(paths["model"], overwrite=overwrite)
+    write_csv(paths["curves_csv"], list(STREAM_CURVE_COLUMNS),
+              [[entry.get(c) for c in STREAM_CURVE_COLUMNS] for entry in history], overwrite=True)
+    stream_curves(history, paths["curves_png"], overwrite=True)
+    sidecar = {key: value for key, value in model.info.items() if key != "training"}
+    sidecar["training"] = {k: v for k, v in model.info["training"].items() if k != "history"}
+    write_json(paths["sidecar"], {"model": str(paths["model"]), **sidecar}, overwrite=True)
+    paths["checkpoint"].unlink(missing_ok=True)
+    return model, paths
