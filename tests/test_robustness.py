@@ -72,3 +72,20 @@ def test_map_matrix_scores_maps_and_restorations(field):
     for key in ("psnr_recorded", "psnr_awdvd_model_map", "psnr_awdvd_true_levels"):
         assert np.isfinite(row[key])
     assert result["settings"]["options"]["stride"] == 42
+
+
+def test_cli_writes_the_matrix(tmp_path, field):
+    from awdvd.cli import main
+    from awdvd.io import write_tiff
+
+    model_path = tmp_path / "tiny.pt"
+    tiny_exact_model(0).save(model_path)
+    write_tiff(tmp_path / "field.tif", field.astype(np.uint16))
+    out = tmp_path / "out"
+    args = ["evaluate-robustness", str(model_path), "--fields", str(tmp_path / "field.tif"), "-o", str(out),
+            "--procedural", "0", "--per-level", "2", "--no-maps"]
+    assert main(args) == 0
+    text = (out / "robustness.md").read_text()
+    assert "| tiny | paper-eq1 |" in text and "held-out in-focus fields" in text
+    assert main(args) == 1  # the results exist: refused before any work
+    assert main(["evaluate-robustness", str(model_path), "-o", str(tmp_path / "o2"), "--procedural", "0"]) == 1
