@@ -4,6 +4,7 @@ throughput patches/s, and the size and cost of every architecture beside the pap
     PYTHONPATH=src python benchmarks/bench_delpnet.py                 # ~2 minutes on 2 cores
     PYTHONPATH=src python benchmarks/bench_delpnet.py --quick         # fewer repeats
     PYTHONPATH=src python benchmarks/bench_delpnet.py --all-architectures   # also times the comparison nets
+    PYTHONPATH=src python benchmarks/bench_delpnet.py --sections training    # the training throughputs only
 
 Timings are interleaved (every variant once per round); the median and the best round are reported, so a
 neighbour's load hits all variants alike (on a shared machine the best round is the closer estimate of an idle
@@ -60,6 +61,7 @@ def bench_inference(args):
 
     from awdvd.model import DefocusModel, build_delpnet, optimize_for_inference
     from awdvd.optics import Optics
+    from awdvd.train_stream import LEAN_DELPNET
 
     torch.manual_seed(0)
     network = build_delpnet().eval()
@@ -108,6 +110,10 @@ def bench_inference(args):
         "option DelpNetConfig(pool_after=4), predict_patches":
             DefocusModel(build_delpnet(DelpNetConfig(pool_after=4)).eval(), optics=Optics(),
                          class_levels=classes).predict_patches,
+        "DelpNet-lean (the bundled model's network), predict_patches":
+            lambda x, m=DefocusModel(build_delpnet(DelpNetConfig(**LEAN_DELPNET)).eval(), optics=Optics(),
+                                     class_levels=classes, normalization="image-range"):
+                m.predict_patches(x, value_range=(0.0, 400.0)),  # windows of an image whose range is known
     }
     rates = {name: [] for name in callers}
     for call in callers.values():
@@ -120,35 +126,64 @@ def bench_inference(args):
 
 
 def bench_training(args):
+    import numpy as np
     import torch
 
-    from awdvd.model import build_delpnet
+    from awdvd.model import DelpNetConfig, build_delpnet
+    from awdvd.train_stream import LEAN_DELPNET
 
-    print(f"training step (forward + backward + Adam), DelpNet, batch {args.train_batch} (interleaved):")
+    print(f"training step (forward + backward + AdamW), batch {args.train_batch} (interleaved):")
     steps = {}
-    for channels_last in (False, True):
-        torch.manual_seed(0)
-        network = build_delpnet().train()
-        x = torch.rand(args.train_batch, 1, 84, 84)
-        y = torch.randint(0, 12, (args.train_batch,))
-        if channels_last:
-            network = network.to(memory_format=torch.channels_last)
-            x = x.contiguous(memory_format=torch.channels_last)
-        optimizer = torch.optim.Adam(network.parameters(), lr=1e-4)
+    nets = {"DelpNet (paper-shaped; the fixed-dataset recipes)": DelpNetConfig(),
+            "DelpNet-lean (the stream recipe)": DelpNetConfig(**LEAN_DELPNET)}
+    for label, config in nets.items():
+        for channels_last in (False, True):
+            torch.manual_seed(0)
+            network = build_delpnet(config).train()
+            x = torch.rand(args.train_batch, 1, 84, 84)
+            y = torch.randint(0, 12, (args.train_batch,))
+            if channels_last:
+                network = network.to(memory_format=torch.channels_last)
+                x = x.contiguous(memory_format=torch.channels_last)
+            optimizer = torch.optim.AdamW(network.parameters(), lr=1e-4)
 
-        def step(network=network, x=x, y=y, optimizer=optimizer):
-            optimizer.zero_grad(set_to_none=True)
-            torch.nn.functional.cross_entropy(network(x), y).backward()
-            optimizer.step()
+            def step(network=network, x=x, y=y, optimizer=optimizer):
+                optimizer.zero_grad(set_to_none=True)
+                torch.nn.functional.cross_entropy(network(x), y).backward()
+                optimizer.step()
 
-        step()
-        steps["channels_last" if channels_last else "contiguous (what train_model does)"] = step
+            step()
+            steps[f"{label}, {'channels_last' if channels_last else 'contiguous'}"] = step
+    # the stream recipe's whole step: fresh windows, camera draws and noise, then the lean network's step
+    from awdvd.stream import TrainingStream
+    from awdvd.synth import synthetic_nuclei
+
+    stream = TrainingStream([synthetic_nuclei((520, 696), seed=s) for s in range(2)], seed=0,
+                            batch_size=args.train_batch)
+    torch.manual_seed(0)
+    lean = build_delpnet(DelpNetConfig(**LEAN_DELPNET)).train().to(memory_format=torch.channels_last)
+    lean_optimizer = torch.optim.AdamW(lean.parameters(), lr=1e-4)
+
+    def stream_step():
+        xb, yb = stream.batch(args.train_batch)
+        target = torch.from_numpy(np.where(yb < 0, 11, yb))
+        lean_optimizer.zero_grad(set_to_none=True)
+        torch.nn.functional.cross_entropy(lean(torch.from_numpy(xb).contiguous(memory_format=torch.channels_last)),
+                                          target).backward()
+        lean_optimizer.step()
+
+    stream_step()
+    steps["stream recipe step (data generation included)"] = stream_step
     rates = {name: [] for name in steps}
     for _ in range(max(2, args.rounds)):
         for name, step in steps.items():
             rates[name] += _rates(step, args.train_batch, 1)
     for name, values in rates.items():
-        print(f"  {name:36s}: {_show(values)}")
+        print(f"  {name:62s}: {_show(values)}")
+    paper = statistics.median(rates["DelpNet (paper-shaped; the fixed-dataset recipes), contiguous"])
+    stream_rate = statistics.median(rates["stream recipe step (data generation included)"])
+    print(f"  stream recipe step / paper-shaped DelpNet step (what `awdvd train DATASET` ran): "
+          f"{stream_rate / paper:.2f} x")
 
 
 def bench_architectures(args):
@@ -179,6 +214,8 @@ def main():
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2: the target machine)")
     parser.add_argument("--quick", action="store_true", help="fewer rounds and patches")
     parser.add_argument("--all-architectures", action="store_true", help="also time every comparison network")
+    parser.add_argument("--sections", default="architectures,inference,training",
+                        help="comma-separated subset of architectures,inference,training")
     args = parser.parse_args()
     import warnings
 
@@ -194,9 +231,11 @@ def main():
     args.batch_sizes = (32, 128) if args.quick else (16, 32, 64, 128, 256)
     args.train_batch = 128
     print(f"torch {torch.__version__}, {args.threads} threads")
-    bench_architectures(args)
-    bench_inference(args)
-    bench_training(args)
+    sections = set(args.sections.split(","))
+    for name, bench in (("architectures", bench_architectures), ("inference", bench_inference),
+                        ("training", bench_training)):
+        if name in sections:
+            bench(args)
 
 
 if __name__ == "__main__":

@@ -63,3 +63,24 @@ def level_map(levels, shape, *, stride: int, patch_px: int = 84, n_levels: int =
     from awdvd.windows import DefocusMap
 
     return DefocusMap.from_levels(np.asarray(levels), shape, stride=stride, patch_px=patch_px, n_levels=n_levels)
+
+
+def tiny_exact_model(seed: int = 0, *, widths=(4, 4, 8, 8, 8, 8, 8), sharpness: float = 30.0):
+    """A randomly initialised, small DelpNet-lean (no padding, pooled after blocks 0, 2, 3) whose windows are
+    normalised by their image's range: the kind of model whose dense maps are exact. The dense layer's weights
+    are scaled by ``sharpness`` so that the class probabilities depend visibly on the input."""
+    import torch
+
+    from awdvd.model import DefocusModel, DelpNetConfig, build_delpnet
+    from awdvd.optics import Optics
+
+    torch.manual_seed(seed)
+    network = build_delpnet(DelpNetConfig(widths=tuple(widths), pool_at=(0, 2, 3), padding=0, dropout=0.0,
+                                          head_dropout=0.0, bn_momentum=0.1))
+    with torch.no_grad():
+        for module in network.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.2, 0.2)
+                module.running_var.uniform_(0.5, 2.0)
+        network.head[-1].weight.mul_(sharpness)
+    return DefocusModel(network, optics=Optics(), class_levels=list(range(11)) + [-1], normalization="image-range")

@@ -26,7 +26,7 @@ from awdvd.predict import defocus_map
 from awdvd.restore import restore_image
 from awdvd.synth import blur
 from awdvd.tiles import (
-    image_range,
+    image_min_max,
     restoration_halo_px,
     should_tile,
     tile_grid,
@@ -128,7 +128,7 @@ def test_lazy_zarr_input_and_ome_zarr_output(field, bank, patchy_levels, tmp_pat
     back = read_image(tmp_path / "out.ome.zarr")
     assert back.pixel_um == pytest.approx(0.65)
     assert np.array_equal(back.data, in_memory)
-    assert image_range(source.data, tile_px=100) == (float(crop.min()), float(crop.max()))
+    assert image_min_max(source.data, tile_px=100) == (float(crop.min()), float(crop.max()))
 
 
 def test_bad_calls(field, bank, patchy_levels):

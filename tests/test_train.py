@@ -398,7 +398,8 @@ def test_cli_train_interrupted_says_how_to_resume(tiny_dataset_dir, tmp_path, ca
 
 @pytest.mark.parametrize("argv, message", [
     (["train", "/nonexistent/dataset", "-o", "x.pt"], "not a dataset folder"),
-    (["train"], "give a DATASET"),
+    (["train"], "or a DATASET folder, and -o MODEL"),
+    (["train", "DATASET", "--images", "DATASET", "-o", "x.pt"], "or a DATASET folder, and -o MODEL"),
     (["train", "DATASET", "-o", "x.pt", "--resume"], "no checkpoint"),
     (["evaluate", "GARBAGE", "DATASET", "-o", "out"], "could not be read as a model file"),
 ])

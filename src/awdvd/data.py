@@ -11,6 +11,8 @@ Dataset format (a folder, format version 1):
         source      (N,) int32         index into metadata["sources"]
         image       (N,) int32         synthetic-image index (source * n_levels + level)
         yx          (N, 2) int32       top-left corner of the crop
+        image_range (N, 2) float32     (low, high) of the synthetic image (awdvd.patches.image_range); optional,
+                                       absent in datasets made before it existed
         meta        () str             the metadata JSON (the same as dataset.json)
 The network input is ``normalize_patches(raw)``; the class label is ``level`` or -1 (bg) where
 ``background``. Files hold plain arrays: ``numpy.load(path, allow_pickle=False)`` reads them.
@@ -67,7 +69,8 @@ def write_dataset(path: str | os.PathLike, splits: dict[str, PatchSet], metadata
     path.mkdir(parents=True, exist_ok=True)
     meta_text = json.dumps(metadata, sort_keys=True)
     for name in SPLITS:
-        arrays = {f.name: getattr(splits[name], f.name) for f in dataclasses.fields(PatchSet)}
+        arrays = {f.name: getattr(splits[name], f.name) for f in dataclasses.fields(PatchSet)
+                  if getattr(splits[name], f.name) is not None}
         with atomic_path(path / f"{name}.npz", overwrite=True) as tmp:
             with open(tmp, "wb") as handle:
                 np.savez(handle, meta=np.array(meta_text), **arrays)
@@ -108,7 +111,8 @@ def read_dataset(path: str | os.PathLike, split: str) -> tuple[PatchSet, dict]:
                                "the dataset again with `awdvd simulate`")
     try:  # our own handle: numpy leaves its file open when a damaged archive fails to open
         with open(file, "rb") as handle, np.load(handle, allow_pickle=False) as arrays:
-            fields = {f.name: arrays[f.name] for f in dataclasses.fields(PatchSet)}
+            fields = {f.name: arrays[f.name] for f in dataclasses.fields(PatchSet)
+                      if f.name in arrays.files or f.default is dataclasses.MISSING}
     except KeyError as error:
         raise DatasetError(f"{file} is not a valid awdvd split file (it has no array {error}); make the dataset "
                            "again with `awdvd simulate`") from error

@@ -56,14 +56,17 @@ def evaluate_model(model: DefocusModel, patches: PatchSet, *, metadata: dict | N
     """Classification metrics of ``model`` on ``patches`` (:func:`awdvd.metrics.classification_summary`).
 
     The ground truth follows the model's classes: with a "bg" class a background patch's label is "bg",
-    without one it is its level. Raises ValueError if the patches do not fit the model
+    without one it is its level. Patches are normalised as the model's file says: "image-range" models read each
+    patch with the range of the synthetic image it was cut from (``patches.image_range``; datasets made before
+    it was stored give each patch its own). Raises ValueError if the patches do not fit the model
     (:func:`check_compatible`).
     """
     from .metrics import classification_summary
 
     check_compatible(model, patches, metadata)
     y_true = true_labels(patches, background_class=model.has_background_class)
-    proba = model.predict_proba_normalized(patches.normalized(), batch_size=batch_size)
+    value_range = patches.image_range if getattr(model, "normalization", None) == "image-range" else None
+    _, proba = model.predict_patches(patches.raw, return_proba=True, batch_size=batch_size, value_range=value_range)
     y_pred = model.class_levels[np.argmax(proba, axis=1)] if len(patches) else np.zeros(0, np.int64)
     summary = classification_summary(y_true, y_pred, labels=model.class_levels, scores=proba,
                                      class_names=model.class_names)

@@ -1,7 +1,9 @@
 """DelpNet, the defocus-level classifier (paper 2.2), and the self-describing model file.
 
-The network sees 84 x 84 patches min-max normalised to [0, 1] and outputs one score per class: the defocus
-levels 0 .. n_levels - 1 and, optionally, "bg". :class:`DefocusModel` wraps a trained network with what is
+The network sees 84 x 84 windows normalised as the model file says (the paper's per-window min-max to [0, 1],
+or by the window's image range, :mod:`awdvd.patches`) and outputs one score per class: the defocus levels
+0 .. n_levels - 1 and, optionally, "bg". An exactly constant window holds nothing to classify: it is background
+whatever the network says (:func:`constant_windows_are_background`). :class:`DefocusModel` wraps a trained network with what is
 needed to use it (optics, class-to-level map, normalisation) and takes raw-intensity patches. Any
 architecture of :data:`ARCHITECTURES` (DelpNet and the paper's comparison networks, :mod:`awdvd.networks`)
 can be wrapped, saved, loaded and evaluated; the dense defocus maps of :mod:`awdvd.predict` need DelpNet's
@@ -17,7 +19,8 @@ reads it), format version 2:
     n_parameters        trainable parameters
     optics              Optics.to_dict(); level_depths_um: depth of each level (um)
     class_levels        level of each output (-1 = "bg"); class_names: "0", ..., "10", "bg"
-    normalization       "minmax-per-patch"; patch_px: 84
+    normalization       how windows are normalised (awdvd.patches.NORMALIZATIONS): "window-minmax" (the
+                        paper; files before it was recorded say "minmax-per-patch") or "image-range"; patch_px: 84
     info                recipe, variant, seed, training summary, data provenance, test metrics (JSON-like)
 
 Version 1 files (written before training existed: "config" instead of "architecture_args") still load.
@@ -25,14 +28,14 @@ Version 1 files (written before training existed: "config" instead of "architect
 
 from __future__ import annotations
 
-import dataclasses
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .networks import (ARCHITECTURES, PAPER_PARAMETERS, DelpNetConfig, build_delpnet, build_network,
+                       count_parameters, network_config, network_cost)
 from .optics import Optics
 from .patches import BACKGROUND
 from .windows import PATCH_PX
@@ -42,178 +45,15 @@ if TYPE_CHECKING:  # torch is imported lazily: `import awdvd` stays light
 
 __all__ = ["DelpNetConfig", "build_delpnet", "DefocusModel", "load_model", "MODEL_FORMAT_VERSION", "ModelFileError",
            "bundled_model_path", "count_parameters", "ARCHITECTURES", "PAPER_PARAMETERS", "build_network",
-           "network_config", "network_cost", "fold_batchnorm", "optimize_for_inference"]
+           "network_config", "network_cost", "fold_batchnorm", "optimize_for_inference",
+           "constant_windows_are_background"]
 
 MODEL_FORMAT = "awdvd-model"
 MODEL_FORMAT_VERSION = 2
 _READABLE_VERSIONS = (1, 2)
 
-#: Architectures a model file may hold (DelpNet and the comparison networks of the paper's Table 2).
-ARCHITECTURES = ("delpnet", "vgg16", "inception_v3", "resnet18", "mobilenet_v2")
-
-#: Parameter counts the paper reports (Table 2; Keras counts, BatchNorm moving statistics included).
-PAPER_PARAMETERS = {"delpnet": 2.3e6, "vgg16": 39.9e6, "inception_v3": 21.8e6, "resnet18": 12.6e6, "mobilenet_v2": 2.3e6}
-
-
 class ModelFileError(ValueError):
     """A model file is missing, corrupt, or not an awdvd model."""
-
-
-@dataclass(frozen=True)
-class DelpNetConfig:
-    """Architecture of DelpNet: a plain CNN of 7 conv blocks (3 x 3 conv, BatchNorm, ReLU, Dropout), max
-    pooling after the first ``pool_after`` blocks, global max pooling and one dense layer.
-
-    ``bn_momentum`` uses PyTorch's convention: the paper's Keras momentum 0.6 is PyTorch 0.4
-    (Keras keeps m * old + (1 - m) * new; PyTorch keeps (1 - m) * old + m * new).
-    """
-
-    widths: tuple[int, ...] = (32, 64, 128, 128, 256, 256, 512)
-    pool_after: int = 3
-    dropout: float = 0.1
-    head_dropout: float = 0.5
-    bn_momentum: float = 0.4
-    n_classes: int = 12
-    in_channels: int = 1
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
-        if not self.widths or any(w < 1 for w in self.widths):
-            raise ValueError(f"widths must be positive integers, got {self.widths}")
-        if not 0 <= self.pool_after <= len(self.widths):
-            raise ValueError(f"pool_after must be in 0..{len(self.widths)}, got {self.pool_after}")
-        for name in ("dropout", "head_dropout"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
-        if not 0.0 < self.bn_momentum <= 1.0:
-            raise ValueError(f"bn_momentum must be in (0, 1], got {self.bn_momentum}")
-        if self.n_classes < 2 or self.in_channels < 1:
-            raise ValueError("n_classes must be >= 2 and in_channels >= 1")
-
-    def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        d["widths"] = list(self.widths)
-        return d
-
-    @classmethod
-    def from_dict(cls, data: dict) -> DelpNetConfig:
-        data = dict(data)
-        data["widths"] = tuple(data.get("widths", cls.widths))
-        return cls(**data)
-
-
-def build_delpnet(config: DelpNetConfig | None = None) -> torch.nn.Module:
-    """A fresh (randomly initialised) DelpNet. The module has ``features(x)`` -> (N, C, h, w) conv-trunk
-    maps, ``classify(pooled)`` -> (N, n_classes) logits from (N, C) pooled features, and ``forward(x)`` =
-    ``classify(features(x).amax((2, 3)))`` for x of shape (N, in_channels, H, W)."""
-    import torch
-    from torch import nn
-
-    config = DelpNetConfig() if config is None else config
-
-    class DelpNet(nn.Module):
-        def __init__(self, cfg: DelpNetConfig):
-            super().__init__()
-            self.config = cfg
-            layers: list[nn.Module] = []
-            channels = cfg.in_channels
-            for index, width in enumerate(cfg.widths):
-                layers += [
-                    nn.Conv2d(channels, width, kernel_size=3, padding=1, bias=False),
-                    nn.BatchNorm2d(width, momentum=cfg.bn_momentum),
-                    nn.ReLU(inplace=True),
-                ]
-                if cfg.dropout > 0:
-                    layers.append(nn.Dropout(cfg.dropout))
-                if index < cfg.pool_after:
-                    layers.append(nn.MaxPool2d(2))
-                channels = width
-            self.trunk = nn.Sequential(*layers)
-            self.head = nn.Sequential(nn.Dropout(cfg.head_dropout), nn.Linear(channels, cfg.n_classes))
-
-        def features(self, x: torch.Tensor) -> torch.Tensor:
-            return self.trunk(x)
-
-        def classify(self, pooled: torch.Tensor) -> torch.Tensor:
-            return self.head(pooled)
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return self.classify(torch.amax(self.features(x), dim=(2, 3)))
-
-    network = DelpNet(config)
-    network.architecture = "delpnet"
-    return network
-
-
-def network_config(architecture: str, args: dict | None = None):
-    """The config object of ``architecture`` built from ``args`` (a dict of its fields; missing = defaults)."""
-    from .networks import COMPARISON_ARCHITECTURES, ComparisonNetConfig
-
-    args = {} if args is None else dict(args)
-    if architecture == "delpnet":
-        known = {f.name for f in dataclasses.fields(DelpNetConfig)}
-        unknown = sorted(set(args) - known)
-        if unknown:
-            raise ValueError(f"unknown DelpNet argument(s) {unknown}; known: {sorted(known)}")
-        return DelpNetConfig.from_dict(args)
-    if architecture in COMPARISON_ARCHITECTURES:
-        return ComparisonNetConfig.from_dict(args)
-    raise ValueError(f"unknown architecture {architecture!r}; choose one of {', '.join(ARCHITECTURES)}")
-
-
-def build_network(architecture: str, config=None) -> torch.nn.Module:
-    """A fresh network of ``architecture`` (one of :data:`ARCHITECTURES`); ``config`` is its config object
-    or a dict of its fields (None: the published network with 12 outputs)."""
-    from .networks import build_comparison_network
-
-    if config is None or isinstance(config, dict):
-        config = network_config(architecture, config)
-    if architecture == "delpnet":
-        if not isinstance(config, DelpNetConfig):
-            raise TypeError(f"DelpNet needs a DelpNetConfig, got {type(config).__name__}")
-        return build_delpnet(config)
-    return build_comparison_network(architecture, config)
-
-
-def count_parameters(module) -> int:
-    """Number of trainable parameters of a torch module (BatchNorm running statistics not included)."""
-    return int(sum(p.numel() for p in module.parameters() if p.requires_grad))
-
-
-def network_cost(network, *, input_px: int = PATCH_PX) -> dict:
-    """Size and arithmetic cost of one forward pass on one (in_channels, input_px, input_px) patch.
-
-    Returns {"parameters": trainable parameters, "macs": multiply-accumulates of the convolutions and dense
-    layers, "flops": 2 * macs}. BatchNorm, activations and pooling (a few % of the total) are not counted.
-    A network built on the "meta" device (``with torch.device("meta"): ...``) costs no memory and no compute
-    (but the first meta run in a process imports torch's meta kernels, about a second); otherwise one patch
-    of zeros is run in eval mode (the training flag is restored).
-    """
-    import torch
-    from torch import nn
-
-    macs = [0]
-
-    def hook(module, inputs, output):
-        if isinstance(module, nn.Conv2d):
-            kh, kw = module.kernel_size
-            macs[0] += output.numel() * (module.in_channels // module.groups) * kh * kw
-        elif isinstance(module, nn.Linear):
-            macs[0] += output.numel() * module.in_features
-
-    parameter = next(network.parameters())
-    handles = [m.register_forward_hook(hook) for m in network.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
-    was_training = network.training
-    try:
-        network.eval()
-        with torch.no_grad():
-            network(torch.zeros((1, network.config.in_channels, input_px, input_px), device=parameter.device,
-                                dtype=parameter.dtype))
-    finally:
-        network.train(was_training)
-        for handle in handles:
-            handle.remove()
-    return {"parameters": count_parameters(network), "macs": int(macs[0]), "flops": int(2 * macs[0])}
 
 
 # --------------------------------------------------------------------------------------------- inference
@@ -315,10 +155,17 @@ class DefocusModel:
     inference_backend : "auto", "jit" or "eager" (see :func:`optimize_for_inference`) for the predict
         methods, which run a BatchNorm-folded copy of ``network`` made on first use (and remade if the
         weights change); None runs ``network`` itself.
+    normalization : how the network's input windows are normalised (:data:`awdvd.patches.NORMALIZATIONS`):
+        "window-minmax" (the paper) or "image-range" (by the image's range; whole-image maps are then exact).
     """
 
     def __init__(self, network, *, optics: Optics, class_levels, patch_px: int = PATCH_PX, info: dict | None = None,
-                 inference_backend: str | None = "auto"):
+                 inference_backend: str | None = "auto", normalization: str = "window-minmax"):
+        from .patches import NORMALIZATIONS
+
+        if normalization not in NORMALIZATIONS:
+            raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
+        self.normalization = normalization
         self.network = network.eval()
         self.architecture = str(getattr(network, "architecture", "delpnet"))
         self.optics = optics
@@ -404,7 +251,7 @@ class DefocusModel:
         proba = np.exp(logits)
         return proba / proba.sum(axis=1, keepdims=True)
 
-    def predict_patches(self, patches, *, return_proba: bool = False, batch_size: int = 32):
+    def predict_patches(self, patches, *, return_proba: bool = False, batch_size: int = 32, value_range=None):
         """Defocus level of each raw-intensity patch.
 
         Parameters
@@ -412,12 +259,16 @@ class DefocusModel:
         patches : (N, p, p) or (p, p) array of raw intensities (any real dtype), p = ``patch_px``.
         return_proba : also return the class probabilities (N, n_classes), columns in ``class_levels`` order.
         batch_size : patches per forward pass.
+        value_range : "image-range" models only: (low, high) of the patches' image (one pair, or one per patch;
+            :func:`awdvd.patches.image_range`); None takes each patch as an image of its own. Windows of a whole
+            image are best classified through :func:`awdvd.predict.defocus_map`, which passes the image's range.
 
         Returns
         -------
-        levels : (N,) int64, 0 .. n_levels - 1, or -1 for background; (and probabilities if asked).
+        levels : (N,) int64, 0 .. n_levels - 1, or -1 for background (always for an exactly constant patch, when
+        the model has a bg class); (and probabilities if asked).
         """
-        from .patches import normalize_patches
+        from .patches import normalize_windows
 
         x = np.asarray(patches)
         if x.ndim == 2:
@@ -428,7 +279,9 @@ class DefocusModel:
             raise TypeError(f"patches must be real numbers, got dtype {x.dtype}")
         if x.size and not np.isfinite(x).all():
             raise ValueError("patches contain NaN or infinite values")
-        proba = self.predict_proba_normalized(normalize_patches(x), batch_size=batch_size)
+        proba = self.predict_proba_normalized(normalize_windows(x, self.normalization, value_range=value_range),
+                                              batch_size=batch_size)
+        proba = constant_windows_are_background(proba, x.max(axis=(1, 2)) == x.min(axis=(1, 2)), self.class_levels)
         levels = self.class_levels[np.argmax(proba, axis=1)] if len(x) else np.zeros(0, np.int64)
         return (levels, proba) if return_proba else levels
 
@@ -456,7 +309,7 @@ class DefocusModel:
             "level_depths_um": list(self.optics.depths_um),
             "class_levels": [int(v) for v in self.class_levels],
             "class_names": self.class_names,
-            "normalization": "minmax-per-patch",
+            "normalization": self.normalization,
             "patch_px": self.patch_px,
             "info": info,
         }
@@ -491,10 +344,28 @@ class DefocusModel:
             network = build_network(architecture, network_config(architecture, payload[args_key]))
             network.load_state_dict(payload["state_dict"])
             optics = Optics.from_dict(payload["optics"])
+            normalization = _LEGACY_NORMALIZATIONS.get(payload.get("normalization"), payload.get("normalization"))
             return cls(network, optics=optics, class_levels=payload["class_levels"], patch_px=payload["patch_px"],
-                       info=payload.get("info", {}), inference_backend=inference_backend)
+                       info=payload.get("info", {}), inference_backend=inference_backend,
+                       normalization=normalization or "window-minmax")
         except (KeyError, TypeError, RuntimeError, ValueError, AttributeError) as error:
             raise ModelFileError(f"{source} is damaged or inconsistent ({type(error).__name__}: {error})") from error
+
+
+_LEGACY_NORMALIZATIONS = {"minmax-per-patch": "window-minmax"}  # what model files wrote before "image-range"
+
+
+def constant_windows_are_background(proba: np.ndarray, constant: np.ndarray, class_levels) -> np.ndarray:
+    """``proba`` (N, C) with the rows of exactly constant windows (``constant``, (N,) bool) set to certain
+    background, when ``class_levels`` has a bg class: a constant window (zeros, a flat field, a saturated
+    plateau) shows no structure whose blur could be read, whatever the network makes of its normalised zeros."""
+    class_levels = np.asarray(class_levels)
+    constant = np.asarray(constant, dtype=bool)
+    if not constant.any() or not np.any(class_levels == BACKGROUND):
+        return proba
+    proba = np.array(proba, copy=True)
+    proba[constant] = (class_levels == BACKGROUND).astype(proba.dtype)
+    return proba
 
 
 def load_model(path=None, *, device: str = "cpu", inference_backend: str | None = "auto") -> DefocusModel:

@@ -9,7 +9,7 @@ from typing import Sequence
 import numpy as np
 
 __all__ = ["figure", "save_figure", "psf_montage", "defocus_overlay", "level_colours", "level_image", "scale_bar", "hatch_background",
-           "training_curves", "confusion_figure", "cmc_figure", "plot_patch_metrics", "plot_whole_image",
+           "training_curves", "stream_curves", "confusion_figure", "cmc_figure", "plot_patch_metrics", "plot_whole_image",
            "OVERLAY_ALPHA"]
 
 
@@ -196,6 +196,21 @@ def training_curves(histories: dict[str, Sequence[dict]], path, *, overwrite: bo
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
+    return save_figure(fig, path, overwrite=overwrite)
+
+
+def stream_curves(history: Sequence[dict], path, *, overwrite: bool = False) -> Path:
+    """Training on the stream: train loss (left) and validation accuracy / within +/-1 (right) per step."""
+    fig, (ax_loss, ax_acc) = figure(1, 2, figsize=(10, 3.8))
+    steps = [h["step"] for h in history]
+    ax_loss.plot(steps, [h["train_loss"] for h in history], "-", color="C0")
+    ax_acc.plot(steps, [h["val_accuracy"] for h in history], "-", color="C1", label="top-1")
+    ax_acc.plot(steps, [h["val_within1"] for h in history], "--", color="C2", label="within +/-1 level")
+    ax_loss.set(xlabel="step", ylabel="cross-entropy (training batches)", title="loss")
+    ax_acc.set(xlabel="step", ylabel="accuracy", title="validation (fixed draw, randomized cameras)", ylim=(0, 1.0))
+    for ax in (ax_loss, ax_acc):
+        ax.grid(alpha=0.3)
+    ax_acc.legend(fontsize=8)
     return save_figure(fig, path, overwrite=overwrite)
 
 

@@ -20,37 +20,52 @@ import numpy as np
 __all__ = ["level_census", "real_data_checks"]
 
 
-def _tiles(image: np.ndarray, patch_px: int) -> np.ndarray:
-    """Non-overlapping patch_px x patch_px tiles of a 2-D image (the remainder at the far edges is dropped)."""
-    h, w = (image.shape[0] // patch_px) * patch_px, (image.shape[1] // patch_px) * patch_px
-    tiles = image[:h, :w].reshape(h // patch_px, patch_px, w // patch_px, patch_px).swapaxes(1, 2)
-    return tiles.reshape(-1, patch_px, patch_px)
+def _tile_starts(shape: tuple[int, int], patch_px: int) -> tuple[np.ndarray, np.ndarray]:
+    """Top-left corners (ys, xs) of the non-overlapping patch_px x patch_px tiles of an image (the remainder at
+    the far edges is dropped), row-major."""
+    yy, xx = np.meshgrid(np.arange(shape[0] // patch_px) * patch_px, np.arange(shape[1] // patch_px) * patch_px,
+                         indexing="ij")
+    return yy.ravel(), xx.ravel()
 
 
 def level_census(model, images: Sequence[np.ndarray], *, bg_max_below: float = 230.0,
                  bg_range_below: float = 30.0) -> dict:
     """Levels the model gives the foreground tiles of ``images``.
 
+    Each tile is classified as it would be inside its image's defocus map (:func:`awdvd.predict.classify_windows`:
+    its image's range for "image-range" models).
+
     Returns a JSON-ready dict: ``n_images``, ``n_tiles``, ``n_foreground`` (tiles not background by the dataset
     rule), ``histogram`` {level or "bg": count over foreground tiles}, and ``mean_level`` over the foreground
     tiles the model gave a level.
     """
     from .patches import is_background
+    from .predict import classify_windows
 
     p = model.patch_px
-    tiles = [_tiles(np.asarray(image, dtype=np.float32), p) for image in images]
-    if not tiles or sum(len(t) for t in tiles) == 0:
+    n_tiles, levels = 0, []
+    class_levels = np.asarray(model.class_levels)
+    for image in images:
+        image = np.asarray(image, dtype=np.float32)
+        ys, xs = _tile_starts(image.shape, p)
+        n_tiles += len(ys)
+        if not len(ys):
+            continue
+        tiles = np.stack([image[y : y + p, x : x + p] for y, x in zip(ys, xs)])
+        foreground = ~is_background(tiles, max_below=bg_max_below, range_below=bg_range_below)
+        if foreground.any():
+            proba = classify_windows(image, model, ys[foreground], xs[foreground])
+            levels.append(class_levels[np.argmax(proba, axis=1)])
+    if n_tiles == 0:
         raise ValueError(f"no {p} x {p} tile fits in the images")
-    tiles = np.concatenate(tiles)
-    foreground = ~is_background(tiles, max_below=bg_max_below, range_below=bg_range_below)
-    levels = model.predict_patches(tiles[foreground]) if foreground.any() else np.zeros(0, np.int64)
+    levels = np.concatenate(levels) if levels else np.zeros(0, np.int64)
     names = [str(level) for level in range(model.optics.n_levels)] + ["bg"]
     counts = np.bincount(np.where(levels < 0, len(names) - 1, levels), minlength=len(names))
     called = levels[levels >= 0]
     return {
         "n_images": len(images),
-        "n_tiles": int(len(tiles)),
-        "n_foreground": int(foreground.sum()),
+        "n_tiles": int(n_tiles),
+        "n_foreground": int(len(levels)),
         "histogram": {name: int(c) for name, c in zip(names, counts)},
         "mean_level": float(called.mean()) if called.size else None,
     }

@@ -73,8 +73,9 @@ class AWDVDOptions(FrozenConfig):
     psf_size : odd PSF side (px) of the deconvolution PSFs, or None (99% of the deepest level's energy).
     halo_px : image context (px) around the pixels each RL serves, or None (per level 3 x the PSF's 99%
         radius, :func:`awdvd.rl.default_halo_px`).
-    map_mode : how the defocus map is computed: "patch" (every window through the network, the reference)
-        or "dense" (one trunk pass, :mod:`awdvd.predict`).
+    map_mode : how the defocus map is computed: "auto" (dense where a dense pass is exact, i.e. for
+        "image-range" models like the bundled one; patch otherwise), "patch" (every window through the network,
+        the reference) or "dense" (one trunk pass, :mod:`awdvd.predict`).
     normalization : dense maps only: "local" (per-pixel min-max over the window-sized box) or "global".
     device : where the network's map and RL run: "auto" (CUDA when torch sees a GPU), "cpu", "cuda[:N]"
         (resolved by :func:`awdvd._device.resolve_device` when the pipeline runs).
@@ -91,7 +92,7 @@ class AWDVDOptions(FrozenConfig):
     offset: float | str = "auto"
     psf_size: int | None = None
     halo_px: int | None = None
-    map_mode: str = "patch"
+    map_mode: str = "auto"
     normalization: str = "local"
     device: str = "auto"
 
@@ -216,15 +217,19 @@ def _defocus_map(image, model, loaded, options: AWDVDOptions, *, tile_px, max_px
     """:func:`defocus_map_of` with the options already checked against ``loaded`` (the model ``model`` loads)."""
     from .tiles import should_tile
 
-    if _is_lazy(image) or should_tile(tuple(image.shape), max_px=max_px) or options.map_mode == "dense":
+    from .predict import exact_dense, resolve_map_mode
+
+    mode = resolve_map_mode(options.map_mode, loaded)
+    # dense passes of padded trunks hold wide feature maps: through tiles of windows, in bounded memory
+    if _is_lazy(image) or should_tile(tuple(image.shape), max_px=max_px) or (mode == "dense" and not exact_dense(loaded)):
         from .tiles import tiled_defocus_map
 
-        return tiled_defocus_map(image, model, stride=options.stride, mode=options.map_mode,
+        return tiled_defocus_map(image, model, stride=options.stride, mode=mode,
                                  normalization=options.normalization, tile_px=tile_px, client=client,
                                  progress=progress)
     from .predict import defocus_map
 
-    return defocus_map(image, loaded, stride=options.stride, mode="patch")
+    return defocus_map(image, loaded, stride=options.stride, mode=mode)
 
 
 def restore_image(

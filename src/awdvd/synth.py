@@ -18,7 +18,7 @@ from ._checks import check_image, check_positive_int
 from ._config import FrozenConfig
 from ._threads import allowed_threads
 from .optics import Optics
-from .patches import SPLITS, PatchSet, is_background
+from .patches import SPLITS, PatchSet, image_range, is_background
 from .psf import check_psf_stack, psf_bank, psf_otfs
 
 __all__ = [
@@ -312,6 +312,7 @@ def make_patch_dataset(
                         source=np.full(n, s_index, np.int32),
                         image=np.full(n, image_id, np.int32),
                         yx=np.stack([ys, xs], axis=1).astype(np.int32),
+                        image_range=np.tile(np.asarray(image_range(synthetic), np.float32), (n, 1)),
                     )
                 )
     splits = {name: PatchSet.concatenate(parts[i], p) for i, name in enumerate(SPLITS)}

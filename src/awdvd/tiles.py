@@ -47,7 +47,7 @@ __all__ = [
     "read_block",
     "tiled_map",
     "submit_bounded",
-    "image_range",
+    "image_min_max",
     "resolve_model",
     "tiled_defocus_map",
     "tiled_deconvolve_levels",
@@ -282,7 +282,7 @@ def submit_bounded(client, calls: Iterable[tuple[Hashable, Callable, tuple]], *,
 
 
 # --------------------------------------------------------------------------------------------- defocus maps
-def image_range(image, *, tile_px: int = DEFAULT_TILE_PX) -> tuple[float, float]:
+def image_min_max(image, *, tile_px: int = DEFAULT_TILE_PX) -> tuple[float, float]:
     """(min, max) of a 2-D image read tile by tile (bounded memory for zarr / dask / memmap inputs)."""
     lo, hi = math.inf, -math.inf
     for core, _ in tile_grid(tuple(image.shape), tile_px, 0):
@@ -388,13 +388,21 @@ def tiled_defocus_map(
         raise ValueError(f"mode must be one of {MAP_MODES}, got {mode!r}")
     if normalization not in NORMALIZATIONS:
         raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
+    mode = predict.resolve_map_mode(mode, loaded)
     ys = window_starts(h, patch_px=patch_px, stride=stride)
     xs = window_starts(w, patch_px=patch_px, stride=stride)
-    if mode == "dense":
+    if mode == "dense" and not predict.exact_dense(loaded):
         cell, context = predict.dense_cell_px(loaded), predict.dense_reach_px(loaded)
-    else:
+    else:  # patch mode, and exact dense passes, read nothing beyond a group's windows
         cell, context = 1, 0
-    value_range = image_range(image, tile_px=tile_px) if mode == "dense" and normalization == "global" else None
+    if getattr(loaded, "normalization", "window-minmax") == "image-range":
+        from .patches import image_range as normalisation_range
+
+        value_range = normalisation_range(image)  # the whole image's: every tile normalises alike
+    elif mode == "dense" and normalization == "global":
+        value_range = image_min_max(image, tile_px=tile_px)
+    else:
+        value_range = None
     class_levels = np.asarray(loaded.class_levels, dtype=np.int64)
     proba = np.empty((len(ys), len(xs), len(class_levels)), dtype=np.float32)
 
@@ -435,7 +443,7 @@ def tiled_defocus_map(
     levels = class_levels[np.argmax(proba, axis=-1)]
     return DefocusMap(levels=levels, proba=proba, class_levels=class_levels, ys=ys, xs=xs, image_shape=(h, w),
                       patch_px=patch_px, stride=stride, mode=mode,
-                      normalization=None if mode == "patch" else normalization)
+                      normalization=None if mode == "patch" or predict.exact_dense(loaded) else normalization)
 
 
 # --------------------------------------------------------------------------------------------- restoration
@@ -522,7 +530,7 @@ def tiled_deconvolve_levels(
     check_levels(dmap, len(psfs))
     iterations = per_level_iterations(iterations, len(psfs))
     if eps is None:
-        _, hi = image_range(image, tile_px=tile_px)
+        _, hi = image_min_max(image, tile_px=tile_px)
         eps = eps_floor(np.array([max(hi - offset, 0.0)], dtype=np.float32))
     else:
         eps = check_eps(eps)

@@ -1,0 +1,86 @@
+"""Training on the stream: a smoke run, checkpoint and resume, the file outputs and the CLI."""
+
+import numpy as np
+import pytest
+
+from awdvd.optics import Optics
+from awdvd.synth import synthetic_nuclei
+from awdvd.train_stream import STREAM_RECIPES, StreamRecipe, ordinal_distances, train_from_stream
+
+OPTICS = Optics(n_levels=3)
+TINY = StreamRecipe(name="tiny", steps=4, batch_size=8, procedural=1, val_every=2, val_windows=16,
+                    network={"widths": (4, 4, 8, 8, 8, 8, 8), "pool_at": (0, 2, 3), "padding": 0, "dropout": 0.0,
+                             "head_dropout": 0.0, "bn_momentum": 0.1})
+
+
+@pytest.fixture(scope="module")
+def sources():
+    return [synthetic_nuclei((100, 120), n_nuclei=5, seed=s) for s in (1, 2)]
+
+
+def _weights(model):
+    return {k: v.clone() for k, v in model.network.state_dict().items()}
+
+
+def test_recipe_checks_and_round_trip():
+    assert StreamRecipe.from_dict(TINY.to_dict()) == TINY
+    with pytest.raises(ValueError, match="loss"):
+        StreamRecipe(loss="hinge")
+    with pytest.raises(ValueError, match="steps"):
+        StreamRecipe(steps=0)
+    assert set(STREAM_RECIPES) == {"stream", "smoke"}
+
+
+def test_ordinal_distances():
+    d = ordinal_distances([0, 1, 2, -1], bg_distance=3.0).numpy()
+    assert d[0, 2] == 2 and d[1, 3] == 3 and d[3, 3] == 0 and d[2, 2] == 0
+
+
+def test_smoke_run_gives_an_image_range_model(sources):
+    model, history = train_from_stream(sources, optics=OPTICS, recipe=TINY, seed=0, threads=1)
+    assert model.normalization == "image-range" and model.config.padding == 0
+    assert [h["step"] for h in history] == [2, 4]
+    assert model.info["training"]["kind"] == "stream" and model.info["data"]["procedural_fields"] == 1
+    assert list(model.class_levels) == [0, 1, 2, -1]
+
+
+def test_resume_continues_the_same_run(sources, tmp_path):
+    full, _ = train_from_stream(sources, optics=OPTICS, recipe=TINY, seed=3, threads=1)
+    checkpoint = tmp_path / "run.ckpt"
+
+    def stop(entry):
+        if entry["step"] == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_from_stream(sources, optics=OPTICS, recipe=TINY, seed=3, threads=1, checkpoint_path=checkpoint,
+                          progress=stop)
+    resumed, history = train_from_stream(sources, optics=OPTICS, recipe=TINY, seed=3, threads=1,
+                                         checkpoint_path=checkpoint, resume=True)
+    assert [h["step"] for h in history] == [2, 4]
+    a, b = _weights(full), _weights(resumed)
+    for key in a:
+        assert np.allclose(a[key].numpy(), b[key].numpy(), atol=1e-6), key
+    with pytest.raises(ValueError, match="different"):
+        train_from_stream(sources, optics=OPTICS, recipe=TINY.replace(lr=1e-4), seed=3, threads=1,
+                          checkpoint_path=checkpoint, resume=True)
+
+
+def test_cli_trains_from_images(tmp_path):
+    from awdvd.cli import main
+    from awdvd.io import write_tiff
+    from awdvd.model import load_model
+
+    folder = tmp_path / "in_focus"
+    folder.mkdir()
+    for s in (1, 2):
+        write_tiff(folder / f"f{s}.tif", synthetic_nuclei((100, 120), n_nuclei=5, seed=s).astype(np.uint16))
+    out = tmp_path / "m.pt"
+    assert main(["train", "--images", str(folder), "-o", str(out), "--recipe", "smoke", "--levels", "3",
+                 "--threads", "1"]) == 0
+    for suffix in (".pt", ".curves.csv", ".curves.png", ".json"):
+        assert (tmp_path / f"m{suffix}").is_file()
+    assert not (tmp_path / "m.checkpoint.pt").exists()
+    assert load_model(out).normalization == "image-range"
+    assert main(["train", "--images", str(folder), "-o", str(out), "--recipe", "smoke"]) == 1  # exists
+    assert main(["train", "--images", str(folder), "-o", str(tmp_path / "x.pt"), "--recipe", "paper"]) == 1
