@@ -12,13 +12,13 @@ normalisation the model was trained with (``awdvd.synth.normalize_patches``, nam
 here and add its name to :data:`NORMALIZATIONS`.
 """
 
-from typing import List
+from typing import List, Optional
 
 import torch
 from torch import nn
 
 #: Normalisations this file implements, by the name awdvd model files give them.
-NORMALIZATIONS = ("minmax-per-patch",)
+NORMALIZATIONS = ("window-minmax", "minmax-per-patch")  # the second is the first's older name
 
 
 def normalize(x: torch.Tensor) -> torch.Tensor:
@@ -31,19 +31,20 @@ def normalize(x: torch.Tensor) -> torch.Tensor:
 
 class DelpNet(nn.Module):
     """The DelpNet of :func:`awdvd.model.build_delpnet`: conv blocks (3 x 3 conv, BatchNorm, ReLU, Dropout,
-    max pooling after the first ``pool_after``), global max pooling, dropout and one dense layer."""
+    max pooling after the blocks ``pool_at``, or the first ``pool_after``), global max pooling, dropout and one dense layer."""
 
     def __init__(self, widths: List[int], pool_after: int, dropout: float, head_dropout: float, bn_momentum: float,
-                 n_classes: int, in_channels: int):
+                 n_classes: int, in_channels: int, pool_at: Optional[List[int]] = None, padding: int = 1):
         super().__init__()
         layers: List[nn.Module] = []
         channels = in_channels
+        pooled = list(range(pool_after)) if pool_at is None else list(pool_at)
         for index, width in enumerate(widths):
-            layers += [nn.Conv2d(channels, width, kernel_size=3, padding=1, bias=False),
+            layers += [nn.Conv2d(channels, width, kernel_size=3, padding=padding, bias=False),
                        nn.BatchNorm2d(width, momentum=bn_momentum), nn.ReLU(inplace=True)]
             if dropout > 0:
                 layers.append(nn.Dropout(dropout))
-            if index < pool_after:
+            if index in pooled:
                 layers.append(nn.MaxPool2d(2))
             channels = width
         self.trunk = nn.Sequential(*layers)
@@ -62,11 +63,12 @@ class RawIntensityDelpNet(nn.Module):
 
     def __init__(self, widths: List[int], pool_after: int = 3, dropout: float = 0.1, head_dropout: float = 0.5,
                  bn_momentum: float = 0.4, n_classes: int = 12, in_channels: int = 1,
-                 normalization: str = "minmax-per-patch"):
+                 normalization: str = "window-minmax", pool_at: Optional[List[int]] = None, padding: int = 1):
         super().__init__()
         if normalization not in NORMALIZATIONS:
             raise ValueError(f"normalization {normalization!r} is not implemented here; known: {NORMALIZATIONS}")
-        self.network = DelpNet(list(widths), pool_after, dropout, head_dropout, bn_momentum, n_classes, in_channels)
+        self.network = DelpNet(list(widths), pool_after, dropout, head_dropout, bn_momentum, n_classes, in_channels,
+                               None if pool_at is None else list(pool_at), padding)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.softmax(self.network(normalize(x)), dim=1)

@@ -30,8 +30,6 @@ Example ::
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import functools
 import json
 import time
 import warnings

@@ -9,7 +9,7 @@ from ..blend import METHODS
 from ..jobs import FORMATS
 from ..predict import MAP_MODES
 from ..windows import WEIGHTINGS
-from ._common import psf_size, non_negative_int, offset_arg, positive_int
+from ._common import psf_size, non_negative_int, offset_arg
 from ._outputs import add_batch_arguments, add_model_arguments, defaults, interrupted, window_stride
 
 
