@@ -92,7 +92,7 @@ def test_bad_input_gives_one_line(tmp_path, args, message):
     (tmp_path / "bad" / "x.tif").write_text("not a tiff")
     nan = np.ones((100, 100), np.float32)
     nan[5, 5] = np.nan
-    for name, data in (("stack4d", np.zeros((2, 2, 90, 90), np.uint16)), ("small", np.ones((40, 40), np.uint16)),
+    for name, data in (("stack4d", np.zeros((2, 2, 90, 90), np.uint16)), ("small", np.arange(1600, dtype=np.uint16).reshape(40, 40)),
                        ("flat", np.full((100, 100), 7, np.uint16)), ("nan", nan)):
         (tmp_path / name).mkdir()
         tifffile.imwrite(tmp_path / name / "a.tif", data)
@@ -148,11 +148,11 @@ def test_stopping_a_run_with_worker_processes_is_one_line(tmp_path, tiny_model_f
     folder, out = tmp_path / "in", tmp_path / "out"
     folder.mkdir()
     rng = np.random.default_rng(0)
-    for i in range(24):
+    for i in range(60):  # enough work that the run is still going when the signal comes (dense maps are fast)
         tifffile.imwrite(folder / f"f{i:02d}.tif", (rng.poisson(300, (200, 260)) + 96).astype(np.uint16))
     env = dict(os.environ, PYTHONPATH=str(SRC) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     process = subprocess.Popen([sys.executable, "-m", "awdvd", "deconvolve", str(folder), "-o", str(out), "--workers",
-                                "2", "--model", str(tiny_model_file), "--iterations", "30", "--device", "cpu"],
+                                "2", "--model", str(tiny_model_file), "--iterations", "60", "--device", "cpu"],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
                                start_new_session=True)
     try:

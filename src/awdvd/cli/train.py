@@ -72,7 +72,8 @@ def interrupted(args: argparse.Namespace) -> str:
         return ""
     checkpoint = output_paths(args.output)["checkpoint"]
     if checkpoint.exists():
-        return (f"the last saved state is in {checkpoint}: continue with the same command and --resume")
+        what = "the last validation's state" if args.images is not None else "the last complete epoch"
+        return f"{what} is saved in {checkpoint}: continue with the same command and --resume"
     return "interrupted before the first checkpoint; nothing saved"
 
 
