@@ -68,7 +68,7 @@ def main(argv=None) -> int:
     work = Path(args.work_dir)
     work.mkdir(parents=True, exist_ok=True)
     held_procedural = {f"procedural_{i}": f for i, f in enumerate(procedural_sources(args.procedural_fields, seed=9001))}
-    results = {"recipe": recipe.to_dict(), "folds": {}}
+    results = {"recipe_of_new_folds": recipe.to_dict(), "folds": {}}  # each fold records its model's own recipe
     for fold in [f for f in args.folds.split(",") if f]:
         if fold not in fields:
             raise SystemExit(f"unknown field {fold!r}; shared fields: {', '.join(fields)}")
@@ -86,7 +86,8 @@ def main(argv=None) -> int:
             continue
         model = load_model(model_path)
         started = time.time()
-        entry = {"trained_on": model.info.get("data", {}).get("sources"),
+        entry = {"recipe": model.info.get("recipe"), "seed": model.info.get("seed"),
+                 "trained_on": model.info.get("data", {}).get("sources"),
                  "training_s": model.info.get("training", {}).get("seconds"),
                  "fields": level_matrix(model, {fold: fields[fold]}, per_level=args.per_level),
                  "procedural": level_matrix(model, held_procedural, per_level=args.per_level),

@@ -38,6 +38,21 @@ def test_foreground_windows_hold_cells(field):
         foreground_windows(np.full((100, 100), 100.0), 3, max_tries=200)
 
 
+def test_foreground_windows_skip_noise_and_hot_pixels():
+    """An empty field 30 ADU above the offset with shot noise and hot pixels passes the paper's range rule
+    (max - min >= 30) but holds no cells: no window of it is foreground; a nucleus makes its windows count."""
+    rng = np.random.default_rng(0)
+    empty = 96.0 + rng.poisson(30 / 0.33, (200, 200)) * 0.33
+    empty[::17, ::23] += 60.0  # hot pixels
+    assert np.ptp(empty[:84, :84]) >= 30
+    with pytest.raises(ValueError, match="found only 0"):
+        foreground_windows(empty, 1, max_tries=500)
+    yy, xx = np.mgrid[:200, :200]
+    cell = empty + 400.0 * (np.hypot(yy - 100, xx - 100) < 12)
+    ys, xs = foreground_windows(cell, 5, seed=2)
+    assert all(y <= 112 and y + 83 >= 88 and x <= 112 and x + 83 >= 88 for y, x in zip(ys, xs))
+
+
 def test_tilted_observation_has_every_level_in_bands(field):
     observed, levels = tilted_observation(field, Camera(noiseless=True, offset_adu=96.0), optics=Optics(n_levels=4),
                                           psf_size=31)
