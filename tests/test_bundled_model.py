@@ -9,7 +9,7 @@ import torch
 
 from awdvd.model import bundled_model_path, load_model
 from awdvd.optics import Optics
-from awdvd.patches import is_background
+from awdvd.patches import image_range, is_background
 from awdvd.synth import CameraNoise, blur, forward_bank, synthetic_nuclei
 
 
@@ -25,15 +25,19 @@ def test_bundled_model_ships_small_and_self_describing(model):
     assert payload["format"] == "awdvd-model" and payload["architecture"] == "delpnet"
     assert model.architecture == "delpnet" and list(model.class_levels) == list(range(11)) + [-1]
     assert model.optics == Optics()
-    metrics = model.info["test_metrics"]
+    assert model.normalization == "image-range"
+    metrics = model.info["test_metrics"]  # the paper split's test patches
     assert 0 <= metrics["accuracy"] <= 1 and metrics["within_one_level"] >= metrics["accuracy"]
-    assert model.info["data"]["sources"] and model.info["recipe"]["name"] == "fast"
+    held_out = model.info["held_out"]  # the robustness matrix on the one shared field it never trained on
+    assert held_out["field"] not in model.info["data"]["sources"]
+    assert all(0 <= row["top1"] <= row["within1"] <= 1 for row in held_out["cameras"].values())
+    assert model.info["data"]["sources"] and model.info["recipe"]["name"] == "stream"
 
 
 def test_bundled_model_ranks_defocus_on_unseen_nuclei(model):
     """Procedural nuclei (never seen in training) at levels 0, 3, 6, 10: the mean predicted level of the
-    foreground tiles rises with the true level, within one level of it up to level 6. The deepest levels are
-    under-called on these nuclei (measured mean 7.4 at level 10; the model card says so): a floor guards it."""
+    foreground tiles rises with the true level and stays within one level of it (measured 0.07 / 3.15 / 5.97 /
+    9.35; the paper-recipe model this one replaced under-called level 10 at 7.4)."""
     bank = forward_bank(Optics(), size=None)
     means = {}
     for level in (0, 3, 6, 10):
@@ -44,19 +48,19 @@ def test_bundled_model_ranks_defocus_on_unseen_nuclei(model):
             image = CameraNoise().apply(blurred, np.random.default_rng([seed, level]))
             tiles = image.reshape(4, 84, 5, 84).swapaxes(1, 2).reshape(-1, 84, 84)
             tiles = tiles[~is_background(tiles)]
-            predicted = model.predict_patches(tiles)
+            predicted = model.predict_patches(tiles, value_range=image_range(image))  # as inside the image's map
             values.extend(predicted[predicted >= 0].tolist())
         assert len(values) >= 10, f"level {level}: only {len(values)} foreground tiles called a level"
         means[level] = float(np.mean(values))
     assert means[0] < means[3] < means[6] < means[10], means
-    for level in (0, 3, 6):
+    for level in (0, 3, 6, 10):
         assert abs(means[level] - level) <= 1.0, means
-    assert means[10] >= 6.5, means
 
 
 def test_bundled_model_on_the_real_shared_images(model, bbbc006_dir):
     """The model card's real-data checks: in-focus fields are called level 0-1, z00 fields (about 32 um out of
-    focus) the deepest levels. Measured: 0.903 and 0.997 (benchmarks/real_data_checks.py)."""
+    focus) the deepest levels. Measured: 0.899 (five of the six fields were training sources; the held-out a07
+    alone 0.81, its other tiles all called bg) and 0.996 of the 20 z00 fields (the issue's floor is 0.97)."""
     from awdvd.io import find_images
     from awdvd.io import read_image
     from awdvd.realdata import real_data_checks
@@ -64,6 +68,6 @@ def test_bundled_model_on_the_real_shared_images(model, bbbc006_dir):
     def images(folder):
         return [read_image(path).data for path in find_images(bbbc006_dir / folder)]
 
-    checks = real_data_checks(model, in_focus=images("in_focus"), defocused=images("defocus_z00")[:6])
+    checks = real_data_checks(model, in_focus=images("in_focus"), defocused=images("defocus_z00"))
     assert checks["in_focus"]["fraction_expected"] >= 0.85
-    assert checks["defocused"]["fraction_expected"] >= 0.95
+    assert checks["defocused"]["fraction_expected"] >= 0.97

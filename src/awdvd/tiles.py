@@ -330,11 +330,11 @@ def _block_span(first: int, last: int, patch_px: int, context: int, cell: int, l
 
 
 def _proba_block(model, block: np.ndarray, ys: np.ndarray, xs: np.ndarray, mode: str, normalization: str,
-                 batch_size: int, value_range) -> np.ndarray:
+                 batch_size: int, value_range, tta: int = 1) -> np.ndarray:
     from .predict import window_proba
 
     return window_proba(block, resolve_model(model), ys, xs, mode=mode, normalization=normalization,
-                        batch_size=batch_size, value_range=value_range)
+                        batch_size=batch_size, value_range=value_range, tta=tta)
 
 
 def tiled_defocus_map(
@@ -349,6 +349,8 @@ def tiled_defocus_map(
     workers: int = 0,
     client=None,
     progress: bool = False,
+    tta: int = 1,
+    smoothing_px: float = 0.0,
 ):
     """:func:`awdvd.predict.defocus_map` of a large image, computed a tile of windows at a time.
 
@@ -418,7 +420,7 @@ def tiled_defocus_map(
             block = read_block(image, read)
             yield ((rows, cols), _proba_block,
                    (model_arg, block, ys[rows] - read[0].start, xs[cols] - read[1].start, mode, normalization,
-                    batch_size, value_range))
+                    batch_size, value_range, tta))
 
     from tqdm.auto import tqdm
 
@@ -440,6 +442,7 @@ def tiled_defocus_map(
                 for (rows, cols), result in submit_bounded(cluster, calls(model_arg), limit=limit):
                     proba[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1] = result
                     bar.update(1)
+    proba = predict.smooth_proba(proba, ys, xs, smoothing_px=smoothing_px, patch_px=patch_px)  # the whole grid
     levels = class_levels[np.argmax(proba, axis=-1)]
     return DefocusMap(levels=levels, proba=proba, class_levels=class_levels, ys=ys, xs=xs, image_shape=(h, w),
                       patch_px=patch_px, stride=stride, mode=mode,

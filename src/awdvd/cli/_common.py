@@ -89,3 +89,23 @@ def optics_from_args(args: argparse.Namespace):
         z_step_um=args.z_step_um,
         n_levels=args.levels,
     )
+
+
+def non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text}")
+    return value
+
+
+def add_map_arguments(parser: argparse.ArgumentParser, defaults) -> None:
+    """``--tta`` and ``--smoothing`` (AWDVDOptions.tta / smoothing_px; ``defaults`` is an AWDVDOptions)."""
+    parser.add_argument("--tta", type=int, choices=(1, 2, 4, 8), default=defaults.tta,
+                        help=f"average the defocus map over 1, 2, 4 or 8 dihedral transforms of the image (default "
+                             f"{defaults.tta}; 8 costs 8x the map's time)")
+    parser.add_argument("--smoothing", type=non_negative_float, default=defaults.smoothing_px, metavar="PX",
+                        help="combine each window's level probabilities with its neighbours' by a Gaussian of this "
+                             f"sigma in px (default {defaults.smoothing_px:g}: none)")

@@ -9,7 +9,7 @@ from ..blend import METHODS
 from ..jobs import FORMATS
 from ..predict import MAP_MODES
 from ..windows import WEIGHTINGS
-from ._common import psf_size, non_negative_int, offset_arg
+from ._common import add_map_arguments, psf_size, non_negative_int, offset_arg
 from ._outputs import add_batch_arguments, add_model_arguments, defaults, interrupted, window_stride
 
 
@@ -42,6 +42,7 @@ def register(subparsers) -> None:
                         help="how the defocus map is computed: patch (every window through the network, the "
                              "reference) or dense (one network pass; much faster, advisable for large images); see "
                              "`awdvd predict --help`")
+    add_map_arguments(parser, d)
     parser.add_argument("--offset", type=offset_arg, default=d.offset,
                         help="camera offset + background (ADU) removed before RL and added back: a number, or "
                              "'auto' (default): the image's 1st percentile (on BBBC006-like data worth 0.4-2.7 dB "
@@ -67,7 +68,8 @@ def run(args: argparse.Namespace) -> int:
 
     options = AWDVDOptions(stride=args.stride, iterations=args.iterations, method=args.method,
                            weighting=args.weighting, offset=args.offset, psf_size=args.psf_size,
-                           halo_px=args.halo_px, map_mode=args.map_mode, device=args.device)
+                           halo_px=args.halo_px, map_mode=args.map_mode, device=args.device,
+                           tta=args.tta, smoothing_px=args.smoothing)
     job = DeconvolveJob(out_dir=args.output, model=model_file_from_args(args), options=options, dtype=args.dtype,
                         output_format=args.format, tile_px=args.tile_px, max_px=args.max_whole_px,
                         strict_optics=args.strict_optics)

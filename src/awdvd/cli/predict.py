@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ..predict import MAP_MODES, NORMALIZATIONS
 from ._outputs import add_batch_arguments, add_model_arguments, defaults, interrupted, window_stride
+from ._common import add_map_arguments
 
 
 def register(subparsers) -> None:
@@ -31,6 +32,7 @@ def register(subparsers) -> None:
     parser.add_argument("--mode", choices=MAP_MODES, default=d.map_mode,
                         help="patch: every window on its own (reference); dense: one network pass per image (fast; "
                              "advisable for large images)")
+    add_map_arguments(parser, d)
     parser.add_argument("--normalization", choices=NORMALIZATIONS, default=d.normalization,
                         help="dense mode: per-pixel min-max over the centred window (local) or the whole image")
     add_batch_arguments(parser)
@@ -44,7 +46,8 @@ def run(args: argparse.Namespace) -> int:
 
     from ..restore import AWDVDOptions
 
-    options = AWDVDOptions(stride=args.stride, map_mode=args.mode, normalization=args.normalization, device=args.device)
+    options = AWDVDOptions(stride=args.stride, map_mode=args.mode, normalization=args.normalization, device=args.device,
+                           tta=args.tta, smoothing_px=args.smoothing)
     job = PredictJob(out_dir=args.output, model=model_file_from_args(args), options=options, tile_px=args.tile_px,
                      max_px=args.max_whole_px, strict_optics=args.strict_optics)
     return run_and_report("predict", args, job, "defocus maps")
