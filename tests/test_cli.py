@@ -154,7 +154,8 @@ def test_stopping_a_run_with_worker_processes_is_one_line(tmp_path, tiny_model_f
     process = subprocess.Popen([sys.executable, "-m", "awdvd", "deconvolve", str(folder), "-o", str(out), "--workers",
                                 "2", "--model", str(tiny_model_file), "--iterations", "60", "--device", "cpu"],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                               start_new_session=True)
+                               start_new_session=True,  # as a shell starts it: Ctrl-C not ignored
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 120
         while not list(out.glob("*.awdvd.json")):  # the workers are at work

@@ -23,7 +23,7 @@ from awdvd import Optics, psf_bank
 from awdvd.blend import deconvolve_levels
 from awdvd.io import open_ome_zarr_output, read_image, write_ome_zarr
 from awdvd.predict import defocus_map
-from awdvd.restore import restore_image
+from awdvd.restore import AWDVDOptions, restore_image
 from awdvd.synth import blur
 from awdvd.tiles import (
     image_min_max,
@@ -216,7 +216,8 @@ def test_tiles_on_dask_equal_tiles_here(field, bank, tiny_model_file, dask_clust
     np.testing.assert_array_equal(here.dmap.proba, there.dmap.proba)
     assert np.array_equal(here.image, there.image)
     # a model object (not a file) is sent to the workers once, and gives the same map
-    sent = tiled_defocus_map(crop, loader(), stride=STRIDE, tile_px=TILE_PX, client=dask_cluster.scheduler_address)
+    sent = tiled_defocus_map(crop, loader(), stride=STRIDE, tile_px=TILE_PX, client=dask_cluster.scheduler_address,
+                             smoothing_px=AWDVDOptions().smoothing_px)  # the options' default, as restore_image
     np.testing.assert_array_equal(sent.proba, here.dmap.proba)
 
 
