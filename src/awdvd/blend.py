@@ -19,6 +19,7 @@ from ._device import resolve_device
 from ._threads import allowed_threads
 from .psf import check_psf_stack
 from .rl import CHUNK_PIXELS, check_eps, check_offset, eps_floor, halos_px, is_delta_psf, richardson_lucy_batches
+from .schedule import RLSchedule, level_schedule
 from .windows import WEIGHTINGS, DefocusMap, axis_weight_matrix, window_profile
 
 __all__ = ["deconvolve_levels", "blend_windows", "check_levels", "per_level_iterations", "METHODS"]
@@ -26,9 +27,11 @@ __all__ = ["deconvolve_levels", "blend_windows", "check_levels", "per_level_iter
 METHODS = ("fast", "patchwise")
 
 
-def per_level_iterations(iterations, n_levels: int) -> tuple[int, ...]:
+def per_level_iterations(iterations, n_levels: int):
     """``iterations`` (one int >= 0 for every level, or a sequence of one per level) as a tuple of ``n_levels``
-    ints."""
+    ints; an :class:`awdvd.schedule.RLSchedule` is checked against ``n_levels`` and returned as it is."""
+    if isinstance(iterations, RLSchedule):
+        return level_schedule(iterations, n_levels)
     if isinstance(iterations, (list, tuple, np.ndarray)):
         values = tuple(check_positive_int(v, "iterations", minimum=0) for v in iterations)
         if len(values) != n_levels:
@@ -54,13 +57,14 @@ def deconvolve_levels(
     dmap: DefocusMap,
     psfs,
     *,
-    iterations: int | Sequence[int],
+    iterations: int | Sequence[int] | RLSchedule,
     method: str,
     weighting: str,
     offset: float,
     halo_px: int | None,
     device: str | None,
     eps: float | None = None,
+    record: dict | None = None,
 ) -> np.ndarray:
     """AWDVD of an image whose windows' defocus levels are given by ``dmap`` (a model's map, or known levels:
     :meth:`awdvd.windows.DefocusMap.from_levels`).
@@ -74,7 +78,8 @@ def deconvolve_levels(
     image : (H, W) intensities, the map's ``image_shape``.
     dmap : the :class:`awdvd.windows.DefocusMap` of ``image``: window positions, size, stride and levels.
     psfs : (L, k, k) deconvolution PSF of every level (e.g. ``psf_bank(optics)``).
-    iterations : RL iterations, one int for every level or one per level (>= 0; 0 leaves a level as it is).
+    iterations : RL iterations, one int for every level or one per level (>= 0; 0 leaves a level as it is), or
+        an :class:`awdvd.schedule.RLSchedule` (variant, counts or stopping rule per level); ints are plain RL.
     method : "fast": per level l, D_l = RL of the image with PSF l, computed only over the pixels that level-l
         windows cover plus a halo, and out = sum_l W_l D_l / sum_l W_l with W_l the summed weights of level-l
         windows (DESIGN 4); the cost is a small multiple of one whole-image RL at any stride. "patchwise": the
@@ -89,6 +94,8 @@ def deconvolve_levels(
         (:func:`awdvd.rl.default_halo_px`).
     device : "auto"/None, "cpu" or "cuda[:N]" (see :func:`awdvd._device.resolve_device`).
     eps : RL's floor; default ``1e-6 * max(image - offset)`` for every RL of the call.
+    record : a dict that receives ``"iterations_run"``: {level: [iterations of each of its RLs]} (a stopping
+        rule decides them per region).
 
     Returns
     -------
@@ -105,7 +112,7 @@ def deconvolve_levels(
             f"{dmap.patch_px} window (use richardson_lucy or deconvolve_invariant for smaller images)"
         )
     out, covered = blend_windows(array, dmap, psfs, iterations=iterations, method=method, weighting=weighting,
-                                 offset=offset, halo_px=halo_px, eps=eps, device=device)
+                                 offset=offset, halo_px=halo_px, eps=eps, device=device, record=record)
     if not covered.all():  # cannot happen with window_starts; a guard against silent NaNs
         raise RuntimeError("some pixels got no window weight; this is a bug in awdvd")
     return out
@@ -116,13 +123,14 @@ def blend_windows(
     dmap: DefocusMap,
     psfs,
     *,
-    iterations: int | Sequence[int],
+    iterations: int | Sequence[int] | RLSchedule,
     method: str,
     weighting: str,
     offset: float,
     halo_px: int | None,
     device: str | None,
     eps: float | None = None,
+    record: dict | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The AWDVD blend of :func:`deconvolve_levels` for windows at any positions: ``dmap``'s windows (top-left
     corners ``(dmap.ys[j], dmap.xs[i])``, all inside ``array``, levels ``dmap.levels[j, i]``), which need not
@@ -148,32 +156,43 @@ def blend_windows(
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if weighting not in WEIGHTINGS:
         raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
-    iterations = per_level_iterations(iterations, len(psfs))
+    schedule = level_schedule(iterations, len(psfs))
     offset = check_offset(offset)
     device = resolve_device(device)
     halos = halos_px(psfs, halo_px)
     raw = array.astype(np.float32)
     data = np.maximum(array.astype(np.float64) - offset, 0.0).astype(np.float32)
     eps = eps_floor(data) if eps is None else check_eps(eps)
-    identity = [n == 0 or is_delta_psf(p) for n, p in zip(iterations, psfs)]
+    identity = [n == 0 or is_delta_psf(p) for n, p in zip(schedule.iterations, psfs)]
     profile = window_profile(weighting, patch_px=patch_px, stride=stride)
     ty = axis_weight_matrix(array.shape[0], ys, profile)
     tx = axis_weight_matrix(array.shape[1], xs, profile)
     numerator = np.zeros(array.shape, dtype=np.float64)
     denominator = np.zeros(array.shape, dtype=np.float64)
-    rl = dict(iterations=iterations, eps=eps, device=device, offset=offset)
+    rl = dict(schedule=schedule, eps=eps, device=device, offset=offset, runs={},
+              variance=schedule.noise_variance(array) if schedule.stopping else None)
     if method == "fast":
         _fast(raw, data, grid, psfs, ty, tx, ys, xs, patch_px, halos, identity, numerator, denominator, rl)
     else:
         _patchwise(raw, data, grid, psfs, profile, ys, xs, patch_px, halos, identity, numerator, denominator, rl)
     covered = denominator > 0
     out = np.divide(numerator, denominator, out=np.zeros_like(numerator), where=covered)
+    if record is not None:
+        record["iterations_run"] = {int(level): sorted(runs) for level, runs in sorted(rl["runs"].items())}
     return out.astype(np.float32), covered
 
 
-def _restore(data: np.ndarray, psf: np.ndarray, iterations: int, rl: dict, workers: int | None = None) -> np.ndarray:
-    """RL of a batch (B, h, w) of offset-free data, returned with the offset added back (float64)."""
-    out = richardson_lucy_batches(data, psf[None], iterations, rl["eps"], rl["device"], workers)
+def _restore(data: np.ndarray, psf: np.ndarray, level: int, rl: dict, workers: int | None = None,
+             variance: np.ndarray | None = None, weights: np.ndarray | None = None) -> np.ndarray:
+    """RL of a batch (B, h, w) of offset-free data with level ``level``'s schedule, returned with the offset
+    added back (float64); ``variance`` and ``weights`` (B, h, w) feed the schedule's stopping rule."""
+    schedule = rl["schedule"]
+    ran = np.zeros(len(data), dtype=np.int64)
+    stop = schedule.stop_rule(level, variance, weights) if schedule.stopping else None
+    out = richardson_lucy_batches(data, psf[None], schedule.iterations[level], rl["eps"], rl["device"], workers,
+                                  variant=schedule.variant, tv_weight=schedule.tv_weight, stop=stop,
+                                  iterations_run=ran)
+    rl["runs"].setdefault(level, []).extend(int(n) for n in ran)  # list.extend is atomic under the GIL
     return out.astype(np.float64) + rl["offset"]
 
 
@@ -205,8 +224,14 @@ def _fast(raw, data, grid, psfs, ty, tx, ys, xs, patch_px, halos, identity, nume
             jobs.append((label, core, outer, np.where(mask, weight[core], 0.0)))
 
     def restore(job, workers):
-        label, core, outer, _ = job
-        return _restore(data[outer][None], psfs[label], rl["iterations"][label], rl, workers)[0]
+        label, core, outer, weight = job
+        variance = weights = None
+        if rl["variance"] is not None:  # the rule weighs the core pixels this RL serves by their blend weights
+            variance = rl["variance"][outer][None]
+            weights = np.zeros(variance.shape, dtype=np.float32)
+            inner = tuple(slice(c.start - o.start, c.stop - o.start) for c, o in zip(core, outer))
+            weights[(0,) + inner] = weight
+        return _restore(data[outer][None], psfs[label], label, rl, workers, variance, weights)[0]
 
     for (label, core, outer, weight), restored in zip(jobs, _map_jobs(restore, jobs, rl["device"])):
         inner = tuple(slice(c.start - o.start, c.stop - o.start) for c, o in zip(core, outer))
@@ -261,6 +286,9 @@ def _patchwise(raw, data, grid, psfs, profile, ys, xs, patch_px, halos, identity
     weight = np.outer(profile, profile)
     margin = max(halos[label] for label in np.unique(grid) if label >= 0) if np.any(grid >= 0) else 0
     padded = np.pad(data, margin, mode="symmetric") if margin else data
+    padded_variance = None
+    if rl["variance"] is not None:
+        padded_variance = np.pad(rl["variance"], margin, mode="symmetric") if margin else rl["variance"]
     jobs = []
     for label in np.unique(grid):
         rows, cols = np.nonzero(grid == label)
@@ -278,9 +306,15 @@ def _patchwise(raw, data, grid, psfs, profile, ys, xs, patch_px, halos, identity
     def restore(job, workers):
         label, rows, cols = job
         c = halos[label]
-        crops = np.stack([padded[ys[j] + margin - c : ys[j] + margin + p + c,
-                                 xs[i] + margin - c : xs[i] + margin + p + c] for j, i in zip(rows, cols)])
-        return _restore(crops, psfs[label], rl["iterations"][label], rl, workers)[:, c : c + p, c : c + p]
+        window = [(slice(ys[j] + margin - c, ys[j] + margin + p + c), slice(xs[i] + margin - c, xs[i] + margin + p + c))
+                  for j, i in zip(rows, cols)]
+        crops = np.stack([padded[box] for box in window])
+        variance = weights = None
+        if padded_variance is not None:
+            variance = np.stack([padded_variance[box] for box in window])
+            weights = np.zeros(variance.shape, dtype=np.float32)
+            weights[:, c : c + p, c : c + p] = weight
+        return _restore(crops, psfs[label], label, rl, workers, variance, weights)[:, c : c + p, c : c + p]
 
     for (label, rows, cols), restored in zip(jobs, _map_jobs(restore, jobs, rl["device"])):
         for j, i, patch in zip(rows, cols, restored):
