@@ -22,9 +22,15 @@ from .rl import CHUNK_PIXELS, check_eps, check_offset, eps_floor, halos_px, is_d
 from .schedule import RLSchedule, level_schedule
 from .windows import WEIGHTINGS, DefocusMap, axis_weight_matrix, window_profile
 
-__all__ = ["deconvolve_levels", "blend_windows", "check_levels", "per_level_iterations", "METHODS"]
+__all__ = ["deconvolve_levels", "blend_windows", "check_levels", "per_level_iterations", "window_label_weights",
+           "METHODS", "LEVEL_BLENDS", "MIN_PROBABILITY"]
 
 METHODS = ("fast", "patchwise")
+#: how a window's restoration is chosen: its most likely level's ("argmax", the paper's) or its candidate
+#: levels' blended by probability ("probability")
+LEVEL_BLENDS = ("argmax", "probability")
+#: "probability": classes below this probability are dropped (the rest renormalised; the most likely is kept)
+MIN_PROBABILITY = 0.1
 
 
 def per_level_iterations(iterations, n_levels: int):
@@ -52,6 +58,39 @@ def check_levels(dmap: DefocusMap, n_levels: int) -> np.ndarray:
     return grid.astype(np.int64)
 
 
+def window_label_weights(dmap: DefocusMap, n_levels: int, level_blend: str = "argmax",
+                         min_probability: float = MIN_PROBABILITY) -> dict[int, np.ndarray]:
+    """How much of each window's restoration every label (level 0 .. n_levels - 1, -1 background) makes:
+    {label: (ny, nx) float64 weights}, summing to 1 over the labels of every window.
+
+    "argmax": the map's levels (one-hot). "probability": the map's class probabilities (``dmap.proba``, columns
+    in ``dmap.class_levels`` order) with the classes below ``min_probability`` dropped (the most likely one is
+    always kept) and the rest renormalised, so that a window split between neighbouring levels gets both
+    levels' restorations in proportion. Only labels with some weight are returned.
+    """
+    grid = check_levels(dmap, n_levels)
+    if level_blend == "argmax":
+        return {int(label): (grid == label).astype(np.float64) for label in np.unique(grid)}
+    if level_blend != "probability":
+        raise ValueError(f"level_blend must be one of {LEVEL_BLENDS}, got {level_blend!r}")
+    proba = np.asarray(dmap.proba, dtype=np.float64)
+    classes = np.asarray(dmap.class_levels, dtype=np.int64)
+    if proba.shape != grid.shape + (len(classes),):
+        raise ValueError(f"level_blend='probability' needs the map's probabilities ({grid.shape + (len(classes),)}), "
+                         f"got shape {proba.shape}; use level_blend='argmax' for a map without them")
+    if classes.size and (classes.min() < -1 or classes.max() >= n_levels):
+        raise ValueError(f"the map's class levels {classes.tolist()} do not fit {n_levels} PSFs")
+    keep = proba >= min_probability
+    keep |= proba == proba.max(axis=-1, keepdims=True)
+    kept = np.where(keep, proba, 0.0)
+    kept /= kept.sum(axis=-1, keepdims=True)
+    out: dict[int, np.ndarray] = {}
+    for column, label in enumerate(classes):
+        if kept[..., column].any():
+            out[int(label)] = out.get(int(label), 0.0) + kept[..., column]
+    return dict(sorted(out.items()))
+
+
 def deconvolve_levels(
     image,
     dmap: DefocusMap,
@@ -65,6 +104,7 @@ def deconvolve_levels(
     device: str | None,
     eps: float | None = None,
     record: dict | None = None,
+    level_blend: str = "argmax",
 ) -> np.ndarray:
     """AWDVD of an image whose windows' defocus levels are given by ``dmap`` (a model's map, or known levels:
     :meth:`awdvd.windows.DefocusMap.from_levels`).
@@ -96,6 +136,8 @@ def deconvolve_levels(
     eps : RL's floor; default ``1e-6 * max(image - offset)`` for every RL of the call.
     record : a dict that receives ``"iterations_run"``: {level: [iterations of each of its RLs]} (a stopping
         rule decides them per region).
+    level_blend : "argmax" (each window takes its level's restoration, the paper's) or "probability" (its
+        candidate levels' restorations weighted by the map's probabilities, :func:`window_label_weights`).
 
     Returns
     -------
@@ -112,7 +154,8 @@ def deconvolve_levels(
             f"{dmap.patch_px} window (use richardson_lucy or deconvolve_invariant for smaller images)"
         )
     out, covered = blend_windows(array, dmap, psfs, iterations=iterations, method=method, weighting=weighting,
-                                 offset=offset, halo_px=halo_px, eps=eps, device=device, record=record)
+                                 offset=offset, halo_px=halo_px, eps=eps, device=device, record=record,
+                                 level_blend=level_blend)
     if not covered.all():  # cannot happen with window_starts; a guard against silent NaNs
         raise RuntimeError("some pixels got no window weight; this is a bug in awdvd")
     return out
@@ -131,6 +174,7 @@ def blend_windows(
     device: str | None,
     eps: float | None = None,
     record: dict | None = None,
+    level_blend: str = "argmax",
 ) -> tuple[np.ndarray, np.ndarray]:
     """The AWDVD blend of :func:`deconvolve_levels` for windows at any positions: ``dmap``'s windows (top-left
     corners ``(dmap.ys[j], dmap.xs[i])``, all inside ``array``, levels ``dmap.levels[j, i]``), which need not
@@ -148,7 +192,7 @@ def blend_windows(
     """
     array = np.asarray(array)
     psfs, _ = check_psf_stack(psfs)
-    grid = check_levels(dmap, len(psfs))
+    labels = window_label_weights(dmap, len(psfs), level_blend)
     ys, xs = np.asarray(dmap.ys, dtype=np.int64), np.asarray(dmap.xs, dtype=np.int64)
     patch_px = check_positive_int(dmap.patch_px, "patch_px")
     stride = check_positive_int(dmap.stride, "stride")
@@ -172,9 +216,9 @@ def blend_windows(
     rl = dict(schedule=schedule, eps=eps, device=device, offset=offset, runs={},
               variance=schedule.noise_variance(array) if schedule.stopping else None)
     if method == "fast":
-        _fast(raw, data, grid, psfs, ty, tx, ys, xs, patch_px, halos, identity, numerator, denominator, rl)
+        _fast(raw, data, labels, psfs, ty, tx, halos, identity, numerator, denominator, rl)
     else:
-        _patchwise(raw, data, grid, psfs, profile, ys, xs, patch_px, halos, identity, numerator, denominator, rl)
+        _patchwise(raw, data, labels, psfs, profile, ys, xs, patch_px, halos, identity, numerator, denominator, rl)
     covered = denominator > 0
     out = np.divide(numerator, denominator, out=np.zeros_like(numerator), where=covered)
     if record is not None:
@@ -212,10 +256,10 @@ def _map_jobs(function, jobs: list, device: str):
         yield from pool.map(lambda job: function(job, 1), jobs)
 
 
-def _fast(raw, data, grid, psfs, ty, tx, ys, xs, patch_px, halos, identity, numerator, denominator, rl) -> None:
+def _fast(raw, data, labels, psfs, ty, tx, halos, identity, numerator, denominator, rl) -> None:
     jobs = []
-    for label in np.unique(grid):
-        weight = ty.T @ (grid == label).astype(np.float64) @ tx
+    for label, share in labels.items():
+        weight = ty.T @ share @ tx
         denominator += weight
         if label < 0 or identity[label]:
             numerator += weight * raw
@@ -281,22 +325,22 @@ def _support_regions(support: np.ndarray, halo: int):
         yield core, (slice(g0, g1), slice(h0, h1)), np.isin(labels[core], ids)
 
 
-def _patchwise(raw, data, grid, psfs, profile, ys, xs, patch_px, halos, identity, numerator, denominator, rl) -> None:
+def _patchwise(raw, data, labels, psfs, profile, ys, xs, patch_px, halos, identity, numerator, denominator, rl) -> None:
     p = patch_px
     weight = np.outer(profile, profile)
-    margin = max(halos[label] for label in np.unique(grid) if label >= 0) if np.any(grid >= 0) else 0
+    margin = max((halos[label] for label in labels if label >= 0), default=0)
     padded = np.pad(data, margin, mode="symmetric") if margin else data
     padded_variance = None
     if rl["variance"] is not None:
         padded_variance = np.pad(rl["variance"], margin, mode="symmetric") if margin else rl["variance"]
     jobs = []
-    for label in np.unique(grid):
-        rows, cols = np.nonzero(grid == label)
+    for label, share in labels.items():
+        rows, cols = np.nonzero(share > 0)
         if label < 0 or identity[label]:
             for j, i in zip(rows, cols):
                 y, x = ys[j], xs[i]
-                numerator[y : y + p, x : x + p] += weight * raw[y : y + p, x : x + p]
-                denominator[y : y + p, x : x + p] += weight
+                numerator[y : y + p, x : x + p] += share[j, i] * weight * raw[y : y + p, x : x + p]
+                denominator[y : y + p, x : x + p] += share[j, i] * weight
             continue
         side = p + 2 * halos[label] + 2 * (psfs.shape[-1] // 2)
         chunk = max(1, min(CHUNK_PIXELS // side**2, -(-len(rows) // 2)))  # at least two jobs per level
@@ -319,5 +363,5 @@ def _patchwise(raw, data, grid, psfs, profile, ys, xs, patch_px, halos, identity
     for (label, rows, cols), restored in zip(jobs, _map_jobs(restore, jobs, rl["device"])):
         for j, i, patch in zip(rows, cols, restored):
             y, x = ys[j], xs[i]
-            numerator[y : y + p, x : x + p] += weight * patch
-            denominator[y : y + p, x : x + p] += weight
+            numerator[y : y + p, x : x + p] += labels[label][j, i] * weight * patch
+            denominator[y : y + p, x : x + p] += labels[label][j, i] * weight

@@ -368,12 +368,20 @@ def check_variant(variant, tv_weight=0.0) -> tuple[str, float]:
 
 def richardson_lucy_batches(images: np.ndarray, psfs: np.ndarray, iterations: int, eps: float, device: str,
                             workers: int | None = None, *, variant: str = "plain", tv_weight: float = 0.0,
-                            stop: tuple | None = None, iterations_run: np.ndarray | None = None) -> np.ndarray:
+                            stop: tuple | None = None, iterations_run: np.ndarray | None = None, observe=None
+                            ) -> np.ndarray:
     """RL of offset-free images (B, h, w) float32 >= 0 with PSFs (B or 1, k, k) (sum 1), in chunks that bound the
     work memory; no input checks (the public functions check). ``device`` "cpu" (scipy.fft, ``workers`` FFT
     threads, default :func:`awdvd._threads.allowed_threads`) or a torch CUDA device; ``variant`` and
-    ``tv_weight`` as for :func:`richardson_lucy`; ``stop`` (variance, weights, tau) and ``iterations_run`` as for
-    the kernels (a discrepancy stopping rule per image, see :mod:`awdvd.schedule`). Returns (B, h, w) float32."""
+    ``tv_weight`` as for :func:`richardson_lucy`.
+
+    ``stop``: None, or (variance, weights, tau), (B, h, w), (B, h, w), (B,): a discrepancy stopping rule per
+    image (:mod:`awdvd.schedule`): image b stops at the first iteration k whose weighted mean of
+    ``(i - h conv y_k)^2 / variance`` is <= tau[b] and keeps x_k (y_k = x_k for plain RL; the extrapolated
+    point for accelerated RL); ``iterations`` is then the most. ``iterations_run``: (B,) int array that receives
+    the iterations each image ran. ``observe(k, x_k, D_k)``: called at every iteration k < ``iterations`` of
+    every chunk with its (b, h, w) estimate (a view) and (b,) discrepancies (None without ``stop``).
+    Returns (B, h, w) float32."""
     b, h, w = images.shape
     r = psfs.shape[-1] // 2
     per_image = (h + 2 * r) * (w + 2 * r)
@@ -384,7 +392,7 @@ def richardson_lucy_batches(images: np.ndarray, psfs: np.ndarray, iterations: in
         part = slice(start, start + chunk)
         kernel = psfs if len(psfs) == 1 else psfs[part]
         rule = None if stop is None else tuple(np.asarray(x)[part] for x in stop)
-        extra = dict(variant=variant, tv_weight=tv_weight, stop=rule, iterations_run=ran[part])
+        extra = dict(variant=variant, tv_weight=tv_weight, stop=rule, iterations_run=ran[part], observe=observe)
         if device == "cpu":
             out[part] = _rl_numpy(images[part], kernel, iterations, eps, workers, **extra)
         else:

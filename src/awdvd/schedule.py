@@ -51,7 +51,8 @@ class RLSchedule(FrozenConfig):
         the level as it is.
     variant : "plain", "accelerated" or "tv" (:func:`awdvd.rl.richardson_lucy`).
     tv_weight : weight of the TV prior ("tv" only).
-    discrepancy : None (fixed counts) or (n_levels,) thresholds of the stopping rule (module docstring).
+    discrepancy : None (fixed counts) or (n_levels,) thresholds of the stopping rule (module docstring); a
+        threshold of 0 is a fixed count for that level.
     gain_adu_per_e, offset_adu, read_noise_adu : the camera whose noise variance the rule uses (ADU = gain *
         photons + offset + read noise; :class:`awdvd.synth.CameraNoise`).
     source : where it came from: "model" (the model file's calibrated schedule), "options" (counts given by
@@ -95,8 +96,8 @@ class RLSchedule(FrozenConfig):
 
     @property
     def stopping(self) -> bool:
-        """True when a discrepancy rule decides where each RL stops."""
-        return self.discrepancy is not None
+        """True when a discrepancy rule decides where some level's RL stops."""
+        return self.discrepancy is not None and any(v > 0 for v in self.discrepancy)
 
     @classmethod
     def fixed(cls, iterations, n_levels: int, *, variant: str = "plain", tv_weight: float = 0.0,
@@ -120,7 +121,7 @@ class RLSchedule(FrozenConfig):
     def stop_rule(self, level: int, variance: np.ndarray, weights: np.ndarray) -> tuple | None:
         """The stopping rule of one batch of RLs of ``level`` for :func:`awdvd.rl.richardson_lucy_batches`:
         ``variance`` and ``weights`` (B, h, w) (or (h, w) for one), or None for fixed counts."""
-        if self.discrepancy is None:
+        if self.discrepancy is None or self.discrepancy[level] <= 0:
             return None
         variance = np.asarray(variance, dtype=np.float32)
         weights = np.asarray(weights, dtype=np.float32)
@@ -133,7 +134,7 @@ class RLSchedule(FrozenConfig):
         return {"rl": self.variant, "tv_weight": self.tv_weight if self.variant == "tv" else None,
                 "iterations": list(self.iterations), "iterations_source": self.source,
                 "stopping": "discrepancy" if self.stopping else None,
-                "discrepancy": list(self.discrepancy) if self.stopping else None}
+                "discrepancy": list(self.discrepancy) if self.discrepancy is not None else None}
 
 
 def level_schedule(iterations, n_levels: int) -> RLSchedule:
