@@ -23,7 +23,7 @@ from .schedule import RLSchedule, level_schedule
 from .windows import WEIGHTINGS, DefocusMap, axis_weight_matrix, window_profile
 
 __all__ = ["deconvolve_levels", "blend_windows", "check_levels", "per_level_iterations", "window_label_weights",
-           "METHODS", "LEVEL_BLENDS", "MIN_PROBABILITY"]
+           "label_shares", "METHODS", "LEVEL_BLENDS", "MIN_PROBABILITY"]
 
 METHODS = ("fast", "patchwise")
 #: how a window's restoration is chosen: its most likely level's ("argmax", the paper's) or its candidate
@@ -69,14 +69,22 @@ def window_label_weights(dmap: DefocusMap, n_levels: int, level_blend: str = "ar
     levels' restorations in proportion. Only labels with some weight are returned.
     """
     grid = check_levels(dmap, n_levels)
+    return label_shares(grid, dmap.proba, dmap.class_levels, n_levels, level_blend, min_probability)
+
+
+def label_shares(levels: np.ndarray, proba, class_levels, n_levels: int, level_blend: str = "argmax",
+                 min_probability: float = MIN_PROBABILITY) -> dict[int, np.ndarray]:
+    """:func:`window_label_weights` of any array of windows: ``levels`` (...) ints, ``proba`` (..., n_classes)
+    probabilities in ``class_levels`` order (only read for "probability")."""
+    levels = np.asarray(levels, dtype=np.int64)
     if level_blend == "argmax":
-        return {int(label): (grid == label).astype(np.float64) for label in np.unique(grid)}
+        return {int(label): (levels == label).astype(np.float64) for label in np.unique(levels)}
     if level_blend != "probability":
         raise ValueError(f"level_blend must be one of {LEVEL_BLENDS}, got {level_blend!r}")
-    proba = np.asarray(dmap.proba, dtype=np.float64)
-    classes = np.asarray(dmap.class_levels, dtype=np.int64)
-    if proba.shape != grid.shape + (len(classes),):
-        raise ValueError(f"level_blend='probability' needs the map's probabilities ({grid.shape + (len(classes),)}), "
+    proba = np.asarray(proba, dtype=np.float64)
+    classes = np.asarray(class_levels, dtype=np.int64)
+    if proba.shape != levels.shape + (len(classes),):
+        raise ValueError(f"level_blend='probability' needs the map's probabilities ({levels.shape + (len(classes),)}), "
                          f"got shape {proba.shape}; use level_blend='argmax' for a map without them")
     if classes.size and (classes.min() < -1 or classes.max() >= n_levels):
         raise ValueError(f"the map's class levels {classes.tolist()} do not fit {n_levels} PSFs")

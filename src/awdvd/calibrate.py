@@ -249,22 +249,6 @@ CANDIDATES = (("leave", 0.0, None),) + tuple(
 LOSS_WEIGHT = 10.0
 
 
-def _band_gains(specimen, restored: np.ndarray) -> tuple[np.ndarray, float]:
-    """(per level band PSNR gain (dB) over the observation, whole-image gain) of a tilted specimen."""
-    from .metrics import psnr, truth_data_range
-
-    data_range = truth_data_range(specimen.truth)
-    columns = specimen.levels[0]
-    gains = []
-    for level in np.unique(columns):
-        band = columns == level
-        gains.append(psnr(specimen.truth[:, band], restored[:, band], data_range=data_range)
-                     - psnr(specimen.truth[:, band], specimen.observed[:, band], data_range=data_range))
-    whole = (psnr(specimen.truth, restored, data_range=data_range)
-             - psnr(specimen.truth, specimen.observed, data_range=data_range))
-    return np.array(gains), float(whole)
-
-
 def _candidate(schedule: RLSchedule, level: int, candidate) -> RLSchedule:
     """``schedule`` with every level but ``level`` left as it is and ``level`` run as ``candidate`` says."""
     _, fraction, change = candidate
@@ -287,6 +271,7 @@ def tune_on_tilted(schedule: RLSchedule, specimens, psfs: np.ndarray, *, stride:
     levels left as they are, and any combination is scored by adding terms. Coordinate ascent (two sweeps over
     the levels) maximises the mean over specimens of the summed band gains, band losses counted
     :data:`LOSS_WEIGHT` times. Returns (the tuned schedule, a JSON-ready record of the choice)."""
+    from .bands import band_gains
     from .blend import deconvolve_levels
     from .evaluate_restoration import window_levels_from_pixels
     from .windows import DefocusMap
@@ -314,7 +299,7 @@ def tune_on_tilted(schedule: RLSchedule, specimens, psfs: np.ndarray, *, stride:
         total = 0.0
         for specimen, term in zip(specimens, terms):
             restored = specimen.observed + sum(term[level, name] for level, name in choice.items())
-            gains, _ = _band_gains(specimen, restored)
+            gains = np.array(band_gains(specimen, restored)[0])
             total += float(gains.sum() + LOSS_WEIGHT * np.minimum(gains, 0.0).sum())
         return total / max(len(specimens), 1)
 
@@ -333,7 +318,7 @@ def tune_on_tilted(schedule: RLSchedule, specimens, psfs: np.ndarray, *, stride:
     tuned = schedule.replace(iterations=tuple(iterations), discrepancy=tuple(thresholds))
     bands, wholes = [], []
     for specimen, term in zip(specimens, terms):
-        gains, whole = _band_gains(specimen, specimen.observed + sum(term[l, n] for l, n in choice.items()))
+        gains, whole = band_gains(specimen, specimen.observed + sum(term[l, n] for l, n in choice.items()))
         bands.append(gains)
         wholes.append(whole)
     record = {"objective_first_stage": round(start, 3), "objective": round(objective(choice), 3),
