@@ -454,14 +454,12 @@ def calibrate_model(model=None, output=None, *, spec: CalibrationSpec | None = N
     if output is None:
         raise ValueError("give the output model file (-o MODEL_OUT); the input is never changed in place")
     output = Path(output)
+    if not isinstance(model, DefocusModel) and model is not None and output.resolve() == Path(model).resolve() \
+            and not overwrite:
+        raise FileExistsError(f"{output} is the input model; write a new file (or pass --overwrite to replace it)")
     if output.exists() and not overwrite:
         raise FileExistsError(f"{output} exists; choose another output file or pass --overwrite")
-    if isinstance(model, DefocusModel):
-        loaded = model
-    else:
-        if model is not None and output.resolve() == Path(model).resolve() and not overwrite:
-            raise FileExistsError(f"{output} is the input model; write a new file or pass --overwrite")
-        loaded = load_model(model)
+    loaded = model if isinstance(model, DefocusModel) else load_model(model)
     block = calibrate_schedules(loaded.optics, model_camera(loaded), spec, psf_size=psf_size, device=device,
                                 progress=progress)
     calibrated = DefocusModel(loaded.network, optics=loaded.optics, class_levels=loaded.class_levels,
