@@ -10,9 +10,10 @@ and a threshold: level l's RL of a region stops at the first iteration k whose *
 
 falls to ``discrepancy[l]`` (w: the blend weights of the pixels the region's RL serves; var: the camera's noise
 variance of each pixel, ``gain * (i - camera offset) + read_noise^2`` ADU^2; y_k: the point the k-th step starts
-from). D is about 1 when the residual is at the noise level. The threshold that gives the best restoration
-depends little on the specimen, while the best count depends much on it (the calibration's measurement,
-MODEL_CARD), so a rule calibrated on procedural specimens carries over to real images better than a count.
+from). D is about 1 when the residual is at the noise level. The expectation behind the rule: the threshold
+that gives the best restoration depends less on the specimen than the best count does, so a rule calibrated on
+procedural specimens should carry over to real images better than a count (not yet measured on the shared
+fields; the calibration's per-level numbers are kept in the model file's ``validation`` block).
 
 The model file holds the schedules under ``model.info["restoration"]`` (JSON types only):
 ``{"format": "awdvd-restoration", "format_version": 1, "default_variant", "iterations_per_level" (the default
