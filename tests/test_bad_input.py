@@ -15,7 +15,6 @@ import contextlib
 import hashlib
 import io
 import json
-import os
 import shutil
 import warnings
 from pathlib import Path

@@ -3,7 +3,6 @@
 import numpy as np
 import pytest
 
-from awdvd import patches as vocabulary
 from awdvd.patches import BACKGROUND, SPLITS, PatchSet, fingerprint, is_background, normalize_patches
 
 

@@ -19,16 +19,25 @@ from ._device import resolve_device
 from ._threads import allowed_threads
 from .psf import check_psf_stack
 from .rl import CHUNK_PIXELS, check_eps, check_offset, eps_floor, halos_px, is_delta_psf, richardson_lucy_batches
+from .schedule import RLSchedule, level_schedule
 from .windows import WEIGHTINGS, DefocusMap, axis_weight_matrix, window_profile
 
-__all__ = ["deconvolve_levels", "blend_windows", "check_levels", "per_level_iterations", "METHODS"]
+__all__ = ["deconvolve_levels", "blend_windows", "check_levels", "per_level_iterations", "window_label_weights",
+           "label_shares", "METHODS", "LEVEL_BLENDS", "MIN_PROBABILITY"]
 
 METHODS = ("fast", "patchwise")
+#: how a window's restoration is chosen: its most likely level's ("argmax", the paper's) or its candidate
+#: levels' blended by probability ("probability")
+LEVEL_BLENDS = ("argmax", "probability")
+#: "probability": classes below this probability are dropped (the rest renormalised; the most likely is kept)
+MIN_PROBABILITY = 0.1
 
 
-def per_level_iterations(iterations, n_levels: int) -> tuple[int, ...]:
+def per_level_iterations(iterations, n_levels: int):
     """``iterations`` (one int >= 0 for every level, or a sequence of one per level) as a tuple of ``n_levels``
-    ints."""
+    ints; an :class:`awdvd.schedule.RLSchedule` is checked against ``n_levels`` and returned as it is."""
+    if isinstance(iterations, RLSchedule):
+        return level_schedule(iterations, n_levels)
     if isinstance(iterations, (list, tuple, np.ndarray)):
         values = tuple(check_positive_int(v, "iterations", minimum=0) for v in iterations)
         if len(values) != n_levels:
@@ -49,18 +58,61 @@ def check_levels(dmap: DefocusMap, n_levels: int) -> np.ndarray:
     return grid.astype(np.int64)
 
 
+def window_label_weights(dmap: DefocusMap, n_levels: int, level_blend: str = "argmax",
+                         min_probability: float = MIN_PROBABILITY) -> dict[int, np.ndarray]:
+    """How much of each window's restoration every label (level 0 .. n_levels - 1, -1 background) makes:
+    {label: (ny, nx) float64 weights}, summing to 1 over the labels of every window.
+
+    "argmax": the map's levels (one-hot). "probability": the map's class probabilities (``dmap.proba``, columns
+    in ``dmap.class_levels`` order) with the classes below ``min_probability`` dropped (the most likely one is
+    always kept) and the rest renormalised, so that a window split between neighbouring levels gets both
+    levels' restorations in proportion. Only labels with some weight are returned.
+    """
+    grid = check_levels(dmap, n_levels)
+    return label_shares(grid, dmap.proba, dmap.class_levels, n_levels, level_blend, min_probability)
+
+
+def label_shares(levels: np.ndarray, proba, class_levels, n_levels: int, level_blend: str = "argmax",
+                 min_probability: float = MIN_PROBABILITY) -> dict[int, np.ndarray]:
+    """:func:`window_label_weights` of any array of windows: ``levels`` (...) ints, ``proba`` (..., n_classes)
+    probabilities in ``class_levels`` order (only read for "probability")."""
+    levels = np.asarray(levels, dtype=np.int64)
+    if level_blend == "argmax":
+        return {int(label): (levels == label).astype(np.float64) for label in np.unique(levels)}
+    if level_blend != "probability":
+        raise ValueError(f"level_blend must be one of {LEVEL_BLENDS}, got {level_blend!r}")
+    proba = np.asarray(proba, dtype=np.float64)
+    classes = np.asarray(class_levels, dtype=np.int64)
+    if proba.shape != levels.shape + (len(classes),):
+        raise ValueError(f"level_blend='probability' needs the map's probabilities ({levels.shape + (len(classes),)}), "
+                         f"got shape {proba.shape}; use level_blend='argmax' for a map without them")
+    if classes.size and (classes.min() < -1 or classes.max() >= n_levels):
+        raise ValueError(f"the map's class levels {classes.tolist()} do not fit {n_levels} PSFs")
+    keep = proba >= min_probability
+    keep |= proba == proba.max(axis=-1, keepdims=True)
+    kept = np.where(keep, proba, 0.0)
+    kept /= kept.sum(axis=-1, keepdims=True)
+    out: dict[int, np.ndarray] = {}
+    for column, label in enumerate(classes):
+        if kept[..., column].any():
+            out[int(label)] = out.get(int(label), 0.0) + kept[..., column]
+    return dict(sorted(out.items()))
+
+
 def deconvolve_levels(
     image,
     dmap: DefocusMap,
     psfs,
     *,
-    iterations: int | Sequence[int],
+    iterations: int | Sequence[int] | RLSchedule,
     method: str,
     weighting: str,
     offset: float,
     halo_px: int | None,
     device: str | None,
     eps: float | None = None,
+    record: dict | None = None,
+    level_blend: str = "argmax",
 ) -> np.ndarray:
     """AWDVD of an image whose windows' defocus levels are given by ``dmap`` (a model's map, or known levels:
     :meth:`awdvd.windows.DefocusMap.from_levels`).
@@ -74,7 +126,8 @@ def deconvolve_levels(
     image : (H, W) intensities, the map's ``image_shape``.
     dmap : the :class:`awdvd.windows.DefocusMap` of ``image``: window positions, size, stride and levels.
     psfs : (L, k, k) deconvolution PSF of every level (e.g. ``psf_bank(optics)``).
-    iterations : RL iterations, one int for every level or one per level (>= 0; 0 leaves a level as it is).
+    iterations : RL iterations, one int for every level or one per level (>= 0; 0 leaves a level as it is), or
+        an :class:`awdvd.schedule.RLSchedule` (variant, counts or stopping rule per level); ints are plain RL.
     method : "fast": per level l, D_l = RL of the image with PSF l, computed only over the pixels that level-l
         windows cover plus a halo, and out = sum_l W_l D_l / sum_l W_l with W_l the summed weights of level-l
         windows (DESIGN 4); the cost is a small multiple of one whole-image RL at any stride. "patchwise": the
@@ -89,6 +142,10 @@ def deconvolve_levels(
         (:func:`awdvd.rl.default_halo_px`).
     device : "auto"/None, "cpu" or "cuda[:N]" (see :func:`awdvd._device.resolve_device`).
     eps : RL's floor; default ``1e-6 * max(image - offset)`` for every RL of the call.
+    record : a dict that receives ``"iterations_run"``: {level: [iterations of each of its RLs]} (a stopping
+        rule decides them per region).
+    level_blend : "argmax" (each window takes its level's restoration, the paper's) or "probability" (its
+        candidate levels' restorations weighted by the map's probabilities, :func:`window_label_weights`).
 
     Returns
     -------
@@ -105,7 +162,8 @@ def deconvolve_levels(
             f"{dmap.patch_px} window (use richardson_lucy or deconvolve_invariant for smaller images)"
         )
     out, covered = blend_windows(array, dmap, psfs, iterations=iterations, method=method, weighting=weighting,
-                                 offset=offset, halo_px=halo_px, eps=eps, device=device)
+                                 offset=offset, halo_px=halo_px, eps=eps, device=device, record=record,
+                                 level_blend=level_blend)
     if not covered.all():  # cannot happen with window_starts; a guard against silent NaNs
         raise RuntimeError("some pixels got no window weight; this is a bug in awdvd")
     return out
@@ -116,13 +174,15 @@ def blend_windows(
     dmap: DefocusMap,
     psfs,
     *,
-    iterations: int | Sequence[int],
+    iterations: int | Sequence[int] | RLSchedule,
     method: str,
     weighting: str,
     offset: float,
     halo_px: int | None,
     device: str | None,
     eps: float | None = None,
+    record: dict | None = None,
+    level_blend: str = "argmax",
 ) -> tuple[np.ndarray, np.ndarray]:
     """The AWDVD blend of :func:`deconvolve_levels` for windows at any positions: ``dmap``'s windows (top-left
     corners ``(dmap.ys[j], dmap.xs[i])``, all inside ``array``, levels ``dmap.levels[j, i]``), which need not
@@ -140,7 +200,7 @@ def blend_windows(
     """
     array = np.asarray(array)
     psfs, _ = check_psf_stack(psfs)
-    grid = check_levels(dmap, len(psfs))
+    labels = window_label_weights(dmap, len(psfs), level_blend)
     ys, xs = np.asarray(dmap.ys, dtype=np.int64), np.asarray(dmap.xs, dtype=np.int64)
     patch_px = check_positive_int(dmap.patch_px, "patch_px")
     stride = check_positive_int(dmap.stride, "stride")
@@ -148,32 +208,43 @@ def blend_windows(
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if weighting not in WEIGHTINGS:
         raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
-    iterations = per_level_iterations(iterations, len(psfs))
+    schedule = level_schedule(iterations, len(psfs))
     offset = check_offset(offset)
     device = resolve_device(device)
     halos = halos_px(psfs, halo_px)
     raw = array.astype(np.float32)
     data = np.maximum(array.astype(np.float64) - offset, 0.0).astype(np.float32)
     eps = eps_floor(data) if eps is None else check_eps(eps)
-    identity = [n == 0 or is_delta_psf(p) for n, p in zip(iterations, psfs)]
+    identity = [n == 0 or is_delta_psf(p) for n, p in zip(schedule.iterations, psfs)]
     profile = window_profile(weighting, patch_px=patch_px, stride=stride)
     ty = axis_weight_matrix(array.shape[0], ys, profile)
     tx = axis_weight_matrix(array.shape[1], xs, profile)
     numerator = np.zeros(array.shape, dtype=np.float64)
     denominator = np.zeros(array.shape, dtype=np.float64)
-    rl = dict(iterations=iterations, eps=eps, device=device, offset=offset)
+    rl = dict(schedule=schedule, eps=eps, device=device, offset=offset, runs={},
+              variance=schedule.noise_variance(array) if schedule.stopping else None)
     if method == "fast":
-        _fast(raw, data, grid, psfs, ty, tx, ys, xs, patch_px, halos, identity, numerator, denominator, rl)
+        _fast(raw, data, labels, psfs, ty, tx, halos, identity, numerator, denominator, rl)
     else:
-        _patchwise(raw, data, grid, psfs, profile, ys, xs, patch_px, halos, identity, numerator, denominator, rl)
+        _patchwise(raw, data, labels, psfs, profile, ys, xs, patch_px, halos, identity, numerator, denominator, rl)
     covered = denominator > 0
     out = np.divide(numerator, denominator, out=np.zeros_like(numerator), where=covered)
+    if record is not None:
+        record["iterations_run"] = {int(level): sorted(runs) for level, runs in sorted(rl["runs"].items())}
     return out.astype(np.float32), covered
 
 
-def _restore(data: np.ndarray, psf: np.ndarray, iterations: int, rl: dict, workers: int | None = None) -> np.ndarray:
-    """RL of a batch (B, h, w) of offset-free data, returned with the offset added back (float64)."""
-    out = richardson_lucy_batches(data, psf[None], iterations, rl["eps"], rl["device"], workers)
+def _restore(data: np.ndarray, psf: np.ndarray, level: int, rl: dict, workers: int | None = None,
+             variance: np.ndarray | None = None, weights: np.ndarray | None = None) -> np.ndarray:
+    """RL of a batch (B, h, w) of offset-free data with level ``level``'s schedule, returned with the offset
+    added back (float64); ``variance`` and ``weights`` (B, h, w) feed the schedule's stopping rule."""
+    schedule = rl["schedule"]
+    ran = np.zeros(len(data), dtype=np.int64)
+    stop = schedule.stop_rule(level, variance, weights) if schedule.stopping else None
+    out = richardson_lucy_batches(data, psf[None], schedule.iterations[level], rl["eps"], rl["device"], workers,
+                                  variant=schedule.variant, tv_weight=schedule.tv_weight, stop=stop,
+                                  iterations_run=ran)
+    rl["runs"].setdefault(level, []).extend(int(n) for n in ran)  # list.extend is atomic under the GIL
     return out.astype(np.float64) + rl["offset"]
 
 
@@ -193,10 +264,10 @@ def _map_jobs(function, jobs: list, device: str):
         yield from pool.map(lambda job: function(job, 1), jobs)
 
 
-def _fast(raw, data, grid, psfs, ty, tx, ys, xs, patch_px, halos, identity, numerator, denominator, rl) -> None:
+def _fast(raw, data, labels, psfs, ty, tx, halos, identity, numerator, denominator, rl) -> None:
     jobs = []
-    for label in np.unique(grid):
-        weight = ty.T @ (grid == label).astype(np.float64) @ tx
+    for label, share in labels.items():
+        weight = ty.T @ share @ tx
         denominator += weight
         if label < 0 or identity[label]:
             numerator += weight * raw
@@ -205,8 +276,14 @@ def _fast(raw, data, grid, psfs, ty, tx, ys, xs, patch_px, halos, identity, nume
             jobs.append((label, core, outer, np.where(mask, weight[core], 0.0)))
 
     def restore(job, workers):
-        label, core, outer, _ = job
-        return _restore(data[outer][None], psfs[label], rl["iterations"][label], rl, workers)[0]
+        label, core, outer, weight = job
+        variance = weights = None
+        if rl["variance"] is not None:  # the rule weighs the core pixels this RL serves by their blend weights
+            variance = rl["variance"][outer][None]
+            weights = np.zeros(variance.shape, dtype=np.float32)
+            inner = tuple(slice(c.start - o.start, c.stop - o.start) for c, o in zip(core, outer))
+            weights[(0,) + inner] = weight
+        return _restore(data[outer][None], psfs[label], label, rl, workers, variance, weights)[0]
 
     for (label, core, outer, weight), restored in zip(jobs, _map_jobs(restore, jobs, rl["device"])):
         inner = tuple(slice(c.start - o.start, c.stop - o.start) for c, o in zip(core, outer))
@@ -256,19 +333,22 @@ def _support_regions(support: np.ndarray, halo: int):
         yield core, (slice(g0, g1), slice(h0, h1)), np.isin(labels[core], ids)
 
 
-def _patchwise(raw, data, grid, psfs, profile, ys, xs, patch_px, halos, identity, numerator, denominator, rl) -> None:
+def _patchwise(raw, data, labels, psfs, profile, ys, xs, patch_px, halos, identity, numerator, denominator, rl) -> None:
     p = patch_px
     weight = np.outer(profile, profile)
-    margin = max(halos[label] for label in np.unique(grid) if label >= 0) if np.any(grid >= 0) else 0
+    margin = max((halos[label] for label in labels if label >= 0), default=0)
     padded = np.pad(data, margin, mode="symmetric") if margin else data
+    padded_variance = None
+    if rl["variance"] is not None:
+        padded_variance = np.pad(rl["variance"], margin, mode="symmetric") if margin else rl["variance"]
     jobs = []
-    for label in np.unique(grid):
-        rows, cols = np.nonzero(grid == label)
+    for label, share in labels.items():
+        rows, cols = np.nonzero(share > 0)
         if label < 0 or identity[label]:
             for j, i in zip(rows, cols):
                 y, x = ys[j], xs[i]
-                numerator[y : y + p, x : x + p] += weight * raw[y : y + p, x : x + p]
-                denominator[y : y + p, x : x + p] += weight
+                numerator[y : y + p, x : x + p] += share[j, i] * weight * raw[y : y + p, x : x + p]
+                denominator[y : y + p, x : x + p] += share[j, i] * weight
             continue
         side = p + 2 * halos[label] + 2 * (psfs.shape[-1] // 2)
         chunk = max(1, min(CHUNK_PIXELS // side**2, -(-len(rows) // 2)))  # at least two jobs per level
@@ -278,12 +358,18 @@ def _patchwise(raw, data, grid, psfs, profile, ys, xs, patch_px, halos, identity
     def restore(job, workers):
         label, rows, cols = job
         c = halos[label]
-        crops = np.stack([padded[ys[j] + margin - c : ys[j] + margin + p + c,
-                                 xs[i] + margin - c : xs[i] + margin + p + c] for j, i in zip(rows, cols)])
-        return _restore(crops, psfs[label], rl["iterations"][label], rl, workers)[:, c : c + p, c : c + p]
+        window = [(slice(ys[j] + margin - c, ys[j] + margin + p + c), slice(xs[i] + margin - c, xs[i] + margin + p + c))
+                  for j, i in zip(rows, cols)]
+        crops = np.stack([padded[box] for box in window])
+        variance = weights = None
+        if padded_variance is not None:
+            variance = np.stack([padded_variance[box] for box in window])
+            weights = np.zeros(variance.shape, dtype=np.float32)
+            weights[:, c : c + p, c : c + p] = weight
+        return _restore(crops, psfs[label], label, rl, workers, variance, weights)[:, c : c + p, c : c + p]
 
     for (label, rows, cols), restored in zip(jobs, _map_jobs(restore, jobs, rl["device"])):
         for j, i, patch in zip(rows, cols, restored):
             y, x = ys[j], xs[i]
-            numerator[y : y + p, x : x + p] += weight * patch
-            denominator[y : y + p, x : x + p] += weight
+            numerator[y : y + p, x : x + p] += labels[label][j, i] * weight * patch
+            denominator[y : y + p, x : x + p] += labels[label][j, i] * weight

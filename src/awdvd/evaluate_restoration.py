@@ -28,6 +28,7 @@ from typing import Sequence
 import numpy as np
 
 from ._checks import check_image, check_positive_int
+from ._device import resolve_device
 from .metrics import PAPER_DATA_RANGE, psnr, ssim, truth_data_range
 from .windows import PATCH_PX
 
@@ -149,9 +150,14 @@ def evaluate_patches(patches, psfs, *, model=None, options=None, per_level: int 
     ----------
     patches : a :class:`awdvd.synth.PatchSet` (the test split: ``raw`` noisy, ``truth`` in-focus, ``level``).
     psfs : (n_levels, k, k) deconvolution PSFs (``psf_bank``; level 0 = in-focus PSF, the invariant baseline).
-    model : optional defocus model; adds "variant_predicted" (level from ``model.predict_patches``).
+    model : optional defocus model; adds "variant_predicted" (levels from ``model.predict_patches``, blended by
+        probability as ``options.level_blend`` says; a patch predicted background stays as it is), and its
+        calibrated schedule is the default RL schedule (``iterations=None``).
     options, overrides : :class:`awdvd.restore.AWDVDOptions` and keyword overrides of its fields; the patches
-        use its ``iterations`` (per level), ``offset`` ("auto": each patch's own 1st percentile) and ``device``.
+        use its ``iterations`` / ``rl`` (resolved by :func:`awdvd.restore.rl_schedule`: per level, with its
+        stopping rule over the whole patch), ``offset`` ("auto": each patch's own 1st percentile) and ``device``.
+        The depth-invariant baseline runs the true level's schedule with the level-0 PSF (the same iterations
+        as the depth-variant restoration, the in-focus PSF).
     per_level : patches drawn (without replacement, seeded) per level.
 
     Returns
@@ -161,20 +167,31 @@ def evaluate_patches(patches, psfs, *, model=None, options=None, per_level: int 
     summaries count such patches in ``n_infinite`` and average the finite ones (level 0's noisy patch is the
     in-focus image itself in awdvd's synthetic data).
     """
-    from .restore import iterations_per_level, options_with
-    from .rl import estimate_background, richardson_lucy_stack
+    from .blend import label_shares
+    from .restore import options_with, rl_schedule
+    from .rl import eps_floor, estimate_background, richardson_lucy_batches
 
     options = options_with(options, overrides)
     n_levels = len(psfs)
-    iterations = iterations_per_level(options, n_levels=n_levels)
+    psfs = np.asarray(psfs)
+    schedule = rl_schedule(options, model, n_levels=n_levels)
 
-    def restore(raw, level):  # RL of a stack of patches with level's PSF, each with its own offset
+    def restore(raw, psf_level, plan_level):  # RL of a stack of patches, each with its own offset
         if options.offset == "auto":
             offsets = np.array([estimate_background(p) for p in raw], dtype=np.float64)[:, None, None]
         else:
             offsets = np.full((len(raw), 1, 1), options.offset)
-        data = np.maximum(raw.astype(np.float64) - offsets, 0.0)
-        out = richardson_lucy_stack(data, psfs[level], iterations=iterations[level], offset=0.0, device=options.device)
+        iterations = schedule.iterations[plan_level]
+        if iterations == 0:
+            return raw.astype(np.float32)
+        data = np.maximum(raw.astype(np.float64) - offsets, 0.0).astype(np.float32)
+        stop = None
+        if schedule.stopping:
+            variance = np.stack([schedule.noise_variance(p) for p in raw])
+            stop = schedule.stop_rule(plan_level, variance, np.ones_like(variance))
+        out = richardson_lucy_batches(data, psfs[psf_level][None], iterations, eps_floor(data),
+                                      resolve_device(options.device), variant=schedule.variant,
+                                      tv_weight=schedule.tv_weight, stop=stop)
         return (out.astype(np.float64) + offsets).astype(np.float32)
 
     per_level = check_positive_int(per_level, "per_level")
@@ -191,16 +208,18 @@ def evaluate_patches(patches, psfs, *, model=None, options=None, per_level: int 
         raw, truth = patches.raw[index], patches.truth[index]
         variants = {
             "noisy": raw.astype(np.float32),
-            "variant_true": restore(raw, level),
-            "invariant": restore(raw, 0),
+            "variant_true": restore(raw, level, level),
+            "invariant": restore(raw, 0, level),
         }
         if model is not None:
-            predicted = np.asarray(model.predict_patches(raw))
-            out = raw.astype(np.float32).copy()
-            for value in np.unique(predicted):
-                if value >= 0:
-                    out[predicted == value] = restore(raw[predicted == value], value)
-            variants["variant_predicted"] = out
+            predicted, proba = model.predict_patches(raw, return_proba=True)
+            shares = label_shares(predicted, proba, model.class_levels, n_levels, options.level_blend)
+            out = np.zeros(raw.shape, dtype=np.float64)
+            for value, share in shares.items():
+                chosen = share > 0
+                part = raw[chosen].astype(np.float32) if value < 0 else restore(raw[chosen], value, value)
+                out[chosen] += share[chosen][:, None, None] * part
+            variants["variant_predicted"] = out.astype(np.float32)
         row = {"level": level, "n": int(len(index)), "psnr": {}, "ssim": {}}
         if model is not None:
             row["predicted_levels"] = {str(int(v)): int(np.sum(predicted == v)) for v in np.unique(predicted)}
@@ -226,7 +245,8 @@ def evaluate_patches(patches, psfs, *, model=None, options=None, per_level: int 
             for range_name in ("paper_65535", "truth_range")
         }
         rows.append(row)
-    settings = {"per_level": per_level, "iterations": list(iterations), "seed": seed,
+    settings = {"per_level": per_level, "iterations": list(schedule.iterations), "seed": seed,
+                "schedule": schedule.describe(), "level_blend": options.level_blend if model is not None else None,
                 "offset": "auto (each patch's 1st percentile)" if options.offset == "auto" else options.offset,
                 "include_background": include_background, "psf_size": int(np.shape(psfs)[-1]),
                 "data_ranges": {"paper_65535": PAPER_DATA_RANGE, "truth_range": "max - min of each in-focus patch"}}
@@ -306,6 +326,7 @@ def evaluate_whole_image(specimen: TiltedSpecimen, psfs, *, strides: Sequence[in
 # --------------------------------------------------------------------------------------------- reports
 def write_restoration_report(output, *, dataset=None, in_focus=(), model=None, options=None, per_level: int = 45,
                              strides: Sequence[int] | None = None, seed: int = 0, overwrite: bool = False,
+                             bands: bool = False, simulate_patches: bool = False, command: str = "",
                              **overrides) -> list:
     """``awdvd evaluate-restoration``: the paper's Fig. 8 on a dataset's test patches (``patches.json``,
     ``patches.png``) and/or Fig. 9 on a tilted specimen per in-focus image (``whole.json``, ``whole.png``, the
@@ -320,6 +341,12 @@ def write_restoration_report(output, *, dataset=None, in_focus=(), model=None, o
     options, overrides : :class:`awdvd.restore.AWDVDOptions` (iterations, offset, psf_size, device, ...).
     per_level, strides, seed : as for :func:`evaluate_patches` / :func:`evaluate_whole_image`.
     overwrite : replace existing outputs (otherwise FileExistsError before anything is computed).
+    bands : also issue 12's per level band table on the in-focus images' tilted specimens, with the true-level
+        ceilings and the floors (``bands.json``, ``REPORT.md``: :func:`awdvd.bands.write_band_report`; with the
+        Fig. 8 table when patches are scored). Needs a model (default: the bundled one).
+    simulate_patches : without ``dataset``, score Fig. 8 on the test split of a patch dataset simulated from the
+        in-focus images (reproduce's cpu scale: 20 crops x 8 realizations per image and level, seed 0).
+    command : the command line to record in the report.
 
     Returns the paths written.
     """
@@ -337,30 +364,54 @@ def write_restoration_report(output, *, dataset=None, in_focus=(), model=None, o
     if dataset is None and not in_focus:
         raise ValueError("give a dataset (patch evaluation, --dataset) and/or in-focus images (whole-image "
                          "evaluation, --in-focus)")
-    targets = ([output / "patches.json", output / "patches.png"] if dataset is not None else [])
+    if simulate_patches and dataset is None and not in_focus:
+        raise ValueError("simulate_patches needs in-focus images (--in-focus)")
+    patch_run = dataset is not None or simulate_patches
+    targets = ([output / "patches.json", output / "patches.png"] if patch_run else [])
     targets += [output / "whole.json", output / "whole.png"] if in_focus else []
+    targets += [output / "bands.json", output / "REPORT.md"] if bands and in_focus else []
     for target in targets:
         if target.exists() and not overwrite:
             raise FileExistsError(f"{target} exists; choose another -o folder or pass --overwrite")
+    model_source = "none"
     if model is not None and not hasattr(model, "predict_patches"):
         from .model import load_model
 
+        model_source = str(model)
         model = load_model(model)
-    if dataset is not None:
-        from .data import read_dataset
+    elif model is not None:
+        model_source = "given DefocusModel"
+    if bands and model is None:
+        from .model import bundled_model_path, load_model
 
-        patches, metadata = read_dataset(dataset, "test")
-        psfs = psf_bank(Optics.from_dict(metadata["optics"]), size=options.psf_size)
-        report = evaluate_patches(patches, psfs, model=model, options=options, per_level=per_level, seed=seed)
-        report["settings"]["dataset"] = str(dataset)
-        write_json(output / "patches.json", report, overwrite=overwrite)
-        plot_patch_metrics(report, output / "patches.png", overwrite=overwrite)
+        model, model_source = load_model(), f"bundled model ({bundled_model_path().name})"
+    images = names = None
     if in_focus:
         from .data import load_in_focus_images
 
+        images, names = load_in_focus_images(in_focus)
+    patch_report = None
+    if patch_run:
+        if dataset is not None:
+            from .data import read_dataset
+
+            patches, metadata = read_dataset(dataset, "test")
+        else:
+            from .synth import CameraNoise, DatasetSpec, make_patch_dataset
+
+            optics = model.optics if model is not None else Optics()
+            splits, metadata = make_patch_dataset(images, optics=optics, noise=CameraNoise(), source_names=names,
+                                                  spec=DatasetSpec(crops_per_image=20, realizations=8, seed=0))
+            patches = splits["test"]
+        psfs = psf_bank(Optics.from_dict(metadata["optics"]), size=options.psf_size)
+        patch_report = evaluate_patches(patches, psfs, model=model, options=options, per_level=per_level, seed=seed)
+        patch_report["settings"]["dataset"] = str(dataset) if dataset is not None else (
+            "simulated from the in-focus images: 20 crops x 8 realizations, seed 0, test split")
+        write_json(output / "patches.json", patch_report, overwrite=overwrite)
+        plot_patch_metrics(patch_report, output / "patches.png", overwrite=overwrite)
+    if in_focus:
         optics = model.optics if model is not None else Optics()
         psfs = psf_bank(optics, size=options.psf_size)
-        images, names = load_in_focus_images(in_focus)
         reports = []
         for index, (image, name) in enumerate(zip(images, names)):
             specimen = tilted_specimen(image, optics=optics, psf_size=options.psf_size, seed=seed + index)
@@ -371,4 +422,10 @@ def write_restoration_report(output, *, dataset=None, in_focus=(), model=None, o
                 del report["images"]
             reports.append({"image": name, **report})
         write_json(output / "whole.json", {"images": reports}, overwrite=overwrite)
+        if bands:
+            from .bands import write_band_report
+
+            write_band_report(output, images=images, names=names, model=model, model_source=model_source,
+                              options=options, seed=seed, patches=patch_report, command=command,
+                              overwrite=overwrite, device=resolve_device(options.device))
     return targets

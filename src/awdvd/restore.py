@@ -30,15 +30,16 @@ import numpy as np
 
 from ._checks import check_image, check_odd_size, check_offset_in_range, check_positive_int
 from ._config import FrozenConfig
-from .blend import METHODS
+from .blend import LEVEL_BLENDS, METHODS
 from .io import LARGEST_IMAGE_IN_MEMORY_PX
 from .predict import MAP_MODES, NORMALIZATIONS, TTA_CHOICES
-from .rl import DEFAULT_ITERATIONS, check_offset, resolve_offset
+from .rl import RL_VARIANTS, check_offset, check_variant, resolve_offset
+from .schedule import RLSchedule, default_schedule, model_schedule
 from .tiles import DEFAULT_TILE_PX
 from .windows import WEIGHTINGS, DefocusMap
 
 __all__ = ["AWDVDOptions", "Restoration", "deconvolve", "restore_image", "deconvolve_invariant",
-           "defocus_map_of", "iterations_per_level", "options_with", "OFFSET_SAMPLES"]
+           "defocus_map_of", "iterations_per_level", "rl_schedule", "options_with", "OFFSET_SAMPLES"]
 
 #: pixels the "auto" offset is estimated from (a regular subsample of larger images)
 OFFSET_SAMPLES = 4_000_000
@@ -62,12 +63,24 @@ class AWDVDOptions(FrozenConfig):
     stride : window step (px), 1 .. the model's window side (``model.patch_px``, 84 for DelpNet; checked
         against the model in the pipeline). The paper's case (ii) is 42 with triangular weights, case (i) 84
         with rectangular ones.
-    iterations : Richardson-Lucy iterations: one int >= 0 for every level, a tuple of one int per level (0
-        leaves that level as it is), or None: the model's per-level schedule when its file carries one, else
-        30 (:func:`iterations_per_level` resolves it).
+    iterations : Richardson-Lucy iterations: one int >= 0 for every level (the paper's behaviour), a tuple of
+        one int per level (0 leaves that level as it is), or None: the model's calibrated per-level schedule
+        when its file carries one (:mod:`awdvd.calibrate`: per level a stopping rule and its most iterations,
+        level 0 left as it is), else 30 for every level (:func:`rl_schedule` resolves it; the sidecar records
+        which was used).
+    rl : the Richardson-Lucy variant: "plain" (the paper's Eq. 3), "accelerated" (Biggs-Andrews) or "tv"
+        (total-variation regularised, Dey et al.); None: the model schedule's (its default variant), else
+        plain.
+    tv_weight : weight of the TV prior for ``rl="tv"`` (typical 0.001-0.01), or None: the schedule's, else
+        0.006.
     method : "fast" (one RL per level over its region, DESIGN 4) or "patchwise" (one RL per window, the
         paper's algorithm and the reference).
     weighting : "triangular" (base = window, height stride / (window / 2)) or "rectangular".
+    level_blend : "argmax" (default: each window takes its most likely level's restoration, the paper's) or
+        "probability" (a window whose probabilities are split between levels gets their restorations in
+        proportion, classes under 10% dropped; :func:`awdvd.blend.window_label_weights`). Not yet measured
+        against each other (``awdvd evaluate-restoration --bands`` with each is the measurement); the default
+        stays the paper's until it is. Maps without probabilities (known levels) are one-hot: both are the same.
     offset : camera offset + background (ADU) removed before RL and added back: a number, or "auto" (the
         image's 1st percentile, one value per image; on BBBC006-like data 0.4-2.7 dB PSNR better than 0).
         The value used is recorded (:class:`Restoration`, the job's sidecar).
@@ -87,15 +100,15 @@ class AWDVDOptions(FrozenConfig):
     device : where the network's map and RL run: "auto" (CUDA when torch sees a GPU), "cpu", "cuda[:N]"
         (resolved by :func:`awdvd._device.resolve_device` when the pipeline runs).
 
-    Reserved for the restoration issue that follows (not implemented, so not accepted yet): ``rl_variant``
-    (the Richardson-Lucy variant, e.g. damped or accelerated) and ``uncertain_blend`` (blend an uncertain
-    window's levels by their probabilities instead of taking the most likely one).
     """
 
     stride: int = 42
     iterations: int | tuple[int, ...] | None = None
+    rl: str | None = None
+    tv_weight: float | None = None
     method: str = "fast"
     weighting: str = "triangular"
+    level_blend: str = "argmax"
     offset: float | str = "auto"
     psf_size: int | None = None
     halo_px: int | None = None
@@ -114,10 +127,16 @@ class AWDVDOptions(FrozenConfig):
             object.__setattr__(self, "iterations", values)
         elif self.iterations is not None:
             check_positive_int(self.iterations, "iterations", minimum=0)
+        if self.rl is not None and self.rl not in RL_VARIANTS:
+            raise ValueError(f"rl must be one of {RL_VARIANTS} or None (the model's schedule), got {self.rl!r}")
+        if self.tv_weight is not None:
+            object.__setattr__(self, "tv_weight", check_variant("tv", self.tv_weight)[1])
         if self.method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
         if self.weighting not in WEIGHTINGS:
             raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {self.weighting!r}")
+        if self.level_blend not in LEVEL_BLENDS:
+            raise ValueError(f"level_blend must be one of {LEVEL_BLENDS}, got {self.level_blend!r}")
         if isinstance(self.offset, str):
             if self.offset != "auto":
                 raise ValueError(f"offset must be a number (ADU) or 'auto', got {self.offset!r}")
@@ -155,27 +174,39 @@ def options_with(options: AWDVDOptions | None, overrides: dict) -> AWDVDOptions:
     return options.replace(**overrides) if overrides else options
 
 
-def iterations_per_level(options: AWDVDOptions, model=None, *, n_levels: int | None = None) -> tuple[int, ...]:
-    """RL iterations of every level: ``options.iterations`` resolved.
+def rl_schedule(options: AWDVDOptions, model=None, *, n_levels: int | None = None) -> RLSchedule:
+    """How every level's Richardson-Lucy runs: ``options.iterations`` and ``options.rl`` resolved.
 
-    An int applies to every level; a tuple must have one entry per level; None is the model's per-level
-    schedule when its model file carries one (none does yet: a later issue stores it with the model) and
-    otherwise :data:`awdvd.rl.DEFAULT_ITERATIONS` (30). ``n_levels`` defaults to ``model.optics.n_levels``.
+    None (the default): the model file's calibrated schedule of ``options.rl`` (default: the file's default
+    variant; :func:`awdvd.schedule.model_schedule`), or, for a model without one (or without a model), 30
+    iterations of every level (plain RL unless ``options.rl`` says otherwise). An int applies to every level, a
+    tuple must have one entry per level: fixed counts of ``options.rl`` (default plain). ``options.tv_weight``
+    replaces the schedule's. ``n_levels`` defaults to ``model.optics.n_levels``.
     """
     if n_levels is None:
         if model is None:
-            raise ValueError("iterations_per_level needs a model or n_levels")
+            raise ValueError("rl_schedule needs a model or n_levels")
         n_levels = model.optics.n_levels
     n_levels = check_positive_int(n_levels, "n_levels")
     iterations = options.iterations
     if iterations is None:
-        return (DEFAULT_ITERATIONS,) * n_levels
-    if isinstance(iterations, tuple):
-        if len(iterations) != n_levels:
-            raise ValueError(f"iterations has {len(iterations)} entries but there are {n_levels} levels; give one "
-                             "per level, one int for all, or None")
-        return iterations
-    return (int(iterations),) * n_levels
+        schedule = model_schedule(model, options.rl) if model is not None else None
+        if schedule is None:
+            return default_schedule(n_levels, variant=options.rl, tv_weight=options.tv_weight)
+        if schedule.n_levels != n_levels:
+            raise ValueError(f"the model's schedule has {schedule.n_levels} levels but there are {n_levels} PSFs")
+        return schedule if options.tv_weight is None else schedule.replace(tv_weight=options.tv_weight)
+    if isinstance(iterations, tuple) and len(iterations) != n_levels:
+        raise ValueError(f"iterations has {len(iterations)} entries but there are {n_levels} levels; give one "
+                         "per level, one int for all, or None")
+    variant = options.rl or "plain"
+    weight = options.tv_weight if options.tv_weight is not None else (default_schedule(1, variant=variant).tv_weight)
+    return RLSchedule.fixed(iterations, n_levels, variant=variant, tv_weight=weight, source="options")
+
+
+def iterations_per_level(options: AWDVDOptions, model=None, *, n_levels: int | None = None) -> tuple[int, ...]:
+    """RL iterations of every level (with a stopping rule: the most): :func:`rl_schedule`'s counts."""
+    return rl_schedule(options, model, n_levels=n_levels).iterations
 
 
 @dataclass
@@ -186,7 +217,10 @@ class Restoration:
     dmap : the image's :class:`awdvd.windows.DefocusMap`.
     options : the options used (for a given map, with the map's stride).
     offset : the offset removed before RL (ADU; "auto" resolved).
-    iterations : RL iterations of every level. device : where RL ran. psf_size : side of the PSFs (px).
+    iterations : RL iterations of every level (the most, with a stopping rule).
+    schedule : the :class:`awdvd.schedule.RLSchedule` used (variant, counts or rule, where it came from).
+    iterations_run : {level: [iterations of each RL region]} (None for images restored in tiles).
+    device : where RL ran. psf_size : side of the PSFs (px).
     tiled : True if the image went through tiles. timings_s : {"defocus_map", "deconvolution"} seconds.
     """
 
@@ -199,12 +233,20 @@ class Restoration:
     psf_size: int
     tiled: bool
     timings_s: dict = field(default_factory=dict)
+    schedule: RLSchedule | None = None
+    iterations_run: dict | None = None
 
     def resolved(self) -> dict:
-        """What the options left open, as decided for this image (JSON-ready): offset, iterations, device,
-        psf_size, tiled."""
-        return {"offset": self.offset, "iterations": list(self.iterations), "device": self.device,
-                "psf_size": self.psf_size, "tiled": self.tiled}
+        """What the options left open, as decided for this image (JSON-ready): offset, iterations (and where
+        they came from: "model" schedule, "options" or "default"), the RL variant and stopping rule, the
+        iterations each level's RLs ran, device, psf_size, tiled."""
+        out = {"offset": self.offset, "iterations": list(self.iterations), "device": self.device,
+               "psf_size": self.psf_size, "tiled": self.tiled}
+        if self.schedule is not None:
+            out.update(self.schedule.describe())
+        out["iterations_run"] = (None if self.iterations_run is None else
+                                 {str(level): runs for level, runs in self.iterations_run.items()})
+        return out
 
 
 def _is_lazy(image) -> bool:
@@ -305,13 +347,14 @@ def restore_image(
 
         psfs = psf_bank(loaded.optics if loaded is not None else Optics(), size=options.psf_size)
     psfs = np.asarray(psfs)
-    iterations = iterations_per_level(options, loaded, n_levels=len(psfs))
+    schedule = rl_schedule(options, loaded, n_levels=len(psfs))
     device = resolve_device(options.device)
     offset = resolve_offset(options.offset, image, max_samples=OFFSET_SAMPLES)
     check_offset_in_range(options.offset, image, max_samples=OFFSET_SAMPLES)  # a number that would destroy the image
     tiled = lazy or should_tile(shape, max_px=max_px)
-    rl = dict(iterations=iterations, method=options.method, weighting=options.weighting, offset=offset,
-              halo_px=options.halo_px, device=device)
+    rl = dict(iterations=schedule, method=options.method, weighting=options.weighting, offset=offset,
+              halo_px=options.halo_px, device=device, level_blend=options.level_blend)
+    record: dict = {}
     with contextlib.ExitStack() as stack:
         if client is not None and (tiled or (dmap is None and options.map_mode == "dense")):
             from .batch import dask_client
@@ -330,13 +373,14 @@ def restore_image(
         else:
             from .blend import deconvolve_levels
 
-            restored = deconvolve_levels(image, dmap, psfs, **rl)
+            restored = deconvolve_levels(image, dmap, psfs, record=record, **rl)
             if out is not None:
                 out[...] = restored
                 restored = out
     timings = {"defocus_map": round(mapped - start, 4), "deconvolution": round(time.perf_counter() - mapped, 4)}
-    return Restoration(image=restored, dmap=dmap, options=options, offset=offset, iterations=iterations,
-                       device=device, psf_size=int(psfs.shape[-1]), tiled=tiled, timings_s=timings)
+    return Restoration(image=restored, dmap=dmap, options=options, offset=offset, iterations=schedule.iterations,
+                       device=device, psf_size=int(psfs.shape[-1]), tiled=tiled, timings_s=timings,
+                       schedule=schedule, iterations_run=record.get("iterations_run"))
 
 
 def deconvolve(
@@ -395,7 +439,8 @@ def deconvolve(
 def deconvolve_invariant(image, psf_or_level=0, options: AWDVDOptions | None = None, *, optics=None,
                          eps: float | None = None, **overrides) -> np.ndarray:
     """Depth-invariant baseline: RL of the whole image with one PSF, with the options of :func:`deconvolve`
-    (``iterations``, ``offset`` (default "auto", resolved on this image), ``psf_size``, ``device``).
+    (``iterations`` (None: 30; no model schedule applies), ``rl``, ``tv_weight``, ``offset`` (default "auto",
+    resolved on this image), ``psf_size``, ``device``).
 
     Parameters
     ----------
@@ -422,9 +467,12 @@ def deconvolve_invariant(image, psf_or_level=0, options: AWDVDOptions | None = N
     if isinstance(options.iterations, tuple):
         if level is None:
             raise ValueError("per-level iterations need a level (int) to choose from; give one int for a PSF array")
-        iterations = iterations_per_level(options, n_levels=optics.n_levels)[level]
+        schedule = rl_schedule(options, n_levels=optics.n_levels)
+        iterations = schedule.iterations[level]
     else:
-        iterations = iterations_per_level(options, n_levels=1)[0]
+        schedule = rl_schedule(options, n_levels=1)
+        iterations = schedule.iterations[0]
     array = check_image(image, "image")
     offset = resolve_offset(options.offset, array, max_samples=OFFSET_SAMPLES)
-    return richardson_lucy(array, psf, iterations=iterations, offset=offset, eps=eps, device=options.device)
+    return richardson_lucy(array, psf, iterations=iterations, offset=offset, eps=eps, device=options.device,
+                           variant=schedule.variant, tv_weight=schedule.tv_weight)

@@ -490,6 +490,7 @@ def tiled_deconvolve_levels(
     workers: int = 0,
     client=None,
     progress: bool = False,
+    level_blend: str = "argmax",
 ):
     """:func:`awdvd.blend.deconvolve_levels` of a large image, tile by tile, in bounded memory.
 
@@ -501,8 +502,8 @@ def tiled_deconvolve_levels(
     ----------
     image : (H, W) array-like that slices to numpy (numpy, memmap, zarr, dask).
     dmap : the whole image's :class:`awdvd.windows.DefocusMap` (e.g. :func:`tiled_defocus_map`'s).
-    psfs, iterations, method, weighting, offset, halo_px, device : as for :func:`awdvd.blend.deconvolve_levels`
-        (``offset`` a number: resolve "auto" first, once for the whole image).
+    psfs, iterations, method, weighting, offset, halo_px, device, level_blend : as for
+        :func:`awdvd.blend.deconvolve_levels` (``offset`` a number: resolve "auto" first, once for the whole image).
     eps : RL's floor; default ``1e-6 * max(image - offset)`` over the whole image (one extra pass over it).
     tile_px : core tile side (px); each tile is read with :func:`restoration_halo_px` around it.
     out : (H, W) array to fill (e.g. ``awdvd.io.open_ome_zarr_output(...)``, a memmap, or any object with
@@ -541,10 +542,13 @@ def tiled_deconvolve_levels(
 
     halo = restoration_halo_px(psfs, patch_px=patch_px, halo_px=halo_px)
     options = dict(iterations=iterations, method=method, weighting=weighting, offset=offset, halo_px=halo_px, eps=eps,
-                   device=resolve_device(device))
-    # the map travels with every tile: levels in the smallest integer type that holds them, no probabilities
+                   device=resolve_device(device), level_blend=level_blend)
+    # the map travels with every tile: levels in the smallest integer type that holds them, probabilities only
+    # when the blend uses them
+    proba = (np.asarray(dmap.proba, np.float32) if level_blend == "probability"
+             else np.zeros(dmap.levels.shape + (0,), np.float32))
     small = DefocusMap(levels=dmap.levels.astype(np.int16 if len(psfs) < 2**15 else np.int64),
-                       proba=np.zeros(dmap.levels.shape + (0,), np.float32), class_levels=dmap.class_levels,
+                       proba=proba, class_levels=dmap.class_levels,
                        ys=np.asarray(dmap.ys), xs=np.asarray(dmap.xs), image_shape=(h, w), patch_px=patch_px,
                        stride=int(dmap.stride), mode=dmap.mode, normalization=dmap.normalization)
     fn = functools.partial(_restore_block, dmap=small, psfs=psfs, options=options)

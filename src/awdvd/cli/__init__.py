@@ -17,7 +17,7 @@ from .. import __version__
 
 # module names in this package, in the order `awdvd --help` lists them
 _COMMAND_MODULES = ("demo", "psf", "simulate", "train", "evaluate", "evaluate_robustness", "predict", "deconvolve",
-                    "evaluate_restoration", "reproduce", "fetch", "export_bioimageio")
+                    "evaluate_restoration", "calibrate_restoration", "reproduce", "fetch", "export_bioimageio")
 
 EXIT_USAGE = 2
 EXIT_FAILURE = 1

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..blend import METHODS
+from ..blend import LEVEL_BLENDS, METHODS
+from ..rl import RL_VARIANTS
 from ..jobs import FORMATS
 from ..predict import MAP_MODES
 from ..windows import WEIGHTINGS
@@ -32,8 +33,16 @@ def register(subparsers) -> None:
                         help=f"window step in px, 1..the model's window side (default {d.stride}; the paper's case "
                              "(i) is 84 with --weighting rectangular)")
     parser.add_argument("--iterations", type=non_negative_int, default=d.iterations,
-                        help="Richardson-Lucy iterations for every level (default: the model's schedule where it "
-                             "has one, else 30)")
+                        help="Richardson-Lucy iterations for every level, the paper's behaviour (default: the "
+                             "model's calibrated per-level schedule where it has one, else 30; the sidecar records "
+                             "which was used)")
+    parser.add_argument("--rl", choices=RL_VARIANTS, default=d.rl,
+                        help="Richardson-Lucy variant: plain (the paper's), accelerated (Biggs-Andrews) or tv "
+                             "(total-variation regularised) (default: the model schedule's, else plain)")
+    parser.add_argument("--level-blend", choices=LEVEL_BLENDS, default=d.level_blend,
+                        help=f"restoration of a window whose levels are uncertain: probability (its likely levels' "
+                             f"restorations in proportion) or argmax (its most likely level's, the paper's) "
+                             f"(default {d.level_blend})")
     parser.add_argument("--weighting", choices=WEIGHTINGS, default=d.weighting,
                         help=f"window blending weights (default {d.weighting})")
     parser.add_argument("--method", choices=METHODS, default=d.method,
@@ -66,9 +75,9 @@ def run(args: argparse.Namespace) -> int:
     from ..restore import AWDVDOptions
     from ._outputs import model_file_from_args, run_and_report
 
-    options = AWDVDOptions(stride=args.stride, iterations=args.iterations, method=args.method,
-                           weighting=args.weighting, offset=args.offset, psf_size=args.psf_size,
-                           halo_px=args.halo_px, map_mode=args.map_mode, device=args.device,
+    options = AWDVDOptions(stride=args.stride, iterations=args.iterations, rl=args.rl, method=args.method,
+                           weighting=args.weighting, level_blend=args.level_blend, offset=args.offset,
+                           psf_size=args.psf_size, halo_px=args.halo_px, map_mode=args.map_mode, device=args.device,
                            tta=args.tta, smoothing_px=args.smoothing)
     job = DeconvolveJob(out_dir=args.output, model=model_file_from_args(args), options=options, dtype=args.dtype,
                         output_format=args.format, tile_px=args.tile_px, max_px=args.max_whole_px,

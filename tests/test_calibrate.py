@@ -1,0 +1,135 @@
+"""awdvd.calibrate and `awdvd calibrate-restoration` on a tiny setting (64 px fields, 1 specimen per level, a
+few iterations, 15 px PSFs): they run end to end and write the schedule into a NEW model file."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from awdvd.cli import main
+from awdvd.schedule import INFO_KEY, model_schedule
+
+from _standins import tiny_delpnet_model
+
+pytest.importorskip("torch")
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+TINY = dict(specimens_per_level=1, shape_px=(64, 64), max_iterations=4, variants=("plain", "accelerated"),
+            tilted_specimens=1, tilted_shape_px=(84, 264), stride=42)
+
+
+def _digest(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory):
+    return tiny_delpnet_model(seed=1).save(tmp_path_factory.mktemp("calibrate") / "model.pt")
+
+
+@pytest.fixture(scope="module")
+def calibrated(model_file):
+    from awdvd.calibrate import CalibrationSpec, calibrate_model
+
+    before, stamp = _digest(model_file), model_file.stat().st_mtime_ns
+    messages = []
+    path = calibrate_model(model_file, model_file.with_name("calibrated.pt"), spec=CalibrationSpec(**TINY),
+                           psf_size=15, progress=messages.append)
+    assert _digest(model_file) == before and model_file.stat().st_mtime_ns == stamp  # the input is untouched
+    return path, messages
+
+
+def test_calibrate_model_writes_a_new_model_file_with_its_schedule(model_file, calibrated):
+    from awdvd.model import load_model
+    from awdvd.restore import AWDVDOptions, rl_schedule
+
+    path, messages = calibrated
+    assert path != model_file and path.exists()
+    assert not [p for p in path.parent.iterdir() if p.name not in ("model.pt", "calibrated.pt")]  # no temporaries
+    assert len(messages) == 11 + 2  # one per level, one per variant's tilted stage
+    model = load_model(path)
+    block = model.info[INFO_KEY]
+    assert block["default_variant"] in TINY["variants"] and set(block["schedules"]) == set(TINY["variants"])
+    schedule = model_schedule(model)
+    assert schedule.source == "model" and schedule.n_levels == 11
+    assert schedule.iterations == tuple(block["iterations_per_level"])
+    assert schedule.iterations[0] == 0  # level 0 measures no gain: left as it is
+    assert all(0 <= n <= TINY["max_iterations"] * 1.5 for n in schedule.iterations)
+    assert max(schedule.iterations) > 0  # the deep levels gain from RL even at 4 iterations
+    on = block["calibrated_on"]
+    assert on["spec"]["shape_px"] == [64, 64] and on["psf_size"] == 15 and on["camera"]["offset_adu"] == 96.0
+    assert on["seeds"][:2] == [20_000, 20_100] and on["tilted_seeds"] == [25_000]
+    assert rl_schedule(AWDVDOptions(), model) == schedule
+    # everything else of the model is the input's
+    original = load_model(model_file)
+    assert {k: v for k, v in model.info.items() if k != INFO_KEY} == original.info
+    assert model.optics == original.optics and list(model.class_levels) == list(original.class_levels)
+
+
+def test_calibrate_model_never_replaces_without_being_asked(model_file, calibrated, monkeypatch):
+    from awdvd import calibrate
+
+    path, _ = calibrated
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        calibrate.calibrate_model(model_file, path)
+    with pytest.raises(FileExistsError, match="input model"):
+        calibrate.calibrate_model(model_file, model_file)
+    with pytest.raises(ValueError, match="-o MODEL_OUT"):
+        calibrate.calibrate_model(model_file, None)
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("interrupted")
+
+    monkeypatch.setattr(calibrate, "calibrate_schedules", fail)
+    target = path.with_name("never.pt")
+    with pytest.raises(RuntimeError):
+        calibrate.calibrate_model(model_file, target)
+    assert not target.exists()
+
+
+def test_calibrate_restoration_command(model_file, tmp_path, capsys):
+    out = tmp_path / "cli.pt"
+    argv = ["calibrate-restoration", str(model_file), "-o", str(out), "--specimens", "1", "--tilted", "0",
+            "--max-iterations", "3", "--psf-size", "15", "--variants", "plain", "--field-px", "64"]
+    before = _digest(model_file)
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    assert f"wrote {out}: default plain RL, iterations per level [0," in captured.out
+    assert "level 10:" in captured.err and _digest(model_file) == before
+    from awdvd.model import load_model
+
+    assert model_schedule(load_model(out)).variant == "plain"
+    # an existing output is refused in one line, and replaced with --overwrite
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--overwrite" in err and "Traceback" not in err
+    assert main(argv + ["--overwrite"]) == 0
+
+
+@pytest.mark.parametrize("args,code,message", [
+    (["{model}", "-o", "{model}"], 1, "input model"),
+    (["{tmp}/missing.pt", "-o", "{tmp}/x.pt"], 1, "no such model file"),
+    (["{model}", "-o", "{tmp}/x.pt", "--field-px", "10"], 2, "at least 64"),
+    (["{model}", "-o", "{tmp}/x.pt", "--variants", "fast"], 2, "invalid choice"),
+    (["{model}", "-o", "{tmp}/x.pt", "--psf-size", "14", "--variants", "plain", "--field-px", "64",
+      "--specimens", "1", "--tilted", "0", "--max-iterations", "1"], 1, "odd"),
+])
+def test_calibrate_restoration_bad_input_is_one_line(model_file, tmp_path, capsys, args, code, message):
+    argv = ["calibrate-restoration"] + [a.format(model=model_file, tmp=tmp_path) for a in args]
+    with pytest.raises(SystemExit) if code == 2 else _nothing() as raised:
+        result = main(argv)
+    result = raised.value.code if code == 2 else result
+    err = capsys.readouterr().err.strip()
+    assert result == code and message in err and "Traceback" not in err
+    if code == 1:
+        assert len(err.splitlines()) == 1
+    assert not (tmp_path / "x.pt").exists()
+
+
+class _nothing:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
