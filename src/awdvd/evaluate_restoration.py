@@ -212,7 +212,10 @@ def evaluate_patches(patches, psfs, *, model=None, options=None, per_level: int 
             "invariant": restore(raw, 0, level),
         }
         if model is not None:
-            predicted, proba = model.predict_patches(raw, return_proba=True)
+            value_range = None  # image-range models read a patch with its synthetic image's range, as in evaluate
+            if getattr(model, "normalization", None) == "image-range" and patches.image_range is not None:
+                value_range = patches.image_range[index]
+            predicted, proba = model.predict_patches(raw, return_proba=True, value_range=value_range)
             shares = label_shares(predicted, proba, model.class_levels, n_levels, options.level_blend)
             out = np.zeros(raw.shape, dtype=np.float64)
             for value, share in shares.items():
