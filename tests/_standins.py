@@ -28,7 +28,7 @@ class RuleModel:
         return (levels, proba) if return_proba else levels
 
 
-def tiny_delpnet_model(seed: int = 0, *, widths=(4, 4, 8, 8, 8, 8, 8)):
+def tiny_delpnet_model(seed: int = 0, *, widths=(4, 4, 8, 8, 8, 8, 8), normalization: str = "window-minmax"):
     """A randomly initialised, small DelpNet wrapped as a DefocusModel (BatchNorm statistics randomised so
     that folding them into the convs is exercised)."""
     import torch
@@ -45,7 +45,7 @@ def tiny_delpnet_model(seed: int = 0, *, widths=(4, 4, 8, 8, 8, 8, 8)):
                 module.running_var.uniform_(0.5, 2.0)
                 module.weight.uniform_(0.5, 1.5)
                 module.bias.uniform_(-0.1, 0.1)
-    return DefocusModel(network, optics=Optics(), class_levels=list(range(11)) + [-1])
+    return DefocusModel(network, optics=Optics(), class_levels=list(range(11)) + [-1], normalization=normalization)
 
 
 def blend_args(**changes) -> dict:

@@ -25,7 +25,8 @@ def _digest(path) -> str:
 
 @pytest.fixture(scope="module")
 def model_file(tmp_path_factory):
-    return tiny_delpnet_model(seed=1).save(tmp_path_factory.mktemp("calibrate") / "model.pt")
+    # image-range, as the bundled model: the copy must keep it (it once came back window-minmax)
+    return tiny_delpnet_model(seed=1, normalization="image-range").save(tmp_path_factory.mktemp("calibrate") / "model.pt")
 
 
 @pytest.fixture(scope="module")
@@ -65,6 +66,7 @@ def test_calibrate_model_writes_a_new_model_file_with_its_schedule(model_file, c
     original = load_model(model_file)
     assert {k: v for k, v in model.info.items() if k != INFO_KEY} == original.info
     assert model.optics == original.optics and list(model.class_levels) == list(original.class_levels)
+    assert model.normalization == original.normalization == "image-range"
 
 
 def test_calibrate_model_never_replaces_without_being_asked(model_file, calibrated, monkeypatch):

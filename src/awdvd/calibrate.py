@@ -464,5 +464,5 @@ def calibrate_model(model=None, output=None, *, spec: CalibrationSpec | None = N
                                 progress=progress)
     calibrated = DefocusModel(loaded.network, optics=loaded.optics, class_levels=loaded.class_levels,
                               patch_px=loaded.patch_px, info={**loaded.info, INFO_KEY: block},
-                              inference_backend=loaded.inference_backend)
+                              inference_backend=loaded.inference_backend, normalization=loaded.normalization)
     return calibrated.save(output, overwrite=overwrite)
