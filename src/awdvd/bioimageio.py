@@ -6,7 +6,12 @@ their architecture source (:mod:`awdvd.bioimageio_network`, which imports only t
 tensors computed by the model itself; a cover image; a README; the licence; and the citations. The exported
 network takes raw-intensity 84 x 84 patches, (N, 1, 84, 84) float32, axes typed in micrometres at the model's
 pixel size, and returns the class probabilities (N, 12): levels 0 .. 10 and background. The normalisation the
-model was trained with (per-patch min-max) sits inside the network, so no pre-processing is declared.
+model was trained with sits inside the network, so no pre-processing is declared:
+
+- "window-minmax" models: one input ``raw``; each window is min-max normalised on its own.
+- "image-range" models: a second input ``range``, (N, 2) float32, row i the (low, high) of the whole image
+  window i was cut from (:func:`awdvd.patches.image_range`), which one window cannot tell; the network
+  normalises each window by its row exactly as :func:`awdvd.patches.normalize_windows` does.
 
 :func:`load_bioimageio_model` (and ``awdvd.load_model("delpnet.zip")``) rebuilds the awdvd
 :class:`~awdvd.model.DefocusModel` from such a package: the awdvd model file's metadata stored under
@@ -55,31 +60,52 @@ def _check_exportable(model) -> dict:
     return payload
 
 
+def _uses_range(payload: dict) -> bool:
+    from .bioimageio_network import RANGE_NORMALIZATIONS
+
+    return payload["normalization"] in RANGE_NORMALIZATIONS
+
+
+def _network_class_name(payload: dict) -> str:
+    return "ImageRangeDelpNet" if _uses_range(payload) else "RawIntensityDelpNet"
+
+
 def raw_intensity_network(model):
-    """The model's network wrapped to take raw intensities: a
-    :class:`~awdvd.bioimageio_network.RawIntensityDelpNet` (eval mode, CPU) holding the model's weights, mapping
-    (N, 1, p, p) raw patches to (N, n_classes) class probabilities."""
-    from .bioimageio_network import RawIntensityDelpNet
+    """The model's network wrapped to take raw intensities (eval mode, CPU, the model's weights), mapping
+    (N, 1, p, p) raw patches to (N, n_classes) class probabilities: a
+    :class:`~awdvd.bioimageio_network.RawIntensityDelpNet` for "window-minmax" models, an
+    :class:`~awdvd.bioimageio_network.ImageRangeDelpNet` (called with the patches and their images' ranges
+    (N, 2), :func:`awdvd.patches.image_range`) for "image-range" models."""
+    from . import bioimageio_network
 
     payload = _check_exportable(model)
-    wrapper = RawIntensityDelpNet(**_architecture_kwargs(payload))
+    wrapper = getattr(bioimageio_network, _network_class_name(payload))(**_architecture_kwargs(payload))
     wrapper.network.load_state_dict(payload["state_dict"], strict=True)
     return wrapper.eval()
 
 
 def _architecture_kwargs(payload: dict) -> dict:
+    from .patches import BACKGROUND
+
     args = dict(payload["architecture_args"])
     args["widths"] = [int(w) for w in args["widths"]]
-    return {**args, "normalization": payload["normalization"]}
+    args["normalization"] = payload["normalization"]
+    if _uses_range(payload):  # DefocusModel.predict_patches' rule: an exactly constant window is background
+        levels = [int(v) for v in payload["class_levels"]]
+        args["background_class"] = levels.index(BACKGROUND) if BACKGROUND in levels else -1
+    return args
 
 
-def package_test_patches(model, *, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def package_test_patches(model, *, seed: int = 0, return_range: bool = False):
     """One raw-intensity patch per defocus level: a procedural nuclei strip tilted through every level (the
     demo's specimen, :func:`awdvd.evaluate_restoration.tilted_specimen`), cut into ``model.patch_px`` squares.
 
-    Returns (patches (n_levels, p, p) float32 in ADU, true levels (n_levels,) int64).
+    Returns (patches (n_levels, p, p) float32 in ADU, true levels (n_levels,) int64), and with
+    ``return_range`` also the strip's (low, high) (2,) float32 (:func:`awdvd.patches.image_range` of the whole
+    strip the patches were cut from: what an "image-range" model normalises them by).
     """
     from .evaluate_restoration import tilted_specimen
+    from .patches import image_range
     from .synth import synthetic_nuclei
 
     p, n_levels = int(model.patch_px), int(model.optics.n_levels)
@@ -87,6 +113,8 @@ def package_test_patches(model, *, seed: int = 0) -> tuple[np.ndarray, np.ndarra
     specimen = tilted_specimen(strip, optics=model.optics, seed=seed)
     patches = np.stack([specimen.observed[:, i * p:(i + 1) * p] for i in range(n_levels)]).astype(np.float32)
     levels = np.array([specimen.levels[0, i * p + p // 2] for i in range(n_levels)], dtype=np.int64)
+    if return_range:
+        return patches, levels, np.asarray(image_range(specimen.observed), dtype=np.float32)
     return patches, levels
 
 
@@ -107,6 +135,44 @@ def _cover(patches: np.ndarray, true_levels, predicted, class_names, path: Path,
     return save_figure(fig, path, overwrite=True, dpi=80)
 
 
+def _range_text() -> str:
+    """What the ``range`` input of an image-range package holds, for its README and the input's description."""
+    from .patches import RANGE_PERCENTILES, RANGE_SMOOTHING_PX
+
+    low, high = RANGE_PERCENTILES
+    return (f"row i = (low, high) of the WHOLE image window i was cut from, in the same raw units: the {low:g} "
+            f"and {high:g} percentiles of that image smoothed by a Gaussian of sigma {RANGE_SMOOTHING_PX:g} px "
+            "(reflecting borders; an image over about 4 M pixels is sampled on a regular grid after smoothing) - "
+            "awdvd.patches.image_range(image) computes it. Every window of one image gets the same row. "
+            "The network computes (raw - low) / (high - low), not clipped, and 0 where high <= low")
+
+
+def _range_description() -> str:
+    """The ``range`` input's description (bioimage.io allows 128 characters; the README says it all)."""
+    from .patches import RANGE_PERCENTILES, RANGE_SMOOTHING_PX
+
+    low, high = RANGE_PERCENTILES
+    return (f"(low, high) ADU of the WHOLE image each window is from: awdvd.patches.image_range, p{low:g}/p{high:g} "
+            f"after Gaussian sigma {RANGE_SMOOTHING_PX:g} px")
+
+
+def _inputs_readme(model, payload: dict) -> str:
+    import textwrap
+
+    p, pixel = model.patch_px, model.optics.pixel_um
+    raw = f"- input `raw`: (batch, 1, {p}, {p}) float32 raw camera intensities (ADU), pixel {pixel:g} um."
+    if not _uses_range(payload):
+        return raw + """ The
+  network normalises each patch itself (per-patch min-max to [0, 1], as in training): give raw values."""
+    return raw + f""" Give raw
+  values: the network normalises them by the second input, as in training. An exactly constant window is
+  reported as certain background (as awdvd does).
+{textwrap.fill(f"- input `range`: (batch, 2) float32, {_range_text()}.", width=110, subsequent_indent="  ")}
+  This model was trained on windows normalised by their image's range, so one window alone cannot be read
+  right: compute the range once per image, then cut the windows. (Giving each window its own
+  image_range reads it as an image of its own; awdvd does that only for lone patches.)"""
+
+
 def _readme(model, payload: dict, accuracy: float) -> str:
     optics = model.optics
     info = payload.get("info", {})
@@ -120,8 +186,7 @@ level {optics.n_levels - 1} = {optics.depths_um[-1]:g} um), or background. awdvd
 deconvolve each region with its own point spread function (adaptive weighting depth-variant deconvolution).
 
 ## Input and output
-- input `raw`: (batch, 1, {model.patch_px}, {model.patch_px}) float32 raw camera intensities (ADU), pixel {optics.pixel_um:g} um. The
-  network normalises each patch itself (per-patch min-max to [0, 1], as in training): give raw values.
+{_inputs_readme(model, payload)}
 - output `probabilities`: (batch, {len(payload['class_names'])}) class probabilities, in the order {names}.
 
 ## Optics the model was made for
@@ -143,7 +208,8 @@ fields of unseen images.
 
 ## Use
 With awdvd: `awdvd.load_model("this.zip")` gives the model back (state-dict weights), for `awdvd deconvolve`,
-`awdvd predict` and the napari plugin. Any bioimage.io consumer can run the TorchScript or state-dict weights.
+`awdvd predict` and the napari plugin. Any bioimage.io consumer can run the TorchScript or state-dict weights{
+"" if not _uses_range(payload) else ", given both inputs: the windows and, per window, its image's range (above)"}.
 
 ## Licence
 BSD-3-Clause (the awdvd project). Training images: BBBC006v1 (Ljosa et al. 2012).
@@ -170,6 +236,12 @@ def export_bioimageio(model=None, path="delpnet.zip", *, name: str | None = None
     ------
     ImportError (with the install command) without bioimageio.spec; ValueError for a model that cannot be
     exported (not DelpNet, or a normalisation the package network does not implement).
+
+    Notes
+    -----
+    A "window-minmax" model's package has one input, ``raw`` (N, 1, p, p). An "image-range" model's has a second,
+    ``range`` (N, 2) float32: each window's image's (low, high), :func:`awdvd.patches.image_range` (its test
+    tensor: the range of the strip the test patches were cut from); the package's README says how to compute it.
     """
     import torch
 
@@ -190,9 +262,11 @@ def export_bioimageio(model=None, path="delpnet.zip", *, name: str | None = None
     model = model if isinstance(model, DefocusModel) else load_model(model)
     payload = _check_exportable(model)
     wrapper = raw_intensity_network(model)
-    patches, true_levels = package_test_patches(model, seed=seed)
+    patches, true_levels, strip_range = package_test_patches(model, seed=seed, return_range=True)
+    ranges = np.tile(strip_range, (len(patches), 1)) if _uses_range(payload) else None  # (n, 2) float32
     with torch.inference_mode():
-        proba = wrapper(torch.from_numpy(patches[:, None])).numpy()
+        network_inputs = [torch.from_numpy(patches[:, None])] + ([] if ranges is None else [torch.from_numpy(ranges)])
+        proba = wrapper(*network_inputs).numpy()
     predicted = np.argmax(proba, axis=1)
     accuracy = float(np.mean(model.class_levels[predicted] == true_levels))
     with tempfile.TemporaryDirectory(prefix="awdvd-bioimageio-") as tmp:
@@ -202,6 +276,9 @@ def export_bioimageio(model=None, path="delpnet.zip", *, name: str | None = None
         import tifffile
 
         tifffile.imwrite(work / "sample_input.tif", patches[:, None])
+        if ranges is not None:
+            np.save(work / "test_range.npy", ranges)
+            tifffile.imwrite(work / "sample_range.tif", ranges)
         tifffile.imwrite(work / "sample_output.tif", proba.astype(np.float32))
         torch.save({k: v.detach().cpu().clone() for k, v in wrapper.state_dict().items()}, work / "weights.pt")
         import warnings
@@ -222,15 +299,25 @@ def export_bioimageio(model=None, path="delpnet.zip", *, name: str | None = None
         p = int(model.patch_px)
         pixel_um = float(model.optics.pixel_um)
         space = dict(size=p, unit="micrometer", scale=pixel_um)
+        normalised_by = "" if ranges is None else " by input `range`"
         inputs = [bio.InputTensorDescr(
             id=bio.TensorId("raw"),
-            description=f"raw camera intensities (ADU) of {p} x {p} patches; normalised inside the network",
+            description=f"raw camera intensities (ADU) of {p} x {p} patches; normalised inside the network{normalised_by}",
             axes=[bio.BatchAxis(), bio.ChannelAxis(channel_names=[bio.Identifier("intensity")]),
                   bio.SpaceInputAxis(id=bio.AxisId("y"), **space), bio.SpaceInputAxis(id=bio.AxisId("x"), **space)],
             test_tensor=bio.FileDescr(source=work / "test_input.npy"),
             sample_tensor=bio.FileDescr(source=work / "sample_input.tif"),
             data=bio.IntervalOrRatioDataDescr(type="float32"),
         )]
+        if ranges is not None:
+            inputs.append(bio.InputTensorDescr(
+                id=bio.TensorId("range"),
+                description=_range_description(),
+                axes=[bio.BatchAxis(), bio.ChannelAxis(channel_names=[bio.Identifier("low"), bio.Identifier("high")])],
+                test_tensor=bio.FileDescr(source=work / "test_range.npy"),
+                sample_tensor=bio.FileDescr(source=work / "sample_range.tif"),
+                data=bio.IntervalOrRatioDataDescr(type="float32"),
+            ))
         channel_names = [bio.Identifier("background" if n == "bg" else f"level_{n}") for n in payload["class_names"]]
         outputs = [bio.OutputTensorDescr(
             id=bio.TensorId("probabilities"),
@@ -246,7 +333,7 @@ def export_bioimageio(model=None, path="delpnet.zip", *, name: str | None = None
             pytorch_state_dict=bio.PytorchStateDictWeightsDescr(
                 source=work / "weights.pt", pytorch_version=pytorch_version,
                 architecture=bio.ArchitectureFromFileDescr(source=work / "raw_intensity_delpnet.py",
-                                                           callable=bio.Identifier("RawIntensityDelpNet"),
+                                                           callable=bio.Identifier(_network_class_name(payload)),
                                                            kwargs=_architecture_kwargs(payload))),
             torchscript=bio.TorchscriptWeightsDescr(source=work / "weights_torchscript.pt",
                                                     pytorch_version=pytorch_version, parent="pytorch_state_dict"),

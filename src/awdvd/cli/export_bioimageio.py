@@ -11,8 +11,8 @@ def register(subparsers) -> None:
         "export-bioimageio",
         help="write a model as a bioimage.io package (zip) for bioimage.io tools",
         description="Write MODEL (default: the bundled model) as a bioimage.io model package, format 0.5: "
-        "rdf.yaml, TorchScript and state-dict weights (the network takes raw intensities and returns class "
-        "probabilities), test tensors made by the model, cover, README, licence and citations. Check it with "
+        "rdf.yaml, TorchScript and state-dict weights (the network takes raw intensities, and for an image-range "
+        "model each window's image range as a second input, and returns class probabilities), test tensors made by the model, cover, README, licence and citations. Check it with "
         "`bioimageio test OUTPUT`; `awdvd.load_model(OUTPUT)` loads it back. Needs pip install 'awdvd[bioimageio]'.",
     )
     parser.add_argument("model", nargs="?", type=Path, metavar="MODEL", help="model file (default: the bundled model)")
