@@ -171,3 +171,27 @@ def test_full_size_tilted_specimen_fast_equals_patchwise():
     by_name = {r["name"]: r for r in report["results"]}
     assert abs(by_name["fast_s42_true"]["psnr_truth_range"] - by_name["case_ii_true"]["psnr_truth_range"]) < 0.05
     assert by_name["case_i_true"]["seam_ratio_error"] > 1.3 > by_name["case_ii_true"]["seam_ratio_error"]
+
+
+def test_image_range_models_read_patches_with_their_images_range(bank):
+    """An image-range model classifies a test patch with its synthetic image's range (PatchSet.image_range), as
+    `awdvd evaluate` does: without it every patch would be normalised on its own (the bundled model then called
+    a sixth of the level-0 patches level 10)."""
+    from awdvd.synth import DatasetSpec, make_patch_dataset
+
+    splits, _ = make_patch_dataset([cells((100, 120), seed=s) for s in (1, 2)],
+                                   spec=DatasetSpec(crops_per_image=2, psf_size=15, fractions=(0.0, 0.0, 1.0)))
+    test = splits["test"]
+    seen = []
+
+    class RangeModel(RuleModel):
+        normalization = "image-range"
+
+        def predict_patches(self, patches, *, return_proba=False, batch_size=256, value_range=None):
+            seen.append(value_range)
+            return super().predict_patches(patches, return_proba=return_proba, batch_size=batch_size)
+
+    evaluate_patches(test, bank, model=RangeModel(step=150.0), per_level=2, iterations=1)
+    assert seen and all(r is not None and np.ndim(r) == 2 and np.shape(r)[1] == 2 for r in seen)
+    known = {tuple(np.round(row, 3)) for row in np.asarray(test.image_range)}
+    assert all(tuple(np.round(row, 3)) in known for r in seen for row in np.asarray(r))

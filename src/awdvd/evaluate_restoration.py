@@ -212,10 +212,10 @@ def evaluate_patches(patches, psfs, *, model=None, options=None, per_level: int 
             "invariant": restore(raw, 0, level),
         }
         if model is not None:
-            value_range = None  # image-range models read a patch with its synthetic image's range, as in evaluate
+            ranges = {}  # image-range models read a patch with its synthetic image's range, as awdvd evaluate does
             if getattr(model, "normalization", None) == "image-range" and patches.image_range is not None:
-                value_range = patches.image_range[index]
-            predicted, proba = model.predict_patches(raw, return_proba=True, value_range=value_range)
+                ranges = {"value_range": patches.image_range[index]}
+            predicted, proba = model.predict_patches(raw, return_proba=True, **ranges)
             shares = label_shares(predicted, proba, model.class_levels, n_levels, options.level_blend)
             out = np.zeros(raw.shape, dtype=np.float64)
             for value, share in shares.items():
