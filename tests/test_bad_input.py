@@ -239,8 +239,8 @@ def test_exactly_constant_images_are_background(world, tmp_path, file):
     check_case(world, tmp_path, _image_commands(file)["predict"], 0, None)
     counts = json.loads(next((tmp_path / "out").glob("*.defocus.json")).read_text())["counts"]
     foreground = {level: n for level, n in counts.items() if level != "bg" and n}
-    if foreground:
-        pytest.xfail(f"awaits predict fix: windows of {file} called {foreground}")
+    assert not foreground, f"windows of {file} called {foreground}"
+    assert counts.get("bg", 0) > 0
 
 
 # --------------------------------------------------------------------------------------------- models
