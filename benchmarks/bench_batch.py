@@ -347,7 +347,7 @@ def main() -> None:
     parser.add_argument("--workers", default="auto,0,1,2",
                         help="worker counts to compare, 'auto' = none given (default auto,0,1,2)")
     parser.add_argument("--iterations", type=int, help="RL iterations (default: AWDVDOptions', 30)")
-    parser.add_argument("--map-mode", default="patch", help="defocus maps of the batch (default patch, as the CLI)")
+    parser.add_argument("--map-mode", default="auto", help="defocus maps of the batch (default auto, as the CLI)")
     parser.add_argument("--model", type=Path, help="model file (default: a random-init default DelpNet)")
     parser.add_argument("--large-px", type=int, default=8192, help="side of the large image (0 skips it)")
     parser.add_argument("--tile-px", type=int, default=1024)
