@@ -60,6 +60,10 @@ _EPS_RELATIVE = 1e-6
 RL_VARIANTS = ("plain", "accelerated", "tv")
 #: largest Biggs-Andrews step (MATLAB's deconvlucy clips it to [0, 1] too)
 _MAX_ACCELERATION = 1.0
+#: side (px, odd) of the square over which the Biggs-Andrews step is measured around every pixel. A local step
+#: keeps RL local: a pixel's result depends only on its neighbourhood, so a tile or a region restored with a
+#: halo gives the whole image's result (one step per image would depend on everything else in the rectangle).
+ACCELERATION_WINDOW_PX = 31
 #: |grad o| is smoothed by this fraction of the image's max in the TV term
 _TV_SMOOTHING = 1e-3
 #: padded pixels per batch of RL images (about 64 MB of float32 work arrays)
@@ -149,12 +153,16 @@ def _tv_factor(estimate: np.ndarray, weight: float, scale: np.ndarray) -> np.nda
 
 
 def _acceleration(g1: np.ndarray, g2: np.ndarray) -> np.ndarray:
-    """Biggs-Andrews' step (B, 1, 1) from the last two changes g_k, g_{k-1} (B, h, w): their normalised
-    correlation, in [0, 1)."""
-    num = np.einsum("bij,bij->b", g1, g2, dtype=np.float64)
-    den = np.einsum("bij,bij->b", g2, g2, dtype=np.float64)
-    alpha = np.divide(num, den, out=np.zeros_like(num), where=den > 0)
-    return np.clip(alpha, 0.0, _MAX_ACCELERATION).astype(np.float32)[:, None, None]
+    """Biggs-Andrews' step (B, h, w) from the last two changes g_k, g_{k-1} (B, h, w), measured locally: the
+    correlation sum(g_k g_{k-1}) / sum(g_{k-1}^2) over the :data:`ACCELERATION_WINDOW_PX` square around every
+    pixel (mirrored at the borders), clipped to [0, 1]; 0 where the last change is 0 throughout the square."""
+    from scipy.ndimage import uniform_filter
+
+    size = (1, ACCELERATION_WINDOW_PX, ACCELERATION_WINDOW_PX)
+    num = uniform_filter(g1 * g2, size=size, mode="mirror")
+    den = uniform_filter(g2 * g2, size=size, mode="mirror")
+    alpha = np.divide(num, den, out=np.zeros_like(num), where=den > np.finfo(np.float32).tiny)
+    return np.clip(alpha, 0.0, _MAX_ACCELERATION, out=alpha)
 
 
 def _discrepancy(residual: np.ndarray, stop: tuple) -> np.ndarray:
@@ -170,7 +178,8 @@ def _rl_numpy(images: np.ndarray, psfs: np.ndarray, iterations: int, eps: float,
     """RL of every image (B, h, w) float32 >= 0 with its PSF (B or 1, k, k); scipy.fft on the CPU.
 
     ``variant``: "plain" (Eq. 3), "accelerated" (Biggs-Andrews vector extrapolation: each RL step starts from
-    ``y_k = x_k + alpha (x_k - x_{k-1})``, alpha the correlation of the last two steps' changes, in [0, 1]) or
+    ``y_k = x_k + alpha (x_k - x_{k-1})``, alpha the correlation of the last two steps' changes around each
+    pixel (:func:`_acceleration`), in [0, 1]) or
     "tv" (Eq. 3 times Dey et al.'s total-variation factor of weight ``tv_weight``; weight 0 is plain RL).
 
     ``stop``: None (``iterations`` iterations), or (variance, weights, tau): (B, h, w) float32 noise variance of
@@ -298,6 +307,14 @@ def _rl_torch(images: np.ndarray, psfs: np.ndarray, iterations: int, eps: float,
         spectrum = torch.fft.rfft2(extended, s=shape) * transfer
         return torch.fft.irfft2(spectrum, s=shape)[:, r : r + h, r : r + w]
 
+    half = ACCELERATION_WINDOW_PX // 2
+    my = torch.from_numpy(np.pad(np.arange(h), half, mode="reflect")).to(device)  # scipy's mode="mirror"
+    mx = torch.from_numpy(np.pad(np.arange(w), half, mode="reflect")).to(device)
+
+    def local_mean(x):
+        padded = x.index_select(1, my).index_select(2, mx)[:, None]
+        return torch.nn.functional.avg_pool2d(padded, ACCELERATION_WINDOW_PX, stride=1)[:, 0]
+
     def tv_factor(o):
         gy = torch.zeros_like(o)
         gx = torch.zeros_like(o)
@@ -314,10 +331,10 @@ def _rl_torch(images: np.ndarray, psfs: np.ndarray, iterations: int, eps: float,
         for k in range(iterations):
             if accelerated:
                 if last_change is not None:
-                    num = (change * last_change).sum(dim=(1, 2), dtype=torch.float64)
-                    den = (last_change * last_change).sum(dim=(1, 2), dtype=torch.float64)
-                    alpha = torch.where(den > 0, num / den.clamp_min(1e-300), torch.zeros_like(num))
-                    alpha = alpha.clamp(0.0, _MAX_ACCELERATION).float()[:, None, None]
+                    num, den = local_mean(change * last_change), local_mean(last_change * last_change)
+                    tiny = float(np.finfo(np.float32).tiny)
+                    alpha = torch.where(den > tiny, num / den.clamp_min(tiny), torch.zeros_like(num))
+                    alpha = alpha.clamp(0.0, _MAX_ACCELERATION)
                     estimate, previous = (estimate + alpha * (estimate - previous)).clamp_min(0.0), estimate
                 else:
                     previous = estimate
@@ -430,7 +447,8 @@ def richardson_lucy(
         ``1e-6 * max(image - offset)``.
     device : "auto" or None (CUDA if torch sees a GPU, else the CPU), "cpu" (scipy.fft) or "cuda[:N]" (torch).
     variant : "plain" (Eq. 3, the paper's), "accelerated" (Biggs & Andrews 1997: every step starts from the
-        estimate extrapolated along its last change, by the correlation of the last two changes; the same
+        estimate extrapolated along its last change, by the correlation of the last two changes in the
+        :data:`ACCELERATION_WINDOW_PX` square around each pixel, so that RL stays local; the same
         restoration in fewer iterations, each about as costly) or "tv" (Dey et al. 2006: Eq. 3 times
         ``1 / (1 - tv_weight * div(grad o / |grad o|))``, a total-variation prior against noise amplification).
     tv_weight : weight of the TV prior (px; "tv" only; 0 is plain RL; typical 0.001-0.01).
