@@ -152,17 +152,48 @@ def _tv_factor(estimate: np.ndarray, weight: float, scale: np.ndarray) -> np.nda
     return 1.0 / np.clip(1.0 - weight * divergence, 0.5, 2.0)
 
 
-def _acceleration(g1: np.ndarray, g2: np.ndarray) -> np.ndarray:
-    """Biggs-Andrews' step (B, h, w) from the last two changes g_k, g_{k-1} (B, h, w), measured locally: the
-    correlation sum(g_k g_{k-1}) / sum(g_{k-1}^2) over the :data:`ACCELERATION_WINDOW_PX` square around every
-    pixel (mirrored at the borders), clipped to [0, 1]; 0 where the last change is 0 throughout the square."""
-    from scipy.ndimage import uniform_filter
+class _Acceleration:
+    """Biggs-Andrews' extrapolation with work arrays allocated once: :meth:`extrapolate` turns the estimate x_k
+    into y_k = x_k + alpha (x_k - x_{k-1}), alpha (B, h, w) the correlation sum(g_k g_{k-1}) / sum(g_{k-1}^2) of
+    the last two changes g (g_k = x_k - y_{k-1}) over the :data:`ACCELERATION_WINDOW_PX` square around every
+    pixel (mirrored at the borders), clipped to [0, 1]: 0 where the last change is 0 throughout the square."""
 
-    size = (1, ACCELERATION_WINDOW_PX, ACCELERATION_WINDOW_PX)
-    num = uniform_filter(g1 * g2, size=size, mode="mirror")
-    den = uniform_filter(g2 * g2, size=size, mode="mirror")
-    alpha = np.divide(num, den, out=np.zeros_like(num), where=den > np.finfo(np.float32).tiny)
-    return np.clip(alpha, 0.0, _MAX_ACCELERATION, out=alpha)
+    def __init__(self, estimate: np.ndarray):
+        self.previous = estimate.copy()  # x_{k-1} while the iteration runs, then x_k (see current)
+        self.change, self.last_change = np.zeros_like(estimate), np.zeros_like(estimate)
+        self.num, self.den, self.work = (np.empty_like(estimate) for _ in range(3))
+        self.steps = 0  # changes seen
+
+    def _box(self, values: np.ndarray) -> np.ndarray:
+        from scipy.ndimage import uniform_filter1d
+
+        uniform_filter1d(values, ACCELERATION_WINDOW_PX, axis=2, mode="mirror", output=self.work)
+        return uniform_filter1d(self.work, ACCELERATION_WINDOW_PX, axis=1, mode="mirror", output=values)
+
+    def extrapolate(self, estimate: np.ndarray) -> None:
+        """``estimate`` (x_k, in place) becomes y_k; :attr:`previous` keeps x_k."""
+        if self.steps < 2:
+            np.copyto(self.previous, estimate)
+            return
+        num = self._box(np.multiply(self.change, self.last_change, out=self.num))
+        den = self._box(np.multiply(self.last_change, self.last_change, out=self.den))
+        np.maximum(den, np.finfo(np.float32).tiny, out=den)
+        alpha = np.clip(np.divide(num, den, out=num), 0.0, _MAX_ACCELERATION, out=num)
+        step = np.subtract(estimate, self.previous, out=self.den)
+        np.copyto(self.previous, estimate)
+        step *= alpha
+        estimate += step
+        np.maximum(estimate, 0.0, out=estimate)
+
+    def start(self, estimate: np.ndarray) -> None:
+        """Before the RL update of y_k: remember y_k (in the buffer that becomes g_{k+1})."""
+        self.last_change, self.change = self.change, self.last_change
+        np.copyto(self.change, estimate)
+
+    def finish(self, estimate: np.ndarray) -> None:
+        """After the RL update: g_{k+1} = x_{k+1} - y_k."""
+        np.subtract(estimate, self.change, out=self.change)
+        self.steps += 1
 
 
 def _discrepancy(residual: np.ndarray, stop: tuple) -> np.ndarray:
@@ -179,7 +210,7 @@ def _rl_numpy(images: np.ndarray, psfs: np.ndarray, iterations: int, eps: float,
 
     ``variant``: "plain" (Eq. 3), "accelerated" (Biggs-Andrews vector extrapolation: each RL step starts from
     ``y_k = x_k + alpha (x_k - x_{k-1})``, alpha the correlation of the last two steps' changes around each
-    pixel (:func:`_acceleration`), in [0, 1]) or
+    pixel (:class:`_Acceleration`), in [0, 1]) or
     "tv" (Eq. 3 times Dey et al.'s total-variation factor of weight ``tv_weight``; weight 0 is plain RL).
 
     ``stop``: None (``iterations`` iterations), or (variance, weights, tau): (B, h, w) float32 noise variance of
@@ -215,7 +246,7 @@ def _rl_numpy(images: np.ndarray, psfs: np.ndarray, iterations: int, eps: float,
     if tv:
         scale = (_TV_SMOOTHING * np.max(images, axis=(1, 2), keepdims=True, initial=0.0)).astype(np.float32)
         scale = np.maximum(scale, np.finfo(np.float32).tiny)
-    previous = change = last_change = None
+    acceleration = _Acceleration(estimate) if accelerated else None
     active = np.ones(b, dtype=bool)
     ran = np.zeros(b, dtype=np.int64)
     final = None  # the kept estimates of images that stopped
@@ -229,15 +260,8 @@ def _rl_numpy(images: np.ndarray, psfs: np.ndarray, iterations: int, eps: float,
 
     for k in range(iterations):
         if accelerated:
-            if last_change is not None:
-                alpha = _acceleration(change, last_change)
-                step = estimate - previous
-                previous[...] = estimate
-                estimate += alpha * step
-                np.maximum(estimate, 0.0, out=estimate)
-            else:
-                previous = estimate.copy()
-        current = previous if accelerated else estimate  # x_k (the estimate is y_k)
+            acceleration.extrapolate(estimate)
+        current = acceleration.previous if accelerated else estimate  # x_k (the estimate is y_k)
         factor = _tv_factor(estimate, tv_weight, scale) if tv else None
         _fill_symmetric(estimate_buffer, None, r, iy, ix, h, w)
         blurred = convolve(estimate_buffer, otf)
@@ -260,11 +284,10 @@ def _rl_numpy(images: np.ndarray, psfs: np.ndarray, iterations: int, eps: float,
         if factor is not None:
             correction *= factor
         if accelerated:
-            start = estimate.copy()
+            acceleration.start(estimate)
         estimate *= correction
         if accelerated:
-            last_change = change
-            change = np.subtract(estimate, start, out=start)
+            acceleration.finish(estimate)
     if iterations_run is not None:
         iterations_run[...] = ran
     out = estimate.copy()
