@@ -157,7 +157,7 @@ def test_probability_blend_of_split_windows_is_the_mix_of_their_levels(psfs):
     np.testing.assert_allclose(mixed, 0.7 * pure[3] + 0.3 * pure[4], rtol=1e-5, atol=1e-2)
     # the argmax ignores the split
     np.testing.assert_array_equal(deconvolve_levels(image, dmap, psfs, iterations=6, **args), pure[3])
-    # a class under MIN_PROBABILITY (10%) is dropped and the rest renormalised
+    # a class under MIN_PROBABILITY (20%) is dropped and the rest renormalised
     split[..., 3], split[..., 4] = 0.95, 0.05
     nearly = deconvolve_levels(image, dataclasses.replace(maps[3], proba=split), psfs, iterations=6,
                                level_blend="probability", **args)

@@ -29,8 +29,11 @@ METHODS = ("fast", "patchwise")
 #: how a window's restoration is chosen: its most likely level's ("argmax", the paper's) or its candidate
 #: levels' blended by probability ("probability")
 LEVEL_BLENDS = ("argmax", "probability")
-#: "probability": classes below this probability are dropped (the rest renormalised; the most likely is kept)
-MIN_PROBABILITY = 0.1
+#: "probability": classes below this probability are dropped (the rest renormalised; the most likely is kept).
+#: Every kept level costs an RL of its windows: on the tilted specimens of the six shared fields (bundled model,
+#: defaults) 0.1 / 0.2 / 0.3 gave whole-image gains of +7.93 / +7.90 / +7.83 dB and worst bands -0.02 / -0.07 /
+#: -0.07 dB, for 1.10 / 0.96 / 0.87 the CPU time of 30 plain iterations with argmax levels (loaded machine)
+MIN_PROBABILITY = 0.2
 
 
 def per_level_iterations(iterations, n_levels: int):

@@ -88,16 +88,18 @@ def oscillation(history: list) -> dict:
 
 
 def fig4(job) -> dict:
-    """Fig. 4: validation loss with BatchNorm momentum (Keras) 0.60 against 0.99."""
-    runs = {"BN momentum 0.60 (Keras; DelpNet)": job.comparison["delpnet"],
-            "BN momentum 0.99 (Keras default)": job.comparison["bn-momentum-0.99"]}
+    """Fig. 4: validation loss with BatchNorm momentum (Keras) 0.60 against 0.99 (the BN study's runs, trained
+    without BatchNorm recalibration)."""
+    study = job.bn_study
+    runs = {"BN momentum 0.60 (Keras; DelpNet)": study["delpnet"],
+            "BN momentum 0.99 (Keras default)": study["bn-momentum-0.99"]}
     figures.curves_png({label: run.history for label, run in runs.items()}, job.folder / FIGURES["fig4"])
     return {"paper": PAPER["fig4"],
-            "awdvd": {"0.60": oscillation(job.comparison["delpnet"].history),
-                      "0.99": oscillation(job.comparison["bn-momentum-0.99"].history)},
+            "awdvd": {"0.60": oscillation(study["delpnet"].history),
+                      "0.99": oscillation(study["bn-momentum-0.99"].history)},
             "figure": FIGURES["fig4"], "models": [run.key for run in runs.values()],
-            "conditions": {"0.60": job.conditions(job.comparison["delpnet"]),
-                           "0.99": job.conditions(job.comparison["bn-momentum-0.99"])}}
+            "conditions": {"0.60": job.conditions(study["delpnet"]),
+                           "0.99": job.conditions(study["bn-momentum-0.99"])}}
 
 
 def _cmc_item(job, runs: dict, figure: str, title: str, paper_top1: dict) -> dict:

@@ -3,7 +3,7 @@ them, their labels and figure files (He et al. 2019, section 3)."""
 
 from __future__ import annotations
 
-__all__ = ["REPORT_ITEMS", "PAPER", "PAPER_SOURCES", "COMPARISON_VARIANTS", "COMPARISON_ARCHITECTURES", "LABELS",
+__all__ = ["REPORT_ITEMS", "PAPER", "PAPER_SOURCES", "COMPARISON_VARIANTS", "BN_STUDY_VARIANTS", "BN_STUDY_SUFFIX", "COMPARISON_ARCHITECTURES", "LABELS",
            "FIGURES", "ITEM_TITLES", "ITEM_KEYS"]
 
 #: The items of the paper's results section, in report order.
@@ -39,8 +39,12 @@ PAPER = {
 }
 
 PAPER_SOURCES = 381  # in-focus BBBC006 images the paper synthesised from
-#: The DelpNet variants of Table 1 and Fig. 4-5 (one budget), and the architectures of Table 2 and Fig. 6.
-COMPARISON_VARIANTS = ("delpnet", "no-bg", "bn-momentum-0.99", "plain")
+#: The DelpNet variants of Table 1 and Fig. 5 (one budget), the pair of Fig. 4's BatchNorm-momentum study, and
+#: the architectures of Table 2 and Fig. 6.
+COMPARISON_VARIANTS = ("delpnet", "no-bg", "plain")
+BN_STUDY_VARIANTS = ("delpnet", "bn-momentum-0.99")
+#: the key suffix of the BN study's runs (trained without BatchNorm recalibration)
+BN_STUDY_SUFFIX = "+keras-bn"
 COMPARISON_ARCHITECTURES = ("vgg16", "inception_v3", "resnet18", "mobilenet_v2")
 #: How the report names each run's network, and the file of each figure.
 LABELS = {"delpnet": "DelpNet", "no-bg": "DelpNet without bg", "bn-momentum-0.99": "DelpNet, BN momentum 0.99",

@@ -8,7 +8,8 @@ import math
 from pathlib import Path
 from typing import Sequence
 
-from .paper import COMPARISON_ARCHITECTURES, COMPARISON_VARIANTS, LABELS, PAPER, PAPER_SOURCES
+from .paper import (BN_STUDY_SUFFIX, BN_STUDY_VARIANTS, COMPARISON_ARCHITECTURES, COMPARISON_VARIANTS, LABELS, PAPER,
+                    PAPER_SOURCES)
 
 __all__ = ["report_markdown", "write_report", "percent", "number", "parameters_text", "seconds_text",
            "markdown_table", "ITEM_RUNS"]
@@ -62,6 +63,8 @@ def _run_order(key: str, scale: dict) -> tuple:
     variant, _, epochs = key.partition("@")
     if epochs == f"{scale['ablation_epochs']}ep" and variant in COMPARISON_VARIANTS:
         return (1, COMPARISON_VARIANTS.index(variant), key)
+    if epochs == f"{scale['ablation_epochs']}ep{BN_STUDY_SUFFIX}" and variant in BN_STUDY_VARIANTS:
+        return (1, len(COMPARISON_VARIANTS) + BN_STUDY_VARIANTS.index(variant), key)
     architectures = ("delpnet",) + COMPARISON_ARCHITECTURES
     return (2, architectures.index(variant) if variant in architectures else len(architectures), key)
 
@@ -375,7 +378,9 @@ def _differences(r: dict) -> list[str]:
     lines += [
         "- **Training:** PyTorch instead of Keras; the scale's recipe (`fast`: AdamW, one-cycle, dihedral "
         "augmentation) for the given number of epochs instead of the paper's Adam 6e-5 for 1000 epochs. The "
-        "comparison runs skip the recipe's BatchNorm recalibration so that BatchNorm works as in Keras.",
+        "comparison runs re-estimate the BatchNorm statistics before each validation (the recipe's "
+        "recalibration); only Fig. 4's two runs skip it, so that BatchNorm works as in Keras, which is what that "
+        "figure compares.",
         "- **Fig. 7-8:** Richardson-Lucy with the camera offset removed first; SSIM also at the in-focus patch's data "
         "range, since at 65535 it is about 1 for 12-bit data (the paper does not say which range it used).",
         "- **Fig. 9:** a synthetic tilted specimen with known truth instead of a real image, so that seams and PSNR "
