@@ -104,6 +104,16 @@ class Run:
     summary: dict | None = None
     eval_seconds: float | None = None
 
+    @property
+    def budget(self) -> str:
+        """How much training the model had, in words: epochs over fixed patches, or steps of the training
+        stream (``awdvd train``, whose windows are fresh every step)."""
+        training = self.model.info.get("training", {}) if self.source != "trained here" else {}
+        if training.get("kind") == "stream":
+            return (f"{training.get('steps')} steps x {self.recipe.get('batch_size', '?')} fresh windows of the "
+                    f"training stream (best step {training.get('best_step')})")
+        return f"{self.epochs} epochs (best {self.best_epoch}), {self.n_train} train patches"
+
 
 class Reproduction:
     """The steps of :func:`awdvd.reproduce.reproduce`, writing figures (and models) into a (staging) folder.
@@ -277,6 +287,7 @@ class Reproduction:
 
         return {"variant": run.variant, "architecture": run.architecture, "source": run.source,
                 "recipe": run.recipe, "epochs": run.epochs, "best_epoch": run.best_epoch, "n_train": run.n_train,
+                "budget": run.budget,
                 "n_val": run.n_val, "n_test": len(self.splits["test"]), "train_seconds": run.train_seconds,
                 "eval_seconds": run.eval_seconds, "device": run.device,
                 "parameters": count_parameters(run.model.network),
@@ -291,8 +302,8 @@ class Reproduction:
         n_test = len(self.splits["test"])
         if run.source != "trained here":
             recipe = run.recipe.get("name", "?")
-            return (f"loaded: {run.source}; its file: recipe {recipe}, {run.epochs} epochs (best {run.best_epoch}), "
-                    f"{run.n_train} train patches, trained on {run.device}; tested here on {n_test} test patches "
+            return (f"loaded: {run.source}; its file: recipe {recipe}, {run.budget}, trained on {run.device}; "
+                    f"tested here on {n_test} test patches "
                     f"({self.data_short}), {self.device}, eval {seconds_text(run.eval_seconds)}")
         recal = "" if run.recipe.get("bn_recalibration") else " w/o BN recal."
         return (f"{self.data_short}; {run.n_train} train / {run.n_val} val / {n_test} test patches; "

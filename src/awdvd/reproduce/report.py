@@ -97,8 +97,8 @@ def _main_text(r: dict) -> str:
     """How the main DelpNet came about, in one phrase."""
     main, main_run = r["main_model"], r["models"]["main"]
     return (("trained here: " if main["source"] == "trained here" else f"loaded from {main['source']}: ")
-            + f"{main_run['epochs']} epochs, {main_run['n_train']} training patches, "
-            f"{parameters_text(main_run['parameters'])} params")
+            + main_run.get("budget", f"{main_run['epochs']} epochs, {main_run['n_train']} training patches")
+            + f", {parameters_text(main_run['parameters'])} params")
 
 
 def _header(r: dict) -> list[str]:
@@ -357,7 +357,8 @@ def _trainings(r: dict) -> list[str]:
     out = []
     rows = [[key, LABELS.get(m["variant"], m["variant"]), m["source"] if m["source"] != "trained here" else "here",
              m["recipe"].get("name", "?") + ("" if m["recipe"].get("bn_recalibration", 1) else " (no BN recal.)"),
-             m["epochs"], m["best_epoch"], m["n_train"], m["n_val"], parameters_text(m["parameters"]),
+             *((m["epochs"], m["best_epoch"], m["n_train"], m["n_val"]) if m["epochs"] is not None
+               else (m.get("budget", "n/a"), "", "", "")), parameters_text(m["parameters"]),
              seconds_text(m["train_seconds"]), percent(m["test"]["accuracy"]) if m["test"] else "n/a"]
             for key, m in sorted(models.items(), key=lambda item: _run_order(item[0], r["scale"]))]
     out += ["## Every model of this run", "",
