@@ -134,7 +134,9 @@ def test_the_shipped_cpu_scale_report_renders_from_its_results():
         assert f"## {item}" in text
     models = [line.split(" | ")[0].lstrip("| ") for line in text.split("## Every model of this run")[1].splitlines()
               if line.startswith("| ") and not line.startswith("| Run") and not line.startswith("| ---")]
-    assert models[0] == "main" and models[1] == "delpnet@3ep" and models[-1] == "mobilenet_v2@3ep"
+    epochs = results["scale"]["ablation_epochs"]
+    assert models[0] == "main" and models[1] == f"delpnet@{epochs}ep" and models[-1] == f"mobilenet_v2@{epochs}ep"
+    assert f"bn-momentum-0.99@{epochs}ep+keras-bn" in models  # Fig. 4's run without BatchNorm recalibration
 
 
 @pytest.mark.slow
