@@ -13,8 +13,9 @@ Which model answers which item:
   validation, which would erase exactly what the comparison is about (in Keras, the paper's framework,
   inference uses the running averages that the momentum controls; in PyTorch the momentum changes nothing
   else). Measured at the ``cpu`` scale, the comparison runs without recalibration scored 0.05-0.13 validation
-  accuracy (chance) for no-bg, plain, Inception_v3 and ResNet18 although they fit their training patches (0.36-0.59):
-  their running statistics lag the weights, so those rows compared stale BatchNorm, not networks.
+  accuracy (chance) for no-bg, plain, Inception_v3 and ResNet18 (at epoch 9) although they fit their training
+  patches (0.36-0.59): their running statistics lag the weights, so those rows compared stale BatchNorm, not
+  networks.
 
 The items themselves are in :mod:`~awdvd.reproduce.classification` (Tables 1-2, Fig. 3-6) and
 :mod:`~awdvd.reproduce.restoration` (Fig. 7-9).
