@@ -8,7 +8,7 @@ RL's reach grows with every iteration. On a 600 x 700 field with levels varying 
 depth does) the measured max |tiled - whole| is 1e-6 to 2e-6 of the image's max (10-30 iterations, 31-49 px
 PSFs, 256 px tiles): the assert allows 1e-5. On a random level grid (every level everywhere, the worst case
 for region shapes) it is 1e-4 to 4e-4 of the max: the slow test allows 1e-3. Accelerated RL measures its step
-locally (rl.ACCELERATION_WINDOW_PX), so it is as local as plain RL: 4.6e-5 of the max at 20 iterations on the
+locally (rl_steps.ACCELERATION_WINDOW_PX), so it is as local as plain RL: 4.6e-5 of the max at 20 iterations on the
 patchy field (with one step per region, as before, it was 5e-3: the step depended on the region's rectangle).
 """
 

@@ -31,6 +31,7 @@ from ._checks import check_image, check_positive_int
 from ._device import resolve_device
 from ._threads import allowed_threads
 from .psf import check_psf_stack, psf_otfs
+from .rl_steps import ACCELERATION_WINDOW_PX, MAX_ACCELERATION, TV_SMOOTHING, Acceleration, stop_discrepancy, tv_factor
 
 __all__ = [
     "richardson_lucy",
@@ -58,14 +59,6 @@ DEFAULT_ITERATIONS = 30
 _EPS_RELATIVE = 1e-6
 #: the Richardson-Lucy variants: Eq. 3 as in the paper, Biggs-Andrews acceleration, Dey et al.'s TV prior
 RL_VARIANTS = ("plain", "accelerated", "tv")
-#: largest Biggs-Andrews step (MATLAB's deconvlucy clips it to [0, 1] too)
-_MAX_ACCELERATION = 1.0
-#: side (px, odd) of the square over which the Biggs-Andrews step is measured around every pixel. A local step
-#: keeps RL local: a pixel's result depends only on its neighbourhood, so a tile or a region restored with a
-#: halo gives the whole image's result (one step per image would depend on everything else in the rectangle).
-ACCELERATION_WINDOW_PX = 31
-#: |grad o| is smoothed by this fraction of the image's max in the TV term
-_TV_SMOOTHING = 1e-3
 #: padded pixels per batch of RL images (about 64 MB of float32 work arrays)
 CHUNK_PIXELS = 1 << 23
 
@@ -133,76 +126,6 @@ def _fill_symmetric(buffer: np.ndarray, data: np.ndarray | None, r: int, iy: np.
         buffer[:, : h + 2 * r, : w + 2 * r] = data[:, iy[:, None], ix[None, :]]
 
 
-def _tv_factor(estimate: np.ndarray, weight: float, scale: np.ndarray) -> np.ndarray:
-    """Dey et al.'s total-variation factor ``1 / (1 - weight * div(grad o / |grad o|))`` of a batch of estimates
-    (B, h, w), with zero-flux (Neumann) boundaries; ``scale`` (B, 1, 1) smooths |grad o| near 0 (1e-3 of each
-    image's max, so the factor does not depend on the units). Kept in [1/2, 2] (a step never moves a pixel by more
-    than a factor of 2 because of the prior; with the weights used here it stays well inside)."""
-    gy = np.zeros_like(estimate)
-    gx = np.zeros_like(estimate)
-    gy[:, :-1] = estimate[:, 1:] - estimate[:, :-1]
-    gx[:, :, :-1] = estimate[:, :, 1:] - estimate[:, :, :-1]
-    norm = np.sqrt(gy * gy + gx * gx + scale * scale)
-    gy /= norm
-    gx /= norm
-    divergence = gy.copy()
-    divergence[:, 1:] -= gy[:, :-1]
-    divergence += gx
-    divergence[:, :, 1:] -= gx[:, :, :-1]
-    return 1.0 / np.clip(1.0 - weight * divergence, 0.5, 2.0)
-
-
-class _Acceleration:
-    """Biggs-Andrews' extrapolation with work arrays allocated once: :meth:`extrapolate` turns the estimate x_k
-    into y_k = x_k + alpha (x_k - x_{k-1}), alpha (B, h, w) the correlation sum(g_k g_{k-1}) / sum(g_{k-1}^2) of
-    the last two changes g (g_k = x_k - y_{k-1}) over the :data:`ACCELERATION_WINDOW_PX` square around every
-    pixel (mirrored at the borders), clipped to [0, 1]: 0 where the last change is 0 throughout the square."""
-
-    def __init__(self, estimate: np.ndarray):
-        self.previous = estimate.copy()  # x_{k-1} while the iteration runs, then x_k (see current)
-        self.change, self.last_change = np.zeros_like(estimate), np.zeros_like(estimate)
-        self.num, self.den, self.work = (np.empty_like(estimate) for _ in range(3))
-        self.steps = 0  # changes seen
-
-    def _box(self, values: np.ndarray) -> np.ndarray:
-        from scipy.ndimage import uniform_filter1d
-
-        uniform_filter1d(values, ACCELERATION_WINDOW_PX, axis=2, mode="mirror", output=self.work)
-        return uniform_filter1d(self.work, ACCELERATION_WINDOW_PX, axis=1, mode="mirror", output=values)
-
-    def extrapolate(self, estimate: np.ndarray) -> None:
-        """``estimate`` (x_k, in place) becomes y_k; :attr:`previous` keeps x_k."""
-        if self.steps < 2:
-            np.copyto(self.previous, estimate)
-            return
-        num = self._box(np.multiply(self.change, self.last_change, out=self.num))
-        den = self._box(np.multiply(self.last_change, self.last_change, out=self.den))
-        np.maximum(den, np.finfo(np.float32).tiny, out=den)
-        alpha = np.clip(np.divide(num, den, out=num), 0.0, _MAX_ACCELERATION, out=num)
-        step = np.subtract(estimate, self.previous, out=self.den)
-        np.copyto(self.previous, estimate)
-        step *= alpha
-        estimate += step
-        np.maximum(estimate, 0.0, out=estimate)
-
-    def start(self, estimate: np.ndarray) -> None:
-        """Before the RL update of y_k: remember y_k (in the buffer that becomes g_{k+1})."""
-        self.last_change, self.change = self.change, self.last_change
-        np.copyto(self.change, estimate)
-
-    def finish(self, estimate: np.ndarray) -> None:
-        """After the RL update: g_{k+1} = x_{k+1} - y_k."""
-        np.subtract(estimate, self.change, out=self.change)
-        self.steps += 1
-
-
-def _discrepancy(residual: np.ndarray, stop: tuple) -> np.ndarray:
-    """(B,) weighted mean of residual^2 / variance, the stopping rule's discrepancy (1: residuals at noise level)."""
-    variance, weights, _ = stop
-    return np.einsum("bij,bij->b", residual * residual / variance, weights, dtype=np.float64) / np.maximum(
-        np.einsum("bij->b", weights, dtype=np.float64), 1e-300)
-
-
 def _rl_numpy(images: np.ndarray, psfs: np.ndarray, iterations: int, eps: float, workers: int | None = None, *,
               variant: str = "plain", tv_weight: float = 0.0, stop: tuple | None = None, observe=None,
               iterations_run: np.ndarray | None = None) -> np.ndarray:
@@ -210,7 +133,7 @@ def _rl_numpy(images: np.ndarray, psfs: np.ndarray, iterations: int, eps: float,
 
     ``variant``: "plain" (Eq. 3), "accelerated" (Biggs-Andrews vector extrapolation: each RL step starts from
     ``y_k = x_k + alpha (x_k - x_{k-1})``, alpha the correlation of the last two steps' changes around each
-    pixel (:class:`_Acceleration`), in [0, 1]) or
+    pixel (:class:`awdvd.rl_steps.Acceleration`), in [0, 1]) or
     "tv" (Eq. 3 times Dey et al.'s total-variation factor of weight ``tv_weight``; weight 0 is plain RL).
 
     ``stop``: None (``iterations`` iterations), or (variance, weights, tau): (B, h, w) float32 noise variance of
@@ -244,9 +167,9 @@ def _rl_numpy(images: np.ndarray, psfs: np.ndarray, iterations: int, eps: float,
     accelerated = variant == "accelerated"
     tv = variant == "tv" and tv_weight > 0
     if tv:
-        scale = (_TV_SMOOTHING * np.max(images, axis=(1, 2), keepdims=True, initial=0.0)).astype(np.float32)
+        scale = (TV_SMOOTHING * np.max(images, axis=(1, 2), keepdims=True, initial=0.0)).astype(np.float32)
         scale = np.maximum(scale, np.finfo(np.float32).tiny)
-    acceleration = _Acceleration(estimate) if accelerated else None
+    acceleration = Acceleration(estimate) if accelerated else None
     active = np.ones(b, dtype=bool)
     ran = np.zeros(b, dtype=np.int64)
     final = None  # the kept estimates of images that stopped
@@ -262,10 +185,10 @@ def _rl_numpy(images: np.ndarray, psfs: np.ndarray, iterations: int, eps: float,
         if accelerated:
             acceleration.extrapolate(estimate)
         current = acceleration.previous if accelerated else estimate  # x_k (the estimate is y_k)
-        factor = _tv_factor(estimate, tv_weight, scale) if tv else None
+        factor = tv_factor(estimate, tv_weight, scale) if tv else None
         _fill_symmetric(estimate_buffer, None, r, iy, ix, h, w)
         blurred = convolve(estimate_buffer, otf)
-        discrepancy = _discrepancy(images - blurred, stop) if stop is not None else None
+        discrepancy = stop_discrepancy(images - blurred, stop) if stop is not None else None
         if observe is not None:
             observe(k, current, discrepancy)
         if stop is not None:
@@ -314,7 +237,7 @@ def _rl_torch(images: np.ndarray, psfs: np.ndarray, iterations: int, eps: float,
     accelerated = variant == "accelerated"
     tv = variant == "tv" and tv_weight > 0
     if tv:
-        scale = (_TV_SMOOTHING * data.amax(dim=(1, 2), keepdim=True)).clamp_min(float(np.finfo(np.float32).tiny))
+        scale = (TV_SMOOTHING * data.amax(dim=(1, 2), keepdim=True)).clamp_min(float(np.finfo(np.float32).tiny))
     if stop is not None:
         inverse_variance = torch.from_numpy(np.ascontiguousarray(1.0 / stop[0], dtype=np.float32)).to(device)
         weights = torch.from_numpy(np.ascontiguousarray(stop[1], dtype=np.float32)).to(device)
@@ -357,7 +280,7 @@ def _rl_torch(images: np.ndarray, psfs: np.ndarray, iterations: int, eps: float,
                     num, den = local_mean(change * last_change), local_mean(last_change * last_change)
                     tiny = float(np.finfo(np.float32).tiny)
                     alpha = torch.where(den > tiny, num / den.clamp_min(tiny), torch.zeros_like(num))
-                    alpha = alpha.clamp(0.0, _MAX_ACCELERATION)
+                    alpha = alpha.clamp(0.0, MAX_ACCELERATION)
                     estimate, previous = (estimate + alpha * (estimate - previous)).clamp_min(0.0), estimate
                 else:
                     previous = estimate
@@ -471,7 +394,7 @@ def richardson_lucy(
     device : "auto" or None (CUDA if torch sees a GPU, else the CPU), "cpu" (scipy.fft) or "cuda[:N]" (torch).
     variant : "plain" (Eq. 3, the paper's), "accelerated" (Biggs & Andrews 1997: every step starts from the
         estimate extrapolated along its last change, by the correlation of the last two changes in the
-        :data:`ACCELERATION_WINDOW_PX` square around each pixel, so that RL stays local; the same
+        :data:`awdvd.rl_steps.ACCELERATION_WINDOW_PX` square around each pixel, so that RL stays local; the same
         restoration in fewer iterations, each about as costly) or "tv" (Dey et al. 2006: Eq. 3 times
         ``1 / (1 - tv_weight * div(grad o / |grad o|))``, a total-variation prior against noise amplification).
     tv_weight : weight of the TV prior (px; "tv" only; 0 is plain RL; typical 0.001-0.01).
