@@ -198,11 +198,13 @@ def test_package_round_trip_predicts_the_same(package, small_model):
 
 
 @pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")  # inside bioimageio.core
-def test_package_passes_bioimageio_test(package):
+@pytest.mark.parametrize("fixture", ["package", "range_package"])
+def test_package_passes_bioimageio_test(fixture, request):
+    """The patch-normalised and the image-range packages both pass bioimage.io's own test."""
     pytest.importorskip("bioimageio.core", reason="bioimageio.core not installed (pip install 'awdvd[bioimageio]')")
     from bioimageio.core import test_model
 
-    summary = test_model(str(package))
+    summary = test_model(str(request.getfixturevalue(fixture)))
     failed = [d.name for d in summary.details if d.status == "failed"]
     assert summary.status == "passed", failed
 
@@ -282,16 +284,6 @@ def test_range_package_round_trip(range_package, range_model):
     _, proba_a = range_model.predict_patches(windows, return_proba=True, value_range=(100.0, 3000.0))
     _, proba_b = loaded.predict_patches(windows, return_proba=True, value_range=(100.0, 3000.0))
     np.testing.assert_allclose(proba_b, proba_a, rtol=0, atol=1e-6)
-
-
-@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")  # inside bioimageio.core
-def test_range_package_passes_bioimageio_test(range_package):
-    pytest.importorskip("bioimageio.core", reason="bioimageio.core not installed (pip install 'awdvd[bioimageio]')")
-    from bioimageio.core import test_model
-
-    summary = test_model(str(range_package))
-    failed = [d.name for d in summary.details if d.status == "failed"]
-    assert summary.status == "passed", failed
 
 
 @needs_bundled
