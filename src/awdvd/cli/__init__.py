@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import logging
 import signal
 import sys
 import threading
@@ -85,6 +86,9 @@ def main(argv: list[str] | None = None) -> int:
         hint = args.on_interrupt(args) if hasattr(args, "on_interrupt") else None
         what = "terminated" if isinstance(stop, Terminated) else "interrupted"
         print(f"awdvd {args.command}: {what}" + (f"; {hint}" if hint else ""), file=sys.stderr)
+        # a Dask cluster torn down by the signal can leave an asyncio future whose timeout nobody reads; asyncio
+        # would log it at exit ("Future exception was never retrieved"), a second message about the same stop
+        logging.getLogger("asyncio").setLevel(logging.CRITICAL)
         return EXIT_TERMINATED if isinstance(stop, Terminated) else EXIT_INTERRUPTED
     except Exception as error:  # one line, never a traceback, unless --debug
         if args.debug:
