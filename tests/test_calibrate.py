@@ -135,3 +135,37 @@ class _nothing:
 
     def __exit__(self, *exc):
         return False
+
+
+def test_the_tilted_stage_scores_what_awdvd_then_restores():
+    # the second stage adds per-level terms (scaled by a strength) instead of restoring every combination: the
+    # band gains it records must be those of AWDVD run with the schedule it returns
+    import numpy as np
+
+    from awdvd.bands import band_gains
+    from awdvd.blend import deconvolve_levels
+    from awdvd.calibrate import CalibrationSpec, STRENGTHS, tilted_validation_specimens, tune_on_tilted
+    from awdvd.evaluate_restoration import window_levels_from_pixels
+    from awdvd.optics import Optics
+    from awdvd.psf import psf_bank
+    from awdvd.rl import resolve_offset
+    from awdvd.schedule import RLSchedule
+    from awdvd.synth import CameraNoise
+    from awdvd.windows import DefocusMap
+
+    spec = CalibrationSpec(**{**TINY, "tilted_specimens": 2})
+    psfs = psf_bank(Optics(), size=15)
+    specimens = tilted_validation_specimens(spec, optics=Optics(), camera=CameraNoise(), psf_size=15)
+    first = RLSchedule(iterations=(0,) + (6,) * 10, variant="plain", discrepancy=(0.0,) + (0.9,) * 10)
+    tuned, record = tune_on_tilted(first, specimens, psfs, stride=42)
+    assert len(record["choice"]) == 11 and record["objective"] >= record["objective_first_stage"]
+    assert all(v in STRENGTHS for v in (tuned.strength or (1.0,)))
+    gains = []
+    for specimen in specimens:
+        grid = window_levels_from_pixels(specimen.levels, stride=42)
+        dmap = DefocusMap.from_levels(grid, specimen.observed.shape, stride=42, patch_px=84, n_levels=11)
+        out = deconvolve_levels(specimen.observed, dmap, psfs, iterations=tuned, method="fast",
+                                weighting="triangular", offset=resolve_offset("auto", specimen.observed),
+                                halo_px=None, device="cpu")
+        gains.append(band_gains(specimen, out)[0])
+    np.testing.assert_allclose(np.mean(gains, axis=0), record["band_gain_db"], atol=2e-3)

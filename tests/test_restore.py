@@ -133,7 +133,7 @@ def test_auto_offset_is_the_default_and_is_recorded(bank, two_halves):
     runs = result.iterations_run
     assert result.resolved() == {"offset": result.offset, "iterations": [5] * 11, "device": "cpu", "psf_size": 15,
                                  "tiled": False, "rl": "plain", "tv_weight": None, "iterations_source": "options",
-                                 "stopping": None, "discrepancy": None,
+                                 "stopping": None, "discrepancy": None, "strength": None,
                                  "iterations_run": {str(level): n for level, n in runs.items()}}
     assert runs and all(n == 5 for counts in runs.values() for n in counts)
     assert set(result.timings_s) == {"defocus_map", "deconvolution"}

@@ -53,6 +53,9 @@ def psfs():
     ({"iterations": (1,), "gain_adu_per_e": 0.0}, ValueError, "gain_adu_per_e must be positive"),
     ({"iterations": (1,), "read_noise_adu": -1.0}, ValueError, "read_noise_adu"),
     ({"iterations": (1,), "source": "guess"}, ValueError, "source must be"),
+    ({"iterations": (1, 2), "strength": (0.5,)}, ValueError, "needs 2 numbers in 0..1"),
+    ({"iterations": (1, 2), "strength": (0.5, 1.5)}, ValueError, "needs 2 numbers in 0..1"),
+    ({"iterations": (1, 2), "strength": (0.5, float("nan"))}, ValueError, "needs 2 numbers in 0..1"),
 ])
 def test_schedule_validation_errors(kwargs, error, message):
     with pytest.raises(error, match=message):
@@ -162,3 +165,34 @@ def test_probability_blend_of_split_windows_is_the_mix_of_their_levels(psfs):
     nearly = deconvolve_levels(image, dataclasses.replace(maps[3], proba=split), psfs, iterations=6,
                                level_blend="probability", **args)
     np.testing.assert_allclose(nearly, pure[3], rtol=1e-6, atol=1e-3)
+
+
+@pytest.mark.parametrize("method", ["fast", "patchwise"])
+def test_a_level_with_a_strength_keeps_that_share_of_its_change(psfs, method):
+    image = _image(seed=4)
+    rng = np.random.default_rng(5)
+    dmap = level_map(rng.integers(-1, 4, size=(3, 5)), image.shape, stride=42, n_levels=N)
+    args = blend_args(offset=96.0, method=method)
+    full = RLSchedule.fixed(4, N)
+    whole = deconvolve_levels(image, dmap, psfs, iterations=full, **args)
+    strength = (1.0, 0.25) + (1.0,) * (N - 2)
+    weak = deconvolve_levels(image, dmap, psfs, iterations=full.replace(strength=strength), **args)
+    only = deconvolve_levels(image, dmap, psfs, iterations=RLSchedule.fixed([0, 4] + [0] * (N - 2), N), **args)
+    # AWDVD is linear in a level's restoration: level 1 keeps a quarter of its term, the others all of theirs
+    np.testing.assert_allclose(weak, whole - 0.75 * (only - image), rtol=1e-5, atol=1e-2)
+    assert np.abs(only - image).max() > 10.0  # level 1's windows were restored at all
+    # strength 0 leaves the level as it is, exactly as 0 iterations do
+    zero = full.replace(strength=(1.0, 0.0) + (1.0,) * (N - 2))
+    assert zero.leaves(1) and not zero.leaves(2)
+    np.testing.assert_array_equal(deconvolve_levels(image, dmap, psfs, iterations=zero, **args),
+                                  deconvolve_levels(image, dmap, psfs, iterations=full.replace(
+                                      iterations=(4, 0) + (4,) * (N - 2)), **args))
+
+
+def test_strength_round_trips_and_is_recorded():
+    weak = RLSchedule(iterations=(0, 2, 5), strength=(1.0, 0.2, 1.0), source="model")
+    assert RLSchedule.from_json(weak.to_json()) == weak
+    assert weak.describe()["strength"] == [1.0, 0.2, 1.0] and weak.level_strength(1) == 0.2
+    # all ones is no strength at all: the same schedule as one without
+    assert RLSchedule(iterations=(0, 2, 5), strength=(1, 1, 1)) == RLSchedule(iterations=(0, 2, 5))
+    assert RLSchedule(iterations=(0, 2, 5)).describe()["strength"] is None

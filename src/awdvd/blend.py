@@ -130,7 +130,8 @@ def deconvolve_levels(
     dmap : the :class:`awdvd.windows.DefocusMap` of ``image``: window positions, size, stride and levels.
     psfs : (L, k, k) deconvolution PSF of every level (e.g. ``psf_bank(optics)``).
     iterations : RL iterations, one int for every level or one per level (>= 0; 0 leaves a level as it is), or
-        an :class:`awdvd.schedule.RLSchedule` (variant, counts or stopping rule per level); ints are plain RL.
+        an :class:`awdvd.schedule.RLSchedule` (variant, counts or stopping rule per level, and the share of its
+        change each level keeps); ints are plain RL.
     method : "fast": per level l, D_l = RL of the image with PSF l, computed only over the pixels that level-l
         windows cover plus a halo, and out = sum_l W_l D_l / sum_l W_l with W_l the summed weights of level-l
         windows (DESIGN 4); the cost is a small multiple of one whole-image RL at any stride. "patchwise": the
@@ -218,7 +219,7 @@ def blend_windows(
     raw = array.astype(np.float32)
     data = np.maximum(array.astype(np.float64) - offset, 0.0).astype(np.float32)
     eps = eps_floor(data) if eps is None else check_eps(eps)
-    identity = [n == 0 or is_delta_psf(p) for n, p in zip(schedule.iterations, psfs)]
+    identity = [schedule.leaves(level) or is_delta_psf(p) for level, p in enumerate(psfs)]
     profile = window_profile(weighting, patch_px=patch_px, stride=stride)
     ty = axis_weight_matrix(array.shape[0], ys, profile)
     tx = axis_weight_matrix(array.shape[1], xs, profile)
@@ -249,6 +250,12 @@ def _restore(data: np.ndarray, psf: np.ndarray, level: int, rl: dict, workers: i
                                   iterations_run=ran)
     rl["runs"].setdefault(level, []).extend(int(n) for n in ran)  # list.extend is atomic under the GIL
     return out.astype(np.float64) + rl["offset"]
+
+
+def _kept(restored: np.ndarray, raw: np.ndarray, level: int, rl: dict) -> np.ndarray:
+    """A level's restoration of some pixels with only its schedule's ``strength`` of the change kept."""
+    strength = rl["schedule"].level_strength(level)
+    return restored if strength == 1 else raw + strength * (restored - raw)
 
 
 def _map_jobs(function, jobs: list, device: str):
@@ -290,7 +297,7 @@ def _fast(raw, data, labels, psfs, ty, tx, halos, identity, numerator, denominat
 
     for (label, core, outer, weight), restored in zip(jobs, _map_jobs(restore, jobs, rl["device"])):
         inner = tuple(slice(c.start - o.start, c.stop - o.start) for c, o in zip(core, outer))
-        numerator[core] += weight * restored[inner]
+        numerator[core] += weight * _kept(restored[inner], raw[core], label, rl)
 
 
 def _support_regions(support: np.ndarray, halo: int):
@@ -374,5 +381,6 @@ def _patchwise(raw, data, labels, psfs, profile, ys, xs, patch_px, halos, identi
     for (label, rows, cols), restored in zip(jobs, _map_jobs(restore, jobs, rl["device"])):
         for j, i, patch in zip(rows, cols, restored):
             y, x = ys[j], xs[i]
+            patch = _kept(patch, raw[y : y + p, x : x + p], label, rl)
             numerator[y : y + p, x : x + p] += labels[label][j, i] * weight * patch
             denominator[y : y + p, x : x + p] += labels[label][j, i] * weight

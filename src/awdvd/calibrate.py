@@ -17,6 +17,12 @@ the discrepancy D_k of the stopping rule. From these:
 - the default variant: the largest mean rule gain over the levels, within ``tie_db`` the one with the fewest
   iterations.
 
+Then the second stage (:func:`tune_on_tilted`) runs AWDVD with the true levels on procedural tilted specimens
+and chooses, level by level, to leave it, or a third, two thirds or all of those most iterations (fixed, or
+by the rule), keeping all or a share (:data:`STRENGTHS`, ``RLSchedule.strength``) of the change: a level's
+windows also cover the sharper band beside it, where a full restoration of a mild level costs more than it
+gains in its own band.
+
 Every number behind the choice is kept in the model file (``info["restoration"]["validation"]``) beside what
 the specimens were (``calibrated_on``), so the schedule can be re-derived, and recomputed with one command when
 the model changes.
@@ -55,6 +61,9 @@ class CalibrationSpec(FrozenConfig):
     mean gains lie within this (per level band) are ranked by their iterations.
     tilted_specimens, tilted_shape_px, stride : the second stage's procedural tilted specimens (levels 0 to the
     deepest across the field, as the restoration benchmark's) and the AWDVD stride they are restored at.
+    band_tolerance_db : the second stage counts a band's loss beyond this ten times (:data:`LOSS_WEIGHT`): a
+    mild level may cost its sharper neighbour a little where it gains more itself. Half the restoration
+    benchmark's 0.3 dB floor, so that what validation allows leaves a margin on other specimens.
     """
 
     specimens_per_level: int = 3
@@ -70,6 +79,7 @@ class CalibrationSpec(FrozenConfig):
     tilted_specimens: int = 2
     tilted_shape_px: tuple[int, int] = (260, 696)
     stride: int = 42
+    band_tolerance_db: float = 0.15
 
     def __post_init__(self) -> None:
         check_positive_int(self.specimens_per_level, "specimens_per_level")
@@ -85,7 +95,7 @@ class CalibrationSpec(FrozenConfig):
         object.__setattr__(self, "tv_weight", check_variant("tv", self.tv_weight)[1])
         if isinstance(self.offset, str) and self.offset != "auto":
             raise ValueError(f"offset must be a number (ADU) or 'auto', got {self.offset!r}")
-        for name in ("min_gain_db", "cap_factor", "tie_db"):
+        for name in ("min_gain_db", "cap_factor", "tie_db", "band_tolerance_db"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
                 raise ValueError(f"CalibrationSpec.{name} must be a number >= 0, got {value!r}")
@@ -245,32 +255,45 @@ def _marks(mean: np.ndarray) -> dict:
 CANDIDATES = (("leave", 0.0, None),) + tuple(
     (f"{name} x{fraction:.2f}", fraction, change)
     for fraction in (1 / 3, 2 / 3, 1.0) for name, change in (("fixed", None), ("rule", 0.0), ("rule+0.05", 0.05)))
-#: the second stage's objective: summed band gains, band losses counted this many times more
+#: the shares of its RL's change a level may keep (RLSchedule.strength): AWDVD is linear in a level's term, so
+#: a weaker plan costs no RL
+STRENGTHS = (1.0, 0.5, 0.3, 0.2, 0.1)
+#: the second stage's objective: summed band gains, band losses beyond ``CalibrationSpec.band_tolerance_db``
+#: counted this many times more
 LOSS_WEIGHT = 10.0
 
 
-def _candidate(schedule: RLSchedule, level: int, candidate) -> RLSchedule:
-    """``schedule`` with every level but ``level`` left as it is and ``level`` run as ``candidate`` says."""
+def _plan_name(name: str, strength: float) -> str:
+    return name if strength == 1 or name == "leave" else f"{name} s{strength:g}"
+
+
+def _candidate(schedule: RLSchedule, level: int, candidate, strength: float = 1.0) -> RLSchedule:
+    """``schedule`` with every level but ``level`` left as it is and ``level`` run as ``candidate`` says,
+    keeping ``strength`` of its change."""
     _, fraction, change = candidate
     iterations = [0] * schedule.n_levels
     iterations[level] = int(math.ceil(schedule.iterations[level] * fraction))
     thresholds = [0.0] * schedule.n_levels  # 0: never met, a fixed count
     if change is not None:
         thresholds[level] = schedule.discrepancy[level] + change
-    return schedule.replace(iterations=tuple(iterations), discrepancy=tuple(thresholds), source="options")
+    strengths = [1.0] * schedule.n_levels
+    strengths[level] = strength
+    return schedule.replace(iterations=tuple(iterations), discrepancy=tuple(thresholds), strength=tuple(strengths),
+                            source="options")
 
 
 def tune_on_tilted(schedule: RLSchedule, specimens, psfs: np.ndarray, *, stride: int, offset="auto",
-                   device: str = "cpu") -> tuple[RLSchedule, dict]:
+                   device: str = "cpu", band_tolerance_db: float = 0.15) -> tuple[RLSchedule, dict]:
     """Second stage: tune ``schedule`` level by level for AWDVD (fast, triangular, ``stride``, true levels) on
     tilted specimens (:class:`awdvd.evaluate_restoration.TiltedSpecimen`).
 
     A level's windows also cover their neighbours' bands: a count that is right for a uniform field can ruin the
     sharper band beside it. AWDVD's output is the observation plus one term per level (the blend is linear in the
     levels' restorations), so every candidate plan of :data:`CANDIDATES` is run once per level with the other
-    levels left as they are, and any combination is scored by adding terms. Coordinate ascent (two sweeps over
-    the levels) maximises the mean over specimens of the summed band gains, band losses counted
-    :data:`LOSS_WEIGHT` times. Returns (the tuned schedule, a JSON-ready record of the choice)."""
+    levels left as they are, a weaker plan (:data:`STRENGTHS`) is its term scaled, and any combination is scored
+    by adding terms. Coordinate ascent (two sweeps over the levels) maximises the mean over specimens of the
+    summed band gains, band losses beyond ``band_tolerance_db`` counted :data:`LOSS_WEIGHT` times. Returns
+    (the tuned schedule, a JSON-ready record of the choice)."""
     from .bands import band_gains
     from .blend import deconvolve_levels
     from .evaluate_restoration import window_levels_from_pixels
@@ -295,34 +318,38 @@ def tune_on_tilted(schedule: RLSchedule, specimens, psfs: np.ndarray, *, stride:
                 term[level, candidate[0]] = out.astype(np.float64) - raw
         terms.append(term)
 
+    def restored(specimen, term, choice):
+        return specimen.observed + sum(strength * term[level, name] for level, (name, strength) in choice.items())
+
     def objective(choice) -> float:
         total = 0.0
         for specimen, term in zip(specimens, terms):
-            restored = specimen.observed + sum(term[level, name] for level, name in choice.items())
-            gains = np.array(band_gains(specimen, restored)[0])
-            total += float(gains.sum() + LOSS_WEIGHT * np.minimum(gains, 0.0).sum())
+            gains = np.array(band_gains(specimen, restored(specimen, term, choice))[0])
+            total += float(gains.sum() + LOSS_WEIGHT * np.minimum(gains + band_tolerance_db, 0.0).sum())
         return total / max(len(specimens), 1)
 
-    choice = {level: CANDIDATES[-2][0] for level in range(schedule.n_levels)}  # the first stage's rule
+    choice = {level: (CANDIDATES[-2][0], 1.0) for level in range(schedule.n_levels)}  # the first stage's rule
     start = objective(choice)
-    names = [c[0] for c in CANDIDATES]
+    plans = [("leave", 1.0)] + [(c[0], strength) for c in CANDIDATES[1:] for strength in STRENGTHS]
     for _ in range(2):
         for level in range(schedule.n_levels):
-            choice[level] = max(names, key=lambda name: (objective({**choice, level: name}), -names.index(name)))
+            choice[level] = max(plans, key=lambda plan: (objective({**choice, level: plan}), -plans.index(plan)))
     by_name = {c[0]: c for c in CANDIDATES}
-    iterations, thresholds = [], []
+    iterations, thresholds, strengths = [], [], []
     for level in range(schedule.n_levels):
-        plan = _candidate(schedule, level, by_name[choice[level]])
+        name, strength = choice[level]
+        plan = _candidate(schedule, level, by_name[name], strength)
         iterations.append(plan.iterations[level])
         thresholds.append(plan.discrepancy[level])
-    tuned = schedule.replace(iterations=tuple(iterations), discrepancy=tuple(thresholds))
+        strengths.append(strength if plan.iterations[level] else 1.0)
+    tuned = schedule.replace(iterations=tuple(iterations), discrepancy=tuple(thresholds), strength=tuple(strengths))
     bands, wholes = [], []
     for specimen, term in zip(specimens, terms):
-        gains, whole = band_gains(specimen, specimen.observed + sum(term[l, n] for l, n in choice.items()))
+        gains, whole = band_gains(specimen, restored(specimen, term, choice))
         bands.append(gains)
         wholes.append(whole)
     record = {"objective_first_stage": round(start, 3), "objective": round(objective(choice), 3),
-              "choice": [choice[level] for level in range(schedule.n_levels)],
+              "choice": [_plan_name(*choice[level]) for level in range(schedule.n_levels)],
               "band_gain_db": [round(float(v), 3) for v in np.mean(bands, axis=0)] if bands else [],
               "whole_gain_db": round(float(np.mean(wholes)), 3) if wholes else None}
     return tuned, record
@@ -392,7 +419,8 @@ def calibrate_schedules(optics, camera, spec: CalibrationSpec | None = None, *, 
                               read_noise_adu=camera.read_noise_adu, source="model")
         if tilted:
             schedule, tuning[variant] = tune_on_tilted(schedule, tilted, psfs, stride=spec.stride,
-                                                       offset=spec.offset, device=device)
+                                                       offset=spec.offset, device=device,
+                                                       band_tolerance_db=spec.band_tolerance_db)
             if progress is not None:
                 progress(f"tilted specimens, {variant}: band gains {tuning[variant]['band_gain_db']} dB, "
                          f"iterations {list(schedule.iterations)}")

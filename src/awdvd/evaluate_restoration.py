@@ -142,6 +142,17 @@ def _summary(values: list[float]) -> dict:
     }
 
 
+def _paired_ci95(values: np.ndarray, baseline: np.ndarray):
+    """Half-width of the normal 95% interval of the mean per-patch difference ``values - baseline`` (finite
+    pairs; None under two)."""
+    with np.errstate(invalid="ignore"):  # a copy of a copy: inf - inf
+        difference = values - baseline
+    difference = difference[np.isfinite(difference)]
+    if difference.size < 2:
+        return None
+    return float(1.96 * difference.std(ddof=1) / math.sqrt(difference.size))
+
+
 def evaluate_patches(patches, psfs, *, model=None, options=None, per_level: int = 45, seed: int = 0,
                      include_background: bool = False, **overrides) -> dict:
     """Per-level PSNR/SSIM of noisy, depth-variant and depth-invariant patches (paper Fig. 8).
@@ -163,7 +174,8 @@ def evaluate_patches(patches, psfs, *, model=None, options=None, per_level: int 
     Returns
     -------
     JSON-ready dict: {"levels": [{"level", "n", "psnr": {variant: {data range: summary}}, "ssim": ...,
-    "psnr_gain": {...}, "ssim_ratio": ...}], "settings": {...}}. PSNR of an exact copy is infinite: the
+    "psnr_gain_db": {...}, "psnr_gain_ci95_db": {...} (half-width of the 95% interval of the mean per-patch
+    gain), "ssim_ratio": ...}], "settings": {...}}. PSNR of an exact copy is infinite: the
     summaries count such patches in ``n_infinite`` and average the finite ones (level 0's noisy patch is the
     in-focus image itself in awdvd's synthetic data).
     """
@@ -182,7 +194,7 @@ def evaluate_patches(patches, psfs, *, model=None, options=None, per_level: int 
         else:
             offsets = np.full((len(raw), 1, 1), options.offset)
         iterations = schedule.iterations[plan_level]
-        if iterations == 0:
+        if schedule.leaves(plan_level):
             return raw.astype(np.float32)
         data = np.maximum(raw.astype(np.float64) - offsets, 0.0).astype(np.float32)
         stop = None
@@ -192,7 +204,9 @@ def evaluate_patches(patches, psfs, *, model=None, options=None, per_level: int 
         out = richardson_lucy_batches(data, psfs[psf_level][None], iterations, eps_floor(data),
                                       resolve_device(options.device), variant=schedule.variant,
                                       tv_weight=schedule.tv_weight, stop=stop)
-        return (out.astype(np.float64) + offsets).astype(np.float32)
+        out = out.astype(np.float64) + offsets
+        strength = schedule.level_strength(plan_level)  # the share of the change the level keeps
+        return (raw + strength * (out - raw) if strength < 1 else out).astype(np.float32)
 
     per_level = check_positive_int(per_level, "per_level")
     rng = np.random.default_rng(seed)
@@ -224,6 +238,7 @@ def evaluate_patches(patches, psfs, *, model=None, options=None, per_level: int 
                 out[chosen] += share[chosen][:, None, None] * part
             variants["variant_predicted"] = out.astype(np.float32)
         row = {"level": level, "n": int(len(index)), "psnr": {}, "ssim": {}}
+        per_patch = {}  # PSNR of every patch at 65535, for the gains' confidence intervals
         if model is not None:
             row["predicted_levels"] = {str(int(v)): int(np.sum(predicted == v)) for v in np.unique(predicted)}
         for name, images in variants.items():
@@ -236,12 +251,16 @@ def evaluate_patches(patches, psfs, *, model=None, options=None, per_level: int 
                     s.append(ssim(t, x, data_range=data_range))
                 row["psnr"][name][range_name] = _summary(p)
                 row["ssim"][name][range_name] = _summary(s)
+                if range_name == "paper_65535":
+                    per_patch[name] = np.asarray(p, dtype=np.float64)
         noisy = row["psnr"]["noisy"]["paper_65535"]["mean"]
         row["psnr_gain_db"] = {
             name: (None if noisy is None or row["psnr"][name]["paper_65535"]["mean"] is None
                    else row["psnr"][name]["paper_65535"]["mean"] - noisy)
             for name in variants if name != "noisy"
         }
+        row["psnr_gain_ci95_db"] = {name: _paired_ci95(per_patch[name], per_patch["noisy"])
+                                    for name in variants if name != "noisy"}
         row["ssim_ratio"] = {
             range_name: {name: row["ssim"][name][range_name]["mean"] / row["ssim"]["noisy"][range_name]["mean"]
                          for name in variants if name != "noisy"}
@@ -330,14 +349,15 @@ def evaluate_whole_image(specimen: TiltedSpecimen, psfs, *, strides: Sequence[in
 def write_restoration_report(output, *, dataset=None, in_focus=(), model=None, options=None, per_level: int = 45,
                              strides: Sequence[int] | None = None, seed: int = 0, overwrite: bool = False,
                              bands: bool = False, simulate_patches: bool = False, command: str = "",
-                             **overrides) -> list:
+                             split: str = "test", **overrides) -> list:
     """``awdvd evaluate-restoration``: the paper's Fig. 8 on a dataset's test patches (``patches.json``,
     ``patches.png``) and/or Fig. 9 on a tilted specimen per in-focus image (``whole.json``, ``whole.png``, the
     figure of the first), written into the folder ``output``.
 
     Parameters
     ----------
-    dataset : a patch dataset folder (``awdvd simulate``); its test split is scored by :func:`evaluate_patches`.
+    dataset : a patch dataset folder (``awdvd simulate``); its ``split`` (default "test") is scored by
+        :func:`evaluate_patches`.
     in_focus : in-focus images (files, folders, globs; :func:`awdvd.data.load_in_focus_images`), each tilted
         (:func:`tilted_specimen`, seeds ``seed``, ``seed + 1``, ...) and scored by :func:`evaluate_whole_image`.
     model : a model file path or :class:`awdvd.model.DefocusModel`: also score with its levels.
@@ -398,7 +418,10 @@ def write_restoration_report(output, *, dataset=None, in_focus=(), model=None, o
         if dataset is not None:
             from .data import read_dataset
 
-            patches, metadata = read_dataset(dataset, "test")
+            patches, metadata = read_dataset(dataset, split)
+            if not np.any(~patches.background):
+                raise ValueError(f"the {split} split of {dataset} holds no foreground patch to score; choose another "
+                                 "split (--split) or dataset")
         else:
             from .synth import CameraNoise, DatasetSpec, make_patch_dataset
 
@@ -408,7 +431,7 @@ def write_restoration_report(output, *, dataset=None, in_focus=(), model=None, o
             patches = splits["test"]
         psfs = psf_bank(Optics.from_dict(metadata["optics"]), size=options.psf_size)
         patch_report = evaluate_patches(patches, psfs, model=model, options=options, per_level=per_level, seed=seed)
-        patch_report["settings"]["dataset"] = str(dataset) if dataset is not None else (
+        patch_report["settings"]["dataset"] = f"{dataset} ({split} split)" if dataset is not None else (
             "simulated from the in-focus images: 20 crops x 8 realizations, seed 0, test split")
         write_json(output / "patches.json", patch_report, overwrite=overwrite)
         plot_patch_metrics(patch_report, output / "patches.png", overwrite=overwrite)

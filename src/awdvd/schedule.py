@@ -54,6 +54,11 @@ class RLSchedule(FrozenConfig):
     tv_weight : weight of the TV prior ("tv" only).
     discrepancy : None (fixed counts) or (n_levels,) thresholds of the stopping rule (module docstring); a
         threshold of 0 is a fixed count for that level.
+    strength : None (every level 1) or (n_levels,) numbers in 0..1: the share of its RL's change a level keeps,
+        ``out = observed + strength * (RL - observed)`` (0 leaves the level as it is). Below 1 where the blur
+        is so mild that a window's level cannot be told from in focus: a level-1 window over in-focus pixels
+        then sharpens them only a little, while a truly level-1 window still gains (the calibration measures
+        both, :mod:`awdvd.calibrate`).
     gain_adu_per_e, offset_adu, read_noise_adu : the camera whose noise variance the rule uses (ADU = gain *
         photons + offset + read noise; :class:`awdvd.synth.CameraNoise`).
     source : where it came from: "model" (the model file's calibrated schedule), "options" (counts given by
@@ -68,6 +73,7 @@ class RLSchedule(FrozenConfig):
     offset_adu: float = 96.0
     read_noise_adu: float = 0.0
     source: str = "options"
+    strength: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.iterations, (tuple, list)) or not self.iterations:
@@ -82,6 +88,12 @@ class RLSchedule(FrozenConfig):
                 raise ValueError(f"RLSchedule.discrepancy needs {len(self.iterations)} finite thresholds >= 0 "
                                  f"(one per level), got {self.discrepancy!r}")
             object.__setattr__(self, "discrepancy", values)
+        if self.strength is not None:
+            values = tuple(float(v) for v in self.strength)
+            if len(values) != len(self.iterations) or not all(math.isfinite(v) and 0 <= v <= 1 for v in values):
+                raise ValueError(f"RLSchedule.strength needs {len(self.iterations)} numbers in 0..1 (one per "
+                                 f"level), got {self.strength!r}")
+            object.__setattr__(self, "strength", None if all(v == 1 for v in values) else values)
         for name in ("gain_adu_per_e", "offset_adu", "read_noise_adu"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
@@ -94,6 +106,14 @@ class RLSchedule(FrozenConfig):
     @property
     def n_levels(self) -> int:
         return len(self.iterations)
+
+    def level_strength(self, level: int) -> float:
+        """The share of its RL's change level ``level`` keeps (1 unless ``strength`` says otherwise)."""
+        return 1.0 if self.strength is None else self.strength[level]
+
+    def leaves(self, level: int) -> bool:
+        """True when level ``level`` is left as it is (no iterations, or strength 0)."""
+        return self.iterations[level] == 0 or self.level_strength(level) == 0
 
     @property
     def stopping(self) -> bool:
@@ -135,7 +155,8 @@ class RLSchedule(FrozenConfig):
         return {"rl": self.variant, "tv_weight": self.tv_weight if self.variant == "tv" else None,
                 "iterations": list(self.iterations), "iterations_source": self.source,
                 "stopping": "discrepancy" if self.stopping else None,
-                "discrepancy": list(self.discrepancy) if self.discrepancy is not None else None}
+                "discrepancy": list(self.discrepancy) if self.discrepancy is not None else None,
+                "strength": list(self.strength) if self.strength is not None else None}
 
 
 def level_schedule(iterations, n_levels: int) -> RLSchedule:
