@@ -82,6 +82,14 @@ def test_patch_evaluation_report(bank, tmp_path):
             # the gain does not depend on the data range
             assert gain == pytest.approx(row["psnr"][name]["truth_range"]["mean"] - noisy, abs=1e-9)
         assert 0 < row["ssim"]["variant_true"]["truth_range"]["mean"] <= 1
+    # three patches that gain differently at level 10 give an interval that is not zero
+    assert rows[10]["psnr_gain_ci95_db"]["variant_true"] > 0
+    from awdvd.evaluate_restoration import _paired_ci95
+
+    # 1.96 x sample std / sqrt(n) of the per-patch differences; infinite pairs (copies) are left out
+    assert _paired_ci95(np.array([11.0, 12.0, 13.0, np.inf]), np.array([10.0, 10.0, 10.0, 5.0])) == \
+        pytest.approx(1.96 / np.sqrt(3))
+    assert _paired_ci95(np.array([1.0]), np.array([0.0])) is None
     json.dumps(report, allow_nan=False)
 
 
@@ -130,10 +138,16 @@ def test_cli_evaluate_restoration(tmp_path, capsys):
     assert whole["iterations"] == 2 and whole["offset"] > 0  # the default offset is "auto", as everywhere
     patches = json.loads((out / "patches.json").read_text())["settings"]
     assert patches["offset"].startswith("auto") and patches["iterations"] == [2] * 11
+    assert patches["dataset"].endswith("(test split)")
     assert main(args) == 1 and "exists" in capsys.readouterr().err
     assert main(["evaluate-restoration", "-o", str(out)]) == 1
     assert main(args + ["--overwrite", "--offset", "0"]) == 0
     assert json.loads((out / "whole.json").read_text())["images"][0]["settings"]["offset"] == 0
+    # another split is scored when asked; this dataset's val split holds no patch: one line, nothing written
+    before = (out / "patches.json").read_bytes()
+    capsys.readouterr()
+    assert main(args + ["--overwrite", "--split", "val"]) == 1
+    assert "the val split of" in capsys.readouterr().err and (out / "patches.json").read_bytes() == before
 
 
 DATA = __import__("pathlib").Path(__file__).resolve().parents[1].parent / "shared" / "data" / "bbbc006"

@@ -26,6 +26,9 @@ def register(subparsers) -> None:
     )
     parser.add_argument("-o", "--output", required=True, type=Path, help="output folder")
     parser.add_argument("--dataset", type=Path, help="patch dataset folder from `awdvd simulate` (its test split)")
+    parser.add_argument("--split", choices=("test", "val", "train"), default="test",
+                        help="the --dataset split whose patches Fig. 8 scores (default test; another split is a "
+                             "second sample where the test split holds few patches of a level)")
     parser.add_argument("--patches-from-in-focus", action="store_true",
                         help="without --dataset: score Fig. 8 on the test split of patches simulated from the "
                              "--in-focus images (20 crops x 8 realizations per image and level, seed 0)")
@@ -61,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
     written = write_restoration_report(args.output, dataset=args.dataset, in_focus=args.in_focus or (),
                                        model=args.model, per_level=args.per_level, strides=args.strides,
                                        seed=args.seed, overwrite=args.overwrite, bands=args.bands,
+                                       split=args.split,
                                        simulate_patches=args.patches_from_in_focus,
                                        command="awdvd " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
                                        iterations=args.iterations, psf_size=args.psf_size, offset=args.offset)
