@@ -169,3 +169,39 @@ def test_the_tilted_stage_scores_what_awdvd_then_restores():
                                 halo_px=None, device="cpu")
         gains.append(band_gains(specimen, out)[0])
     np.testing.assert_allclose(np.mean(gains, axis=0), record["band_gain_db"], atol=2e-3)
+
+
+def test_uniform_curves_with_strengths_and_the_every_level_gain_constraint():
+    import numpy as np
+
+    from awdvd.calibrate import (CalibrationSpec, STRENGTHS, rl_curves, tilted_validation_specimens,
+                                 tune_on_tilted, validation_specimens)
+    from awdvd.optics import Optics
+    from awdvd.psf import psf_bank
+    from awdvd.schedule import RLSchedule
+    from awdvd.synth import CameraNoise, forward_bank
+
+    spec = CalibrationSpec(**TINY)
+    optics, camera = Optics(), CameraNoise()
+    psfs, forward = psf_bank(optics, size=15), forward_bank(optics, size=15)
+    curves = []
+    for level in range(11):
+        pairs = validation_specimens(level, spec, optics=optics, camera=camera, forward=forward)
+        args = dict(variant="plain", tv_weight=0.0, iterations=6, offset="auto", camera=camera)
+        gains, discrepancies = rl_curves(pairs, psfs[level], strengths=STRENGTHS, **args)
+        plain, same = rl_curves(pairs, psfs[level], **args)
+        assert gains.shape == (1, 7, len(STRENGTHS))
+        np.testing.assert_allclose(gains[..., 0], plain)  # strength 1 is the RL iterate itself
+        np.testing.assert_array_equal(discrepancies, same)
+        curves.append((gains, discrepancies))
+    first = RLSchedule(iterations=(0,) + (6,) * 10, variant="plain", discrepancy=(0.0,) + (0.9,) * 10)
+    specimens = tilted_validation_specimens(spec, optics=optics, camera=camera, psf_size=15)
+    free, free_record = tune_on_tilted(first, specimens, psfs, stride=42, uniform=curves, level_gain_db=0.0)
+    bound, record = tune_on_tilted(first, specimens, psfs, stride=42, uniform=curves, level_gain_db=0.3)
+    reachable = [level for level in range(11) if curves[level][0][:, 1:].mean(axis=0).max() >= 0.3]
+    assert reachable  # the deep levels gain at 6 iterations
+    # every level that can gain 0.3 dB on its uniform fields does under the constraint, leaving none unrestored
+    assert all(record["uniform_gain_db"][level] >= 0.3 - 1e-9 for level in reachable)
+    assert not all(free_record["uniform_gain_db"][level] >= 0.3 - 1e-9 for level in reachable)  # it binds
+    assert all(bound.iterations[level] > 0 for level in reachable)
+    assert record["objective"] <= free_record["objective"] + 1e-9  # a constraint never scores higher

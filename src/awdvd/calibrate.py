@@ -21,7 +21,9 @@ Then the second stage (:func:`tune_on_tilted`) runs AWDVD with the true levels o
 and chooses, level by level, to leave it, or a third, two thirds or all of those most iterations (fixed, or
 by the rule), keeping all or a share (:data:`STRENGTHS`, ``RLSchedule.strength``) of the change: a level's
 windows also cover the sharper band beside it, where a full restoration of a mild level costs more than it
-gains in its own band.
+gains in its own band. The objective: the summed band gains, band losses beyond ``band_tolerance_db`` counted
+ten times, and a level that can gain ``level_gain_db`` on its uniform fields must gain it there (its
+shortfall counted ten times), so that no level is left unrestored merely to spare its neighbour.
 
 Every number behind the choice is kept in the model file (``info["restoration"]["validation"]``) beside what
 the specimens were (``calibrated_on``), so the schedule can be re-derived, and recomputed with one command when
@@ -58,12 +60,17 @@ class CalibrationSpec(FrozenConfig):
     among them). tv_weight : the TV prior's weight for "tv". offset : the background offset policy of RL
     ("auto" or ADU). min_gain_db : a level gaining less than this at its best count is left as it is.
     cap_factor : the rule's most iterations, as a multiple of the best fixed count. tie_db : variants whose
-    mean gains lie within this (per level band) are ranked by their iterations.
+    mean gains lie within this (per level band) are ranked by their iterations, and so are a level's plans in
+    the second stage whose objective (summed over the bands) lies within this of the best.
     tilted_specimens, tilted_shape_px, stride : the second stage's procedural tilted specimens (levels 0 to the
     deepest across the field, as the restoration benchmark's) and the AWDVD stride they are restored at.
     band_tolerance_db : the second stage counts a band's loss beyond this ten times (:data:`LOSS_WEIGHT`): a
     mild level may cost its sharper neighbour a little where it gains more itself. Half the restoration
     benchmark's 0.3 dB floor, so that what validation allows leaves a margin on other specimens.
+    level_gain_db : a level whose uniform fields gain at least this at some plan must keep a plan that gains it
+    there; its shortfall counts ten times. The paper reports a gain of 0.3 dB or more at every level (Fig. 8);
+    0.5 leaves a margin for specimens other than the procedural ones (the shared fields' level-1 patches gain
+    less than the procedural fields at the same plan).
     """
 
     specimens_per_level: int = 3
@@ -80,6 +87,7 @@ class CalibrationSpec(FrozenConfig):
     tilted_shape_px: tuple[int, int] = (260, 696)
     stride: int = 42
     band_tolerance_db: float = 0.15
+    level_gain_db: float = 0.5
 
     def __post_init__(self) -> None:
         check_positive_int(self.specimens_per_level, "specimens_per_level")
@@ -95,7 +103,7 @@ class CalibrationSpec(FrozenConfig):
         object.__setattr__(self, "tv_weight", check_variant("tv", self.tv_weight)[1])
         if isinstance(self.offset, str) and self.offset != "auto":
             raise ValueError(f"offset must be a number (ADU) or 'auto', got {self.offset!r}")
-        for name in ("min_gain_db", "cap_factor", "tie_db", "band_tolerance_db"):
+        for name in ("min_gain_db", "cap_factor", "tie_db", "band_tolerance_db", "level_gain_db"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
                 raise ValueError(f"CalibrationSpec.{name} must be a number >= 0, got {value!r}")
@@ -192,10 +200,12 @@ def validation_specimens(level: int, spec: CalibrationSpec, *, optics, camera, f
 
 # --------------------------------------------------------------------------------------------- curves
 def rl_curves(pairs, psf: np.ndarray, *, variant: str, tv_weight: float, iterations: int, offset, camera,
-              device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
+              device: str = "cpu", strengths=None) -> tuple[np.ndarray, np.ndarray]:
     """(gains, discrepancies), each (n_pairs, iterations + 1): PSNR gain (dB) over the observation of the RL
     iterate x_k of every (truth, observed) pair, k = 0 .. iterations, and the stopping rule's discrepancy D_k
-    (uniform weights, ``camera``'s noise variance), as AWDVD's RL of a region computes it."""
+    (uniform weights, ``camera``'s noise variance), as AWDVD's RL of a region computes it. With ``strengths``
+    (a sequence of shares in 0..1, ``RLSchedule.strength``), gains is (n_pairs, iterations + 1, len(strengths)):
+    the gain of observed + s (x_k - observed) for every s."""
     from .metrics import psnr, truth_data_range
 
     truths = [t.astype(np.float64) for t, _ in pairs]
@@ -208,17 +218,21 @@ def rl_curves(pairs, psf: np.ndarray, *, variant: str, tv_weight: float, iterati
     stop = (variance, np.ones_like(variance), np.full(len(pairs), -1.0))  # scored, never met
     ranges = [truth_data_range(t) for t in truths]
     base = np.array([psnr(t, o, data_range=r) for t, o, r in zip(truths, observed, ranges)])
-    gains = np.zeros((len(pairs), iterations + 1))
-    discrepancies = np.zeros_like(gains)
+    shares = (1.0,) if strengths is None else tuple(float(v) for v in strengths)
+    gains = np.zeros((len(pairs), iterations + 1, len(shares)))
+    discrepancies = np.zeros((len(pairs), iterations + 1))
 
     def observe(k, estimate, discrepancy):
-        for i, (t, r) in enumerate(zip(truths, ranges)):
-            gains[i, k] = psnr(t, estimate[i].astype(np.float64) + offsets[i], data_range=r) - base[i]
+        for i, (t, o, r) in enumerate(zip(truths, observed, ranges)):
+            restored = estimate[i].astype(np.float64) + offsets[i]
+            for j, share in enumerate(shares):
+                kept = restored if share == 1 else o + share * (restored - o)
+                gains[i, k, j] = psnr(t, kept, data_range=r) - base[i]
         discrepancies[:, k] = discrepancy
 
     richardson_lucy_batches(data, psf[None], iterations + 1, eps_floor(data), device, variant=variant,
                             tv_weight=tv_weight, stop=stop, observe=observe)
-    return gains, discrepancies
+    return (gains[..., 0] if strengths is None else gains), discrepancies
 
 
 def _rule_gain(gains: np.ndarray, discrepancies: np.ndarray, tau: float, cap: int) -> tuple[float, float]:
@@ -257,7 +271,7 @@ CANDIDATES = (("leave", 0.0, None),) + tuple(
     for fraction in (1 / 3, 2 / 3, 1.0) for name, change in (("fixed", None), ("rule", 0.0), ("rule+0.05", 0.05)))
 #: the shares of its RL's change a level may keep (RLSchedule.strength): AWDVD is linear in a level's term, so
 #: a weaker plan costs no RL
-STRENGTHS = (1.0, 0.5, 0.3, 0.2, 0.1)
+STRENGTHS = (1.0, 0.5, 0.4, 0.3, 0.2, 0.15, 0.1)  # 1 first: the first stage reads it at index 0
 #: the second stage's objective: summed band gains, band losses beyond ``CalibrationSpec.band_tolerance_db``
 #: counted this many times more
 LOSS_WEIGHT = 10.0
@@ -282,8 +296,24 @@ def _candidate(schedule: RLSchedule, level: int, candidate, strength: float = 1.
                             source="options")
 
 
+def _uniform_gain(uniform, schedule: RLSchedule, level: int, candidate, strength: float) -> float:
+    """Mean gain on level ``level``'s uniform fields of a candidate plan (first-stage curves ``uniform[level]``
+    = (gains (n, K + 1, len(STRENGTHS)), discrepancies (n, K + 1)))."""
+    gains, discrepancies = uniform[level]
+    _, fraction, change = candidate
+    count = int(math.ceil(schedule.iterations[level] * fraction))
+    if count == 0:
+        return 0.0
+    stops = np.full(len(gains), count)
+    if change is not None:
+        met = discrepancies[:, : count + 1] <= schedule.discrepancy[level] + change
+        stops = np.where(met.any(axis=1), met.argmax(axis=1), count)
+    return float(gains[np.arange(len(gains)), stops, STRENGTHS.index(strength)].mean())
+
+
 def tune_on_tilted(schedule: RLSchedule, specimens, psfs: np.ndarray, *, stride: int, offset="auto",
-                   device: str = "cpu", band_tolerance_db: float = 0.15) -> tuple[RLSchedule, dict]:
+                   device: str = "cpu", band_tolerance_db: float = 0.15, uniform=None,
+                   level_gain_db: float = 0.0, tie_db: float = 0.0) -> tuple[RLSchedule, dict]:
     """Second stage: tune ``schedule`` level by level for AWDVD (fast, triangular, ``stride``, true levels) on
     tilted specimens (:class:`awdvd.evaluate_restoration.TiltedSpecimen`).
 
@@ -292,8 +322,11 @@ def tune_on_tilted(schedule: RLSchedule, specimens, psfs: np.ndarray, *, stride:
     levels' restorations), so every candidate plan of :data:`CANDIDATES` is run once per level with the other
     levels left as they are, a weaker plan (:data:`STRENGTHS`) is its term scaled, and any combination is scored
     by adding terms. Coordinate ascent (two sweeps over the levels) maximises the mean over specimens of the
-    summed band gains, band losses beyond ``band_tolerance_db`` counted :data:`LOSS_WEIGHT` times. Returns
-    (the tuned schedule, a JSON-ready record of the choice)."""
+    summed band gains, band losses beyond ``band_tolerance_db`` counted :data:`LOSS_WEIGHT` times. With the
+    first stage's curves ``uniform`` (per level, :func:`_uniform_gain`), a level whose uniform fields can gain
+    ``level_gain_db`` must gain it there too (every level restored, the paper's Fig. 8): a plan's shortfall
+    counts :data:`LOSS_WEIGHT` times. Among a level's plans that score within ``tie_db`` of its best, the one
+    with the fewest iterations is taken. Returns (the tuned schedule, a JSON-ready record of the choice)."""
     from .bands import band_gains
     from .blend import deconvolve_levels
     from .evaluate_restoration import window_levels_from_pixels
@@ -321,20 +354,38 @@ def tune_on_tilted(schedule: RLSchedule, specimens, psfs: np.ndarray, *, stride:
     def restored(specimen, term, choice):
         return specimen.observed + sum(strength * term[level, name] for level, (name, strength) in choice.items())
 
+    by_name = {c[0]: c for c in CANDIDATES}
+    plans = [("leave", 1.0)] + [(c[0], strength) for c in CANDIDATES[1:] for strength in STRENGTHS]
+    uniform_gain, shortfall = {}, {}
+    for level in range(schedule.n_levels):
+        for name, strength in plans:
+            gain = 0.0 if uniform is None else _uniform_gain(uniform, schedule, level, by_name[name], strength)
+            uniform_gain[level, name, strength] = gain
+        reachable = max(uniform_gain[level, name, strength] for name, strength in plans) >= level_gain_db > 0
+        for name, strength in plans:
+            short = level_gain_db - uniform_gain[level, name, strength] if reachable else 0.0
+            shortfall[level, name, strength] = max(short, 0.0)
+
     def objective(choice) -> float:
         total = 0.0
         for specimen, term in zip(specimens, terms):
             gains = np.array(band_gains(specimen, restored(specimen, term, choice))[0])
             total += float(gains.sum() + LOSS_WEIGHT * np.minimum(gains + band_tolerance_db, 0.0).sum())
-        return total / max(len(specimens), 1)
+        return total / max(len(specimens), 1) - LOSS_WEIGHT * sum(shortfall[level, name, strength]
+                                                                  for level, (name, strength) in choice.items())
 
     choice = {level: (CANDIDATES[-2][0], 1.0) for level in range(schedule.n_levels)}  # the first stage's rule
     start = objective(choice)
-    plans = [("leave", 1.0)] + [(c[0], strength) for c in CANDIDATES[1:] for strength in STRENGTHS]
+    def cost(level, plan) -> int:  # the most iterations a plan runs
+        return _candidate(schedule, level, by_name[plan[0]]).iterations[level]
+
     for _ in range(2):
         for level in range(schedule.n_levels):
-            choice[level] = max(plans, key=lambda plan: (objective({**choice, level: plan}), -plans.index(plan)))
-    by_name = {c[0]: c for c in CANDIDATES}
+            scored = [(objective({**choice, level: plan}), plan) for plan in plans]
+            top = max(score for score, _ in scored)
+            # within tie_db of the best, the plan that iterates least (then the better, then the earlier)
+            choice[level] = min((item for item in scored if item[0] >= top - tie_db),
+                                key=lambda item: (cost(level, item[1]), -item[0], plans.index(item[1])))[1]
     iterations, thresholds, strengths = [], [], []
     for level in range(schedule.n_levels):
         name, strength = choice[level]
@@ -351,6 +402,8 @@ def tune_on_tilted(schedule: RLSchedule, specimens, psfs: np.ndarray, *, stride:
     record = {"objective_first_stage": round(start, 3), "objective": round(objective(choice), 3),
               "choice": [_plan_name(*choice[level]) for level in range(schedule.n_levels)],
               "band_gain_db": [round(float(v), 3) for v in np.mean(bands, axis=0)] if bands else [],
+              "uniform_gain_db": ([round(uniform_gain[(level, *choice[level])], 3) for level in range(schedule.n_levels)]
+                                  if uniform is not None else None),
               "whole_gain_db": round(float(np.mean(wholes)), 3) if wholes else None}
     return tuned, record
 
@@ -396,14 +449,16 @@ def calibrate_schedules(optics, camera, spec: CalibrationSpec | None = None, *, 
     forward = forward_bank(optics, size=psf_size)
     _, slices = _slice_psfs(optics, psfs.shape[-1], 3.0, 9)
     levels = {variant: [] for variant in spec.variants}
+    curves = {variant: [] for variant in spec.variants}  # per level: gains with every strength, discrepancies
     for level in range(optics.n_levels):
         pairs = validation_specimens(level, spec, optics=optics, camera=camera, forward=forward, slice_psfs=slices)
         for variant in spec.variants:
             weight = spec.tv_weight if variant == "tv" else 0.0
             gains, discrepancies = rl_curves(pairs, psfs[level], variant=variant, tv_weight=weight,
                                              iterations=spec.max_iterations, offset=spec.offset, camera=camera,
-                                             device=device)
-            levels[variant].append({"level": level, **_level_choice(gains, discrepancies, spec)})
+                                             device=device, strengths=STRENGTHS)
+            curves[variant].append((gains, discrepancies))
+            levels[variant].append({"level": level, **_level_choice(gains[..., 0], discrepancies, spec)})
         if progress is not None:
             progress(f"level {level}: " + ", ".join(
                 f"{v} {levels[v][-1]['rule_gain_db']:+.2f} dB ({levels[v][-1]['rule_mean_iterations']:.0f} it)"
@@ -420,7 +475,9 @@ def calibrate_schedules(optics, camera, spec: CalibrationSpec | None = None, *, 
         if tilted:
             schedule, tuning[variant] = tune_on_tilted(schedule, tilted, psfs, stride=spec.stride,
                                                        offset=spec.offset, device=device,
-                                                       band_tolerance_db=spec.band_tolerance_db)
+                                                       band_tolerance_db=spec.band_tolerance_db,
+                                                       uniform=curves[variant], level_gain_db=spec.level_gain_db,
+                                                       tie_db=spec.tie_db)
             if progress is not None:
                 progress(f"tilted specimens, {variant}: band gains {tuning[variant]['band_gain_db']} dB, "
                          f"iterations {list(schedule.iterations)}")

@@ -25,7 +25,8 @@ def register(subparsers) -> None:
         description="Measure, for every defocus level and RL variant (plain, accelerated, tv), the restoration that "
         "procedural validation specimens (awdvd.calibrate: nuclei fields under the model's optics and camera, never "
         "the shared BBBC006 fields) gain most from, first on uniform fields per level, then level by level in AWDVD on "
-        "tilted specimens; write MODEL with these schedules (info['restoration']) as a new model file. `awdvd "
+        "tilted specimens (leaving a level, or keeping a share of its change, where its windows would cost the sharper "
+        "band beside it more than they gain); write MODEL with these schedules (info['restoration']) as a new model file. `awdvd "
         "deconvolve` uses them by default (--iterations N still forces one count). About 5 minutes on 2 CPU cores.",
     )
     parser.add_argument("model", nargs="?", type=Path, metavar="MODEL",
@@ -65,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
     from ..schedule import model_schedules
 
     block = model_schedules(load_model(path))
+    strength = block["schedules"][block["default_variant"]].get("strength")
     print(f"wrote {path}: default {block['default_variant']} RL, iterations per level "
-          f"{block['iterations_per_level']}")
+          f"{block['iterations_per_level']}" + (f", strength per level {strength}" if strength else ""))
     return 0
