@@ -284,6 +284,8 @@ def _fast(raw, data, labels, psfs, ty, tx, halos, identity, numerator, denominat
             continue
         for core, outer, mask in _support_regions(weight > 0, halos[label]):
             jobs.append((label, core, outer, np.where(mask, weight[core], 0.0)))
+    # the longest RLs first (pixels x iterations), so that no thread is left with one long run at the end
+    jobs.sort(key=lambda job: -_pixels(job[2]) * rl["schedule"].iterations[job[0]])
 
     def restore(job, workers):
         label, core, outer, weight = job
@@ -298,6 +300,10 @@ def _fast(raw, data, labels, psfs, ty, tx, halos, identity, numerator, denominat
     for (label, core, outer, weight), restored in zip(jobs, _map_jobs(restore, jobs, rl["device"])):
         inner = tuple(slice(c.start - o.start, c.stop - o.start) for c, o in zip(core, outer))
         numerator[core] += weight * _kept(restored[inner], raw[core], label, rl)
+
+
+def _pixels(box) -> int:
+    return (box[0].stop - box[0].start) * (box[1].stop - box[1].start)
 
 
 def _support_regions(support: np.ndarray, halo: int):
