@@ -7,7 +7,7 @@ held-out in-focus image (fraction of its foreground tiles called level 0-1). Fol
 --work-dir, so a rerun only evaluates (training a fold takes tens of CPU minutes on 2 cores).
 
     python benchmarks/bench_robustness.py --folds a07,a04,a02 --work-dir /work/exp/folds \
-        -o benchmarks/results/robustness_folds.json
+        -o benchmarks/results/robustness_folds.json [--unseen-cameras]
 
 Prints the matrix as a Markdown table (also in the JSON) and the worst case over cameras.
 """
@@ -47,6 +47,8 @@ def main(argv=None) -> int:
     parser.add_argument("--procedural-fields", type=int, default=2, help="held-out procedural fields in the matrix")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--train-only", action="store_true")
+    parser.add_argument("--unseen-cameras", action="store_true",
+                        help="also judge every fold under awdvd.stream.UNSEEN_CAMERAS (outside the training range)")
     parser.add_argument("-o", "--output", required=True)
     args = parser.parse_args(argv)
     warnings.simplefilter("ignore")
@@ -93,6 +95,15 @@ def main(argv=None) -> int:
                  "procedural": level_matrix(model, held_procedural, per_level=args.per_level),
                  "maps": map_matrix(model, {fold: fields[fold]}),
                  "real_in_focus": real_data_checks(model, in_focus=[fields[fold]])["in_focus"]}
+        if args.unseen_cameras:
+            from awdvd.stream import UNSEEN_CAMERAS
+
+            entry["fields_unseen_cameras"] = level_matrix(model, {fold: fields[fold]}, cameras=UNSEEN_CAMERAS,
+                                                          per_level=args.per_level)
+            entry["procedural_unseen_cameras"] = level_matrix(model, held_procedural, cameras=UNSEEN_CAMERAS,
+                                                              per_level=args.per_level)
+            print(f"fold {fold}: held-out field, unseen cameras\n"
+                  + robustness_markdown({fold: entry["fields_unseen_cameras"]}), flush=True)
         entry["evaluation_s"] = round(time.time() - started, 1)
         results["folds"][fold] = entry
         print(f"fold {fold}: held-out field\n" + robustness_markdown({fold: entry["fields"]}), flush=True)
@@ -100,7 +111,9 @@ def main(argv=None) -> int:
         print(f"fold {fold}: real in-focus field called 0-1: {entry['real_in_focus']['fraction_expected']:.3f}", flush=True)
     if results["folds"]:
         worst = {}
-        for kind in ("fields", "procedural"):
+        kinds = ("fields", "procedural") + (("fields_unseen_cameras", "procedural_unseen_cameras")
+                                             if args.unseen_cameras else ())
+        for kind in kinds:
             for key in ("top1", "within1"):
                 values = [(fold, cam, e[kind]["cameras"][cam][key]) for fold, e in results["folds"].items()
                           for cam in e[kind]["cameras"]]

@@ -1,5 +1,7 @@
 """The robustness matrix: windows of held-out fields x cameras x levels, and maps of tilted specimens."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -103,4 +105,9 @@ def test_cli_writes_the_matrix(tmp_path, field):
     text = (out / "robustness.md").read_text()
     assert "| tiny | paper-eq1 |" in text and "held-out in-focus fields" in text
     assert main(args) == 1  # the results exist: refused before any work
+    assert main(args + ["--overwrite", "--cameras", "unseen"]) == 0
+    text = (out / "robustness.md").read_text()
+    assert "| tiny | gain8-dim |" in text and "| tiny | paper-eq1 |" not in text and "UNSEEN_CAMERAS" in text
+    cameras = json.loads((out / "robustness.json").read_text())["tiny"]["fields"]["settings"]["cameras"]
+    assert set(cameras) == {"offset1000-read12", "gain8-dim", "bright-x6"}
     assert main(["evaluate-robustness", str(model_path), "-o", str(tmp_path / "o2"), "--procedural", "0"]) == 1

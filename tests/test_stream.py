@@ -77,6 +77,19 @@ def test_paper_cameras_lie_in_the_training_range():
         assert r.intensity_scale[0] <= camera.intensity_scale <= r.intensity_scale[1], name
         assert r.pedestal_adu[0] <= camera.pedestal_adu <= r.pedestal_adu[1], name
         assert r.read_noise_adu[0] <= camera.read_noise_adu <= r.read_noise_adu[1], name
+        assert r.outside(camera) == [], name
+
+
+def test_unseen_cameras_lie_outside_the_training_range():
+    from awdvd.stream import UNSEEN_CAMERAS, Camera
+
+    r = CameraRange()
+    assert r.outside(UNSEEN_CAMERAS["offset1000-read12"]) == ["offset_adu", "read_noise_adu"]
+    assert r.outside(UNSEEN_CAMERAS["gain8-dim"]) == ["gain_adu_per_e"]
+    assert r.outside(UNSEEN_CAMERAS["bright-x6"]) == ["intensity_scale"]
+    assert r.outside(Camera(pedestal_adu=200.0)) == ["pedestal_adu"]
+    assert r.outside(Camera(noiseless=True)) == [] and CameraRange(noiseless_probability=0).outside(
+        Camera(noiseless=True)) == ["noiseless"]
 
 
 def test_stream_batches_are_normalised_labelled_and_reproducible(stream):

@@ -241,7 +241,7 @@ def robustness_markdown(level_results: Mapping[str, dict], *, key_order: Sequenc
 
 
 def write_robustness(models, fields, output, *, procedural: int = 2, per_level: int = 60, tta: int = 1,
-                     maps: bool = True, seed: int = 0, overwrite: bool = False, log=None) -> dict:
+                     maps: bool = True, seed: int = 0, overwrite: bool = False, log=None, cameras: str = "matrix") -> dict:
     """``awdvd evaluate-robustness``: the matrix of every model on held-out in-focus ``fields`` and on
     ``procedural`` procedural fields (seeds no training uses), written to ``output/robustness.json`` and
     ``output/robustness.md``.
@@ -254,6 +254,8 @@ def write_robustness(models, fields, output, *, procedural: int = 2, per_level: 
     procedural : procedural nuclei fields (:func:`awdvd.train_stream.procedural_sources` with seed 9001).
     per_level, tta : as for :func:`level_matrix`. maps : also :func:`map_matrix` on the in-focus fields.
     overwrite : replace existing outputs (otherwise FileExistsError before any work).
+    cameras : "matrix" (:data:`awdvd.stream.PAPER_CAMERAS`, the matrix of the floors), "unseen"
+        (:data:`awdvd.stream.UNSEEN_CAMERAS`, outside the training stream's camera range) or "all" (both).
 
     Returns the JSON written: {label: {"fields": level_matrix, "procedural": level_matrix, "maps": map_matrix}}.
     """
@@ -265,6 +267,12 @@ def write_robustness(models, fields, output, *, procedural: int = 2, per_level: 
     from .model import load_model
     from .train_stream import procedural_sources
 
+    from .stream import PAPER_CAMERAS, UNSEEN_CAMERAS
+
+    sets = {"matrix": PAPER_CAMERAS, "unseen": UNSEEN_CAMERAS, "all": {**PAPER_CAMERAS, **UNSEEN_CAMERAS}}
+    if cameras not in sets:
+        raise ValueError(f"cameras must be one of {', '.join(sets)}, got {cameras!r}")
+    chosen = sets[cameras]
     output = Path(output)
     targets = [output / "robustness.json", output / "robustness.md"]
     for target in targets:
@@ -283,18 +291,21 @@ def write_robustness(models, fields, output, *, procedural: int = 2, per_level: 
         say(f"{label}: {len(held)} fields, {len(synthetic)} procedural fields, per level {per_level}")
         result = {"trained_on": (model.info.get("data") or {}).get("sources")}
         if held:
-            result["fields"] = level_matrix(model, held, per_level=per_level, tta=tta, seed=seed)
+            result["fields"] = level_matrix(model, held, cameras=chosen, per_level=per_level, tta=tta, seed=seed)
             if maps:
-                result["maps"] = map_matrix(model, held, seed=seed)
+                result["maps"] = map_matrix(model, held, cameras=chosen, seed=seed)
         if synthetic:
-            result["procedural"] = level_matrix(model, synthetic, per_level=per_level, tta=tta, seed=seed)
+            result["procedural"] = level_matrix(model, synthetic, cameras=chosen, per_level=per_level, tta=tta,
+                                                seed=seed)
         results[label] = result
     output.mkdir(parents=True, exist_ok=True)
     with atomic_path(targets[0], overwrite=overwrite) as tmp:
         Path(tmp).write_text(json.dumps(results, indent=1))
     lines = ["# Robustness matrix", "",
              "Windows of fields the models never saw, blurred at every level (Eq. 2) and recorded by each camera "
-             "model (awdvd.stream.PAPER_CAMERAS). Which fields a model trained on: " +
+             "model (" + {"matrix": "awdvd.stream.PAPER_CAMERAS", "unseen": "awdvd.stream.UNSEEN_CAMERAS, outside "
+                         "the training stream's camera range", "all": "awdvd.stream.PAPER_CAMERAS and UNSEEN_CAMERAS"}[
+                 cameras] + "). Which fields a model trained on: " +
              "; ".join(f"{k}: {', '.join(v['trained_on'] or ['?'])}" for k, v in results.items()), ""]
     for kind in ("fields", "procedural"):
         tables = {k: v[kind] for k, v in results.items() if kind in v}

@@ -32,7 +32,7 @@ from ._config import FrozenConfig
 from .optics import Optics
 from .patches import BACKGROUND, image_range
 
-__all__ = ["CameraRange", "Camera", "TrainingStream", "PAPER_CAMERAS", "background_rule"]
+__all__ = ["CameraRange", "Camera", "TrainingStream", "PAPER_CAMERAS", "UNSEEN_CAMERAS", "background_rule"]
 
 # --------------------------------------------------------------------------------------------- cameras
 @dataclass(frozen=True)
@@ -82,6 +82,15 @@ PAPER_CAMERAS = {
     "noiseless": Camera(noiseless=True, offset_adu=96.0, gain_adu_per_e=1.0),
 }
 
+#: Cameras outside the training stream's :class:`CameraRange` (each has a setting no training draw takes, see
+#: :meth:`CameraRange.outside`): a high-offset, high-read-noise sCMOS-like camera, an electron-multiplying
+#: camera's large gain on a dim specimen, and a bright specimen recorded at BBBC006's gain.
+UNSEEN_CAMERAS = {
+    "offset1000-read12": Camera(gain_adu_per_e=0.5, offset_adu=1000.0, read_noise_adu=12.0),
+    "gain8-dim": Camera(gain_adu_per_e=8.0, offset_adu=100.0, intensity_scale=0.5),
+    "bright-x6": Camera(gain_adu_per_e=0.33, offset_adu=96.0, intensity_scale=6.0),
+}
+
 
 @dataclass(frozen=True)
 class CameraRange(FrozenConfig):
@@ -114,6 +123,17 @@ class CameraRange(FrozenConfig):
         for name in ("pedestal_probability", "noiseless_probability"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"CameraRange.{name} must be in [0, 1], got {getattr(self, name)}")
+
+    def outside(self, camera: Camera) -> list[str]:
+        """The settings of ``camera`` that no draw of this range takes (empty: the range holds it)."""
+        if camera.noiseless:
+            return [] if self.noiseless_probability > 0 else ["noiseless"]
+        names = ["gain_adu_per_e", "intensity_scale", "offset_adu", "read_noise_adu"]
+        out = [name for name in names if not getattr(self, name)[0] <= getattr(camera, name) <= getattr(self, name)[1]]
+        if camera.pedestal_adu > 0 and not (self.pedestal_probability > 0
+                                            and self.pedestal_adu[0] <= camera.pedestal_adu <= self.pedestal_adu[1]):
+            out.append("pedestal_adu")
+        return out
 
     def draw(self, rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
         """``n`` cameras as arrays: gain, offset, pedestal, read, scale (float64) and noiseless (bool)."""

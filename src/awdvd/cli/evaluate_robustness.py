@@ -29,6 +29,10 @@ def register(subparsers) -> None:
     parser.add_argument("--tta", type=int, choices=(1, 2, 4, 8), default=1,
                         help="dihedral transforms averaged per window (default 1)")
     parser.add_argument("--no-maps", action="store_true", help="skip the tilted-specimen maps")
+    parser.add_argument("--cameras", choices=("matrix", "unseen", "all"), default="matrix",
+                        help="camera models: the matrix's five (default), three outside the training stream's "
+                             "camera range (high offset and read noise, gain 8 on a dim specimen, a bright "
+                             "specimen), or all")
     parser.add_argument("--seed", type=non_negative_int, default=0, help="noise and window seed (default 0)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing results in DIR")
     parser.set_defaults(func=run)
@@ -39,6 +43,7 @@ def run(args: argparse.Namespace) -> int:
 
     results = write_robustness(args.models, args.fields, args.output, procedural=args.procedural,
                                per_level=args.per_level, tta=args.tta, maps=not args.no_maps, seed=args.seed,
+                               cameras=args.cameras,
                                overwrite=args.overwrite, log=lambda line: print(line, file=sys.stderr, flush=True))
     for label, result in results.items():
         for kind in ("fields", "procedural"):
