@@ -94,7 +94,8 @@ def main(argv=None) -> int:
                  "fields": level_matrix(model, {fold: fields[fold]}, per_level=args.per_level),
                  "procedural": level_matrix(model, held_procedural, per_level=args.per_level),
                  "maps": map_matrix(model, {fold: fields[fold]}),
-                 "real_in_focus": real_data_checks(model, in_focus=[fields[fold]])["in_focus"]}
+                 "real_in_focus": real_data_checks(model, in_focus=[fields[fold]])["in_focus"],
+                 "real_in_focus_cells": real_data_checks(model, in_focus=[fields[fold]], rule="cells")["in_focus"]}
         if args.unseen_cameras:
             from awdvd.stream import UNSEEN_CAMERAS
 
@@ -108,7 +109,8 @@ def main(argv=None) -> int:
         results["folds"][fold] = entry
         print(f"fold {fold}: held-out field\n" + robustness_markdown({fold: entry["fields"]}), flush=True)
         print(f"fold {fold}: procedural\n" + robustness_markdown({fold: entry["procedural"]}), flush=True)
-        print(f"fold {fold}: real in-focus field called 0-1: {entry['real_in_focus']['fraction_expected']:.3f}", flush=True)
+        print(f"fold {fold}: real in-focus field called 0-1: {entry['real_in_focus']['fraction_expected']:.3f} "
+              f"(tiles that hold cells: {entry['real_in_focus_cells']['fraction_expected']:.3f})", flush=True)
     if results["folds"]:
         worst = {}
         kinds = ("fields", "procedural") + (("fields_unseen_cameras", "procedural_unseen_cameras")

@@ -17,6 +17,22 @@ def test_census_counts_foreground_tiles_only():
     assert census["mean_level"] == pytest.approx(6.5)
 
 
+def test_the_cells_rule_drops_noise_only_tiles_the_paper_rule_admits():
+    model = RuleModel(step=100.0)
+    rng = np.random.default_rng(0)
+    # a background 60 ADU above BBBC006's offset with its shot noise (gain 0.33): every tile's max - min >= 30 ADU,
+    # so the paper's rule calls them all foreground; one tile holds a nucleus
+    image = (96 + 0.33 * rng.poisson(60 / 0.33, size=(168, 252))).astype(np.float32)
+    yy, xx = np.mgrid[:84, :84]
+    image[:84, :84] += 600 * np.exp(-((yy - 42) ** 2 + (xx - 42) ** 2) / (2 * 12.0**2))
+    paper = level_census(model, [image])
+    cells = level_census(model, [image], rule="cells")
+    assert paper["n_foreground"] == 6 and paper["foreground_rule"] == "paper"
+    assert cells["n_foreground"] == 1 and cells["foreground_rule"] == "cells"
+    with pytest.raises(ValueError, match="rule must be"):
+        level_census(model, [image], rule="otsu")
+
+
 def test_checks_report_expected_fractions():
     model = RuleModel(step=100.0)
     sharp = np.full((84, 168), 120.0, np.float32)

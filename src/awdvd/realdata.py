@@ -29,8 +29,14 @@ def _tile_starts(shape: tuple[int, int], patch_px: int) -> tuple[np.ndarray, np.
 
 
 def level_census(model, images: Sequence[np.ndarray], *, bg_max_below: float = 230.0,
-                 bg_range_below: float = 30.0) -> dict:
+                 bg_range_below: float = 30.0, rule: str = "paper") -> dict:
     """Levels the model gives the foreground tiles of ``images``.
+
+    ``rule``: which tiles are foreground. "paper": not background by the dataset rule (max below
+    ``bg_max_below`` and max - min below ``bg_range_below`` ADU). "cells": that, and the tile holds cells by
+    the training stream's noise-relative rule (:func:`awdvd.robustness.cell_test`, BBBC006's camera), as the
+    robustness matrix chooses its windows: the paper's rule alone admits nearly empty tiles whose hot pixels or
+    shot noise span 30 ADU.
 
     Each tile is classified as it would be inside its image's defocus map (:func:`awdvd.predict.classify_windows`:
     its image's range for "image-range" models).
@@ -41,7 +47,10 @@ def level_census(model, images: Sequence[np.ndarray], *, bg_max_below: float = 2
     """
     from .patches import is_background
     from .predict import classify_windows
+    from .robustness import cell_test
 
+    if rule not in ("paper", "cells"):
+        raise ValueError(f"rule must be 'paper' or 'cells', got {rule!r}")
     p = model.patch_px
     n_tiles, levels = 0, []
     class_levels = np.asarray(model.class_levels)
@@ -53,6 +62,9 @@ def level_census(model, images: Sequence[np.ndarray], *, bg_max_below: float = 2
             continue
         tiles = np.stack([image[y : y + p, x : x + p] for y, x in zip(ys, xs)])
         foreground = ~is_background(tiles, max_below=bg_max_below, range_below=bg_range_below)
+        if rule == "cells":
+            holds = cell_test(image, patch_px=p)
+            foreground &= np.array([holds(int(y), int(x)) for y, x in zip(ys, xs)], dtype=bool)
         if foreground.any():
             proba = classify_windows(image, model, ys[foreground], xs[foreground])
             levels.append(class_levels[np.argmax(proba, axis=1)])
@@ -66,6 +78,7 @@ def level_census(model, images: Sequence[np.ndarray], *, bg_max_below: float = 2
         "n_images": len(images),
         "n_tiles": int(n_tiles),
         "n_foreground": int(len(levels)),
+        "foreground_rule": rule,
         "histogram": {name: int(c) for name, c in zip(names, counts)},
         "mean_level": float(called.mean()) if called.size else None,
     }
@@ -77,22 +90,24 @@ def _fraction(census: dict, levels: Sequence[int]) -> float | None:
 
 
 def real_data_checks(model, *, in_focus: Sequence[np.ndarray] = (), defocused: Sequence[np.ndarray] = (),
-                     in_focus_levels: Sequence[int] = (0, 1), deep_levels: Sequence[int] | None = None) -> dict:
+                     in_focus_levels: Sequence[int] = (0, 1), deep_levels: Sequence[int] | None = None,
+                     rule: str = "paper") -> dict:
     """The two real-data checks of the model card.
 
     ``in_focus``: images at best focus; the check is the fraction of foreground tiles called ``in_focus_levels``.
     ``defocused``: images beyond the deepest level; the check is the fraction called ``deep_levels`` (default:
-    the three deepest). Either may be empty (its entry is then None).
+    the three deepest). Either may be empty (its entry is then None). ``rule``: which tiles are foreground
+    (:func:`level_census`).
     """
     n_levels = model.optics.n_levels
     deep = tuple(range(max(0, n_levels - 3), n_levels)) if deep_levels is None else tuple(deep_levels)
     result: dict = {"in_focus": None, "defocused": None}
     if len(in_focus):
-        census = level_census(model, in_focus)
+        census = level_census(model, in_focus, rule=rule)
         result["in_focus"] = {**census, "levels_expected": list(in_focus_levels),
                               "fraction_expected": _fraction(census, in_focus_levels)}
     if len(defocused):
-        census = level_census(model, defocused)
+        census = level_census(model, defocused, rule=rule)
         result["defocused"] = {**census, "levels_expected": list(deep),
                                "fraction_expected": _fraction(census, deep)}
     return result
