@@ -19,7 +19,7 @@ from ._device import resolve_device
 from ._threads import allowed_threads
 from .psf import check_psf_stack
 from .rl import CHUNK_PIXELS, check_eps, check_offset, eps_floor, halos_px, is_delta_psf, richardson_lucy_batches
-from .schedule import RLSchedule, level_schedule
+from .schedule import RLSchedule, keep_share, level_schedule
 from .windows import WEIGHTINGS, DefocusMap, axis_weight_matrix, window_profile
 
 __all__ = ["deconvolve_levels", "blend_windows", "check_levels", "per_level_iterations", "window_label_weights",
@@ -31,8 +31,8 @@ METHODS = ("fast", "patchwise")
 LEVEL_BLENDS = ("argmax", "probability")
 #: "probability": classes below this probability are dropped (the rest renormalised; the most likely is kept).
 #: Every kept level costs an RL of its windows: on the tilted specimens of the six shared fields (bundled model,
-#: defaults) 0.1 / 0.2 / 0.3 gave whole-image gains of +7.93 / +7.90 / +7.83 dB and worst bands -0.02 / -0.07 /
-#: -0.07 dB, for 1.10 / 0.96 / 0.87 the CPU time of 30 plain iterations with argmax levels (loaded machine)
+#: defaults; benchmarks/bench_blend_threshold.py --repeats 7) 0.2 / 0.3 give whole-image gains of +7.92 / +7.86 dB
+#: and worst bands -0.14 / -0.17 dB, for 0.99 / 0.92 the CPU time of 30 plain iterations with argmax levels
 MIN_PROBABILITY = 0.2
 
 
@@ -254,8 +254,7 @@ def _restore(data: np.ndarray, psf: np.ndarray, level: int, rl: dict, workers: i
 
 def _kept(restored: np.ndarray, raw: np.ndarray, level: int, rl: dict) -> np.ndarray:
     """A level's restoration of some pixels with only its schedule's ``strength`` of the change kept."""
-    strength = rl["schedule"].level_strength(level)
-    return restored if strength == 1 else raw + strength * (restored - raw)
+    return keep_share(restored, raw, rl["schedule"].level_strength(level))
 
 
 def _map_jobs(function, jobs: list, device: str):

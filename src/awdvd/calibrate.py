@@ -43,7 +43,7 @@ import numpy as np
 from ._checks import check_positive_int
 from ._config import FrozenConfig
 from .rl import RL_VARIANTS, check_variant, eps_floor, resolve_offset, richardson_lucy_batches
-from .schedule import INFO_FORMAT, INFO_FORMAT_VERSION, INFO_KEY, RLSchedule
+from .schedule import INFO_FORMAT, INFO_FORMAT_VERSION, INFO_KEY, RLSchedule, keep_share
 from .windows import PATCH_PX
 
 __all__ = ["CalibrationSpec", "validation_field", "validation_specimens", "rl_curves", "calibrate_schedules",
@@ -226,8 +226,7 @@ def rl_curves(pairs, psf: np.ndarray, *, variant: str, tv_weight: float, iterati
         for i, (t, o, r) in enumerate(zip(truths, observed, ranges)):
             restored = estimate[i].astype(np.float64) + offsets[i]
             for j, share in enumerate(shares):
-                kept = restored if share == 1 else o + share * (restored - o)
-                gains[i, k, j] = psnr(t, kept, data_range=r) - base[i]
+                gains[i, k, j] = psnr(t, keep_share(restored, o, share), data_range=r) - base[i]
         discrepancies[:, k] = discrepancy
 
     richardson_lucy_batches(data, psf[None], iterations + 1, eps_floor(data), device, variant=variant,
@@ -304,11 +303,8 @@ def _uniform_gain(uniform, schedule: RLSchedule, level: int, candidate, strength
     count = int(math.ceil(schedule.iterations[level] * fraction))
     if count == 0:
         return 0.0
-    stops = np.full(len(gains), count)
-    if change is not None:
-        met = discrepancies[:, : count + 1] <= schedule.discrepancy[level] + change
-        stops = np.where(met.any(axis=1), met.argmax(axis=1), count)
-    return float(gains[np.arange(len(gains)), stops, STRENGTHS.index(strength)].mean())
+    threshold = -math.inf if change is None else schedule.discrepancy[level] + change  # -inf: never met, fixed
+    return _rule_gain(gains[..., STRENGTHS.index(strength)], discrepancies, threshold, count)[0]
 
 
 def tune_on_tilted(schedule: RLSchedule, specimens, psfs: np.ndarray, *, stride: int, offset="auto",
@@ -374,11 +370,11 @@ def tune_on_tilted(schedule: RLSchedule, specimens, psfs: np.ndarray, *, stride:
         return total / max(len(specimens), 1) - LOSS_WEIGHT * sum(shortfall[level, name, strength]
                                                                   for level, (name, strength) in choice.items())
 
-    choice = {level: (CANDIDATES[-2][0], 1.0) for level in range(schedule.n_levels)}  # the first stage's rule
-    start = objective(choice)
     def cost(level, plan) -> int:  # the most iterations a plan runs
         return _candidate(schedule, level, by_name[plan[0]]).iterations[level]
 
+    choice = {level: (CANDIDATES[-2][0], 1.0) for level in range(schedule.n_levels)}  # the first stage's rule
+    start = objective(choice)
     for _ in range(2):
         for level in range(schedule.n_levels):
             scored = [(objective({**choice, level: plan}), plan) for plan in plans]

@@ -182,6 +182,7 @@ def evaluate_patches(patches, psfs, *, model=None, options=None, per_level: int 
     from .blend import label_shares
     from .restore import options_with, rl_schedule
     from .rl import eps_floor, estimate_background, richardson_lucy_batches
+    from .schedule import keep_share
 
     options = options_with(options, overrides)
     n_levels = len(psfs)
@@ -204,9 +205,8 @@ def evaluate_patches(patches, psfs, *, model=None, options=None, per_level: int 
         out = richardson_lucy_batches(data, psfs[psf_level][None], iterations, eps_floor(data),
                                       resolve_device(options.device), variant=schedule.variant,
                                       tv_weight=schedule.tv_weight, stop=stop)
-        out = out.astype(np.float64) + offsets
-        strength = schedule.level_strength(plan_level)  # the share of the change the level keeps
-        return (raw + strength * (out - raw) if strength < 1 else out).astype(np.float32)
+        kept = keep_share(out.astype(np.float64) + offsets, raw, schedule.level_strength(plan_level))
+        return kept.astype(np.float32)
 
     per_level = check_positive_int(per_level, "per_level")
     rng = np.random.default_rng(seed)

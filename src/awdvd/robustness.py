@@ -25,7 +25,7 @@ from ._checks import check_image, check_positive_int
 from .optics import Optics
 from .patches import BACKGROUND
 
-__all__ = ["level_matrix", "map_matrix", "foreground_windows", "tilted_observation", "summarise_levels",
+__all__ = ["level_matrix", "map_matrix", "cell_test", "foreground_windows", "tilted_observation", "summarise_levels",
            "robustness_markdown", "worst_case", "write_robustness"]
 
 _PAPER_BG = (230.0, 30.0)  # max below, range below (raw ADU): the paper's background rule
@@ -279,9 +279,8 @@ def write_robustness(models, fields, output, *, procedural: int = 2, per_level: 
     from .data import load_in_focus_images
     from .io import atomic_path
     from .model import load_model
-    from .train_stream import procedural_sources
-
     from .stream import PAPER_CAMERAS, UNSEEN_CAMERAS
+    from .train_stream import procedural_sources
 
     sets = {"matrix": PAPER_CAMERAS, "unseen": UNSEEN_CAMERAS, "all": {**PAPER_CAMERAS, **UNSEEN_CAMERAS}}
     if cameras not in sets:

@@ -31,7 +31,7 @@ from ._checks import check_positive_int
 from ._config import FrozenConfig
 from .rl import DEFAULT_ITERATIONS, RL_VARIANTS, check_variant
 
-__all__ = ["RLSchedule", "level_schedule", "model_schedules", "model_schedule", "default_schedule", "INFO_KEY", "INFO_FORMAT",
+__all__ = ["RLSchedule", "keep_share", "level_schedule", "model_schedules", "model_schedule", "default_schedule", "INFO_KEY", "INFO_FORMAT",
            "DEFAULT_TV_WEIGHT"]
 
 #: where a model file keeps its restoration schedules: ``model.info[INFO_KEY]``
@@ -157,6 +157,12 @@ class RLSchedule(FrozenConfig):
                 "stopping": "discrepancy" if self.stopping else None,
                 "discrepancy": list(self.discrepancy) if self.discrepancy is not None else None,
                 "strength": list(self.strength) if self.strength is not None else None}
+
+
+def keep_share(restored, observed, strength: float):
+    """``observed + strength * (restored - observed)``: a restoration with only ``strength`` of its change kept
+    (``restored`` itself at 1), as :attr:`RLSchedule.strength` defines it."""
+    return restored if strength == 1 else observed + strength * (restored - observed)
 
 
 def level_schedule(iterations, n_levels: int) -> RLSchedule:
