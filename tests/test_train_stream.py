@@ -66,6 +66,33 @@ def test_resume_continues_the_same_run(sources, tmp_path):
                           checkpoint_path=checkpoint, resume=True)
 
 
+def test_init_starts_from_a_trained_models_weights(sources, tmp_path):
+    trained, _ = train_from_stream(sources, optics=OPTICS, recipe=TINY, seed=0, threads=1)
+    frozen = TINY.replace(lr=0.0)  # AdamW with lr 0 moves no weight (its decay is scaled by lr too)
+    tuned, _ = train_from_stream(sources, optics=OPTICS, recipe=frozen, seed=5, threads=1, init=trained)
+    fresh, _ = train_from_stream(sources, optics=OPTICS, recipe=frozen, seed=5, threads=1)
+    a, b, c = _weights(trained), _weights(tuned), _weights(fresh)
+    convs = [k for k in a if k.endswith("weight") and a[k].ndim == 4]
+    assert convs and all(np.array_equal(a[k].numpy(), b[k].numpy()) for k in convs)
+    assert not any(np.array_equal(a[k].numpy(), c[k].numpy()) for k in convs)
+    record = tuned.info["training"]["initialised_from"]
+    assert record["steps"] == TINY.steps and len(record["weights_fingerprint"]) == 20
+    assert fresh.info["training"]["initialised_from"] is None
+
+    checkpoint = tmp_path / "run.ckpt"
+    with pytest.raises(KeyboardInterrupt):
+        train_from_stream(sources, optics=OPTICS, recipe=TINY, seed=5, threads=1, init=trained,
+                          checkpoint_path=checkpoint, progress=lambda entry: (_ for _ in ()).throw(KeyboardInterrupt))
+    with pytest.raises(ValueError, match="different init"):  # resuming without the run's init
+        train_from_stream(sources, optics=OPTICS, recipe=TINY, seed=5, threads=1, checkpoint_path=checkpoint,
+                          resume=True)
+    with pytest.raises(ValueError, match="optics"):
+        train_from_stream(sources, optics=Optics(n_levels=4), recipe=TINY, threads=1, init=trained)
+    wider = TINY.replace(network={**TINY.network, "widths": (8, 4, 8, 8, 8, 8, 8)})
+    with pytest.raises(ValueError, match="init model is a delpnet"):
+        train_from_stream(sources, optics=OPTICS, recipe=wider, threads=1, init=trained)
+
+
 def test_cli_trains_from_images(tmp_path):
     from awdvd.cli import main
     from awdvd.io import write_tiff
@@ -84,3 +111,9 @@ def test_cli_trains_from_images(tmp_path):
     assert load_model(out).normalization == "image-range"
     assert main(["train", "--images", str(folder), "-o", str(out), "--recipe", "smoke"]) == 1  # exists
     assert main(["train", "--images", str(folder), "-o", str(tmp_path / "x.pt"), "--recipe", "paper"]) == 1
+    tuned = tmp_path / "tuned.pt"
+    assert main(["train", "--images", str(folder), "-o", str(tuned), "--recipe", "smoke", "--levels", "3",
+                 "--threads", "1", "--init", str(out), "--lr", "1e-4", "--seed", "1"]) == 0
+    record = load_model(tuned).info
+    assert record["recipe"]["lr"] == 1e-4 and record["training"]["initialised_from"]["steps"] == 6
+    assert main(["train", "--images", str(folder), "-o", str(tmp_path / "y.pt"), "--batch-size", "8"]) == 1

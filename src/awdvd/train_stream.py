@@ -152,6 +152,7 @@ def train_from_stream(
     patch_px: int = 84,
     source_offset_adu: float = 96.0,
     source_gain_adu_per_e: float = 0.33,
+    init=None,
 ):
     """Train DelpNet (``recipe.network``) on a :class:`TrainingStream` of ``sources`` (+ procedural fields).
 
@@ -165,6 +166,10 @@ def train_from_stream(
     checkpoint_path, resume : checkpoint every ``val_every`` steps; continue from it.
     progress : called with each validation's history entry.
     source_offset_adu, source_gain_adu_per_e : the camera of ``sources`` (:class:`~awdvd.stream.TrainingStream`).
+    init : a stream-trained :class:`~awdvd.model.DefocusModel` (same network, optics, classes and window size)
+        whose weights replace the random initial ones: to train it on, e.g. for more steps at a lower ``lr``,
+        or with more sources. Recorded in the model (``info["training"]["initialised_from"]``). Give another
+        ``seed`` than its run's for fresh batches.
 
     Returns
     -------
@@ -203,7 +208,9 @@ def train_from_stream(
     to_index = np.vectorize(index_of.__getitem__, otypes=[np.int64])
     config = network_config("delpnet", {**recipe.network, "n_classes": len(class_levels)})
     torch.manual_seed(seed)
-    network = build_network("delpnet", config).to(memory_format=torch.channels_last)
+    network = build_network("delpnet", config)
+    init_info = None if init is None else _initialise(network, init, config, class_levels, optics, patch_px)
+    network = network.to(memory_format=torch.channels_last)
     decay = [p for p in network.parameters() if p.ndim > 1]
     no_decay = [p for p in network.parameters() if p.ndim <= 1]
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": recipe.weight_decay},
@@ -212,7 +219,8 @@ def train_from_stream(
     x_val = torch.from_numpy(xv).contiguous(memory_format=torch.channels_last)
     y_val = torch.from_numpy(to_index(yv))
 
-    identity = {"recipe": recipe.to_dict(), "seed": seed, "sources": names, "optics": optics.to_dict(), **camera}
+    identity = {"recipe": recipe.to_dict(), "seed": seed, "sources": names, "optics": optics.to_dict(), **camera,
+                "init": None if init_info is None else init_info["weights_fingerprint"]}
     history: list[dict] = []
     best = {"accuracy": -1.0, "state": None, "step": 0}
     step, elapsed = 0, 0.0
@@ -276,11 +284,27 @@ def train_from_stream(
             "training": {"kind": "stream", "steps": step, "best_step": best["step"],
                          "best_val_accuracy": best["accuracy"], "seconds": history[-1]["seconds"] if history else 0,
                          "cpu_seconds": history[-1]["cpu_seconds"] if history else 0,
-                         "torch_version": torch.__version__, "threads": torch.get_num_threads(), "history": history},
+                         "torch_version": torch.__version__, "threads": torch.get_num_threads(),
+                         "initialised_from": init_info, "history": history},
             "data": {"sources": names, "procedural_fields": recipe.procedural, **camera}}
     model = DefocusModel(network, optics=optics, class_levels=class_levels, patch_px=patch_px, info=info,
                          normalization="image-range")
     return model, history
+
+
+def _initialise(network, init, config, class_levels, optics: Optics, patch_px: int) -> dict:
+    """Load a stream-trained ``init`` model's weights into ``network`` (:func:`awdvd.train._initialise_from`
+    checks network and classes; here also the optics, window size and normalisation the stream assumes)."""
+    from .model import DefocusModel
+    from .train import _initialise_from
+
+    if isinstance(init, DefocusModel):
+        if init.normalization != "image-range":
+            raise ValueError(f"init model normalises windows by {init.normalization!r}; the stream trains "
+                             "'image-range' models (train it on with its own DATASET recipe instead)")
+        if init.optics.to_dict() != optics.to_dict() or init.patch_px != patch_px:
+            raise ValueError("init model was trained for other optics or another window size than this run's")
+    return _initialise_from(network, init, "delpnet", config, class_levels)
 
 
 def _save_checkpoint(path: Path, identity: dict, network, optimizer, stream, step, history, best, seconds) -> None:
@@ -318,6 +342,8 @@ def train_stream_to_file(
     *,
     recipe: StreamRecipe | str = "stream",
     steps: int | None = None,
+    lr: float | None = None,
+    init=None,
     optics: Optics | None = None,
     source_offset_adu: float = 96.0,
     source_gain_adu_per_e: float = 0.33,
@@ -336,7 +362,8 @@ def train_stream_to_file(
         ``source_gain_adu_per_e`` (BBBC006's by default).
     output : the model file (``.pt``); beside it ``STEM.curves.csv`` / ``.png`` (validation accuracy per
         ``val_every`` steps) and ``STEM.json`` (what was done); ``STEM.checkpoint.pt`` while training runs.
-    recipe : a :class:`StreamRecipe` or a :data:`STREAM_RECIPES` name; ``steps`` replaces its steps.
+    recipe : a :class:`StreamRecipe` or a :data:`STREAM_RECIPES` name; ``steps`` and ``lr`` replace its own.
+    init : a stream-trained model (or its file) to train on from (:func:`train_from_stream`).
     optics : the microscope's optics (default :class:`~awdvd.optics.Optics`, BBBC006's).
     resume : continue an interrupted run from its checkpoint; overwrite : replace existing outputs.
     log : called with one line per validation.
@@ -357,6 +384,12 @@ def train_stream_to_file(
         recipe = STREAM_RECIPES[recipe]
     if steps is not None:
         recipe = recipe.replace(steps=steps)
+    if lr is not None:
+        recipe = recipe.replace(lr=lr)
+    if init is not None and not hasattr(init, "network"):
+        from .model import load_model
+
+        init = load_model(init)
     images, names = load_in_focus_images(inputs)
     if not images:
         raise ValueError(f"no in-focus images found in {inputs!r}")
@@ -371,7 +404,7 @@ def train_stream_to_file(
     model, history = train_from_stream(images, source_names=names, optics=optics, recipe=recipe, seed=seed,
                                        threads=threads, checkpoint_path=paths["checkpoint"], resume=resume,
                                        progress=progress, source_offset_adu=source_offset_adu,
-                                       source_gain_adu_per_e=source_gain_adu_per_e)
+                                       source_gain_adu_per_e=source_gain_adu_per_e, init=init)
     model.save(paths["model"], overwrite=overwrite)
     write_csv(paths["curves_csv"], list(STREAM_CURVE_COLUMNS),
               [[entry.get(c) for c in STREAM_CURVE_COLUMNS] for entry in history], overwrite=True)

@@ -54,8 +54,9 @@ def register(subparsers) -> None:
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where to train (default auto)")
     parser.add_argument("--threads", type=positive_int, help="CPU threads for torch (default: torch's choice)")
     parser.add_argument("--init", type=Path, metavar="MODEL",
-                        help="start from this trained model's weights instead of random ones (same variant; e.g. "
-                             "to train on with --lr lower, or on more data)")
+                        help="start from this trained model's weights instead of random ones (same variant, or "
+                             "with --images a stream-trained model; e.g. to train on with --lr lower, or on more "
+                             "data)")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run from its checkpoint")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing model (and its curves) or "
                         "a stale checkpoint")
@@ -109,11 +110,12 @@ def run(args: argparse.Namespace) -> int:
 def _run_stream(args: argparse.Namespace) -> int:
     from ..train_stream import train_stream_to_file
 
-    if args.variant != "delpnet" or args.recipe in RECIPE_NAMES or args.epochs or args.init:
+    if args.variant != "delpnet" or args.recipe in RECIPE_NAMES or args.epochs or args.batch_size:
         raise ValueError("--images trains DelpNet-lean on the stream (recipes stream, smoke); --variant, --recipe "
-                         "paper/fast, --epochs and --init apply to DATASET training")
+                         "paper/fast, --epochs and --batch-size apply to DATASET training")
     model, paths = train_stream_to_file(args.images, args.output, recipe=args.recipe or "stream",
-                                        steps=args.steps, optics=optics_from_args(args),
+                                        steps=args.steps, lr=args.lr, init=args.init,
+                                        optics=optics_from_args(args),
                                         source_offset_adu=args.offset, source_gain_adu_per_e=args.gain,
                                         seed=args.seed, threads=args.threads, resume=args.resume,
                                         overwrite=args.overwrite,
