@@ -9,6 +9,12 @@ held-out in-focus image (fraction of its foreground tiles called level 0-1). Fol
     python benchmarks/bench_robustness.py --folds a07,a04,a02 --work-dir /work/exp/folds \
         -o benchmarks/results/robustness_folds.json [--unseen-cameras]
 
+The bundled model's recipe has two stages: the command above trains the first (5,000 steps, lr 3e-3); the
+second trains each fold on from the first's model for 5,000 steps at lr 1e-3 with fresh batches:
+
+    python benchmarks/bench_robustness.py --folds a07,a04,a02 --work-dir /work/exp/folds_ft \
+        --init-dir /work/exp/folds --recipe-json '{"lr": 0.001}' --seed 1 -o ... --unseen-cameras
+
 Prints the matrix as a Markdown table (also in the JSON) and the worst case over cameras.
 """
 
@@ -45,6 +51,11 @@ def main(argv=None) -> int:
     parser.add_argument("--recipe-json", default=None, help="StreamRecipe fields as JSON (overrides)")
     parser.add_argument("--per-level", type=int, default=60)
     parser.add_argument("--procedural-fields", type=int, default=2, help="held-out procedural fields in the matrix")
+    parser.add_argument("--init-dir", default=None,
+                        help="train each missing fold model on from INIT_DIR/fold_FIELD.pt (a second stage: "
+                             "awdvd train --images ... --init; the bundled model's recipe is a 5,000-step stage "
+                             "and this one with --recipe-json '{\"lr\": 0.001}' --seed 1)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of new fold trainings (default 0)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--train-only", action="store_true")
     parser.add_argument("--unseen-cameras", action="store_true",
@@ -78,8 +89,9 @@ def main(argv=None) -> int:
         if not model_path.is_file():
             train = {name: image for name, image in fields.items() if name != fold}
             started = time.time()
+            init = None if args.init_dir is None else load_model(Path(args.init_dir) / f"fold_{fold}.pt")
             model, history = train_from_stream(list(train.values()), source_names=list(train), recipe=recipe,
-                                               checkpoint_path=work / f"fold_{fold}.checkpoint.pt",
+                                               seed=args.seed, init=init, checkpoint_path=work / f"fold_{fold}.checkpoint.pt",
                                                resume=(work / f"fold_{fold}.checkpoint.pt").is_file(),
                                                progress=lambda e: print(f"[{fold}] {e}", flush=True))
             model.info["training"]["wall_s"] = round(time.time() - started, 1)
