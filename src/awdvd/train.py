@@ -59,6 +59,7 @@ __all__ = [
     "batch_spans",
     "dihedral",
     "recalibrate_batchnorm",
+    "initialise_from",
     "CHECKPOINT_FORMAT",
     "CURVE_COLUMNS",
     # a run to files (awdvd train)
@@ -247,7 +248,7 @@ def _build(variant: ModelVariant, config, class_levels, recipe: TrainingRecipe, 
     import torch
 
     network = build_network(variant.architecture, config).to(device)
-    init_info = None if init is None else _initialise_from(network, init, variant.architecture, config, class_levels)
+    init_info = None if init is None else initialise_from(network, init, variant.architecture, config, class_levels)
     decay = [p for p in network.parameters() if p.ndim > 1]
     no_decay = [p for p in network.parameters() if p.ndim <= 1]
     groups = [{"params": decay, "weight_decay": recipe.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
@@ -256,7 +257,7 @@ def _build(variant: ModelVariant, config, class_levels, recipe: TrainingRecipe, 
     return network, optimizer, init_info
 
 
-def _initialise_from(network, init: DefocusModel, architecture: str, config, class_levels) -> dict:
+def initialise_from(network, init: DefocusModel, architecture: str, config, class_levels) -> dict:
     """Load ``init``'s weights into ``network`` after checking that they are the same kind of network."""
     import hashlib
 

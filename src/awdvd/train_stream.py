@@ -293,10 +293,10 @@ def train_from_stream(
 
 
 def _initialise(network, init, config, class_levels, optics: Optics, patch_px: int) -> dict:
-    """Load a stream-trained ``init`` model's weights into ``network`` (:func:`awdvd.train._initialise_from`
+    """Load a stream-trained ``init`` model's weights into ``network`` (:func:`awdvd.train.initialise_from`
     checks network and classes; here also the optics, window size and normalisation the stream assumes)."""
     from .model import DefocusModel
-    from .train import _initialise_from
+    from .train import initialise_from
 
     if isinstance(init, DefocusModel):
         if init.normalization != "image-range":
@@ -304,7 +304,7 @@ def _initialise(network, init, config, class_levels, optics: Optics, patch_px: i
                              "'image-range' models (train it on with its own DATASET recipe instead)")
         if init.optics.to_dict() != optics.to_dict() or init.patch_px != patch_px:
             raise ValueError("init model was trained for other optics or another window size than this run's")
-    return _initialise_from(network, init, "delpnet", config, class_levels)
+    return initialise_from(network, init, "delpnet", config, class_levels)
 
 
 def _save_checkpoint(path: Path, identity: dict, network, optimizer, stream, step, history, best, seconds) -> None:
@@ -386,10 +386,10 @@ def train_stream_to_file(
         recipe = recipe.replace(steps=steps)
     if lr is not None:
         recipe = recipe.replace(lr=lr)
-    if init is not None and not hasattr(init, "network"):
-        from .model import load_model
+    if init is not None:
+        from .model import DefocusModel, load_model
 
-        init = load_model(init)
+        init = init if isinstance(init, DefocusModel) else load_model(init)
     images, names = load_in_focus_images(inputs)
     if not images:
         raise ValueError(f"no in-focus images found in {inputs!r}")
