@@ -31,8 +31,9 @@ METHODS = ("fast", "patchwise")
 LEVEL_BLENDS = ("argmax", "probability")
 #: "probability": classes below this probability are dropped (the rest renormalised; the most likely is kept).
 #: Every kept level costs an RL of its windows: on the tilted specimens of the six shared fields (bundled model,
-#: defaults; benchmarks/bench_blend_threshold.py --repeats 7) 0.2 / 0.3 give whole-image gains of +7.92 / +7.86 dB
-#: and worst bands -0.14 / -0.17 dB, for 0.99 / 0.92 the CPU time of 30 plain iterations with argmax levels
+#: defaults; benchmarks/bench_blend_threshold.py --repeats 3) 0.1 / 0.2 / 0.3 give whole-image gains of +8.23 /
+#: +8.22 / +8.16 dB and worst bands -0.11 / -0.10 / -0.11 dB, for 1.01 / 0.87 / 0.83 the CPU time of 30 plain
+#: iterations with argmax levels
 MIN_PROBABILITY = 0.2
 
 
