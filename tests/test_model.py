@@ -85,10 +85,14 @@ def test_comparison_parameter_counts(name, expected):
 
 # Inception v3 runs only on the meta device above: oneDNN's first call on its 94 conv shapes costs seconds,
 # and its conv-BN blocks are the same `_conv_bn` Sequential as ResNet18's and MobileNet v2's.
-@pytest.mark.parametrize("name", ["vgg16", "resnet18", "mobilenet_v2"])
-def test_comparison_networks_run_and_fold(name):
+@pytest.mark.parametrize("name, batch_norm", [("vgg16", False), ("vgg16", True), ("resnet18", False),
+                                              ("mobilenet_v2", False)])
+def test_comparison_networks_run_and_fold(name, batch_norm):
     torch.manual_seed(0)
-    network = _randomise_batchnorm(build_network(name, ComparisonNetConfig(width_mult=0.125, n_classes=5)).eval())
+    config = ComparisonNetConfig(width_mult=0.125, n_classes=5, batch_norm=batch_norm)
+    network = _randomise_batchnorm(build_network(name, config).eval())
+    if name == "vgg16":  # 13 convs, each with BatchNorm or none
+        assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in network.modules()) == (13 if batch_norm else 0)
     x = torch.rand(2, 1, 84, 84)
     with torch.no_grad():
         reference = network(x)
@@ -114,6 +118,10 @@ def test_config_validation():
         DelpNetConfig(bn_momentum=0.0)
     with pytest.raises(ValueError, match="width_mult"):
         ComparisonNetConfig(width_mult=0)
+    with pytest.raises(TypeError, match="batch_norm"):
+        ComparisonNetConfig(batch_norm=1)
+    with pytest.raises(ValueError, match="VGG16 only"):
+        build_network("resnet18", {"batch_norm": True})
     with pytest.raises(ValueError, match="unknown architecture"):
         build_network("alexnet")
     with pytest.raises(ValueError, match="unknown DelpNet argument"):

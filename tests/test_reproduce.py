@@ -22,7 +22,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 # tiny networks, one epoch, a handful of crops: every item is produced, the numbers mean nothing
 TINY = Scale(name="tiny", crops_per_image=3, realizations=2, main_epochs=1, ablation_epochs=1, architecture_epochs=1,
              comparison_train_patches=64, per_level=2, strides=(42,), iterations=3,
-             network_args={"delpnet": {"widths": [4, 4, 8, 8, 8, 8, 8]}, "vgg16": {"width_mult": 0.0625},
+             network_args={"delpnet": {"widths": [4, 4, 8, 8, 8, 8, 8]}, "vgg16": {"width_mult": 0.0625, "batch_norm": True},
                            "inception_v3": {"width_mult": 0.0625}, "resnet18": {"width_mult": 0.0625},
                            "mobilenet_v2": {"width_mult": 0.125}})
 
@@ -97,6 +97,11 @@ def test_reproduce_small_run_holds_every_item(small_run, tiny_model_file):
     assert results["models"]["vgg16@1ep"]["n_train"] == 16 and results["models"]["vgg16@1ep"]["n_val"] == 4
     table2 = results["items"]["table2"]["rows"]
     assert table2["vgg16"]["params_published"] == pytest.approx(39.9e6, rel=0.01)  # the published size, not the tiny one
+    # VGG16 trained with BatchNorm (as the cpu scale does) is named so; the paper's row stays plain VGG16
+    assert results["models"]["vgg16@1ep"]["network_args"]["batch_norm"] is True
+    report = (out / "REPORT.md").read_text()
+    assert "| VGG16 with BatchNorm | awdvd |" in report and "| VGG16 | paper |" in report
+    assert "| Inception_v3 | awdvd |" in report
     assert len(results["items"]["fig5"]["awdvd"]["no-bg"]["cmc"]) == 11
     assert len(results["items"]["fig5"]["awdvd"]["delpnet"]["cmc"]) == 12
     # a second run into the same folder is refused before any work

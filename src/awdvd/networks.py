@@ -8,7 +8,9 @@ layers):
 
 - ``vgg16``: 13 conv (3 x 3, bias, ReLU; no BatchNorm) in 5 blocks with max pooling, then Keras' top
   (flatten, dense 4096, dense 4096, dense n_classes). At 84 x 84 the flattened map is 2 x 2 x 512, which is
-  what makes the paper's 39.9 M parameters.
+  what makes the paper's 39.9 M parameters. ``batch_norm=True`` puts BatchNorm after every conv (torchvision's
+  ``vgg16_bn``; the conv then has no bias): not the paper's network, but one that learns within a CPU budget
+  (the plain one stays at the majority class for the ``cpu`` reproduction's 20 epochs).
 - ``inception_v3``: the stem and the Mixed 5b-7c blocks of Szegedy et al. 2016 (no auxiliary head), global
   average pooling, dense. 84 x 84 is above Keras' 75 x 75 minimum; the last blocks run on 1 x 1 maps.
 - ``resnet18``: He et al. 2016, BasicBlocks [2, 2, 2, 2], 7 x 7 stem, global average pooling, dense.
@@ -69,7 +71,9 @@ class ComparisonNetConfig(FrozenConfig):
     input_px : side of the square input; only VGG16's dense top depends on it (it flattens the last map).
     width_mult : multiplies every channel count (1.0 = the published network; small values for tests).
     bn_momentum : BatchNorm momentum in PyTorch's convention (``1 - keras_momentum``); None = the Keras
-        default of the architecture (:data:`KERAS_BN_MOMENTUM`). Ignored by VGG16, which has no BatchNorm.
+        default of the architecture (:data:`KERAS_BN_MOMENTUM`; for VGG16 with BatchNorm, Keras' default 0.99).
+    batch_norm : VGG16 only: BatchNorm after every conv (torchvision's ``vgg16_bn``). False = the paper's Keras
+        VGG16. The other networks always have BatchNorm.
     """
 
     n_classes: int = 12
@@ -77,6 +81,7 @@ class ComparisonNetConfig(FrozenConfig):
     input_px: int = 84
     width_mult: float = 1.0
     bn_momentum: float | None = None
+    batch_norm: bool = False
 
     def __post_init__(self) -> None:
         for name in ("n_classes", "in_channels", "input_px"):
@@ -89,6 +94,8 @@ class ComparisonNetConfig(FrozenConfig):
             raise ValueError(f"width_mult must be in (0, 4], got {self.width_mult!r}")
         if self.bn_momentum is not None and not 0.0 < self.bn_momentum <= 1.0:
             raise ValueError(f"bn_momentum must be in (0, 1] (PyTorch convention) or None, got {self.bn_momentum}")
+        if not isinstance(self.batch_norm, bool):
+            raise TypeError(f"ComparisonNetConfig.batch_norm must be True or False, got {self.batch_norm!r}")
 
     def channels(self, c: int, divisor: int = 1) -> int:
         """``c`` scaled by ``width_mult``, at least ``divisor``, rounded to a multiple of ``divisor``."""
@@ -101,6 +108,8 @@ def build_comparison_network(architecture: str, config: ComparisonNetConfig | No
     builders = {"vgg16": _vgg16, "inception_v3": _inception_v3, "resnet18": _resnet18, "mobilenet_v2": _mobilenet_v2}
     if architecture not in builders:
         raise ValueError(f"unknown architecture {architecture!r}; choose one of {', '.join(builders)}")
+    if config.batch_norm and architecture != "vgg16":
+        raise ValueError(f"batch_norm is an option of VGG16 only; {architecture} always has BatchNorm")
     network = builders[architecture](config)
     network.config = config
     network.architecture = architecture
@@ -108,7 +117,9 @@ def build_comparison_network(architecture: str, config: ComparisonNetConfig | No
 
 
 def _momentum(config: ComparisonNetConfig, architecture: str) -> float:
-    return KERAS_BN_MOMENTUM[architecture] if config.bn_momentum is None else config.bn_momentum
+    if config.bn_momentum is not None:
+        return config.bn_momentum
+    return KERAS_BN_MOMENTUM[architecture] or 0.01  # VGG16 with BatchNorm: Keras' default
 
 
 def _conv_bn(c_in, c_out, kernel, *, stride=1, padding=0, groups=1, momentum=0.1, act="relu", eps=1e-3):
@@ -136,7 +147,10 @@ def _vgg16(config: ComparisonNetConfig):
             layers.append(nn.MaxPool2d(2))
         else:
             c_out = config.channels(item)
-            layers += [nn.Conv2d(c_in, c_out, 3, padding=1), nn.ReLU(inplace=True)]
+            if config.batch_norm:
+                layers.append(_conv_bn(c_in, c_out, 3, padding=1, momentum=_momentum(config, "vgg16")))
+            else:
+                layers += [nn.Conv2d(c_in, c_out, 3, padding=1), nn.ReLU(inplace=True)]
             c_in = c_out
     side = config.input_px // 32
     hidden = config.channels(4096)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import figures
-from .paper import COMPARISON_ARCHITECTURES, FIGURES, LABELS, PAPER
+from .paper import COMPARISON_ARCHITECTURES, FIGURES, LABELS, PAPER, network_label
 
 __all__ = ["scores", "oscillation", "table1", "table2", "fig3", "fig4", "fig5", "fig6"]
 
@@ -103,7 +103,8 @@ def fig4(job) -> dict:
 
 
 def _cmc_item(job, runs: dict, figure: str, title: str, paper_top1: dict) -> dict:
-    figures.cmc_png({LABELS[name]: run.summary["cmc"] for name, run in runs.items()}, job.folder / figure, title=title)
+    figures.cmc_png({network_label(name, job.scale.network_args): run.summary["cmc"] for name, run in runs.items()},
+                    job.folder / figure, title=title)
     return {"paper": {"top1": paper_top1},
             "awdvd": {name: {"cmc": run.summary["cmc"], "top1": run.summary["cmc"][0],
                              "top3": run.summary["cmc"][min(2, len(run.summary["cmc"]) - 1)]}

@@ -3,7 +3,7 @@ them, their labels and figure files (He et al. 2019, section 3)."""
 
 from __future__ import annotations
 
-__all__ = ["REPORT_ITEMS", "PAPER", "PAPER_SOURCES", "COMPARISON_VARIANTS", "BN_STUDY_VARIANTS", "BN_STUDY_SUFFIX", "COMPARISON_ARCHITECTURES", "LABELS",
+__all__ = ["REPORT_ITEMS", "PAPER", "PAPER_SOURCES", "COMPARISON_VARIANTS", "BN_STUDY_VARIANTS", "BN_STUDY_SUFFIX", "COMPARISON_ARCHITECTURES", "LABELS", "network_label",
            "FIGURES", "ITEM_TITLES", "ITEM_KEYS"]
 
 #: The items of the paper's results section, in report order.
@@ -50,6 +50,15 @@ COMPARISON_ARCHITECTURES = ("vgg16", "inception_v3", "resnet18", "mobilenet_v2")
 LABELS = {"delpnet": "DelpNet", "no-bg": "DelpNet without bg", "bn-momentum-0.99": "DelpNet, BN momentum 0.99",
           "plain": "plain (no bg, no Dropout, BN 0.99)", "vgg16": "VGG16", "inception_v3": "Inception_v3",
           "resnet18": "ResNet18", "mobilenet_v2": "MobileNet_v2"}
+
+
+def network_label(name: str, network_args: dict | None = None) -> str:
+    """How the report names a run's network (``LABELS``), saying so where a scale's ``network_args`` give VGG16
+    BatchNorm (not the paper's network)."""
+    batch_norm = bool((network_args or {}).get(name, {}).get("batch_norm"))
+    return LABELS[name] + (" with BatchNorm" if batch_norm else "")
+
+
 FIGURES = {"fig3": "fig3_confusion.png", "fig4": "fig4_bn_momentum.png", "fig5": "fig5_cmc_strategies.png",
            "fig6": "fig6_cmc_architectures.png", "fig7": "fig7_patch.png", "fig8": "fig8_per_level.png",
            "fig9": "fig9_whole_image.png"}

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .paper import (BN_STUDY_SUFFIX, BN_STUDY_VARIANTS, COMPARISON_ARCHITECTURES, COMPARISON_VARIANTS, LABELS, PAPER,
-                    PAPER_SOURCES)
+                    PAPER_SOURCES, network_label)
 
 __all__ = ["report_markdown", "write_report", "percent", "number", "parameters_text", "seconds_text",
            "markdown_table", "ITEM_RUNS"]
@@ -122,7 +122,7 @@ def _header(r: dict) -> list[str]:
                       f"<= {scale['comparison_train_patches'] or 'all'} train / <= {scale['comparison_val_patches'] or 'all'}"
                       f" val patches; Fig. 8 {scale['per_level']} patches/level; Fig. 9 strides "
                       f"{', '.join(map(str, scale['strides']))}; RL {scale['iterations']} iterations"
-                      + (f"; network_args {dict(sorted(scale['network_args'].items()))}" if scale["network_args"] else "")],
+                      + (f"; network_args {_network_args_text(scale['network_args'])}" if scale["network_args"] else "")],
             ["data", r["data"]["description"] + (" **(procedural fallback: no real data)**"
                                                  if r["data"]["kind"] == "procedural" else "")],
             ["dataset", f"{dataset['n_patches']['train']} train / {dataset['n_patches']['val']} val / "
@@ -165,6 +165,14 @@ def _table1(r: dict) -> list[str]:
     return out
 
 
+def _network_args_text(network_args: dict) -> str:
+    """``{architecture: {argument: value}}`` with sorted keys at both levels, so that a stored results.json (whose
+    dicts have sorted keys) renders the same line as the run that wrote it."""
+    inner = ", ".join(f"{name!r}: {{{', '.join(f'{k!r}: {v!r}' for k, v in sorted(args.items()))}}}"
+                      for name, args in sorted(network_args.items()))
+    return "{" + inner + "}"
+
+
 def _table2(r: dict) -> list[str]:
     """The section on Table 2."""
     items = r["items"]
@@ -178,7 +186,8 @@ def _table2(r: dict) -> list[str]:
         rows.append([LABELS[key], "paper", f"{row['paper']['params'] / 1e6:.1f} M"]
                     + [percent(row["paper"][m]) for m in ("accuracy", "precision", "recall", "f1")]
                     + ["381 source images, Keras, retrained by the authors"])
-        rows.append([LABELS[key], "awdvd", f"{row['params_published'] / 1e6:.1f} M{trained}"]
+        rows.append([network_label(key, r["scale"].get("network_args")), "awdvd",
+                     f"{row['params_published'] / 1e6:.1f} M{trained}"]
                     + [percent(row["awdvd"][m]) for m in ("accuracy", "precision", "recall", "f1")]
                     + [row["conditions"]])
     out += ["## Table 2. DelpNet and four architectures", "",
@@ -242,7 +251,8 @@ def _fig5_6(r: dict) -> list[str]:
             paper = f["paper"]["top1"].get(name)
             rows.append([LABELS[name], "paper", percent(paper) if paper is not None else "plotted only", "plotted only",
                          len(values["cmc"]), ""])
-            rows.append([LABELS[name], "awdvd", percent(values["top1"]), percent(values["top3"]), len(values["cmc"]),
+            rows.append([network_label(name, r["scale"].get("network_args")), "awdvd", percent(values["top1"]),
+                         percent(values["top3"]), len(values["cmc"]),
                          f["conditions"][name]])
         out += [f"## {label}. {title}", "", f"![{label}]({f['figure']})", "",
                 markdown_table(["Model", "", "Top-1", "Top-3", "k up to", "Conditions"], rows),
