@@ -111,8 +111,11 @@ class Run:
         stream (``awdvd train``, whose windows are fresh every step)."""
         training = self.model.info.get("training", {}) if self.source != "trained here" else {}
         if training.get("kind") == "stream":
+            start = training.get("initialised_from") or {}
+            first = (f", after a first stage of {start['steps']} steps from which it starts"
+                     if start.get("steps") else "")
             return (f"{training.get('steps')} steps x {self.recipe.get('batch_size', '?')} fresh windows of the "
-                    f"training stream (best step {training.get('best_step')})")
+                    f"training stream (best step {training.get('best_step')}){first}")
         return f"{self.epochs} epochs (best {self.best_epoch}), {self.n_train} train patches"
 
 
