@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from awdvd.cli import main
+from awdvd.model import bundled_model_path, load_model
 from awdvd.reproduce import REPORT_ITEMS, SCALES, Scale, get_scale, reproduce
 from awdvd.synth import synthetic_nuclei
 
@@ -157,9 +158,8 @@ def test_reproduce_tiny_run_with_its_own_budgets(tmp_path):
         assert main["recipe"]["bn_recalibration"] > 0  # the main DelpNet keeps its recipe's
     else:  # the bundled model, trained on the stream: described by its steps, not by epochs it never had
         assert main["recipe"]["name"] == "stream" and "steps x 128 fresh windows" in main["budget"]
-        from awdvd.model import bundled_model_path, load_model
         first = load_model(bundled_model_path()).info["training"].get("initialised_from") or {}
-        assert (f"after a first stage of {first['steps']} steps" in main["budget"]) == bool(first.get("steps"))
+        assert (f"after a first stage of {first.get('steps')} steps" in main["budget"]) == bool(first.get("steps"))
         assert "None epochs" not in (tmp_path / "out" / "REPORT.md").read_text()
     assert {"delpnet@1ep", "delpnet@2ep", "vgg16@2ep"} <= set(results["models"])
     assert results["items"]["table2"]["rows"]["delpnet"]["model"] == "delpnet@2ep"

@@ -168,9 +168,7 @@ def _table1(r: dict) -> list[str]:
 def _network_args_text(network_args: dict) -> str:
     """``{architecture: {argument: value}}`` with sorted keys at both levels, so that a stored results.json (whose
     dicts have sorted keys) renders the same line as the run that wrote it."""
-    inner = ", ".join(f"{name!r}: {{{', '.join(f'{k!r}: {v!r}' for k, v in sorted(args.items()))}}}"
-                      for name, args in sorted(network_args.items()))
-    return "{" + inner + "}"
+    return repr({name: dict(sorted(args.items())) for name, args in sorted(network_args.items())})
 
 
 def _table2(r: dict) -> list[str]:
