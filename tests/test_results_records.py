@@ -18,7 +18,8 @@ def _top1(run: str, camera: str) -> float:
 
 @pytest.mark.parametrize("run, camera", [("dim_camera_only", "dim-high-gain"), ("noiseless_only", "noiseless"),
                                          ("hard_biased_range", "dim-high-gain"),
-                                         ("control_default_range", "dim-high-gain")])
+                                         ("control_default_range", "dim-high-gain"),
+                                         ("bbbc006_camera_only", "bbbc006")])
 def test_model_card_quotes_the_lever_records(run, camera):
     card = (REPO / "MODEL_CARD.md").read_text()
     assert f"{_top1(run, camera):.3f}" in card, f"MODEL_CARD.md does not quote {run}'s top-1 under {camera}"
@@ -35,3 +36,11 @@ def test_specialists_trained_on_the_camera_they_were_judged_under_and_not_on_the
         assert cameras[name] == [camera[name], camera[name]], name
     assert cameras["noiseless_probability"] == 0.0 and cameras["pedestal_probability"] == 0.0
     assert runs["noiseless_only"]["fold"]["recipe"]["cameras"]["noiseless_probability"] == 1.0
+
+
+def test_model_card_quotes_the_specialists_paper_split_accuracy():
+    record = json.loads(LEVERS.read_text())
+    card = (REPO / "MODEL_CARD.md").read_text()
+    for run in ("bbbc006_camera_only", "control_default_range"):
+        split = record["runs"][run]["paper_split_test"]
+        assert split["n"] == 1060 and f"{split['accuracy']:.3f}" in card, run
