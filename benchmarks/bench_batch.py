@@ -1,4 +1,4 @@
-"""Scale-out benchmarks (issue 6): real AWDVD (awdvd.jobs.DeconvolveJob, what `awdvd deconvolve` runs) over a
+"""Scale-out benchmarks (issue 6): real AWDVD (awdvd.batch.jobs.DeconvolveJob, what `awdvd deconvolve` runs) over a
 batch of files on 0, 1 and 2 workers (and "auto": what `awdvd deconvolve` chooses without --workers), and one
 very large image in tiles.
 
@@ -11,7 +11,7 @@ very large image in tiles.
     single-threaded workers): wall time (cluster start-up and model loading included), per-file time on its
     worker, the speed-up, and whether the outputs of all runs are bit-identical. For scale: the same RL in
     1 vs 2 plain processes (no Dask), which says what the machine's cores give at that moment.
-(c) tiled vs whole: ``awdvd.restore.restore_image`` in tiles (``max_px`` below the image) against whole, on a
+(c) tiled vs whole: ``awdvd.restore.pipeline.restore_image`` in tiles (``max_px`` below the image) against whole, on a
     mid-size synthetic field (max and rms difference relative to the image's max).
 (d) memory (--memory-px N): peak RSS, each in a fresh process, of a dense defocus map of an N x N field whole
     vs in tiles, and of the whole-image `awdvd deconvolve --map-mode dense` job on it.
@@ -58,7 +58,7 @@ def make_model(path: Path, seed: int = 0) -> Path:
     import torch
 
     from awdvd import Optics
-    from awdvd.model import DefocusModel, build_delpnet
+    from awdvd.learn.model import DefocusModel, build_delpnet
 
     torch.manual_seed(seed)
     return DefocusModel(build_delpnet(), optics=Optics(), class_levels=list(range(11)) + [-1]).save(path)
@@ -67,7 +67,7 @@ def make_model(path: Path, seed: int = 0) -> Path:
 # --------------------------------------------------------------------------------------------- (a) batch
 def _rl_repeats(args) -> float:
     from awdvd._threads import thread_limit
-    from awdvd.rl import richardson_lucy
+    from awdvd.restore.rl import richardson_lucy
 
     image, psf, iterations, repeats = args
     with thread_limit(1):
@@ -103,9 +103,9 @@ def bench_batch(n_files: int, workers_list: list[int | None], model_path: Path, 
                 map_mode: str) -> dict:
     """``workers_list`` entries: None for the default (auto_workers), else a worker count."""
     from awdvd.io import read_image, write_tiff
-    from awdvd.jobs import DeconvolveJob, ModelFile, run_jobs
-    from awdvd.restore import AWDVDOptions
-    from awdvd.synth import synthetic_nuclei
+    from awdvd.batch.jobs import DeconvolveJob, ModelFile, run_jobs
+    from awdvd.restore.pipeline import AWDVDOptions
+    from awdvd.data.synth import synthetic_nuclei
 
     if SHARED.is_dir() and len(list(SHARED.glob("*.tif"))) >= 1:
         files = sorted(SHARED.glob("*.tif"))[:n_files]
@@ -150,7 +150,7 @@ def bench_batch(n_files: int, workers_list: list[int | None], model_path: Path, 
         print(f"  {report.where}: {report.seconds:.1f} s wall for {len(done)} files "
               f"({runs[label]['per_file_task_s_mean']:.2f} s per file on its worker; load average "
               f"{runs[label]['load_avg_1min']:.1f})", flush=True)
-    from awdvd.rl import DEFAULT_ITERATIONS
+    from awdvd.restore.rl import DEFAULT_ITERATIONS
 
     capacity = raw_parallel_capacity(read_image(files[0]).data, iterations=iterations or DEFAULT_ITERATIONS)
     print(f"  the same RL in plain processes: 2 processes give {capacity['speedup']:.2f}x", flush=True)
@@ -174,11 +174,11 @@ def bench_batch(n_files: int, workers_list: list[int | None], model_path: Path, 
 
 # --------------------------------------------------------------------------------------------- (c) tiled vs whole
 def bench_tiled_vs_whole(size_px: int, tile_px: int, model_path: Path, iterations: int | None, map_mode: str) -> dict:
-    from awdvd.model import load_model
-    from awdvd.psf import psf_bank
-    from awdvd.restore import restore_image
-    from awdvd.synth import synthetic_nuclei
-    from awdvd.tiles import restoration_halo_px
+    from awdvd.learn.model import load_model
+    from awdvd.physics.psf import psf_bank
+    from awdvd.restore.pipeline import restore_image
+    from awdvd.data.synth import synthetic_nuclei
+    from awdvd.restore.tiles import restoration_halo_px
 
     model = load_model(model_path)
     bank = psf_bank(model.optics)
@@ -205,7 +205,7 @@ def bench_tiled_vs_whole(size_px: int, tile_px: int, model_path: Path, iteration
 def make_large_input(path: Path, size_px: int, tile_px: int) -> None:
     """A size_px square field of synthetic nuclei written tile by tile (independent seeded tiles), uint16."""
     from awdvd.io import open_ome_zarr_output
-    from awdvd.synth import synthetic_nuclei
+    from awdvd.data.synth import synthetic_nuclei
 
     with open_ome_zarr_output(path, shape=(size_px, size_px), dtype=np.uint16, pixel_um=0.65, chunks=tile_px) as out:
         for i, y in enumerate(range(0, size_px, tile_px)):
@@ -251,11 +251,11 @@ def bench_large(size_px: int, tile_px: int, workers: int, iterations: int, map_m
                 scratch: Path) -> dict:
     from distributed import Client
 
-    from awdvd.batch import local_cluster
+    from awdvd.batch.runner import local_cluster
     from awdvd.io import read_image
-    from awdvd.jobs import DeconvolveJob, ModelFile, run_jobs
-    from awdvd.restore import AWDVDOptions
-    from awdvd.tiles import should_tile
+    from awdvd.batch.jobs import DeconvolveJob, ModelFile, run_jobs
+    from awdvd.restore.pipeline import AWDVDOptions
+    from awdvd.restore.tiles import should_tile
 
     source = scratch / f"large{size_px}.ome.zarr"
     t = time.perf_counter()
@@ -310,8 +310,8 @@ def bench_memory_probe(kind: str, size_px: int, model_path: Path, scratch: Path)
     ("map-whole": predict.defocus_map) or in 1024 px tiles ("map-tiled": tiles.tiled_defocus_map), or of
     the whole `awdvd deconvolve --map-mode dense --workers 0` job on that image ("job")."""
     from awdvd.io import write_tiff
-    from awdvd.model import load_model
-    from awdvd.synth import synthetic_nuclei
+    from awdvd.learn.model import load_model
+    from awdvd.data.synth import synthetic_nuclei
 
     image = np.tile(synthetic_nuclei((1024, 1024), seed=1), (math.ceil(size_px / 1024),) * 2)[:size_px, :size_px]
     image = image.astype(np.uint16)
@@ -319,16 +319,16 @@ def bench_memory_probe(kind: str, size_px: int, model_path: Path, scratch: Path)
     before = max_rss_mb()
     start = time.perf_counter()
     if kind == "map-whole":
-        from awdvd.predict import defocus_map
+        from awdvd.restore.defocus_maps import defocus_map
 
         defocus_map(image, model, stride=42, mode="dense")
     elif kind == "map-tiled":
-        from awdvd.tiles import tiled_defocus_map
+        from awdvd.restore.tiles import tiled_defocus_map
 
         tiled_defocus_map(image, model, stride=42, mode="dense", tile_px=1024)
     else:
-        from awdvd.jobs import DeconvolveJob, ModelFile, run_jobs
-        from awdvd.restore import AWDVDOptions
+        from awdvd.batch.jobs import DeconvolveJob, ModelFile, run_jobs
+        from awdvd.restore.pipeline import AWDVDOptions
 
         path = write_tiff(scratch / f"field{size_px}.tif", image, pixel_um=0.65, overwrite=True)
         before = max_rss_mb()

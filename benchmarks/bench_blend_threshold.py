@@ -1,6 +1,6 @@
-"""Probability blending's class threshold (awdvd.blend.MIN_PROBABILITY, issue 12): for each threshold, the PSNR
+"""Probability blending's class threshold (awdvd.restore.blend.MIN_PROBABILITY, issue 12): for each threshold, the PSNR
 change per level band and of the whole image of the tilted specimens of the shared in-focus fields
-(awdvd.evaluate_restoration.tilted_specimen, seed = the field's index, BBBC006's camera) restored by
+(awdvd.validate.restoration.tilted_specimen, seed = the field's index, BBBC006's camera) restored by
 ``awdvd.deconvolve`` with the bundled model and the library defaults, and the CPU and wall time against 30 plain
 iterations with argmax levels (the paper's, map included in both), interleaved over ``--repeats`` rounds.
 
@@ -23,9 +23,9 @@ SHARED = os.path.join(HERE, "..", "..", "shared", "data", "bbbc006", "in_focus")
 
 def main() -> None:
     import awdvd
-    from awdvd import blend
-    from awdvd.bands import band_gains
-    from awdvd.evaluate_restoration import tilted_specimen
+    from awdvd.restore import blend
+    from awdvd.validate.restoration_bands import band_gains
+    from awdvd.validate.restoration import tilted_specimen
     from awdvd.io import read_image
 
     parser = argparse.ArgumentParser()

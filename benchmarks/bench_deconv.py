@@ -68,7 +68,7 @@ def interleaved(functions: dict, repeats: int) -> dict:
 def bench_rl(image, psf, repeats):
     from skimage import restoration
 
-    from awdvd.rl import richardson_lucy
+    from awdvd.restore.rl import richardson_lucy
 
     as_float32 = image.astype(np.float32)
     psf32 = psf.astype(np.float32)
@@ -89,9 +89,9 @@ def bench_rl(image, psf, repeats):
 def bench_awdvd(specimen, bank, rl_image, rl_psf, *, quick: bool, repeats: int):
     from skimage import restoration
 
-    from awdvd.blend import deconvolve_levels
-    from awdvd.evaluate_restoration import case_i_boundaries, seam_ratio, window_levels_from_pixels
-    from awdvd.windows import DefocusMap
+    from awdvd.restore.blend import deconvolve_levels
+    from awdvd.validate.restoration import case_i_boundaries, seam_ratio, window_levels_from_pixels
+    from awdvd.restore.windows import DefocusMap
     from awdvd.metrics import PAPER_DATA_RANGE, psnr, ssim, truth_data_range
 
     truth, observed = specimen.truth, specimen.observed
@@ -162,9 +162,9 @@ def bench_awdvd(specimen, bank, rl_image, rl_psf, *, quick: bool, repeats: int):
 def bench_maps(image, repeats):
     import torch
 
-    from awdvd.model import DefocusModel, build_delpnet
-    from awdvd.optics import Optics
-    from awdvd.predict import defocus_map
+    from awdvd.learn.model import DefocusModel, build_delpnet
+    from awdvd.physics.optics import Optics
+    from awdvd.restore.defocus_maps import defocus_map
 
     torch.manual_seed(0)
     model = DefocusModel(build_delpnet(), optics=Optics(), class_levels=list(range(11)) + [-1])
@@ -187,7 +187,7 @@ def bench_maps(image, repeats):
 
 
 def agreement(model, images, stride):
-    from awdvd.predict import defocus_map
+    from awdvd.restore.defocus_maps import defocus_map
 
     out = {}
     patch_maps = [defocus_map(image, model, stride=stride, mode="patch").levels for image in images]
@@ -214,9 +214,9 @@ def train_standin(in_focus, seconds: float, seed: int = 0):
     dense/patch agreement is measured on a network that separates levels. Returns (model, info)."""
     import torch
 
-    from awdvd.model import DefocusModel, DelpNetConfig, build_delpnet
-    from awdvd.optics import Optics
-    from awdvd.synth import DatasetSpec, make_patch_dataset
+    from awdvd.learn.model import DefocusModel, DelpNetConfig, build_delpnet
+    from awdvd.physics.optics import Optics
+    from awdvd.data.synth import DatasetSpec, make_patch_dataset
 
     splits, _ = make_patch_dataset(in_focus, spec=DatasetSpec(crops_per_image=60, seed=seed))
     torch.manual_seed(seed)
@@ -268,10 +268,10 @@ def main() -> int:
     if not DATA.is_dir():
         print(f"needs the BBBC006 sample in {DATA}", file=sys.stderr)
         return 1
-    from awdvd.data import load_in_focus_images
+    from awdvd.data.datasets import load_in_focus_images
     from awdvd.io import read_image, write_json
-    from awdvd.optics import Optics
-    from awdvd.psf import psf_bank
+    from awdvd.physics.optics import Optics
+    from awdvd.physics.psf import psf_bank
 
     defocused_paths = sorted((DATA / "defocus_z00").glob("*.tif"))
     real = read_image(defocused_paths[0]).data
@@ -306,7 +306,7 @@ def main() -> int:
 
 
 def _awdvd_section(report, in_focus, bank, real, args) -> None:
-    from awdvd.evaluate_restoration import tilted_specimen
+    from awdvd.validate.restoration import tilted_specimen
 
     print("2. AWDVD on a tilted specimen with true levels (30 iterations, 61 px PSFs)", flush=True)
     specimen = tilted_specimen(in_focus[0], psf_size=61, seed=0)
@@ -318,11 +318,11 @@ def _awdvd_section(report, in_focus, bank, real, args) -> None:
 
 
 def _agreement_section(report, in_focus, defocused_paths, args) -> None:
-    from awdvd.evaluate_restoration import tilted_specimen
+    from awdvd.validate.restoration import tilted_specimen
     from awdvd.io import read_image
 
     print("4. Dense vs patch-wise agreement", flush=True)
-    from awdvd.model import bundled_model_path, load_model
+    from awdvd.learn.model import bundled_model_path, load_model
 
     model = info = None
     if args.model is not None:

@@ -59,9 +59,9 @@ def bench_inference(args):
     import numpy as np
     import torch
 
-    from awdvd.model import DefocusModel, build_delpnet, optimize_for_inference
-    from awdvd.optics import Optics
-    from awdvd.train_stream import LEAN_DELPNET
+    from awdvd.learn.model import DefocusModel, build_delpnet, optimize_for_inference
+    from awdvd.physics.optics import Optics
+    from awdvd.learn.train_stream import LEAN_DELPNET
 
     torch.manual_seed(0)
     network = build_delpnet().eval()
@@ -97,7 +97,7 @@ def bench_inference(args):
     # the user-facing call: raw patches in, levels out (normalisation included), interleaved with the previous
     # default (the training module, batch 256) and an option that is not the default: a fourth 2 x 2 pooling
     # (same parameters, a quarter of the work in blocks 5-7, but trunk stride 16 for dense maps)
-    from awdvd.model import DelpNetConfig
+    from awdvd.learn.model import DelpNetConfig
 
     classes = list(range(11)) + [-1]
     raw = np.random.default_rng(0).poisson(200, size=(n, 84, 84)).astype(np.float32)
@@ -129,8 +129,8 @@ def bench_training(args):
     import numpy as np
     import torch
 
-    from awdvd.model import DelpNetConfig, build_delpnet
-    from awdvd.train_stream import LEAN_DELPNET
+    from awdvd.learn.model import DelpNetConfig, build_delpnet
+    from awdvd.learn.train_stream import LEAN_DELPNET
 
     print(f"training step (forward + backward + AdamW), batch {args.train_batch} (interleaved):")
     steps = {}
@@ -155,8 +155,8 @@ def bench_training(args):
             step()
             steps[f"{label}, {'channels_last' if channels_last else 'contiguous'}"] = step
     # the stream recipe's whole step: fresh windows, camera draws and noise, then the lean network's step
-    from awdvd.stream import TrainingStream
-    from awdvd.synth import synthetic_nuclei
+    from awdvd.data.training_stream import TrainingStream
+    from awdvd.data.synth import synthetic_nuclei
 
     stream = TrainingStream([synthetic_nuclei((520, 696), seed=s) for s in range(2)], seed=0,
                             batch_size=args.train_batch)
@@ -189,7 +189,7 @@ def bench_training(args):
 def bench_architectures(args):
     import torch
 
-    from awdvd.model import ARCHITECTURES, PAPER_PARAMETERS, build_network, network_cost, optimize_for_inference
+    from awdvd.learn.model import ARCHITECTURES, PAPER_PARAMETERS, build_network, network_cost, optimize_for_inference
 
     print("architectures (84 x 84 x 1 input, 12 classes):")
     print(f"  {'network':14s} {'params':>8s} {'paper':>7s} {'MMAC/patch':>11s}" + ("  patches/s (folded, batch 32)" if args.all_architectures else ""))
@@ -221,7 +221,7 @@ def main():
 
     import torch
 
-    from awdvd.optics import UndersamplingWarning
+    from awdvd.physics.optics import UndersamplingWarning
 
     warnings.simplefilter("ignore", UndersamplingWarning)  # the paper's optics are undersampled by design
 

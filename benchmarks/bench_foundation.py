@@ -50,7 +50,8 @@ def psf_accuracy(optics, size=61, n_points=60, seed=0):
 
 
 def bank_time(optics, size=61, repeats=5):
-    from awdvd import psf, psf_bank
+    from awdvd import psf_bank
+    from awdvd.physics import psf
 
     psf._radial_spline.cache_clear()
     t = time.perf_counter()
@@ -86,8 +87,8 @@ def bank_time(optics, size=61, repeats=5):
 
 
 def dataset_throughput(repeats_of_sources=3):
-    from awdvd.data import load_in_focus_images
-    from awdvd.synth import DatasetSpec, make_patch_dataset
+    from awdvd.data.datasets import load_in_focus_images
+    from awdvd.data.synth import DatasetSpec, make_patch_dataset
 
     if not (SHARED / "in_focus").is_dir():
         return {"skipped": f"{SHARED} not found"}

@@ -35,9 +35,9 @@ def main(argv=None) -> int:
 
     from awdvd import deconvolve
     from awdvd.io import find_images, read_image
-    from awdvd.model import load_model
-    from awdvd.psf import psf_bank
-    from awdvd.restore import AWDVDOptions, defocus_map_of
+    from awdvd.learn.model import load_model
+    from awdvd.physics.psf import psf_bank
+    from awdvd.restore.pipeline import AWDVDOptions, defocus_map_of
 
     torch.set_num_threads(args.threads)
     model = load_model()

@@ -1,5 +1,5 @@
 """Offset policy (issue 12, item 4): "auto" (each image's 1st percentile) against 0 and the camera offset (96
-ADU), on held-out procedural validation specimens (awdvd.calibrate.validation_specimens: seeds 20000 + 100 l + i,
+ADU), on held-out procedural validation specimens (awdvd.restore.calibration.validation_specimens: seeds 20000 + 100 l + i,
 never the shared BBBC006 fields) under BBBC006's camera, plain RL with the level's PSF. Prints, per level and
 policy, the mean PSNR gain over the observation at 30 iterations and at the best count (<= 100).
 
@@ -15,10 +15,10 @@ import numpy as np
 
 
 def main() -> None:
-    from awdvd.calibrate import CalibrationSpec, rl_curves, validation_specimens
-    from awdvd.optics import Optics
-    from awdvd.psf import psf_bank
-    from awdvd.synth import CameraNoise, forward_bank
+    from awdvd.restore.calibration import CalibrationSpec, rl_curves, validation_specimens
+    from awdvd.physics.optics import Optics
+    from awdvd.physics.psf import psf_bank
+    from awdvd.data.synth import CameraNoise, forward_bank
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--specimens", type=int, default=2)

@@ -1,7 +1,7 @@
 """Robustness matrix of the stream recipe: leave-one-source-out folds over the shared in-focus fields.
 
 For each fold a model is trained on the stream of the other five shared fields (+ procedural fields) and judged
-on the held-out field (never trained on) under every camera model of awdvd.stream.PAPER_CAMERAS, on procedural
+on the held-out field (never trained on) under every camera model of awdvd.data.training_stream.PAPER_CAMERAS, on procedural
 nuclei of seeds no training used, on tilted specimens of the held-out field (map-level), and on the real
 held-out in-focus image (fraction of its foreground tiles called level 0-1). Fold models are cached in
 --work-dir, so a rerun only evaluates (training a fold takes tens of CPU minutes on 2 cores).
@@ -59,17 +59,17 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--train-only", action="store_true")
     parser.add_argument("--unseen-cameras", action="store_true",
-                        help="also judge every fold under awdvd.stream.UNSEEN_CAMERAS (outside the training range)")
+                        help="also judge every fold under awdvd.data.training_stream.UNSEEN_CAMERAS (outside the training range)")
     parser.add_argument("-o", "--output", required=True)
     args = parser.parse_args(argv)
     warnings.simplefilter("ignore")
 
     import torch
 
-    from awdvd.model import load_model
-    from awdvd.realdata import real_data_checks
-    from awdvd.robustness import level_matrix, map_matrix, robustness_markdown
-    from awdvd.train_stream import STREAM_RECIPES, procedural_sources, train_from_stream
+    from awdvd.learn.model import load_model
+    from awdvd.validate.real_data import real_data_checks
+    from awdvd.validate.robustness import level_matrix, map_matrix, robustness_markdown
+    from awdvd.learn.train_stream import STREAM_RECIPES, procedural_sources, train_from_stream
 
     torch.set_num_threads(args.threads)
     fields = shared_fields()
@@ -109,7 +109,7 @@ def main(argv=None) -> int:
                  "real_in_focus": real_data_checks(model, in_focus=[fields[fold]])["in_focus"],
                  "real_in_focus_cells": real_data_checks(model, in_focus=[fields[fold]], rule="cells")["in_focus"]}
         if args.unseen_cameras:
-            from awdvd.stream import UNSEEN_CAMERAS
+            from awdvd.data.training_stream import UNSEEN_CAMERAS
 
             entry["fields_unseen_cameras"] = level_matrix(model, {fold: fields[fold]}, cameras=UNSEEN_CAMERAS,
                                                           per_level=args.per_level)

@@ -1,4 +1,4 @@
-"""The model card's two real-data checks on the shared BBBC006 sample (awdvd.realdata).
+"""The model card's two real-data checks on the shared BBBC006 sample (awdvd.validate.real_data).
 
     PYTHONPATH=src python benchmarks/real_data_checks.py [--model MODEL.pt] [-o benchmarks/results/real_data.json]
 
@@ -29,8 +29,8 @@ def main() -> int:
     args = parser.parse_args()
     from awdvd.io import find_images
     from awdvd.io import read_image, write_json
-    from awdvd.model import load_model
-    from awdvd.realdata import real_data_checks
+    from awdvd.learn.model import load_model
+    from awdvd.validate.real_data import real_data_checks
 
     if not (args.data / "in_focus").is_dir():
         print(f"real_data_checks: {args.data} holds no in_focus/ folder (the shared BBBC006 sample)", file=sys.stderr)

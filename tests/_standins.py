@@ -14,7 +14,7 @@ class RuleModel:
     def __init__(self, *, step: float = 100.0, flat_below: float = 1.0, n_levels: int = 11):
         self.step, self.flat_below, self.n_levels = step, flat_below, n_levels
         self.class_levels = np.array(list(range(n_levels)) + [-1])
-        from awdvd.optics import Optics
+        from awdvd.physics.optics import Optics
 
         self.optics = Optics(n_levels=n_levels)
 
@@ -33,8 +33,8 @@ def tiny_delpnet_model(seed: int = 0, *, widths=(4, 4, 8, 8, 8, 8, 8), normaliza
     that folding them into the convs is exercised)."""
     import torch
 
-    from awdvd.model import DefocusModel, DelpNetConfig, build_delpnet
-    from awdvd.optics import Optics
+    from awdvd.learn.model import DefocusModel, DelpNetConfig, build_delpnet
+    from awdvd.physics.optics import Optics
 
     torch.manual_seed(seed)
     network = build_delpnet(DelpNetConfig(widths=tuple(widths)))
@@ -49,9 +49,9 @@ def tiny_delpnet_model(seed: int = 0, *, widths=(4, 4, 8, 8, 8, 8, 8), normaliza
 
 
 def blend_args(**changes) -> dict:
-    """The explicit options of awdvd.blend / awdvd.tiles restorations: AWDVDOptions' defaults for method and
+    """The explicit options of awdvd.restore.blend / awdvd.restore.tiles restorations: AWDVDOptions' defaults for method and
     weighting, offset 0 (so tests see plain RL), the default halo, the CPU; ``changes`` override them."""
-    from awdvd.restore import AWDVDOptions
+    from awdvd.restore.pipeline import AWDVDOptions
 
     defaults = AWDVDOptions()
     args = dict(method=defaults.method, weighting=defaults.weighting, offset=0.0, halo_px=None, device="cpu")
@@ -60,7 +60,7 @@ def blend_args(**changes) -> dict:
 
 def level_map(levels, shape, *, stride: int, patch_px: int = 84, n_levels: int = 11):
     """A DefocusMap holding the given (ny, nx) window levels of an image of ``shape``."""
-    from awdvd.windows import DefocusMap
+    from awdvd.restore.windows import DefocusMap
 
     return DefocusMap.from_levels(np.asarray(levels), shape, stride=stride, patch_px=patch_px, n_levels=n_levels)
 
@@ -71,8 +71,8 @@ def tiny_exact_model(seed: int = 0, *, widths=(4, 4, 8, 8, 8, 8, 8), sharpness: 
     are scaled by ``sharpness`` so that the class probabilities depend visibly on the input."""
     import torch
 
-    from awdvd.model import DefocusModel, DelpNetConfig, build_delpnet
-    from awdvd.optics import Optics
+    from awdvd.learn.model import DefocusModel, DelpNetConfig, build_delpnet
+    from awdvd.physics.optics import Optics
 
     torch.manual_seed(seed)
     network = build_delpnet(DelpNetConfig(widths=tuple(widths), pool_at=(0, 2, 3), padding=0, dropout=0.0,

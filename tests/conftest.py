@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from awdvd.optics import UndersamplingWarning
+from awdvd.physics.optics import UndersamplingWarning
 
 warnings.simplefilter("ignore", UndersamplingWarning)
 
@@ -28,7 +28,7 @@ def bbbc006_dir() -> Path:
 @pytest.fixture(scope="session")
 def nuclei_image() -> np.ndarray:
     """A small seeded procedural in-focus field (ADU, float32)."""
-    from awdvd.synth import synthetic_nuclei
+    from awdvd.data.synth import synthetic_nuclei
 
     return synthetic_nuclei((128, 160), n_nuclei=8, seed=3)
 
@@ -49,8 +49,8 @@ def specimen(seed: int, shape=(64, 96)) -> np.ndarray:
 @pytest.fixture(scope="session")
 def tiny_dataset():
     """(splits, metadata) of make_patch_dataset on 4 procedural images: 3 levels, 32 x 32 patches, 8 crops."""
-    from awdvd.optics import Optics
-    from awdvd.synth import DatasetSpec, make_patch_dataset
+    from awdvd.physics.optics import Optics
+    from awdvd.data.synth import DatasetSpec, make_patch_dataset
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -62,7 +62,7 @@ def tiny_dataset():
 @pytest.fixture(scope="session")
 def tiny_dataset_dir(tiny_dataset, tmp_path_factory):
     """The tiny dataset written as a dataset folder."""
-    from awdvd.data import write_dataset
+    from awdvd.data.datasets import write_dataset
 
     splits, metadata = tiny_dataset
     return write_dataset(tmp_path_factory.mktemp("data") / "tiny", splits, metadata)
@@ -70,7 +70,7 @@ def tiny_dataset_dir(tiny_dataset, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_optics(tiny_dataset):
-    from awdvd.optics import Optics
+    from awdvd.physics.optics import Optics
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -80,8 +80,8 @@ def tiny_optics(tiny_dataset):
 @pytest.fixture(scope="session")
 def dask_cluster():
     """One local Dask cluster of 2 workers shared by the modules that test work on Dask (test_batch keeps its own,
-    since it kills workers). Made the way awdvd.batch makes its own clusters."""
-    from awdvd.batch import local_cluster
+    since it kills workers). Made the way awdvd.batch.runner makes its own clusters."""
+    from awdvd.batch.runner import local_cluster
 
     with local_cluster(2) as cluster:
         yield cluster

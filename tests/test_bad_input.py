@@ -235,7 +235,7 @@ def test_image_matrix(world, tmp_path, command, file, code, says):
 
 @pytest.mark.parametrize("file", ["constant.tif", "zeros.tif", "saturated.tif"])
 def test_exactly_constant_images_are_background(world, tmp_path, file):
-    """Issue 15 item 10 (the lead's, in awdvd.predict): a constant window holds nothing to classify."""
+    """Issue 15 item 10 (the lead's, in awdvd.restore.defocus_maps): a constant window holds nothing to classify."""
     check_case(world, tmp_path, _image_commands(file)["predict"], 0, None)
     counts = json.loads(next((tmp_path / "out").glob("*.defocus.json")).read_text())["counts"]
     foreground = {level: n for level, n in counts.items() if level != "bg" and n}

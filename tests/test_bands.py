@@ -1,4 +1,4 @@
-"""awdvd.bands: issue 12's per level band table, its true-level ceiling and the report, on a tiny tilted
+"""awdvd.validate.restoration_bands: issue 12's per level band table, its true-level ceiling and the report, on a tiny tilted
 specimen (84 x 330 px, 11 bands of 30 px, 15 px PSFs, candidate counts 0 and 2)."""
 
 from __future__ import annotations
@@ -8,10 +8,10 @@ import json
 import numpy as np
 import pytest
 
-from awdvd import bands
-from awdvd.evaluate_restoration import tilted_specimen
-from awdvd.optics import Optics
-from awdvd.psf import psf_bank
+from awdvd.validate import restoration_bands as bands
+from awdvd.validate.restoration import tilted_specimen
+from awdvd.physics.optics import Optics
+from awdvd.physics.psf import psf_bank
 
 from _standins import RuleModel
 

@@ -1,4 +1,4 @@
-"""awdvd.batch: serial equals Dask, resume, failures stay local, outputs never replace inputs, per-worker
+"""awdvd.batch.runner: serial equals Dask, resume, failures stay local, outputs never replace inputs, per-worker
 caching. (Tiles of large images: tests/test_tiles.py.)
 
 At most 2 Dask workers run at any time: the first tests use run_batch's own local cluster (started and shut
@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from awdvd.batch import (
+from awdvd.batch.runner import (
     BatchReport,
     FileResult,
     clear_worker_resources,
@@ -26,7 +26,7 @@ from awdvd.batch import (
     worker_resource_loads,
 )
 from awdvd.io import read_image, write_tiff
-from awdvd.synth import blur
+from awdvd.data.synth import blur
 
 N_GOOD = 5
 PSF_KEY = ("test-psf", 7)

@@ -8,7 +8,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from awdvd.model import ModelFileError, bundled_model_path
+from awdvd.learn.model import ModelFileError, bundled_model_path
 
 torch = pytest.importorskip("torch")
 
@@ -19,8 +19,8 @@ def _small_model(normalization: str, seed: int, *, sensitive: bool = False):
     """A seeded, untrained small DelpNet (randomised BatchNorm statistics so that they matter; ``sensitive``:
     also randomised BatchNorm scales and shifts and a 10x head, so that its probabilities move by about 1e-2
     with the input's normalisation, 1000 times the tolerances below; without, by about 1e-5)."""
-    from awdvd.model import DefocusModel, DelpNetConfig, build_delpnet
-    from awdvd.optics import Optics
+    from awdvd.learn.model import DefocusModel, DelpNetConfig, build_delpnet
+    from awdvd.physics.optics import Optics
 
     torch.manual_seed(seed)
     network = build_delpnet(DelpNetConfig(widths=(8, 8, 16, 16, 16, 16, 16)))
@@ -49,8 +49,8 @@ def range_model():
 
 
 def test_normalize_equals_the_models_normalisation():
-    from awdvd.bioimageio_network import normalize
-    from awdvd.patches import normalize_patches
+    from awdvd.learn.bioimageio_network import normalize
+    from awdvd.data.patches import normalize_patches
 
     rng = np.random.default_rng(0)
     patches = rng.gamma(2.0, 300.0, size=(5, 84, 84)).astype(np.float32) + 100
@@ -62,8 +62,8 @@ def test_normalize_equals_the_models_normalisation():
 
 
 def test_normalize_by_range_equals_the_models_normalisation():
-    from awdvd.bioimageio_network import normalize_by_range
-    from awdvd.patches import image_range, normalize_windows
+    from awdvd.learn.bioimageio_network import normalize_by_range
+    from awdvd.data.patches import image_range, normalize_windows
 
     rng = np.random.default_rng(4)
     windows = rng.gamma(2.0, 300.0, size=(5, 84, 84)).astype(np.float32) + 100
@@ -80,8 +80,8 @@ def test_normalize_by_range_equals_the_models_normalisation():
 
 
 def test_image_range_network_equals_model(range_model):
-    from awdvd.bioimageio import raw_intensity_network
-    from awdvd.bioimageio_network import ImageRangeDelpNet
+    from awdvd.learn.bioimageio import raw_intensity_network
+    from awdvd.learn.bioimageio_network import ImageRangeDelpNet
 
     wrapper = raw_intensity_network(range_model)
     assert isinstance(wrapper, ImageRangeDelpNet) and wrapper.background_class == 11
@@ -103,16 +103,16 @@ def test_image_range_network_equals_model(range_model):
 def test_export_refuses_unimplemented_normalisations(small_model):
     import copy
 
-    from awdvd.bioimageio import raw_intensity_network
+    from awdvd.learn.bioimageio import raw_intensity_network
 
     model = copy.copy(small_model)
     model.normalization = "global-zscore"  # a normalisation bioimageio_network does not implement
-    with pytest.raises(ValueError, match="not implemented in awdvd.bioimageio_network"):
+    with pytest.raises(ValueError, match="not implemented in awdvd.learn.bioimageio_network"):
         raw_intensity_network(model)
 
 
 def test_raw_intensity_network_equals_model(small_model):
-    from awdvd.bioimageio import raw_intensity_network
+    from awdvd.learn.bioimageio import raw_intensity_network
 
     wrapper = raw_intensity_network(small_model)
     # the architecture file's DelpNet has awdvd's module names: the state dict loads strictly both ways
@@ -126,9 +126,9 @@ def test_raw_intensity_network_equals_model(small_model):
 
 
 def test_export_refuses_other_networks(tmp_path):
-    from awdvd.bioimageio import raw_intensity_network
-    from awdvd.model import DefocusModel, build_network
-    from awdvd.optics import Optics
+    from awdvd.learn.bioimageio import raw_intensity_network
+    from awdvd.learn.model import DefocusModel, build_network
+    from awdvd.physics.optics import Optics
 
     network = build_network("resnet18", {"width_mult": 0.125})
     model = DefocusModel(network, optics=Optics(), class_levels=list(range(11)) + [-1])
@@ -158,7 +158,7 @@ def test_load_model_rejects_foreign_zips(tmp_path):
 @pytest.fixture(scope="module")
 def package(tmp_path_factory, small_model):
     pytest.importorskip("bioimageio.spec", reason="bioimageio.spec not installed (pip install 'awdvd[bioimageio]')")
-    from awdvd.bioimageio import export_bioimageio
+    from awdvd.learn.bioimageio import export_bioimageio
 
     path = tmp_path_factory.mktemp("bioimageio") / "delpnet.zip"
     return export_bioimageio(small_model, path)
@@ -185,7 +185,7 @@ def test_package_contents(package):
 
 def test_package_round_trip_predicts_the_same(package, small_model):
     from awdvd import load_model
-    from awdvd.bioimageio import package_test_patches
+    from awdvd.learn.bioimageio import package_test_patches
 
     loaded = load_model(package)
     assert loaded.class_levels.tolist() == small_model.class_levels.tolist()
@@ -212,7 +212,7 @@ def test_package_passes_bioimageio_test(fixture, request):
 @pytest.fixture(scope="module")
 def range_package(tmp_path_factory, range_model):
     pytest.importorskip("bioimageio.spec", reason="bioimageio.spec not installed (pip install 'awdvd[bioimageio]')")
-    from awdvd.bioimageio import export_bioimageio
+    from awdvd.learn.bioimageio import export_bioimageio
 
     path = tmp_path_factory.mktemp("bioimageio-range") / "delpnet-range.zip"
     return export_bioimageio(range_model, path)
@@ -246,8 +246,8 @@ def test_range_package_outputs_equal_predict_patches(range_package, range_model)
     import io
     import warnings
 
-    from awdvd.bioimageio import package_test_patches
-    from awdvd.bioimageio_network import ImageRangeDelpNet
+    from awdvd.learn.bioimageio import package_test_patches
+    from awdvd.learn.bioimageio_network import ImageRangeDelpNet
 
     import yaml
 

@@ -1,4 +1,4 @@
-"""awdvd.blend: the fast and patch-wise AWDVD blends against whole-image RL, background pass-through, identity
+"""awdvd.restore.blend: the fast and patch-wise AWDVD blends against whole-image RL, background pass-through, identity
 cases, per-level iterations, windows at any positions, and bad inputs."""
 
 from __future__ import annotations
@@ -6,11 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from awdvd.blend import blend_windows, deconvolve_levels
-from awdvd.optics import Optics
-from awdvd.psf import psf_bank
-from awdvd.rl import richardson_lucy
-from awdvd.windows import DefocusMap, window_starts
+from awdvd.restore.blend import blend_windows, deconvolve_levels
+from awdvd.physics.optics import Optics
+from awdvd.physics.psf import psf_bank
+from awdvd.restore.rl import richardson_lucy
+from awdvd.restore.windows import DefocusMap, window_starts
 
 from _standins import blend_args, level_map
 

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from awdvd.model import bundled_model_path, load_model
-from awdvd.optics import Optics
-from awdvd.patches import image_range, is_background
-from awdvd.synth import CameraNoise, blur, forward_bank, synthetic_nuclei
+from awdvd.learn.model import bundled_model_path, load_model
+from awdvd.physics.optics import Optics
+from awdvd.data.patches import image_range, is_background
+from awdvd.data.synth import CameraNoise, blur, forward_bank, synthetic_nuclei
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +63,7 @@ def test_bundled_model_on_the_real_shared_images(model, bbbc006_dir):
     alone 0.81, its other tiles all called bg) and 0.996 of the 20 z00 fields (the issue's floor is 0.97)."""
     from awdvd.io import find_images
     from awdvd.io import read_image
-    from awdvd.realdata import real_data_checks
+    from awdvd.validate.real_data import real_data_checks
 
     def images(folder):
         return [read_image(path).data for path in find_images(bbbc006_dir / folder)]

@@ -1,4 +1,4 @@
-"""awdvd.calibrate and `awdvd calibrate-restoration` on a tiny setting (64 px fields, 1 specimen per level, a
+"""awdvd.restore.calibration and `awdvd calibrate-restoration` on a tiny setting (64 px fields, 1 specimen per level, a
 few iterations, 15 px PSFs): they run end to end and write the schedule into a NEW model file."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import hashlib
 import pytest
 
 from awdvd.cli import main
-from awdvd.schedule import INFO_KEY, model_schedule
+from awdvd.restore.rl_schedule import INFO_KEY, model_schedule
 
 from _standins import tiny_delpnet_model
 
@@ -31,7 +31,7 @@ def model_file(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def calibrated(model_file):
-    from awdvd.calibrate import CalibrationSpec, calibrate_model
+    from awdvd.restore.calibration import CalibrationSpec, calibrate_model
 
     before, stamp = _digest(model_file), model_file.stat().st_mtime_ns
     messages = []
@@ -42,8 +42,8 @@ def calibrated(model_file):
 
 
 def test_calibrate_model_writes_a_new_model_file_with_its_schedule(model_file, calibrated):
-    from awdvd.model import load_model
-    from awdvd.restore import AWDVDOptions, rl_schedule
+    from awdvd.learn.model import load_model
+    from awdvd.restore.pipeline import AWDVDOptions, rl_schedule
 
     path, messages = calibrated
     assert path != model_file and path.exists()
@@ -70,7 +70,7 @@ def test_calibrate_model_writes_a_new_model_file_with_its_schedule(model_file, c
 
 
 def test_calibrate_model_never_replaces_without_being_asked(model_file, calibrated, monkeypatch):
-    from awdvd import calibrate
+    from awdvd.restore import calibration as calibrate
 
     path, _ = calibrated
     with pytest.raises(FileExistsError, match="--overwrite"):
@@ -99,7 +99,7 @@ def test_calibrate_restoration_command(model_file, tmp_path, capsys):
     captured = capsys.readouterr()
     assert f"wrote {out}: default plain RL, iterations per level [0," in captured.out
     assert "level 10:" in captured.err and _digest(model_file) == before
-    from awdvd.model import load_model
+    from awdvd.learn.model import load_model
 
     assert model_schedule(load_model(out)).variant == "plain"
     # an existing output is refused in one line, and replaced with --overwrite
@@ -142,16 +142,16 @@ def test_the_tilted_stage_scores_what_awdvd_then_restores():
     # band gains it records must be those of AWDVD run with the schedule it returns
     import numpy as np
 
-    from awdvd.bands import band_gains
-    from awdvd.blend import deconvolve_levels
-    from awdvd.calibrate import CalibrationSpec, STRENGTHS, tilted_validation_specimens, tune_on_tilted
-    from awdvd.evaluate_restoration import window_levels_from_pixels
-    from awdvd.optics import Optics
-    from awdvd.psf import psf_bank
-    from awdvd.rl import resolve_offset
-    from awdvd.schedule import RLSchedule
-    from awdvd.synth import CameraNoise
-    from awdvd.windows import DefocusMap
+    from awdvd.validate.restoration_bands import band_gains
+    from awdvd.restore.blend import deconvolve_levels
+    from awdvd.restore.calibration import CalibrationSpec, STRENGTHS, tilted_validation_specimens, tune_on_tilted
+    from awdvd.validate.restoration import window_levels_from_pixels
+    from awdvd.physics.optics import Optics
+    from awdvd.physics.psf import psf_bank
+    from awdvd.restore.rl import resolve_offset
+    from awdvd.restore.rl_schedule import RLSchedule
+    from awdvd.data.synth import CameraNoise
+    from awdvd.restore.windows import DefocusMap
 
     spec = CalibrationSpec(**{**TINY, "tilted_specimens": 2})
     psfs = psf_bank(Optics(), size=15)
@@ -174,12 +174,12 @@ def test_the_tilted_stage_scores_what_awdvd_then_restores():
 def test_uniform_curves_with_strengths_and_the_every_level_gain_constraint():
     import numpy as np
 
-    from awdvd.calibrate import (CalibrationSpec, STRENGTHS, rl_curves, tilted_validation_specimens,
+    from awdvd.restore.calibration import (CalibrationSpec, STRENGTHS, rl_curves, tilted_validation_specimens,
                                  tune_on_tilted, validation_specimens)
-    from awdvd.optics import Optics
-    from awdvd.psf import psf_bank
-    from awdvd.schedule import RLSchedule
-    from awdvd.synth import CameraNoise, forward_bank
+    from awdvd.physics.optics import Optics
+    from awdvd.physics.psf import psf_bank
+    from awdvd.restore.rl_schedule import RLSchedule
+    from awdvd.data.synth import CameraNoise, forward_bank
 
     spec = CalibrationSpec(**TINY)
     optics, camera = Optics(), CameraNoise()

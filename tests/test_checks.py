@@ -23,7 +23,7 @@ def test_an_offset_that_would_destroy_the_image_is_refused_by_deconvolve(case):
     flux; values from -6976 to 7424)."""
     from _standins import RuleModel
 
-    from awdvd.restore import deconvolve
+    from awdvd.restore.pipeline import deconvolve
 
     image = _field()
     if case == "uint8 offset 100":

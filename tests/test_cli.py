@@ -10,9 +10,9 @@ import pytest
 import tifffile
 
 from awdvd.cli import main
-from awdvd.data import read_dataset
+from awdvd.data.datasets import read_dataset
 from awdvd.io import read_image
-from awdvd.synth import synthetic_nuclei
+from awdvd.data.synth import synthetic_nuclei
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 

@@ -119,17 +119,17 @@ def test_outputs_that_would_collide_are_refused_up_front(workspace, tmp_path, ca
 def test_many_files_on_a_local_cluster_equal_serial(workspace, tmp_path, capsys, dask_cluster, monkeypatch):
     """--workers 2 (a local Dask cluster) gives the serial outputs bit for bit, loads the model and PSF bank once
     per worker, and a corrupt file fails alone with a non-zero exit. (The cluster run_jobs starts is the
-    session's: awdvd.batch.local_cluster(2) made both, so the test does not pay for starting another.)"""
+    session's: awdvd.batch.runner.local_cluster(2) made both, so the test does not pay for starting another.)"""
     import contextlib
 
-    import awdvd.batch
+    import awdvd.batch.runner
 
     @contextlib.contextmanager
     def session_cluster(workers):
         assert workers == 2
         yield dask_cluster
 
-    monkeypatch.setattr(awdvd.batch, "local_cluster", session_cluster)
+    monkeypatch.setattr(awdvd.batch.runner, "local_cluster", session_cluster)
     root, model_path, _ = workspace
     folder = tmp_path / "in"
     folder.mkdir()
@@ -181,7 +181,7 @@ def test_formats_tiles_and_pixel_size_warning(workspace, tmp_path, capsys):
 
 def test_stride_beyond_the_models_windows_is_one_error_up_front(workspace, tmp_path, capsys):
     """A 32 px model with --stride 50: refused before any image is read, in one line."""
-    from awdvd.model import DefocusModel
+    from awdvd.learn.model import DefocusModel
 
     root, _, inputs = workspace
     tiny = tiny_delpnet_model(seed=4)
@@ -355,7 +355,7 @@ def test_predict_writes_the_runs_focus_qc_and_plate(workspace, plate, tmp_path, 
     carry wells, the optics each file records checked against the model's (one warning line) and recorded."""
     import csv
 
-    from awdvd.jobs import FOCUS_CSV, FOCUS_PLATE
+    from awdvd.batch.jobs import FOCUS_CSV, FOCUS_PLATE
     from awdvd.qc import focus_columns
 
     root, model_path, _ = workspace

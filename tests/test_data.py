@@ -4,7 +4,7 @@ import pytest
 import tifffile
 
 from awdvd.io import find_images
-from awdvd.data import (
+from awdvd.data.datasets import (
     DatasetError,
     bbbc006_fields,
     fetch_bbbc006,
@@ -19,7 +19,7 @@ from awdvd.data import (
     write_dataset,
 )
 from awdvd.io import read_image
-from awdvd.synth import DatasetSpec, make_patch_dataset, synthetic_nuclei
+from awdvd.data.synth import DatasetSpec, make_patch_dataset, synthetic_nuclei
 
 
 @pytest.fixture(scope="module")
@@ -110,8 +110,8 @@ def test_load_in_focus_from_multipage_stack(tmp_path):
 
 
 def test_simulate_dataset_reads_synthesises_and_writes(tmp_path):
-    from awdvd.optics import Optics
-    from awdvd.synth import CameraNoise
+    from awdvd.physics.optics import Optics
+    from awdvd.data.synth import CameraNoise
 
     folder = tmp_path / "in_focus"
     folder.mkdir()
@@ -242,12 +242,12 @@ def test_a_damaged_split_file_is_named(tmp_path, small_dataset):
 
 def test_simulate_checks_its_output_before_any_work(tmp_path, monkeypatch):
     """Issue 15 item 11: `simulate -o EXISTING_FILE` read and synthesised everything before refusing."""
-    import awdvd.data
+    import awdvd.data.datasets
 
     def no_reading(*args, **kwargs):
         raise AssertionError("images read")
 
-    monkeypatch.setattr(awdvd.data, "load_in_focus_images", no_reading)
+    monkeypatch.setattr(awdvd.data.datasets, "load_in_focus_images", no_reading)
     (tmp_path / "existing").write_bytes(b"mine")
     with pytest.raises(NotADirectoryError, match="is a file; -o takes a folder"):
         simulate_dataset(tmp_path, tmp_path / "existing")

@@ -16,7 +16,7 @@ def model_file(tmp_path_factory):
     import torch
 
     from awdvd import Optics
-    from awdvd.model import DefocusModel, DelpNetConfig, build_delpnet
+    from awdvd.learn.model import DefocusModel, DelpNetConfig, build_delpnet
 
     torch.manual_seed(0)
     network = build_delpnet(DelpNetConfig(widths=(4, 8, 8, 8, 8, 8, 8)))
@@ -57,9 +57,9 @@ def test_demo_without_a_model_file_is_one_clear_error(tmp_path, capsys):
 
 
 def test_demo_without_a_bundled_model_uses_the_true_levels_and_says_so(tmp_path, monkeypatch, capsys):
-    import awdvd.model
+    import awdvd.learn.model
 
-    monkeypatch.setattr(awdvd.model, "bundled_model_path", lambda: tmp_path / "none.pt")
+    monkeypatch.setattr(awdvd.learn.model, "bundled_model_path", lambda: tmp_path / "none.pt")
     assert main(["demo", "-o", str(tmp_path / "out")]) == 0
     out = capsys.readouterr().out
     assert "true levels" in out and "no bundled model" in out

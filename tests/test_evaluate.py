@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from awdvd.cli import main
-from awdvd.evaluate import (
+from awdvd.learn.evaluate import (
     MODEL_FILES,
     check_compatible,
     evaluate_model,
@@ -19,7 +19,7 @@ from awdvd.evaluate import (
     recorded_metrics,
     write_evaluation,
 )
-from awdvd.model import DefocusModel, DelpNetConfig, build_delpnet
+from awdvd.learn.model import DefocusModel, DelpNetConfig, build_delpnet
 
 TINY_ARGS = {"widths": (4, 4, 8, 8, 8, 8, 8), "pool_after": 3}
 
@@ -64,7 +64,7 @@ def test_evaluate_model_counts_as_an_independent_confusion(tiny_dataset, tiny_op
 
 
 def test_evaluate_refuses_mismatched_data(tiny_dataset, tiny_optics):
-    from awdvd.optics import Optics
+    from awdvd.physics.optics import Optics
 
     splits, metadata = tiny_dataset
     with pytest.warns(UserWarning):
@@ -91,7 +91,7 @@ def test_write_evaluation_of_one_model(model_files, tiny_dataset_dir, tiny_datas
     summary = json.loads((out / "summary.json").read_text())
     assert summary == json.loads(json.dumps(done.summaries["a"]))
     assert summary["model"] == str(model_files[0]) and summary["split"] == "test" and summary["recipe"] == "test"
-    from awdvd.model import load_model
+    from awdvd.learn.model import load_model
 
     direct = evaluate_model(load_model(model_files[0]), tiny_dataset[0]["test"], metadata=tiny_dataset[1])
     assert summary["accuracy"] == pytest.approx(direct["accuracy"], abs=1e-12)

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from awdvd.evaluate_restoration import (
+from awdvd.validate.restoration import (
     case_i_boundaries,
     evaluate_patches,
     evaluate_whole_image,
@@ -15,8 +15,8 @@ from awdvd.evaluate_restoration import (
     tilted_specimen,
     window_levels_from_pixels,
 )
-from awdvd.optics import Optics
-from awdvd.psf import psf_bank
+from awdvd.physics.optics import Optics
+from awdvd.physics.psf import psf_bank
 
 from _standins import RuleModel
 
@@ -66,7 +66,7 @@ def test_seam_ratio_sees_steps_at_window_boundaries():
 
 
 def test_patch_evaluation_report(bank, tmp_path):
-    from awdvd.synth import DatasetSpec, make_patch_dataset
+    from awdvd.data.synth import DatasetSpec, make_patch_dataset
 
     splits, _ = make_patch_dataset([cells((100, 120), seed=s) for s in (1, 2)],
                                    spec=DatasetSpec(crops_per_image=2, psf_size=15, fractions=(0.0, 0.0, 1.0)))
@@ -84,7 +84,7 @@ def test_patch_evaluation_report(bank, tmp_path):
         assert 0 < row["ssim"]["variant_true"]["truth_range"]["mean"] <= 1
     # three patches that gain differently at level 10 give an interval that is not zero
     assert rows[10]["psnr_gain_ci95_db"]["variant_true"] > 0
-    from awdvd.evaluate_restoration import _paired_ci95
+    from awdvd.validate.restoration import _paired_ci95
 
     # 1.96 x sample std / sqrt(n) of the per-patch differences; infinite pairs (copies) are left out
     assert _paired_ci95(np.array([11.0, 12.0, 13.0, np.inf]), np.array([10.0, 10.0, 10.0, 5.0])) == \
@@ -120,9 +120,9 @@ def test_whole_image_report_uses_the_models_windows(bank):
 
 def test_cli_evaluate_restoration(tmp_path, capsys):
     from awdvd.cli import main
-    from awdvd.data import write_dataset
+    from awdvd.data.datasets import write_dataset
     from awdvd.io import write_tiff
-    from awdvd.synth import DatasetSpec, make_patch_dataset
+    from awdvd.data.synth import DatasetSpec, make_patch_dataset
 
     splits, meta = make_patch_dataset([cells((100, 120), seed=4)],
                                       spec=DatasetSpec(crops_per_image=1, psf_size=15, fractions=(0.0, 0.0, 1.0)))
@@ -159,7 +159,7 @@ needs_data = pytest.mark.skipif(not (DATA / "in_focus").is_dir(),
 def test_real_image_restoration_beats_the_observation_and_the_baseline():
     """A 200 x 260 crop of a real in-focus image, tilted 3 -> 8: depth-variant RL with the true levels gains
     PSNR over the observation and over the depth-invariant (level-0 PSF) baseline."""
-    from awdvd.data import load_in_focus_images
+    from awdvd.data.datasets import load_in_focus_images
 
     images, _ = load_in_focus_images(DATA / "in_focus")
     crop = images[0][150:350, 200:460]
@@ -177,7 +177,7 @@ def test_real_image_restoration_beats_the_observation_and_the_baseline():
 @pytest.mark.slow
 def test_full_size_tilted_specimen_fast_equals_patchwise():
     """The benchmark's setting (696 x 520, 61 px PSFs, 30 iterations) at stride 42."""
-    from awdvd.data import load_in_focus_images
+    from awdvd.data.datasets import load_in_focus_images
 
     images, _ = load_in_focus_images(DATA / "in_focus")
     spec = tilted_specimen(images[0], psf_size=61, seed=0)
@@ -191,7 +191,7 @@ def test_image_range_models_read_patches_with_their_images_range(bank):
     """An image-range model classifies a test patch with its synthetic image's range (PatchSet.image_range), as
     `awdvd evaluate` does: without it every patch would be normalised on its own (the bundled model then called
     a sixth of the level-0 patches level 10)."""
-    from awdvd.synth import DatasetSpec, make_patch_dataset
+    from awdvd.data.synth import DatasetSpec, make_patch_dataset
 
     splits, _ = make_patch_dataset([cells((100, 120), seed=s) for s in (1, 2)],
                                    spec=DatasetSpec(crops_per_image=2, psf_size=15, fractions=(0.0, 0.0, 1.0)))

@@ -13,7 +13,7 @@ import pytest
 
 from awdvd.io import (ImageReadError, OpticsMismatchError, OpticsWarning, check_optics, read_ome_optics,
                       write_ome_tiff, write_ome_zarr, write_tiff)
-from awdvd.optics import Optics
+from awdvd.physics.optics import Optics
 
 OME_XML = """<?xml version="1.0" encoding="UTF-8"?>
 <OME xmlns="http://www.openmicroscopy.org/Schemas/OME/2016-06">

@@ -1,4 +1,4 @@
-"""awdvd.jobs: per-file predict/deconvolve over many files: Dask equals serial, the model and PSF bank load once
+"""awdvd.batch.jobs: per-file predict/deconvolve over many files: Dask equals serial, the model and PSF bank load once
 per worker, resume skips finished files (and refuses finished files made with other options), a corrupt file
 fails alone, large images go through tiles (on the cluster too), output formats keep data and pixel size.
 
@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from awdvd.io import read_image, write_tiff
-from awdvd.jobs import DeconvolveJob, ModelFile, PredictJob, auto_workers, run_jobs
-from awdvd.restore import AWDVDOptions
+from awdvd.batch.jobs import DeconvolveJob, ModelFile, PredictJob, auto_workers, run_jobs
+from awdvd.restore.pipeline import AWDVDOptions
 
 N_GOOD = 4
 SMALL = dict(options=AWDVDOptions(stride=42, iterations=3, psf_size=15, device="cpu"))
@@ -125,7 +125,7 @@ def test_large_images_go_through_tiles_and_match_whole(inputs, model, dask_clust
     assert there.ok
     back = read_image(tmp_path / "there" / "img3.awdvd.ome.tif")
     assert back.data.dtype == np.uint16 and back.pixel_um == pytest.approx(0.65)
-    from awdvd.rl import to_input_dtype
+    from awdvd.restore.rl import to_input_dtype
 
     np.testing.assert_array_equal(back.data, to_input_dtype(tiled.data, np.uint16)[0])
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from awdvd.model import (
+from awdvd.learn.model import (
     ARCHITECTURES,
     PAPER_PARAMETERS,
     DefocusModel,
@@ -24,8 +24,8 @@ from awdvd.model import (
     network_cost,
     optimize_for_inference,
 )
-from awdvd.networks import ComparisonNetConfig
-from awdvd.optics import Optics
+from awdvd.learn.networks import ComparisonNetConfig
+from awdvd.physics.optics import Optics
 
 TINY = DelpNetConfig(widths=(4, 8, 8, 8, 8, 8, 16), pool_after=3, dropout=0.1, head_dropout=0.5, n_classes=4)
 
@@ -262,7 +262,7 @@ def test_version_1_files_still_load(optics3, tmp_path):
 
 
 def test_import_awdvd_stays_light():
-    code = ("import sys, awdvd, awdvd.model, awdvd.networks, awdvd.train, awdvd.metrics, awdvd.cli; awdvd.cli.build_parser(); "
+    code = ("import sys, awdvd, awdvd.learn.model, awdvd.learn.networks, awdvd.learn.train, awdvd.metrics, awdvd.cli; awdvd.cli.build_parser(); "
             "sys.exit(int(any(m in sys.modules for m in ('torch', 'matplotlib'))))")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
@@ -279,7 +279,7 @@ def test_model_pickles_as_its_file_contents():
     import torch
 
     from awdvd import Optics
-    from awdvd.model import DefocusModel, DelpNetConfig, build_delpnet
+    from awdvd.learn.model import DefocusModel, DelpNetConfig, build_delpnet
 
     torch.manual_seed(0)
     model = DefocusModel(build_delpnet(DelpNetConfig(widths=(4, 4, 8, 8, 8, 8, 8))), optics=Optics(),

@@ -116,7 +116,7 @@ def test_levels_layer_background_transparent_and_legend():
 
 
 def test_pixel_confidence_takes_the_nearest_window():
-    from awdvd.predict import DefocusMap
+    from awdvd.restore.defocus_maps import DefocusMap
 
     proba = np.zeros((1, 2, 12), dtype=np.float32)
     proba[0, 0, 0], proba[0, 1, 3] = 0.9, 0.6
@@ -149,7 +149,7 @@ def test_sample_data_is_the_demo_specimen():
 
 
 def test_widget_options_carry_the_pipeline_options():
-    from awdvd.restore import AWDVDOptions
+    from awdvd.restore.pipeline import AWDVDOptions
 
     options = WidgetOptions()
     assert options.awdvd == AWDVDOptions() and options.model_path is None
@@ -165,14 +165,14 @@ def test_widget_options_carry_the_pipeline_options():
 def test_run_steps_restores_from_the_map_it_yields(monkeypatch):
     """The one function runs the pipeline with the widget's options and restores from the very map it showed."""
     import awdvd.napari.pipeline as pipeline
-    import awdvd.restore
-    from awdvd.restore import AWDVDOptions
+    import awdvd.restore.pipeline
+    from awdvd.restore.pipeline import AWDVDOptions
 
     calls = {}
     model, dmap = object(), object()
     monkeypatch.setattr(pipeline, "load_widget_model", lambda path: model)
-    monkeypatch.setattr(awdvd.restore, "defocus_map_of", lambda image, m, o: calls.setdefault("map", (m, o)) and dmap)
-    monkeypatch.setattr(awdvd.restore, "deconvolve",
+    monkeypatch.setattr(awdvd.restore.pipeline, "defocus_map_of", lambda image, m, o: calls.setdefault("map", (m, o)) and dmap)
+    monkeypatch.setattr(awdvd.restore.pipeline, "deconvolve",
                         lambda image, m, o, dmap=None: calls.setdefault("restore", (m, o, dmap)))
     awdvd_options = AWDVDOptions(stride=21, iterations=7, offset=100.0, map_mode="dense")
     options = WidgetOptions(awdvd=awdvd_options)

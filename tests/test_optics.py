@@ -5,7 +5,7 @@ import warnings
 import pytest
 
 from awdvd import Optics
-from awdvd.optics import UndersamplingWarning
+from awdvd.physics.optics import UndersamplingWarning
 
 
 def test_defaults_are_the_papers():

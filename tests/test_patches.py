@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from awdvd.patches import BACKGROUND, SPLITS, PatchSet, fingerprint, is_background, normalize_patches
+from awdvd.data.patches import BACKGROUND, SPLITS, PatchSet, fingerprint, is_background, normalize_patches
 
 
 def _patchset(n: int, p: int = 8, *, seed: int = 0) -> PatchSet:
@@ -67,8 +67,8 @@ def test_fingerprint_sees_data_levels_and_background():
 
 
 def test_the_vocabulary_has_one_home():
-    """The patch vocabulary lives in awdvd.patches alone (synth defined it once and re-exported it after)."""
-    from awdvd import synth
+    """The patch vocabulary lives in awdvd.data.patches alone (synth defined it once and re-exported it after)."""
+    from awdvd.data import synth
 
     for name in ("BACKGROUND", "SPLITS", "PatchSet", "normalize_patches", "is_background"):
         assert name not in synth.__all__
@@ -79,7 +79,7 @@ def test_patches_module_is_light():
     import subprocess
     import sys
 
-    code = "import sys, awdvd.patches; sys.exit(int(any(m in sys.modules for m in ('torch', 'scipy', 'matplotlib'))))"
+    code = "import sys, awdvd.data.patches; sys.exit(int(any(m in sys.modules for m in ('torch', 'scipy', 'matplotlib'))))"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
 

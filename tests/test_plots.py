@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from awdvd.plots import defocus_overlay, plot_patch_metrics, plot_whole_image, psf_montage
-from awdvd.windows import DefocusMap, window_starts
+from awdvd.restore.windows import DefocusMap, window_starts
 
 
 def png_shape(path) -> tuple[int, ...]:

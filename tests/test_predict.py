@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from awdvd.predict import (
+from awdvd.restore.defocus_maps import (
     DefocusMap,
     defocus_map,
     dense_trunk,
@@ -14,8 +14,8 @@ from awdvd.predict import (
     trunk_geometry,
     window_patches,
 )
-from awdvd.patches import normalize_patches
-from awdvd.windows import window_starts
+from awdvd.data.patches import normalize_patches
+from awdvd.restore.windows import window_starts
 
 from _standins import RuleModel, tiny_delpnet_model
 

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 
 from _standins import RuleModel, tiny_delpnet_model, tiny_exact_model
-from awdvd.patches import BACKGROUND, image_range
-from awdvd.predict import (classify_windows, defocus_map, exact_dense, resolve_map_mode, smooth_proba,
+from awdvd.data.patches import BACKGROUND, image_range
+from awdvd.restore.defocus_maps import (classify_windows, defocus_map, exact_dense, resolve_map_mode, smooth_proba,
                            window_patches)
-from awdvd.synth import synthetic_nuclei
+from awdvd.data.synth import synthetic_nuclei
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +115,7 @@ def test_tta_choices_are_checked(model, image):
 
 
 def test_tiles_give_the_whole_image_map(model, image):
-    from awdvd.tiles import tiled_defocus_map
+    from awdvd.restore.tiles import tiled_defocus_map
 
     whole = defocus_map(image, model, stride=16, mode="dense")
     tiled = tiled_defocus_map(image, model, stride=16, mode="dense", tile_px=64)
@@ -124,7 +124,7 @@ def test_tiles_give_the_whole_image_map(model, image):
 
 
 def test_model_file_keeps_the_normalisation(model, tmp_path):
-    from awdvd.model import load_model
+    from awdvd.learn.model import load_model
 
     model.save(tmp_path / "m.pt")
     loaded = load_model(tmp_path / "m.pt")

@@ -1,4 +1,4 @@
-"""Properties of the one pipeline (awdvd.restore.deconvolve) over random valid images and options (hypothesis):
+"""Properties of the one pipeline (awdvd.restore.pipeline.deconvolve) over random valid images and options (hypothesis):
 the input's shape back, finite values, nothing below the offset where the input is not, and the flux kept: exactly
 where one level holds the map, and within what Richardson-Lucy guarantees where levels change (flux_change_bound).
 
@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from _standins import RuleModel
 
-from awdvd.restore import AWDVDOptions, restore_image
+from awdvd.restore.pipeline import AWDVDOptions, restore_image
 
 #: float32 rounding of a sum of up to 150 x 150 restored values (relative)
 FLUX_RTOL = 1e-5
@@ -37,10 +37,10 @@ def flux_change_bound(image: np.ndarray, result) -> tuple[float, float]:
     """
     from scipy import ndimage
 
-    from awdvd.blend import label_shares
-    from awdvd.psf import psf_bank
-    from awdvd.rl import is_delta_psf
-    from awdvd.windows import axis_weight_matrix, window_profile
+    from awdvd.restore.blend import label_shares
+    from awdvd.physics.psf import psf_bank
+    from awdvd.restore.rl import is_delta_psf
+    from awdvd.restore.windows import axis_weight_matrix, window_profile
 
     dmap, options, image = result.dmap, result.options, image.astype(np.float64)
     n_levels = len(result.iterations)
@@ -131,7 +131,7 @@ def test_deconvolve_keeps_shape_finiteness_positivity_and_flux(data):
 
 
 def test_flux_is_kept_exactly_where_one_level_holds_the_whole_map_and_moves_only_by_the_bound_where_it_changes():
-    from awdvd.windows import DefocusMap, window_starts
+    from awdvd.restore.windows import DefocusMap, window_starts
 
     rng = np.random.default_rng(3)
     yy, xx = np.mgrid[:126, :168]

@@ -9,13 +9,13 @@ from hypothesis import strategies as st
 from scipy import integrate, special
 
 from awdvd import Optics, defocus_psf, psf_bank
-from awdvd.psf import default_psf_size, encircled_energy
+from awdvd.physics.psf import default_psf_size, encircled_energy
 
 OPTICS = Optics()
 
 
 def quad_intensity(z_um: float, r_um: float, optics: Optics = OPTICS) -> float:
-    """Eq. 2 by scipy's adaptive quadrature, written independently of awdvd.psf."""
+    """Eq. 2 by scipy's adaptive quadrature, written independently of awdvd.physics.psf."""
     k = 2 * math.pi / optics.wavelength_um
     a, b = k * optics.na / optics.n, 0.5 * k * z_um * optics.na**2 / optics.n**2
     opts = dict(limit=400, epsabs=1e-13, epsrel=1e-12)

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from awdvd.predict import DefocusMap
+from awdvd.restore.defocus_maps import DefocusMap
 from awdvd.qc import (OUT_OF_FOCUS_LEVEL, Well, focus_columns, focus_row, parse_well, plate_heatmap, plate_layout,
                       write_focus_csv, write_focus_report)
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from _standins import RuleModel
 
-from awdvd.realdata import level_census, real_data_checks
+from awdvd.validate.real_data import level_census, real_data_checks
 
 
 def test_census_counts_foreground_tiles_only():

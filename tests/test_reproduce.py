@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 
 from awdvd.cli import main
-from awdvd.model import bundled_model_path, load_model
+from awdvd.learn.model import bundled_model_path, load_model
 from awdvd.reproduce import REPORT_ITEMS, SCALES, Scale, get_scale, reproduce
-from awdvd.synth import synthetic_nuclei
+from awdvd.data.synth import synthetic_nuclei
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 

@@ -1,4 +1,4 @@
-"""What a rerun does with outputs that exist (awdvd.reruns, awdvd.io.parts): a changed input is redone, a file
+"""What a rerun does with outputs that exist (awdvd.batch.reruns, awdvd.io.resumable): a changed input is redone, a file
 that merely has an output's name is never replaced, awdvd's own outputs are never inputs (output folder = input
 folder), the pieces a killed run left are swept, and a tiled restoration resumes from the tiles it holds.
 Each was a fault of issue 15 (items 2, 4, 5, 8)."""
@@ -11,13 +11,13 @@ import os
 import numpy as np
 import pytest
 
-import awdvd.tiles
+import awdvd.restore.tiles
 from awdvd.io import read_image, write_tiff
-from awdvd.jobs import DeconvolveJob, ModelFile, PredictJob, run_jobs
-from awdvd.restore import AWDVDOptions
+from awdvd.batch.jobs import DeconvolveJob, ModelFile, PredictJob, run_jobs
+from awdvd.restore.pipeline import AWDVDOptions
 
 SMALL = dict(options=AWDVDOptions(stride=42, iterations=3, psf_size=15, device="cpu"))
-_APPLY_TILE = awdvd.tiles._apply_tile  # the real one, before a test replaces it
+_APPLY_TILE = awdvd.restore.tiles._apply_tile  # the real one, before a test replaces it
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +98,7 @@ def test_output_folder_may_be_the_input_folder(model, tmp_path):
 
 def test_pieces_of_dead_runs_are_swept_and_live_ones_kept(model, tmp_path):
     """Item 5: a killed run's hidden pieces were never removed."""
-    from awdvd.io.parts import ORPHAN_AGE_S, owner_tag
+    from awdvd.io.resumable import ORPHAN_AGE_S, owner_tag
 
     write_tiff(tmp_path / "in" / "good.tif", field(0))
     out = tmp_path / "out"
@@ -122,7 +122,7 @@ def test_pieces_of_dead_runs_are_swept_and_live_ones_kept(model, tmp_path):
 
 
 def _interrupt_after(monkeypatch, n: int):
-    """Make the n+1-th tile of awdvd.tiles.tiled_map raise KeyboardInterrupt, as a Ctrl-C would; count tiles."""
+    """Make the n+1-th tile of awdvd.restore.tiles.tiled_map raise KeyboardInterrupt, as a Ctrl-C would; count tiles."""
     calls = {"n": 0}
     original = _APPLY_TILE
 
@@ -132,7 +132,7 @@ def _interrupt_after(monkeypatch, n: int):
             raise KeyboardInterrupt
         return original(*args)
 
-    monkeypatch.setattr(awdvd.tiles, "_apply_tile", apply)
+    monkeypatch.setattr(awdvd.restore.tiles, "_apply_tile", apply)
     return calls
 
 

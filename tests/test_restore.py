@@ -1,4 +1,4 @@
-"""awdvd.restore: the options object (validated, JSON-able, the one place of the defaults), the pipeline (model's
+"""awdvd.restore.pipeline: the options object (validated, JSON-able, the one place of the defaults), the pipeline (model's
 map -> blend, the "auto" offset, the stride checked against the model, the pixel-size check, known levels, whole
 vs tiled, writing into ``out``), per-level iterations and the depth-invariant baseline."""
 
@@ -12,18 +12,18 @@ import warnings
 import numpy as np
 import pytest
 
-from awdvd.blend import deconvolve_levels
-from awdvd.optics import Optics
-from awdvd.predict import defocus_map
-from awdvd.psf import psf_bank
-from awdvd.restore import (
+from awdvd.restore.blend import deconvolve_levels
+from awdvd.physics.optics import Optics
+from awdvd.restore.defocus_maps import defocus_map
+from awdvd.physics.psf import psf_bank
+from awdvd.restore.pipeline import (
     AWDVDOptions,
     deconvolve,
     deconvolve_invariant,
     iterations_per_level,
     restore_image,
 )
-from awdvd.rl import estimate_background, richardson_lucy
+from awdvd.restore.rl import estimate_background, richardson_lucy
 
 from _standins import RuleModel, blend_args, level_map, tiny_delpnet_model
 
@@ -202,7 +202,7 @@ def test_dense_map_from_a_network(bank):
 
 
 def test_the_bundled_model_is_the_default(bank):
-    from awdvd.model import bundled_model_path
+    from awdvd.learn.model import bundled_model_path
 
     if not bundled_model_path().is_file():
         pytest.skip("no bundled model in this installation")

@@ -10,7 +10,7 @@ import pytest
 
 from awdvd.cli import build_parser, main
 from awdvd.io import write_tiff
-from awdvd.schedule import INFO_FORMAT, INFO_KEY, RLSchedule
+from awdvd.restore.rl_schedule import INFO_FORMAT, INFO_KEY, RLSchedule
 
 from _standins import RuleModel, level_map, tiny_delpnet_model
 
@@ -64,10 +64,10 @@ def test_the_models_schedule_is_the_default_and_iterations_forces_one_count(work
 
 
 def test_one_offset_policy_everywhere():
-    from awdvd.calibrate import CalibrationSpec
-    from awdvd.optics import Optics
-    from awdvd.psf import psf_bank
-    from awdvd.restore import AWDVDOptions, deconvolve, deconvolve_invariant, restore_image
+    from awdvd.restore.calibration import CalibrationSpec
+    from awdvd.physics.optics import Optics
+    from awdvd.physics.psf import psf_bank
+    from awdvd.restore.pipeline import AWDVDOptions, deconvolve, deconvolve_invariant, restore_image
 
     assert AWDVDOptions().offset == "auto" and CalibrationSpec().offset == "auto"
     parser = build_parser()

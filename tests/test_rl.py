@@ -1,4 +1,4 @@
-"""awdvd.rl: Richardson-Lucy's invariants (identity cases, flux, non-negativity), an independent RL, the torch
+"""awdvd.restore.rl: Richardson-Lucy's invariants (identity cases, flux, non-negativity), an independent RL, the torch
 path, offsets, bad inputs; the halo, the background estimate and the conversion back to an input dtype."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import signal
 
-from awdvd.optics import Optics
-from awdvd.psf import defocus_psf, psf_bank
-from awdvd.rl import (
+from awdvd.physics.optics import Optics
+from awdvd.physics.psf import defocus_psf, psf_bank
+from awdvd.restore.rl import (
     _rl_numpy,
     _rl_torch,
     blur_radius_px,
@@ -97,7 +97,7 @@ def test_flux_is_conserved_for_any_shape(h, w, half, seed, iterations):
 def test_deconvolution_moves_a_blurred_image_towards_the_truth():
     truth = spots((64, 72), seed=4)
     psf = defocus_psf(6.0, size=21)
-    from awdvd.synth import blur
+    from awdvd.data.synth import blur
 
     observed = np.random.default_rng(5).poisson(blur(truth, psf)).astype(np.float64)
     restored = richardson_lucy(observed, psf, iterations=30)

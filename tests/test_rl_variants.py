@@ -8,9 +8,9 @@ import pytest
 from scipy.signal import fftconvolve
 
 from awdvd.metrics import psnr
-from awdvd.optics import Optics
-from awdvd.psf import psf_bank
-from awdvd.rl import eps_floor, richardson_lucy, richardson_lucy_batches
+from awdvd.physics.optics import Optics
+from awdvd.physics.psf import psf_bank
+from awdvd.restore.rl import eps_floor, richardson_lucy, richardson_lucy_batches
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 

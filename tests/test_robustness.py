@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 
 from _standins import tiny_exact_model
-from awdvd.optics import Optics
-from awdvd.patches import BACKGROUND
-from awdvd.robustness import (foreground_windows, level_matrix, map_matrix, robustness_markdown, summarise_levels,
+from awdvd.physics.optics import Optics
+from awdvd.data.patches import BACKGROUND
+from awdvd.validate.robustness import (foreground_windows, level_matrix, map_matrix, robustness_markdown, summarise_levels,
                               tilted_observation, worst_case)
-from awdvd.stream import PAPER_CAMERAS, Camera
-from awdvd.synth import synthetic_nuclei
+from awdvd.data.training_stream import PAPER_CAMERAS, Camera
+from awdvd.data.synth import synthetic_nuclei
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,5 @@
-"""Per-level RL schedules (awdvd.schedule): validation, JSON round trip, storage in a model file, how the
-options resolve them (awdvd.restore.rl_schedule), level 0 left as it is, and the probability level blend."""
+"""Per-level RL schedules (awdvd.restore.rl_schedule): validation, JSON round trip, storage in a model file, how the
+options resolve them (awdvd.restore.pipeline.rl_schedule), level 0 left as it is, and the probability level blend."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ import dataclasses
 import numpy as np
 import pytest
 
-from awdvd.blend import deconvolve_levels
-from awdvd.optics import Optics
-from awdvd.psf import psf_bank
-from awdvd.restore import AWDVDOptions, restore_image, rl_schedule
-from awdvd.schedule import INFO_FORMAT, INFO_KEY, RLSchedule, model_schedule, model_schedules
+from awdvd.restore.blend import deconvolve_levels
+from awdvd.physics.optics import Optics
+from awdvd.physics.psf import psf_bank
+from awdvd.restore.pipeline import AWDVDOptions, restore_image, rl_schedule
+from awdvd.restore.rl_schedule import INFO_FORMAT, INFO_KEY, RLSchedule, model_schedule, model_schedules
 
 from _standins import RuleModel, blend_args, level_map
 
@@ -76,7 +76,7 @@ def test_schedule_round_trips_through_json_and_rejects_unknown_fields():
 
 def test_schedule_is_stored_in_and_read_back_from_a_model_file(tmp_path):
     pytest.importorskip("torch")
-    from awdvd.model import load_model
+    from awdvd.learn.model import load_model
 
     from _standins import tiny_delpnet_model
 

@@ -1,16 +1,16 @@
 import numpy as np
 import pytest
 
-from awdvd.optics import Optics
-from awdvd.patches import BACKGROUND
-from awdvd.patches import image_range
-from awdvd.stream import PAPER_CAMERAS, Camera, CameraRange, TrainingStream, background_rule
+from awdvd.physics.optics import Optics
+from awdvd.data.patches import BACKGROUND
+from awdvd.data.patches import image_range
+from awdvd.data.training_stream import PAPER_CAMERAS, Camera, CameraRange, TrainingStream, background_rule
 
 OPTICS = Optics(n_levels=4)
 
 
 def _field(seed=0, shape=(120, 140)):
-    from awdvd.synth import synthetic_nuclei
+    from awdvd.data.synth import synthetic_nuclei
 
     return synthetic_nuclei(shape, n_nuclei=6, seed=seed)
 
@@ -32,7 +32,7 @@ def test_image_range_is_the_smoothed_percentiles():
 
 
 def test_image_range_of_a_large_image_is_close_to_the_whole(monkeypatch):
-    import awdvd.patches as stream_module
+    import awdvd.data.patches as stream_module
 
     image = np.random.default_rng(1).gamma(2.0, 50.0, size=(300, 310)).astype(np.float32)
     whole = image_range(image)
@@ -81,7 +81,7 @@ def test_paper_cameras_lie_in_the_training_range():
 
 
 def test_unseen_cameras_lie_outside_the_training_range():
-    from awdvd.stream import UNSEEN_CAMERAS, Camera
+    from awdvd.data.training_stream import UNSEEN_CAMERAS, Camera
 
     r = CameraRange()
     assert r.outside(UNSEEN_CAMERAS["offset1000-read12"]) == ["offset_adu", "read_noise_adu"]

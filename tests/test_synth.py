@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from awdvd import defocus_psf
-from awdvd.patches import BACKGROUND, is_background
-from awdvd.synth import (
+from awdvd.data.patches import BACKGROUND, is_background
+from awdvd.data.synth import (
     CameraNoise,
     DatasetSpec,
     blur,

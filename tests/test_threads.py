@@ -36,10 +36,10 @@ def test_environment_variable_then_limit(monkeypatch):
 
 def test_results_do_not_depend_on_the_thread_count():
     from awdvd import Optics, psf_bank
-    from awdvd.blend import deconvolve_levels
-    from awdvd.rl import richardson_lucy
-    from awdvd.synth import blur, synthetic_nuclei
-    from awdvd.windows import DefocusMap
+    from awdvd.restore.blend import deconvolve_levels
+    from awdvd.restore.rl import richardson_lucy
+    from awdvd.data.synth import blur, synthetic_nuclei
+    from awdvd.restore.windows import DefocusMap
 
     image = synthetic_nuclei((120, 150), n_nuclei=6, seed=2)
     bank = psf_bank(Optics(n_levels=3), size=15)

@@ -1,4 +1,4 @@
-"""awdvd.tiles: any local operation tile by tile equals it on the whole image; AWDVD in tiles equals whole-image
+"""awdvd.restore.tiles: any local operation tile by tile equals it on the whole image; AWDVD in tiles equals whole-image
 AWDVD (defocus maps exactly, restoration to a stated tolerance); lazy inputs and zarr outputs; tiles on Dask
 equal tiles in this process.
 
@@ -22,13 +22,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from awdvd import Optics, psf_bank
-from awdvd.blend import deconvolve_levels
+from awdvd.restore.blend import deconvolve_levels
 from awdvd.io import open_ome_zarr_output, read_image, write_ome_zarr
-from awdvd.predict import defocus_map
-from awdvd.restore import AWDVDOptions, restore_image
-from awdvd.schedule import RLSchedule
-from awdvd.synth import blur
-from awdvd.tiles import (
+from awdvd.restore.defocus_maps import defocus_map
+from awdvd.restore.pipeline import AWDVDOptions, restore_image
+from awdvd.restore.rl_schedule import RLSchedule
+from awdvd.data.synth import blur
+from awdvd.restore.tiles import (
     image_min_max,
     restoration_halo_px,
     should_tile,
@@ -37,7 +37,7 @@ from awdvd.tiles import (
     tiled_defocus_map,
     tiled_map,
 )
-from awdvd.windows import window_starts
+from awdvd.restore.windows import window_starts
 
 from _standins import blend_args, level_map, tiny_delpnet_model
 
@@ -49,7 +49,7 @@ RELATIVE_TOLERANCE = 1e-5
 
 @pytest.fixture(scope="module")
 def field() -> np.ndarray:
-    from awdvd.synth import synthetic_nuclei
+    from awdvd.data.synth import synthetic_nuclei
 
     return synthetic_nuclei(SHAPE, n_nuclei=60, seed=1)
 
@@ -123,7 +123,7 @@ def test_without_iterations_the_blend_is_the_whole_images_exactly(field, bank):
 
 
 def test_halo_holds_the_windows_and_the_rl_context(bank):
-    from awdvd.rl import default_halo_px
+    from awdvd.restore.rl import default_halo_px
 
     assert restoration_halo_px(bank, patch_px=84) == 83 + max(default_halo_px(p) for p in bank)
     assert restoration_halo_px(bank, halo_px=10, patch_px=84) == 93
@@ -190,10 +190,10 @@ def test_tiled_defocus_map_equals_whole_image(field, model, mode, normalization,
 
 def test_dense_context_is_needed(field, model, monkeypatch):
     """Without the trunk's context the tiles' cells see zero padding at their edges: the probabilities change."""
-    import awdvd.predict
+    import awdvd.restore.defocus_maps
 
     whole = defocus_map(field, model, stride=16, mode="dense")
-    monkeypatch.setattr(awdvd.predict, "dense_reach_px", lambda m: 0)
+    monkeypatch.setattr(awdvd.restore.defocus_maps, "dense_reach_px", lambda m: 0)
     tiled = tiled_defocus_map(field, model, stride=16, mode="dense", tile_px=TILE_PX)
     assert np.abs(tiled.proba - whole.proba).max() > 1e-4
 
@@ -213,8 +213,8 @@ def test_tiled_deconvolve_equals_whole_image_deconvolve(field, model, bank):
 
 def load_model_once(path: str):
     """A model loader for tiles: picklable, loads the file once per process."""
-    from awdvd.batch import worker_resource
-    from awdvd.model import load_model
+    from awdvd.batch.runner import worker_resource
+    from awdvd.learn.model import load_model
 
     return worker_resource(("test-model", path), lambda: load_model(path))
 
@@ -254,7 +254,7 @@ def coordinates_fn(block: np.ndarray, origin_yx) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def field_image() -> np.ndarray:
-    from awdvd.synth import synthetic_nuclei
+    from awdvd.data.synth import synthetic_nuclei
 
     return synthetic_nuclei((203, 331), n_nuclei=20, seed=5)
 

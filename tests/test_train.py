@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from awdvd.cli import main
-from awdvd.evaluate import evaluate_model
-from awdvd.model import DelpNetConfig, load_model
-from awdvd.train import (
+from awdvd.learn.evaluate import evaluate_model
+from awdvd.learn.model import DelpNetConfig, load_model
+from awdvd.learn.train import (
     CURVE_COLUMNS,
     RECIPES,
     VARIANTS,
@@ -38,7 +38,7 @@ def subset(tiny_dataset):
     """Every third training patch (24 patches, all 4 classes)."""
     import dataclasses
 
-    from awdvd.patches import PatchSet
+    from awdvd.data.patches import PatchSet
 
     train = tiny_dataset[0]["train"]
     return PatchSet(**{f.name: getattr(train, f.name)[::3] for f in dataclasses.fields(PatchSet)})
@@ -201,8 +201,8 @@ def test_resume_refuses_other_settings(tiny_dataset, tiny_optics, tmp_path):
 def test_epoch_batches_are_seeded_and_run_epoch_takes_any_batches(subset):
     """epoch_batches draws an epoch's order and turns from (seed, epoch) alone; run_epoch steps once per batch of
     whatever iterable it is given (the hook for a training stream)."""
-    from awdvd.model import build_network, network_config
-    from awdvd.train import batch_spans, epoch_batches, run_epoch
+    from awdvd.learn.model import build_network, network_config
+    from awdvd.learn.train import batch_spans, epoch_batches, run_epoch
 
     x = torch.from_numpy(subset.normalized()[:, None])
     y = torch.from_numpy(class_targets(subset.labels, [0, 1, 2, -1]))
@@ -263,7 +263,7 @@ def test_bad_training_input(tiny_dataset, tiny_optics):
         train_model(splits["train"], empty, optics=tiny_optics, recipe=_recipe(epochs=1))
     with pytest.raises(ValueError, match="unknown variant"):
         train_model(splits["train"], splits["val"], optics=tiny_optics, variant="alexnet")
-    from awdvd.optics import Optics
+    from awdvd.physics.optics import Optics
 
     with pytest.warns(UserWarning):
         two_levels = Optics(n_levels=2)
@@ -324,12 +324,12 @@ def test_train_to_file_refuses_before_any_work(trained_file, tiny_dataset_dir, t
 def test_train_to_a_folder_is_refused_before_any_work(tiny_dataset_dir, tmp_path, capsys, monkeypatch):
     """Issue 15 item 3: `-o FOLDER --overwrite` trained the whole run, then failed, leaving a checkpoint and
     no model (and the message without --overwrite pointed to exactly that trap)."""
-    import awdvd.train
+    import awdvd.learn.train
 
     def no_training(*args, **kwargs):
         raise AssertionError("training started")
 
-    monkeypatch.setattr(awdvd.train, "train_model", no_training)
+    monkeypatch.setattr(awdvd.learn.train, "train_model", no_training)
     folder = tmp_path / "models"
     folder.mkdir()
     for overwrite in ([], ["--overwrite"]):
@@ -341,8 +341,8 @@ def test_train_to_a_folder_is_refused_before_any_work(tiny_dataset_dir, tmp_path
 
 
 def test_train_to_file_resumes_an_interrupted_run(tiny_dataset_dir, tmp_path):
-    from awdvd.data import read_dataset
-    from awdvd.optics import Optics
+    from awdvd.data.datasets import read_dataset
+    from awdvd.physics.optics import Optics
 
     model_path = tmp_path / "r.pt"
     paths = output_paths(model_path)
@@ -384,13 +384,13 @@ def test_cli_train_end_to_end(tiny_dataset_dir, tmp_path, capsys):
 
 
 def test_cli_train_interrupted_says_how_to_resume(tiny_dataset_dir, tmp_path, capsys, monkeypatch):
-    import awdvd.train
+    import awdvd.learn.train
 
     def interrupted(*args, checkpoint_path, **kwargs):
         checkpoint_path.write_bytes(b"the last complete epoch")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(awdvd.train, "train_model", interrupted)
+    monkeypatch.setattr(awdvd.learn.train, "train_model", interrupted)
     assert main(["train", str(tiny_dataset_dir), "-o", str(tmp_path / "i.pt"), "--no-progress"]) == 130
     err = capsys.readouterr().err
     assert "interrupted; the last complete epoch is saved in" in err and "--resume" in err
@@ -422,8 +422,8 @@ def test_batchnorm_recalibration_matches_dropout_free_statistics():
     """After recalibration the running statistics are those of the calibration data seen with Dropout off."""
     import torch
 
-    from awdvd.model import DelpNetConfig, build_delpnet
-    from awdvd.train import recalibrate_batchnorm
+    from awdvd.learn.model import DelpNetConfig, build_delpnet
+    from awdvd.learn.train import recalibrate_batchnorm
 
     torch.manual_seed(0)
     network = build_delpnet(DelpNetConfig(widths=(4, 4, 4, 4, 4, 4, 4), dropout=0.5))
@@ -451,7 +451,7 @@ def test_batchnorm_recalibration_matches_dropout_free_statistics():
 
 
 def test_recipes_record_recalibration():
-    from awdvd.train import RECIPES, TrainingRecipe
+    from awdvd.learn.train import RECIPES, TrainingRecipe
 
     assert RECIPES["fast"].bn_recalibration > 0 and RECIPES["paper"].bn_recalibration == 0  # the paper's Keras run
     with pytest.raises(ValueError, match="bn_recalibration must be an integer >= 0"):

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from awdvd.optics import Optics
-from awdvd.synth import synthetic_nuclei
-from awdvd.train_stream import STREAM_RECIPES, StreamRecipe, ordinal_distances, train_from_stream
+from awdvd.physics.optics import Optics
+from awdvd.data.synth import synthetic_nuclei
+from awdvd.learn.train_stream import STREAM_RECIPES, StreamRecipe, ordinal_distances, train_from_stream
 
 OPTICS = Optics(n_levels=3)
 TINY = StreamRecipe(name="tiny", steps=4, batch_size=8, procedural=1, val_every=2, val_windows=16,
@@ -96,7 +96,7 @@ def test_init_starts_from_a_trained_models_weights(sources, tmp_path):
 def test_cli_trains_from_images(tmp_path):
     from awdvd.cli import main
     from awdvd.io import write_tiff
-    from awdvd.model import load_model
+    from awdvd.learn.model import load_model
 
     folder = tmp_path / "in_focus"
     folder.mkdir()

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from awdvd.windows import (
+from awdvd.restore.windows import (
     axis_weight_matrix,
     rectangular_weights,
     triangular_weights,

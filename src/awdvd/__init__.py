@@ -11,20 +11,20 @@ from __future__ import annotations
 
 import importlib
 
-from .optics import Optics
-from .psf import defocus_psf, psf_bank
+from .physics.optics import Optics
+from .physics.psf import defocus_psf, psf_bank
 
 __version__ = "0.1.0"
 
 # public names that live in heavier modules, imported on first use (PEP 562)
 _LAZY = {
-    "load_model": "model",
-    "DefocusModel": "model",
-    "richardson_lucy": "rl",
-    "deconvolve": "restore",
-    "AWDVDOptions": "restore",
-    "defocus_map": "predict",
-    "DefocusMap": "windows",
+    "load_model": "learn.model",
+    "DefocusModel": "learn.model",
+    "richardson_lucy": "restore.rl",
+    "deconvolve": "restore.pipeline",
+    "AWDVDOptions": "restore.pipeline",
+    "defocus_map": "restore.defocus_maps",
+    "DefocusMap": "restore.windows",
     "read_image": "io",
     "write_tiff": "io",
 }

@@ -2,7 +2,7 @@
 
 A terminal's Ctrl-C goes to the whole foreground process group, so every worker process got its own SIGINT and
 printed a page of tracebacks (64 lines for two workers) while the main process was already stopping the
-cluster. The workers ignore SIGINT; the main process, which gets it too, closes the cluster (awdvd.batch).
+cluster. The workers ignore SIGINT; the main process, which gets it too, closes the cluster (awdvd.batch.runner).
 """
 
 from __future__ import annotations

@@ -4,13 +4,13 @@ awdvd asks for threads explicitly in two places: scipy.fft's ``workers=`` (Richa
 thread pool in which fast AWDVD runs its regions. Both take their count from :func:`allowed_threads`, so that
 one setting governs them:
 
-1. inside :func:`thread_limit` (or after :func:`set_thread_limit`), that limit: awdvd.batch sets 1 in every
+1. inside :func:`thread_limit` (or after :func:`set_thread_limit`), that limit: awdvd.batch.runner sets 1 in every
    Dask worker, so N workers use N cores instead of N x cores threads fighting over them;
 2. else the environment variable ``AWDVD_NUM_THREADS`` (e.g. on a shared machine or a cluster node);
 3. else every CPU this process may run on.
 
 Libraries' own thread pools (OpenMP/BLAS, torch) follow their usual settings (``OMP_NUM_THREADS``,
-``torch.set_num_threads``), which awdvd.batch also sets to 1 in its workers.
+``torch.set_num_threads``), which awdvd.batch.runner also sets to 1 in its workers.
 """
 
 from __future__ import annotations

@@ -13,15 +13,15 @@ import time
 
 import numpy as np
 
-from .windows import PATCH_PX
+from .restore.windows import PATCH_PX
 
 __all__ = ["run_demo", "true_level_map", "demo_figure"]
 
 
 def _observed_and_truth(image, seed: int, optics):
-    from .evaluate_restoration import tilted_specimen
+    from .validate.restoration import tilted_specimen
     from .io import read_image
-    from .synth import synthetic_nuclei
+    from .data.synth import synthetic_nuclei
 
     if image is None:
         specimen = tilted_specimen(synthetic_nuclei((520, 696), seed=seed), optics=optics, seed=seed)
@@ -33,9 +33,9 @@ def _observed_and_truth(image, seed: int, optics):
 
 
 def true_level_map(levels, *, stride: int, patch_px: int, n_levels: int):
-    """A :class:`~awdvd.windows.DefocusMap` holding the true level at each window centre (certain)."""
-    from .evaluate_restoration import window_levels_from_pixels
-    from .windows import DefocusMap
+    """A :class:`~awdvd.restore.windows.DefocusMap` holding the true level at each window centre (certain)."""
+    from .validate.restoration import window_levels_from_pixels
+    from .restore.windows import DefocusMap
 
     grid = window_levels_from_pixels(levels, stride=stride, patch_px=patch_px)
     return DefocusMap.from_levels(grid, levels.shape, stride=stride, patch_px=patch_px, n_levels=n_levels, mode="truth")
@@ -47,11 +47,11 @@ def run_demo(output, *, model=None, image=None, overwrite: bool = False, seed: i
 
     Parameters
     ----------
-    model : a :class:`~awdvd.model.DefocusModel`, a model file path, or None for the bundled model. Where
+    model : a :class:`~awdvd.learn.model.DefocusModel`, a model file path, or None for the bundled model. Where
         this installation has no bundled model, the procedural specimen is restored with its true levels
         (reported as such in the summary and on screen); a real image then needs a model.
     image : None for the procedural tilted specimen (with ground truth), or the path of a real 2-D image.
-    options : :class:`awdvd.restore.AWDVDOptions` of the restoration (default ``AWDVDOptions()``, what
+    options : :class:`awdvd.restore.pipeline.AWDVDOptions` of the restoration (default ``AWDVDOptions()``, what
         ``awdvd deconvolve`` uses); the baseline uses the same iterations and offset.
 
     Returns
@@ -62,14 +62,14 @@ def run_demo(output, *, model=None, image=None, overwrite: bool = False, seed: i
     """
     from tqdm.auto import tqdm
 
-    from .evaluate_restoration import window_levels_from_pixels
+    from .validate.restoration import window_levels_from_pixels
     from .io import write_json, write_tiff
     from .metrics import psnr, ssim
-    from .model import DefocusModel, bundled_model_path, load_model
-    from .optics import Optics
+    from .learn.model import DefocusModel, bundled_model_path, load_model
+    from .physics.optics import Optics
     from .plots import defocus_overlay
-    from .psf import psf_bank
-    from .restore import deconvolve_invariant, iterations_per_level, options_with, restore_image
+    from .physics.psf import psf_bank
+    from .restore.pipeline import deconvolve_invariant, iterations_per_level, options_with, restore_image
 
     from .io import check_output_folder
 

@@ -30,7 +30,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .patches import BACKGROUND
+from .data.patches import BACKGROUND
 
 __all__ = [
     "BACKGROUND",

@@ -180,7 +180,7 @@ def matplotlib_cmap(name: str):
 def training_curves(histories: dict[str, Sequence[dict]], path, *, overwrite: bool = False) -> Path:
     """Loss and accuracy per epoch, train (dashed) and validation (solid), one colour per run.
 
-    histories : {run label: the per-epoch entries of :func:`awdvd.train.train_model`} (several runs overlay,
+    histories : {run label: the per-epoch entries of :func:`awdvd.learn.train.train_model`} (several runs overlay,
         e.g. the BatchNorm momenta of the paper's Fig. 4).
     """
     fig, (ax_loss, ax_acc) = figure(1, 2, figsize=(10, 3.8))

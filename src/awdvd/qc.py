@@ -1,7 +1,7 @@
 """Plate focus QC: one table row per image from its defocus map, a CSV for a whole run, and a plate heat-map.
 
 A screening lab asks first "which fields are out of focus?". :func:`focus_row` answers it for one image from
-its :class:`~awdvd.predict.DefocusMap`: the fraction of foreground windows at each defocus level, the median
+its :class:`~awdvd.restore.defocus_maps.DefocusMap`: the fraction of foreground windows at each defocus level, the median
 and mean level, the mean confidence, the background fraction and a flag. :func:`write_focus_csv` writes the
 rows of a run; :func:`parse_well` reads BBBC-style plate wells and sites from file names (``..._a19_s2_...``)
 and :func:`plate_heatmap` draws the median level of each well on a 96- or 384-well plate.
@@ -25,7 +25,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from .patches import BACKGROUND
+from .data.patches import BACKGROUND
 
 __all__ = ["OUT_OF_FOCUS_LEVEL", "Well", "focus_row", "focus_columns", "write_focus_csv", "parse_well",
            "plate_layout", "plate_heatmap", "write_focus_report", "PLATE_LAYOUTS"]
@@ -86,7 +86,7 @@ def focus_row(name: str, dmap, *, out_of_focus_level: int = OUT_OF_FOCUS_LEVEL) 
     Parameters
     ----------
     name : the image's name (file name or path; the well is parsed from it, see :func:`parse_well`).
-    dmap : its :class:`~awdvd.predict.DefocusMap` (any stride or mode).
+    dmap : its :class:`~awdvd.restore.defocus_maps.DefocusMap` (any stride or mode).
     out_of_focus_level : flag threshold (see the module docstring).
 
     Returns

@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
-    from ..optics import UndersamplingWarning
+    from ..physics.optics import UndersamplingWarning
 
     # The paper's optics are undersampled by design; saying so on every run helps nobody.
     warnings.simplefilter("ignore", UndersamplingWarning)

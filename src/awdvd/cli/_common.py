@@ -79,7 +79,7 @@ def add_optics_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def optics_from_args(args: argparse.Namespace):
-    from ..optics import Optics
+    from ..physics.optics import Optics
 
     return Optics(
         wavelength_um=args.wavelength_um,

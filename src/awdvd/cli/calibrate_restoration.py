@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..rl import RL_VARIANTS
+from ..restore.rl import RL_VARIANTS
 from ._common import non_negative_int, positive_int
 
 
@@ -23,7 +23,7 @@ def register(subparsers) -> None:
         "calibrate-restoration",
         help="choose a model's per-level RL iterations on procedural validation specimens",
         description="Measure, for every defocus level and RL variant (plain, accelerated, tv), the restoration that "
-        "procedural validation specimens (awdvd.calibrate: nuclei fields under the model's optics and camera, never "
+        "procedural validation specimens (awdvd.restore.calibration: nuclei fields under the model's optics and camera, never "
         "the shared BBBC006 fields) gain most from, first on uniform fields per level, then level by level in AWDVD on "
         "tilted specimens (leaving a level, or keeping a share of its change, where its windows would cost the sharper "
         "band beside it more than they gain); write MODEL with these schedules (info['restoration']) as a new model file. `awdvd "
@@ -54,7 +54,7 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from .._device import resolve_device
-    from ..calibrate import CalibrationSpec, calibrate_model
+    from ..restore.calibration import CalibrationSpec, calibrate_model
 
     spec = CalibrationSpec(specimens_per_level=args.specimens, tilted_specimens=args.tilted,
                            max_iterations=args.max_iterations, seed=args.seed, variants=tuple(args.variants),
@@ -62,8 +62,8 @@ def run(args: argparse.Namespace) -> int:
     path = calibrate_model(args.model, args.output, spec=spec, overwrite=args.overwrite, psf_size=args.psf_size,
                            device=resolve_device(args.device),
                            progress=lambda message: print(message, file=sys.stderr, flush=True))
-    from ..model import load_model
-    from ..schedule import model_schedules
+    from ..learn.model import load_model
+    from ..restore.rl_schedule import model_schedules
 
     block = model_schedules(load_model(path))
     strength = block["schedules"][block["default_variant"]].get("strength")

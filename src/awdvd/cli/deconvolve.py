@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..blend import LEVEL_BLENDS, METHODS
-from ..rl import RL_VARIANTS
-from ..jobs import FORMATS
-from ..predict import MAP_MODES
-from ..windows import WEIGHTINGS
+from ..restore.blend import LEVEL_BLENDS, METHODS
+from ..restore.rl import RL_VARIANTS
+from ..batch.jobs import FORMATS
+from ..restore.defocus_maps import MAP_MODES
+from ..restore.windows import WEIGHTINGS
 from ._common import add_map_arguments, psf_size, non_negative_int, offset_arg
-from ._outputs import add_batch_arguments, add_model_arguments, defaults, interrupted, window_stride
+from .outputs import add_batch_arguments, add_model_arguments, defaults, interrupted, window_stride
 
 
 def register(subparsers) -> None:
@@ -71,9 +71,9 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..jobs import DeconvolveJob
-    from ..restore import AWDVDOptions
-    from ._outputs import model_file_from_args, run_and_report
+    from ..batch.jobs import DeconvolveJob
+    from ..restore.pipeline import AWDVDOptions
+    from .outputs import model_file_from_args, run_and_report
 
     options = AWDVDOptions(stride=args.stride, iterations=args.iterations, rl=args.rl, method=args.method,
                            weighting=args.weighting, level_blend=args.level_blend, offset=args.offset,

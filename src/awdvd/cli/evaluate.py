@@ -30,7 +30,7 @@ def _number(value, digits: int) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..evaluate import write_evaluation
+    from ..learn.evaluate import write_evaluation
 
     done = write_evaluation(args.models, args.dataset, args.output, split=args.split, overwrite=args.overwrite)
     for name, s in done.summaries.items():

@@ -7,7 +7,7 @@ import argparse
 from pathlib import Path
 
 from ._common import psf_size, non_negative_int, offset_arg, positive_int
-from ._outputs import defaults, window_stride
+from .outputs import defaults, window_stride
 
 
 def register(subparsers) -> None:
@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     import shlex
     import sys
 
-    from ..evaluate_restoration import write_restoration_report
+    from ..validate.restoration import write_restoration_report
     from ..io import check_output_folder
 
     check_output_folder(args.output)  # before any work

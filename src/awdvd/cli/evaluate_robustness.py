@@ -39,7 +39,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..robustness import worst_case, write_robustness
+    from ..validate.robustness import worst_case, write_robustness
 
     results = write_robustness(args.models, args.fields, args.output, procedural=args.procedural,
                                per_level=args.per_level, tta=args.tta, maps=not args.no_maps, seed=args.seed,

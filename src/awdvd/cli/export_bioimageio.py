@@ -23,7 +23,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..bioimageio import export_bioimageio
+    from ..learn.bioimageio import export_bioimageio
     from ..io import check_output_file
 
     check_output_file(args.output, overwrite=args.overwrite, example="delpnet.zip")  # before any work

@@ -22,7 +22,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..data import fetch_bbbc006, parse_planes
+    from ..data.datasets import fetch_bbbc006, parse_planes
 
     planes = parse_planes(args.planes)
     folders = fetch_bbbc006(args.output, planes=planes, timeout_s=args.timeout_s, progress=sys.stderr.isatty())

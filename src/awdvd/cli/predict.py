@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..predict import MAP_MODES, NORMALIZATIONS
-from ._outputs import add_batch_arguments, add_model_arguments, defaults, interrupted, window_stride
+from ..restore.defocus_maps import MAP_MODES, NORMALIZATIONS
+from .outputs import add_batch_arguments, add_model_arguments, defaults, interrupted, window_stride
 from ._common import add_map_arguments
 
 
@@ -41,10 +41,10 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..jobs import PredictJob
-    from ._outputs import model_file_from_args, run_and_report
+    from ..batch.jobs import PredictJob
+    from .outputs import model_file_from_args, run_and_report
 
-    from ..restore import AWDVDOptions
+    from ..restore.pipeline import AWDVDOptions
 
     options = AWDVDOptions(stride=args.stride, map_mode=args.mode, normalization=args.normalization, device=args.device,
                            tta=args.tta, smoothing_px=args.smoothing)

@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..io import write_tiff
     from ..plots import psf_montage
-    from ..psf import defocus_psf, psf_bank
+    from ..physics.psf import defocus_psf, psf_bank
 
     optics = optics_from_args(args)
     output = args.output if args.output.suffix.lower() in (".tif", ".tiff") else args.output.with_suffix(".tif")

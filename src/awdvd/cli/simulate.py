@@ -40,8 +40,8 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..data import simulate_dataset
-    from ..synth import CameraNoise, DatasetSpec
+    from ..data.datasets import simulate_dataset
+    from ..data.synth import CameraNoise, DatasetSpec
 
     spec = DatasetSpec(patch_px=args.patch_px, crops_per_image=args.crops,
                        realizations=args.realizations, fractions=tuple(args.fractions),

@@ -9,10 +9,10 @@ from pathlib import Path
 
 from ._common import add_optics_arguments, non_negative_int, optics_from_args, positive_float, positive_int
 
-from ..recipes import RECIPES, VARIANTS  # plain dataclasses: no torch at parse time
+from ..learn.recipes import RECIPES, VARIANTS  # plain dataclasses: no torch at parse time
 
 RECIPE_NAMES = tuple(RECIPES)
-STREAM_RECIPE_NAMES = ("stream", "smoke")  # awdvd.train_stream.STREAM_RECIPES (kept torch-free here)
+STREAM_RECIPE_NAMES = ("stream", "smoke")  # awdvd.learn.train_stream.STREAM_RECIPES (kept torch-free here)
 VARIANT_NAMES = tuple(VARIANTS)
 
 
@@ -67,7 +67,7 @@ def register(subparsers) -> None:
 
 def interrupted(args: argparse.Namespace) -> str:
     """What an interrupted (Ctrl-C, SIGTERM) training leaves (awdvd.cli.main prints it)."""
-    from ..train import output_paths
+    from ..learn.train import output_paths
 
     if args.output is None:
         return ""
@@ -79,7 +79,7 @@ def interrupted(args: argparse.Namespace) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..train import describe_variant, train_to_file
+    from ..learn.train import describe_variant, train_to_file
 
     if args.list_variants:
         for name in VARIANT_NAMES:
@@ -108,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_stream(args: argparse.Namespace) -> int:
-    from ..train_stream import train_stream_to_file
+    from ..learn.train_stream import train_stream_to_file
 
     if args.variant != "delpnet" or args.recipe in RECIPE_NAMES or args.epochs or args.batch_size:
         raise ValueError("--images trains DelpNet-lean on the stream (recipes stream, smoke); --variant, --recipe "

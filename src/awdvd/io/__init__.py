@@ -8,7 +8,7 @@ and which files a command names.
   their outputs, checked once);
 - writing (:mod:`awdvd.io.writers`): atomic (temporary file or folder in the target folder, then rename), never
   over an existing file unless ``overwrite=True``; :func:`open_ome_zarr_output` / :func:`open_image_output` give
-  an array to fill tile by tile (``awdvd.tiles.tiled_map(..., out=...)``) that becomes the image only once it
+  an array to fill tile by tile (``awdvd.restore.tiles.tiled_map(..., out=...)``) that becomes the image only once it
   is complete.
 """
 
@@ -31,7 +31,7 @@ from .images import (
     read_json,
     read_ome_optics,
 )
-from .parts import ResumableArray, open_resumable_part, sweep_orphans
+from .resumable import ResumableArray, open_resumable_part, sweep_orphans
 from .writers import (
     OUTPUT_FORMATS,
     atomic_path,

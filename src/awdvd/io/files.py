@@ -152,7 +152,7 @@ def plan_outputs(inputs, outputs_for: Callable[[Path], Iterable[str | os.PathLik
                  exclude: Callable[[Path], bool] | None = None) -> BatchPlan:
     """Discover the input files (:func:`find_images`, ``exclude`` as there) and name their outputs, checked: at
     least one output per file, none of them an input (or inside an input folder), no two files sharing one.
-    (What :func:`awdvd.batch.run_batch` runs over; made once per batch.)
+    (What :func:`awdvd.batch.runner.run_batch` runs over; made once per batch.)
 
     Raises FileNotFoundError / ValueError for inputs that name nothing, ValueError for outputs that would
     replace inputs or collide."""

@@ -29,7 +29,7 @@ IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg")
 ZARR_SUFFIX = ".zarr"
 
 # Images up to this many pixels are read into memory and processed whole; larger ones are read lazily and
-# processed in tiles (awdvd.tiles.should_tile). 4096 x 4096: whole-image AWDVD holds about a dozen float32
+# processed in tiles (awdvd.restore.tiles.should_tile). 4096 x 4096: whole-image AWDVD holds about a dozen float32
 # copies of the image (one per defocus level, plus Richardson-Lucy's work arrays), ~1-2 GB at this size, which
 # keeps one worker under 3 GB; every camera frame (BBBC006 is 696 x 520, sCMOS chips 2048 x 2048 to
 # 2560 x 2160) stays far below it, so only stitched or slide-scale images are tiled.
@@ -523,7 +523,7 @@ def read_ome_optics(path: str | os.PathLike) -> dict:
 
     Returns
     -------
-    dict with keys ``pixel_um``, ``wavelength_um``, ``na``, ``n`` (the :class:`~awdvd.optics.Optics` field
+    dict with keys ``pixel_um``, ``wavelength_um``, ``na``, ``n`` (the :class:`~awdvd.physics.optics.Optics` field
     names; None where the file records nothing) and ``source`` (what was read: "ome-xml", "tiff",
     "ome-zarr", "ome-zarr+ome-xml").
     """
@@ -565,7 +565,7 @@ def check_optics(file_optics: dict, model_optics, *, strict: bool = False, toler
     ----------
     file_optics : dict with any of ``pixel_um``, ``wavelength_um``, ``na``, ``n`` (None or missing: not
         recorded, not compared).
-    model_optics : the model's :class:`~awdvd.optics.Optics` (or its ``to_dict()``).
+    model_optics : the model's :class:`~awdvd.physics.optics.Optics` (or its ``to_dict()``).
     strict : raise :class:`OpticsMismatchError` on any mismatch instead of warning.
     tolerance : relative difference allowed for each value (0.05 = 5%).
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .images import ZARR_SUFFIX, check_pixel_um
-from .parts import ResumableArray, open_resumable_part, part_prefix
+from .resumable import ResumableArray, open_resumable_part, part_prefix
 
 __all__ = ["software", "check_output_folder", "check_output_file", "keep_previous", "atomic_path", "write_tiff",
            "write_ome_tiff", "write_ome_zarr", "write_image", "open_ome_zarr_output", "open_image_output",
@@ -258,8 +258,8 @@ def open_ome_zarr_output(
     chunks : chunk edge in pixels (square chunks of one plane) or one size per axis.
     overwrite : replace an existing image at ``path`` (otherwise FileExistsError up front).
     resume_key : build the store in the resumable part of ``path`` for this work instead
-        (:func:`awdvd.io.parts.open_resumable_part`): an interrupted or killed run leaves it, and the same work
-        started again finds the tiles it holds. A :class:`awdvd.io.parts.ResumableArray` is then yielded.
+        (:func:`awdvd.io.resumable.open_resumable_part`): an interrupted or killed run leaves it, and the same work
+        started again finds the tiles it holds. A :class:`awdvd.io.resumable.ResumableArray` is then yielded.
 
     Yields
     ------
@@ -414,14 +414,14 @@ def open_image_output(
     description: dict | None = None,
     resume_key: str | None = None,
 ):
-    """Yield an empty array to fill tile by tile (e.g. ``awdvd.tiles.tiled_map(..., out=...)``); it becomes the
+    """Yield an empty array to fill tile by tile (e.g. ``awdvd.restore.tiles.tiled_map(..., out=...)``); it becomes the
     image ``path`` in ``format`` ("tiff", "ome-tiff" or "ome-zarr") only if the block completes.
 
     "ome-zarr" fills the store itself (:func:`open_ome_zarr_output`). The TIFF formats fill a temporary
     ``numpy.memmap`` beside ``path`` (the disk, not memory, holds the image), written as TIFF at the end and
     then deleted. Nothing half-written is left behind on error. ``description`` goes into plain TIFFs.
     ``resume_key``: the store or memmap lives in the output's resumable part (see :func:`open_ome_zarr_output`),
-    and a :class:`awdvd.io.parts.ResumableArray` is yielded, whose finished tiles a rerun of the same work keeps.
+    and a :class:`awdvd.io.resumable.ResumableArray` is yielded, whose finished tiles a rerun of the same work keeps.
     """
     if format == "ome-zarr":
         with open_ome_zarr_output(path, shape=shape, dtype=dtype, pixel_um=pixel_um, chunks=chunks,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..patches import BACKGROUND
+from ..data.patches import BACKGROUND
 
 __all__ = ["level_colours", "level_legend", "levels_layer", "confidence_layer", "restored_layer", "pixel_confidence",
            "layer_scale"]

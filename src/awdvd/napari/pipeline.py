@@ -1,8 +1,8 @@
 """The one place where the widgets' options meet the library.
 
-:func:`run_steps` runs the library's one pipeline with the widgets' :class:`~awdvd.restore.AWDVDOptions`: the
-defocus map (:func:`awdvd.restore.defocus_map_of`), then the restoration from that same map
-(:func:`awdvd.restore.deconvolve` with ``dmap=``). It is a generator that yields between the steps, so a napari
+:func:`run_steps` runs the library's one pipeline with the widgets' :class:`~awdvd.restore.pipeline.AWDVDOptions`: the
+defocus map (:func:`awdvd.restore.pipeline.defocus_map_of`), then the restoration from that same map
+(:func:`awdvd.restore.pipeline.deconvolve` with ``dmap=``). It is a generator that yields between the steps, so a napari
 thread worker can report progress and stop there when cancelled.
 """
 
@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .._config import FrozenConfig
-from ..restore import AWDVDOptions
+from ..restore.pipeline import AWDVDOptions
 
 __all__ = ["WidgetOptions", "run_steps", "load_widget_model", "STEPS"]
 
@@ -24,7 +24,7 @@ STEPS = ("model", "defocus map", "restore")
 
 @dataclass(frozen=True)
 class WidgetOptions(FrozenConfig):
-    """What the widgets ask for: the pipeline's :class:`~awdvd.restore.AWDVDOptions` (stride, iterations, offset,
+    """What the widgets ask for: the pipeline's :class:`~awdvd.restore.pipeline.AWDVDOptions` (stride, iterations, offset,
     map mode, ...; their defaults are the library's) and the model.
 
     model_path : a model file (.pt) or bioimage.io package (.zip); None for the bundled model.
@@ -45,7 +45,7 @@ _MODELS: dict = {}
 
 def load_widget_model(model_path: str | None):
     """The model for the widgets, loaded once per path (None: the bundled model) and kept for later runs."""
-    from ..model import load_model
+    from ..learn.model import load_model
 
     key = None if model_path in (None, "") else str(Path(model_path).expanduser().resolve())
     if key not in _MODELS:
@@ -67,7 +67,7 @@ def run_steps(image, options: WidgetOptions, *, restore: bool):
     ("model", DefocusModel), ("defocus map", DefocusMap), then with ``restore`` ("restore", (H, W) float32),
     restored from the yielded map.
     """
-    from .. import restore as pipeline
+    from ..restore import pipeline
 
     array = np.asarray(image)
     if array.ndim != 2:

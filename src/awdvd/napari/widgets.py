@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from magicgui.widgets import ComboBox, Container, FileEdit, Label, LineEdit, ProgressBar, PushButton, SpinBox
 
-from ..predict import MAP_MODES
-from ..restore import AWDVDOptions
+from ..restore.defocus_maps import MAP_MODES
+from ..restore.pipeline import AWDVDOptions
 from .pipeline import STEPS, WidgetOptions, run_steps
 
 if TYPE_CHECKING:

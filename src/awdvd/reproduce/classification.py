@@ -35,8 +35,8 @@ def table2(job) -> dict:
     """Table 2: DelpNet and the four architectures (one budget), with the published networks' sizes."""
     import torch
 
-    from ..model import build_network, network_config, network_cost
-    from ..recipes import get_variant
+    from ..learn.model import build_network, network_config, network_cost
+    from ..learn.recipes import get_variant
 
     rows = {}
     for name in ("vgg16", "inception_v3", "resnet18", "mobilenet_v2", "delpnet"):

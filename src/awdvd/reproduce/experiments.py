@@ -32,12 +32,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ..patches import fingerprint as data_fingerprint
-from . import classification, restoration
+from ..data.patches import fingerprint as data_fingerprint
+from . import classification
+from . import restoration
 from .paper import (BN_STUDY_SUFFIX, BN_STUDY_VARIANTS, COMPARISON_ARCHITECTURES, COMPARISON_VARIANTS, ITEM_KEYS,
                     ITEM_TITLES, LABELS, PAPER_SOURCES)
 from .report import seconds_text
-from .scale import Scale
+from .scales import Scale
 
 __all__ = ["Reproduction", "Run", "ITEMS", "json_safe", "git_state", "cap_patches"]
 
@@ -137,9 +138,9 @@ class Reproduction:
         import torch
 
         from .. import __version__
-        from ..optics import Optics
-        from ..psf import psf_bank
-        from ..synth import CameraNoise, DatasetSpec, make_patch_dataset
+        from ..physics.optics import Optics
+        from ..physics.psf import psf_bank
+        from ..data.synth import CameraNoise, DatasetSpec, make_patch_dataset
 
         scale = self.scale
         self.optics = main_model.optics if main_model is not None else Optics()
@@ -213,7 +214,7 @@ class Reproduction:
 
     # ----------------------------------------------------------------------------------------- training
     def _recipe(self, epochs: int, changes: dict):
-        from ..train import get_recipe
+        from ..learn.train import get_recipe
 
         return get_recipe(self.scale.recipe, epochs=epochs).replace(**changes)
 
@@ -225,7 +226,7 @@ class Reproduction:
                            key=f"{variant}@{epochs}ep" + ("" if recalibrate else BN_STUDY_SUFFIX))
 
     def _train(self, variant: str, *, epochs: int, limit, val_limit, recipe_changes: dict, key: str) -> Run:
-        from ..train import get_variant, train_model
+        from ..learn.train import get_variant, train_model
 
         if key in self.runs:
             return self.runs[key]
@@ -267,7 +268,7 @@ class Reproduction:
                     source=source)
 
     def _evaluate(self, run: Run) -> None:
-        from ..evaluate import evaluate_model
+        from ..learn.evaluate import evaluate_model
 
         t = time.perf_counter()
         run.model.to(self.device)
@@ -287,7 +288,7 @@ class Reproduction:
                 "trained_on": main.model.info.get("data", {}).get("sources")}
 
     def run_record(self, run: Run) -> dict:
-        from ..model import count_parameters
+        from ..learn.model import count_parameters
 
         return {"variant": run.variant, "architecture": run.architecture, "source": run.source,
                 "recipe": run.recipe, "epochs": run.epochs, "best_epoch": run.best_epoch, "n_train": run.n_train,

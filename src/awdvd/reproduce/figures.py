@@ -15,7 +15,7 @@ DPI = 100
 
 
 def confusion_png(summary: dict, path: Path, *, title: str) -> Path:
-    """Fig. 3: the confusion matrix of an :func:`awdvd.evaluate.evaluate_model` summary."""
+    """Fig. 3: the confusion matrix of an :func:`awdvd.learn.evaluate.evaluate_model` summary."""
     from ..plots import confusion_figure
 
     return confusion_figure(summary["confusion"], summary["class_names"], path, title=title)

@@ -382,7 +382,7 @@ def _differences(r: dict) -> list[str]:
                  f"{r['scale']['realizations']} noise realizations per (image, level) make up part of the difference in "
                  "patch count, not in variety. Levels of one source image can sit in different splits, as in the paper.")
     if data["kind"] == "procedural":
-        lines.append("- **No real images:** the source images are procedural nuclei (`awdvd.synth.synthetic_nuclei`), "
+        lines.append("- **No real images:** the source images are procedural nuclei (`awdvd.data.synth.synthetic_nuclei`), "
                      "because no in-focus images were given or found beside the repository.")
     lines += [
         "- **Training:** PyTorch instead of Keras; the scale's recipe (`fast`: AdamW, one-cycle, dihedral "

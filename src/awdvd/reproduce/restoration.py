@@ -9,13 +9,13 @@ import math
 import numpy as np
 
 from ..metrics import PAPER_DATA_RANGE, psnr, ssim, truth_data_range
-from ..synth import blur, forward_bank
+from ..data.synth import blur, forward_bank
 from . import figures
 from .paper import FIGURES, PAPER
 
-from ..evaluate_restoration import evaluate_patches, evaluate_whole_image, tilted_specimen
+from ..validate.restoration import evaluate_patches, evaluate_whole_image, tilted_specimen
 from ..plots import plot_patch_metrics
-from ..rl import richardson_lucy
+from ..restore.rl import richardson_lucy
 
 __all__ = ["fig7", "fig8", "fig9"]
 

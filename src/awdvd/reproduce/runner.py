@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from .._device import resolve_device
-from .scale import SCALES, Scale, get_scale
+from .scales import SCALES, Scale, get_scale
 
 __all__ = ["reproduce", "default_data_path", "load_sources"]
 
@@ -29,10 +29,10 @@ def reproduce(out_dir, *, scale: Scale | str, data=None, model=None, device: str
         replaced, others left alone). Outputs are made in a temporary folder beside it and moved in at the end,
         so a failed run leaves nothing half-written.
     scale : a :class:`Scale` or the name of one of :data:`SCALES`.
-    data : in-focus source images: a file or folder path (see :func:`awdvd.data.load_in_focus_images`), a list
-        of paths, or a list of 2-D arrays (ADU); None: 6 procedural images (:func:`awdvd.synth.synthetic_nuclei`),
+    data : in-focus source images: a file or folder path (see :func:`awdvd.data.datasets.load_in_focus_images`), a list
+        of paths, or a list of 2-D arrays (ADU); None: 6 procedural images (:func:`awdvd.data.synth.synthetic_nuclei`),
         and the report says so.
-    model : the main DelpNet for Fig. 3 and 7-9: a :class:`~awdvd.model.DefocusModel` or a model file; None:
+    model : the main DelpNet for Fig. 3 and 7-9: a :class:`~awdvd.learn.model.DefocusModel` or a model file; None:
         the bundled model if this installation has one, else one trained here at the scale's main budget.
     device : "cpu", "cuda" or "auto" (training, inference and Richardson-Lucy).
     progress : print one line per step (and per training epoch) on stderr.
@@ -42,7 +42,7 @@ def reproduce(out_dir, *, scale: Scale | str, data=None, model=None, device: str
     -------
     The content of ``results.json`` (every number of the report), with ``"report"`` and ``"results"`` paths added.
     """
-    from ..model import DefocusModel, bundled_model_path, load_model
+    from ..learn.model import DefocusModel, bundled_model_path, load_model
     from .experiments import Reproduction
     from .report import write_report
 
@@ -106,15 +106,15 @@ def default_data_path() -> Path | None:
 def load_sources(data, log) -> tuple[list[np.ndarray], list[str], dict]:
     """(images, names, provenance) of the in-focus source images ``data`` (see :func:`reproduce`); ``log`` is
     called with a line when files are read."""
-    from ..data import load_in_focus_images
+    from ..data.datasets import load_in_focus_images
 
     if data is None:
-        from ..synth import synthetic_nuclei
+        from ..data.synth import synthetic_nuclei
 
         images = [synthetic_nuclei((520, 696), seed=seed) for seed in range(6)]
         names = [f"synthetic_nuclei(seed={seed})" for seed in range(6)]
         return images, names, {"kind": "procedural", "path": None,
-                               "description": "6 procedural nuclei images (awdvd.synth.synthetic_nuclei, 520 x 696): "
+                               "description": "6 procedural nuclei images (awdvd.data.synth.synthetic_nuclei, 520 x 696): "
                                               "no real in-focus images were found"}
     if isinstance(data, (str, os.PathLike)):
         data = [data]

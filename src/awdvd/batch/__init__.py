@@ -1,0 +1,1 @@
+"""Many files: the Dask runner, per-file jobs, reruns."""

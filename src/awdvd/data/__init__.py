@@ -1,0 +1,1 @@
+"""Patches and the background rule, the forward model (synthetic defocus, camera noise), the training stream and dataset files."""

@@ -1,0 +1,591 @@
+"""Training of the defocus-level classifier (paper 2.2): the loop, its checkpoints, and a run to files.
+
+Arrays in, a model out: :func:`train_model` takes the train and validation :class:`~awdvd.data.patches.PatchSet`
+of a dataset and returns the best :class:`~awdvd.learn.model.DefocusModel` with its learning curves; the only file it
+touches is the optional checkpoint that lets an interrupted run resume. :func:`train_to_file` is ``awdvd
+train``: a dataset folder in; the model, its curves, its sidecar and its test metrics out.
+
+What is trained (recipes, variants, label sets) is :mod:`awdvd.learn.recipes`, re-exported here; how a trained model
+scores on a dataset is :mod:`awdvd.learn.evaluate`.
+
+The loop, step by step (each a function below): check the arguments; put the patches on the device as
+normalised tensors; build the network (seeded, or from ``init``) and its optimiser; start or resume a
+:class:`TrainingState`; for every epoch, :func:`run_epoch` over the batches that :func:`epoch_batches` draws,
+then recalibrate BatchNorm, validate, keep the best weights and save the checkpoint. :func:`run_epoch` takes any
+iterable of (x, y) batches, so a source other than a fixed PatchSet (a stream of fresh crops) can feed it.
+
+Determinism: on CPU, the same data, recipe, variant and seed give the same weights, bit for bit (the batch
+order and augmentation of epoch e come from a generator seeded with (seed, e); initial weights and Dropout
+from torch's generator seeded with ``seed``, saved in the checkpoint). An interrupted run resumed from its
+checkpoint gives the same result as an uninterrupted one. On CUDA, cuDNN's kernels may differ in the last bits.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+
+from .._device import resolve_device
+from .checkpoints import CHECKPOINT_FORMAT, TrainingState, clone_state, resume_from_checkpoint, save_checkpoint
+from .evaluate import check_compatible, evaluate_model, recorded_metrics
+from .model import DefocusModel, build_network, network_config
+from ..physics.optics import Optics
+from ..data.patches import PatchSet, fingerprint
+from .recipes import (
+    RECIPES,
+    VARIANTS,
+    ModelVariant,
+    TrainingRecipe,
+    class_levels_for,
+    class_targets,
+    describe_variant,
+    get_recipe,
+    get_variant,
+    learning_rate,
+    true_labels,
+)
+
+__all__ = [
+    # the loop
+    "train_model",
+    "TrainingResult",
+    "TrainingState",
+    "run_epoch",
+    "epoch_batches",
+    "batch_spans",
+    "dihedral",
+    "recalibrate_batchnorm",
+    "initialise_from",
+    "CHECKPOINT_FORMAT",
+    "CURVE_COLUMNS",
+    # a run to files (awdvd train)
+    "train_to_file",
+    "TrainedFile",
+    "output_paths",
+    "check_outputs",
+    "dataset_provenance",
+    # re-exported from awdvd.learn.recipes
+    "TrainingRecipe",
+    "RECIPES",
+    "get_recipe",
+    "learning_rate",
+    "ModelVariant",
+    "VARIANTS",
+    "get_variant",
+    "describe_variant",
+    "class_levels_for",
+    "class_targets",
+    "true_labels",
+    # re-exported from awdvd.learn.evaluate, where they moved
+    "evaluate_model",
+    "check_compatible",
+]
+
+CURVE_COLUMNS = ("epoch", "step", "lr", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "seconds")
+
+
+# --------------------------------------------------------------------------------------------- batches
+def dihedral(x, transform: int):
+    """One of the 8 symmetries of the square on the last two axes of a tensor: rotation by ``transform % 4``
+    quarter turns, preceded by a transpose if ``transform >= 4``."""
+    import torch
+
+    if transform >= 4:
+        x = x.transpose(-2, -1)
+    return torch.rot90(x, transform % 4, dims=(-2, -1))
+
+
+def batch_spans(n: int, batch_size: int) -> list[tuple[int, int]]:
+    """(start, stop) of each batch of ``n`` items; a last batch of a single item is dropped (BatchNorm cannot
+    train on one patch) unless it is the only one."""
+    edges = list(range(0, n, batch_size)) + [n]
+    spans = list(zip(edges[:-1], edges[1:]))
+    if len(spans) > 1 and spans[-1][1] - spans[-1][0] == 1:
+        spans.pop()
+    return spans
+
+
+def epoch_batches(x, y, *, batch_size: int, seed: int, epoch: int, augment: str = "none") -> Iterator[tuple]:
+    """The (x, y) batches of one epoch over fixed tensors x (N, 1, p, p) and y (N,): shuffled, and with
+    ``augment="dihedral"`` each patch turned by one of the 8 symmetries of the square, both drawn from a
+    generator seeded with (seed, 7, epoch), so an epoch is the same whenever it runs (a resumed run included)."""
+    import torch
+
+    epoch_rng = np.random.default_rng([seed, 7, epoch])
+    order = torch.from_numpy(epoch_rng.permutation(len(x))).to(x.device)
+    transforms = epoch_rng.integers(0, 8, size=len(x)) if augment == "dihedral" else None
+    for lo, hi in batch_spans(len(x), batch_size):
+        index = order[lo:hi]
+        xb, yb = x[index], y[index]
+        if transforms is not None:
+            kinds = transforms[lo:hi]
+            xb = xb.clone()
+            for kind in np.unique(kinds):
+                rows = torch.from_numpy(np.nonzero(kinds == kind)[0]).to(x.device)
+                xb[rows] = dihedral(xb[rows], int(kind))
+        yield xb, yb
+
+
+def run_epoch(network, optimizer, batches: Iterable[tuple], *, lr_at: Callable[[int], float], first_step: int,
+              label_smoothing: float = 0.0, progress=None) -> tuple[dict, int]:
+    """One pass of optimiser steps, one per (x, y) batch of ``batches`` (tensors on the network's device).
+
+    ``lr_at(step)`` gives the learning rate of global step ``step``, counted from ``first_step``; ``progress``
+    is an optional tqdm bar to show the running loss and accuracy. Returns ({"train_loss", "train_accuracy",
+    "n"} averaged over the patches seen, the global step after the last batch).
+    """
+    import torch.nn.functional as F
+
+    network.train()
+    step, loss_sum, correct, seen = first_step, 0.0, 0, 0
+    for xb, yb in batches:
+        lr = lr_at(step)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        optimizer.zero_grad(set_to_none=True)
+        logits = network(xb)
+        loss = F.cross_entropy(logits, yb, label_smoothing=label_smoothing)
+        loss.backward()
+        optimizer.step()
+        step += 1
+        loss_sum += loss.item() * len(yb)
+        correct += int((logits.detach().argmax(dim=1) == yb).sum())
+        seen += len(yb)
+        if progress is not None:
+            progress.update(1)
+            progress.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.3f}")
+    return {"train_loss": loss_sum / max(1, seen), "train_accuracy": correct / max(1, seen), "n": seen}, step
+
+
+def _validation_loss(network, x, y, *, batch_size: int = 256) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy of ``network`` (eval mode) on tensors x (N, 1, p, p), y (N,)."""
+    import torch
+    import torch.nn.functional as F
+
+    network.eval()
+    total_loss, correct = 0.0, 0
+    with torch.inference_mode():
+        for start in range(0, len(x), batch_size):
+            logits = network(x[start : start + batch_size]).float()
+            target = y[start : start + batch_size]
+            total_loss += F.cross_entropy(logits, target, reduction="sum").item()
+            correct += int((logits.argmax(dim=1) == target).sum())
+    return total_loss / len(x), correct / len(x)
+
+
+def recalibrate_batchnorm(network, x, *, batch_size: int = 256) -> None:
+    """Re-estimate every BatchNorm's running mean and variance from ``x`` (N, C, H, W), with Dropout off, as
+    the network will see data at inference: a cumulative average over ``x`` replaces the running averages
+    gathered in training mode. Leaves the network in eval mode."""
+    import torch
+
+    norms = [m for m in network.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if not norms or len(x) == 0:
+        network.eval()
+        return
+    momenta = [m.momentum for m in norms]
+    network.eval()
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative moving average over the calibration batches
+        m.train()
+    with torch.no_grad():
+        for lo in range(0, len(x), batch_size):
+            network(x[lo : lo + batch_size])
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum
+    network.eval()
+
+
+# --------------------------------------------------------------------------------------------- set-up
+def _check_patchset(patches: PatchSet, name: str, n_levels: int) -> None:
+    if not isinstance(patches, PatchSet):
+        raise TypeError(f"{name} must be a PatchSet, got {type(patches).__name__}")
+    if len(patches) == 0:
+        raise ValueError(f"the {name} split is empty; make a dataset with more images or crops")
+    if patches.raw.ndim != 3 or patches.raw.shape[1] != patches.raw.shape[2]:
+        raise ValueError(f"{name} patches must be (N, p, p), got shape {patches.raw.shape}")
+    if patches.level.min() < 0 or patches.level.max() >= n_levels:
+        raise ValueError(f"{name} holds levels {int(patches.level.min())}..{int(patches.level.max())}, but the optics "
+                         f"have {n_levels} levels (0..{n_levels - 1}); the dataset does not match")
+
+
+def _checked_arguments(train, val, optics, recipe, variant, seed, checkpoint_path, resume):
+    """(recipe, variant, seed) after checking every argument of :func:`train_model` that needs no torch."""
+    recipe = RECIPES["fast"] if recipe is None else recipe
+    variant = get_variant(variant) if isinstance(variant, str) else variant
+    if not isinstance(recipe, TrainingRecipe):
+        raise TypeError(f"recipe must be a TrainingRecipe, got {type(recipe).__name__}")
+    if not isinstance(variant, ModelVariant):
+        raise TypeError(f"variant must be a name of VARIANTS or a ModelVariant, got {type(variant).__name__}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    _check_patchset(train, "train", optics.n_levels)
+    _check_patchset(val, "val", optics.n_levels)
+    if val.raw.shape[1:] != train.raw.shape[1:]:
+        raise ValueError(f"train patches are {train.raw.shape[1:]}, val patches {val.raw.shape[1:]}; they must match")
+    if resume and checkpoint_path is None:
+        raise ValueError("resume needs a checkpoint_path")
+    return recipe, variant, int(seed)
+
+
+def _tensors(patches: PatchSet, background_class: bool, class_levels, device):
+    """(x (N, 1, p, p) float32 normalised, y (N,) int64 output indices) of ``patches`` on ``device``."""
+    import torch
+
+    x = torch.from_numpy(patches.normalized()[:, None]).to(device)
+    y = torch.from_numpy(class_targets(true_labels(patches, background_class=background_class), class_levels))
+    return x, y.to(device)
+
+
+def _build(variant: ModelVariant, config, class_levels, recipe: TrainingRecipe, total_steps: int, device, init):
+    """(network, optimizer, init_info): a fresh network (from torch's current generator) or ``init``'s weights,
+    and its optimiser, weight decay on conv and dense weights only."""
+    import torch
+
+    network = build_network(variant.architecture, config).to(device)
+    init_info = None if init is None else initialise_from(network, init, variant.architecture, config, class_levels)
+    decay = [p for p in network.parameters() if p.ndim > 1]
+    no_decay = [p for p in network.parameters() if p.ndim <= 1]
+    groups = [{"params": decay, "weight_decay": recipe.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    optimizer_class = torch.optim.AdamW if recipe.optimizer == "adamw" else torch.optim.Adam
+    optimizer = optimizer_class(groups, lr=learning_rate(recipe, 0, total_steps), eps=recipe.eps)
+    return network, optimizer, init_info
+
+
+def initialise_from(network, init: DefocusModel, architecture: str, config, class_levels) -> dict:
+    """Load ``init``'s weights into ``network`` after checking that they are the same kind of network."""
+    import hashlib
+
+    if not isinstance(init, DefocusModel):
+        raise TypeError(f"init must be a DefocusModel (load_model(path)), got {type(init).__name__}")
+    if init.architecture != architecture or init.config.to_dict() != config.to_dict():
+        raise ValueError(f"init model is a {init.architecture} {init.config.to_dict()}; this run trains a "
+                         f"{architecture} {config.to_dict()}")
+    if list(init.class_levels) != list(class_levels):
+        raise ValueError(f"init model has classes {list(init.class_levels)}; this run has {list(class_levels)}")
+    state = {k: v.detach().cpu() for k, v in init.network.state_dict().items()}
+    network.load_state_dict(state)
+    digest = hashlib.sha256()
+    for key in sorted(state):
+        digest.update(key.encode())
+        digest.update(state[key].numpy().tobytes())
+    training = init.info.get("training", {})
+    return {"weights_fingerprint": digest.hexdigest()[:20], "data_fingerprint": training.get("data_fingerprint"),
+            "epochs": training.get("epochs"), "steps": training.get("steps"),
+            "recipe": (init.info.get("recipe") or {}).get("name")}
+
+
+# --------------------------------------------------------------------------------------------- training
+@dataclass
+class TrainingResult:
+    """What :func:`train_model` returns.
+
+    model : the best network (by ``recipe.select_by``) as a DefocusModel; its ``info`` holds the recipe,
+        variant, seed, training summary and curves (and ``data_info`` if given).
+    history : one dict per epoch: epoch (1-based), step, lr, train_loss, train_accuracy, val_loss,
+        val_accuracy, seconds.
+    best_epoch : the epoch whose weights ``model`` holds.
+    """
+
+    model: DefocusModel
+    history: list[dict]
+    best_epoch: int
+
+
+def _end_epoch(network, state: TrainingState, stats: dict, x_val, y_val, *, recipe: TrainingRecipe,
+               total_steps: int, started: float) -> dict:
+    """Validate after an epoch, append its history entry to ``state`` and offer the weights as the best."""
+    val_loss, val_accuracy = _validation_loss(network, x_val, y_val)
+    entry = {"epoch": state.epoch + 1, "step": state.step,
+             "lr": learning_rate(recipe, max(0, state.step - 1), total_steps),
+             "train_loss": stats["train_loss"], "train_accuracy": stats["train_accuracy"],
+             "val_loss": val_loss, "val_accuracy": val_accuracy, "seconds": time.perf_counter() - started}
+    state.history.append(entry)
+    state.epoch += 1
+    state.offer(network, state.epoch, (val_accuracy, val_loss), recipe.select_by)
+    return entry
+
+
+def _model_info(recipe: TrainingRecipe, variant: ModelVariant, seed: int, state: TrainingState, device, *,
+                n_train: int, n_val: int, data_fingerprint: str, init_info: dict | None, data_info: dict | None) -> dict:
+    """What a trained model records about its training (``DefocusModel.info``)."""
+    import torch
+
+    return {
+        "recipe": recipe.to_dict(),
+        "variant": variant.to_dict(),
+        "seed": seed,
+        "training": {
+            "epochs": len(state.history),
+            "steps": state.step,
+            "best_epoch": state.best_epoch,
+            "best_val_accuracy": state.best_score[0] if state.best_score else None,
+            "best_val_loss": state.best_score[1] if state.best_score else None,
+            "select_by": recipe.select_by,
+            "device": str(device),
+            "torch_version": torch.__version__,
+            "n_train": n_train,
+            "n_val": n_val,
+            "data_fingerprint": data_fingerprint,
+            "initialised_from": init_info,
+            "history": state.history,
+        },
+        "data": dict(data_info or {}),
+    }
+
+
+def train_model(
+    train: PatchSet,
+    val: PatchSet,
+    *,
+    optics: Optics,
+    recipe: TrainingRecipe | None = None,
+    variant: str | ModelVariant = "delpnet",
+    network_args: dict | None = None,
+    seed: int = 0,
+    device: str = "cpu",
+    checkpoint_path: str | Path | None = None,
+    resume: bool = False,
+    progress: bool = False,
+    data_info: dict | None = None,
+    on_epoch: Callable[[dict], None] | None = None,
+    init: DefocusModel | None = None,
+) -> TrainingResult:
+    """Train a defocus-level classifier, validating after every epoch and keeping the best weights.
+
+    Parameters
+    ----------
+    train, val : the training and validation patches (e.g. :func:`awdvd.data.datasets.read_dataset`).
+    optics : the optics the patches were made with (number of levels, recorded in the model).
+    recipe : a :class:`TrainingRecipe` (default: ``RECIPES["fast"]``).
+    variant : a :data:`VARIANTS` name or a :class:`ModelVariant`.
+    network_args : fields of the network's config that override the variant's (e.g. smaller ``widths``);
+        ``n_classes`` (and ``input_px`` for the comparison networks) are set from the data.
+    seed : fixes initial weights, batch order, augmentation and Dropout.
+    device : "cpu", "cuda[:N]" or "auto" (:func:`awdvd._device.resolve_device`).
+    checkpoint_path : where to save the state after every epoch (atomically), for ``resume``.
+    resume : continue from ``checkpoint_path``; the recipe, variant, seed and data must be the same.
+    progress : show tqdm progress bars (stderr) with the running loss and accuracy.
+    data_info : provenance recorded in the model's ``info["data"]``.
+    on_epoch : called with each epoch's history entry (e.g. to stop early by raising KeyboardInterrupt).
+    init : a trained model of the same architecture, arguments and classes whose weights replace the random
+        initial ones (to train on, e.g. with a lower learning rate or on more data); recorded in the model.
+
+    Returns
+    -------
+    :class:`TrainingResult`. If interrupted (KeyboardInterrupt), the checkpoint of the last complete epoch
+    stays on disk and the exception propagates.
+    """
+    import torch
+    from tqdm.auto import tqdm
+
+    recipe, variant, seed = _checked_arguments(train, val, optics, recipe, variant, seed, checkpoint_path, resume)
+    device = torch.device(resolve_device(device))
+    patch_px = train.raw.shape[1]
+    class_levels = class_levels_for(optics.n_levels, background_class=variant.background_class)
+    args = {**variant.args, **(network_args or {}), "n_classes": len(class_levels)}
+    if variant.architecture != "delpnet":
+        args["input_px"] = patch_px
+    config = network_config(variant.architecture, args)
+    data_fingerprint = fingerprint(train, val)
+
+    x_train, y_train = _tensors(train, variant.background_class, class_levels, device)
+    x_val, y_val = _tensors(val, variant.background_class, class_levels, device)
+    n_batches = len(batch_spans(len(x_train), recipe.batch_size))
+    total_steps = recipe.epochs * n_batches
+    # a fixed, seeded subset of the training patches for BatchNorm recalibration (the same every epoch)
+    calibration = torch.from_numpy(np.sort(np.random.default_rng([seed, 11]).permutation(len(x_train))[
+        : recipe.bn_recalibration])).to(device)
+
+    def batches_for(epoch: int):  # the one place that says where an epoch's batches come from
+        return epoch_batches(x_train, y_train, batch_size=recipe.batch_size, seed=seed, epoch=epoch,
+                             augment=recipe.augment)
+
+    rng_devices = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=rng_devices):
+        torch.manual_seed(seed)
+        network, optimizer, init_info = _build(variant, config, class_levels, recipe, total_steps, device, init)
+        identity = {"recipe": recipe.to_dict(), "variant": variant.name, "architecture": variant.architecture,
+                    "architecture_args": config.to_dict(), "seed": seed, "class_levels": class_levels,
+                    "data_fingerprint": data_fingerprint,
+                    "optics": optics.to_dict(), "init": init_info["weights_fingerprint"] if init_info else None}
+        state = (resume_from_checkpoint(Path(checkpoint_path), identity, network, optimizer, device) if resume
+                 else TrainingState())
+        epochs_bar = tqdm(total=recipe.epochs, initial=state.epoch, desc=f"{variant.name}/{recipe.name}",
+                          unit="epoch", disable=not progress, dynamic_ncols=True)
+        try:
+            for epoch in range(state.epoch, recipe.epochs):
+                started = time.perf_counter()
+                with tqdm(total=n_batches, desc=f"epoch {epoch + 1}", unit="batch", leave=False,
+                          disable=not progress, dynamic_ncols=True) as batch_bar:
+                    stats, state.step = run_epoch(network, optimizer, batches_for(epoch),
+                                                  lr_at=lambda step: learning_rate(recipe, step, total_steps),
+                                                  first_step=state.step, label_smoothing=recipe.label_smoothing,
+                                                  progress=batch_bar)
+                if recipe.bn_recalibration:
+                    recalibrate_batchnorm(network, x_train[calibration])
+                entry = _end_epoch(network, state, stats, x_val, y_val, recipe=recipe, total_steps=total_steps,
+                                   started=started)
+                if checkpoint_path is not None:
+                    save_checkpoint(Path(checkpoint_path), identity, network, optimizer, state, device)
+                epochs_bar.update(1)
+                epochs_bar.set_postfix(loss=f"{entry['train_loss']:.4f}", acc=f"{entry['train_accuracy']:.3f}",
+                                       val_loss=f"{entry['val_loss']:.4f}", val_acc=f"{entry['val_accuracy']:.3f}",
+                                       best=f"{state.best_score[0]:.3f}@{state.best_epoch}")
+                if on_epoch is not None:
+                    on_epoch(entry)
+        finally:
+            epochs_bar.close()
+
+    network.load_state_dict(state.best_state if state.best_state is not None else clone_state(network))
+    network.eval()
+    info = _model_info(recipe, variant, seed, state, device, n_train=len(train), n_val=len(val),
+                       data_fingerprint=data_fingerprint, init_info=init_info, data_info=data_info)
+    model = DefocusModel(network.cpu(), optics=optics, class_levels=class_levels, patch_px=patch_px, info=info)
+    return TrainingResult(model=model, history=state.history, best_epoch=state.best_epoch)
+
+
+# --------------------------------------------------------------------------------------------- a run to files
+def output_paths(model_path: str | Path) -> dict[str, Path]:
+    """The files ``awdvd train`` writes beside ``model_path``: model, checkpoint, curves (CSV, PNG), sidecar JSON."""
+    model_path = Path(model_path)
+    stem = model_path.with_suffix("") if model_path.suffix == ".pt" else model_path
+    return {"model": model_path, "checkpoint": Path(f"{stem}.checkpoint.pt"), "curves_csv": Path(f"{stem}.curves.csv"),
+            "curves_png": Path(f"{stem}.curves.png"), "sidecar": Path(f"{stem}.json")}
+
+
+def check_outputs(paths: dict[str, Path], *, resume: bool = False, overwrite: bool = False) -> None:
+    """Raise before any work if the files of :func:`output_paths` would be overwritten, a checkpoint to resume
+    is missing, or a stale checkpoint of an interrupted run would be silently discarded (and, before any of that,
+    if the model path is a folder: ``-o FOLDER`` with ``--overwrite`` used to train the whole run, then fail)."""
+    from ..io import check_output_folder
+
+    folders = [p for p in paths.values() if p.is_dir()]
+    if folders:
+        model = paths["model"]
+        raise IsADirectoryError(f"{folders[0]} is a folder; -o takes the model file to write, e.g. "
+                                f"{model / 'delpnet.pt' if model.is_dir() else model}")
+    check_output_folder(paths["model"].parent, option="-o's folder")
+    existing = [p for key, p in paths.items() if key != "checkpoint" and p.exists()]
+    if existing and not overwrite:
+        raise FileExistsError(f"{existing[0]} exists; choose another output or pass --overwrite")
+    if resume and not paths["checkpoint"].is_file():
+        raise FileNotFoundError(f"--resume: no checkpoint {paths['checkpoint']} to continue from")
+    if paths["checkpoint"].exists() and not (resume or overwrite):
+        raise FileExistsError(f"{paths['checkpoint']} holds an interrupted run; continue it with --resume, or start "
+                              "over with --overwrite")
+
+
+@dataclass
+class TrainedFile:
+    """What :func:`train_to_file` wrote: ``paths`` (:func:`output_paths`), the :class:`TrainingResult`, and the
+    metrics on the dataset's test split (:func:`awdvd.learn.evaluate.evaluate_model`; None if that split is empty)."""
+
+    paths: dict[str, Path]
+    result: TrainingResult
+    test_summary: dict | None
+
+
+def dataset_provenance(path: Path, metadata: dict) -> dict:
+    """What a model records about the dataset folder it was trained on (``info["data"]``)."""
+    keys = ("format_version", "optics", "noise", "spec", "psf_size", "sources", "n_patches", "counts")
+    return {"path": str(Path(path).resolve()), **{key: metadata.get(key) for key in keys}}
+
+
+def train_to_file(
+    dataset: str | Path,
+    output: str | Path,
+    *,
+    recipe: str | TrainingRecipe = "fast",
+    variant: str | ModelVariant = "delpnet",
+    epochs: int | None = None,
+    batch_size: int | None = None,
+    lr: float | None = None,
+    network_args: dict | None = None,
+    seed: int = 0,
+    device: str = "auto",
+    threads: int | None = None,
+    init: str | Path | DefocusModel | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+    log: Callable[[str], None] | None = None,
+) -> TrainedFile:
+    """Train on a dataset folder (``awdvd simulate``) and write the model and its records (``awdvd train``).
+
+    Trains on the train split, validating on val after every epoch (:func:`train_model`), evaluates the best
+    epoch on the test split, and writes, beside ``output`` (see :func:`output_paths`): the model file (its
+    ``info`` holds the test metrics), ``STEM.curves.csv`` / ``.png`` (learning curves) and ``STEM.json`` (the
+    sidecar: what was done, without the curves). ``STEM.checkpoint.pt`` holds the state after each epoch while
+    training runs and is removed at the end.
+
+    Parameters
+    ----------
+    dataset : the dataset folder.
+    output : the model file to write (``.pt``).
+    recipe : a :data:`RECIPES` name or a :class:`TrainingRecipe`; ``epochs``, ``batch_size``, ``lr`` (if not
+        None) replace its fields.
+    variant, network_args, seed, device, init : as :func:`train_model`; ``init`` may be a model file.
+    threads : CPU threads for torch (``torch.set_num_threads``, for the whole process); None: torch's choice.
+    resume : continue the interrupted run whose checkpoint sits beside ``output``.
+    overwrite : replace existing outputs (and a stale checkpoint).
+    progress : tqdm progress bars; without them, ``log`` gets one line per epoch.
+    log : called with each line of what is done (variant, recipe, data; epochs without progress bars).
+
+    Raises before any training if an output exists (without ``overwrite``), ``resume`` finds no checkpoint, or
+    a checkpoint of an interrupted run would be discarded. A KeyboardInterrupt propagates; the checkpoint of the
+    last complete epoch stays for ``resume``.
+    """
+    from ..data.datasets import read_dataset
+    from ..io import write_csv, write_json
+    from .model import load_model
+    from ..plots import training_curves
+
+    paths = output_paths(output)
+    check_outputs(paths, resume=resume, overwrite=overwrite)
+    say = log if log is not None else (lambda line: None)
+    base = recipe if isinstance(recipe, TrainingRecipe) else get_recipe(recipe)
+    recipe = base.replace(**{k: v for k, v in (("epochs", epochs), ("batch_size", batch_size), ("lr", lr))
+                             if v is not None})
+    variant = get_variant(variant) if isinstance(variant, str) else variant
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    if init is not None and not isinstance(init, DefocusModel):
+        init = load_model(init)
+    train, metadata = read_dataset(dataset, "train")
+    val, _ = read_dataset(dataset, "val")
+    test, _ = read_dataset(dataset, "test")
+    optics = Optics.from_dict(metadata["optics"])
+    say(describe_variant(variant, device="cpu"))
+    say(f"recipe {recipe.name}: {recipe.to_dict()}")
+    say(f"data: {len(train)} train / {len(val)} val / {len(test)} test patches from {dataset}")
+
+    def log_epoch(h: dict) -> None:  # without a progress bar, one line per epoch (e.g. for a log file)
+        say(f"epoch {h['epoch']}: train loss {h['train_loss']:.4f} acc {h['train_accuracy']:.4f}, val loss "
+            f"{h['val_loss']:.4f} acc {h['val_accuracy']:.4f}, {h['seconds']:.0f} s")
+
+    result = train_model(train, val, optics=optics, recipe=recipe, variant=variant, network_args=network_args,
+                         seed=seed, device=device, checkpoint_path=paths["checkpoint"], resume=resume,
+                         progress=progress, data_info=dataset_provenance(Path(dataset), metadata),
+                         on_epoch=None if progress else log_epoch, init=init)
+    model = result.model
+    summary = evaluate_model(model, test, metadata=metadata) if len(test) else None
+    if summary is not None:
+        model.info["test_metrics"] = recorded_metrics(summary)
+    write_csv(paths["curves_csv"], list(CURVE_COLUMNS), ([h[c] for c in CURVE_COLUMNS] for h in result.history),
+              overwrite=overwrite)
+    training_curves({f"{variant.name} ({recipe.name})": result.history}, paths["curves_png"], overwrite=overwrite)
+    model.save(paths["model"], overwrite=overwrite)
+    sidecar = {k: v for k, v in model.info.items() if k != "training"}
+    sidecar["training"] = {k: v for k, v in model.info["training"].items() if k != "history"}
+    sidecar.update(model=str(paths["model"]), architecture=model.architecture, class_names=model.class_names)
+    write_json(paths["sidecar"], sidecar, overwrite=overwrite)
+    paths["checkpoint"].unlink(missing_ok=True)
+    return TrainedFile(paths=paths, result=result, test_summary=summary)

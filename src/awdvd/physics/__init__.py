@@ -1,0 +1,1 @@
+"""Optics and point spread functions (Eq. 2): the physics every stage builds on."""

@@ -1,0 +1,479 @@
+"""The one restoration pipeline: :class:`AWDVDOptions` (every AWDVD default, written once) and
+:func:`deconvolve`, which every entry point runs (the library, ``awdvd deconvolve`` and its per-file job, the
+demo, the evaluation).
+
+``deconvolve(image, model, options)`` (or keyword overrides of the options' fields) owns the pipeline:
+
+1. the model (the bundled one when None), the stride checked once against ``model.patch_px``, the image's pixel
+   size checked against the model's optics (when given);
+2. the "auto" offset: one value per image, from a regular subsample of at most 4 million pixels (also when the
+   image is processed in tiles, whose results must agree);
+3. whole or tiled: images held in memory up to ``max_px`` pixels are restored whole; larger ones and lazy ones
+   (dask, zarr) go through :mod:`awdvd.restore.tiles` (the whole image's windows, restored tile by tile, optionally on
+   a Dask cluster, written into ``out``); dense maps always go through tiles of windows (the same map, in
+   bounded memory: the default DelpNet's first feature maps hold 32 float32 values per pixel);
+4. the defocus map (:mod:`awdvd.restore.defocus_maps`), then the blend (:mod:`awdvd.restore.blend`) with the per-level iterations
+   (:func:`iterations_per_level`) on the resolved device.
+
+:func:`restore_image` returns the restored image with what was resolved (map, offset, iterations, timings), for
+callers that record it (the job's sidecar).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .._checks import check_image, check_odd_size, check_offset_in_range, check_positive_int
+from .._config import FrozenConfig
+from .blend import LEVEL_BLENDS, METHODS
+from ..io import LARGEST_IMAGE_IN_MEMORY_PX
+from .defocus_maps import MAP_MODES, NORMALIZATIONS, TTA_CHOICES
+from .rl import RL_VARIANTS, check_offset, check_variant, resolve_offset
+from .rl_schedule import RLSchedule, default_schedule, model_schedule
+from .tiles import DEFAULT_TILE_PX
+from .windows import WEIGHTINGS, DefocusMap
+
+__all__ = ["AWDVDOptions", "Restoration", "deconvolve", "restore_image", "deconvolve_invariant",
+           "defocus_map_of", "iterations_per_level", "rl_schedule", "options_with", "OFFSET_SAMPLES"]
+
+#: pixels the "auto" offset is estimated from (a regular subsample of larger images)
+OFFSET_SAMPLES = 4_000_000
+
+
+def _check_device_name(device) -> str:
+    if not isinstance(device, str):
+        raise TypeError(f"device must be a string ('auto', 'cpu', 'cuda' or 'cuda:N'), got {type(device).__name__}")
+    if device in ("auto", "cpu", "cuda") or (device.startswith("cuda:") and device[5:].isdigit()):
+        return device
+    raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}")
+
+
+@dataclass(frozen=True)
+class AWDVDOptions(FrozenConfig):
+    """How AWDVD restores an image: the one place awdvd's restoration defaults are written. Frozen, validated
+    when built, JSON-able (``to_dict`` / ``from_dict``); ``replace(**changes)`` makes a checked copy.
+
+    Parameters
+    ----------
+    stride : window step (px), 1 .. the model's window side (``model.patch_px``, 84 for DelpNet; checked
+        against the model in the pipeline). The paper's case (ii) is 42 with triangular weights, case (i) 84
+        with rectangular ones.
+    iterations : Richardson-Lucy iterations: one int >= 0 for every level (the paper's behaviour), a tuple of
+        one int per level (0 leaves that level as it is), or None: the model's calibrated per-level schedule
+        when its file carries one (:mod:`awdvd.restore.calibration`: per level a stopping rule and its most iterations,
+        level 0 left as it is), else 30 for every level (:func:`rl_schedule` resolves it; the sidecar records
+        which was used).
+    rl : the Richardson-Lucy variant: "plain" (the paper's Eq. 3), "accelerated" (Biggs-Andrews) or "tv"
+        (total-variation regularised, Dey et al.); None: the model schedule's (its default variant), else
+        plain.
+    tv_weight : weight of the TV prior for ``rl="tv"`` (typical 0.001-0.01), or None: the schedule's, else
+        0.006.
+    method : "fast" (one RL per level over its region, DESIGN 4) or "patchwise" (one RL per window, the
+        paper's algorithm and the reference).
+    weighting : "triangular" (base = window, height stride / (window / 2)) or "rectangular".
+    level_blend : "probability" (default: a window whose probabilities are split between levels gets their
+        restorations in proportion, classes under 10% dropped; :func:`awdvd.restore.blend.window_label_weights`) or
+        "argmax" (each window takes its most likely level's restoration, the paper's). Measured on tilted
+        specimens of the six shared fields with the bundled model (stride 42): whole-image gain +7.96 dB vs
+        +7.72, worst level band -0.01 vs -0.14 dB, worst band of a single field -1.18 vs -1.27 dB. Maps without
+        probabilities (known levels) are one-hot: both are the same.
+    offset : camera offset + background (ADU) removed before RL and added back: a number, or "auto" (the
+        image's 1st percentile, one value per image; on BBBC006-like data 0.4-2.7 dB PSNR better than 0).
+        The value used is recorded (:class:`Restoration`, the job's sidecar).
+    psf_size : odd PSF side (px) of the deconvolution PSFs, or None (99% of the deepest level's energy).
+    halo_px : image context (px) around the pixels each RL serves, or None (per level 3 x the PSF's 99%
+        radius, :func:`awdvd.restore.rl.default_halo_px`).
+    map_mode : how the defocus map is computed: "auto" (dense where a dense pass is exact, i.e. for
+        "image-range" models like the bundled one; patch otherwise), "patch" (every window through the network,
+        the reference) or "dense" (one trunk pass, :mod:`awdvd.restore.defocus_maps`).
+    normalization : dense maps only: "local" (per-pixel min-max over the window-sized box) or "global".
+    tta : the map's class probabilities averaged over 1, 2, 4 or 8 dihedral transforms of the image.
+    smoothing_px : each window's log-probabilities combined with its neighbours' by a Gaussian of this sigma
+        (px, between window centres; 0: none): depth varies smoothly across a specimen
+        (:func:`awdvd.restore.defocus_maps.smooth_proba`). Default 21: on a tilted specimen of the held-out BBBC006 field a07
+        (BBBC006's camera, bundled model) window levels exact 0.547 -> 0.620, within +/-1 0.740 -> 0.802, AWDVD
+        PSNR 37.84 -> 37.86 dB; 42 px gave 0.604 / 0.865 / 37.62 dB.
+    device : where the network's map and RL run: "auto" (CUDA when torch sees a GPU), "cpu", "cuda[:N]"
+        (resolved by :func:`awdvd._device.resolve_device` when the pipeline runs).
+
+    """
+
+    stride: int = 42
+    iterations: int | tuple[int, ...] | None = None
+    rl: str | None = None
+    tv_weight: float | None = None
+    method: str = "fast"
+    weighting: str = "triangular"
+    level_blend: str = "probability"
+    offset: float | str = "auto"
+    psf_size: int | None = None
+    halo_px: int | None = None
+    map_mode: str = "auto"
+    normalization: str = "local"
+    tta: int = 1
+    smoothing_px: float = 21.0
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        check_positive_int(self.stride, "stride")
+        if isinstance(self.iterations, (list, tuple)):
+            values = tuple(check_positive_int(v, "iterations", minimum=0) for v in self.iterations)
+            if not values:
+                raise ValueError("iterations is an empty tuple; give one int per level, one int, or None")
+            object.__setattr__(self, "iterations", values)
+        elif self.iterations is not None:
+            check_positive_int(self.iterations, "iterations", minimum=0)
+        if self.rl is not None and self.rl not in RL_VARIANTS:
+            raise ValueError(f"rl must be one of {RL_VARIANTS} or None (the model's schedule), got {self.rl!r}")
+        if self.tv_weight is not None:
+            object.__setattr__(self, "tv_weight", check_variant("tv", self.tv_weight)[1])
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
+        if self.weighting not in WEIGHTINGS:
+            raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {self.weighting!r}")
+        if self.level_blend not in LEVEL_BLENDS:
+            raise ValueError(f"level_blend must be one of {LEVEL_BLENDS}, got {self.level_blend!r}")
+        if isinstance(self.offset, str):
+            if self.offset != "auto":
+                raise ValueError(f"offset must be a number (ADU) or 'auto', got {self.offset!r}")
+        else:
+            object.__setattr__(self, "offset", check_offset(self.offset))
+        if self.psf_size is not None:
+            check_odd_size(self.psf_size, "psf_size")
+        if self.halo_px is not None:
+            check_positive_int(self.halo_px, "halo_px", minimum=0)
+        if self.map_mode not in MAP_MODES:
+            raise ValueError(f"map_mode must be one of {MAP_MODES}, got {self.map_mode!r}")
+        if self.normalization not in NORMALIZATIONS:
+            raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {self.normalization!r}")
+        if isinstance(self.tta, bool) or self.tta not in TTA_CHOICES:
+            raise ValueError(f"tta must be one of {TTA_CHOICES} (dihedral transforms averaged), got {self.tta!r}")
+        if (isinstance(self.smoothing_px, bool) or not isinstance(self.smoothing_px, (int, float))
+                or not math.isfinite(self.smoothing_px) or self.smoothing_px < 0):
+            raise ValueError(f"smoothing_px must be a number >= 0 (px; 0: no smoothing), got {self.smoothing_px!r}")
+        object.__setattr__(self, "smoothing_px", float(self.smoothing_px))
+        _check_device_name(self.device)
+
+    def check_patch_px(self, patch_px: int) -> None:
+        """Raise ValueError (one sentence) if ``stride`` exceeds a model's window side ``patch_px``."""
+        if self.stride > int(patch_px):
+            raise ValueError(f"stride {self.stride} px is larger than the model's {patch_px} px windows, which "
+                             f"would leave pixels between them; choose a stride of 1..{patch_px}")
+
+
+def options_with(options: AWDVDOptions | None, overrides: dict) -> AWDVDOptions:
+    """``options`` (default ``AWDVDOptions()``) with keyword overrides of its fields applied and checked."""
+    if options is None:
+        options = AWDVDOptions()
+    elif not isinstance(options, AWDVDOptions):
+        raise TypeError(f"options must be an AWDVDOptions, got {type(options).__name__}")
+    return options.replace(**overrides) if overrides else options
+
+
+def rl_schedule(options: AWDVDOptions, model=None, *, n_levels: int | None = None) -> RLSchedule:
+    """How every level's Richardson-Lucy runs: ``options.iterations`` and ``options.rl`` resolved.
+
+    None (the default): the model file's calibrated schedule of ``options.rl`` (default: the file's default
+    variant; :func:`awdvd.restore.rl_schedule.model_schedule`), or, for a model without one (or without a model), 30
+    iterations of every level (plain RL unless ``options.rl`` says otherwise). An int applies to every level, a
+    tuple must have one entry per level: fixed counts of ``options.rl`` (default plain). ``options.tv_weight``
+    replaces the schedule's. ``n_levels`` defaults to ``model.optics.n_levels``.
+    """
+    if n_levels is None:
+        if model is None:
+            raise ValueError("rl_schedule needs a model or n_levels")
+        n_levels = model.optics.n_levels
+    n_levels = check_positive_int(n_levels, "n_levels")
+    iterations = options.iterations
+    if iterations is None:
+        schedule = model_schedule(model, options.rl) if model is not None else None
+        if schedule is None:
+            return default_schedule(n_levels, variant=options.rl, tv_weight=options.tv_weight)
+        if schedule.n_levels != n_levels:
+            raise ValueError(f"the model's schedule has {schedule.n_levels} levels but there are {n_levels} PSFs")
+        return schedule if options.tv_weight is None else schedule.replace(tv_weight=options.tv_weight)
+    if isinstance(iterations, tuple) and len(iterations) != n_levels:
+        raise ValueError(f"iterations has {len(iterations)} entries but there are {n_levels} levels; give one "
+                         "per level, one int for all, or None")
+    variant = options.rl or "plain"
+    weight = options.tv_weight if options.tv_weight is not None else (default_schedule(1, variant=variant).tv_weight)
+    return RLSchedule.fixed(iterations, n_levels, variant=variant, tv_weight=weight, source="options")
+
+
+def iterations_per_level(options: AWDVDOptions, model=None, *, n_levels: int | None = None) -> tuple[int, ...]:
+    """RL iterations of every level (with a stopping rule: the most): :func:`rl_schedule`'s counts."""
+    return rl_schedule(options, model, n_levels=n_levels).iterations
+
+
+@dataclass
+class Restoration:
+    """What :func:`restore_image` made, and what it resolved on the way.
+
+    image : (H, W) float32 restored image, or the ``out`` it was written into.
+    dmap : the image's :class:`awdvd.restore.windows.DefocusMap`.
+    options : the options used (for a given map, with the map's stride).
+    offset : the offset removed before RL (ADU; "auto" resolved).
+    iterations : RL iterations of every level (the most, with a stopping rule).
+    schedule : the :class:`awdvd.restore.rl_schedule.RLSchedule` used (variant, counts or rule, where it came from).
+    iterations_run : {level: [iterations of each RL region]} (None for images restored in tiles).
+    device : where RL ran. psf_size : side of the PSFs (px).
+    tiled : True if the image went through tiles. timings_s : {"defocus_map", "deconvolution"} seconds.
+    """
+
+    image: object
+    dmap: DefocusMap
+    options: AWDVDOptions
+    offset: float
+    iterations: tuple[int, ...]
+    device: str
+    psf_size: int
+    tiled: bool
+    timings_s: dict = field(default_factory=dict)
+    schedule: RLSchedule | None = None
+    iterations_run: dict | None = None
+
+    def resolved(self) -> dict:
+        """What the options left open, as decided for this image (JSON-ready): offset, iterations (and where
+        they came from: "model" schedule, "options" or "default"), the RL variant and stopping rule, the
+        iterations each level's RLs ran, device, psf_size, tiled."""
+        out = {"offset": self.offset, "iterations": list(self.iterations), "device": self.device,
+               "psf_size": self.psf_size, "tiled": self.tiled}
+        if self.schedule is not None:
+            out.update(self.schedule.describe())
+        out["iterations_run"] = (None if self.iterations_run is None else
+                                 {str(level): runs for level, runs in self.iterations_run.items()})
+        return out
+
+
+def _is_lazy(image) -> bool:
+    return not isinstance(image, np.ndarray) and hasattr(image, "shape") and hasattr(image, "dtype")
+
+
+def defocus_map_of(image, model, options: AWDVDOptions | None = None, *, tile_px: int = DEFAULT_TILE_PX,
+                   max_px: int = LARGEST_IMAGE_IN_MEMORY_PX, client=None, progress: bool = False,
+                   **overrides) -> DefocusMap:
+    """The defocus map the pipeline restores from: ``options``' stride, map mode and normalisation, whole
+    (patch mode, image in memory up to ``max_px`` pixels: :func:`awdvd.restore.defocus_maps.defocus_map`) or through tiles of
+    windows (dense mode, large or lazy images: :func:`awdvd.restore.tiles.tiled_defocus_map`, the same map in bounded
+    memory, on ``client``'s cluster when given). ``model`` as for :func:`deconvolve` (not None); the stride is
+    checked against its window side."""
+    from .tiles import resolve_model
+
+    options = options_with(options, overrides)
+    loaded = resolve_model(model)
+    options.check_patch_px(int(loaded.patch_px))
+    return _defocus_map(image, model, loaded, options, tile_px=tile_px, max_px=max_px, client=client,
+                        progress=progress)
+
+
+def _defocus_map(image, model, loaded, options: AWDVDOptions, *, tile_px, max_px, client, progress) -> DefocusMap:
+    """:func:`defocus_map_of` with the options already checked against ``loaded`` (the model ``model`` loads)."""
+    from .tiles import should_tile
+
+    from .defocus_maps import exact_dense, resolve_map_mode
+
+    mode = resolve_map_mode(options.map_mode, loaded)
+    # dense passes of padded trunks hold wide feature maps: through tiles of windows, in bounded memory
+    if _is_lazy(image) or should_tile(tuple(image.shape), max_px=max_px) or (mode == "dense" and not exact_dense(loaded)):
+        from .tiles import tiled_defocus_map
+
+        return tiled_defocus_map(image, model, stride=options.stride, mode=mode,
+                                 normalization=options.normalization, tile_px=tile_px, client=client,
+                                 progress=progress, tta=options.tta, smoothing_px=options.smoothing_px)
+    from .defocus_maps import defocus_map
+
+    return defocus_map(image, loaded, stride=options.stride, mode=mode, tta=options.tta,
+                       smoothing_px=options.smoothing_px)
+
+
+def restore_image(
+    image,
+    model=None,
+    options: AWDVDOptions | None = None,
+    *,
+    dmap: DefocusMap | None = None,
+    psfs=None,
+    out=None,
+    pixel_um: float | None = None,
+    tile_px: int = DEFAULT_TILE_PX,
+    max_px: int = LARGEST_IMAGE_IN_MEMORY_PX,
+    client=None,
+    progress: bool = False,
+    **overrides,
+) -> Restoration:
+    """:func:`deconvolve`, returning a :class:`Restoration` (the image with the map, offset, iterations and
+    timings it was made with). Parameters as for :func:`deconvolve`."""
+    from .._device import resolve_device
+    from .tiles import resolve_model, should_tile
+
+    options = options_with(options, overrides)
+    if isinstance(image, (list, tuple)):
+        image = np.asarray(image)
+    lazy = _is_lazy(image)
+    if lazy:
+        if len(image.shape) != 2:
+            raise ValueError(f"image must be 2-D (one plane; pass a z-stack plane by plane), got shape {image.shape}")
+    else:
+        image = check_image(image, "image")
+    shape = tuple(int(s) for s in image.shape)
+    loaded = None
+    if model is not None or dmap is None:
+        if model is None:
+            from ..learn.model import load_model
+
+            model = load_model()
+        loaded = resolve_model(model)
+    if dmap is not None:
+        if tuple(dmap.image_shape) != shape:
+            raise ValueError(f"the defocus map is of a {dmap.image_shape[0]} x {dmap.image_shape[1]} image; this "
+                             f"image is {shape[0]} x {shape[1]}")
+        options = options.replace(stride=int(dmap.stride))
+    patch_px = int(dmap.patch_px if dmap is not None else loaded.patch_px)
+    options.check_patch_px(patch_px)
+    if min(shape) < patch_px:
+        raise ValueError(f"image is {shape[0]} x {shape[1]} px; AWDVD needs at least one {patch_px} x {patch_px} "
+                         "window (use richardson_lucy or deconvolve_invariant for smaller images)")
+    if pixel_um is not None and loaded is not None:
+        from ..io import check_pixel_size
+
+        check_pixel_size(pixel_um, loaded.optics.pixel_um)
+    if psfs is None:
+        from ..physics.optics import Optics
+        from ..physics.psf import psf_bank
+
+        psfs = psf_bank(loaded.optics if loaded is not None else Optics(), size=options.psf_size)
+    psfs = np.asarray(psfs)
+    schedule = rl_schedule(options, loaded, n_levels=len(psfs))
+    device = resolve_device(options.device)
+    offset = resolve_offset(options.offset, image, max_samples=OFFSET_SAMPLES)
+    check_offset_in_range(options.offset, image, max_samples=OFFSET_SAMPLES)  # a number that would destroy the image
+    tiled = lazy or should_tile(shape, max_px=max_px)
+    rl = dict(iterations=schedule, method=options.method, weighting=options.weighting, offset=offset,
+              halo_px=options.halo_px, device=device, level_blend=options.level_blend)
+    record: dict = {}
+    with contextlib.ExitStack() as stack:
+        if client is not None and (tiled or (dmap is None and options.map_mode == "dense")):
+            from ..batch.runner import dask_client
+
+            client = stack.enter_context(dask_client(1, client))[0]  # one connection for both steps
+        start = time.perf_counter()
+        if dmap is None:
+            dmap = _defocus_map(image, model, loaded, options, tile_px=tile_px, max_px=max_px, client=client,
+                                progress=progress)
+        mapped = time.perf_counter()
+        if tiled:
+            from .tiles import tiled_deconvolve_levels
+
+            restored = tiled_deconvolve_levels(image, dmap, psfs, tile_px=tile_px, out=out, client=client,
+                                               progress=progress, **rl)
+        else:
+            from .blend import deconvolve_levels
+
+            restored = deconvolve_levels(image, dmap, psfs, record=record, **rl)
+            if out is not None:
+                out[...] = restored
+                restored = out
+    timings = {"defocus_map": round(mapped - start, 4), "deconvolution": round(time.perf_counter() - mapped, 4)}
+    return Restoration(image=restored, dmap=dmap, options=options, offset=offset, iterations=schedule.iterations,
+                       device=device, psf_size=int(psfs.shape[-1]), tiled=tiled, timings_s=timings,
+                       schedule=schedule, iterations_run=record.get("iterations_run"))
+
+
+def deconvolve(
+    image,
+    model=None,
+    options: AWDVDOptions | None = None,
+    *,
+    dmap: DefocusMap | None = None,
+    psfs=None,
+    out=None,
+    pixel_um: float | None = None,
+    tile_px: int = DEFAULT_TILE_PX,
+    max_px: int = LARGEST_IMAGE_IN_MEMORY_PX,
+    client=None,
+    progress: bool = False,
+    **overrides,
+):
+    """AWDVD with DelpNet: predict every window's defocus level, deconvolve each with its level's PSF, blend.
+
+    Parameters
+    ----------
+    image : (H, W) raw intensities (H, W >= the model's window side): a numpy array, or a lazy one (dask,
+        zarr: restored in tiles, never whole in memory).
+    model : a :class:`awdvd.learn.model.DefocusModel` (e.g. ``load_model("mine.pt")``), a picklable zero-argument
+        loader of one (e.g. :class:`awdvd.batch.jobs.ModelFile`, loaded once per Dask worker), or None: the bundled
+        model.
+    options : :class:`AWDVDOptions` (default ``AWDVDOptions()``); ``**overrides`` replace its fields
+        (``deconvolve(image, stride=21)`` is ``deconvolve(image, options=AWDVDOptions(stride=21))``).
+    dmap : a defocus map to restore from instead of the model's (e.g. known levels:
+        ``DefocusMap.from_levels``); its window grid (stride, window side) is used. With a map and no model,
+        the PSFs are those of the default :class:`awdvd.physics.optics.Optics` unless ``psfs`` is given.
+    psfs : (n_levels, k, k) deconvolution PSFs; default ``psf_bank(model.optics, size=options.psf_size)``
+        (pass it when processing many images: computing the bank takes about a second).
+    out : (H, W) array to write the result into (numpy, memmap, zarr, e.g. ``awdvd.io.open_image_output``);
+        None returns a new array.
+    pixel_um : the image's pixel size (um), when known: a :class:`awdvd.io.PixelSizeWarning` if it disagrees
+        with the model's optics.
+    tile_px, max_px : images of more than ``max_px`` pixels (and lazy ones) are restored in ``tile_px`` tiles.
+    client : a ``distributed.Client`` or scheduler address to spread a tiled image's tiles over a cluster.
+    progress : progress bars over tiles.
+
+    Returns
+    -------
+    (H, W) float32 restored image (``out`` when given; see :func:`awdvd.restore.rl.to_input_dtype` to go back to the
+    input's dtype).
+
+    Raises
+    ------
+    ValueError for a bad option, a stride larger than the model's windows, an image smaller than one window,
+    NaN/inf; TypeError for unknown option names.
+    """
+    return restore_image(image, model, options, dmap=dmap, psfs=psfs, out=out, pixel_um=pixel_um, tile_px=tile_px,
+                         max_px=max_px, client=client, progress=progress, **overrides).image
+
+
+def deconvolve_invariant(image, psf_or_level=0, options: AWDVDOptions | None = None, *, optics=None,
+                         eps: float | None = None, **overrides) -> np.ndarray:
+    """Depth-invariant baseline: RL of the whole image with one PSF, with the options of :func:`deconvolve`
+    (``iterations`` (None: 30; no model schedule applies), ``rl``, ``tv_weight``, ``offset`` (default "auto",
+    resolved on this image), ``psf_size``, ``device``).
+
+    Parameters
+    ----------
+    psf_or_level : a defocus level (int; the paper's baseline is level 0, the in-focus PSF) whose Eq. 2 PSF
+        is computed from ``optics`` (default ``Optics()``) at ``options.psf_size``, or a (k, k) PSF array.
+    eps : RL's floor (see :func:`awdvd.restore.rl.richardson_lucy`). Returns (H, W) float32.
+    """
+    from ..physics.optics import Optics
+    from ..physics.psf import defocus_psf
+    from .rl import richardson_lucy
+
+    options = options_with(options, overrides)
+    optics = Optics() if optics is None else optics
+    level = None
+    if isinstance(psf_or_level, (int, np.integer)) and not isinstance(psf_or_level, bool):
+        level = int(psf_or_level)
+        if not 0 <= level < optics.n_levels:
+            raise ValueError(f"level must be in 0..{optics.n_levels - 1}, got {level}")
+        psf = defocus_psf(optics.depths_um[level], optics=optics, size=options.psf_size)
+    else:
+        psf = np.asarray(psf_or_level)
+        if psf.ndim != 2:
+            raise ValueError(f"give one level (int) or one 2-D PSF, got an array of shape {psf.shape}")
+    if isinstance(options.iterations, tuple):
+        if level is None:
+            raise ValueError("per-level iterations need a level (int) to choose from; give one int for a PSF array")
+        schedule = rl_schedule(options, n_levels=optics.n_levels)
+        iterations = schedule.iterations[level]
+    else:
+        schedule = rl_schedule(options, n_levels=1)
+        iterations = schedule.iterations[0]
+    array = check_image(image, "image")
+    offset = resolve_offset(options.offset, array, max_samples=OFFSET_SAMPLES)
+    return richardson_lucy(array, psf, iterations=iterations, offset=offset, eps=eps, device=options.device,
+                           variant=schedule.variant, tv_weight=schedule.tv_weight)

@@ -1,0 +1,550 @@
+"""Richardson-Lucy deconvolution (paper Eq. 3) and the helpers every restoration uses: the blur radius and halo
+of a PSF, the background offset, the floor of the ratio, and the conversion back to an input dtype.
+
+Richardson-Lucy here:
+
+    o_{t+1} = o_t * (h(-x) conv (i / max(h conv o_t, eps))),   o_0 = i
+
+in float32, with every convolution taken over the image extended half-sample symmetrically (numpy's
+``"symmetric"``, scipy.ndimage's ``"reflect"``) by the PSF radius and re-extended at every iteration. For a
+sum-1 PSF that is even along each axis (every Eq. 2 PSF) this operator and its adjoint have unit row and column
+sums, so RL conserves the flux of the image exactly (up to float32 rounding and pixels where the blurred
+estimate falls below ``eps``). The OTF is computed once per call. No clipping of the result: it is
+non-negative because the data are.
+
+On a CPU the FFTs are scipy.fft's (pocketfft, about 10x faster here than torch's CPU FFT); with CUDA the same
+algorithm runs in torch on the GPU. The CPU threads used (FFT workers) follow one setting,
+:func:`awdvd._threads.allowed_threads`: every CPU of the process by default, ``AWDVD_NUM_THREADS`` if set, 1
+inside awdvd.batch.runner's Dask workers.
+
+AWDVD itself (many RLs blended by window) is :mod:`awdvd.restore.blend`; the options and the pipeline are
+:mod:`awdvd.restore.pipeline`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .._checks import check_image, check_positive_int
+from .._device import resolve_device
+from .._threads import allowed_threads
+from ..physics.psf import check_psf_stack, psf_otfs
+from .rl_variants import ACCELERATION_WINDOW_PX, MAX_ACCELERATION, TV_SMOOTHING, Acceleration, stop_discrepancy, tv_factor
+
+__all__ = [
+    "richardson_lucy",
+    "richardson_lucy_stack",
+    "richardson_lucy_batches",
+    "RL_VARIANTS",
+    "check_variant",
+    "DEFAULT_ITERATIONS",
+    "blur_radius_px",
+    "default_halo_px",
+    "halos_px",
+    "estimate_background",
+    "resolve_offset",
+    "check_offset",
+    "check_eps",
+    "eps_floor",
+    "is_delta_psf",
+    "to_input_dtype",
+    "CHUNK_PIXELS",
+]
+
+#: RL iterations when nothing else says (DESIGN 1: "RL iterations (default 30, configurable)"). The one place
+#: this number is written: ``richardson_lucy`` defaults to it and ``awdvd.restore.pipeline.AWDVDOptions`` falls back to it.
+DEFAULT_ITERATIONS = 30
+_EPS_RELATIVE = 1e-6
+#: the Richardson-Lucy variants: Eq. 3 as in the paper, Biggs-Andrews acceleration, Dey et al.'s TV prior
+RL_VARIANTS = ("plain", "accelerated", "tv")
+#: padded pixels per batch of RL images (about 64 MB of float32 work arrays)
+CHUNK_PIXELS = 1 << 23
+
+
+# --------------------------------------------------------------------------------------------- inputs
+def check_offset(offset) -> float:
+    """``offset`` as a finite float (ADU); TypeError / ValueError with a sentence otherwise."""
+    if isinstance(offset, bool) or not isinstance(offset, (int, float, np.integer, np.floating)):
+        raise TypeError(f"offset must be a number, got {type(offset).__name__}")
+    offset = float(offset)
+    if not math.isfinite(offset):
+        raise ValueError(f"offset must be finite, got {offset}")
+    return offset
+
+
+def check_eps(eps) -> float:
+    """``eps`` as a positive finite float."""
+    eps = float(eps)
+    if not (math.isfinite(eps) and eps > 0):
+        raise ValueError(f"eps must be a positive number, got {eps}")
+    return eps
+
+
+def eps_floor(data: np.ndarray) -> float:
+    """The default floor of RL's ratio for offset-free ``data``: ``1e-6 * max(data)`` (at least float32's tiny)."""
+    return float(max(_EPS_RELATIVE * float(np.max(data, initial=0.0)), np.finfo(np.float32).tiny))
+
+
+def is_delta_psf(psf: np.ndarray) -> bool:
+    """True for a (k, k) PSF whose whole mass sits on its centre pixel (RL with it is the identity)."""
+    c = psf.shape[-1] // 2
+    return bool(psf[c, c] == psf.sum() and np.count_nonzero(psf) == 1)
+
+
+# --------------------------------------------------------------------------------------------- RL kernels
+def _fft_shape(h: int, w: int, r: int) -> tuple[int, int]:
+    from scipy import fft
+
+    return fft.next_fast_len(h + 2 * r, real=True), fft.next_fast_len(w + 2 * r, real=True)
+
+
+def _symmetric_indices(n: int, r: int) -> np.ndarray:
+    """Indices of the half-sample symmetric extension of ``range(n)`` by ``r`` on both sides (any r)."""
+    return np.pad(np.arange(n), r, mode="symmetric")
+
+
+def _fill_symmetric(buffer: np.ndarray, data: np.ndarray | None, r: int, iy: np.ndarray, ix: np.ndarray, h: int,
+                    w: int) -> None:
+    """Extend the (B, h, w) interior ``buffer[:, r:r + h, r:r + w]`` half-sample symmetrically into
+    ``buffer[:, :h + 2r, :w + 2r]``; ``data``, when given, is first copied into the interior."""
+    if r == 0:
+        if data is not None:
+            buffer[:, :h, :w] = data
+    elif r <= h and r <= w:
+        if data is not None:
+            buffer[:, r : r + h, r : r + w] = data
+        rows = slice(r, r + h)
+        buffer[:, rows, :r] = buffer[:, rows, 2 * r - 1 : r - 1 : -1]
+        buffer[:, rows, r + w : w + 2 * r] = buffer[:, rows, r + w - 1 : w - 1 : -1]
+        buffer[:, :r, : w + 2 * r] = buffer[:, 2 * r - 1 : r - 1 : -1, : w + 2 * r]
+        buffer[:, r + h : h + 2 * r, : w + 2 * r] = buffer[:, r + h - 1 : h - 1 : -1, : w + 2 * r]
+    else:  # the PSF is larger than the image: several reflections
+        if data is None:
+            data = buffer[:, r : r + h, r : r + w].copy()
+        buffer[:, : h + 2 * r, : w + 2 * r] = data[:, iy[:, None], ix[None, :]]
+
+
+def _rl_numpy(images: np.ndarray, psfs: np.ndarray, iterations: int, eps: float, workers: int | None = None, *,
+              variant: str = "plain", tv_weight: float = 0.0, stop: tuple | None = None, observe=None,
+              iterations_run: np.ndarray | None = None) -> np.ndarray:
+    """RL of every image (B, h, w) float32 >= 0 with its PSF (B or 1, k, k); scipy.fft on the CPU.
+
+    ``variant``: "plain" (Eq. 3), "accelerated" (Biggs-Andrews vector extrapolation: each RL step starts from
+    ``y_k = x_k + alpha (x_k - x_{k-1})``, alpha the correlation of the last two steps' changes around each
+    pixel (:class:`awdvd.restore.rl_variants.Acceleration`), in [0, 1]) or
+    "tv" (Eq. 3 times Dey et al.'s total-variation factor of weight ``tv_weight``; weight 0 is plain RL).
+
+    ``stop``: None (``iterations`` iterations), or (variance, weights, tau): (B, h, w) float32 noise variance of
+    every pixel (ADU^2), (B, h, w) float32 weights >= 0 of the pixels the result is used for and (B,) thresholds:
+    image b stops at the first iteration k whose discrepancy D_k = sum w (i - h conv y_k)^2 / variance / sum w
+    is <= tau[b] (y_k = x_k for plain RL), and keeps x_k; ``iterations`` is then the most it runs.
+    ``observe(k, x_k, D_k)``, when given, is called at every iteration k = 0 .. iterations - 1 with the (B, h, w)
+    estimate before that iteration (a view: copy what you keep) and its (B,) discrepancy (None without
+    ``stop``), so that a calibration scores every count and every threshold in one run. ``iterations_run``:
+    (B,) int array that receives the iterations each image ran.
+
+    The 2-D transforms are done axis by axis (pocketfft's multi-axis inverse real FFT is about 2.5x slower
+    than its two 1-D passes here), skipping rows that are known to be zero or are cropped away. The estimate
+    and the ratio live inside their padded buffers, so extending them only writes the borders.
+    """
+    from scipy import fft
+
+    workers = allowed_threads() if workers is None else workers
+    b, h, w = images.shape
+    r = psfs.shape[-1] // 2
+    fh, fw = _fft_shape(h, w, r)
+    otf = psf_otfs(psfs, (fh, fw))
+    otf_flipped = np.conj(otf)  # the OTF of h(-x) for a real PSF
+    iy, ix = _symmetric_indices(h, r), _symmetric_indices(w, r)
+    inside = (slice(None), slice(r, r + h), slice(r, r + w))
+    estimate_buffer = np.zeros((b, h + 2 * r, fw), dtype=np.float32)
+    ratio_buffer = np.zeros_like(estimate_buffer)
+    estimate = estimate_buffer[inside]
+    ratio = ratio_buffer[inside]
+    estimate[...] = images
+    accelerated = variant == "accelerated"
+    tv = variant == "tv" and tv_weight > 0
+    if tv:
+        scale = (TV_SMOOTHING * np.max(images, axis=(1, 2), keepdims=True, initial=0.0)).astype(np.float32)
+        scale = np.maximum(scale, np.finfo(np.float32).tiny)
+    acceleration = Acceleration(estimate) if accelerated else None
+    active = np.ones(b, dtype=bool)
+    ran = np.zeros(b, dtype=np.int64)
+    final = None  # the kept estimates of images that stopped
+
+    def convolve(buffer, transfer):
+        spectrum = fft.rfft(buffer, axis=2, workers=workers)
+        spectrum = fft.fft(spectrum, n=fh, axis=1, workers=workers, overwrite_x=True)
+        spectrum *= transfer
+        spectrum = fft.ifft(spectrum, axis=1, workers=workers, overwrite_x=True)[:, r : r + h]
+        return fft.irfft(spectrum, n=fw, axis=2, workers=workers)[:, :, r : r + w]
+
+    for k in range(iterations):
+        if accelerated:
+            acceleration.extrapolate(estimate)
+        current = acceleration.previous if accelerated else estimate  # x_k (the estimate is y_k)
+        factor = tv_factor(estimate, tv_weight, scale) if tv else None
+        _fill_symmetric(estimate_buffer, None, r, iy, ix, h, w)
+        blurred = convolve(estimate_buffer, otf)
+        discrepancy = stop_discrepancy(images - blurred, stop) if stop is not None else None
+        if observe is not None:
+            observe(k, current, discrepancy)
+        if stop is not None:
+            stopping = active & (discrepancy <= stop[2])
+            if stopping.any():
+                final = current.copy() if final is None else final
+                final[stopping] = current[stopping]
+                active &= ~stopping
+                if not active.any():
+                    break
+        ran[active] += 1
+        np.maximum(blurred, eps, out=blurred)
+        np.divide(images, blurred, out=ratio)
+        _fill_symmetric(ratio_buffer, None, r, iy, ix, h, w)
+        correction = convolve(ratio_buffer, otf_flipped)
+        if factor is not None:
+            correction *= factor
+        if accelerated:
+            acceleration.start(estimate)
+        estimate *= correction
+        if accelerated:
+            acceleration.finish(estimate)
+    if iterations_run is not None:
+        iterations_run[...] = ran
+    out = estimate.copy()
+    if final is not None:
+        out[~active] = final[~active]
+    return out
+
+
+def _rl_torch(images: np.ndarray, psfs: np.ndarray, iterations: int, eps: float, device: str, *,
+              variant: str = "plain", tv_weight: float = 0.0, stop: tuple | None = None, observe=None,
+              iterations_run: np.ndarray | None = None) -> np.ndarray:
+    """The same algorithm as :func:`_rl_numpy` in torch, on ``device`` ('cuda' normally; 'cpu' works)."""
+    import torch
+
+    b, h, w = images.shape
+    r = psfs.shape[-1] // 2
+    shape = _fft_shape(h, w, r)
+    otf = torch.from_numpy(psf_otfs(psfs, shape)).to(device)
+    otf_flipped = torch.conj(otf)
+    iy = torch.from_numpy(_symmetric_indices(h, r)).to(device)
+    ix = torch.from_numpy(_symmetric_indices(w, r)).to(device)
+    data = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)).to(device)
+    estimate = data.clone()
+    accelerated = variant == "accelerated"
+    tv = variant == "tv" and tv_weight > 0
+    if tv:
+        scale = (TV_SMOOTHING * data.amax(dim=(1, 2), keepdim=True)).clamp_min(float(np.finfo(np.float32).tiny))
+    if stop is not None:
+        inverse_variance = torch.from_numpy(np.ascontiguousarray(1.0 / stop[0], dtype=np.float32)).to(device)
+        weights = torch.from_numpy(np.ascontiguousarray(stop[1], dtype=np.float32)).to(device)
+        tau = torch.from_numpy(np.asarray(stop[2], dtype=np.float64)).to(device)
+        total_weight = weights.sum(dim=(1, 2), dtype=torch.float64).clamp_min(1e-300)
+    previous = change = last_change = None
+    active = torch.ones(b, dtype=torch.bool, device=device)
+    ran = torch.zeros(b, dtype=torch.int64, device=device)
+    final = None
+
+    def convolve(x, transfer):
+        extended = x.index_select(1, iy).index_select(2, ix)
+        spectrum = torch.fft.rfft2(extended, s=shape) * transfer
+        return torch.fft.irfft2(spectrum, s=shape)[:, r : r + h, r : r + w]
+
+    half = ACCELERATION_WINDOW_PX // 2
+    my = torch.from_numpy(np.pad(np.arange(h), half, mode="reflect")).to(device)  # scipy's mode="mirror"
+    mx = torch.from_numpy(np.pad(np.arange(w), half, mode="reflect")).to(device)
+
+    def local_mean(x):
+        padded = x.index_select(1, my).index_select(2, mx)[:, None]
+        return torch.nn.functional.avg_pool2d(padded, ACCELERATION_WINDOW_PX, stride=1)[:, 0]
+
+    def tv_factor(o):
+        gy = torch.zeros_like(o)
+        gx = torch.zeros_like(o)
+        gy[:, :-1] = o[:, 1:] - o[:, :-1]
+        gx[:, :, :-1] = o[:, :, 1:] - o[:, :, :-1]
+        norm = torch.sqrt(gy * gy + gx * gx + scale * scale)
+        gy, gx = gy / norm, gx / norm
+        divergence = gy + gx
+        divergence[:, 1:] -= gy[:, :-1]
+        divergence[:, :, 1:] -= gx[:, :, :-1]
+        return 1.0 / (1.0 - tv_weight * divergence).clamp(0.5, 2.0)
+
+    with torch.inference_mode():
+        for k in range(iterations):
+            if accelerated:
+                if last_change is not None:
+                    num, den = local_mean(change * last_change), local_mean(last_change * last_change)
+                    tiny = float(np.finfo(np.float32).tiny)
+                    alpha = torch.where(den > tiny, num / den.clamp_min(tiny), torch.zeros_like(num))
+                    alpha = alpha.clamp(0.0, MAX_ACCELERATION)
+                    estimate, previous = (estimate + alpha * (estimate - previous)).clamp_min(0.0), estimate
+                else:
+                    previous = estimate
+            current = previous if accelerated else estimate
+            blurred = convolve(estimate, otf)
+            discrepancy = None
+            if stop is not None:
+                residual = data - blurred
+                discrepancy = (residual * residual * inverse_variance * weights).sum(dim=(1, 2), dtype=torch.float64)
+                discrepancy = discrepancy / total_weight
+            if observe is not None:
+                observe(k, current.cpu().numpy(), None if discrepancy is None else discrepancy.cpu().numpy())
+            if stop is not None:
+                stopping = active & (discrepancy <= tau)
+                if bool(stopping.any()):
+                    final = current.clone() if final is None else final
+                    final[stopping] = current[stopping]
+                    active = active & ~stopping
+                    if not bool(active.any()):
+                        break
+            ran += active.long()
+            correction = convolve(data / blurred.clamp_min(eps), otf_flipped)
+            if tv:
+                correction = correction * tv_factor(estimate)
+            start = estimate
+            estimate = estimate * correction
+            if accelerated:
+                last_change, change = change, estimate - start
+        if iterations_run is not None:
+            iterations_run[...] = ran.cpu().numpy()
+        if final is not None:
+            estimate = torch.where(active[:, None, None], estimate, final)
+        return estimate.cpu().numpy()
+
+
+def check_variant(variant, tv_weight=0.0) -> tuple[str, float]:
+    """(variant, tv_weight) checked: a name of :data:`RL_VARIANTS` and a finite weight >= 0 (px, the TV term's
+    scale: ``weight * curvature`` is dimensionless)."""
+    if variant not in RL_VARIANTS:
+        raise ValueError(f"the RL variant must be one of {RL_VARIANTS}, got {variant!r}")
+    if isinstance(tv_weight, bool) or not isinstance(tv_weight, (int, float, np.integer, np.floating)):
+        raise TypeError(f"tv_weight must be a number, got {type(tv_weight).__name__}")
+    tv_weight = float(tv_weight)
+    if not (math.isfinite(tv_weight) and 0 <= tv_weight <= 0.5):
+        raise ValueError(f"tv_weight must be a number in 0..0.5 (typical 0.001-0.01), got {tv_weight}")
+    return variant, tv_weight
+
+
+def richardson_lucy_batches(images: np.ndarray, psfs: np.ndarray, iterations: int, eps: float, device: str,
+                            workers: int | None = None, *, variant: str = "plain", tv_weight: float = 0.0,
+                            stop: tuple | None = None, iterations_run: np.ndarray | None = None, observe=None
+                            ) -> np.ndarray:
+    """RL of offset-free images (B, h, w) float32 >= 0 with PSFs (B or 1, k, k) (sum 1), in chunks that bound the
+    work memory; no input checks (the public functions check). ``device`` "cpu" (scipy.fft, ``workers`` FFT
+    threads, default :func:`awdvd._threads.allowed_threads`) or a torch CUDA device; ``variant`` and
+    ``tv_weight`` as for :func:`richardson_lucy`.
+
+    ``stop``: None, or (variance, weights, tau), (B, h, w), (B, h, w), (B,): a discrepancy stopping rule per
+    image (:mod:`awdvd.restore.rl_schedule`): image b stops at the first iteration k whose weighted mean of
+    ``(i - h conv y_k)^2 / variance`` is <= tau[b] and keeps x_k (y_k = x_k for plain RL; the extrapolated
+    point for accelerated RL); ``iterations`` is then the most. ``iterations_run``: (B,) int array that receives
+    the iterations each image ran. ``observe(k, x_k, D_k)``: called at every iteration k < ``iterations`` of
+    every chunk with its (b, h, w) estimate (a view) and (b,) discrepancies (None without ``stop``).
+    Returns (B, h, w) float32."""
+    b, h, w = images.shape
+    r = psfs.shape[-1] // 2
+    per_image = (h + 2 * r) * (w + 2 * r)
+    chunk = max(1, CHUNK_PIXELS // per_image)
+    out = np.empty_like(images)
+    ran = np.zeros(b, dtype=np.int64)
+    for start in range(0, b, chunk):
+        part = slice(start, start + chunk)
+        kernel = psfs if len(psfs) == 1 else psfs[part]
+        rule = None if stop is None else tuple(np.asarray(x)[part] for x in stop)
+        extra = dict(variant=variant, tv_weight=tv_weight, stop=rule, iterations_run=ran[part], observe=observe)
+        if device == "cpu":
+            out[part] = _rl_numpy(images[part], kernel, iterations, eps, workers, **extra)
+        else:
+            out[part] = _rl_torch(images[part], kernel, iterations, eps, device, **extra)
+    if iterations_run is not None:
+        iterations_run[...] = ran
+    return out
+
+
+# --------------------------------------------------------------------------------------------- public RL
+def richardson_lucy(
+    image,
+    psf,
+    *,
+    iterations: int = DEFAULT_ITERATIONS,
+    offset: float = 0.0,
+    eps: float | None = None,
+    device: str | None = None,
+    variant: str = "plain",
+    tv_weight: float = 0.0,
+) -> np.ndarray:
+    """Richardson-Lucy deconvolution (paper Eq. 3), with half-sample symmetric boundaries.
+
+    Parameters
+    ----------
+    image : (H, W) real array, intensities (e.g. ADU). Any size, also smaller than the PSF.
+    psf : (k, k) PSF, or (L, k, k) several PSFs applied to the same image in one batch; k odd. Non-negative;
+        each is normalised to sum 1.
+    iterations : number of RL iterations (>= 0).
+    offset : camera offset / background level (same units as ``image``), subtracted before deconvolving and
+        added back after: RL assumes that a pixel's value is proportional to its photon count. Pixels below
+        ``offset`` (read noise around the offset, or a negative input) count as zero photons: they are set to
+        0 before the iterations, which is the only clipping.
+    eps : floor of the blurred estimate in the ratio ``i / max(h conv o, eps)`` (units of ``image``); default
+        ``1e-6 * max(image - offset)``.
+    device : "auto" or None (CUDA if torch sees a GPU, else the CPU), "cpu" (scipy.fft) or "cuda[:N]" (torch).
+    variant : "plain" (Eq. 3, the paper's), "accelerated" (Biggs & Andrews 1997: every step starts from the
+        estimate extrapolated along its last change, by the correlation of the last two changes in the
+        :data:`awdvd.restore.rl_variants.ACCELERATION_WINDOW_PX` square around each pixel, so that RL stays local; the same
+        restoration in fewer iterations, each about as costly) or "tv" (Dey et al. 2006: Eq. 3 times
+        ``1 / (1 - tv_weight * div(grad o / |grad o|))``, a total-variation prior against noise amplification).
+    tv_weight : weight of the TV prior (px; "tv" only; 0 is plain RL; typical 0.001-0.01).
+
+    Returns
+    -------
+    (H, W) float32, or (L, H, W) for L PSFs: ``offset`` + a non-negative estimate whose sum equals the sum of
+    ``max(image - offset, 0)`` for PSFs even along each axis (every variant: each step ends with an RL
+    update; "tv" only approximately, through its prior factor). Zero iterations or a delta PSF return the input
+    unchanged (as float32).
+
+    Raises
+    ------
+    ValueError for NaN/inf, a non-2-D image, a bad PSF shape, negative iterations; TypeError for non-numbers.
+    """
+    array = check_image(image, "image")
+    if array.size == 0:
+        raise ValueError(f"image is empty (shape {array.shape})")
+    psfs, single = check_psf_stack(psf)
+    iterations = check_positive_int(iterations, "iterations", minimum=0)
+    offset = check_offset(offset)
+    variant, tv_weight = check_variant(variant, tv_weight)
+    device = resolve_device(device)
+    original = array.astype(np.float32)
+    out = np.empty((len(psfs),) + array.shape, dtype=np.float32)
+    identity = [iterations == 0 or is_delta_psf(p) for p in psfs]
+    out[identity] = original
+    todo = [i for i, same in enumerate(identity) if not same]
+    if todo:
+        data = np.maximum(array.astype(np.float64) - offset, 0.0).astype(np.float32)
+        eps = eps_floor(data) if eps is None else check_eps(eps)
+        images = np.broadcast_to(data, (len(todo),) + data.shape).copy()
+        restored = richardson_lucy_batches(images, psfs[todo], iterations, eps, device, variant=variant,
+                                           tv_weight=tv_weight)
+        out[todo] = (restored.astype(np.float64) + offset).astype(np.float32)
+    return out[0] if single else out
+
+
+def richardson_lucy_stack(
+    images,
+    psf,
+    *,
+    iterations: int = DEFAULT_ITERATIONS,
+    offset: float = 0.0,
+    eps: float | None = None,
+    device: str | None = None,
+    variant: str = "plain",
+    tv_weight: float = 0.0,
+) -> np.ndarray:
+    """:func:`richardson_lucy` of every image of a stack (N, H, W) with the same PSF, as one batch (e.g. the
+    paper's standalone 84 x 84 patches). ``eps`` defaults to ``1e-6 * max`` over the whole stack.
+    Returns (N, H, W) float32."""
+    stack = np.asarray(images)
+    if stack.ndim != 3 or stack.shape[0] == 0 or 0 in stack.shape:
+        raise ValueError(f"images must be a non-empty (N, H, W) stack, got shape {stack.shape}")
+    for index in range(len(stack)):
+        check_image(stack[index], f"images[{index}]")
+    psfs, single = check_psf_stack(psf)
+    if not single:
+        raise ValueError(f"give one 2-D PSF for the stack, got shape {np.shape(psf)}")
+    iterations = check_positive_int(iterations, "iterations", minimum=0)
+    offset = check_offset(offset)
+    variant, tv_weight = check_variant(variant, tv_weight)
+    device = resolve_device(device)
+    if iterations == 0 or is_delta_psf(psfs[0]):
+        return stack.astype(np.float32)
+    data = np.maximum(stack.astype(np.float64) - offset, 0.0).astype(np.float32)
+    eps = eps_floor(data) if eps is None else check_eps(eps)
+    restored = richardson_lucy_batches(data, psfs, iterations, eps, device, variant=variant, tv_weight=tv_weight)
+    return (restored.astype(np.float64) + offset).astype(np.float32)
+
+
+def blur_radius_px(psf: np.ndarray, *, fraction: float = 0.99) -> float:
+    """Radius (px) of the smallest centred disc holding ``fraction`` of the PSF's sum."""
+    psf = np.asarray(psf, dtype=np.float64)
+    k = psf.shape[-1]
+    yy, xx = np.mgrid[:k, :k] - k // 2
+    radii = np.hypot(yy, xx).ravel()
+    order = np.argsort(radii, kind="stable")
+    cumulative = np.cumsum(psf.ravel()[order]) / psf.sum()
+    return float(radii[order][min(np.searchsorted(cumulative, fraction), len(order) - 1)])
+
+
+_HALO_RADII = 3.0
+
+
+def default_halo_px(psf: np.ndarray) -> int:
+    """Context (px) that RL of a region needs around the pixels it is used for: 3 x the 99%-energy radius.
+
+    Measured on BBBC006 images blurred at every level (61 px PSFs, 30 iterations, camera noise): RL of an
+    84 x 84 patch with this much image context differs from whole-image RL by at most 1.2e-3 of the image's
+    range (rms; 2e-4 with 4 radii); with one PSF half-width (30 px) of context the error reaches 0.1-0.7 of the
+    range at level 10. On a tilted specimen, 2, 2.5, 3 and 4 radii gave the same PSNR to 0.002 dB.
+    """
+    return int(math.ceil(_HALO_RADII * blur_radius_px(psf)))
+
+
+def halos_px(psfs: np.ndarray, halo_px: int | None) -> list[int]:
+    """The RL context (px) of every PSF of a stack: ``halo_px`` for all, or by default :func:`default_halo_px`
+    of each."""
+    if halo_px is None:
+        return [default_halo_px(p) for p in psfs]
+    return [check_positive_int(halo_px, "halo_px", minimum=0)] * len(psfs)
+
+
+# --------------------------------------------------------------------------------------------- offset, dtype
+def estimate_background(image, *, percentile: float = 1.0) -> float:
+    """Camera offset plus diffuse background of a fluorescence image: its ``percentile``-th percentile (ADU).
+
+    Richardson-Lucy assumes a pixel's value is proportional to its photon count; a constant offset left in
+    the data is treated as light and holds the restoration back. On tilted specimens made from BBBC006
+    images, subtracting this estimate (about 115 ADU) gained 0.4-2.7 dB PSNR over keeping the offset (0) and
+    0.2-0.7 dB over the camera offset alone (96 ADU). Only pixels below it are clipped (to zero photons).
+    """
+    data = check_image(image, "image")
+    if not 0 <= percentile <= 100:
+        raise ValueError(f"percentile must be in [0, 100], got {percentile}")
+    return float(np.percentile(data, percentile)) if data.size else 0.0
+
+
+def resolve_offset(offset: float | str, data, *, max_samples: int | None = None) -> float:
+    """The background offset RL removes: ``offset`` itself, or for "auto" :func:`estimate_background` of
+    ``data`` (2-D, possibly lazy) over every pixel, or with ``max_samples`` over a regular subsample of at most
+    about that many pixels, so that one value serves all of a large image's tiles."""
+    if not isinstance(offset, str):
+        return check_offset(offset)
+    if offset != "auto":
+        raise ValueError(f"offset must be a number or 'auto', got {offset!r}")
+    step = 1 if max_samples is None else max(1, math.ceil(math.sqrt(data.shape[0] * data.shape[1] / max_samples)))
+    sample = data[::step, ::step]
+    if hasattr(sample, "dask"):  # computed here, in this thread (inside a Dask worker too)
+        sample = sample.compute(scheduler="sync")
+    return estimate_background(np.asarray(sample))
+
+
+def to_input_dtype(restored, dtype) -> tuple[np.ndarray, int]:
+    """Convert a restored float image back to an input dtype.
+
+    Integer dtypes: round to nearest and clip to the dtype's range; floats: cast. Returns (converted,
+    number of pixels that were clipped: outside the integer range, or non-finite after a float cast).
+    """
+    dtype = np.dtype(dtype)
+    values = np.asarray(restored, dtype=np.float64)
+    if dtype == bool or dtype.kind not in "uif":
+        raise TypeError(f"cannot convert a restored image to dtype {dtype}; use an integer or float dtype")
+    if dtype.kind == "f":
+        with np.errstate(over="ignore"):
+            converted = values.astype(dtype)
+        return converted, int(np.count_nonzero(~np.isfinite(converted) & np.isfinite(values)))
+    info = np.iinfo(dtype)
+    rounded = np.rint(values)
+    clipped = int(np.count_nonzero((rounded < info.min) | (rounded > info.max)))
+    return np.clip(rounded, info.min, info.max).astype(dtype), clipped

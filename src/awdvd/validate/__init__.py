@@ -1,0 +1,1 @@
+"""Evidence: restoration bands, the robustness matrix, real-data checks, Fig. 8 evaluation."""
