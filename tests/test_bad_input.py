@@ -5,7 +5,7 @@ stderr (no traceback, no library's log lines, no progress bar), and changes no i
 ``simulate``) succeed quietly.
 
 The commands run in this process through ``awdvd.cli.main`` with stdout and stderr captured (a command that
-needs a real process, a signal, is in tests/test_cli.py). A tiny random DelpNet stands in for the bundled model:
+needs a real process, a signal, is in tests/cli/test_cli.py). A tiny random DelpNet stands in for the bundled model:
 the matrix tests what happens to files, not the model's skill.
 """
 

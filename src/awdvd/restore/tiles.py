@@ -19,7 +19,7 @@ their blend weights would all differ from the whole image's, and seams would sho
    gets exactly the whole image's blend weights and levels, and each RL it draws on sees at least the same
    context as in the whole image; ``eps`` is the whole image's. What differs is only RL's reach beyond that
    context (RL is iterative: its reach grows with every iteration and no finite halo is exact):
-   tests/test_tiles.py bounds the difference.
+   tests/restore/test_tiles.py bounds the difference.
 
 :func:`awdvd.restore.pipeline.deconvolve` chooses between whole and tiled and runs both steps. Images can be any array
 that slices to numpy (numpy, memmap, zarr, the dask arrays that ``awdvd.io.read_image`` returns for large
@@ -496,7 +496,7 @@ def tiled_deconvolve_levels(
 
     Every pixel gets the whole image's windows, levels and blend weights; each Richardson-Lucy it uses sees at
     least the context whole-image AWDVD gives it, and ``eps`` is the whole image's. The result equals
-    whole-image AWDVD up to RL's reach beyond that context (see the module docstring and tests/test_tiles.py).
+    whole-image AWDVD up to RL's reach beyond that context (see the module docstring and tests/restore/test_tiles.py).
 
     Parameters
     ----------

@@ -150,7 +150,7 @@ def test_cli_evaluate_restoration(tmp_path, capsys):
     assert "the val split of" in capsys.readouterr().err and (out / "patches.json").read_bytes() == before
 
 
-DATA = __import__("pathlib").Path(__file__).resolve().parents[1].parent / "shared" / "data" / "bbbc006"
+DATA = __import__("pathlib").Path(__file__).resolve().parents[2].parent / "shared" / "data" / "bbbc006"
 needs_data = pytest.mark.skipif(not (DATA / "in_focus").is_dir(),
                                 reason=f"BBBC006 sample not found at {DATA} (../shared/data/bbbc006)")
 

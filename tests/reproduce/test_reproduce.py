@@ -18,7 +18,7 @@ from awdvd.learn.model import bundled_model_path, load_model
 from awdvd.reproduce import REPORT_ITEMS, SCALES, Scale, get_scale, reproduce
 from awdvd.data.synth import synthetic_nuclei
 
-SRC = Path(__file__).resolve().parents[1] / "src"
+SRC = Path(__file__).resolve().parents[2] / "src"
 
 # tiny networks, one epoch, a handful of crops: every item is produced, the numbers mean nothing
 TINY = Scale(name="tiny", crops_per_image=3, realizations=2, main_epochs=1, ablation_epochs=1, architecture_epochs=1,
@@ -130,7 +130,7 @@ def test_the_shipped_cpu_scale_report_renders_from_its_results():
     results.json (every item, the rows of Fig. 6 and the models in the order they were trained)."""
     from awdvd.reproduce.report import report_markdown
 
-    folder = Path(__file__).resolve().parents[1] / "docs" / "report"
+    folder = Path(__file__).resolve().parents[2] / "docs" / "report"
     if not (folder / "results.json").is_file():
         pytest.skip(f"no stored reproduction in {folder}")
     results = _strict_json(folder / "results.json")

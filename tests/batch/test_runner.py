@@ -1,5 +1,5 @@
 """awdvd.batch.runner: serial equals Dask, resume, failures stay local, outputs never replace inputs, per-worker
-caching. (Tiles of large images: tests/test_tiles.py.)
+caching. (Tiles of large images: tests/restore/test_tiles.py.)
 
 At most 2 Dask workers run at any time: the first tests use run_batch's own local cluster (started and shut
 down inside the call); the module's `cluster` fixture is created after them and shared by the rest.

@@ -14,7 +14,7 @@ from awdvd.data.datasets import read_dataset
 from awdvd.io import read_image
 from awdvd.data.synth import synthetic_nuclei
 
-SRC = Path(__file__).resolve().parents[1] / "src"
+SRC = Path(__file__).resolve().parents[2] / "src"
 
 
 def awdvd(*args, cwd=None):

@@ -1,5 +1,5 @@
 """The napari plugin's plain functions (no viewer, no Qt): manifest, reader, writer, sample data, layer tuples,
-and the one pipeline function with its options. The widgets in a real viewer: tests/test_napari_viewer.py."""
+and the one pipeline function with its options. The widgets in a real viewer: tests/napari/test_napari_viewer.py."""
 
 from __future__ import annotations
 
