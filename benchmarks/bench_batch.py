@@ -174,7 +174,7 @@ def bench_batch(n_files: int, workers_list: list[int | None], model_path: Path, 
 
 # --------------------------------------------------------------------------------------------- (c) tiled vs whole
 def bench_tiled_vs_whole(size_px: int, tile_px: int, model_path: Path, iterations: int | None, map_mode: str) -> dict:
-    from awdvd.learn.model import load_model
+    from awdvd.learn.model_files import load_model
     from awdvd.physics.psf import psf_bank
     from awdvd.restore.pipeline import restore_image
     from awdvd.data.synth import synthetic_nuclei
@@ -251,7 +251,7 @@ def bench_large(size_px: int, tile_px: int, workers: int, iterations: int, map_m
                 scratch: Path) -> dict:
     from distributed import Client
 
-    from awdvd.batch.runner import local_cluster
+    from awdvd._cluster import local_cluster
     from awdvd.io import read_image
     from awdvd.batch.jobs import DeconvolveJob, ModelFile, run_jobs
     from awdvd.restore.pipeline import AWDVDOptions
@@ -310,7 +310,7 @@ def bench_memory_probe(kind: str, size_px: int, model_path: Path, scratch: Path)
     ("map-whole": predict.defocus_map) or in 1024 px tiles ("map-tiled": tiles.tiled_defocus_map), or of
     the whole `awdvd deconvolve --map-mode dense --workers 0` job on that image ("job")."""
     from awdvd.io import write_tiff
-    from awdvd.learn.model import load_model
+    from awdvd.learn.model_files import load_model
     from awdvd.data.synth import synthetic_nuclei
 
     image = np.tile(synthetic_nuclei((1024, 1024), seed=1), (math.ceil(size_px / 1024),) * 2)[:size_px, :size_px]

@@ -1,6 +1,6 @@
 """Probability blending's class threshold (awdvd.restore.blend.MIN_PROBABILITY, issue 12): for each threshold, the PSNR
 change per level band and of the whole image of the tilted specimens of the shared in-focus fields
-(awdvd.validate.restoration.tilted_specimen, seed = the field's index, BBBC006's camera) restored by
+(awdvd.data.synth.tilted_specimen, seed = the field's index, BBBC006's camera) restored by
 ``awdvd.deconvolve`` with the bundled model and the library defaults, and the CPU and wall time against 30 plain
 iterations with argmax levels (the paper's, map included in both), interleaved over ``--repeats`` rounds.
 
@@ -24,8 +24,8 @@ SHARED = os.path.join(HERE, "..", "..", "shared", "data", "bbbc006", "in_focus")
 def main() -> None:
     import awdvd
     from awdvd.restore import blend
-    from awdvd.validate.restoration_bands import band_gains
-    from awdvd.validate.restoration import tilted_specimen
+    from awdvd.metrics import band_gains
+    from awdvd.data.synth import tilted_specimen
     from awdvd.io import read_image
 
     parser = argparse.ArgumentParser()

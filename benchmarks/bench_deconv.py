@@ -90,7 +90,8 @@ def bench_awdvd(specimen, bank, rl_image, rl_psf, *, quick: bool, repeats: int):
     from skimage import restoration
 
     from awdvd.restore.blend import deconvolve_levels
-    from awdvd.validate.restoration import case_i_boundaries, seam_ratio, window_levels_from_pixels
+    from awdvd.validate.restoration import case_i_boundaries, seam_ratio
+    from awdvd.restore.windows import window_levels_from_pixels
     from awdvd.restore.windows import DefocusMap
     from awdvd.metrics import PAPER_DATA_RANGE, psnr, ssim, truth_data_range
 
@@ -306,7 +307,7 @@ def main() -> int:
 
 
 def _awdvd_section(report, in_focus, bank, real, args) -> None:
-    from awdvd.validate.restoration import tilted_specimen
+    from awdvd.data.synth import tilted_specimen
 
     print("2. AWDVD on a tilted specimen with true levels (30 iterations, 61 px PSFs)", flush=True)
     specimen = tilted_specimen(in_focus[0], psf_size=61, seed=0)
@@ -318,11 +319,11 @@ def _awdvd_section(report, in_focus, bank, real, args) -> None:
 
 
 def _agreement_section(report, in_focus, defocused_paths, args) -> None:
-    from awdvd.validate.restoration import tilted_specimen
+    from awdvd.data.synth import tilted_specimen
     from awdvd.io import read_image
 
     print("4. Dense vs patch-wise agreement", flush=True)
-    from awdvd.learn.model import bundled_model_path, load_model
+    from awdvd.learn.model_files import bundled_model_path, load_model
 
     model = info = None
     if args.model is not None:

@@ -35,7 +35,7 @@ def main(argv=None) -> int:
 
     from awdvd import deconvolve
     from awdvd.io import find_images, read_image
-    from awdvd.learn.model import load_model
+    from awdvd.learn.model_files import load_model
     from awdvd.physics.psf import psf_bank
     from awdvd.restore.pipeline import AWDVDOptions, defocus_map_of
 

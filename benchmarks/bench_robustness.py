@@ -66,7 +66,7 @@ def main(argv=None) -> int:
 
     import torch
 
-    from awdvd.learn.model import load_model
+    from awdvd.learn.model_files import load_model
     from awdvd.validate.real_data import real_data_checks
     from awdvd.validate.robustness import level_matrix, map_matrix, robustness_markdown
     from awdvd.learn.train_stream import STREAM_RECIPES, procedural_sources, train_from_stream

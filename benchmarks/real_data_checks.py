@@ -29,7 +29,7 @@ def main() -> int:
     args = parser.parse_args()
     from awdvd.io import find_images
     from awdvd.io import read_image, write_json
-    from awdvd.learn.model import load_model
+    from awdvd.learn.model_files import load_model
     from awdvd.validate.real_data import real_data_checks
 
     if not (args.data / "in_focus").is_dir():

@@ -81,7 +81,7 @@ def tiny_optics(tiny_dataset):
 def dask_cluster():
     """One local Dask cluster of 2 workers shared by the modules that test work on Dask (test_batch keeps its own,
     since it kills workers). Made the way awdvd.batch.runner makes its own clusters."""
-    from awdvd.batch.runner import local_cluster
+    from awdvd._cluster import local_cluster
 
     with local_cluster(2) as cluster:
         yield cluster

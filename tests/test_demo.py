@@ -57,9 +57,9 @@ def test_demo_without_a_model_file_is_one_clear_error(tmp_path, capsys):
 
 
 def test_demo_without_a_bundled_model_uses_the_true_levels_and_says_so(tmp_path, monkeypatch, capsys):
-    import awdvd.learn.model
+    import awdvd.demo
 
-    monkeypatch.setattr(awdvd.learn.model, "bundled_model_path", lambda: tmp_path / "none.pt")
+    monkeypatch.setattr(awdvd.demo, "bundled_model_path", lambda: tmp_path / "none.pt")
     assert main(["demo", "-o", str(tmp_path / "out")]) == 0
     out = capsys.readouterr().out
     assert "true levels" in out and "no bundled model" in out
@@ -71,6 +71,7 @@ def test_demo_without_a_bundled_model_uses_the_true_levels_and_says_so(tmp_path,
 
 def test_demo_figure_has_a_scale_bar_a_zoom_caption_and_both_level_maps(tmp_path, model_file, monkeypatch):
     """Issue 15 item 12: demo.png had no scale bar, no caption for its zoom row, no true level map."""
+    import awdvd.demo
     import awdvd.plots
 
     figures = {}
@@ -79,7 +80,8 @@ def test_demo_figure_has_a_scale_bar_a_zoom_caption_and_both_level_maps(tmp_path
         figures[str(path).rsplit("/", 1)[-1]] = fig
         return path
 
-    monkeypatch.setattr(awdvd.plots, "save_figure", keep)
+    monkeypatch.setattr(awdvd.demo, "save_figure", keep)  # demo.png
+    monkeypatch.setattr(awdvd.plots, "save_figure", keep)  # the figures awdvd.plots saves itself
     run_demo(tmp_path, model=model_file, progress=False)
     fig = figures["demo.png"]
     titles = [ax.get_title() for ax in fig.axes]

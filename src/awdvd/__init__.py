@@ -18,7 +18,7 @@ __version__ = "0.1.0"
 
 # public names that live in heavier modules, imported on first use (PEP 562)
 _LAZY = {
-    "load_model": "learn.model",
+    "load_model": "learn.model_files",
     "DefocusModel": "learn.model",
     "richardson_lucy": "restore.rl",
     "deconvolve": "restore.pipeline",

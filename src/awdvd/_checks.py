@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import numbers
 
@@ -54,7 +55,6 @@ def check_image(image, name: str = "image", *, ndim: int = 2, min_shape: tuple[i
 
 def check_known_fields(cls, data, what: str) -> None:
     """Raise for a ``from_dict`` payload that is not a dict or names fields the dataclass ``cls`` lacks."""
-    import dataclasses
 
     if not isinstance(data, dict):
         raise TypeError(f"{cls.__name__}.from_dict needs a dict, got {type(data).__name__}")

@@ -12,17 +12,33 @@ import json
 import time
 
 import numpy as np
+from tqdm.auto import tqdm
 
-from .restore.windows import PATCH_PX
+from .data.patches import PATCH_PX
+from .data.synth import synthetic_nuclei, tilted_specimen
+from .io import check_output_folder, read_image, write_json, write_tiff
+from .learn.model import DefocusModel
+from .learn.model_files import bundled_model_path, load_model
+from .metrics import psnr, ssim
+from .physics.optics import Optics
+from .physics.psf import psf_bank
+from .plots import (
+    OVERLAY_ALPHA,
+    defocus_overlay,
+    figure,
+    hatch_background,
+    level_image,
+    matplotlib_cmap_mappable,
+    save_figure,
+    scale_bar,
+)
+from .restore.pipeline import deconvolve_invariant, iterations_per_level, options_with, restore_image
+from .restore.windows import DefocusMap, window_levels_from_pixels
 
 __all__ = ["run_demo", "true_level_map", "demo_figure"]
 
 
 def _observed_and_truth(image, seed: int, optics):
-    from .validate.restoration import tilted_specimen
-    from .io import read_image
-    from .data.synth import synthetic_nuclei
-
     if image is None:
         specimen = tilted_specimen(synthetic_nuclei((520, 696), seed=seed), optics=optics, seed=seed)
         return specimen.observed, specimen.truth, specimen.levels, None
@@ -34,8 +50,6 @@ def _observed_and_truth(image, seed: int, optics):
 
 def true_level_map(levels, *, stride: int, patch_px: int, n_levels: int):
     """A :class:`~awdvd.restore.windows.DefocusMap` holding the true level at each window centre (certain)."""
-    from .validate.restoration import window_levels_from_pixels
-    from .restore.windows import DefocusMap
 
     grid = window_levels_from_pixels(levels, stride=stride, patch_px=patch_px)
     return DefocusMap.from_levels(grid, levels.shape, stride=stride, patch_px=patch_px, n_levels=n_levels, mode="truth")
@@ -60,18 +74,6 @@ def run_demo(output, *, model=None, image=None, overwrite: bool = False, seed: i
     specimen PSNR/SSIM of the recorded, depth-invariant and AWDVD images against the truth (data range of the
     truth) and the accuracy of the predicted window levels.
     """
-    from tqdm.auto import tqdm
-
-    from .validate.restoration import window_levels_from_pixels
-    from .io import write_json, write_tiff
-    from .metrics import psnr, ssim
-    from .learn.model import DefocusModel, bundled_model_path, load_model
-    from .physics.optics import Optics
-    from .plots import defocus_overlay
-    from .physics.psf import psf_bank
-    from .restore.pipeline import deconvolve_invariant, iterations_per_level, options_with, restore_image
-
-    from .io import check_output_folder
 
     options = options_with(options, {})
     output = check_output_folder(output)  # before any work
@@ -172,12 +174,8 @@ def demo_figure(panels, summary: dict, dmap, true_levels, *, observed, truth, pi
     below, the zoom into the yellow box (captioned: where it is, its true level); below that, the predicted
     level map beside the true one (where known), in the overlay's colours. ``panels``: (title, quality key,
     image). Returns the path."""
-    from matplotlib.patches import Rectangle
-
-    from .plots import OVERLAY_ALPHA, figure, hatch_background, level_image, matplotlib_cmap_mappable, save_figure
-    from .plots import scale_bar
-
     import matplotlib.colors as mcolors
+    from matplotlib.patches import Rectangle
 
     columns = len(panels)
     fig, axes = figure(3, columns, figsize=(4.2 * columns, 8.6), gridspec_kw={"hspace": 0.32})

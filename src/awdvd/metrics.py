@@ -44,8 +44,7 @@ __all__ = [
     "psnr",
     "ssim",
     "truth_data_range",
-    "PAPER_DATA_RANGE",
-]
+    "PAPER_DATA_RANGE", "band_gains"]
 
 def _labels_1d(values, name: str) -> np.ndarray:
     array = np.asarray(values)
@@ -310,3 +309,18 @@ def ssim(reference, image, *, data_range: float) -> float:
     if min(ref.shape) < 7:
         raise ValueError(f"SSIM needs images of at least 7 x 7 px, got {ref.shape}")
     return float(structural_similarity(ref, img, data_range=data_range))
+
+
+def band_gains(specimen, restored) -> tuple[list[float], float]:
+    """(PSNR gain (dB) over the recorded image of every level band, in level order; whole-image gain), with the
+    in-focus truth's range as the data range (gains do not depend on it)."""
+    truth, observed = specimen.truth, specimen.observed
+    data_range = truth_data_range(truth)
+    columns = np.asarray(specimen.levels)[0]
+    gains = []
+    for level in np.unique(columns):
+        band = columns == level
+        gains.append(float(psnr(truth[:, band], restored[:, band], data_range=data_range)
+                           - psnr(truth[:, band], observed[:, band], data_range=data_range)))
+    whole = float(psnr(truth, restored, data_range=data_range) - psnr(truth, observed, data_range=data_range))
+    return gains, whole

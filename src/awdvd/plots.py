@@ -8,6 +8,9 @@ from typing import Sequence
 
 import numpy as np
 
+from .io import atomic_path
+from .io.writers import software
+
 __all__ = ["figure", "save_figure", "psf_montage", "defocus_overlay", "level_colours", "level_image", "scale_bar", "hatch_background",
            "training_curves", "stream_curves", "confusion_figure", "cmc_figure", "plot_patch_metrics", "plot_whole_image",
            "OVERLAY_ALPHA"]
@@ -25,10 +28,6 @@ def figure(*args, **kwargs):
 
 def save_figure(fig, path, *, overwrite: bool = False, dpi: int = 120) -> Path:
     import matplotlib.pyplot as plt
-
-    from .io import atomic_path
-
-    from .io.writers import software
 
     with atomic_path(path, overwrite=overwrite) as tmp:  # the Software text says awdvd wrote it (io.made_by_awdvd)
         fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png", metadata={"Software": software()})

@@ -26,6 +26,8 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from .data.patches import BACKGROUND
+from .io import write_csv
+from .plots import figure, save_figure
 
 __all__ = ["OUT_OF_FOCUS_LEVEL", "Well", "focus_row", "focus_columns", "write_focus_csv", "parse_well",
            "plate_layout", "plate_heatmap", "write_focus_report", "PLATE_LAYOUTS"]
@@ -143,7 +145,6 @@ def write_focus_csv(path, rows: Sequence[dict], *, overwrite: bool = False) -> P
     Columns are those of the first row (all rows must have the same); booleans are written ``true`` /
     ``false``, missing values (no well, no site, no foreground) as empty cells or ``nan``.
     """
-    from .io import write_csv
 
     rows = list(rows)
     if not rows:
@@ -179,7 +180,6 @@ def plate_heatmap(rows: Sequence[dict], path, *, plate: int | str = "auto", valu
 
     n_levels : top of the colour scale for level values (default: from the rows' ``fraction_level_*``).
     """
-    from .plots import figure, save_figure
 
     placed = [(parse_well(row["image"]), row) for row in rows]
     placed = [(well, row) for well, row in placed if well is not None]

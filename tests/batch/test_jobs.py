@@ -169,7 +169,7 @@ def test_predict_job_small_and_large(inputs, model, tmp_path):
 
 
 def test_auto_workers(monkeypatch):
-    import awdvd._threads
+    import awdvd.batch.orchestrate
 
     assert auto_workers(1, any_large=False, cpus=4) == 0  # one file: this process, all its cores
     assert auto_workers(7, any_large=False, cpus=4) == 0  # too few files per worker to pay for a cluster
@@ -177,7 +177,7 @@ def test_auto_workers(monkeypatch):
     assert auto_workers(50, any_large=False, cpus=4) == 4
     assert auto_workers(500, any_large=False, cpus=2) == 0  # on 2 cores one process was always faster
     assert auto_workers(1, any_large=True, cpus=4) == 4  # a large image's tiles use them all
-    monkeypatch.setattr(awdvd._threads, "available_cpus", lambda: 16)
+    monkeypatch.setattr(awdvd.batch.orchestrate, "available_cpus", lambda: 16)
     assert auto_workers(100, any_large=False) == 16
 
 

@@ -119,17 +119,17 @@ def test_outputs_that_would_collide_are_refused_up_front(workspace, tmp_path, ca
 def test_many_files_on_a_local_cluster_equal_serial(workspace, tmp_path, capsys, dask_cluster, monkeypatch):
     """--workers 2 (a local Dask cluster) gives the serial outputs bit for bit, loads the model and PSF bank once
     per worker, and a corrupt file fails alone with a non-zero exit. (The cluster run_jobs starts is the
-    session's: awdvd.batch.runner.local_cluster(2) made both, so the test does not pay for starting another.)"""
+    session's: awdvd._cluster.local_cluster(2) made both, so the test does not pay for starting another.)"""
     import contextlib
 
-    import awdvd.batch.runner
+    import awdvd.batch.orchestrate
 
     @contextlib.contextmanager
     def session_cluster(workers):
         assert workers == 2
         yield dask_cluster
 
-    monkeypatch.setattr(awdvd.batch.runner, "local_cluster", session_cluster)
+    monkeypatch.setattr(awdvd.batch.orchestrate, "local_cluster", session_cluster)
     root, model_path, _ = workspace
     folder = tmp_path / "in"
     folder.mkdir()

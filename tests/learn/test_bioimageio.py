@@ -8,7 +8,8 @@ import zipfile
 import numpy as np
 import pytest
 
-from awdvd.learn.model import ModelFileError, bundled_model_path
+from awdvd.learn.model import ModelFileError
+from awdvd.learn.model_files import bundled_model_path
 
 torch = pytest.importorskip("torch")
 

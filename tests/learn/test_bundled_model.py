@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from awdvd.learn.model import bundled_model_path, load_model
+from awdvd.learn.model_files import bundled_model_path, load_model
 from awdvd.physics.optics import Optics
 from awdvd.data.patches import image_range, is_background
 from awdvd.data.synth import CameraNoise, blur, forward_bank, synthetic_nuclei

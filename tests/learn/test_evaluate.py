@@ -91,7 +91,7 @@ def test_write_evaluation_of_one_model(model_files, tiny_dataset_dir, tiny_datas
     summary = json.loads((out / "summary.json").read_text())
     assert summary == json.loads(json.dumps(done.summaries["a"]))
     assert summary["model"] == str(model_files[0]) and summary["split"] == "test" and summary["recipe"] == "test"
-    from awdvd.learn.model import load_model
+    from awdvd.learn.model_files import load_model
 
     direct = evaluate_model(load_model(model_files[0]), tiny_dataset[0]["test"], metadata=tiny_dataset[1])
     assert summary["accuracy"] == pytest.approx(direct["accuracy"], abs=1e-12)

@@ -10,20 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from awdvd.learn.model import (
-    ARCHITECTURES,
-    PAPER_PARAMETERS,
-    DefocusModel,
-    DelpNetConfig,
-    ModelFileError,
-    build_delpnet,
-    build_network,
-    count_parameters,
-    fold_batchnorm,
-    load_model,
-    network_cost,
-    optimize_for_inference,
-)
+from awdvd.learn.model import ARCHITECTURES, PAPER_PARAMETERS, DefocusModel, DelpNetConfig, ModelFileError, build_delpnet, build_network, count_parameters, fold_batchnorm, network_cost, optimize_for_inference
+from awdvd.learn.model_files import load_model
 from awdvd.learn.networks import ComparisonNetConfig
 from awdvd.physics.optics import Optics
 

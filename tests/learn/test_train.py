@@ -12,7 +12,8 @@ import torch
 
 from awdvd.cli import main
 from awdvd.learn.evaluate import evaluate_model
-from awdvd.learn.model import DelpNetConfig, load_model
+from awdvd.learn.model import DelpNetConfig
+from awdvd.learn.model_files import load_model
 from awdvd.learn.train import (
     CURVE_COLUMNS,
     RECIPES,

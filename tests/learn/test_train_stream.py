@@ -96,7 +96,7 @@ def test_init_starts_from_a_trained_models_weights(sources, tmp_path):
 def test_cli_trains_from_images(tmp_path):
     from awdvd.cli import main
     from awdvd.io import write_tiff
-    from awdvd.learn.model import load_model
+    from awdvd.learn.model_files import load_model
 
     folder = tmp_path / "in_focus"
     folder.mkdir()

@@ -19,7 +19,7 @@ if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.env
     pytest.skip("no X display for napari's OpenGL canvas (install xvfb and pytest-xvfb, or run under xvfb-run)",
                 allow_module_level=True)
 
-from awdvd.learn.model import bundled_model_path  # noqa: E402
+from awdvd.learn.model_files import bundled_model_path
 
 pytestmark = pytest.mark.skipif(not bundled_model_path().is_file(), reason="no bundled model in this installation")
 
@@ -29,7 +29,7 @@ WAIT_MS = 120_000
 @pytest.fixture(scope="module")
 def specimen():
     """A small tilted specimen (levels 0-10 left to right) at the bundled model's 0.65 um pixels."""
-    from awdvd.validate.restoration import tilted_specimen
+    from awdvd.data.synth import tilted_specimen
     from awdvd.data.synth import synthetic_nuclei
 
     return tilted_specimen(synthetic_nuclei((168, 336), n_nuclei=20, seed=1), seed=1).observed

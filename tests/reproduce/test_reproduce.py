@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from awdvd.cli import main
-from awdvd.learn.model import bundled_model_path, load_model
+from awdvd.learn.model_files import bundled_model_path, load_model
 from awdvd.reproduce import REPORT_ITEMS, SCALES, Scale, get_scale, reproduce
 from awdvd.data.synth import synthetic_nuclei
 

@@ -42,7 +42,7 @@ def calibrated(model_file):
 
 
 def test_calibrate_model_writes_a_new_model_file_with_its_schedule(model_file, calibrated):
-    from awdvd.learn.model import load_model
+    from awdvd.learn.model_files import load_model
     from awdvd.restore.pipeline import AWDVDOptions, rl_schedule
 
     path, messages = calibrated
@@ -99,7 +99,7 @@ def test_calibrate_restoration_command(model_file, tmp_path, capsys):
     captured = capsys.readouterr()
     assert f"wrote {out}: default plain RL, iterations per level [0," in captured.out
     assert "level 10:" in captured.err and _digest(model_file) == before
-    from awdvd.learn.model import load_model
+    from awdvd.learn.model_files import load_model
 
     assert model_schedule(load_model(out)).variant == "plain"
     # an existing output is refused in one line, and replaced with --overwrite
@@ -142,10 +142,10 @@ def test_the_tilted_stage_scores_what_awdvd_then_restores():
     # band gains it records must be those of AWDVD run with the schedule it returns
     import numpy as np
 
-    from awdvd.validate.restoration_bands import band_gains
+    from awdvd.metrics import band_gains
     from awdvd.restore.blend import deconvolve_levels
     from awdvd.restore.calibration import CalibrationSpec, STRENGTHS, tilted_validation_specimens, tune_on_tilted
-    from awdvd.validate.restoration import window_levels_from_pixels
+    from awdvd.restore.windows import window_levels_from_pixels
     from awdvd.physics.optics import Optics
     from awdvd.physics.psf import psf_bank
     from awdvd.restore.rl import resolve_offset

@@ -124,7 +124,7 @@ def test_tiles_give_the_whole_image_map(model, image):
 
 
 def test_model_file_keeps_the_normalisation(model, tmp_path):
-    from awdvd.learn.model import load_model
+    from awdvd.learn.model_files import load_model
 
     model.save(tmp_path / "m.pt")
     loaded = load_model(tmp_path / "m.pt")

@@ -202,7 +202,7 @@ def test_dense_map_from_a_network(bank):
 
 
 def test_the_bundled_model_is_the_default(bank):
-    from awdvd.learn.model import bundled_model_path
+    from awdvd.learn.model_files import bundled_model_path
 
     if not bundled_model_path().is_file():
         pytest.skip("no bundled model in this installation")

@@ -76,7 +76,7 @@ def test_schedule_round_trips_through_json_and_rejects_unknown_fields():
 
 def test_schedule_is_stored_in_and_read_back_from_a_model_file(tmp_path):
     pytest.importorskip("torch")
-    from awdvd.learn.model import load_model
+    from awdvd.learn.model_files import load_model
 
     from _standins import tiny_delpnet_model
 

@@ -213,8 +213,8 @@ def test_tiled_deconvolve_equals_whole_image_deconvolve(field, model, bank):
 
 def load_model_once(path: str):
     """A model loader for tiles: picklable, loads the file once per process."""
-    from awdvd.batch.runner import worker_resource
-    from awdvd.learn.model import load_model
+    from awdvd._cluster import worker_resource
+    from awdvd.learn.model_files import load_model
 
     return worker_resource(("test-model", path), lambda: load_model(path))
 

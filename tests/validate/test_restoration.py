@@ -7,14 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from awdvd.validate.restoration import (
-    case_i_boundaries,
-    evaluate_patches,
-    evaluate_whole_image,
-    seam_ratio,
-    tilted_specimen,
-    window_levels_from_pixels,
-)
+from awdvd.validate.restoration import case_i_boundaries, evaluate_patches, evaluate_whole_image, seam_ratio
+from awdvd.restore.windows import window_levels_from_pixels
+from awdvd.data.synth import tilted_specimen
 from awdvd.physics.optics import Optics
 from awdvd.physics.psf import psf_bank
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from awdvd.validate import restoration_bands as bands
-from awdvd.validate.restoration import tilted_specimen
+from awdvd.data.synth import tilted_specimen
 from awdvd.physics.optics import Optics
 from awdvd.physics.psf import psf_bank
 

@@ -5,7 +5,7 @@ output format (small and picklable: it is what travels to the Dask workers). ``j
 (:func:`awdvd.restore.pipeline.restore_image`, which chooses whole or tiled) -> write: each output atomically, the JSON
 sidecar last (it stores ``options.to_dict()`` and what the pipeline resolved: offset, iterations, device).
 ``job.outputs(path)`` names the outputs, so a rerun skips the files whose outputs all exist. The model and the
-PSF bank are loaded once per process (so once per Dask worker) with :func:`awdvd.batch.runner.worker_resource`.
+PSF bank are loaded once per process (so once per Dask worker) with :func:`awdvd._cluster.worker_resource`.
 
 Images of more than ``max_px`` pixels (default 4096 x 4096) are never read whole: they go through
 :mod:`awdvd.restore.tiles`, and their restored image is written as OME-Zarr unless another format is asked for.
@@ -30,7 +30,9 @@ Example ::
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
+import os
 import time
 import warnings
 from dataclasses import dataclass
@@ -38,10 +40,38 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import __version__
 from .._checks import check_positive_int
-from ..io import LARGEST_IMAGE_IN_MEMORY_PX
-from ..restore.pipeline import AWDVDOptions
-from ..restore.tiles import DEFAULT_TILE_PX
+from .._cluster import worker_resource, worker_resource_loads
+from .._device import resolve_device
+from ..io import (
+    LARGEST_IMAGE_IN_MEMORY_PX,
+    OpticsWarning,
+    check_optics,
+    check_output_folder,
+    check_pixel_size,
+    file_identity,
+    image_shape,
+    image_stem,
+    made_by_awdvd,
+    open_image_output,
+    read_image,
+    read_json,
+    read_ome_optics,
+    write_image,
+    write_json,
+    write_tiff,
+)
+from ..learn.model_files import load_model
+from ..physics.optics import UndersamplingWarning
+from ..physics.psf import psf_bank
+from ..plots import defocus_overlay
+from ..qc import focus_columns, focus_row, parse_well, plate_heatmap, write_focus_csv
+from ..restore.pipeline import AWDVDOptions, defocus_map_of, restore_image
+from ..restore.rl import to_input_dtype
+from ..restore.tiles import DEFAULT_TILE_PX, should_tile
+from ..restore.windows import DefocusMap
+from .reruns import input_record
 
 __all__ = ["ModelFile", "DeconvolveJob", "PredictJob", "run_jobs", "auto_workers", "FORMATS", "OUTPUT_SUFFIXES",
            "FOCUS_CSV", "FOCUS_PLATE", "CLUSTER_MIN_FILES_PER_WORKER", "CLUSTER_MIN_CPUS"]
@@ -71,10 +101,6 @@ class ModelFile:
             object.__setattr__(self, "path", str(Path(self.path).absolute()))
 
     def __call__(self):
-        from .._device import resolve_device
-        from .runner import worker_resource
-        from ..learn.model import load_model
-
         device = resolve_device(self.device)
         return worker_resource(("model", self.path, device), lambda: load_model(self.path, device=device))
 
@@ -83,16 +109,11 @@ class ModelFile:
 
 
 def _psf_bank(optics, size: int | None) -> np.ndarray:
-    from .runner import worker_resource
-    from ..physics.psf import psf_bank
-
     key = ("psf_bank", json.dumps(optics.to_dict(), sort_keys=True), size)
     return worker_resource(key, lambda: psf_bank(optics, size=size))
 
 
 def _load_counts() -> dict:
-    from .runner import worker_resource_loads
-
     return {k[0]: v for k, v in worker_resource_loads().items() if isinstance(k, tuple) and k[0] in ("model", "psf_bank")}
 
 
@@ -105,8 +126,6 @@ class _Recorder:
 
     @contextlib.contextmanager
     def capture(self):
-        from ..physics.optics import UndersamplingWarning
-
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             warnings.simplefilter("ignore", UndersamplingWarning)  # the paper's optics are undersampled by design
@@ -119,8 +138,6 @@ class _Recorder:
 
 
 def _read_plane(path: Path):
-    from ..io import read_image
-
     image = read_image(path)
     if image.data.ndim != 2:
         raise ValueError(f"{path.name} holds a stack of shape {tuple(image.data.shape)}; awdvd restores 2-D images: "
@@ -135,7 +152,6 @@ def _checked_optics(path: Path, model, *, strict: bool) -> dict:
     """The optics ``path`` records (OME-TIFF / OME-Zarr metadata, a TIFF's pixel size; nothing for PNG and
     JPEG) compared with the model's: each mismatch an :class:`awdvd.io.OpticsWarning` (one line per file in the
     CLI), or with ``strict`` an :class:`awdvd.io.OpticsMismatchError`. Returns what the sidecar records."""
-    from ..io import OpticsWarning, check_optics, check_pixel_size, read_ome_optics
 
     recorded = read_ome_optics(path) if path.is_dir() or path.suffix.lower() in (".tif", ".tiff") else dict(_NO_OPTICS)
     with warnings.catch_warnings():
@@ -159,8 +175,6 @@ class _Job:
     strict_optics: bool = False
 
     def __post_init__(self):
-        from ..io import check_output_folder
-
         object.__setattr__(self, "out_dir", check_output_folder(Path(self.out_dir).absolute()))
         if not isinstance(self.model, ModelFile):
             raise TypeError("model must be a ModelFile (a path loaded on each worker), not a loaded model")
@@ -181,8 +195,6 @@ class _Job:
     def is_large(self, path: Path) -> bool:
         """True if ``path`` holds more than ``max_px`` pixels (from its metadata); False if that cannot be
         read (the job itself will then report what is wrong with the file)."""
-        from ..io import image_shape
-        from ..restore.tiles import should_tile
 
         try:
             shape = image_shape(path)
@@ -191,14 +203,11 @@ class _Job:
         return len(shape) >= 2 and should_tile(shape, max_px=self.max_px)
 
     def _stem(self, path: Path) -> str:
-        from ..io import image_stem
-
         return image_stem(path)
 
     def is_own_output(self, path: Path) -> bool:
         """True for a file that is an output of awdvd (its name ends like one, :data:`OUTPUT_SUFFIXES`, and awdvd
         wrote it): found in a folder or by a pattern, it is not an input."""
-        from ..io import made_by_awdvd
 
         name = Path(path).name.lower()
         return (name.endswith(OUTPUT_SUFFIXES) or name == FOCUS_PLATE) and made_by_awdvd(path)
@@ -233,8 +242,6 @@ class _DtypeWriter:
             self.tile_done = target.tile_done
 
     def __setitem__(self, index, value):
-        from ..restore.rl import to_input_dtype
-
         converted, clipped = to_input_dtype(value, self.dtype)
         self.clipped += clipped
         self._last = clipped
@@ -289,11 +296,6 @@ class DeconvolveJob(_Job):
     def _resume_key(self, source: dict, shape, fmt: str, dtype) -> str:
         """What a tiled restoration's pixels depend on, hashed: a resumable part made for anything else (another
         input, options, model file, tile size, awdvd version, device) is not resumed."""
-        import hashlib
-
-        from .. import __version__
-        from .._device import resolve_device
-        from ..io import file_identity
 
         model = file_identity(self.model.path)["hash"] if self.model.path else "bundled"
         payload = {"input": [source["size"], source["hash"]], **self.settings(), "model_file": model,
@@ -305,10 +307,6 @@ class DeconvolveJob(_Job):
     def _tiled_map(self, data, part, *, client, progress) -> tuple:
         """(the defocus map of a tiled image, seconds): from the resumable ``part`` when an earlier run of the same
         work saved it there, else computed (:func:`awdvd.restore.pipeline.defocus_map_of`) and saved."""
-        import os
-
-        from ..restore.pipeline import defocus_map_of
-        from ..restore.windows import DefocusMap
 
         saved = part.folder / "defocus_map.npz"
         if part.resumed and saved.is_file():
@@ -334,13 +332,6 @@ class DeconvolveJob(_Job):
 
     def __call__(self, path: Path, *, client=None, progress: bool = False) -> dict:
         """Restore ``path`` and write its outputs; ``client`` spreads a large image's tiles over a cluster."""
-        from .. import __version__
-        from ..io import open_image_output, write_image, write_json
-        from ..restore.pipeline import restore_image
-        from ..restore.rl import to_input_dtype
-        from ..restore.tiles import should_tile
-
-        from .reruns import input_record
 
         path = Path(path)
         recorder = _Recorder()
@@ -429,14 +420,6 @@ class PredictJob(_Job):
                 "job": {"model": self.model.describe()}}
 
     def __call__(self, path: Path, *, client=None, progress: bool = False) -> dict:
-        from .. import __version__
-        from ..io import write_json, write_tiff
-        from ..restore.pipeline import defocus_map_of
-        from ..restore.tiles import should_tile
-
-        from ..qc import focus_row
-        from .reruns import input_record
-
         path = Path(path)
         recorder = _Recorder()
         stem = self.out_dir / self._stem(path)
@@ -474,8 +457,6 @@ class PredictJob(_Job):
             }
             write_tiff(f"{stem}.defocus.tif", planes, overwrite=True, description=meta)
             if not large:
-                from ..plots import defocus_overlay
-
                 defocus_overlay(np.asarray(image.data), dmap, f"{stem}.defocus.png", depths_um=model.optics.depths_um,
                                 overwrite=True, title=f"{path.name}: defocus levels, stride {dmap.stride} px",
                                 pixel_um=image.pixel_um or model.optics.pixel_um)
@@ -489,8 +470,6 @@ class PredictJob(_Job):
         """The run's focus QC (:mod:`awdvd.qc`) in ``out_dir``: :data:`FOCUS_CSV`, one row per image of the run
         (done now or earlier: the rows come from the sidecars), and :data:`FOCUS_PLATE`, the median level per
         well, where the file names carry plate wells. Both are rewritten by every run."""
-        from ..io import read_json
-        from ..qc import focus_columns, parse_well, plate_heatmap, write_focus_csv
 
         rows = []
         for result in report.results:

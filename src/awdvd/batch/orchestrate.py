@@ -12,6 +12,11 @@ import functools
 import time
 
 from .._checks import check_positive_int
+from .._cluster import local_cluster
+from .._threads import available_cpus
+from ..io import plan_outputs, sweep_orphans
+from .reruns import check_existing_outputs
+from .runner import BatchReport, run_batch
 
 __all__ = ["run_jobs", "auto_workers", "CLUSTER_MIN_CPUS", "CLUSTER_MIN_FILES_PER_WORKER"]
 
@@ -19,7 +24,6 @@ __all__ = ["run_jobs", "auto_workers", "CLUSTER_MIN_CPUS", "CLUSTER_MIN_FILES_PE
 def _sweep(plan) -> None:
     """Remove the pieces that killed runs left beside this batch's outputs (awdvd.io.sweep_orphans: only those of
     processes that are gone); resumable parts of tiled outputs stay for the job to resume."""
-    from ..io import sweep_orphans
 
     by_folder: dict = {}
     for outputs in plan.outputs.values():
@@ -30,8 +34,6 @@ def _sweep(plan) -> None:
 
 
 def _merge(reports, paths, seconds: float, where: str, changed):
-    from .runner import BatchReport
-
     by_path = {r.path: r for report in reports for r in report.results}
     return BatchReport(results=tuple(by_path[p] for p in paths), seconds=seconds, where=where, changed=tuple(changed))
 
@@ -61,7 +63,6 @@ def auto_workers(n_files: int, *, any_large: bool, cpus: int | None = None) -> i
 
     ``cpus`` defaults to the CPUs this process may use (:func:`awdvd._threads.available_cpus`).
     """
-    from .._threads import available_cpus
 
     cpus = available_cpus() if cpus is None else check_positive_int(cpus, "cpus")
     if any_large:
@@ -101,9 +102,6 @@ def run_jobs(inputs, job, *, workers: int | None = None, scheduler=None, overwri
     with an output's name that awdvd did not write. Files found in folders or by patterns that are awdvd's own
     outputs are not inputs; pieces that killed runs left beside the outputs are removed first.
     """
-    from .runner import local_cluster, run_batch
-    from ..io import plan_outputs
-    from .reruns import check_existing_outputs
 
     start = time.perf_counter()
     # collisions, outputs that would replace inputs: refused up front; awdvd's own outputs are never inputs

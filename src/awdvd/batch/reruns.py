@@ -17,6 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..io import file_identity, made_by_awdvd, read_json, same_content
+
 __all__ = ["check_existing_outputs", "RerunPlan", "input_record"]
 
 
@@ -31,14 +33,12 @@ class RerunPlan:
 
 def input_record(path: Path) -> dict:
     """What a sidecar records about the input it was made from: its path and :func:`awdvd.io.file_identity`."""
-    from ..io import file_identity
 
     return {"path": str(path), **file_identity(path)}
 
 
 def _sidecar(job, path: Path) -> dict | None:
     """The job's sidecar of ``path`` if it exists and awdvd wrote it, else None."""
-    from ..io import read_json
 
     sidecar = job.sidecar(path)
     if not sidecar.is_file():
@@ -52,7 +52,6 @@ def _sidecar(job, path: Path) -> dict | None:
 
 def _foreign_outputs(plan, job) -> list[tuple[Path, Path]]:
     """(input, output) pairs of outputs that exist but that awdvd did not write."""
-    from ..io import made_by_awdvd
 
     foreign = []
     for path in plan.paths:
@@ -79,7 +78,6 @@ def check_existing_outputs(plan, job, *, overwrite: bool = False) -> RerunPlan:
     Returns a :class:`RerunPlan`. Raises FileExistsError for outputs awdvd did not write, ValueError for
     finished files made with other options.
     """
-    from ..io import same_content
 
     if overwrite:
         return RerunPlan(plan=plan)

@@ -15,6 +15,7 @@ import threading
 import warnings
 
 from .. import __version__
+from ..physics.optics import UndersamplingWarning
 
 # module names in this package, in the order `awdvd --help` lists them
 _COMMAND_MODULES = ("demo", "psf", "simulate", "train", "evaluate", "evaluate_robustness", "predict", "deconvolve",
@@ -75,7 +76,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
-    from ..physics.optics import UndersamplingWarning
 
     # The paper's optics are undersampled by design; saying so on every run helps nobody.
     warnings.simplefilter("ignore", UndersamplingWarning)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import math
 
+from ..physics.optics import Optics
+
 
 def _int_at_least(text: str, minimum: int) -> int:
     try:
@@ -79,8 +81,6 @@ def add_optics_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def optics_from_args(args: argparse.Namespace):
-    from ..physics.optics import Optics
-
     return Optics(
         wavelength_um=args.wavelength_um,
         na=args.na,

@@ -6,7 +6,11 @@ import argparse
 import sys
 from pathlib import Path
 
+from .._device import resolve_device
+from ..learn.model_files import load_model
+from ..restore.calibration import CalibrationSpec, calibrate_model
 from ..restore.rl import RL_VARIANTS
+from ..restore.rl_schedule import model_schedules
 from ._common import non_negative_int, positive_int
 
 
@@ -53,17 +57,12 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .._device import resolve_device
-    from ..restore.calibration import CalibrationSpec, calibrate_model
-
     spec = CalibrationSpec(specimens_per_level=args.specimens, tilted_specimens=args.tilted,
                            max_iterations=args.max_iterations, seed=args.seed, variants=tuple(args.variants),
                            shape_px=(args.field_px, args.field_px))
     path = calibrate_model(args.model, args.output, spec=spec, overwrite=args.overwrite, psf_size=args.psf_size,
                            device=resolve_device(args.device),
                            progress=lambda message: print(message, file=sys.stderr, flush=True))
-    from ..learn.model import load_model
-    from ..restore.rl_schedule import model_schedules
 
     block = model_schedules(load_model(path))
     strength = block["schedules"][block["default_variant"]].get("strength")

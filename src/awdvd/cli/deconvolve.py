@@ -5,13 +5,22 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..batch.jobs import FORMATS, DeconvolveJob
 from ..restore.blend import LEVEL_BLENDS, METHODS
-from ..restore.rl import RL_VARIANTS
-from ..batch.jobs import FORMATS
 from ..restore.defocus_maps import MAP_MODES
+from ..restore.pipeline import AWDVDOptions
+from ..restore.rl import RL_VARIANTS
 from ..restore.windows import WEIGHTINGS
-from ._common import add_map_arguments, psf_size, non_negative_int, offset_arg
-from .outputs import add_batch_arguments, add_model_arguments, defaults, interrupted, window_stride
+from ._common import add_map_arguments, non_negative_int, offset_arg, psf_size
+from .outputs import (
+    add_batch_arguments,
+    add_model_arguments,
+    defaults,
+    interrupted,
+    model_file_from_args,
+    run_and_report,
+    window_stride,
+)
 
 
 def register(subparsers) -> None:
@@ -71,10 +80,6 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..batch.jobs import DeconvolveJob
-    from ..restore.pipeline import AWDVDOptions
-    from .outputs import model_file_from_args, run_and_report
-
     options = AWDVDOptions(stride=args.stride, iterations=args.iterations, rl=args.rl, method=args.method,
                            weighting=args.weighting, level_blend=args.level_blend, offset=args.offset,
                            psf_size=args.psf_size, halo_px=args.halo_px, map_mode=args.map_mode, device=args.device,

@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..demo import run_demo
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -25,8 +27,6 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..demo import run_demo
-
     summary = run_demo(args.output, model=args.model, image=args.image, overwrite=args.overwrite, seed=args.seed,
                        progress=sys.stderr.isatty())
     print(f"demo finished in {summary['seconds']:.1f} s; defocus levels from {summary['levels_from']}")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..learn.evaluate import write_evaluation
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -30,8 +32,6 @@ def _number(value, digits: int) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..learn.evaluate import write_evaluation
-
     done = write_evaluation(args.models, args.dataset, args.output, split=args.split, overwrite=args.overwrite)
     for name, s in done.summaries.items():
         print(f"{name}: accuracy {s['accuracy']:.4f}, macro precision {s['macro']['precision']:.4f} "

@@ -4,9 +4,13 @@ tilted specimen) as JSON tables and PNG plots."""
 from __future__ import annotations
 
 import argparse
+import shlex
+import sys
 from pathlib import Path
 
-from ._common import psf_size, non_negative_int, offset_arg, positive_int
+from ..io import check_output_folder
+from ..validate.restoration import write_restoration_report
+from ._common import non_negative_int, offset_arg, positive_int, psf_size
 from .outputs import defaults, window_stride
 
 
@@ -54,12 +58,6 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import shlex
-    import sys
-
-    from ..validate.restoration import write_restoration_report
-    from ..io import check_output_folder
-
     check_output_folder(args.output)  # before any work
     written = write_restoration_report(args.output, dataset=args.dataset, in_focus=args.in_focus or (),
                                        model=args.model, per_level=args.per_level, strides=args.strides,

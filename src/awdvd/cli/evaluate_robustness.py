@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..validate.robustness import worst_case, write_robustness
 from ._common import non_negative_int, positive_int
 
 
@@ -39,8 +40,6 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..validate.robustness import worst_case, write_robustness
-
     results = write_robustness(args.models, args.fields, args.output, procedural=args.procedural,
                                per_level=args.per_level, tta=args.tta, maps=not args.no_maps, seed=args.seed,
                                cameras=args.cameras,

@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..io import check_output_file
+from ..learn.bioimageio import export_bioimageio
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -23,9 +26,6 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..learn.bioimageio import export_bioimageio
-    from ..io import check_output_file
-
     check_output_file(args.output, overwrite=args.overwrite, example="delpnet.zip")  # before any work
     path = export_bioimageio(args.model, args.output, name=args.name, overwrite=args.overwrite)
     print(f"wrote {path}; check it with: bioimageio test {path}")

@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..data.datasets import fetch_bbbc006, parse_planes
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -22,8 +24,6 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..data.datasets import fetch_bbbc006, parse_planes
-
     planes = parse_planes(args.planes)
     folders = fetch_bbbc006(args.output, planes=planes, timeout_s=args.timeout_s, progress=sys.stderr.isatty())
     print(f"BBBC006: {len(folders)} plane folder(s) ready in {args.output}")

@@ -7,6 +7,11 @@ import argparse
 import sys
 from pathlib import Path
 
+from .._device import DEVICE_CHOICES
+from ..batch.jobs import ModelFile, run_jobs
+from ..io import LARGEST_IMAGE_IN_MEMORY_PX, keep_previous, write_json
+from ..restore.pipeline import AWDVDOptions
+from ..restore.tiles import DEFAULT_TILE_PX
 from ._common import non_negative_int, positive_int
 
 
@@ -17,7 +22,6 @@ def window_stride(text: str) -> int:
 
 def defaults():
     """``AWDVDOptions()``: the one place the restoration defaults are written (argparse takes them from it)."""
-    from ..restore.pipeline import AWDVDOptions
 
     return AWDVDOptions()
 
@@ -30,8 +34,6 @@ def tile_size(text: str) -> int:
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    from .._device import DEVICE_CHOICES
-
     parser.add_argument("--model", type=Path, help="model file from `awdvd train` (default: the bundled model)")
     parser.add_argument("--device", choices=DEVICE_CHOICES, default=defaults().device,
                         help="where the network and the deconvolution run (default: auto, CUDA if available)")
@@ -43,7 +45,6 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_batch_arguments(parser: argparse.ArgumentParser) -> None:
     """--workers, --scheduler, --overwrite, --tile-px, --max-whole-px."""
-    from ..io import LARGEST_IMAGE_IN_MEMORY_PX
 
     group = parser.add_argument_group("many files and large images")
     group.add_argument("--workers", type=non_negative_int, default=None,
@@ -56,7 +57,6 @@ def add_batch_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--overwrite", action="store_true",
                        help="redo images whose outputs exist (by default they are skipped, so an interrupted run "
                             "can simply be started again); inputs are never replaced")
-    from ..restore.tiles import DEFAULT_TILE_PX
 
     group.add_argument("--tile-px", type=tile_size, default=DEFAULT_TILE_PX,
                        help=f"tile side for large images (default {DEFAULT_TILE_PX})")
@@ -74,7 +74,6 @@ def interrupted(args: argparse.Namespace) -> str:
 def model_file_from_args(args: argparse.Namespace):
     """The ModelFile of ``--model`` on ``--device`` (loaded by the job up front, so that a missing or broken
     model file is one error before any image is touched)."""
-    from ..batch.jobs import ModelFile
 
     return ModelFile(None if args.model is None else str(args.model), device=args.device)
 
@@ -82,8 +81,6 @@ def model_file_from_args(args: argparse.Namespace):
 def run_and_report(command: str, args: argparse.Namespace, job, noun: str) -> int:
     """Run ``job`` over ``args.inputs``; print warnings, a summary (stdout; stderr if a file failed) and
     write the report as JSON in the output folder. Exit status 1 if any file failed."""
-    from ..io import keep_previous, write_json
-    from ..batch.jobs import run_jobs
 
     if args.scheduler is not None and "://" not in args.scheduler:
         raise ValueError(f"--scheduler takes an address like tcp://host:8786, got {args.scheduler!r}")

@@ -5,9 +5,19 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..batch.jobs import PredictJob
 from ..restore.defocus_maps import MAP_MODES, NORMALIZATIONS
-from .outputs import add_batch_arguments, add_model_arguments, defaults, interrupted, window_stride
+from ..restore.pipeline import AWDVDOptions
 from ._common import add_map_arguments
+from .outputs import (
+    add_batch_arguments,
+    add_model_arguments,
+    defaults,
+    interrupted,
+    model_file_from_args,
+    run_and_report,
+    window_stride,
+)
 
 
 def register(subparsers) -> None:
@@ -41,11 +51,6 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..batch.jobs import PredictJob
-    from .outputs import model_file_from_args, run_and_report
-
-    from ..restore.pipeline import AWDVDOptions
-
     options = AWDVDOptions(stride=args.stride, map_mode=args.mode, normalization=args.normalization, device=args.device,
                            tta=args.tta, smoothing_px=args.smoothing)
     job = PredictJob(out_dir=args.output, model=model_file_from_args(args), options=options, tile_px=args.tile_px,

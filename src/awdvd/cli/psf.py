@@ -5,6 +5,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import numpy as np
+
+from ..io import check_output_file, write_tiff
+from ..physics.psf import defocus_psf, psf_bank
+from ..plots import psf_montage
 from ._common import add_optics_arguments, optics_from_args, positive_int, psf_size
 
 
@@ -25,16 +30,9 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    from ..io import write_tiff
-    from ..plots import psf_montage
-    from ..physics.psf import defocus_psf, psf_bank
-
     optics = optics_from_args(args)
     output = args.output if args.output.suffix.lower() in (".tif", ".tiff") else args.output.with_suffix(".tif")
     png = output.with_suffix(".png")
-    from ..io import check_output_file
 
     for path in (output, png):
         check_output_file(path, overwrite=args.overwrite, example="bank.tif")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..reproduce import default_data_path, reproduce
+
 SCALE_NAMES = ("smoke", "cpu", "full")  # awdvd.reproduce.SCALES, named here so that parsing imports nothing
 
 
@@ -34,8 +36,6 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..reproduce import default_data_path, reproduce
-
     if args.data == ["procedural"]:
         data = None
     elif args.data:

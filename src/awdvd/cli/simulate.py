@@ -6,7 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from ._common import psf_size, add_optics_arguments, non_negative_int, optics_from_args, positive_float, positive_int
+from ..data.datasets import simulate_dataset
+from ..data.synth import CameraNoise, DatasetSpec
+from ._common import add_optics_arguments, non_negative_int, optics_from_args, positive_float, positive_int, psf_size
 
 
 def register(subparsers) -> None:
@@ -40,9 +42,6 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..data.datasets import simulate_dataset
-    from ..data.synth import CameraNoise, DatasetSpec
-
     spec = DatasetSpec(patch_px=args.patch_px, crops_per_image=args.crops,
                        realizations=args.realizations, fractions=tuple(args.fractions),
                        split_by=args.split_by, bg_max_below=args.bg_max, bg_range_below=args.bg_range,

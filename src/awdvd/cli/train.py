@@ -7,9 +7,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from ._common import add_optics_arguments, non_negative_int, optics_from_args, positive_float, positive_int
-
 from ..learn.recipes import RECIPES, VARIANTS  # plain dataclasses: no torch at parse time
+from ..learn.train import describe_variant, output_paths, train_to_file
+from ..learn.train_stream import train_stream_to_file
+from ._common import add_optics_arguments, non_negative_int, optics_from_args, positive_float, positive_int
 
 RECIPE_NAMES = tuple(RECIPES)
 STREAM_RECIPE_NAMES = ("stream", "smoke")  # awdvd.learn.train_stream.STREAM_RECIPES (kept torch-free here)
@@ -67,7 +68,6 @@ def register(subparsers) -> None:
 
 def interrupted(args: argparse.Namespace) -> str:
     """What an interrupted (Ctrl-C, SIGTERM) training leaves (awdvd.cli.main prints it)."""
-    from ..learn.train import output_paths
 
     if args.output is None:
         return ""
@@ -79,8 +79,6 @@ def interrupted(args: argparse.Namespace) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..learn.train import describe_variant, train_to_file
-
     if args.list_variants:
         for name in VARIANT_NAMES:
             print(describe_variant(name))
@@ -108,8 +106,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_stream(args: argparse.Namespace) -> int:
-    from ..learn.train_stream import train_stream_to_file
-
     if args.variant != "delpnet" or args.recipe in RECIPE_NAMES or args.epochs or args.batch_size:
         raise ValueError("--images trains DelpNet-lean on the stream (recipes stream, smoke); --variant, --recipe "
                          "paper/fast, --epochs and --batch-size apply to DATASET training")

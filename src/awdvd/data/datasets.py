@@ -24,14 +24,21 @@ import dataclasses
 import json
 import os
 import re
+import shutil
+import tempfile
+import urllib.error
+import urllib.request
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+from tqdm.auto import tqdm
 
-from ..io import atomic_path, find_images, read_image, write_json
+from ..io import atomic_path, check_output_folder, find_images, read_image, write_json
 from .patches import SPLITS, PatchSet
+from .synth import make_patch_dataset
 
 __all__ = [
     "DATASET_FORMAT_VERSION",
@@ -132,8 +139,6 @@ def simulate_dataset(inputs, output: str | os.PathLike, *, optics=None, noise=No
     Raises before reading anything: NotADirectoryError if ``output`` is a file, FileExistsError if it already
     holds a dataset and not ``overwrite``.
     """
-    from ..io import check_output_folder
-    from .synth import make_patch_dataset
 
     output = check_output_folder(output)  # before anything is read or computed
     if (output / "dataset.json").exists() and not overwrite:
@@ -161,7 +166,6 @@ def load_in_focus_images(inputs, *, progress: bool = False) -> tuple[list[np.nda
     """Load in-focus images from files/folders/globs: 2-D files as they are, multi-page stacks reduced to
     their in-focus plane (:func:`in_focus_index`), and a BBBC006 folder in its original layout
     (:func:`bbbc006_fields`) reduced to the in-focus plane of each field. Returns (images, names)."""
-    from tqdm.auto import tqdm
 
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
@@ -248,7 +252,6 @@ def bbbc006_fields(root: str | os.PathLike, *, channel: int | None = 1) -> list[
 
 def load_bbbc006_in_focus(root, *, channel: int = 1, progress: bool = False) -> tuple[list[np.ndarray], list[str]]:
     """The in-focus plane (max intensity std, paper 2.1) of every BBBC006 field under ``root``: (images, names)."""
-    from tqdm.auto import tqdm
 
     images, names = [], []
     for field in tqdm(bbbc006_fields(root, channel=channel), desc="BBBC006 stacks", unit="field", disable=not progress):
@@ -307,14 +310,6 @@ def fetch_bbbc006(dest, *, planes: Sequence[int] | None = None, timeout_s: float
 
 
 def _fetch_planes(dest: Path, planes: list[int], done: list[Path], *, timeout_s: float, progress: bool) -> None:
-    import shutil
-    import tempfile
-    import urllib.error
-    import urllib.request
-    import zipfile
-
-    from tqdm.auto import tqdm
-
     for plane in planes:
         folder = dest / f"BBBC006_v1_images_z_{plane:02d}"
         if folder.is_dir() and any(folder.iterdir()):

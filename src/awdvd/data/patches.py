@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import math
 from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 
 __all__ = ["BACKGROUND", "SPLITS", "PatchSet", "normalize_patches", "normalize_windows", "image_range",
-           "is_background", "fingerprint", "NORMALIZATIONS", "RANGE_SMOOTHING_PX", "RANGE_PERCENTILES"]
+           "is_background", "fingerprint", "NORMALIZATIONS", "RANGE_SMOOTHING_PX", "RANGE_PERCENTILES", "PATCH_PX"]
 
 BACKGROUND = -1  # label of a background patch or window wherever levels are stored as integers
 SPLITS = ("train", "val", "test")
@@ -41,8 +42,6 @@ def image_range(image, *, smoothing_px: float = RANGE_SMOOTHING_PX,
     Large images are smoothed in row bands and sampled on a regular grid of at most about 4 M pixels, so one
     value serves every tile of a large image.
     """
-    import math
-
     from scipy import ndimage as ndi
 
     shape = np.shape(image)
@@ -173,3 +172,6 @@ def fingerprint(*parts: PatchSet) -> str:
         digest.update(np.ascontiguousarray(patches.level.astype(np.int64)).tobytes())
         digest.update(np.ascontiguousarray(patches.background.astype(np.uint8)).tobytes())
     return digest.hexdigest()[:20]
+
+
+PATCH_PX = 84

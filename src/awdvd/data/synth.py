@@ -13,13 +13,14 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from .._checks import check_image, check_positive_int
 from .._config import FrozenConfig
 from .._threads import allowed_threads
 from ..physics.optics import Optics
-from .patches import SPLITS, PatchSet, image_range, is_background
 from ..physics.psf import check_psf_stack, psf_bank, psf_otfs
+from .patches import SPLITS, PatchSet, image_range, is_background
 
 __all__ = [
     "CameraNoise",
@@ -32,8 +33,7 @@ __all__ = [
     "make_patch_dataset",
     "split_counts",
     "synthetic_nuclei",
-    "tilted_levels",
-]
+    "tilted_levels", "TiltedSpecimen", "tilted_specimen"]
 
 # --------------------------------------------------------------------------------------------- camera noise
 @dataclass(frozen=True)
@@ -283,7 +283,6 @@ def make_patch_dataset(
     bank = forward_bank(optics, size=spec.psf_size)
     assignment = _assign_splits(len(sources), optics.n_levels, spec)
     parts: dict[int, list[PatchSet]] = {0: [], 1: [], 2: []}
-    from tqdm.auto import tqdm
 
     for s_index in tqdm(range(len(sources)), desc="synthesising", unit="image", disable=not progress):
         image = np.asarray(sources[s_index], dtype=np.float64)
@@ -394,3 +393,37 @@ def tilted_levels(shape: tuple[int, int], n_levels: int, *, axis: int = 1, rever
         ramp = ramp[::-1]
     grid = np.broadcast_to(ramp[None, :] if axis == 1 else ramp[:, None], (h, w))
     return np.ascontiguousarray(grid, dtype=np.int16)
+
+
+@dataclass
+class TiltedSpecimen:
+    """truth: (H, W) in-focus image (ADU); observed: (H, W) float32 defocused and noisy; levels: (H, W) int64
+    true defocus level of every pixel."""
+
+    truth: np.ndarray
+    observed: np.ndarray
+    levels: np.ndarray
+
+
+def tilted_specimen(in_focus, *, optics=None, noise=None, psf_size: int | None = None, seed: int = 0,
+                    first_level: int = 0, last_level: int | None = None) -> TiltedSpecimen:
+    """A specimen tilted along x: the level grows in equal bands from ``first_level`` at the left edge to
+    ``last_level`` (default the deepest) at the right. Forward model: :func:`awdvd.data.synth.depth_variant_blur`
+    with :func:`awdvd.data.synth.forward_bank` (level 0 = no blur), then camera noise."""
+
+    truth = check_image(in_focus, "in_focus", min_shape=(1, 1)).astype(np.float32)
+    optics = Optics() if optics is None else optics
+    noise = CameraNoise() if noise is None else noise
+    last_level = optics.n_levels - 1 if last_level is None else int(last_level)
+    if not 0 <= first_level <= last_level < optics.n_levels:
+        raise ValueError(f"need 0 <= first_level <= last_level < {optics.n_levels}, got {first_level}, {last_level}")
+    width = truth.shape[1]
+    bands = last_level - first_level + 1
+    column_levels = first_level + np.minimum(np.arange(width) * bands // width, bands - 1)
+    levels = np.broadcast_to(column_levels[None, :], truth.shape).astype(np.int64)
+    # the camera offset is electronic, not light: only what lies above it is blurred (blurring a constant
+    # offset band by band would draw false edges into the background where the level changes)
+    offset = min(noise.offset_adu, float(truth.min()))
+    expected = depth_variant_blur(truth - offset, levels, forward_bank(optics, size=psf_size)) + offset
+    observed = noise.apply(expected, np.random.default_rng(seed))
+    return TiltedSpecimen(truth=truth, observed=observed, levels=levels.copy())

@@ -31,6 +31,7 @@ from .._checks import check_image, check_positive_int
 from .._config import FrozenConfig
 from ..physics.optics import Optics
 from .patches import BACKGROUND, image_range
+from .synth import blur_levels, forward_bank
 
 __all__ = ["CameraRange", "Camera", "TrainingStream", "PAPER_CAMERAS", "UNSEEN_CAMERAS", "background_rule"]
 
@@ -188,8 +189,6 @@ class TrainingStream:
                  source_weights: Sequence[float] | None = None, bg_sigmas: float = 4.0, seed=0,
                  psf_size: int | None = None, source_offset_adu: float = 96.0,
                  source_gain_adu_per_e: float = SOURCE_GAIN_ADU_PER_E, dihedral: bool = True, batch_size: int = 128):
-        from .synth import blur_levels, forward_bank
-
         self.optics = Optics() if optics is None else optics
         self.cameras = CameraRange() if cameras is None else cameras
         self.patch_px = check_positive_int(patch_px, "patch_px")

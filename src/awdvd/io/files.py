@@ -12,7 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Mapping, Sequence
 
-from .images import IMAGE_SUFFIXES, is_image_folder
+import tifffile
+from PIL import Image
+
+from .images import IMAGE_SUFFIXES, is_image_folder, quiet_tifffile
 
 __all__ = ["find_images", "plan_outputs", "BatchPlan", "file_identity", "same_content", "made_by_awdvd",
            "SOFTWARE_PREFIX"]
@@ -232,10 +235,6 @@ def made_by_awdvd(path: str | os.PathLike) -> bool:
             payload = json.loads(path.read_text())
             return isinstance(payload, dict) and SOFTWARE_PREFIX in payload
         if name.endswith((".tif", ".tiff")):
-            import tifffile
-
-            from .images import quiet_tifffile
-
             with quiet_tifffile(), tifffile.TiffFile(path) as tif:
                 page = tif.pages.first
                 if str(page.software or "").startswith(SOFTWARE_PREFIX):
@@ -246,8 +245,6 @@ def made_by_awdvd(path: str | os.PathLike) -> bool:
             with open(path, "rb") as handle:
                 if handle.read(8) != b"\x89PNG\r\n\x1a\n":
                     return False
-            from PIL import Image
-
             with Image.open(path) as picture:
                 return str(picture.info.get("Software", "")).startswith(SOFTWARE_PREFIX)
     except Exception:  # not readable as what its name says: not ours

@@ -10,11 +10,14 @@ import math
 import os
 import re
 import warnings
+import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import imageio.v3 as iio
 import numpy as np
+import tifffile
 
 if TYPE_CHECKING:  # dask is imported only when an image is read lazily
     import dask.array
@@ -107,7 +110,6 @@ def _open_tiff(path: Path):
     tile the header names lies inside the file. Yields (tif, tifffile's log so far); ImageReadError with one
     sentence otherwise (truncated copies and headers that claim more pixels than the file holds are common
     when a transfer or an acquisition was interrupted)."""
-    import tifffile
 
     with quiet_tifffile() as log:
         try:
@@ -225,8 +227,6 @@ def read_image(path: str | os.PathLike, *, lazy: bool | None = None) -> ImageFil
         elif suffix in (".tif", ".tiff"):
             data, pixel_um = _read_tiff(path, lazy)
         elif suffix in (".png", ".jpg", ".jpeg"):
-            import imageio.v3 as iio
-
             data = iio.imread(path)
         else:
             raise ImageReadError(
@@ -280,8 +280,6 @@ def image_shape(path: str | os.PathLike) -> tuple[int, ...]:
             with _open_tiff(path) as (tif, _):
                 shape = tuple(tif.series[0].shape)
         elif suffix in (".png", ".jpg", ".jpeg"):
-            import imageio.v3 as iio
-
             shape = tuple(iio.improps(path).shape)
         else:
             raise ImageReadError(f"{path}: unsupported file type {suffix!r}")
@@ -313,8 +311,6 @@ def _is_large(shape: tuple[int, ...], lazy: bool | None) -> bool:
 
 
 def _read_tiff(path: Path, lazy: bool | None):
-    import tifffile
-
     with _open_tiff(path) as (tif, log):
         pixel_um = _tiff_pixel_um(tif)
         series = tif.series[0]
@@ -488,7 +484,6 @@ def _ome_number(element, name: str, unit_name: str | None = None, default_unit: 
 
 def _ome_xml_optics(text: str) -> dict:
     """pixel_um, wavelength_um, na, n from the first Image of an OME-XML document (None where absent)."""
-    import xml.etree.ElementTree as ET
 
     root = ET.fromstring(text)
 

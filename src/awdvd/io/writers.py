@@ -5,15 +5,21 @@ Part of :mod:`awdvd.io`."""
 from __future__ import annotations
 
 import contextlib
+import csv
 import json
 import os
 import shutil
 import tempfile
+import time
 import warnings
 from pathlib import Path
 
+import imageio.v3 as iio
 import numpy as np
+import tifffile
 
+from .. import __version__
+from .files import SOFTWARE_PREFIX
 from .images import ZARR_SUFFIX, check_pixel_um
 from .resumable import ResumableArray, open_resumable_part, part_prefix
 
@@ -24,8 +30,6 @@ __all__ = ["software", "check_output_folder", "check_output_file", "keep_previou
 
 def software() -> str:
     """What awdvd writes into a file's Software field (TIFF tag, PNG text; see :func:`awdvd.io.made_by_awdvd`)."""
-    from .. import __version__
-    from .files import SOFTWARE_PREFIX
 
     return f"{SOFTWARE_PREFIX} {__version__}"
 
@@ -66,7 +70,6 @@ def keep_previous(path: str | os.PathLike) -> Path | None:
     """Move an existing file aside to ``STEM-YYYYmmdd-HHMMSS.SUFFIX`` (its modification time; ``-2``, ``-3``
     ... if that is taken), so that writing ``path`` anew loses nothing (e.g. the report of an earlier run).
     Returns the new name, or None if there was nothing to keep."""
-    import time
 
     path = Path(path)
     if not path.is_file():
@@ -119,7 +122,6 @@ def write_tiff(
     (uint8/uint16; other integer types become float32). ``description`` is stored as JSON in the file's
     ImageJ info. Returns the path written.
     """
-    import tifffile
 
     data = np.asarray(data)
     _check_writable_shape(data.shape, "write_tiff")
@@ -171,7 +173,6 @@ def write_ome_tiff(path: str | os.PathLike, data, *, pixel_um: float | None, ove
     -------
     The path written. The write is atomic: a temporary file beside ``path``, renamed when complete.
     """
-    import tifffile
 
     path = Path(path)
     if not path.name.lower().endswith((".ome.tif", ".ome.tiff")):
@@ -466,7 +467,6 @@ def open_image_output(
 
 def write_png(path: str | os.PathLike, data: np.ndarray, *, overwrite: bool = False) -> Path:
     """Write an 8-bit grey or RGB(A) PNG (figures, overlays, montages)."""
-    import imageio.v3 as iio
 
     data = np.asarray(data)
     if data.dtype != np.uint8:
@@ -487,7 +487,6 @@ def write_json(path: str | os.PathLike, payload: dict, *, overwrite: bool = Fals
 def write_csv(path: str | os.PathLike, header: list[str], rows, *, overwrite: bool = False) -> Path:
     """Write a table as comma-separated text (one header line, then one line per row), atomically.
     Floats are written with full precision (``repr``); NaN as "nan"."""
-    import csv
 
     with atomic_path(path, overwrite=overwrite) as tmp:
         with open(tmp, "w", newline="") as handle:

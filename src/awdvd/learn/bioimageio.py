@@ -21,21 +21,27 @@ access; exporting needs ``pip install awdvd[bioimageio]``.
 
 from __future__ import annotations
 
-import io
 import shutil
 import tempfile
-import zipfile
+import textwrap
+import warnings
 from pathlib import Path
 
 import numpy as np
+import tifffile
 
-__all__ = ["export_bioimageio", "load_bioimageio_model", "raw_intensity_network", "package_test_patches",
+from .. import __version__
+from ..data.patches import BACKGROUND, RANGE_PERCENTILES, RANGE_SMOOTHING_PX, image_range
+from ..data.synth import synthetic_nuclei, tilted_specimen
+from ..io import atomic_path
+from ..plots import figure, save_figure
+from .model import DefocusModel
+from .model_files import load_model
+
+__all__ = ["export_bioimageio", "raw_intensity_network", "package_test_patches",
            "CITATIONS", "BIOIMAGEIO_FORMAT_VERSION"]
 
 BIOIMAGEIO_FORMAT_VERSION = "0.5"
-_STATE_PREFIX = "network."  # RawIntensityDelpNet keeps DelpNet under .network
-_RDF_NAMES = ("rdf.yaml", "bioimageio.yaml")
-
 #: (text, doi or None, url or None) of the works the package cites.
 CITATIONS = (
     ("He D., Cai D., Zhou J., Luo J., Chen S.-L. Adaptive Weighting Depth-variant Deconvolution of Fluorescence "
@@ -49,8 +55,7 @@ CITATIONS = (
 
 
 def _check_exportable(model) -> dict:
-    from .bioimageio_network import NORMALIZATIONS
-
+    from .bioimageio_network import NORMALIZATIONS  # the network file imports torch at its top
     if model.architecture != "delpnet":
         raise ValueError(f"only DelpNet models can be exported to bioimage.io (this one is {model.architecture!r})")
     payload = model.to_file_dict()
@@ -62,7 +67,6 @@ def _check_exportable(model) -> dict:
 
 def _uses_range(payload: dict) -> bool:
     from .bioimageio_network import RANGE_NORMALIZATIONS
-
     return payload["normalization"] in RANGE_NORMALIZATIONS
 
 
@@ -85,8 +89,6 @@ def raw_intensity_network(model):
 
 
 def _architecture_kwargs(payload: dict) -> dict:
-    from ..data.patches import BACKGROUND
-
     args = dict(payload["architecture_args"])
     args["widths"] = [int(w) for w in args["widths"]]
     args["normalization"] = payload["normalization"]
@@ -98,15 +100,12 @@ def _architecture_kwargs(payload: dict) -> dict:
 
 def package_test_patches(model, *, seed: int = 0, return_range: bool = False):
     """One raw-intensity patch per defocus level: a procedural nuclei strip tilted through every level (the
-    demo's specimen, :func:`awdvd.validate.restoration.tilted_specimen`), cut into ``model.patch_px`` squares.
+    demo's specimen, :func:`awdvd.data.synth.tilted_specimen`), cut into ``model.patch_px`` squares.
 
     Returns (patches (n_levels, p, p) float32 in ADU, true levels (n_levels,) int64), and with
     ``return_range`` also the strip's (low, high) (2,) float32 (:func:`awdvd.data.patches.image_range` of the whole
     strip the patches were cut from: what an "image-range" model normalises them by).
     """
-    from ..validate.restoration import tilted_specimen
-    from ..data.patches import image_range
-    from ..data.synth import synthetic_nuclei
 
     p, n_levels = int(model.patch_px), int(model.optics.n_levels)
     strip = synthetic_nuclei((p, p * n_levels), n_nuclei=3 * n_levels, seed=seed)
@@ -119,8 +118,6 @@ def package_test_patches(model, *, seed: int = 0, return_range: bool = False):
 
 
 def _cover(patches: np.ndarray, true_levels, predicted, class_names, path: Path, z_step_um: float) -> Path:
-    from ..plots import figure, save_figure
-
     n = len(patches)
     columns = (n + 1) // 2
     fig, axes = figure(2, columns, figsize=(2 * columns, columns), squeeze=False)  # a 2:1 cover
@@ -137,7 +134,6 @@ def _cover(patches: np.ndarray, true_levels, predicted, class_names, path: Path,
 
 def _range_text() -> str:
     """What the ``range`` input of an image-range package holds, for its README and the input's description."""
-    from ..data.patches import RANGE_PERCENTILES, RANGE_SMOOTHING_PX
 
     low, high = RANGE_PERCENTILES
     return (f"row i = (low, high) of the WHOLE image window i was cut from, in the same raw units: the {low:g} "
@@ -149,7 +145,6 @@ def _range_text() -> str:
 
 def _range_description() -> str:
     """The ``range`` input's description (bioimage.io allows 128 characters; the README says it all)."""
-    from ..data.patches import RANGE_PERCENTILES, RANGE_SMOOTHING_PX
 
     low, high = RANGE_PERCENTILES
     return (f"(low, high) ADU of the WHOLE image each window is from: awdvd.data.patches.image_range, p{low:g}/p{high:g} "
@@ -157,8 +152,6 @@ def _range_description() -> str:
 
 
 def _inputs_readme(model, payload: dict) -> str:
-    import textwrap
-
     p, pixel = model.patch_px, model.optics.pixel_um
     raw = f"- input `raw`: (batch, 1, {p}, {p}) float32 raw camera intensities (ADU), pixel {pixel:g} um."
     if not _uses_range(payload):
@@ -245,9 +238,7 @@ def export_bioimageio(model=None, path="delpnet.zip", *, name: str | None = None
     """
     import torch
 
-    from .. import __version__
-    from ..io import atomic_path
-    from .model import DefocusModel, load_model
+    from . import bioimageio_network
 
     path = Path(path)
     if path.exists() and not overwrite:
@@ -273,7 +264,6 @@ def export_bioimageio(model=None, path="delpnet.zip", *, name: str | None = None
         work = Path(tmp)
         np.save(work / "test_input.npy", patches[:, None])
         np.save(work / "test_output.npy", proba.astype(np.float32))
-        import tifffile
 
         tifffile.imwrite(work / "sample_input.tif", patches[:, None])
         if ranges is not None:
@@ -281,12 +271,10 @@ def export_bioimageio(model=None, path="delpnet.zip", *, name: str | None = None
             tifffile.imwrite(work / "sample_range.tif", ranges)
         tifffile.imwrite(work / "sample_output.tif", proba.astype(np.float32))
         torch.save({k: v.detach().cpu().clone() for k, v in wrapper.state_dict().items()}, work / "weights.pt")
-        import warnings
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch.jit's deprecation notices are not the user's business
             torch.jit.script(wrapper).save(str(work / "weights_torchscript.pt"))
-        from . import bioimageio_network
 
         shutil.copyfile(bioimageio_network.__file__, work / "raw_intensity_delpnet.py")
         _cover(patches, true_levels, predicted, payload["class_names"], work / "cover.png", model.optics.z_step_um)
@@ -363,52 +351,3 @@ def export_bioimageio(model=None, path="delpnet.zip", *, name: str | None = None
     return path
 
 
-def _rdf(archive: zipfile.ZipFile, source: str) -> dict:
-    import yaml
-
-    names = set(archive.namelist())
-    rdf_name = next((n for n in _RDF_NAMES if n in names), None)
-    if rdf_name is None:
-        raise ValueError(f"{source} is a zip without rdf.yaml: not a bioimage.io package")
-    return yaml.safe_load(archive.read(rdf_name))
-
-
-def load_bioimageio_model(path, *, device: str = "cpu", inference_backend: str | None = "auto"):
-    """The awdvd :class:`~awdvd.learn.model.DefocusModel` of a package written by :func:`export_bioimageio` (its
-    ``pytorch_state_dict`` weights loaded into awdvd's DelpNet). Needs neither bioimageio.spec nor a network.
-
-    Raises
-    ------
-    FileNotFoundError; :class:`~awdvd.learn.model.ModelFileError` for a zip that is not such a package.
-    """
-    import torch
-
-    from .model import DefocusModel, ModelFileError
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no such model package: {path}")
-    try:
-        with zipfile.ZipFile(path) as archive:
-            rdf = _rdf(archive, str(path))
-            config = (rdf.get("config") or {}).get("awdvd")
-            if not isinstance(config, dict):
-                raise ValueError(f"{path} is a bioimage.io package but not one exported by awdvd (no config.awdvd); "
-                                 "awdvd loads only its own packages")
-            source = rdf["weights"]["pytorch_state_dict"]["source"]
-            state = torch.load(io.BytesIO(archive.read(source)), map_location="cpu", weights_only=True)
-    except (zipfile.BadZipFile, KeyError, ValueError, TypeError, RuntimeError) as error:
-        raise ModelFileError(f"{path} could not be read as an awdvd bioimage.io package "
-                             f"({type(error).__name__}: {error})") from error
-    stripped = {k[len(_STATE_PREFIX):]: v for k, v in state.items() if k.startswith(_STATE_PREFIX)}
-    if len(stripped) != len(state):
-        raise ModelFileError(f"{path}: the state-dict weights are not those of awdvd's RawIntensityDelpNet")
-    import warnings
-
-    from ..physics.optics import UndersamplingWarning
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UndersamplingWarning)  # checked when the model was made
-        model = DefocusModel.from_file_dict({**config, "state_dict": stripped}, source=str(path),
-                                            inference_backend=inference_backend)
-    return model.to(device)

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..io import atomic_path
+
 __all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_FORMAT_VERSION", "TrainingState", "clone_state", "save_checkpoint",
            "resume_from_checkpoint"]
 
@@ -56,8 +58,6 @@ def save_checkpoint(path: Path, identity: dict, network, optimizer, state: Train
     """Write the checkpoint of ``state`` (with ``network``'s and ``optimizer``'s state and torch's generators)
     to ``path`` atomically; ``device`` is the torch.device the run trains on."""
     import torch
-
-    from ..io import atomic_path
 
     payload = {
         "format": CHECKPOINT_FORMAT,

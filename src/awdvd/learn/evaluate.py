@@ -15,9 +15,14 @@ from typing import Sequence
 
 import numpy as np
 
-from .model import DefocusModel
-from ..physics.optics import Optics
+from ..data.datasets import read_dataset
 from ..data.patches import SPLITS, PatchSet
+from ..io import check_output_folder, write_csv, write_json
+from ..metrics import classification_summary
+from ..physics.optics import Optics
+from ..plots import cmc_figure, confusion_figure, training_curves
+from .model import DefocusModel
+from .model_files import load_model
 from .recipes import true_labels
 
 __all__ = ["check_compatible", "evaluate_model", "recorded_metrics", "model_names", "evaluation_paths",
@@ -61,7 +66,6 @@ def evaluate_model(model: DefocusModel, patches: PatchSet, *, metadata: dict | N
     it was stored give each patch its own). Raises ValueError if the patches do not fit the model
     (:func:`check_compatible`).
     """
-    from ..metrics import classification_summary
 
     check_compatible(model, patches, metadata)
     y_true = true_labels(patches, background_class=model.has_background_class)
@@ -126,12 +130,6 @@ def write_evaluation(model_paths: Sequence[str | os.PathLike], dataset: str | os
     Raises before any work if a file would be overwritten (without ``overwrite``), a model file cannot be read,
     or the split is empty.
     """
-    from ..data.datasets import read_dataset
-    from ..io import write_csv, write_json
-    from .model import load_model
-    from ..plots import cmc_figure, confusion_figure, training_curves
-
-    from ..io import check_output_folder
 
     if split not in SPLITS:
         raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")

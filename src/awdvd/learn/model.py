@@ -28,23 +28,33 @@ Version 1 files (written before training existed: "config" instead of "architect
 
 from __future__ import annotations
 
-
+import copy
+import json
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .networks import (ARCHITECTURES, PAPER_PARAMETERS, DelpNetConfig, build_delpnet, build_network,
-                       count_parameters, network_config, network_cost)
-from ..physics.optics import Optics
-from ..data.patches import BACKGROUND
-from ..restore.windows import PATCH_PX
+from .. import __version__
+from ..data.patches import BACKGROUND, NORMALIZATIONS, PATCH_PX, normalize_windows
+from ..io import atomic_path
+from ..physics.optics import Optics, UndersamplingWarning
+from .networks import (
+    ARCHITECTURES,
+    PAPER_PARAMETERS,
+    DelpNetConfig,
+    build_delpnet,
+    build_network,
+    count_parameters,
+    network_config,
+    network_cost,
+)
 
 if TYPE_CHECKING:  # torch is imported lazily: `import awdvd` stays light
     import torch
 
-__all__ = ["DelpNetConfig", "build_delpnet", "DefocusModel", "load_model", "MODEL_FORMAT_VERSION", "ModelFileError",
-           "bundled_model_path", "count_parameters", "ARCHITECTURES", "PAPER_PARAMETERS", "build_network",
+__all__ = ["DelpNetConfig", "build_delpnet", "DefocusModel", "MODEL_FORMAT_VERSION", "ModelFileError", "count_parameters", "ARCHITECTURES", "PAPER_PARAMETERS", "build_network",
            "network_config", "network_cost", "fold_batchnorm", "optimize_for_inference",
            "constant_windows_are_background"]
 
@@ -64,7 +74,6 @@ def fold_batchnorm(network) -> torch.nn.Module:
     Identities) by a MaxPool2d is moved after the pooling (the same result, since ReLU is monotonic, on 4x
     fewer values). Module names and methods (``features``, ``classify``) are kept, so the copy is a drop-in
     replacement in eval mode. The input network is not changed."""
-    import copy
 
     from torch import nn
     from torch.nn.utils.fusion import fuse_conv_bn_eval
@@ -106,7 +115,6 @@ def optimize_for_inference(network, *, backend: str = "auto", channels_last: boo
     Returns the module and the backend used. The eager copy keeps ``features`` / ``classify``; the jit one
     only ``forward``.
     """
-    import warnings
 
     import torch
 
@@ -136,11 +144,6 @@ def _state_version(network) -> tuple:
 
 
 # --------------------------------------------------------------------------------------------- the model
-def bundled_model_path() -> Path:
-    """Where the default model ships inside the package."""
-    return Path(__file__).resolve().parents[1] / "models" / "delpnet_default.pt"
-
-
 class DefocusModel:
     """A trained defocus-level classifier ready for use.
 
@@ -161,8 +164,6 @@ class DefocusModel:
 
     def __init__(self, network, *, optics: Optics, class_levels, patch_px: int = PATCH_PX, info: dict | None = None,
                  inference_backend: str | None = "auto", normalization: str = "window-minmax"):
-        from ..data.patches import NORMALIZATIONS
-
         if normalization not in NORMALIZATIONS:
             raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
         self.normalization = normalization
@@ -268,7 +269,6 @@ class DefocusModel:
         levels : (N,) int64, 0 .. n_levels - 1, or -1 for background (always for an exactly constant patch, when
         the model has a bg class); (and probabilities if asked).
         """
-        from ..data.patches import normalize_windows
 
         x = np.asarray(patches)
         if x.ndim == 2:
@@ -288,9 +288,6 @@ class DefocusModel:
     # ----------------------------------------------------------------------------------------- file
     def to_file_dict(self) -> dict:
         """The model file's content (see the module docstring): tensors and plain Python types only."""
-        import json
-
-        from .. import __version__
 
         try:
             info = json.loads(json.dumps(self.info))
@@ -317,8 +314,6 @@ class DefocusModel:
     def save(self, path, *, overwrite: bool = False) -> Path:
         """Write the model file (tensors and plain Python types only: ``torch.load(weights_only=True)`` reads it)."""
         import torch
-
-        from ..io import atomic_path
 
         payload = self.to_file_dict()
         with atomic_path(path, overwrite=overwrite) as tmp:
@@ -368,43 +363,7 @@ def constant_windows_are_background(proba: np.ndarray, constant: np.ndarray, cla
     return proba
 
 
-def load_model(path=None, *, device: str = "cpu", inference_backend: str | None = "auto") -> DefocusModel:
-    """Load a model file; without ``path``, the model bundled with awdvd. A ``.zip`` is read as a bioimage.io
-    package written by ``awdvd export-bioimageio`` (:func:`awdvd.learn.bioimageio.load_bioimageio_model`).
-
-    Raises
-    ------
-    FileNotFoundError if the file does not exist; ModelFileError if it is not a valid awdvd model.
-    """
-    import torch
-    import warnings
-
-    from ..physics.optics import UndersamplingWarning
-
-    path = bundled_model_path() if path is None else Path(path)
-    if not path.is_file():
-        if path == bundled_model_path():
-            raise FileNotFoundError(f"no bundled model in this installation ({path}); pass a model file from `awdvd train`")
-        raise FileNotFoundError(f"no such model file: {path}")
-    if path.suffix.lower() == ".zip":  # a bioimage.io package from `awdvd export-bioimageio`
-        from .bioimageio import load_bioimageio_model
-
-        return load_bioimageio_model(path, device=device, inference_backend=inference_backend)
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # unpickling errors come in many types
-        raise ModelFileError(f"{path} could not be read as a model file ({type(error).__name__})") from error
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UndersamplingWarning)  # the optics were checked when the model was made
-        model = DefocusModel.from_file_dict(payload, source=str(path), inference_backend=inference_backend)
-    return model.to(device)
-
-
 def _model_from_file_dict(payload: dict, inference_backend) -> DefocusModel:
-    import warnings
-
-    from ..physics.optics import UndersamplingWarning
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UndersamplingWarning)
         return DefocusModel.from_file_dict(payload, source="pickled model", inference_backend=inference_backend)

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .._config import FrozenConfig
-from ..restore.windows import PATCH_PX
+from ..data.patches import PATCH_PX
 
 if TYPE_CHECKING:  # torch is imported lazily: `import awdvd` stays light
     import torch

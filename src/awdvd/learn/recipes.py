@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .._config import FrozenConfig
-from .model import ARCHITECTURES, PAPER_PARAMETERS, build_network, network_config, network_cost
 from ..data.patches import BACKGROUND, PatchSet
+from .model import ARCHITECTURES, PAPER_PARAMETERS, build_network, network_config, network_cost
 
 __all__ = [
     "TrainingRecipe",

@@ -22,19 +22,25 @@ checkpoint gives the same result as an uninterrupted one. On CUDA, cuDNN's kerne
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from .._device import resolve_device
+from ..data.datasets import read_dataset
+from ..data.patches import PatchSet, fingerprint
+from ..io import check_output_folder, write_csv, write_json
+from ..physics.optics import Optics
+from ..plots import training_curves
 from .checkpoints import CHECKPOINT_FORMAT, TrainingState, clone_state, resume_from_checkpoint, save_checkpoint
 from .evaluate import check_compatible, evaluate_model, recorded_metrics
 from .model import DefocusModel, build_network, network_config
-from ..physics.optics import Optics
-from ..data.patches import PatchSet, fingerprint
+from .model_files import load_model
 from .recipes import (
     RECIPES,
     VARIANTS,
@@ -259,7 +265,6 @@ def _build(variant: ModelVariant, config, class_levels, recipe: TrainingRecipe, 
 
 def initialise_from(network, init: DefocusModel, architecture: str, config, class_levels) -> dict:
     """Load ``init``'s weights into ``network`` after checking that they are the same kind of network."""
-    import hashlib
 
     if not isinstance(init, DefocusModel):
         raise TypeError(f"init must be a DefocusModel (load_model(path)), got {type(init).__name__}")
@@ -382,7 +387,6 @@ def train_model(
     stays on disk and the exception propagates.
     """
     import torch
-    from tqdm.auto import tqdm
 
     recipe, variant, seed = _checked_arguments(train, val, optics, recipe, variant, seed, checkpoint_path, resume)
     device = torch.device(resolve_device(device))
@@ -463,7 +467,6 @@ def check_outputs(paths: dict[str, Path], *, resume: bool = False, overwrite: bo
     """Raise before any work if the files of :func:`output_paths` would be overwritten, a checkpoint to resume
     is missing, or a stale checkpoint of an interrupted run would be silently discarded (and, before any of that,
     if the model path is a folder: ``-o FOLDER`` with ``--overwrite`` used to train the whole run, then fail)."""
-    from ..io import check_output_folder
 
     folders = [p for p in paths.values() if p.is_dir()]
     if folders:
@@ -541,10 +544,6 @@ def train_to_file(
     a checkpoint of an interrupted run would be discarded. A KeyboardInterrupt propagates; the checkpoint of the
     last complete epoch stays for ``resume``.
     """
-    from ..data.datasets import read_dataset
-    from ..io import write_csv, write_json
-    from .model import load_model
-    from ..plots import training_curves
 
     paths = output_paths(output)
     check_outputs(paths, resume=resume, overwrite=overwrite)

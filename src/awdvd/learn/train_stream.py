@@ -18,9 +18,16 @@ from typing import Callable, Sequence
 import numpy as np
 
 from .._config import FrozenConfig
-from ..physics.optics import Optics
+from ..data.datasets import load_in_focus_images
 from ..data.patches import BACKGROUND
+from ..data.synth import synthetic_nuclei
 from ..data.training_stream import CameraRange, TrainingStream
+from ..io import atomic_path, write_csv, write_json
+from ..physics.optics import Optics
+from ..plots import stream_curves
+from .model import DefocusModel, build_network, network_config
+from .model_files import load_model
+from .train import check_outputs, initialise_from, output_paths
 
 __all__ = ["StreamRecipe", "STREAM_RECIPES", "LEAN_DELPNET", "train_from_stream", "train_stream_to_file",
            "procedural_sources", "ordinal_distances", "STREAM_CURVE_COLUMNS"]
@@ -103,7 +110,6 @@ def procedural_sources(n: int, *, seed=1, shape: tuple[int, int] = (520, 696)) -
     """``n`` procedural in-focus fields of nuclei (:func:`awdvd.data.synth.synthetic_nuclei`) with field-to-field
     variety: density 0.3-2.5 x BBBC006's, nucleus diameters from 9-16 px up to 1.5-2.2 x that, brightness
     200-600 ADU up to 2-5 x that, background 100-140 ADU (raw units of a camera with offset 96)."""
-    from ..data.synth import synthetic_nuclei
 
     fields = []
     for index in range(n):
@@ -178,8 +184,6 @@ def train_from_stream(
     """
     import torch
     import torch.nn.functional as F
-
-    from .model import DefocusModel, build_network, network_config
 
     recipe = STREAM_RECIPES["stream"] if recipe is None else recipe
     optics = Optics() if optics is None else optics
@@ -295,8 +299,6 @@ def train_from_stream(
 def _initialise(network, init, config, class_levels, optics: Optics, patch_px: int) -> dict:
     """Load a stream-trained ``init`` model's weights into ``network`` (:func:`awdvd.learn.train.initialise_from`
     checks network and classes; here also the optics, window size and normalisation the stream assumes)."""
-    from .model import DefocusModel
-    from .train import initialise_from
 
     if isinstance(init, DefocusModel):
         if init.normalization != "image-range":
@@ -309,8 +311,6 @@ def _initialise(network, init, config, class_levels, optics: Optics, patch_px: i
 
 def _save_checkpoint(path: Path, identity: dict, network, optimizer, stream, step, history, best, seconds) -> None:
     import torch
-
-    from ..io import atomic_path
 
     payload = {"format": CHECKPOINT_FORMAT, **identity, "step": step, "elapsed_s": seconds,
                "state_dict": network.state_dict(), "optimizer": optimizer.state_dict(),
@@ -371,10 +371,6 @@ def train_stream_to_file(
     Returns (model, paths). Raises before any work if an output exists (without ``overwrite``) or ``resume``
     finds no checkpoint.
     """
-    from ..data.datasets import load_in_focus_images
-    from ..io import write_csv, write_json
-    from ..plots import stream_curves
-    from .train import check_outputs, output_paths
 
     paths = output_paths(output)
     check_outputs(paths, resume=resume, overwrite=overwrite)
@@ -387,8 +383,6 @@ def train_stream_to_file(
     if lr is not None:
         recipe = recipe.replace(lr=lr)
     if init is not None:
-        from .model import DefocusModel, load_model
-
         init = init if isinstance(init, DefocusModel) else load_model(init)
     images, names = load_in_focus_images(inputs)
     if not images:

@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from .._config import FrozenConfig
+from ..learn.model_files import load_model
+from ..restore import pipeline
 from ..restore.pipeline import AWDVDOptions
 
 __all__ = ["WidgetOptions", "run_steps", "load_widget_model", "STEPS"]
@@ -45,7 +47,6 @@ _MODELS: dict = {}
 
 def load_widget_model(model_path: str | None):
     """The model for the widgets, loaded once per path (None: the bundled model) and kept for later runs."""
-    from ..learn.model import load_model
 
     key = None if model_path in (None, "") else str(Path(model_path).expanduser().resolve())
     if key not in _MODELS:
@@ -67,7 +68,6 @@ def run_steps(image, options: WidgetOptions, *, restore: bool):
     ("model", DefocusModel), ("defocus map", DefocusMap), then with ``restore`` ("restore", (H, W) float32),
     restored from the yielded map.
     """
-    from ..restore import pipeline
 
     array = np.asarray(image)
     if array.ndim != 2:

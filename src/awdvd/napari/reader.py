@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..io import ZARR_SUFFIX
+from ..io import ZARR_SUFFIX, image_stem, read_image, read_ome_optics
+from .layers import layer_scale
 
 __all__ = ["get_reader", "read_layers"]
 
@@ -31,8 +32,6 @@ def read_layers(path) -> list[tuple]:
     """One Image layer tuple: the pixels as stored (never rescaled; lazy for large images), ``scale`` from the
     recorded pixel size in um, and in ``metadata`` the pixel size, the path and the optics the file records
     (:func:`awdvd.io.read_ome_optics`), which the widgets compare with the model's."""
-    from ..io import image_stem, read_image, read_ome_optics
-    from .layers import layer_scale
 
     if isinstance(path, (list, tuple)):
         path = path[0]

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
+import warnings
+
+from ..data.synth import synthetic_nuclei, tilted_specimen
+from ..physics.optics import Optics, UndersamplingWarning
+from .layers import layer_scale, levels_layer
+
 __all__ = ["tilted_specimen_sample"]
 
 
 def tilted_specimen_sample(*, seed: int = 0, shape: tuple[int, int] = (520, 696)) -> list[tuple]:
     """Three layers, as ``awdvd demo`` makes them: the recorded image (defocused, camera noise; what to restore),
     the in-focus truth, and the true defocus levels (Labels, same legend as the widgets' maps). Pixel 0.65 um."""
-    from ..validate.restoration import tilted_specimen
-    from ..physics.optics import Optics
-    from ..data.synth import synthetic_nuclei
-    from .layers import layer_scale, levels_layer
-
-    import warnings
-
-    from ..physics.optics import UndersamplingWarning
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UndersamplingWarning)  # the paper's optics are undersampled by design

@@ -15,8 +15,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 from magicgui.widgets import ComboBox, Container, FileEdit, Label, LineEdit, ProgressBar, PushButton, SpinBox
 
+from ..io import check_optics, check_pixel_size
 from ..restore.defocus_maps import MAP_MODES
 from ..restore.pipeline import AWDVDOptions
+from .layers import confidence_layer, level_legend, levels_layer, restored_layer
 from .pipeline import STEPS, WidgetOptions, run_steps
 
 if TYPE_CHECKING:
@@ -161,9 +163,6 @@ class _AWDVDWidget(Container):
 
     # ----------------------------------------------------------------------------------------- results
     def _on_done(self, results: dict):
-        from ..io import check_optics, check_pixel_size
-        from .layers import confidence_layer, level_legend, levels_layer, restored_layer
-
         layer, options = self._layer, self._job_options
         model, dmap = results["model"], results["defocus map"]
         optics = model.optics

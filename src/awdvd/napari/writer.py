@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..io import write_image as write
+
 __all__ = ["write_image", "layer_pixel_um"]
 
 
@@ -28,7 +30,6 @@ def write_image(path: str, data, attributes: dict) -> list[str]:
     napari's save dialog asks before replacing a file; the write itself is atomic (a temporary file renamed).
     Returns the paths written.
     """
-    from ..io import write_image as write
 
     path = Path(path)
     name = path.name.lower()

@@ -86,11 +86,12 @@ def encircled_energy(z_um: float, radius_um, *, optics: Optics) -> np.ndarray:
 
     The total is analytic: by Parseval for the Hankel transform, int h dA = pi / (k NA / n)^2 at every z.
     """
+    from scipy.integrate import cumulative_trapezoid
+
     a = 2 * math.pi / optics.wavelength_um * optics.na / optics.n
     radius = np.asarray(radius_um, dtype=float)
     r = np.arange(0.0, float(radius.max(initial=0.0)) + 0.04, 0.02)
     h = psf_amplitude_integral(float(z_um), r, optics)
-    from scipy.integrate import cumulative_trapezoid
 
     inside = 2 * math.pi * cumulative_trapezoid(h * r, r, initial=0.0)
     return np.interp(radius, r, inside) / (math.pi / a**2)

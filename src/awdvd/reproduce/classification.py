@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..learn.model import build_network, network_config, network_cost
+from ..learn.recipes import get_variant
 from . import figures
-from .paper import COMPARISON_ARCHITECTURES, FIGURES, LABELS, PAPER, network_label
+from .paper import COMPARISON_ARCHITECTURES, FIGURES, PAPER, network_label
 
 __all__ = ["scores", "oscillation", "table1", "table2", "fig3", "fig4", "fig5", "fig6"]
 
@@ -34,9 +36,6 @@ def table1(job) -> dict:
 def table2(job) -> dict:
     """Table 2: DelpNet and the four architectures (one budget), with the published networks' sizes."""
     import torch
-
-    from ..learn.model import build_network, network_config, network_cost
-    from ..learn.recipes import get_variant
 
     rows = {}
     for name in ("vgg16", "inception_v3", "resnet18", "mobilenet_v2", "delpnet"):

@@ -25,22 +25,36 @@ from __future__ import annotations
 
 import datetime
 import math
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from .. import __version__
+from .._provenance import git_state
 from ..data.patches import fingerprint as data_fingerprint
-from . import classification
-from . import restoration
-from .paper import (BN_STUDY_SUFFIX, BN_STUDY_VARIANTS, COMPARISON_ARCHITECTURES, COMPARISON_VARIANTS, ITEM_KEYS,
-                    ITEM_TITLES, LABELS, PAPER_SOURCES)
+from ..data.synth import CameraNoise, DatasetSpec, make_patch_dataset
+from ..learn.evaluate import evaluate_model
+from ..learn.model import count_parameters
+from ..learn.train import get_recipe, get_variant, train_model
+from ..physics.optics import Optics
+from ..physics.psf import psf_bank
+from . import classification, restoration
+from .paper import (
+    BN_STUDY_SUFFIX,
+    BN_STUDY_VARIANTS,
+    COMPARISON_ARCHITECTURES,
+    COMPARISON_VARIANTS,
+    ITEM_KEYS,
+    ITEM_TITLES,
+    LABELS,
+    PAPER_SOURCES,
+)
 from .report import seconds_text
 from .scales import Scale
 
-__all__ = ["Reproduction", "Run", "ITEMS", "json_safe", "git_state", "cap_patches"]
+__all__ = ["Reproduction", "Run", "ITEMS", "json_safe", "cap_patches"]
 
 #: The function that computes each item of the report from a :class:`Reproduction` whose models are ready.
 ITEMS = {"table1": classification.table1, "table2": classification.table2, "fig3": classification.fig3,
@@ -61,21 +75,6 @@ def json_safe(value):
     if isinstance(value, (float, np.floating)):
         return float(value) if math.isfinite(value) else None
     return value
-
-
-def git_state() -> dict:
-    """Commit (and whether the tree has changes) of the repository this file lives in, if it is one."""
-    here = Path(__file__).resolve().parent
-    try:
-        commit = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True,
-                                timeout=10)
-        if commit.returncode != 0:
-            return {"commit": None}
-        status = subprocess.run(["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
-                                capture_output=True, text=True, timeout=10)
-        return {"commit": commit.stdout.strip(), "dirty": bool(status.stdout.strip())}
-    except (OSError, subprocess.SubprocessError):
-        return {"commit": None}
 
 
 def cap_patches(patches, limit: int | None, seed: list[int]):
@@ -136,11 +135,6 @@ class Reproduction:
     # ----------------------------------------------------------------------------------------- driver
     def run(self, images, names, provenance, main_model, model_source) -> dict:
         import torch
-
-        from .. import __version__
-        from ..physics.optics import Optics
-        from ..physics.psf import psf_bank
-        from ..data.synth import CameraNoise, DatasetSpec, make_patch_dataset
 
         scale = self.scale
         self.optics = main_model.optics if main_model is not None else Optics()
@@ -214,8 +208,6 @@ class Reproduction:
 
     # ----------------------------------------------------------------------------------------- training
     def _recipe(self, epochs: int, changes: dict):
-        from ..learn.train import get_recipe
-
         return get_recipe(self.scale.recipe, epochs=epochs).replace(**changes)
 
     def _comparison_run(self, variant: str, epochs: int, *, recalibrate: bool = True) -> Run:
@@ -226,8 +218,6 @@ class Reproduction:
                            key=f"{variant}@{epochs}ep" + ("" if recalibrate else BN_STUDY_SUFFIX))
 
     def _train(self, variant: str, *, epochs: int, limit, val_limit, recipe_changes: dict, key: str) -> Run:
-        from ..learn.train import get_variant, train_model
-
         if key in self.runs:
             return self.runs[key]
         scale = self.scale
@@ -268,8 +258,6 @@ class Reproduction:
                     source=source)
 
     def _evaluate(self, run: Run) -> None:
-        from ..learn.evaluate import evaluate_model
-
         t = time.perf_counter()
         run.model.to(self.device)
         run.summary = evaluate_model(run.model, self.splits["test"], metadata=self.metadata)
@@ -288,8 +276,6 @@ class Reproduction:
                 "trained_on": main.model.info.get("data", {}).get("sources")}
 
     def run_record(self, run: Run) -> dict:
-        from ..learn.model import count_parameters
-
         return {"variant": run.variant, "architecture": run.architecture, "source": run.source,
                 "recipe": run.recipe, "epochs": run.epochs, "best_epoch": run.best_epoch, "n_train": run.n_train,
                 "budget": run.budget,

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..plots import cmc_figure, confusion_figure, figure, save_figure, training_curves
+
 __all__ = ["DPI", "confusion_png", "curves_png", "cmc_png", "placeholder_figure", "plot_fig7", "plot_fig9"]
 
 DPI = 100
@@ -16,28 +18,24 @@ DPI = 100
 
 def confusion_png(summary: dict, path: Path, *, title: str) -> Path:
     """Fig. 3: the confusion matrix of an :func:`awdvd.learn.evaluate.evaluate_model` summary."""
-    from ..plots import confusion_figure
 
     return confusion_figure(summary["confusion"], summary["class_names"], path, title=title)
 
 
 def curves_png(histories: dict[str, list], path: Path) -> Path:
     """Fig. 4: training and validation curves, {label: per-epoch history}."""
-    from ..plots import training_curves
 
     return training_curves(histories, path)
 
 
 def cmc_png(curves: dict[str, list], path: Path, *, title: str) -> Path:
     """Fig. 5 and 6: cumulative match curves, {label: top-k accuracy for k = 1..K}."""
-    from ..plots import cmc_figure
 
     return cmc_figure(curves, path, title=title)
 
 
 def placeholder_figure(path: Path, text: str) -> Path:
     """A figure that only says ``text``: stands in for a figure that has nothing to show (no data)."""
-    from ..plots import figure, save_figure
 
     fig, ax = figure(figsize=(6, 1.5))
     ax.text(0.5, 0.5, text, ha="center", va="center", fontsize=10)
@@ -48,7 +46,6 @@ def placeholder_figure(path: Path, text: str) -> Path:
 def plot_fig7(panels: dict, metrics: dict, row: int, path: Path, *, level: int, predicted: int) -> Path:
     """The paper's Fig. 7: (a)-(e) the patches with PSNR (65535) and SSIM (in-focus range) in the titles, (f) the
     intensity profile along one row."""
-    from ..plots import figure, save_figure
 
     titles = {"in_focus": "(a) in focus", "defocused": f"(b) defocused (level {level})", "noisy": "(c) noisy defocused",
               "variant": f"(d) depth-variant RL\n(predicted level {'bg' if predicted < 0 else predicted})",
@@ -83,8 +80,6 @@ def plot_fig9(images: dict, by_name: dict, path: Path) -> list[int]:
     """The paper's Fig. 9: observed, case (i), case (ii) (model levels; true levels where there is no model) and
     the truth, whole and zoomed into a box that straddles case (i)'s window boundaries."""
     from matplotlib.patches import Rectangle
-
-    from ..plots import figure, save_figure
 
     source = "model" if "case_i_model" in by_name else "true"
     names = [("observed", "(a) observed (tilted specimen)"), (f"case_i_{source}", "(b) case (i): stride 84, rectangular"),

@@ -8,8 +8,17 @@ import math
 from pathlib import Path
 from typing import Sequence
 
-from .paper import (BN_STUDY_SUFFIX, BN_STUDY_VARIANTS, COMPARISON_ARCHITECTURES, COMPARISON_VARIANTS, LABELS, PAPER,
-                    PAPER_SOURCES, network_label)
+from ..io import atomic_path, write_json
+from .paper import (
+    BN_STUDY_SUFFIX,
+    BN_STUDY_VARIANTS,
+    COMPARISON_ARCHITECTURES,
+    COMPARISON_VARIANTS,
+    LABELS,
+    PAPER,
+    PAPER_SOURCES,
+    network_label,
+)
 
 __all__ = ["report_markdown", "write_report", "percent", "number", "parameters_text", "seconds_text",
            "markdown_table", "ITEM_RUNS"]
@@ -401,7 +410,6 @@ def _differences(r: dict) -> list[str]:
 
 def write_report(folder: Path, results: dict) -> None:
     """Write ``results.json`` and ``REPORT.md`` (rendered from ``results``) into ``folder``, each atomically."""
-    from ..io import atomic_path, write_json
 
     write_json(Path(folder) / "results.json", results)
     with atomic_path(Path(folder) / "REPORT.md") as tmp:

@@ -8,14 +8,13 @@ import math
 
 import numpy as np
 
+from ..data.synth import blur, forward_bank, tilted_specimen
 from ..metrics import PAPER_DATA_RANGE, psnr, ssim, truth_data_range
-from ..data.synth import blur, forward_bank
-from . import figures
-from .paper import FIGURES, PAPER
-
-from ..validate.restoration import evaluate_patches, evaluate_whole_image, tilted_specimen
 from ..plots import plot_patch_metrics
 from ..restore.rl import richardson_lucy
+from ..validate.restoration import evaluate_patches, evaluate_whole_image
+from . import figures
+from .paper import FIGURES, PAPER
 
 __all__ = ["fig7", "fig8", "fig9"]
 

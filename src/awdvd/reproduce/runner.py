@@ -13,6 +13,12 @@ from pathlib import Path
 import numpy as np
 
 from .._device import resolve_device
+from ..data.datasets import load_in_focus_images
+from ..data.synth import synthetic_nuclei
+from ..learn.model import DefocusModel
+from ..learn.model_files import bundled_model_path, load_model
+from .experiments import Reproduction
+from .report import write_report
 from .scales import SCALES, Scale, get_scale
 
 __all__ = ["reproduce", "default_data_path", "load_sources"]
@@ -42,9 +48,6 @@ def reproduce(out_dir, *, scale: Scale | str, data=None, model=None, device: str
     -------
     The content of ``results.json`` (every number of the report), with ``"report"`` and ``"results"`` paths added.
     """
-    from ..learn.model import DefocusModel, bundled_model_path, load_model
-    from .experiments import Reproduction
-    from .report import write_report
 
     started = time.perf_counter()
     scale = get_scale(scale) if isinstance(scale, str) else scale
@@ -106,11 +109,8 @@ def default_data_path() -> Path | None:
 def load_sources(data, log) -> tuple[list[np.ndarray], list[str], dict]:
     """(images, names, provenance) of the in-focus source images ``data`` (see :func:`reproduce`); ``log`` is
     called with a line when files are read."""
-    from ..data.datasets import load_in_focus_images
 
     if data is None:
-        from ..data.synth import synthetic_nuclei
-
         images = [synthetic_nuclei((520, 696), seed=seed) for seed in range(6)]
         names = [f"synthetic_nuclei(seed={seed})" for seed in range(6)]
         return images, names, {"kind": "procedural", "path": None,

@@ -10,6 +10,7 @@ the device), are :mod:`awdvd.restore.pipeline`'s.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import Sequence
 
 import numpy as np
@@ -268,7 +269,6 @@ def _map_jobs(function, jobs: list, device: str):
     if threads <= 1:
         yield from (function(job, None) for job in jobs)
         return
-    from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(max_workers=threads) as pool:
         yield from pool.map(lambda job: function(job, 1), jobs)

@@ -40,11 +40,20 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import __version__
 from .._checks import check_positive_int
 from .._config import FrozenConfig
+from ..data.patches import PATCH_PX
+from ..data.synth import CameraNoise, blur, forward_bank, tilted_specimen
+from ..learn.model import DefocusModel
+from ..learn.model_files import load_model
+from ..metrics import band_gains, psnr, truth_data_range
+from ..physics.optics import Optics
+from ..physics.psf import default_psf_size, defocus_psf, psf_bank
+from .blend import deconvolve_levels
 from .rl import RL_VARIANTS, check_variant, eps_floor, resolve_offset, richardson_lucy_batches
 from .rl_schedule import INFO_FORMAT, INFO_FORMAT_VERSION, INFO_KEY, RLSchedule, keep_share
-from .windows import PATCH_PX
+from .windows import DefocusMap, window_levels_from_pixels
 
 __all__ = ["CalibrationSpec", "validation_field", "validation_specimens", "rl_curves", "calibrate_schedules",
            "calibrate_model", "model_camera"]
@@ -119,8 +128,6 @@ class CalibrationSpec(FrozenConfig):
 
 # --------------------------------------------------------------------------------------------- specimens
 def _slice_psfs(optics, size: int, thickness_um: float, n_slices: int) -> tuple[np.ndarray, np.ndarray]:
-    from ..physics.psf import defocus_psf
-
     z = np.linspace(-thickness_um / 2, thickness_um / 2, n_slices + 2)[1:-1]
     return z, np.stack([defocus_psf(abs(float(v)), optics=optics, size=size) for v in z])
 
@@ -139,10 +146,6 @@ def validation_field(shape_px=(256, 256), *, seed: int, optics=None, psf_size: i
     microscope focused on the nuclei's middle records them; on a flat ``background_adu``.
     """
     from scipy import ndimage as ndi
-
-    from ..physics.optics import Optics
-    from ..physics.psf import default_psf_size
-    from ..data.synth import blur
 
     optics = Optics() if optics is None else optics
     h, w = (check_positive_int(v, "shape_px") for v in shape_px)
@@ -184,8 +187,7 @@ def validation_specimens(level: int, spec: CalibrationSpec, *, optics, camera, f
                          slice_psfs=None) -> list[tuple[np.ndarray, np.ndarray]]:
     """(truth, observed) pairs of ``level``: :func:`validation_field` recorded by ``camera`` (the reference,
     noisy like a real one), defocused by ``forward[level]`` above the camera offset and recorded again (the
-    forward model of :func:`awdvd.validate.restoration.tilted_specimen`). float32 (H, W) each."""
-    from ..data.synth import blur
+    forward model of :func:`awdvd.data.synth.tilted_specimen`). float32 (H, W) each."""
 
     pairs = []
     for index in range(spec.specimens_per_level):
@@ -206,7 +208,6 @@ def rl_curves(pairs, psf: np.ndarray, *, variant: str, tv_weight: float, iterati
     (uniform weights, ``camera``'s noise variance), as AWDVD's RL of a region computes it. With ``strengths``
     (a sequence of shares in 0..1, ``RLSchedule.strength``), gains is (n_pairs, iterations + 1, len(strengths)):
     the gain of observed + s (x_k - observed) for every s."""
-    from ..metrics import psnr, truth_data_range
 
     truths = [t.astype(np.float64) for t, _ in pairs]
     observed = [o for _, o in pairs]
@@ -311,7 +312,7 @@ def tune_on_tilted(schedule: RLSchedule, specimens, psfs: np.ndarray, *, stride:
                    device: str = "cpu", band_tolerance_db: float = 0.15, uniform=None,
                    level_gain_db: float = 0.0, tie_db: float = 0.0) -> tuple[RLSchedule, dict]:
     """Second stage: tune ``schedule`` level by level for AWDVD (fast, triangular, ``stride``, true levels) on
-    tilted specimens (:class:`awdvd.validate.restoration.TiltedSpecimen`).
+    tilted specimens (:class:`awdvd.data.synth.TiltedSpecimen`).
 
     A level's windows also cover their neighbours' bands: a count that is right for a uniform field can ruin the
     sharper band beside it. AWDVD's output is the observation plus one term per level (the blend is linear in the
@@ -323,10 +324,6 @@ def tune_on_tilted(schedule: RLSchedule, specimens, psfs: np.ndarray, *, stride:
     ``level_gain_db`` must gain it there too (every level restored, the paper's Fig. 8): a plan's shortfall
     counts :data:`LOSS_WEIGHT` times. Among a level's plans that score within ``tie_db`` of its best, the one
     with the fewest iterations is taken. Returns (the tuned schedule, a JSON-ready record of the choice)."""
-    from ..validate.restoration_bands import band_gains
-    from .blend import deconvolve_levels
-    from ..validate.restoration import window_levels_from_pixels
-    from .windows import DefocusMap
 
     terms = []
     for specimen in specimens:
@@ -406,9 +403,8 @@ def tune_on_tilted(schedule: RLSchedule, specimens, psfs: np.ndarray, *, stride:
 
 def tilted_validation_specimens(spec: CalibrationSpec, *, optics, camera, psf_size: int, slice_psfs=None) -> list:
     """The second stage's specimens: :func:`validation_field` (seeds ``spec.seed + 5000 + i``) recorded by the
-    camera, tilted by :func:`awdvd.validate.restoration.tilted_specimen` (levels 0 to the deepest, left to
+    camera, tilted by :func:`awdvd.data.synth.tilted_specimen` (levels 0 to the deepest, left to
     right)."""
-    from ..validate.restoration import tilted_specimen
 
     out = []
     for index in range(spec.tilted_specimens):
@@ -423,7 +419,6 @@ def tilted_validation_specimens(spec: CalibrationSpec, *, optics, camera, psf_si
 def model_camera(model):
     """The camera a model's training data were recorded with (its file's ``info["data"]["noise"]``), else
     :class:`awdvd.data.synth.CameraNoise` (BBBC006's)."""
-    from ..data.synth import CameraNoise
 
     noise = ((getattr(model, "info", None) or {}).get("data") or {}).get("noise")
     return CameraNoise.from_dict(noise) if isinstance(noise, dict) else CameraNoise()
@@ -435,9 +430,6 @@ def calibrate_schedules(optics, camera, spec: CalibrationSpec | None = None, *, 
     ``optics`` and ``camera`` (:class:`awdvd.data.synth.CameraNoise`), measured as the module docstring says.
     ``psf_size`` as for :func:`awdvd.physics.psf.psf_bank` (default: 99% energy). ``progress(message)`` is called
     per level. Returns a JSON-ready dict."""
-    from .. import __version__
-    from ..physics.psf import psf_bank
-    from ..data.synth import forward_bank
 
     spec = CalibrationSpec() if spec is None else spec
     started = time.perf_counter()
@@ -530,7 +522,6 @@ def calibrate_model(model=None, output=None, *, spec: CalibrationSpec | None = N
     output : the model file to write; never replaced unless ``overwrite`` (FileExistsError before any work).
     Returns the path written.
     """
-    from ..learn.model import DefocusModel, load_model
 
     if output is None:
         raise ValueError("give the output model file (-o MODEL_OUT); the input is never changed in place")

@@ -35,7 +35,9 @@ import weakref
 import numpy as np
 
 from .._checks import check_image, check_positive_int
-from .windows import PATCH_PX, DefocusMap, window_starts
+from ..data.patches import PATCH_PX, image_range, normalize_windows
+from ..learn.model import constant_windows_are_background
+from .windows import DefocusMap, window_starts
 
 __all__ = ["DefocusMap", "defocus_map", "window_proba", "window_patches", "dense_cell_px", "dense_reach_px",
            "dense_trunk", "trunk_geometry", "normalize_image", "exact_dense", "resolve_map_mode", "smooth_proba",
@@ -198,7 +200,6 @@ def window_proba(
     the image's (0, 0): a tile of a larger image gives the large image's cells if its origin is a multiple of
     the trunk's cell size and it holds enough context around its windows (awdvd.restore.tiles takes care of both).
     """
-    from ..learn.model import constant_windows_are_background
 
     array = np.asarray(image)
     patch_px = int(model.patch_px)
@@ -213,8 +214,6 @@ def window_proba(
         raise ValueError(f"windows of {patch_px} px at rows {ys.min()}..{ys.max()}, columns {xs.min()}..{xs.max()} "
                          f"do not fit in a {array.shape[0]} x {array.shape[1]} image")
     if getattr(model, "normalization", "window-minmax") == "image-range":
-        from ..data.patches import image_range, normalize_windows
-
         bounds = image_range(array) if value_range is None else value_range
         if mode == "dense":
             x = normalize_windows(array[None], "image-range", value_range=bounds)[0]
@@ -249,8 +248,6 @@ def classify_windows(image, model, ys, xs, *, tta: int = 1, value_range=None, ba
         np.zeros((0, patch_px, patch_px), array.dtype)
     extra = {}
     if getattr(model, "normalization", "window-minmax") == "image-range":
-        from ..data.patches import image_range
-
         extra["value_range"] = image_range(array) if value_range is None else value_range
     proba = np.zeros((len(ys), len(model.class_levels)), dtype=np.float64)
     for t in _transforms(tta):

@@ -29,13 +29,18 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .._checks import check_image, check_odd_size, check_offset_in_range, check_positive_int
+from .._cluster import dask_client
 from .._config import FrozenConfig
-from .blend import LEVEL_BLENDS, METHODS
-from ..io import LARGEST_IMAGE_IN_MEMORY_PX
-from .defocus_maps import MAP_MODES, NORMALIZATIONS, TTA_CHOICES
-from .rl import RL_VARIANTS, check_offset, check_variant, resolve_offset
+from .._device import resolve_device
+from ..io import LARGEST_IMAGE_IN_MEMORY_PX, check_pixel_size
+from ..learn.model_files import load_model
+from ..physics.optics import Optics
+from ..physics.psf import defocus_psf, psf_bank
+from .blend import LEVEL_BLENDS, METHODS, deconvolve_levels
+from .defocus_maps import MAP_MODES, NORMALIZATIONS, TTA_CHOICES, defocus_map, exact_dense, resolve_map_mode
+from .rl import RL_VARIANTS, check_offset, check_variant, resolve_offset, richardson_lucy
 from .rl_schedule import RLSchedule, default_schedule, model_schedule
-from .tiles import DEFAULT_TILE_PX
+from .tiles import DEFAULT_TILE_PX, resolve_model, should_tile, tiled_deconvolve_levels, tiled_defocus_map
 from .windows import WEIGHTINGS, DefocusMap
 
 __all__ = ["AWDVDOptions", "Restoration", "deconvolve", "restore_image", "deconvolve_invariant",
@@ -262,7 +267,6 @@ def defocus_map_of(image, model, options: AWDVDOptions | None = None, *, tile_px
     windows (dense mode, large or lazy images: :func:`awdvd.restore.tiles.tiled_defocus_map`, the same map in bounded
     memory, on ``client``'s cluster when given). ``model`` as for :func:`deconvolve` (not None); the stride is
     checked against its window side."""
-    from .tiles import resolve_model
 
     options = options_with(options, overrides)
     loaded = resolve_model(model)
@@ -273,19 +277,13 @@ def defocus_map_of(image, model, options: AWDVDOptions | None = None, *, tile_px
 
 def _defocus_map(image, model, loaded, options: AWDVDOptions, *, tile_px, max_px, client, progress) -> DefocusMap:
     """:func:`defocus_map_of` with the options already checked against ``loaded`` (the model ``model`` loads)."""
-    from .tiles import should_tile
-
-    from .defocus_maps import exact_dense, resolve_map_mode
 
     mode = resolve_map_mode(options.map_mode, loaded)
     # dense passes of padded trunks hold wide feature maps: through tiles of windows, in bounded memory
     if _is_lazy(image) or should_tile(tuple(image.shape), max_px=max_px) or (mode == "dense" and not exact_dense(loaded)):
-        from .tiles import tiled_defocus_map
-
         return tiled_defocus_map(image, model, stride=options.stride, mode=mode,
                                  normalization=options.normalization, tile_px=tile_px, client=client,
                                  progress=progress, tta=options.tta, smoothing_px=options.smoothing_px)
-    from .defocus_maps import defocus_map
 
     return defocus_map(image, loaded, stride=options.stride, mode=mode, tta=options.tta,
                        smoothing_px=options.smoothing_px)
@@ -308,8 +306,6 @@ def restore_image(
 ) -> Restoration:
     """:func:`deconvolve`, returning a :class:`Restoration` (the image with the map, offset, iterations and
     timings it was made with). Parameters as for :func:`deconvolve`."""
-    from .._device import resolve_device
-    from .tiles import resolve_model, should_tile
 
     options = options_with(options, overrides)
     if isinstance(image, (list, tuple)):
@@ -324,8 +320,6 @@ def restore_image(
     loaded = None
     if model is not None or dmap is None:
         if model is None:
-            from ..learn.model import load_model
-
             model = load_model()
         loaded = resolve_model(model)
     if dmap is not None:
@@ -339,13 +333,8 @@ def restore_image(
         raise ValueError(f"image is {shape[0]} x {shape[1]} px; AWDVD needs at least one {patch_px} x {patch_px} "
                          "window (use richardson_lucy or deconvolve_invariant for smaller images)")
     if pixel_um is not None and loaded is not None:
-        from ..io import check_pixel_size
-
         check_pixel_size(pixel_um, loaded.optics.pixel_um)
     if psfs is None:
-        from ..physics.optics import Optics
-        from ..physics.psf import psf_bank
-
         psfs = psf_bank(loaded.optics if loaded is not None else Optics(), size=options.psf_size)
     psfs = np.asarray(psfs)
     schedule = rl_schedule(options, loaded, n_levels=len(psfs))
@@ -358,8 +347,6 @@ def restore_image(
     record: dict = {}
     with contextlib.ExitStack() as stack:
         if client is not None and (tiled or (dmap is None and options.map_mode == "dense")):
-            from ..batch.runner import dask_client
-
             client = stack.enter_context(dask_client(1, client))[0]  # one connection for both steps
         start = time.perf_counter()
         if dmap is None:
@@ -367,13 +354,9 @@ def restore_image(
                                 progress=progress)
         mapped = time.perf_counter()
         if tiled:
-            from .tiles import tiled_deconvolve_levels
-
             restored = tiled_deconvolve_levels(image, dmap, psfs, tile_px=tile_px, out=out, client=client,
                                                progress=progress, **rl)
         else:
-            from .blend import deconvolve_levels
-
             restored = deconvolve_levels(image, dmap, psfs, record=record, **rl)
             if out is not None:
                 out[...] = restored
@@ -449,9 +432,6 @@ def deconvolve_invariant(image, psf_or_level=0, options: AWDVDOptions | None = N
         is computed from ``optics`` (default ``Optics()``) at ``options.psf_size``, or a (k, k) PSF array.
     eps : RL's floor (see :func:`awdvd.restore.rl.richardson_lucy`). Returns (H, W) float32.
     """
-    from ..physics.optics import Optics
-    from ..physics.psf import defocus_psf
-    from .rl import richardson_lucy
 
     options = options_with(options, overrides)
     optics = Optics() if optics is None else optics

@@ -31,7 +31,14 @@ from .._checks import check_image, check_positive_int
 from .._device import resolve_device
 from .._threads import allowed_threads
 from ..physics.psf import check_psf_stack, psf_otfs
-from .rl_variants import ACCELERATION_WINDOW_PX, MAX_ACCELERATION, TV_SMOOTHING, Acceleration, stop_discrepancy, tv_factor
+from .rl_variants import (
+    ACCELERATION_WINDOW_PX,
+    MAX_ACCELERATION,
+    TV_SMOOTHING,
+    Acceleration,
+    stop_discrepancy,
+    tv_factor,
+)
 
 __all__ = [
     "richardson_lucy",

@@ -36,10 +36,19 @@ import math
 from typing import Any, Callable, Hashable, Iterable, Iterator, Sequence
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from .._checks import check_positive_int
+from .._cluster import check_picklable, dask_client, in_dask_worker, limit_worker_threads
+from .._device import resolve_device
+from ..data.patches import image_range as normalisation_range
 from ..io import LARGEST_IMAGE_IN_MEMORY_PX
-from .windows import DefocusMap, window_starts
+from ..physics.psf import check_psf_stack
+from . import defocus_maps
+from .blend import METHODS, blend_windows, check_levels, per_level_iterations
+from .defocus_maps import MAP_MODES, NORMALIZATIONS, window_proba
+from .rl import check_eps, check_offset, eps_floor, halos_px
+from .windows import WEIGHTINGS, DefocusMap, window_starts
 
 __all__ = [
     "should_tile",
@@ -194,8 +203,6 @@ def tiled_map(
     def crop_of(core, read):  # the core's position inside the block that was read
         return tuple(slice(c.start - r.start, c.stop - r.start) for c, r in zip(core, read))
 
-    from tqdm.auto import tqdm
-
     with tqdm(total=total, initial=total - len(tiles), unit="tile", desc="tiles", disable=not progress) as bar:
         if not tiles:
             pass
@@ -205,8 +212,6 @@ def tiled_map(
                 write(core, _apply_tile(fn, block, (read[0].start, read[1].start), crop_of(core, read)))
                 bar.update(1)
         else:
-            from ..batch.runner import check_picklable, dask_client
-
             check_picklable(fn, "fn")
             with dask_client(max(workers, 1), client) as (cluster, _, _):
                 limit = max_in_flight or 2 * max(1, sum(cluster.nthreads().values()))
@@ -231,7 +236,6 @@ _SCATTER_BYTES = 1 << 16
 
 def _call_here(fn, *args):
     """fn(*args) on a worker (with its thread limits) or in this process."""
-    from ..batch.runner import in_dask_worker, limit_worker_threads
 
     if in_dask_worker()[0]:
         limit_worker_threads()
@@ -331,8 +335,6 @@ def _block_span(first: int, last: int, patch_px: int, context: int, cell: int, l
 
 def _proba_block(model, block: np.ndarray, ys: np.ndarray, xs: np.ndarray, mode: str, normalization: str,
                  batch_size: int, value_range, tta: int = 1) -> np.ndarray:
-    from .defocus_maps import window_proba
-
     return window_proba(block, resolve_model(model), ys, xs, mode=mode, normalization=normalization,
                         batch_size=batch_size, value_range=value_range, tta=tta)
 
@@ -376,8 +378,6 @@ def tiled_defocus_map(
     -------
     :class:`awdvd.restore.windows.DefocusMap` of the whole image.
     """
-    from . import defocus_maps
-    from .defocus_maps import MAP_MODES, NORMALIZATIONS
 
     loaded = resolve_model(model)
     patch_px = int(loaded.patch_px)
@@ -398,8 +398,6 @@ def tiled_defocus_map(
     else:  # patch mode, and exact dense passes, read nothing beyond a group's windows
         cell, context = 1, 0
     if getattr(loaded, "normalization", "window-minmax") == "image-range":
-        from ..data.patches import image_range as normalisation_range
-
         value_range = normalisation_range(image)  # the whole image's: every tile normalises alike
     elif mode == "dense" and normalization == "global":
         value_range = image_min_max(image, tile_px=tile_px)
@@ -422,16 +420,12 @@ def tiled_defocus_map(
                    (model_arg, block, ys[rows] - read[0].start, xs[cols] - read[1].start, mode, normalization,
                     batch_size, value_range, tta))
 
-    from tqdm.auto import tqdm
-
     with tqdm(total=len(groups), unit="tile", desc="defocus map", disable=not progress) as bar:
         if client is None and workers == 0:
             for (rows, cols), fn, args in calls(model):
                 proba[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1] = fn(*args)
                 bar.update(1)
         else:
-            from ..batch.runner import check_picklable, dask_client
-
             with dask_client(max(workers, 1), client) as (cluster, _, _):
                 if hasattr(model, "predict_patches"):  # an object: send it to every worker once
                     model_arg = cluster.scatter(model, broadcast=True, hash=False)
@@ -454,8 +448,6 @@ def restoration_halo_px(psfs, *, patch_px: int, halo_px: int | None = None) -> i
     """Halo (px) of a restoration tile: ``patch_px - 1`` (so that every window covering a core pixel lies in
     the tile) plus the Richardson-Lucy context of the deepest level (``halo_px``, or by default
     :func:`awdvd.restore.rl.default_halo_px` of each level's PSF, as whole-image AWDVD uses)."""
-    from ..physics.psf import check_psf_stack
-    from .rl import halos_px
 
     psfs, _ = check_psf_stack(psfs)
     patch_px = check_positive_int(patch_px, "patch_px")
@@ -464,7 +456,6 @@ def restoration_halo_px(psfs, *, patch_px: int, halo_px: int | None = None) -> i
 
 def _restore_block(block: np.ndarray, origin_yx, *, dmap: DefocusMap, psfs: np.ndarray, options: dict) -> np.ndarray:
     """AWDVD of one tile (with halo): the whole image's windows that lie inside the block, blended."""
-    from .blend import blend_windows
 
     inside = dmap.window_subset(origin_yx, block.shape)
     if inside.levels.size == 0:  # cannot happen with the halo above; say so rather than write zeros
@@ -514,10 +505,6 @@ def tiled_deconvolve_levels(
     -------
     ``out`` (or the new numpy array), float32 values.
     """
-    from .blend import METHODS, check_levels, per_level_iterations
-    from ..physics.psf import check_psf_stack
-    from .rl import check_eps, check_offset, eps_floor
-    from .windows import WEIGHTINGS
 
     patch_px = check_positive_int(dmap.patch_px, "patch_px")
     h, w = _check_large_image(image, patch_px)
@@ -538,7 +525,6 @@ def tiled_deconvolve_levels(
         eps = eps_floor(np.array([max(hi - offset, 0.0)], dtype=np.float32))
     else:
         eps = check_eps(eps)
-    from .._device import resolve_device
 
     halo = restoration_halo_px(psfs, patch_px=patch_px, halo_px=halo_px)
     options = dict(iterations=iterations, method=method, weighting=weighting, offset=offset, halo_px=halo_px, eps=eps,

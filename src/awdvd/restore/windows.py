@@ -20,25 +20,20 @@ from dataclasses import dataclass
 import numpy as np
 
 from .._checks import check_positive_int
-from ..data.patches import BACKGROUND
+from ..data.patches import BACKGROUND, PATCH_PX
 
 __all__ = [
     "DefocusMap",
     "WEIGHTINGS",
-    "PATCH_PX",
     "window_starts",
     "triangular_weights",
     "rectangular_weights",
     "window_profile",
     "axis_weight_matrix",
-    "weight_maps",
-]
+    "weight_maps", "window_levels_from_pixels"]
 
 WEIGHTINGS = ("triangular", "rectangular")
 #: the paper's window side (px), DelpNet's input; a model's own is ``model.patch_px``
-PATCH_PX = 84
-
-
 def window_starts(length: int, *, patch_px: int = PATCH_PX, stride: int) -> np.ndarray:
     """First index of every window along an axis of ``length`` pixels.
 
@@ -264,3 +259,12 @@ def _nearest(points: np.ndarray, centres: np.ndarray) -> np.ndarray:
     if len(centres) == 1:
         return np.zeros(len(points), dtype=np.int64)
     return np.where(np.abs(points - centres[left]) <= np.abs(centres[right] - points), left, right)
+
+
+def window_levels_from_pixels(levels, *, stride: int, patch_px: int = PATCH_PX) -> np.ndarray:
+    """(ny, nx) grid of the true level at each window's centre pixel (row/column start + patch_px // 2)."""
+
+    levels = np.asarray(levels)
+    ys = window_starts(levels.shape[0], patch_px=patch_px, stride=stride)
+    xs = window_starts(levels.shape[1], patch_px=patch_px, stride=stride)
+    return levels[(ys + patch_px // 2)[:, None], (xs + patch_px // 2)[None, :]].astype(np.int64)

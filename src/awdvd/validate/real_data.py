@@ -17,6 +17,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ..data.patches import is_background
+from ..restore.defocus_maps import classify_windows
+from .robustness import cell_test
+
 __all__ = ["level_census", "real_data_checks"]
 
 
@@ -45,9 +49,6 @@ def level_census(model, images: Sequence[np.ndarray], *, bg_max_below: float = 2
     rule), ``histogram`` {level or "bg": count over foreground tiles}, and ``mean_level`` over the foreground
     tiles the model gave a level.
     """
-    from ..data.patches import is_background
-    from ..restore.defocus_maps import classify_windows
-    from .robustness import cell_test
 
     if rule not in ("paper", "cells"):
         raise ValueError(f"rule must be 'paper' or 'cells', got {rule!r}")

@@ -22,20 +22,30 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
 from .._checks import check_image, check_positive_int
 from .._device import resolve_device
+from ..data.datasets import load_in_focus_images, read_dataset
+from ..data.patches import PATCH_PX
+from ..data.synth import CameraNoise, DatasetSpec, TiltedSpecimen, make_patch_dataset, tilted_specimen
+from ..io import write_json
+from ..learn.model_files import bundled_model_path, load_model
 from ..metrics import PAPER_DATA_RANGE, psnr, ssim, truth_data_range
-from ..restore.windows import PATCH_PX
+from ..physics.optics import Optics
+from ..physics.psf import psf_bank
+from ..plots import plot_patch_metrics, plot_whole_image
+from ..restore.blend import label_shares
+from ..restore.pipeline import deconvolve_invariant, iterations_per_level, options_with, restore_image, rl_schedule
+from ..restore.rl import eps_floor, estimate_background, resolve_offset, richardson_lucy_batches
+from ..restore.rl_schedule import keep_share
+from ..restore.windows import DefocusMap, window_levels_from_pixels, window_starts
+from .restoration_bands import write_band_report
 
 __all__ = [
-    "TiltedSpecimen",
-    "tilted_specimen",
-    "window_levels_from_pixels",
     "seam_ratio",
     "case_i_boundaries",
     "evaluate_patches",
@@ -48,56 +58,9 @@ __all__ = [
 
 
 # --------------------------------------------------------------------------------------------- specimens
-@dataclass
-class TiltedSpecimen:
-    """truth: (H, W) in-focus image (ADU); observed: (H, W) float32 defocused and noisy; levels: (H, W) int64
-    true defocus level of every pixel."""
-
-    truth: np.ndarray
-    observed: np.ndarray
-    levels: np.ndarray
-
-
-def tilted_specimen(in_focus, *, optics=None, noise=None, psf_size: int | None = None, seed: int = 0,
-                    first_level: int = 0, last_level: int | None = None) -> TiltedSpecimen:
-    """A specimen tilted along x: the level grows in equal bands from ``first_level`` at the left edge to
-    ``last_level`` (default the deepest) at the right. Forward model: :func:`awdvd.data.synth.depth_variant_blur`
-    with :func:`awdvd.data.synth.forward_bank` (level 0 = no blur), then camera noise."""
-    from ..physics.optics import Optics
-    from ..data.synth import CameraNoise, depth_variant_blur, forward_bank
-
-    truth = check_image(in_focus, "in_focus", min_shape=(1, 1)).astype(np.float32)
-    optics = Optics() if optics is None else optics
-    noise = CameraNoise() if noise is None else noise
-    last_level = optics.n_levels - 1 if last_level is None else int(last_level)
-    if not 0 <= first_level <= last_level < optics.n_levels:
-        raise ValueError(f"need 0 <= first_level <= last_level < {optics.n_levels}, got {first_level}, {last_level}")
-    width = truth.shape[1]
-    bands = last_level - first_level + 1
-    column_levels = first_level + np.minimum(np.arange(width) * bands // width, bands - 1)
-    levels = np.broadcast_to(column_levels[None, :], truth.shape).astype(np.int64)
-    # the camera offset is electronic, not light: only what lies above it is blurred (blurring a constant
-    # offset band by band would draw false edges into the background where the level changes)
-    offset = min(noise.offset_adu, float(truth.min()))
-    expected = depth_variant_blur(truth - offset, levels, forward_bank(optics, size=psf_size)) + offset
-    observed = noise.apply(expected, np.random.default_rng(seed))
-    return TiltedSpecimen(truth=truth, observed=observed, levels=levels.copy())
-
-
-def window_levels_from_pixels(levels, *, stride: int, patch_px: int = PATCH_PX) -> np.ndarray:
-    """(ny, nx) grid of the true level at each window's centre pixel (row/column start + patch_px // 2)."""
-    from ..restore.windows import window_starts
-
-    levels = np.asarray(levels)
-    ys = window_starts(levels.shape[0], patch_px=patch_px, stride=stride)
-    xs = window_starts(levels.shape[1], patch_px=patch_px, stride=stride)
-    return levels[(ys + patch_px // 2)[:, None], (xs + patch_px // 2)[None, :]].astype(np.int64)
-
-
 # --------------------------------------------------------------------------------------------- seams
 def case_i_boundaries(length: int, *, patch_px: int = PATCH_PX) -> np.ndarray:
     """Positions b (0 < b < length) where case (i) windows meet: a seam lies between pixels b - 1 and b."""
-    from ..restore.windows import window_starts
 
     starts = window_starts(length, patch_px=patch_px, stride=patch_px)
     edges = np.concatenate([starts, starts + patch_px])
@@ -179,10 +142,6 @@ def evaluate_patches(patches, psfs, *, model=None, options=None, per_level: int 
     summaries count such patches in ``n_infinite`` and average the finite ones (level 0's noisy patch is the
     in-focus image itself in awdvd's synthetic data).
     """
-    from ..restore.blend import label_shares
-    from ..restore.pipeline import options_with, rl_schedule
-    from ..restore.rl import eps_floor, estimate_background, richardson_lucy_batches
-    from ..restore.rl_schedule import keep_share
 
     options = options_with(options, overrides)
     n_levels = len(psfs)
@@ -292,9 +251,6 @@ def evaluate_whole_image(specimen: TiltedSpecimen, psfs, *, strides: Sequence[in
     on the error image at case (i)'s window boundaries. Returns a JSON-ready dict (and the restored images
     under "images" when ``keep_images``).
     """
-    from ..restore.pipeline import deconvolve_invariant, iterations_per_level, options_with, restore_image
-    from ..restore.rl import resolve_offset
-    from ..restore.windows import DefocusMap
 
     options = options_with(options, overrides)
     truth, observed = specimen.truth, specimen.observed
@@ -373,13 +329,6 @@ def write_restoration_report(output, *, dataset=None, in_focus=(), model=None, o
 
     Returns the paths written.
     """
-    from pathlib import Path
-
-    from ..io import write_json
-    from ..physics.optics import Optics
-    from ..plots import plot_patch_metrics, plot_whole_image
-    from ..physics.psf import psf_bank
-    from ..restore.pipeline import options_with
 
     options = options_with(options, overrides)
     output = Path(output)
@@ -398,33 +347,23 @@ def write_restoration_report(output, *, dataset=None, in_focus=(), model=None, o
             raise FileExistsError(f"{target} exists; choose another -o folder or pass --overwrite")
     model_source = "none"
     if model is not None and not hasattr(model, "predict_patches"):
-        from ..learn.model import load_model
-
         model_source = str(model)
         model = load_model(model)
     elif model is not None:
         model_source = "given DefocusModel"
     if bands and model is None:
-        from ..learn.model import bundled_model_path, load_model
-
         model, model_source = load_model(), f"bundled model ({bundled_model_path().name})"
     images = names = None
     if in_focus:
-        from ..data.datasets import load_in_focus_images
-
         images, names = load_in_focus_images(in_focus)
     patch_report = None
     if patch_run:
         if dataset is not None:
-            from ..data.datasets import read_dataset
-
             patches, metadata = read_dataset(dataset, split)
             if not np.any(~patches.background):
                 raise ValueError(f"the {split} split of {dataset} holds no foreground patch to score; choose another "
                                  "split (--split) or dataset")
         else:
-            from ..data.synth import CameraNoise, DatasetSpec, make_patch_dataset
-
             optics = model.optics if model is not None else Optics()
             splits, metadata = make_patch_dataset(images, optics=optics, noise=CameraNoise(), source_names=names,
                                                   spec=DatasetSpec(crops_per_image=20, realizations=8, seed=0))
@@ -449,8 +388,6 @@ def write_restoration_report(output, *, dataset=None, in_focus=(), model=None, o
             reports.append({"image": name, **report})
         write_json(output / "whole.json", {"images": reports}, overwrite=overwrite)
         if bands:
-            from .restoration_bands import write_band_report
-
             write_band_report(output, images=images, names=names, model=model, model_source=model_source,
                               options=options, seed=seed, patches=patch_report, command=command,
                               overwrite=overwrite, device=resolve_device(options.device))

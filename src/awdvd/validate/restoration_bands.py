@@ -11,15 +11,27 @@ over the summed band gains (two sweeps), as :func:`awdvd.restore.calibration.tun
 
 from __future__ import annotations
 
+import datetime
 import time
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
+from .. import __version__
 from .._checks import check_positive_int
-from ..metrics import psnr, truth_data_range
+from .._provenance import git_state
+from ..data.synth import CameraNoise, tilted_specimen
+from ..io import atomic_path, write_json
+from ..metrics import band_gains
+from ..physics.psf import psf_bank
+from ..restore.blend import deconvolve_levels
+from ..restore.pipeline import AWDVDOptions, options_with, restore_image, rl_schedule
+from ..restore.rl import resolve_offset
+from ..restore.rl_schedule import RLSchedule
+from ..restore.windows import DefocusMap, window_levels_from_pixels
 
-__all__ = ["band_gains", "ceiling", "evaluate_bands", "PLAIN_COUNTS", "ACCELERATED_COUNTS", "FLOORS"]
+__all__ = [ "ceiling", "evaluate_bands", "PLAIN_COUNTS", "ACCELERATED_COUNTS", "FLOORS"]
 
 #: candidate counts of the ceiling search, per variant
 PLAIN_COUNTS = (0, 1, 2, 3, 5, 7, 10, 15, 20, 30, 50, 75, 100, 150)
@@ -28,25 +40,7 @@ ACCELERATED_COUNTS = (0, 1, 2, 3, 5, 7, 10, 15, 20, 25, 30, 40, 50)
 FLOORS = {"band_loss_db": -0.3, "ceiling_share": 0.9}
 
 
-def band_gains(specimen, restored) -> tuple[list[float], float]:
-    """(PSNR gain (dB) over the recorded image of every level band, in level order; whole-image gain), with the
-    in-focus truth's range as the data range (gains do not depend on it)."""
-    truth, observed = specimen.truth, specimen.observed
-    data_range = truth_data_range(truth)
-    columns = np.asarray(specimen.levels)[0]
-    gains = []
-    for level in np.unique(columns):
-        band = columns == level
-        gains.append(float(psnr(truth[:, band], restored[:, band], data_range=data_range)
-                           - psnr(truth[:, band], observed[:, band], data_range=data_range)))
-    whole = float(psnr(truth, restored, data_range=data_range) - psnr(truth, observed, data_range=data_range))
-    return gains, whole
-
-
 def _true_map(specimen, stride: int, patch_px: int, n_levels: int):
-    from .restoration import window_levels_from_pixels
-    from ..restore.windows import DefocusMap
-
     grid = window_levels_from_pixels(specimen.levels, stride=stride, patch_px=patch_px)
     return DefocusMap.from_levels(grid, specimen.observed.shape, stride=stride, patch_px=patch_px, n_levels=n_levels)
 
@@ -57,9 +51,6 @@ def ceiling(specimen, psfs, *, variant: str = "plain", counts: Sequence[int] | N
     levels and the best count of every level among ``counts`` (default :data:`PLAIN_COUNTS`, or
     :data:`ACCELERATED_COUNTS` for "accelerated"), chosen by coordinate ascent over the summed band gains
     (module docstring). Returns {"variant", "counts": [...], "band_gain_db", "whole_gain_db", "seconds"}."""
-    from ..restore.blend import deconvolve_levels
-    from ..restore.rl import resolve_offset
-    from ..restore.rl_schedule import RLSchedule
 
     start = time.perf_counter()
     counts = tuple(counts if counts is not None else (ACCELERATED_COUNTS if variant == "accelerated" else PLAIN_COUNTS))
@@ -108,7 +99,6 @@ def evaluate_bands(specimen, psfs, model, *, options=None, stride: int = 42, cei
     with the seconds of each whole restoration (map included for the model's): the median of
     ``timing_repeats`` runs, the four rows' runs interleaved (one run each is a fraction of a second, and the
     first of a process pays for its FFT plans). Returns a JSON-ready dict."""
-    from ..restore.pipeline import AWDVDOptions, options_with, restore_image
 
     options = options_with(options, {"stride": stride, "device": device})
     paper = options.replace(iterations=30, rl="plain", level_blend="argmax")
@@ -181,7 +171,7 @@ def render_markdown(report: dict, patches: dict | None = None) -> str:
              f"Made by `{s['command']}` ({s['date']}, awdvd {s['awdvd_version']}, git {s['git']}).", "",
              f"- model: {s['model']}", f"- schedule: {s['schedule']}",
              f"- specimens: a tilted specimen (levels 0 to {n_bands - 1} in equal bands from left to right, "
-             f"awdvd.validate.restoration.tilted_specimen, seeds {s['seeds']}) from each of {len(report['fields'])} "
+             f"awdvd.data.synth.tilted_specimen, seeds {s['seeds']}) from each of {len(report['fields'])} "
              f"in-focus fields ({', '.join(f['image'] for f in report['fields'])}); camera {s['camera']}",
              f"- options: {s['options']}", "",
              "## PSNR change per level band against the recorded image (dB, mean over the fields)", "",
@@ -252,15 +242,6 @@ def write_band_report(output, *, images, names, model, model_source: str, option
     """``bands.json`` and ``REPORT.md`` in the folder ``output``: :func:`evaluate_bands` on a tilted specimen of
     every in-focus image (seeds ``seed``, ``seed + 1``, ...), their means and issue 12's floors, and, given a
     :func:`awdvd.validate.restoration.evaluate_patches` report, the Fig. 8 table. Returns the paths written."""
-    import datetime
-    from pathlib import Path
-
-    from .. import __version__
-    from .restoration import tilted_specimen
-    from ..io import write_json
-    from ..physics.psf import psf_bank
-    from ..restore.pipeline import options_with, rl_schedule
-    from ..data.synth import CameraNoise
 
     output = Path(output)
     targets = [output / "bands.json", output / "REPORT.md"]
@@ -277,8 +258,6 @@ def write_band_report(output, *, images, names, model, model_source: str, option
         fields.append({"image": name, **evaluate_bands(specimen, psfs, model, options=options,
                                                         ceilings=ceilings, device=device)})
     try:
-        from ..reproduce.experiments import git_state
-
         git = (git_state().get("commit") or "unknown")[:12]
     except Exception:  # a report without the commit is still a report
         git = "unknown"
@@ -287,7 +266,6 @@ def write_band_report(output, *, images, names, model, model_source: str, option
         "awdvd_version": __version__, "git": git, "model": model_source,
         "schedule": rl_schedule(options, model).describe(), "seeds": [seed + i for i in range(len(fields))],
         "camera": camera.to_dict(), "options": options.to_dict()}}
-    from ..io import atomic_path
 
     write_json(targets[0], json_ready(report), overwrite=overwrite)
     with atomic_path(targets[1], overwrite=overwrite) as tmp:

@@ -16,14 +16,26 @@ the in-focus field.
 
 from __future__ import annotations
 
+import json
 import zlib
+from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
 
 from .._checks import check_image, check_positive_int
-from ..physics.optics import Optics
+from ..data.datasets import load_in_focus_images
 from ..data.patches import BACKGROUND
+from ..data.synth import blur_levels, depth_variant_blur, forward_bank, tilted_levels
+from ..data.training_stream import PAPER_CAMERAS, UNSEEN_CAMERAS
+from ..io import atomic_path
+from ..learn.model_files import load_model
+from ..learn.train_stream import procedural_sources
+from ..metrics import psnr, truth_data_range
+from ..physics.optics import Optics
+from ..restore.defocus_maps import classify_windows
+from ..restore.pipeline import deconvolve, defocus_map_of, options_with
+from ..restore.windows import DefocusMap
 
 __all__ = ["level_matrix", "map_matrix", "cell_test", "foreground_windows", "tilted_observation", "summarise_levels",
            "robustness_markdown", "worst_case", "write_robustness"]
@@ -87,8 +99,6 @@ def foreground_windows(in_focus: np.ndarray, n: int, *, patch_px: int = 84, seed
 
 
 def _blurred_levels(in_focus: np.ndarray, optics: Optics, psf_size: int | None) -> np.ndarray:
-    from ..data.synth import blur_levels, forward_bank
-
     bank = forward_bank(optics, size=psf_size)
     return np.concatenate([in_focus[None].astype(np.float32), blur_levels(in_focus, bank[1:])])
 
@@ -110,8 +120,6 @@ def level_matrix(model, fields: Mapping[str, np.ndarray], *, cameras: Mapping | 
     dict with "cameras" (name -> summary over all fields), "fields" (field -> camera -> summary) and
     "settings"; a summary holds top1, within1, mean_abs_error, background_calls, n and per_level_top1.
     """
-    from ..restore.defocus_maps import classify_windows
-    from ..data.training_stream import PAPER_CAMERAS
 
     cameras = dict(PAPER_CAMERAS if cameras is None else cameras)
     per_level = check_positive_int(per_level, "per_level")
@@ -167,7 +175,6 @@ def tilted_observation(in_focus: np.ndarray, camera, *, optics: Optics | None = 
                        psf_size: int | None = None, source_offset_adu: float = 96.0):
     """(observed, levels): ``in_focus`` tilted along x (levels 0 .. n_levels - 1 in equal bands left to right,
     :func:`awdvd.data.synth.depth_variant_blur` of the light above the source offset) recorded by ``camera``."""
-    from ..data.synth import depth_variant_blur, forward_bank, tilted_levels
 
     optics = Optics() if optics is None else optics
     truth = check_image(in_focus, "in_focus").astype(np.float32)
@@ -185,8 +192,6 @@ def map_matrix(model, fields: Mapping[str, np.ndarray], *, cameras: Mapping | No
     within +/-1 of the true level at the window centre, and, for the cameras in ``cameras_for_psnr``, the PSNR
     (the in-focus field's range) of AWDVD with the model's map and with the true levels (the same options), and
     of the recorded image, all after removing the camera's offset difference."""
-    from ..restore.pipeline import defocus_map_of, options_with
-    from ..data.training_stream import PAPER_CAMERAS
 
     cameras = dict(PAPER_CAMERAS if cameras is None else cameras)
     options = options_with(options, {})
@@ -217,9 +222,6 @@ def map_matrix(model, fields: Mapping[str, np.ndarray], *, cameras: Mapping | No
 def _restoration_psnr(model, field, observed, dmap, true_grid, camera, options, source_offset_adu) -> dict:
     """PSNR of recorded / AWDVD(model map) / AWDVD(true levels) against the field, in the field's own units
     (the camera's affine change of units undone)."""
-    from ..metrics import psnr, truth_data_range
-    from ..restore.pipeline import deconvolve
-    from ..restore.windows import DefocusMap
 
     truth = np.asarray(field, np.float32)
     # back to the source's units: signal / scale + source offset (the camera's offset and pedestal removed)
@@ -273,14 +275,6 @@ def write_robustness(models, fields, output, *, procedural: int = 2, per_level: 
 
     Returns the JSON written: {label: {"fields": level_matrix, "procedural": level_matrix, "maps": map_matrix}}.
     """
-    import json
-    from pathlib import Path
-
-    from ..data.datasets import load_in_focus_images
-    from ..io import atomic_path
-    from ..learn.model import load_model
-    from ..data.training_stream import PAPER_CAMERAS, UNSEEN_CAMERAS
-    from ..learn.train_stream import procedural_sources
 
     sets = {"matrix": PAPER_CAMERAS, "unseen": UNSEEN_CAMERAS, "all": {**PAPER_CAMERAS, **UNSEEN_CAMERAS}}
     if cameras not in sets:
