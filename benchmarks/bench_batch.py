@@ -102,10 +102,10 @@ def raw_parallel_capacity(image: np.ndarray, iterations: int, repeats: int = 4) 
 def bench_batch(n_files: int, workers_list: list[int | None], model_path: Path, scratch: Path, iterations: int | None,
                 map_mode: str) -> dict:
     """``workers_list`` entries: None for the default (auto_workers), else a worker count."""
-    from awdvd.io import read_image, write_tiff
     from awdvd.batch.jobs import DeconvolveJob, ModelFile, run_jobs
-    from awdvd.restore.pipeline import AWDVDOptions
     from awdvd.data.synth import synthetic_nuclei
+    from awdvd.io import read_image, write_tiff
+    from awdvd.restore.options import AWDVDOptions
 
     if SHARED.is_dir() and len(list(SHARED.glob("*.tif"))) >= 1:
         files = sorted(SHARED.glob("*.tif"))[:n_files]
@@ -174,10 +174,10 @@ def bench_batch(n_files: int, workers_list: list[int | None], model_path: Path, 
 
 # --------------------------------------------------------------------------------------------- (c) tiled vs whole
 def bench_tiled_vs_whole(size_px: int, tile_px: int, model_path: Path, iterations: int | None, map_mode: str) -> dict:
+    from awdvd.data.synth import synthetic_nuclei
     from awdvd.learn.model_files import load_model
     from awdvd.physics.psf import psf_bank
     from awdvd.restore.pipeline import restore_image
-    from awdvd.data.synth import synthetic_nuclei
     from awdvd.restore.tiles import restoration_halo_px
 
     model = load_model(model_path)
@@ -204,8 +204,8 @@ def bench_tiled_vs_whole(size_px: int, tile_px: int, model_path: Path, iteration
 # --------------------------------------------------------------------------------------------- (b) large image
 def make_large_input(path: Path, size_px: int, tile_px: int) -> None:
     """A size_px square field of synthetic nuclei written tile by tile (independent seeded tiles), uint16."""
-    from awdvd.io import open_ome_zarr_output
     from awdvd.data.synth import synthetic_nuclei
+    from awdvd.io import open_ome_zarr_output
 
     with open_ome_zarr_output(path, shape=(size_px, size_px), dtype=np.uint16, pixel_um=0.65, chunks=tile_px) as out:
         for i, y in enumerate(range(0, size_px, tile_px)):
@@ -252,10 +252,10 @@ def bench_large(size_px: int, tile_px: int, workers: int, iterations: int, map_m
     from distributed import Client
 
     from awdvd._cluster import local_cluster
-    from awdvd.io import read_image
     from awdvd.batch.jobs import DeconvolveJob, ModelFile, run_jobs
-    from awdvd.restore.pipeline import AWDVDOptions
-    from awdvd.restore.tiles import should_tile
+    from awdvd.io import read_image
+    from awdvd.restore.options import AWDVDOptions
+    from awdvd.restore.tiling import should_tile
 
     source = scratch / f"large{size_px}.ome.zarr"
     t = time.perf_counter()
@@ -309,9 +309,9 @@ def bench_memory_probe(kind: str, size_px: int, model_path: Path, scratch: Path)
     """One measurement in a fresh process: peak RSS of a dense defocus map of a size_px square field, whole
     ("map-whole": predict.defocus_map) or in 1024 px tiles ("map-tiled": tiles.tiled_defocus_map), or of
     the whole `awdvd deconvolve --map-mode dense --workers 0` job on that image ("job")."""
+    from awdvd.data.synth import synthetic_nuclei
     from awdvd.io import write_tiff
     from awdvd.learn.model_files import load_model
-    from awdvd.data.synth import synthetic_nuclei
 
     image = np.tile(synthetic_nuclei((1024, 1024), seed=1), (math.ceil(size_px / 1024),) * 2)[:size_px, :size_px]
     image = image.astype(np.uint16)
@@ -319,16 +319,16 @@ def bench_memory_probe(kind: str, size_px: int, model_path: Path, scratch: Path)
     before = max_rss_mb()
     start = time.perf_counter()
     if kind == "map-whole":
-        from awdvd.restore.defocus_maps import defocus_map
+        from awdvd.restore.defocus_maps import compute_map
 
-        defocus_map(image, model, stride=42, mode="dense")
+        compute_map(image, model, stride=42, mode="dense")
     elif kind == "map-tiled":
         from awdvd.restore.tiles import tiled_defocus_map
 
         tiled_defocus_map(image, model, stride=42, mode="dense", tile_px=1024)
     else:
         from awdvd.batch.jobs import DeconvolveJob, ModelFile, run_jobs
-        from awdvd.restore.pipeline import AWDVDOptions
+        from awdvd.restore.options import AWDVDOptions
 
         path = write_tiff(scratch / f"field{size_px}.tif", image, pixel_um=0.65, overwrite=True)
         before = max_rss_mb()

@@ -23,10 +23,10 @@ SHARED = os.path.join(HERE, "..", "..", "shared", "data", "bbbc006", "in_focus")
 
 def main() -> None:
     import awdvd
-    from awdvd.restore import blend
-    from awdvd.metrics import band_gains
     from awdvd.data.synth import tilted_specimen
     from awdvd.io import read_image
+    from awdvd.metrics import band_gains
+    from awdvd.restore import blend
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--thresholds", type=float, nargs="+", default=[0.1, 0.2, 0.3])

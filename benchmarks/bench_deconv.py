@@ -32,6 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
+from awdvd.restore.plan import RestorationPlan
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 DATA = ROOT.parent / "shared" / "data" / "bbbc006"
@@ -89,11 +91,10 @@ def bench_rl(image, psf, repeats):
 def bench_awdvd(specimen, bank, rl_image, rl_psf, *, quick: bool, repeats: int):
     from skimage import restoration
 
-    from awdvd.restore.blend import deconvolve_levels
-    from awdvd.validate.restoration import case_i_boundaries, seam_ratio
-    from awdvd.restore.windows import window_levels_from_pixels
-    from awdvd.restore.windows import DefocusMap
     from awdvd.metrics import PAPER_DATA_RANGE, psnr, ssim, truth_data_range
+    from awdvd.restore.blend import deconvolve_levels
+    from awdvd.restore.windows import DefocusMap, window_levels_from_pixels
+    from awdvd.validate.restoration import case_i_boundaries, seam_ratio
 
     truth, observed = specimen.truth, specimen.observed
     span = truth_data_range(truth)
@@ -108,8 +109,8 @@ def bench_awdvd(specimen, bank, rl_image, rl_psf, *, quick: bool, repeats: int):
     def run(method, stride, weighting):
         grid = window_levels_from_pixels(specimen.levels, stride=stride)
         dmap = DefocusMap.from_levels(grid, observed.shape, stride=stride, patch_px=84, n_levels=len(bank))
-        return lambda: deconvolve_levels(observed, dmap, bank, iterations=30, method=method, weighting=weighting,
-                                         offset=0.0, halo_px=None, device="cpu")
+        return lambda: deconvolve_levels(observed, dmap, bank, RestorationPlan(
+            iterations=30, method=method, weighting=weighting, level_blend="argmax", offset=0.0, halo_px=None, device="cpu"))
 
     out = {"observed": scores(observed)}
     # peers timed together, round-robin: fast vs patch-wise at 42; fast at 8 vs one skimage RL (section 1's image)
@@ -165,38 +166,38 @@ def bench_maps(image, repeats):
 
     from awdvd.learn.model import DefocusModel, build_delpnet
     from awdvd.physics.optics import Optics
-    from awdvd.restore.defocus_maps import defocus_map
+    from awdvd.restore.defocus_maps import compute_map
 
     torch.manual_seed(0)
     model = DefocusModel(build_delpnet(), optics=Optics(), class_levels=list(range(11)) + [-1])
     out = {"torch_threads": torch.get_num_threads(), "model": "random-init default DelpNet"}
     start = time.perf_counter()
-    defocus_map(image, model, stride=16, mode="dense")
+    compute_map(image, model, stride=16, mode="dense")
     out["dense_s16_first_call_s"] = round(time.perf_counter() - start, 4)  # folds BN, probes the geometry
     times = interleaved({
-        "dense_s16_local": lambda: defocus_map(image, model, stride=16, mode="dense", normalization="local"),
-        "dense_s16_global": lambda: defocus_map(image, model, stride=16, mode="dense", normalization="global"),
-        "dense_s8_local": lambda: defocus_map(image, model, stride=8, mode="dense", normalization="local"),
+        "dense_s16_local": lambda: compute_map(image, model, stride=16, mode="dense", normalization="local"),
+        "dense_s16_global": lambda: compute_map(image, model, stride=16, mode="dense", normalization="global"),
+        "dense_s8_local": lambda: compute_map(image, model, stride=8, mode="dense", normalization="local"),
     }, repeats)
     out.update(times)
-    seconds, dmap = timed(lambda: defocus_map(image, model, stride=16, mode="patch"), 1)
+    seconds, dmap = timed(lambda: compute_map(image, model, stride=16, mode="patch"), 1)
     out["patch_s16"] = {**summary(seconds), "windows": int(dmap.levels.size)}
-    seconds, dmap = timed(lambda: defocus_map(image, model, stride=42, mode="patch"), 1)
+    seconds, dmap = timed(lambda: compute_map(image, model, stride=42, mode="patch"), 1)
     out["patch_s42"] = {**summary(seconds), "windows": int(dmap.levels.size)}
     out["floor"] = "696 x 520 map at stride <= 16 in <= 0.5 s"
     return out
 
 
 def agreement(model, images, stride):
-    from awdvd.restore.defocus_maps import defocus_map
+    from awdvd.restore.defocus_maps import compute_map
 
     out = {}
-    patch_maps = [defocus_map(image, model, stride=stride, mode="patch").levels for image in images]
+    patch_maps = [compute_map(image, model, stride=stride, mode="patch").levels for image in images]
     for normalization in ("local", "global"):
         exact = within1 = bg_agree = total = 0
         errors = []
         for image, reference in zip(images, patch_maps):
-            dense = defocus_map(image, model, stride=stride, mode="dense", normalization=normalization).levels
+            dense = compute_map(image, model, stride=stride, mode="dense", normalization=normalization).levels
             total += dense.size
             exact += int(np.sum(dense == reference))
             both_levels = (dense >= 0) & (reference >= 0)
@@ -215,9 +216,9 @@ def train_standin(in_focus, seconds: float, seed: int = 0):
     dense/patch agreement is measured on a network that separates levels. Returns (model, info)."""
     import torch
 
+    from awdvd.data.synth import DatasetSpec, make_patch_dataset
     from awdvd.learn.model import DefocusModel, DelpNetConfig, build_delpnet
     from awdvd.physics.optics import Optics
-    from awdvd.data.synth import DatasetSpec, make_patch_dataset
 
     splits, _ = make_patch_dataset(in_focus, spec=DatasetSpec(crops_per_image=60, seed=seed))
     torch.manual_seed(seed)

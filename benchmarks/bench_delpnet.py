@@ -60,8 +60,8 @@ def bench_inference(args):
     import torch
 
     from awdvd.learn.model import DefocusModel, build_delpnet, optimize_for_inference
-    from awdvd.physics.optics import Optics
     from awdvd.learn.train_stream import LEAN_DELPNET
+    from awdvd.physics.optics import Optics
 
     torch.manual_seed(0)
     network = build_delpnet().eval()
@@ -155,8 +155,8 @@ def bench_training(args):
             step()
             steps[f"{label}, {'channels_last' if channels_last else 'contiguous'}"] = step
     # the stream recipe's whole step: fresh windows, camera draws and noise, then the lean network's step
-    from awdvd.data.training_stream import TrainingStream
     from awdvd.data.synth import synthetic_nuclei
+    from awdvd.data.training_stream import TrainingStream
 
     stream = TrainingStream([synthetic_nuclei((520, 696), seed=s) for s in range(2)], seed=0,
                             batch_size=args.train_batch)

@@ -37,7 +37,8 @@ def main(argv=None) -> int:
     from awdvd.io import find_images, read_image
     from awdvd.learn.model_files import load_model
     from awdvd.physics.psf import psf_bank
-    from awdvd.restore.pipeline import AWDVDOptions, defocus_map_of
+    from awdvd.restore.options import AWDVDOptions
+    from awdvd.restore.pipeline import defocus_map
 
     torch.set_num_threads(args.threads)
     model = load_model()
@@ -45,7 +46,7 @@ def main(argv=None) -> int:
     image = raw.astype(np.float32)
     psf = psf_bank(model.optics)[6]
     variants = {
-        "map_stride8_s": lambda: defocus_map_of(image, model, AWDVDOptions(stride=8)),
+        "map_stride8_s": lambda: defocus_map(image, model, AWDVDOptions(stride=8)),
         "awdvd_stride8_defaults_s": lambda: deconvolve(image, model, stride=8),
         "awdvd_stride8_30_plain_s": lambda: deconvolve(image, model, stride=8, iterations=30, rl="plain"),
         "skimage_rl30_uint16_s": lambda: richardson_lucy(raw, psf, num_iter=30, clip=False),

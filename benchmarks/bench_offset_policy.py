@@ -11,14 +11,12 @@ from __future__ import annotations
 import argparse
 import time
 
-import numpy as np
-
 
 def main() -> None:
-    from awdvd.restore.calibration import CalibrationSpec, rl_curves, validation_specimens
+    from awdvd.data.synth import CameraNoise, forward_bank
     from awdvd.physics.optics import Optics
     from awdvd.physics.psf import psf_bank
-    from awdvd.data.synth import CameraNoise, forward_bank
+    from awdvd.restore.calibration import CalibrationSpec, rl_curves, validation_specimens
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--specimens", type=int, default=2)

@@ -67,9 +67,9 @@ def main(argv=None) -> int:
     import torch
 
     from awdvd.learn.model_files import load_model
+    from awdvd.learn.train_stream import STREAM_RECIPES, procedural_sources, train_from_stream
     from awdvd.validate.real_data import real_data_checks
     from awdvd.validate.robustness import level_matrix, map_matrix, robustness_markdown
-    from awdvd.learn.train_stream import STREAM_RECIPES, procedural_sources, train_from_stream
 
     torch.set_num_threads(args.threads)
     fields = shared_fields()

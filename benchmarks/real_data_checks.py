@@ -27,8 +27,7 @@ def main() -> int:
     parser.add_argument("--data", type=Path, default=DATA, help=f"BBBC006 sample folder (default {DATA})")
     parser.add_argument("-o", "--out", type=Path, help="JSON to write")
     args = parser.parse_args()
-    from awdvd.io import find_images
-    from awdvd.io import read_image, write_json
+    from awdvd.io import find_images, read_image, write_json
     from awdvd.learn.model_files import load_model
     from awdvd.validate.real_data import real_data_checks
 

@@ -49,13 +49,22 @@ def tiny_delpnet_model(seed: int = 0, *, widths=(4, 4, 8, 8, 8, 8, 8), normaliza
 
 
 def blend_args(**changes) -> dict:
-    """The explicit options of awdvd.restore.blend / awdvd.restore.tiles restorations: AWDVDOptions' defaults for method and
-    weighting, offset 0 (so tests see plain RL), the default halo, the CPU; ``changes`` override them."""
-    from awdvd.restore.pipeline import AWDVDOptions
+    """The fields of a RestorationPlan for awdvd.restore.blend / awdvd.restore.tiles restorations: AWDVDOptions' method
+    and weighting, each window's most likely level (argmax), offset 0 (so tests see plain RL), the default halo,
+    the CPU; ``changes`` override them."""
+    from awdvd.restore.options import AWDVDOptions
 
     defaults = AWDVDOptions()
-    args = dict(method=defaults.method, weighting=defaults.weighting, offset=0.0, halo_px=None, device="cpu")
+    args = dict(method=defaults.method, weighting=defaults.weighting, level_blend="argmax", offset=0.0, halo_px=None,
+                device="cpu")
     return {**args, **changes}
+
+
+def blend_plan(**changes):
+    """:func:`blend_args` as a :class:`awdvd.restore.plan.RestorationPlan`."""
+    from awdvd.restore.plan import RestorationPlan
+
+    return RestorationPlan(**blend_args(**changes))
 
 
 def level_map(levels, shape, *, stride: int, patch_px: int = 84, n_levels: int = 11):

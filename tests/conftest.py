@@ -49,8 +49,8 @@ def specimen(seed: int, shape=(64, 96)) -> np.ndarray:
 @pytest.fixture(scope="session")
 def tiny_dataset():
     """(splits, metadata) of make_patch_dataset on 4 procedural images: 3 levels, 32 x 32 patches, 8 crops."""
-    from awdvd.physics.optics import Optics
     from awdvd.data.synth import DatasetSpec, make_patch_dataset
+    from awdvd.physics.optics import Optics
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

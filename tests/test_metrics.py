@@ -12,15 +12,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from awdvd.metrics import PAPER_DATA_RANGE, psnr, ssim, truth_data_range
 from awdvd.metrics import (
+    PAPER_DATA_RANGE,
     accuracy,
     classification_summary,
     confusion_matrix,
     cumulative_match_curve,
     level_errors,
     precision_recall_f1,
+    psnr,
+    ssim,
     top_k_accuracy,
+    truth_data_range,
 )
 
 # 6 samples, classes 0, 1, 2 and bg (-1):

@@ -12,12 +12,12 @@ import os
 import warnings
 
 import numpy as np
+from _standins import RuleModel
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from _standins import RuleModel
-
-from awdvd.restore.pipeline import AWDVDOptions, restore_image
+from awdvd.restore.options import AWDVDOptions
+from awdvd.restore.pipeline import restore_image
 
 #: float32 rounding of a sum of up to 150 x 150 restored values (relative)
 FLUX_RTOL = 1e-5
@@ -37,8 +37,8 @@ def flux_change_bound(image: np.ndarray, result) -> tuple[float, float]:
     """
     from scipy import ndimage
 
-    from awdvd.restore.blend import label_shares
     from awdvd.physics.psf import psf_bank
+    from awdvd.restore.blend import label_shares
     from awdvd.restore.rl import is_delta_psf
     from awdvd.restore.windows import axis_weight_matrix, window_profile
 

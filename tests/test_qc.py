@@ -8,9 +8,18 @@ import math
 import numpy as np
 import pytest
 
+from awdvd.qc import (
+    OUT_OF_FOCUS_LEVEL,
+    Well,
+    focus_columns,
+    focus_row,
+    parse_well,
+    plate_heatmap,
+    plate_layout,
+    write_focus_csv,
+    write_focus_report,
+)
 from awdvd.restore.defocus_maps import DefocusMap
-from awdvd.qc import (OUT_OF_FOCUS_LEVEL, Well, focus_columns, focus_row, parse_well, plate_heatmap, plate_layout,
-                      write_focus_csv, write_focus_report)
 
 CLASS_LEVELS = np.array(list(range(11)) + [-1])
 

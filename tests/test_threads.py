@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from awdvd._threads import THREADS_VARIABLE, allowed_threads, available_cpus, set_thread_limit, thread_limit
+from awdvd.restore.plan import RestorationPlan
 
 
 def test_default_is_the_cpus_of_this_process(monkeypatch):
@@ -36,21 +37,22 @@ def test_environment_variable_then_limit(monkeypatch):
 
 def test_results_do_not_depend_on_the_thread_count():
     from awdvd import Optics, psf_bank
+    from awdvd.data.synth import blur, synthetic_nuclei
     from awdvd.restore.blend import deconvolve_levels
     from awdvd.restore.rl import richardson_lucy
-    from awdvd.data.synth import blur, synthetic_nuclei
     from awdvd.restore.windows import DefocusMap
 
     image = synthetic_nuclei((120, 150), n_nuclei=6, seed=2)
     bank = psf_bank(Optics(n_levels=3), size=15)
     dmap = DefocusMap.from_levels(np.array([[0, 1, 2], [2, 1, -1], [1, 1, 2]]), image.shape, stride=33,
                                   patch_px=84, n_levels=3)
-    options = dict(iterations=4, method="fast", weighting="triangular", offset=0.0, halo_px=None, device="cpu")
+    plan = RestorationPlan(iterations=4, method="fast", weighting="triangular", level_blend="argmax", offset=0.0,
+                           halo_px=None, device="cpu")
     with thread_limit(1):
         one = (richardson_lucy(image, bank[2], iterations=4), blur(image, bank[1]),
-               deconvolve_levels(image, dmap, bank, **options))
+               deconvolve_levels(image, dmap, bank, plan))
     with thread_limit(4):
         many = (richardson_lucy(image, bank[2], iterations=4), blur(image, bank[1]),
-                deconvolve_levels(image, dmap, bank, **options))
+                deconvolve_levels(image, dmap, bank, plan))
     for a, b in zip(one, many):
         assert np.array_equal(a, b)

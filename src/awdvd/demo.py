@@ -32,7 +32,8 @@ from .plots import (
     save_figure,
     scale_bar,
 )
-from .restore.pipeline import deconvolve_invariant, iterations_per_level, options_with, restore_image
+from .restore.options import options_with
+from .restore.pipeline import deconvolve_invariant, iterations_per_level, restore_image
 from .restore.windows import DefocusMap, window_levels_from_pixels
 
 __all__ = ["run_demo", "true_level_map", "demo_figure"]
@@ -65,7 +66,7 @@ def run_demo(output, *, model=None, image=None, overwrite: bool = False, seed: i
         this installation has no bundled model, the procedural specimen is restored with its true levels
         (reported as such in the summary and on screen); a real image then needs a model.
     image : None for the procedural tilted specimen (with ground truth), or the path of a real 2-D image.
-    options : :class:`awdvd.restore.pipeline.AWDVDOptions` of the restoration (default ``AWDVDOptions()``, what
+    options : :class:`awdvd.restore.options.AWDVDOptions` of the restoration (default ``AWDVDOptions()``, what
         ``awdvd deconvolve`` uses); the baseline uses the same iterations and offset.
 
     Returns

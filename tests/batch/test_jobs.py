@@ -13,9 +13,9 @@ import warnings
 import numpy as np
 import pytest
 
-from awdvd.io import read_image, write_tiff
 from awdvd.batch.jobs import DeconvolveJob, ModelFile, PredictJob, auto_workers, run_jobs
-from awdvd.restore.pipeline import AWDVDOptions
+from awdvd.io import read_image, write_tiff
+from awdvd.restore.options import AWDVDOptions
 
 N_GOOD = 4
 SMALL = dict(options=AWDVDOptions(stride=42, iterations=3, psf_size=15, device="cpu"))

@@ -11,13 +11,13 @@ import os
 import numpy as np
 import pytest
 
-import awdvd.restore.tiles
-from awdvd.io import read_image, write_tiff
+import awdvd.restore.tiling
 from awdvd.batch.jobs import DeconvolveJob, ModelFile, PredictJob, run_jobs
-from awdvd.restore.pipeline import AWDVDOptions
+from awdvd.io import read_image, write_tiff
+from awdvd.restore.options import AWDVDOptions
 
 SMALL = dict(options=AWDVDOptions(stride=42, iterations=3, psf_size=15, device="cpu"))
-_APPLY_TILE = awdvd.restore.tiles._apply_tile  # the real one, before a test replaces it
+_APPLY_TILE = awdvd.restore.tiling._apply_tile  # the real one, before a test replaces it
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +122,7 @@ def test_pieces_of_dead_runs_are_swept_and_live_ones_kept(model, tmp_path):
 
 
 def _interrupt_after(monkeypatch, n: int):
-    """Make the n+1-th tile of awdvd.restore.tiles.tiled_map raise KeyboardInterrupt, as a Ctrl-C would; count tiles."""
+    """Make the n+1-th tile of awdvd.restore.tiling.tiled_map raise KeyboardInterrupt, as a Ctrl-C would; count tiles."""
     calls = {"n": 0}
     original = _APPLY_TILE
 
@@ -132,7 +132,7 @@ def _interrupt_after(monkeypatch, n: int):
             raise KeyboardInterrupt
         return original(*args)
 
-    monkeypatch.setattr(awdvd.restore.tiles, "_apply_tile", apply)
+    monkeypatch.setattr(awdvd.restore.tiling, "_apply_tile", apply)
     return calls
 
 

@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from awdvd.batch.runner import BatchReport, FileResult, run_batch
 from awdvd._cluster import clear_worker_resources, local_cluster, worker_resource, worker_resource_loads
-from awdvd.io import read_image, write_tiff
+from awdvd.batch.runner import BatchReport, FileResult, run_batch
 from awdvd.data.synth import blur
+from awdvd.io import read_image, write_tiff
 
 N_GOOD = 5
 PSF_KEY = ("test-psf", 7)

@@ -11,8 +11,8 @@ import tifffile
 
 from awdvd.cli import main
 from awdvd.data.datasets import read_dataset
-from awdvd.io import read_image
 from awdvd.data.synth import synthetic_nuclei
+from awdvd.io import read_image
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 

@@ -6,11 +6,10 @@ import json
 
 import numpy as np
 import pytest
+from _standins import tiny_delpnet_model
 
 from awdvd.cli import main
 from awdvd.io import read_image, write_tiff
-
-from _standins import tiny_delpnet_model
 
 pytest.importorskip("torch")
 

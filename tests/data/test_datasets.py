@@ -3,7 +3,6 @@ import numpy as np
 import pytest
 import tifffile
 
-from awdvd.io import find_images
 from awdvd.data.datasets import (
     DatasetError,
     bbbc006_fields,
@@ -18,8 +17,8 @@ from awdvd.data.datasets import (
     simulate_dataset,
     write_dataset,
 )
-from awdvd.io import read_image
 from awdvd.data.synth import DatasetSpec, make_patch_dataset, synthetic_nuclei
+from awdvd.io import find_images, read_image
 
 
 @pytest.fixture(scope="module")
@@ -110,8 +109,8 @@ def test_load_in_focus_from_multipage_stack(tmp_path):
 
 
 def test_simulate_dataset_reads_synthesises_and_writes(tmp_path):
-    from awdvd.physics.optics import Optics
     from awdvd.data.synth import CameraNoise
+    from awdvd.physics.optics import Optics
 
     folder = tmp_path / "in_focus"
     folder.mkdir()

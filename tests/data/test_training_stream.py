@@ -1,10 +1,9 @@
 import numpy as np
 import pytest
 
-from awdvd.physics.optics import Optics
-from awdvd.data.patches import BACKGROUND
-from awdvd.data.patches import image_range
+from awdvd.data.patches import BACKGROUND, image_range
 from awdvd.data.training_stream import PAPER_CAMERAS, Camera, CameraRange, TrainingStream, background_rule
+from awdvd.physics.optics import Optics
 
 OPTICS = Optics(n_levels=4)
 

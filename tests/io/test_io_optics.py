@@ -11,8 +11,16 @@ import warnings
 import numpy as np
 import pytest
 
-from awdvd.io import (ImageReadError, OpticsMismatchError, OpticsWarning, check_optics, read_ome_optics,
-                      write_ome_tiff, write_ome_zarr, write_tiff)
+from awdvd.io import (
+    ImageReadError,
+    OpticsMismatchError,
+    OpticsWarning,
+    check_optics,
+    read_ome_optics,
+    write_ome_tiff,
+    write_ome_zarr,
+    write_tiff,
+)
 from awdvd.physics.optics import Optics
 
 OME_XML = """<?xml version="1.0" encoding="UTF-8"?>

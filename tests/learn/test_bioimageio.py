@@ -50,8 +50,8 @@ def range_model():
 
 
 def test_normalize_equals_the_models_normalisation():
-    from awdvd.learn.bioimageio_network import normalize
     from awdvd.data.patches import normalize_patches
+    from awdvd.learn.bioimageio_network import normalize
 
     rng = np.random.default_rng(0)
     patches = rng.gamma(2.0, 300.0, size=(5, 84, 84)).astype(np.float32) + 100
@@ -63,8 +63,8 @@ def test_normalize_equals_the_models_normalisation():
 
 
 def test_normalize_by_range_equals_the_models_normalisation():
-    from awdvd.learn.bioimageio_network import normalize_by_range
     from awdvd.data.patches import image_range, normalize_windows
+    from awdvd.learn.bioimageio_network import normalize_by_range
 
     rng = np.random.default_rng(4)
     windows = rng.gamma(2.0, 300.0, size=(5, 84, 84)).astype(np.float32) + 100
@@ -247,10 +247,10 @@ def test_range_package_outputs_equal_predict_patches(range_package, range_model)
     import io
     import warnings
 
+    import yaml
+
     from awdvd.learn.bioimageio import package_test_patches
     from awdvd.learn.bioimageio_network import ImageRangeDelpNet
-
-    import yaml
 
     with zipfile.ZipFile(range_package) as archive:
         rdf = yaml.safe_load(archive.read("rdf.yaml"))

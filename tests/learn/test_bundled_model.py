@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from awdvd.learn.model_files import bundled_model_path, load_model
-from awdvd.physics.optics import Optics
 from awdvd.data.patches import image_range, is_background
 from awdvd.data.synth import CameraNoise, blur, forward_bank, synthetic_nuclei
+from awdvd.learn.model_files import bundled_model_path, load_model
+from awdvd.physics.optics import Optics
 
 
 @pytest.fixture(scope="module")
@@ -61,8 +61,7 @@ def test_bundled_model_on_the_real_shared_images(model, bbbc006_dir):
     """The model card's real-data checks: in-focus fields are called level 0-1, z00 fields (about 32 um out of
     focus) the deepest levels. Measured: 0.899 (five of the six fields were training sources; the held-out a07
     alone 0.81, its other tiles all called bg) and 0.996 of the 20 z00 fields (the issue's floor is 0.97)."""
-    from awdvd.io import find_images
-    from awdvd.io import read_image
+    from awdvd.io import find_images, read_image
     from awdvd.validate.real_data import real_data_checks
 
     def images(folder):

@@ -10,9 +10,21 @@ import numpy as np
 import pytest
 import torch
 
-from awdvd.learn.model import ARCHITECTURES, PAPER_PARAMETERS, DefocusModel, DelpNetConfig, ModelFileError, build_delpnet, build_network, count_parameters, fold_batchnorm, network_cost, optimize_for_inference
+from awdvd.learn.comparison_networks import ComparisonNetConfig
+from awdvd.learn.model import (
+    ARCHITECTURES,
+    PAPER_PARAMETERS,
+    DefocusModel,
+    DelpNetConfig,
+    ModelFileError,
+    build_delpnet,
+    build_network,
+    count_parameters,
+    fold_batchnorm,
+    network_cost,
+    optimize_for_inference,
+)
 from awdvd.learn.model_files import load_model
-from awdvd.learn.networks import ComparisonNetConfig
 from awdvd.physics.optics import Optics
 
 TINY = DelpNetConfig(widths=(4, 8, 8, 8, 8, 8, 16), pool_after=3, dropout=0.1, head_dropout=0.5, n_classes=4)

@@ -24,11 +24,10 @@ from awdvd.learn.train import (
     dihedral,
     get_recipe,
     learning_rate,
-    output_paths,
     train_model,
-    train_to_file,
     true_labels,
 )
+from awdvd.learn.train_files import output_paths, train_to_file
 
 # a tiny DelpNet: 7 conv blocks of a few channels, fast on 32 x 32 patches
 TINY_ARGS = {"widths": (8, 16, 16, 32, 32, 32, 32), "pool_after": 3, "dropout": 0.0, "head_dropout": 0.0}
@@ -325,12 +324,12 @@ def test_train_to_file_refuses_before_any_work(trained_file, tiny_dataset_dir, t
 def test_train_to_a_folder_is_refused_before_any_work(tiny_dataset_dir, tmp_path, capsys, monkeypatch):
     """Issue 15 item 3: `-o FOLDER --overwrite` trained the whole run, then failed, leaving a checkpoint and
     no model (and the message without --overwrite pointed to exactly that trap)."""
-    import awdvd.learn.train
+    import awdvd.learn.train_files
 
     def no_training(*args, **kwargs):
         raise AssertionError("training started")
 
-    monkeypatch.setattr(awdvd.learn.train, "train_model", no_training)
+    monkeypatch.setattr(awdvd.learn.train_files, "train_model", no_training)
     folder = tmp_path / "models"
     folder.mkdir()
     for overwrite in ([], ["--overwrite"]):
@@ -385,13 +384,13 @@ def test_cli_train_end_to_end(tiny_dataset_dir, tmp_path, capsys):
 
 
 def test_cli_train_interrupted_says_how_to_resume(tiny_dataset_dir, tmp_path, capsys, monkeypatch):
-    import awdvd.learn.train
+    import awdvd.learn.train_files
 
     def interrupted(*args, checkpoint_path, **kwargs):
         checkpoint_path.write_bytes(b"the last complete epoch")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(awdvd.learn.train, "train_model", interrupted)
+    monkeypatch.setattr(awdvd.learn.train_files, "train_model", interrupted)
     assert main(["train", str(tiny_dataset_dir), "-o", str(tmp_path / "i.pt"), "--no-progress"]) == 130
     err = capsys.readouterr().err
     assert "interrupted; the last complete epoch is saved in" in err and "--resume" in err

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from awdvd.physics.optics import Optics
 from awdvd.data.synth import synthetic_nuclei
 from awdvd.learn.train_stream import STREAM_RECIPES, StreamRecipe, ordinal_distances, train_from_stream
+from awdvd.physics.optics import Optics
 
 OPTICS = Optics(n_levels=3)
 TINY = StreamRecipe(name="tiny", steps=4, batch_size=8, procedural=1, val_every=2, val_windows=16,

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 
 from awdvd.cli import main
+from awdvd.data.synth import synthetic_nuclei
 from awdvd.learn.model_files import bundled_model_path, load_model
 from awdvd.reproduce import REPORT_ITEMS, SCALES, Scale, get_scale, reproduce
-from awdvd.data.synth import synthetic_nuclei
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 

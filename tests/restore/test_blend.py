@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from _standins import blend_plan, level_map
 
-from awdvd.restore.blend import blend_windows, deconvolve_levels
 from awdvd.physics.optics import Optics
 from awdvd.physics.psf import psf_bank
+from awdvd.restore.blend import blend_windows, deconvolve_levels
 from awdvd.restore.rl import richardson_lucy
 from awdvd.restore.windows import DefocusMap, window_starts
-
-from _standins import blend_args, level_map
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +37,7 @@ def map_for(shape, stride, level_of_window) -> DefocusMap:
 
 
 def awdvd(image, dmap, bank, **changes):
-    return deconvolve_levels(image, dmap, bank, **blend_args(**{"iterations": 30, **changes}))
+    return deconvolve_levels(image, dmap, bank, blend_plan(**{"iterations": 30, **changes}))
 
 
 @pytest.mark.parametrize("stride", [42, 50])
@@ -148,7 +147,7 @@ def test_windows_at_any_positions_blend_like_the_whole_image(bank):
     origin = (50, 70)  # not on the 21 px grid: the first rows and columns of the block are left uncovered
     block = image[origin[0]:, origin[1]:]
     inside = dmap.window_subset(origin, block.shape)
-    out, covered = blend_windows(block, inside, bank, **blend_args(iterations=3))
+    out, covered = blend_windows(block, inside, bank, blend_plan(iterations=3))
     expected = np.zeros(block.shape, bool)
     for y in inside.ys:
         for x in inside.xs:

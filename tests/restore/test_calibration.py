@@ -6,11 +6,11 @@ from __future__ import annotations
 import hashlib
 
 import pytest
+from _standins import tiny_delpnet_model
 
 from awdvd.cli import main
+from awdvd.restore.plan import RestorationPlan
 from awdvd.restore.rl_schedule import INFO_KEY, model_schedule
-
-from _standins import tiny_delpnet_model
 
 pytest.importorskip("torch")
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
@@ -43,7 +43,8 @@ def calibrated(model_file):
 
 def test_calibrate_model_writes_a_new_model_file_with_its_schedule(model_file, calibrated):
     from awdvd.learn.model_files import load_model
-    from awdvd.restore.pipeline import AWDVDOptions, rl_schedule
+    from awdvd.restore.options import AWDVDOptions
+    from awdvd.restore.pipeline import rl_schedule
 
     path, messages = calibrated
     assert path != model_file and path.exists()
@@ -142,16 +143,16 @@ def test_the_tilted_stage_scores_what_awdvd_then_restores():
     # band gains it records must be those of AWDVD run with the schedule it returns
     import numpy as np
 
+    from awdvd.data.synth import CameraNoise
     from awdvd.metrics import band_gains
-    from awdvd.restore.blend import deconvolve_levels
-    from awdvd.restore.calibration import CalibrationSpec, STRENGTHS, tilted_validation_specimens, tune_on_tilted
-    from awdvd.restore.windows import window_levels_from_pixels
     from awdvd.physics.optics import Optics
     from awdvd.physics.psf import psf_bank
+    from awdvd.restore.blend import deconvolve_levels
+    from awdvd.restore.calibration import CalibrationSpec, tilted_validation_specimens
+    from awdvd.restore.calibration_tuning import STRENGTHS, tune_on_tilted
     from awdvd.restore.rl import resolve_offset
     from awdvd.restore.rl_schedule import RLSchedule
-    from awdvd.data.synth import CameraNoise
-    from awdvd.restore.windows import DefocusMap
+    from awdvd.restore.windows import DefocusMap, window_levels_from_pixels
 
     spec = CalibrationSpec(**{**TINY, "tilted_specimens": 2})
     psfs = psf_bank(Optics(), size=15)
@@ -164,9 +165,9 @@ def test_the_tilted_stage_scores_what_awdvd_then_restores():
     for specimen in specimens:
         grid = window_levels_from_pixels(specimen.levels, stride=42)
         dmap = DefocusMap.from_levels(grid, specimen.observed.shape, stride=42, patch_px=84, n_levels=11)
-        out = deconvolve_levels(specimen.observed, dmap, psfs, iterations=tuned, method="fast",
-                                weighting="triangular", offset=resolve_offset("auto", specimen.observed),
-                                halo_px=None, device="cpu")
+        out = deconvolve_levels(specimen.observed, dmap, psfs, RestorationPlan(
+            iterations=tuned, method="fast", weighting="triangular", level_blend="argmax",
+            offset=resolve_offset("auto", specimen.observed), halo_px=None, device="cpu"))
         gains.append(band_gains(specimen, out)[0])
     np.testing.assert_allclose(np.mean(gains, axis=0), record["band_gain_db"], atol=2e-3)
 
@@ -174,12 +175,17 @@ def test_the_tilted_stage_scores_what_awdvd_then_restores():
 def test_uniform_curves_with_strengths_and_the_every_level_gain_constraint():
     import numpy as np
 
-    from awdvd.restore.calibration import (CalibrationSpec, STRENGTHS, rl_curves, tilted_validation_specimens,
-                                 tune_on_tilted, validation_specimens)
+    from awdvd.data.synth import CameraNoise, forward_bank
     from awdvd.physics.optics import Optics
     from awdvd.physics.psf import psf_bank
+    from awdvd.restore.calibration import (
+        CalibrationSpec,
+        rl_curves,
+        tilted_validation_specimens,
+        validation_specimens,
+    )
+    from awdvd.restore.calibration_tuning import STRENGTHS, tune_on_tilted
     from awdvd.restore.rl_schedule import RLSchedule
-    from awdvd.data.synth import CameraNoise, forward_bank
 
     spec = CalibrationSpec(**TINY)
     optics, camera = Optics(), CameraNoise()

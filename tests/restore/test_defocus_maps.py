@@ -5,19 +5,18 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from _standins import RuleModel, tiny_delpnet_model
 
+from awdvd.data.patches import normalize_patches
 from awdvd.restore.defocus_maps import (
     DefocusMap,
-    defocus_map,
+    compute_map,
     dense_trunk,
     normalize_image,
     trunk_geometry,
     window_patches,
 )
-from awdvd.data.patches import normalize_patches
 from awdvd.restore.windows import window_starts
-
-from _standins import RuleModel, tiny_delpnet_model
 
 torch = pytest.importorskip("torch")
 
@@ -36,7 +35,7 @@ def image():
 
 def test_patch_mode_classifies_every_window(image):
     model = RuleModel(step=100.0)
-    dmap = defocus_map(image, model, stride=30)
+    dmap = compute_map(image, model, stride=30)
     ys, xs = window_starts(160, stride=30), window_starts(200, stride=30)
     assert dmap.levels.shape == (len(ys), len(xs)) and dmap.proba.shape == (len(ys), len(xs), 12)
     np.testing.assert_array_equal(dmap.ys, ys)
@@ -51,7 +50,7 @@ def test_patch_mode_classifies_every_window(image):
 
 
 def test_patch_mode_matches_the_network_on_patches(image, net_model):
-    dmap = defocus_map(image, net_model, stride=42, batch_size=7)
+    dmap = compute_map(image, net_model, stride=42, batch_size=7)
     patches = window_patches(image, dmap.ys, dmap.xs, 84)
     levels, proba = net_model.predict_patches(patches, return_proba=True)
     np.testing.assert_array_equal(dmap.levels.ravel(), levels)
@@ -89,8 +88,8 @@ def test_dense_cells_line_up_with_windows(net_model):
 
 @pytest.mark.parametrize("normalization", ["local", "global"])
 def test_dense_mode_gives_a_full_map(image, net_model, normalization):
-    patch = defocus_map(image, net_model, stride=16)
-    dense = defocus_map(image, net_model, stride=16, mode="dense", normalization=normalization)
+    patch = compute_map(image, net_model, stride=16)
+    dense = compute_map(image, net_model, stride=16, mode="dense", normalization=normalization)
     assert dense.levels.shape == patch.levels.shape and dense.proba.shape == patch.proba.shape
     np.testing.assert_allclose(dense.proba.sum(axis=-1), 1.0, rtol=1e-5)
     assert set(np.unique(dense.levels)) <= set(net_model.class_levels)
@@ -141,4 +140,4 @@ def test_per_pixel_maps():
 )
 def test_bad_calls(img, kwargs, error):
     with pytest.raises(error):
-        defocus_map(img, RuleModel(), **{"stride": 42, **kwargs})
+        compute_map(img, RuleModel(), **{"stride": 42, **kwargs})

@@ -2,12 +2,18 @@
 
 import numpy as np
 import pytest
-
 from _standins import RuleModel, tiny_delpnet_model, tiny_exact_model
+
 from awdvd.data.patches import BACKGROUND, image_range
-from awdvd.restore.defocus_maps import (classify_windows, defocus_map, exact_dense, resolve_map_mode, smooth_proba,
-                           window_patches)
 from awdvd.data.synth import synthetic_nuclei
+from awdvd.restore.defocus_maps import (
+    classify_windows,
+    compute_map,
+    exact_dense,
+    resolve_map_mode,
+    smooth_proba,
+    window_patches,
+)
 
 
 @pytest.fixture(scope="module")
@@ -32,15 +38,15 @@ def test_auto_mode_is_dense_only_where_dense_is_exact(model):
 
 @pytest.mark.parametrize("stride", [8, 13, 42])
 def test_dense_equals_patch_for_exact_models(model, image, stride):
-    dense = defocus_map(image, model, stride=stride, mode="dense")
-    patch = defocus_map(image, model, stride=stride, mode="patch")
+    dense = compute_map(image, model, stride=stride, mode="dense")
+    patch = compute_map(image, model, stride=stride, mode="patch")
     np.testing.assert_allclose(dense.proba, patch.proba, atol=2e-5)
     np.testing.assert_array_equal(dense.levels, patch.levels)
     assert dense.mode == "dense" and dense.normalization is None
 
 
 def test_patch_mode_normalises_windows_by_the_image_range(model, image):
-    dmap = defocus_map(image, model, stride=42, mode="patch")
+    dmap = compute_map(image, model, stride=42, mode="patch")
     lo, hi = image_range(image)
     windows = window_patches(image, dmap.ys, dmap.xs, 84)
     x = (windows - lo) / (hi - lo)
@@ -50,10 +56,10 @@ def test_patch_mode_normalises_windows_by_the_image_range(model, image):
 
 @pytest.mark.parametrize("tta", [2, 8])
 def test_transforms_average_equally_in_both_modes(model, image, tta):
-    dense = defocus_map(image, model, stride=21, mode="dense", tta=tta)
-    patch = defocus_map(image, model, stride=21, mode="patch", tta=tta)
+    dense = compute_map(image, model, stride=21, mode="dense", tta=tta)
+    patch = compute_map(image, model, stride=21, mode="patch", tta=tta)
     np.testing.assert_allclose(dense.proba, patch.proba, atol=2e-5)
-    plain = defocus_map(image, model, stride=21, mode="patch")
+    plain = compute_map(image, model, stride=21, mode="patch")
     assert not np.allclose(plain.proba, patch.proba, atol=1e-4)  # a random network is not symmetric
 
 
@@ -63,8 +69,8 @@ def test_transforms_of_a_symmetric_image_change_nothing(model):
     quarter = rng.gamma(2.0, 50.0, size=(84, 84)).astype(np.float32)
     quarter = quarter + quarter.T
     image = np.block([[quarter, quarter[:, ::-1]], [quarter[::-1], quarter[::-1, ::-1]]])
-    a = defocus_map(image, model, stride=84, mode="patch", tta=8)
-    b = defocus_map(image, model, stride=84, mode="dense", tta=8)
+    a = compute_map(image, model, stride=84, mode="patch", tta=8)
+    b = compute_map(image, model, stride=84, mode="dense", tta=8)
     np.testing.assert_allclose(a.proba, b.proba, atol=2e-5)
     # the four windows are transforms of each other: with all 8 transforms averaged they read alike
     np.testing.assert_allclose(a.proba.reshape(-1, a.proba.shape[-1]), np.broadcast_to(a.proba[0, 0], (4, 12)),
@@ -76,16 +82,16 @@ def test_constant_windows_are_background(model):
     for m in (model, legacy):
         for value in (0.0, 100.0, 4095.0):
             image = np.full((100, 130), value, np.float32)
-            assert np.all(defocus_map(image, m, stride=42).levels == BACKGROUND)
+            assert np.all(compute_map(image, m, stride=42).levels == BACKGROUND)
     image = synthetic_nuclei((120, 250), n_nuclei=2, seed=0)
     image[:, :90] = 200.0  # a flat plateau: its windows are background, the others are classified
-    dmap = defocus_map(image, model, stride=42, mode="dense")
+    dmap = compute_map(image, model, stride=42, mode="dense")
     assert np.all(dmap.levels[:, 0] == BACKGROUND)
     assert np.all(dmap.proba[:, 0, -1] == 1.0)
 
 
 def test_classify_windows_matches_the_map(model, image):
-    dmap = defocus_map(image, model, stride=42, mode="patch", tta=2)
+    dmap = compute_map(image, model, stride=42, mode="patch", tta=2)
     yy, xx = np.meshgrid(dmap.ys, dmap.xs, indexing="ij")
     proba = classify_windows(image, model, yy.ravel(), xx.ravel(), tta=2)
     np.testing.assert_allclose(proba, dmap.proba.reshape(len(proba), -1), atol=1e-6)
@@ -111,13 +117,13 @@ def test_smoothing_follows_the_neighbours():
 
 def test_tta_choices_are_checked(model, image):
     with pytest.raises(ValueError, match="tta must be one of"):
-        defocus_map(image, model, stride=42, tta=3)
+        compute_map(image, model, stride=42, tta=3)
 
 
 def test_tiles_give_the_whole_image_map(model, image):
     from awdvd.restore.tiles import tiled_defocus_map
 
-    whole = defocus_map(image, model, stride=16, mode="dense")
+    whole = compute_map(image, model, stride=16, mode="dense")
     tiled = tiled_defocus_map(image, model, stride=16, mode="dense", tile_px=64)
     np.testing.assert_allclose(tiled.proba, whole.proba, atol=2e-5)
     np.testing.assert_array_equal(tiled.levels, whole.levels)

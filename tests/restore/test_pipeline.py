@@ -11,21 +11,16 @@ import warnings
 
 import numpy as np
 import pytest
+from _standins import RuleModel, blend_plan, level_map, tiny_delpnet_model
 
-from awdvd.restore.blend import deconvolve_levels
+import awdvd
 from awdvd.physics.optics import Optics
-from awdvd.restore.defocus_maps import defocus_map
 from awdvd.physics.psf import psf_bank
-from awdvd.restore.pipeline import (
-    AWDVDOptions,
-    deconvolve,
-    deconvolve_invariant,
-    iterations_per_level,
-    restore_image,
-)
+from awdvd.restore.blend import deconvolve_levels
+from awdvd.restore.defocus_maps import compute_map
+from awdvd.restore.options import AWDVDOptions
+from awdvd.restore.pipeline import deconvolve, deconvolve_invariant, iterations_per_level, restore_image
 from awdvd.restore.rl import estimate_background, richardson_lucy
-
-from _standins import RuleModel, blend_args, level_map, tiny_delpnet_model
 
 
 @pytest.fixture(scope="module")
@@ -91,10 +86,12 @@ def test_the_options_are_the_one_place_of_the_defaults():
     predict_args = parser.parse_args(["predict", "x.tif", "-o", "out"])
     assert (predict_args.stride, predict_args.mode, predict_args.normalization) == (
         defaults.stride, defaults.map_mode, defaults.normalization)
-    signature = inspect.signature(defocus_map).parameters
-    assert signature["stride"].default is inspect.Parameter.empty  # no second default stride
-    assert (signature["mode"].default, signature["normalization"].default) == (defaults.map_mode,
-                                                                                 defaults.normalization)
+    # the engine under the pipeline has no defaults of its own for what the options decide
+    engine = inspect.signature(compute_map).parameters
+    assert engine["stride"].default is inspect.Parameter.empty
+    # the public map takes every option from AWDVDOptions: no second set of defaults in its signature
+    public = inspect.signature(awdvd.defocus_map).parameters
+    assert not set(public) & set(AWDVDOptions.__dataclass_fields__)
 
 
 def test_iterations_per_level():
@@ -112,8 +109,8 @@ def test_iterations_per_level():
 def test_deconvolve_with_a_model_uses_its_levels(bank, two_halves):
     image, model = two_halves, RuleModel()
     out = deconvolve(image, model, stride=42, iterations=5, psfs=bank, offset=0.0)
-    dmap = defocus_map(image, model, stride=42)
-    expected = deconvolve_levels(image, dmap, bank, **blend_args(iterations=5))
+    dmap = compute_map(image, model, stride=42)
+    expected = deconvolve_levels(image, dmap, bank, blend_plan(iterations=5))
     assert out.shape == image.shape and out.dtype == np.float32
     np.testing.assert_array_equal(out, expected)
     # the same through an options object
@@ -127,12 +124,12 @@ def test_auto_offset_is_the_default_and_is_recorded(bank, two_halves):
     image, model = two_halves + 100.0, RuleModel()
     result = restore_image(image, model, stride=42, iterations=5, psfs=bank)
     assert result.options.offset == "auto" and result.offset == estimate_background(image)
-    by_hand = deconvolve_levels(image, defocus_map(image, model, stride=42), bank,
-                                **blend_args(iterations=5, offset=estimate_background(image)))
+    by_hand = deconvolve_levels(image, compute_map(image, model, stride=42), bank, blend_plan(iterations=5, offset=estimate_background(image)))
     np.testing.assert_array_equal(result.image, by_hand)
     runs = result.iterations_run
     assert result.resolved() == {"offset": result.offset, "iterations": [5] * 11, "device": "cpu", "psf_size": 15,
-                                 "tiled": False, "rl": "plain", "tv_weight": None, "iterations_source": "options",
+                                 "tiled": False, "method": "fast", "weighting": "triangular",
+                                 "level_blend": "probability", "halo_px": None, "rl": "plain", "tv_weight": None, "iterations_source": "options",
                                  "stopping": None, "discrepancy": None, "strength": None,
                                  "iterations_run": {str(level): n for level, n in runs.items()}}
     assert runs and all(n == 5 for counts in runs.values() for n in counts)
@@ -154,7 +151,7 @@ def test_known_levels_without_a_model(bank, two_halves):
     dmap = level_map([[2, 5, 5], [2, -1, 5]], image.shape, stride=42)
     result = restore_image(image, dmap=dmap, psfs=bank, iterations=4, offset=0.0, stride=21)
     assert result.options.stride == 42  # the map's grid wins
-    np.testing.assert_array_equal(result.image, deconvolve_levels(image, dmap, bank, **blend_args(iterations=4)))
+    np.testing.assert_array_equal(result.image, deconvolve_levels(image, dmap, bank, blend_plan(iterations=4)))
     with pytest.raises(ValueError, match="defocus map is of a 126 x 168 image"):
         restore_image(image[:100], dmap=dmap, psfs=bank)
 
@@ -195,7 +192,7 @@ def test_dense_map_from_a_network(bank):
     model = tiny_delpnet_model(seed=3)
     result = restore_image(image, model, stride=16, iterations=3, psfs=bank, map_mode="dense")
     assert result.dmap.mode == "dense" and result.dmap.levels.shape == (2, 4)
-    whole_map = defocus_map(image, model, stride=16, mode="dense")
+    whole_map = compute_map(image, model, stride=16, mode="dense")
     np.testing.assert_array_equal(result.dmap.levels, whole_map.levels)  # through tiles, the same map
     assert result.image.shape == image.shape and result.image.dtype == np.float32
     assert np.isfinite(result.image).all()

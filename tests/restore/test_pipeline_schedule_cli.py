@@ -7,12 +7,11 @@ import json
 
 import numpy as np
 import pytest
+from _standins import RuleModel, level_map, tiny_delpnet_model
 
 from awdvd.cli import build_parser, main
 from awdvd.io import write_tiff
 from awdvd.restore.rl_schedule import INFO_FORMAT, INFO_KEY, RLSchedule
-
-from _standins import RuleModel, level_map, tiny_delpnet_model
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -64,10 +63,11 @@ def test_the_models_schedule_is_the_default_and_iterations_forces_one_count(work
 
 
 def test_one_offset_policy_everywhere():
-    from awdvd.restore.calibration import CalibrationSpec
     from awdvd.physics.optics import Optics
     from awdvd.physics.psf import psf_bank
-    from awdvd.restore.pipeline import AWDVDOptions, deconvolve, deconvolve_invariant, restore_image
+    from awdvd.restore.calibration import CalibrationSpec
+    from awdvd.restore.options import AWDVDOptions
+    from awdvd.restore.pipeline import deconvolve, deconvolve_invariant, restore_image
 
     assert AWDVDOptions().offset == "auto" and CalibrationSpec().offset == "auto"
     parser = build_parser()

@@ -12,8 +12,6 @@ from scipy import signal
 from awdvd.physics.optics import Optics
 from awdvd.physics.psf import defocus_psf, psf_bank
 from awdvd.restore.rl import (
-    _rl_numpy,
-    _rl_torch,
     blur_radius_px,
     default_halo_px,
     estimate_background,
@@ -23,6 +21,7 @@ from awdvd.restore.rl import (
     richardson_lucy_stack,
     to_input_dtype,
 )
+from awdvd.restore.rl_kernels import rl_numpy, rl_torch
 
 
 # --------------------------------------------------------------------------------------------- fixtures
@@ -116,8 +115,8 @@ def test_torch_path_matches_the_scipy_path(bank):
     """The CUDA implementation, run on the CPU."""
     images = np.stack([spots((37, 45), seed=s) for s in (7, 8)]).astype(np.float32)
     psfs = bank[[3, 9]]
-    ours = _rl_numpy(images, psfs, 10, 1e-3)
-    torch_out = _rl_torch(images, psfs, 10, 1e-3, "cpu")
+    ours = rl_numpy(images, psfs, 10, 1e-3)
+    torch_out = rl_torch(images, psfs, 10, 1e-3, "cpu")
     np.testing.assert_allclose(torch_out, ours, rtol=0, atol=1e-5 * ours.max())
 
 

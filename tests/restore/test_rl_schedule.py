@@ -7,14 +7,15 @@ import dataclasses
 
 import numpy as np
 import pytest
+from _standins import RuleModel, blend_args, level_map
 
-from awdvd.restore.blend import deconvolve_levels
 from awdvd.physics.optics import Optics
 from awdvd.physics.psf import psf_bank
-from awdvd.restore.pipeline import AWDVDOptions, restore_image, rl_schedule
+from awdvd.restore.blend import deconvolve_levels
+from awdvd.restore.options import AWDVDOptions
+from awdvd.restore.pipeline import restore_image, rl_schedule
+from awdvd.restore.plan import RestorationPlan
 from awdvd.restore.rl_schedule import INFO_FORMAT, INFO_KEY, RLSchedule, model_schedule, model_schedules
-
-from _standins import RuleModel, blend_args, level_map
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -76,9 +77,9 @@ def test_schedule_round_trips_through_json_and_rejects_unknown_fields():
 
 def test_schedule_is_stored_in_and_read_back_from_a_model_file(tmp_path):
     pytest.importorskip("torch")
-    from awdvd.learn.model_files import load_model
-
     from _standins import tiny_delpnet_model
+
+    from awdvd.learn.model_files import load_model
 
     model = tiny_delpnet_model(seed=1)
     assert model_schedule(model) is None  # no schedule: the options' or the default
@@ -121,7 +122,7 @@ def test_level_zero_windows_are_left_as_they_are_by_the_calibrated_schedule(psfs
     levels = np.zeros((3, 5), dtype=np.int64)
     levels[:, 4] = 6  # the last window column is deep
     dmap = level_map(levels, image.shape, stride=42, n_levels=N)
-    out = deconvolve_levels(image, dmap, psfs, iterations=CALIBRATED, **blend_args(offset=96.0))
+    out = deconvolve_levels(image, dmap, psfs, RestorationPlan(iterations=CALIBRATED, **blend_args(offset=96.0)))
     # pixels covered only by level-0 windows (columns < 168, where the level-6 windows start) are the input
     np.testing.assert_array_equal(out[:, :168], image[:, :168].astype(np.float32))
     assert np.abs(out[:, 210:] - image[:, 210:]).max() > 10.0  # the deep windows were restored
@@ -143,8 +144,8 @@ def test_probability_blend_with_one_hot_probabilities_is_the_argmax_blend(psfs):
     rng = np.random.default_rng(2)
     dmap = level_map(rng.integers(-1, N, size=(3, 5)), image.shape, stride=42, n_levels=N)
     args = blend_args(offset=96.0)
-    argmax = deconvolve_levels(image, dmap, psfs, iterations=6, level_blend="argmax", **args)
-    proba = deconvolve_levels(image, dmap, psfs, iterations=6, level_blend="probability", **args)
+    argmax = deconvolve_levels(image, dmap, psfs, RestorationPlan(**{**args, "iterations": 6, "level_blend": "argmax"}))
+    proba = deconvolve_levels(image, dmap, psfs, RestorationPlan(**{**args, "iterations": 6, "level_blend": "probability"}))
     np.testing.assert_array_equal(proba, argmax)
 
 
@@ -152,18 +153,17 @@ def test_probability_blend_of_split_windows_is_the_mix_of_their_levels(psfs):
     image = _image(seed=3)
     args = blend_args(offset=96.0)
     maps = {level: level_map(np.full((3, 5), level), image.shape, stride=42, n_levels=N) for level in (3, 4)}
-    pure = {level: deconvolve_levels(image, dmap, psfs, iterations=6, **args) for level, dmap in maps.items()}
+    pure = {level: deconvolve_levels(image, dmap, psfs, RestorationPlan(iterations=6, **args)) for level, dmap in maps.items()}
     split = np.zeros_like(maps[3].proba)
     split[..., 3], split[..., 4] = 0.7, 0.3
     dmap = dataclasses.replace(maps[3], proba=split)
-    mixed = deconvolve_levels(image, dmap, psfs, iterations=6, level_blend="probability", **args)
+    mixed = deconvolve_levels(image, dmap, psfs, RestorationPlan(**{**args, "iterations": 6, "level_blend": "probability"}))
     np.testing.assert_allclose(mixed, 0.7 * pure[3] + 0.3 * pure[4], rtol=1e-5, atol=1e-2)
     # the argmax ignores the split
-    np.testing.assert_array_equal(deconvolve_levels(image, dmap, psfs, iterations=6, **args), pure[3])
+    np.testing.assert_array_equal(deconvolve_levels(image, dmap, psfs, RestorationPlan(iterations=6, **args)), pure[3])
     # a class under MIN_PROBABILITY (20%) is dropped and the rest renormalised
     split[..., 3], split[..., 4] = 0.95, 0.05
-    nearly = deconvolve_levels(image, dataclasses.replace(maps[3], proba=split), psfs, iterations=6,
-                               level_blend="probability", **args)
+    nearly = deconvolve_levels(image, dataclasses.replace(maps[3], proba=split), psfs, RestorationPlan(**{**args, "iterations": 6, "level_blend": "probability"}))
     np.testing.assert_allclose(nearly, pure[3], rtol=1e-6, atol=1e-3)
 
 
@@ -174,19 +174,19 @@ def test_a_level_with_a_strength_keeps_that_share_of_its_change(psfs, method):
     dmap = level_map(rng.integers(-1, 4, size=(3, 5)), image.shape, stride=42, n_levels=N)
     args = blend_args(offset=96.0, method=method)
     full = RLSchedule.fixed(4, N)
-    whole = deconvolve_levels(image, dmap, psfs, iterations=full, **args)
+    whole = deconvolve_levels(image, dmap, psfs, RestorationPlan(iterations=full, **args))
     strength = (1.0, 0.25) + (1.0,) * (N - 2)
-    weak = deconvolve_levels(image, dmap, psfs, iterations=full.replace(strength=strength), **args)
-    only = deconvolve_levels(image, dmap, psfs, iterations=RLSchedule.fixed([0, 4] + [0] * (N - 2), N), **args)
+    weak = deconvolve_levels(image, dmap, psfs, RestorationPlan(iterations=full.replace(strength=strength), **args))
+    only = deconvolve_levels(image, dmap, psfs, RestorationPlan(iterations=RLSchedule.fixed([0, 4] + [0] * (N - 2), N), **args))
     # AWDVD is linear in a level's restoration: level 1 keeps a quarter of its term, the others all of theirs
     np.testing.assert_allclose(weak, whole - 0.75 * (only - image), rtol=1e-5, atol=1e-2)
     assert np.abs(only - image).max() > 10.0  # level 1's windows were restored at all
     # strength 0 leaves the level as it is, exactly as 0 iterations do
     zero = full.replace(strength=(1.0, 0.0) + (1.0,) * (N - 2))
     assert zero.leaves(1) and not zero.leaves(2)
-    np.testing.assert_array_equal(deconvolve_levels(image, dmap, psfs, iterations=zero, **args),
-                                  deconvolve_levels(image, dmap, psfs, iterations=full.replace(
-                                      iterations=(4, 0) + (4,) * (N - 2)), **args))
+    np.testing.assert_array_equal(deconvolve_levels(image, dmap, psfs, RestorationPlan(iterations=zero, **args)),
+                                  deconvolve_levels(image, dmap, psfs, RestorationPlan(iterations=full.replace(
+                                      iterations=(4, 0) + (4,) * (N - 2)), **args)))
 
 
 def test_strength_round_trips_and_is_recorded():

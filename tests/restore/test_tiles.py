@@ -18,28 +18,22 @@ import functools
 
 import numpy as np
 import pytest
+from _standins import blend_args, blend_plan, level_map, tiny_delpnet_model
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from awdvd import Optics, psf_bank
-from awdvd.restore.blend import deconvolve_levels
-from awdvd.io import open_ome_zarr_output, read_image, write_ome_zarr
-from awdvd.restore.defocus_maps import defocus_map
-from awdvd.restore.pipeline import AWDVDOptions, restore_image
-from awdvd.restore.rl_schedule import RLSchedule
 from awdvd.data.synth import blur
-from awdvd.restore.tiles import (
-    image_min_max,
-    restoration_halo_px,
-    should_tile,
-    tile_grid,
-    tiled_deconvolve_levels,
-    tiled_defocus_map,
-    tiled_map,
-)
+from awdvd.io import open_ome_zarr_output, read_image, write_ome_zarr
+from awdvd.restore.blend import deconvolve_levels
+from awdvd.restore.defocus_maps import compute_map
+from awdvd.restore.options import AWDVDOptions
+from awdvd.restore.pipeline import restore_image
+from awdvd.restore.plan import RestorationPlan
+from awdvd.restore.rl_schedule import RLSchedule
+from awdvd.restore.tiles import restoration_halo_px, tiled_deconvolve_levels, tiled_defocus_map
+from awdvd.restore.tiling import image_min_max, should_tile, tile_grid, tiled_map
 from awdvd.restore.windows import window_starts
-
-from _standins import blend_args, level_map, tiny_delpnet_model
 
 SHAPE = (600, 700)
 TILE_PX = 256
@@ -84,8 +78,8 @@ def assert_close(tiled, whole, relative=RELATIVE_TOLERANCE):
 # --------------------------------------------------------------------------------------------- restoration
 def test_tiled_restoration_equals_whole_image(field, bank, patchy_levels):
     dmap = level_map(patchy_levels, SHAPE, stride=STRIDE)
-    whole = deconvolve_levels(field, dmap, bank, **blend_args(iterations=10))
-    tiled = tiled_deconvolve_levels(field, dmap, bank, tile_px=TILE_PX, **blend_args(iterations=10))
+    whole = deconvolve_levels(field, dmap, bank, blend_plan(iterations=10))
+    tiled = tiled_deconvolve_levels(field, dmap, bank, blend_plan(iterations=10), tile_px=TILE_PX)
     assert_close(tiled, whole)
     assert np.abs(tiled - field).max() > 100 * RELATIVE_TOLERANCE * field.max()  # and it did deconvolve
 
@@ -95,8 +89,8 @@ def test_tiled_accelerated_restoration_equals_whole_image(field, bank, patchy_le
     step is measured around each pixel, so a tile's rectangle does not change it."""
     dmap = level_map(patchy_levels, SHAPE, stride=STRIDE)
     schedule = RLSchedule(iterations=(0,) + (20,) * 10, variant="accelerated")
-    whole = deconvolve_levels(field, dmap, bank, **blend_args(iterations=schedule))
-    tiled = tiled_deconvolve_levels(field, dmap, bank, tile_px=TILE_PX, **blend_args(iterations=schedule))
+    whole = deconvolve_levels(field, dmap, bank, blend_plan(iterations=schedule))
+    tiled = tiled_deconvolve_levels(field, dmap, bank, blend_plan(iterations=schedule), tile_px=TILE_PX)
     assert_close(tiled, whole, relative=2e-4)
     assert np.abs(tiled - field).max() > field.max()  # it did deconvolve (measured: 12x the max, deep levels)
 
@@ -105,8 +99,8 @@ def test_tiled_patchwise_restoration_equals_whole_image(field, bank, patchy_leve
     crop, levels = field[:300, :400], patchy_levels[: len(window_starts(300, stride=STRIDE)),
                                                     : len(window_starts(400, stride=STRIDE))]
     dmap = level_map(levels, crop.shape, stride=STRIDE)
-    whole = deconvolve_levels(crop, dmap, bank, **blend_args(iterations=3, method="patchwise"))
-    tiled = tiled_deconvolve_levels(crop, dmap, bank, tile_px=128, **blend_args(iterations=3, method="patchwise"))
+    whole = deconvolve_levels(crop, dmap, bank, blend_plan(iterations=3, method="patchwise"))
+    tiled = tiled_deconvolve_levels(crop, dmap, bank, blend_plan(iterations=3, method="patchwise"), tile_px=128)
     assert_close(tiled, whole)
 
 
@@ -117,8 +111,8 @@ def test_without_iterations_the_blend_is_the_whole_images_exactly(field, bank):
     levels = rng.integers(-1, 11, (len(window_starts(300, stride=21)), len(window_starts(410, stride=21))))
     dmap = level_map(levels, crop.shape, stride=21)
     for weighting in ("triangular", "rectangular"):
-        whole = deconvolve_levels(crop, dmap, bank, **blend_args(iterations=0, weighting=weighting))
-        tiled = tiled_deconvolve_levels(crop, dmap, bank, tile_px=137, **blend_args(iterations=0, weighting=weighting))
+        whole = deconvolve_levels(crop, dmap, bank, blend_plan(iterations=0, weighting=weighting))
+        tiled = tiled_deconvolve_levels(crop, dmap, bank, blend_plan(iterations=0, weighting=weighting), tile_px=137)
         assert_close(tiled, whole, relative=1e-7)
 
 
@@ -135,10 +129,10 @@ def test_lazy_zarr_input_and_ome_zarr_output(field, bank, patchy_levels, tmp_pat
     source = read_image(write_ome_zarr(tmp_path / "in.ome.zarr", crop, pixel_um=0.65, chunks=128), lazy=True)
     assert hasattr(source.data, "dask")
     dmap = level_map(levels, crop.shape, stride=STRIDE)
-    in_memory = tiled_deconvolve_levels(crop, dmap, bank, tile_px=128, **blend_args(iterations=2))
+    in_memory = tiled_deconvolve_levels(crop, dmap, bank, blend_plan(iterations=2), tile_px=128)
     with open_ome_zarr_output(tmp_path / "out.ome.zarr", shape=crop.shape, dtype=np.float32, pixel_um=0.65,
                               chunks=128) as out:
-        tiled_deconvolve_levels(source.data, dmap, bank, tile_px=128, out=out, **blend_args(iterations=2))
+        tiled_deconvolve_levels(source.data, dmap, bank, blend_plan(iterations=2), tile_px=128, out=out)
     back = read_image(tmp_path / "out.ome.zarr")
     assert back.pixel_um == pytest.approx(0.65)
     assert np.array_equal(back.data, in_memory)
@@ -149,19 +143,19 @@ def test_bad_calls(field, bank, patchy_levels):
     dmap = level_map(patchy_levels, SHAPE, stride=STRIDE)
     args = blend_args(iterations=30)
     with pytest.raises(ValueError, match="defocus map is of a 600 x 700 image"):
-        tiled_deconvolve_levels(field[:-1], dmap, bank, **args)
+        tiled_deconvolve_levels(field[:-1], dmap, bank, RestorationPlan(**args))
     with pytest.raises(ValueError, match="2-D"):
-        tiled_deconvolve_levels(np.zeros((2, 100, 100)), dmap, bank, **args)
+        tiled_deconvolve_levels(np.zeros((2, 100, 100)), dmap, bank, RestorationPlan(**args))
     with pytest.raises(ValueError, match="levels must lie"):
-        tiled_deconvolve_levels(field, dmap, bank[:5], **args)
+        tiled_deconvolve_levels(field, dmap, bank[:5], RestorationPlan(**args))
     with pytest.raises(ValueError, match="at least one 84 x 84"):
-        tiled_deconvolve_levels(np.zeros((50, 500)), dmap, bank, **args)
+        tiled_deconvolve_levels(np.zeros((50, 500)), dmap, bank, RestorationPlan(**args))
     with pytest.raises(ValueError, match="method"):
-        tiled_deconvolve_levels(field, dmap, bank, **{**args, "method": "magic"})
+        tiled_deconvolve_levels(field, dmap, bank, RestorationPlan(**{**args, "method": "magic"}))
     nan = field.copy()
     nan[5, 5] = np.nan
     with pytest.raises(ValueError, match="NaN"):
-        tiled_deconvolve_levels(nan, dmap, bank, **args)
+        tiled_deconvolve_levels(nan, dmap, bank, RestorationPlan(**args))
 
 
 @pytest.mark.slow
@@ -171,8 +165,8 @@ def test_tiled_restoration_on_a_random_level_grid(field):
     rng = np.random.default_rng(0)
     levels = rng.integers(-1, 11, (len(window_starts(SHAPE[0], stride=STRIDE)), len(window_starts(SHAPE[1], stride=STRIDE))))
     dmap = level_map(levels, SHAPE, stride=STRIDE)
-    whole = deconvolve_levels(field, dmap, full_bank, **blend_args(iterations=30))
-    tiled = tiled_deconvolve_levels(field, dmap, full_bank, tile_px=TILE_PX, **blend_args(iterations=30))
+    whole = deconvolve_levels(field, dmap, full_bank, blend_plan(iterations=30))
+    tiled = tiled_deconvolve_levels(field, dmap, full_bank, blend_plan(iterations=30), tile_px=TILE_PX)
     assert_close(tiled, whole, relative=1e-3)
 
 
@@ -180,7 +174,7 @@ def test_tiled_restoration_on_a_random_level_grid(field):
 @pytest.mark.parametrize("mode, normalization, stride", [("patch", "local", 42), ("dense", "local", 16),
                                                          ("dense", "global", 42)])
 def test_tiled_defocus_map_equals_whole_image(field, model, mode, normalization, stride):
-    whole = defocus_map(field, model, stride=stride, mode=mode, normalization=normalization)
+    whole = compute_map(field, model, stride=stride, mode=mode, normalization=normalization)
     tiled = tiled_defocus_map(field, model, stride=stride, mode=mode, normalization=normalization, tile_px=TILE_PX)
     assert np.array_equal(tiled.ys, whole.ys) and np.array_equal(tiled.xs, whole.xs)
     assert np.array_equal(tiled.levels, whole.levels)
@@ -192,7 +186,7 @@ def test_dense_context_is_needed(field, model, monkeypatch):
     """Without the trunk's context the tiles' cells see zero padding at their edges: the probabilities change."""
     import awdvd.restore.defocus_maps
 
-    whole = defocus_map(field, model, stride=16, mode="dense")
+    whole = compute_map(field, model, stride=16, mode="dense")
     monkeypatch.setattr(awdvd.restore.defocus_maps, "dense_reach_px", lambda m: 0)
     tiled = tiled_defocus_map(field, model, stride=16, mode="dense", tile_px=TILE_PX)
     assert np.abs(tiled.proba - whole.proba).max() > 1e-4

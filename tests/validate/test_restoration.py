@@ -6,14 +6,13 @@ import json
 
 import numpy as np
 import pytest
+from _standins import RuleModel
 
-from awdvd.validate.restoration import case_i_boundaries, evaluate_patches, evaluate_whole_image, seam_ratio
-from awdvd.restore.windows import window_levels_from_pixels
 from awdvd.data.synth import tilted_specimen
 from awdvd.physics.optics import Optics
 from awdvd.physics.psf import psf_bank
-
-from _standins import RuleModel
+from awdvd.restore.windows import window_levels_from_pixels
+from awdvd.validate.restoration import case_i_boundaries, evaluate_patches, evaluate_whole_image, seam_ratio
 
 
 def cells(shape, seed=0):
@@ -116,8 +115,8 @@ def test_whole_image_report_uses_the_models_windows(bank):
 def test_cli_evaluate_restoration(tmp_path, capsys):
     from awdvd.cli import main
     from awdvd.data.datasets import write_dataset
-    from awdvd.io import write_tiff
     from awdvd.data.synth import DatasetSpec, make_patch_dataset
+    from awdvd.io import write_tiff
 
     splits, meta = make_patch_dataset([cells((100, 120), seed=4)],
                                       spec=DatasetSpec(crops_per_image=1, psf_size=15, fractions=(0.0, 0.0, 1.0)))

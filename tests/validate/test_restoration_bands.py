@@ -7,13 +7,12 @@ import json
 
 import numpy as np
 import pytest
+from _standins import RuleModel
 
-from awdvd.validate import restoration_bands as bands
 from awdvd.data.synth import tilted_specimen
 from awdvd.physics.optics import Optics
 from awdvd.physics.psf import psf_bank
-
-from _standins import RuleModel
+from awdvd.validate import restoration_bands as bands
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 

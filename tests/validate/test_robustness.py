@@ -4,14 +4,21 @@ import json
 
 import numpy as np
 import pytest
-
 from _standins import tiny_exact_model
-from awdvd.physics.optics import Optics
+
 from awdvd.data.patches import BACKGROUND
-from awdvd.validate.robustness import (foreground_windows, level_matrix, map_matrix, robustness_markdown, summarise_levels,
-                              tilted_observation, worst_case)
-from awdvd.data.training_stream import PAPER_CAMERAS, Camera
 from awdvd.data.synth import synthetic_nuclei
+from awdvd.data.training_stream import PAPER_CAMERAS, Camera
+from awdvd.physics.optics import Optics
+from awdvd.validate.robustness import (
+    foreground_windows,
+    level_matrix,
+    map_matrix,
+    robustness_markdown,
+    summarise_levels,
+    tilted_observation,
+    worst_case,
+)
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,6 @@
 """The per-file work of ``awdvd predict`` and ``awdvd deconvolve``, as jobs for :func:`awdvd.batch.runner.run_batch`.
 
-A job is a frozen dataclass: the output folder, the model file, the :class:`awdvd.restore.pipeline.AWDVDOptions` and the
+A job is a frozen dataclass: the output folder, the model file, the :class:`awdvd.restore.options.AWDVDOptions` and the
 output format (small and picklable: it is what travels to the Dask workers). ``job(path)`` is read -> restore
 (:func:`awdvd.restore.pipeline.restore_image`, which chooses whole or tiled) -> write: each output atomically, the JSON
 sidecar last (it stores ``options.to_dict()`` and what the pipeline resolved: offset, iterations, device).
@@ -67,9 +67,10 @@ from ..physics.optics import UndersamplingWarning
 from ..physics.psf import psf_bank
 from ..plots import defocus_overlay
 from ..qc import focus_columns, focus_row, parse_well, plate_heatmap, write_focus_csv
-from ..restore.pipeline import AWDVDOptions, defocus_map_of, restore_image
+from ..restore.options import AWDVDOptions
+from ..restore.pipeline import defocus_map, restore_image
 from ..restore.rl import to_input_dtype
-from ..restore.tiles import DEFAULT_TILE_PX, should_tile
+from ..restore.tiling import DEFAULT_TILE_PX, should_tile
 from ..restore.windows import DefocusMap
 from .reruns import input_record
 
@@ -248,7 +249,7 @@ class _DtypeWriter:
         self.target[index] = converted
 
     def mark_tile(self, core) -> None:
-        """The tile just written is complete (awdvd.restore.tiles.tiled_map calls this after each tile)."""
+        """The tile just written is complete (awdvd.restore.tiling.tiled_map calls this after each tile)."""
         if hasattr(self.target, "mark_tile"):
             self.target.mark_tile(core, clipped=int(self._last))
 
@@ -306,7 +307,7 @@ class DeconvolveJob(_Job):
 
     def _tiled_map(self, data, part, *, client, progress) -> tuple:
         """(the defocus map of a tiled image, seconds): from the resumable ``part`` when an earlier run of the same
-        work saved it there, else computed (:func:`awdvd.restore.pipeline.defocus_map_of`) and saved."""
+        work saved it there, else computed (:func:`awdvd.restore.pipeline.defocus_map`) and saved."""
 
         saved = part.folder / "defocus_map.npz"
         if part.resumed and saved.is_file():
@@ -318,7 +319,7 @@ class DeconvolveJob(_Job):
             except (OSError, ValueError, KeyError):
                 pass  # unreadable: computed again
         start = time.perf_counter()
-        dmap = defocus_map_of(data, self.model, self.options, tile_px=self.tile_px, max_px=self.max_px, client=client,
+        dmap = defocus_map(data, self.model, self.options, tile_px=self.tile_px, max_px=self.max_px, client=client,
                               progress=progress)
         seconds = time.perf_counter() - start
         fields = {"image_shape": [int(v) for v in dmap.image_shape], "patch_px": int(dmap.patch_px),
@@ -431,7 +432,7 @@ class PredictJob(_Job):
             large = should_tile(image.data.shape, max_px=self.max_px)
             start = time.perf_counter()
             data = image.data if large else np.asarray(image.data)
-            dmap = defocus_map_of(data, self.model if large else model, self.options, tile_px=self.tile_px,
+            dmap = defocus_map(data, self.model if large else model, self.options, tile_px=self.tile_px,
                                   max_px=self.max_px, client=client, progress=progress)
             seconds = time.perf_counter() - start
             class_names = ["bg" if level < 0 else str(int(level)) for level in dmap.class_levels]

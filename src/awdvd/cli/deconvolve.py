@@ -6,9 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..batch.jobs import FORMATS, DeconvolveJob
-from ..restore.blend import LEVEL_BLENDS, METHODS
-from ..restore.defocus_maps import MAP_MODES
-from ..restore.pipeline import AWDVDOptions
+from ..restore.options import LEVEL_BLENDS, MAP_MODES, METHODS, AWDVDOptions
 from ..restore.rl import RL_VARIANTS
 from ..restore.windows import WEIGHTINGS
 from ._common import add_map_arguments, non_negative_int, offset_arg, psf_size

@@ -10,8 +10,8 @@ from pathlib import Path
 from .._device import DEVICE_CHOICES
 from ..batch.jobs import ModelFile, run_jobs
 from ..io import LARGEST_IMAGE_IN_MEMORY_PX, keep_previous, write_json
-from ..restore.pipeline import AWDVDOptions
-from ..restore.tiles import DEFAULT_TILE_PX
+from ..restore.options import AWDVDOptions
+from ..restore.tiling import DEFAULT_TILE_PX
 from ._common import non_negative_int, positive_int
 
 

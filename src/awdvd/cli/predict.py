@@ -6,8 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..batch.jobs import PredictJob
-from ..restore.defocus_maps import MAP_MODES, NORMALIZATIONS
-from ..restore.pipeline import AWDVDOptions
+from ..restore.options import MAP_MODES, NORMALIZATIONS, AWDVDOptions
 from ._common import add_map_arguments
 from .outputs import (
     add_batch_arguments,

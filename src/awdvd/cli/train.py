@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 
 from ..learn.recipes import RECIPES, VARIANTS  # plain dataclasses: no torch at parse time
-from ..learn.train import describe_variant, output_paths, train_to_file
+from ..learn.train import describe_variant
+from ..learn.train_files import output_paths, train_to_file
 from ..learn.train_stream import train_stream_to_file
 from ._common import add_optics_arguments, non_negative_int, optics_from_args, positive_float, positive_int
 

@@ -4,11 +4,13 @@ and which files a command names.
 - reading (:mod:`awdvd.io.images`): :func:`read_image` returns the pixels and the pixel size the file records;
   images of more than :data:`LARGEST_IMAGE_IN_MEMORY_PX` pixels (OME-Zarr, and TIFF that tifffile can map as a
   zarr store) come as a lazily loaded ``dask.array.Array`` instead of being read into memory;
+- the optics a file records (:mod:`awdvd.io.optics_metadata`): :func:`read_ome_optics`, and :func:`check_optics` /
+  :func:`check_pixel_size` against a model's optics;
 - discovery (:mod:`awdvd.io.files`): :func:`find_images` and :func:`plan_outputs` (the files of a batch and
   their outputs, checked once);
 - writing (:mod:`awdvd.io.writers`): atomic (temporary file or folder in the target folder, then rename), never
   over an existing file unless ``overwrite=True``; :func:`open_ome_zarr_output` / :func:`open_image_output` give
-  an array to fill tile by tile (``awdvd.restore.tiles.tiled_map(..., out=...)``) that becomes the image only once it
+  an array to fill tile by tile (``awdvd.restore.tiling.tiled_map(..., out=...)``) that becomes the image only once it
   is complete.
 """
 
@@ -19,16 +21,18 @@ from .images import (
     ZARR_SUFFIX,
     ImageFile,
     ImageReadError,
-    OpticsMismatchError,
-    OpticsWarning,
-    PixelSizeWarning,
-    check_optics,
-    check_pixel_size,
     image_shape,
     image_stem,
     is_image_folder,
     read_image,
     read_json,
+)
+from .optics_metadata import (
+    OpticsMismatchError,
+    OpticsWarning,
+    PixelSizeWarning,
+    check_optics,
+    check_pixel_size,
     read_ome_optics,
 )
 from .resumable import ResumableArray, open_resumable_part, sweep_orphans

@@ -1,5 +1,6 @@
 """Reading image files: TIFF (incl. LZW, OME, ImageJ, multi-page), PNG, JPEG and OME-Zarr, with the pixel size
-the file records; images too large for memory are read lazily (dask). Part of :mod:`awdvd.io`."""
+the file records; images too large for memory are read lazily (dask). Part of :mod:`awdvd.io`; the optics a file
+records, and their check against a model's, are :mod:`awdvd.io.optics_metadata`."""
 
 from __future__ import annotations
 
@@ -9,8 +10,6 @@ import logging
 import math
 import os
 import re
-import warnings
-import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,17 +21,16 @@ import tifffile
 if TYPE_CHECKING:  # dask is imported only when an image is read lazily
     import dask.array
 
-__all__ = ["ImageFile", "read_image", "image_shape", "image_stem", "is_image_folder", "check_pixel_size",
-           "check_pixel_um", "check_pixels", "quiet_tifffile", "read_json", "IMAGE_SUFFIXES", "ZARR_SUFFIX", "LARGEST_IMAGE_IN_MEMORY_PX",
-           "ImageReadError", "PixelSizeWarning", "read_ome_optics", "check_optics", "OpticsWarning",
-           "OpticsMismatchError"]
+__all__ = ["ImageFile", "read_image", "image_shape", "image_stem", "is_image_folder", "check_pixel_um",
+           "check_pixels", "check_readable", "quiet_tifffile", "open_tiff", "tiff_pixel_um", "read_zarr", "read_json",
+           "IMAGE_SUFFIXES", "ZARR_SUFFIX", "LARGEST_IMAGE_IN_MEMORY_PX", "UNIT_TO_UM", "ImageReadError"]
 
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg")
 # an OME-Zarr image is a folder whose name ends in .zarr (conventionally .ome.zarr)
 ZARR_SUFFIX = ".zarr"
 
 # Images up to this many pixels are read into memory and processed whole; larger ones are read lazily and
-# processed in tiles (awdvd.restore.tiles.should_tile). 4096 x 4096: whole-image AWDVD holds about a dozen float32
+# processed in tiles (awdvd.restore.tiling.should_tile). 4096 x 4096: whole-image AWDVD holds about a dozen float32
 # copies of the image (one per defocus level, plus Richardson-Lucy's work arrays), ~1-2 GB at this size, which
 # keeps one worker under 3 GB; every camera frame (BBBC006 is 696 x 520, sCMOS chips 2048 x 2048 to
 # 2560 x 2160) stays far below it, so only stitched or slide-scale images are tiled.
@@ -41,10 +39,6 @@ LARGEST_IMAGE_IN_MEMORY_PX = 4096 * 4096
 
 class ImageReadError(ValueError):
     """A file exists but is not an image awdvd can read."""
-
-
-class PixelSizeWarning(UserWarning):
-    """An image's pixel size disagrees with the optics a model was made for."""
 
 
 @dataclass
@@ -105,7 +99,7 @@ def quiet_tifffile():
 
 
 @contextlib.contextmanager
-def _open_tiff(path: Path):
+def open_tiff(path: Path):
     """A ``tifffile.TiffFile`` of ``path`` whose structure was checked: it holds an image, and every strip or
     tile the header names lies inside the file. Yields (tif, tifffile's log so far); ImageReadError with one
     sentence otherwise (truncated copies and headers that claim more pixels than the file holds are common
@@ -150,7 +144,9 @@ def _damaged(path: Path, log: list[str], error: BaseException | None) -> ImageRe
     return ImageReadError(f"{path} is a damaged TIFF (truncated or corrupt: {detail}); copy it again from the source")
 
 
-def _check_readable(path: Path) -> None:
+def check_readable(path: Path) -> None:
+    """FileNotFoundError, IsADirectoryError or ImageReadError (one sentence) unless ``path`` is a non-empty file
+    or an image folder (``*.zarr``)."""
     if not path.exists():
         raise FileNotFoundError(f"no such file: {path}")
     if path.is_dir():
@@ -161,20 +157,21 @@ def _check_readable(path: Path) -> None:
         raise ImageReadError(f"{path} is empty (0 bytes)")
 
 
-_UNIT_TO_UM = {"um": 1.0, "µm": 1.0, "micron": 1.0, "microns": 1.0, "\\u00B5m": 1.0, "nm": 1e-3, "mm": 1e3, "m": 1e6,
-               "cm": 1e4,
-               # OME-Zarr (NGFF) spells units out, UDUNITS-2 style
-               "micrometer": 1.0, "nanometer": 1e-3, "millimeter": 1e3, "centimeter": 1e4, "meter": 1e6,
-               "angstrom": 1e-4}
+#: micrometres per unit, by the unit names TIFF, OME-XML and OME-Zarr metadata use
+UNIT_TO_UM = {"um": 1.0, "µm": 1.0, "micron": 1.0, "microns": 1.0, "\\u00B5m": 1.0, "nm": 1e-3, "mm": 1e3, "m": 1e6,
+              "cm": 1e4,
+              # OME-Zarr (NGFF) spells units out, UDUNITS-2 style
+              "micrometer": 1.0, "nanometer": 1e-3, "millimeter": 1e3, "centimeter": 1e4, "meter": 1e6,
+              "angstrom": 1e-4}
 
 
-def _tiff_pixel_um(tif) -> float | None:
+def tiff_pixel_um(tif) -> float | None:
     """Pixel size from OME-XML (PhysicalSizeX) or ImageJ/TIFF resolution tags, in um."""
     if tif.ome_metadata:
         match = re.search(r'PhysicalSizeX="([0-9.eE+-]+)"', tif.ome_metadata)
         if match:
             unit = re.search(r'PhysicalSizeXUnit="([^"]+)"', tif.ome_metadata)
-            scale = _UNIT_TO_UM.get(unit.group(1) if unit else "µm")
+            scale = UNIT_TO_UM.get(unit.group(1) if unit else "µm")
             if scale is not None:
                 return float(match.group(1)) * scale
     page = tif.pages.first
@@ -189,8 +186,8 @@ def _tiff_pixel_um(tif) -> float | None:
     if tif.imagej_metadata:
         unit = tif.imagej_metadata.get("unit")
     res_unit = page.tags.get("ResolutionUnit")
-    if unit in _UNIT_TO_UM:
-        return _UNIT_TO_UM[unit] / per_unit
+    if unit in UNIT_TO_UM:
+        return UNIT_TO_UM[unit] / per_unit
     if res_unit is not None and int(res_unit.value) == 3:  # centimetre
         return 1e4 / per_unit
     return None  # inches or no unit: a screen resolution, not a physical pixel size
@@ -217,13 +214,13 @@ def read_image(path: str | os.PathLike, *, lazy: bool | None = None) -> ImageFil
     FileNotFoundError, IsADirectoryError, ImageReadError (not an image, or an unsupported layout).
     """
     path = Path(path)
-    _check_readable(path)
+    check_readable(path)
     suffix = ZARR_SUFFIX if path.is_dir() else path.suffix.lower()
     pixel_um = None
     metadata: dict = {}
     try:
         if suffix == ZARR_SUFFIX:
-            data, pixel_um, metadata = _read_zarr(path, lazy)
+            data, pixel_um, metadata = read_zarr(path, lazy)
         elif suffix in (".tif", ".tiff"):
             data, pixel_um = _read_tiff(path, lazy)
         elif suffix in (".png", ".jpg", ".jpeg"):
@@ -270,14 +267,14 @@ def image_shape(path: str | os.PathLike) -> tuple[int, ...]:
     Raises the errors of :func:`read_image` for missing or unreadable files.
     """
     path = Path(path)
-    _check_readable(path)
+    check_readable(path)
     suffix = ZARR_SUFFIX if path.is_dir() else path.suffix.lower()
     try:
         if suffix == ZARR_SUFFIX:
-            data, _, _ = _read_zarr(path, True)
+            data, _, _ = read_zarr(path, True)
             shape = tuple(data.shape)
         elif suffix in (".tif", ".tiff"):
-            with _open_tiff(path) as (tif, _):
+            with open_tiff(path) as (tif, _):
                 shape = tuple(tif.series[0].shape)
         elif suffix in (".png", ".jpg", ".jpeg"):
             shape = tuple(iio.improps(path).shape)
@@ -311,8 +308,8 @@ def _is_large(shape: tuple[int, ...], lazy: bool | None) -> bool:
 
 
 def _read_tiff(path: Path, lazy: bool | None):
-    with _open_tiff(path) as (tif, log):
-        pixel_um = _tiff_pixel_um(tif)
+    with open_tiff(path) as (tif, log):
+        pixel_um = tiff_pixel_um(tif)
         series = tif.series[0]
         shape = tuple(series.shape)
         page = series.pages[0] if series.pages else tif.pages.first
@@ -354,14 +351,18 @@ def _ngff_pixel_um(multiscale: dict, dataset: dict, axis_names: list[str]) -> fl
     axes = multiscale.get("axes", [])
     axis = axes[axis_names.index("x")] if axis_names.index("x") < len(axes) else None
     unit = axis.get("unit") if isinstance(axis, dict) else None
-    factor = _UNIT_TO_UM.get(unit) if unit else None
+    factor = UNIT_TO_UM.get(unit) if unit else None
     if factor is None:
         return None  # no unit: the scale is in unknown units, not a physical pixel size
     value = float(scale[axis_names.index("x")]) * factor
     return value if math.isfinite(value) and value > 0 else None
 
 
-def _read_zarr(path: Path, lazy: bool | None):
+def read_zarr(path: Path, lazy: bool | None):
+    """(data, pixel_um, metadata) of an OME-Zarr folder or a bare zarr array: the full-resolution array with
+    singleton axes kept (lazy as for :func:`read_image`), the x axis' pixel size (um) or None, and what the
+    metadata says (format, version, axes). ImageReadError for a group without OME-Zarr metadata, or for several
+    channels or time points."""
     import zarr
 
     node = zarr.open(str(path), mode="r")
@@ -409,42 +410,6 @@ def check_pixel_um(pixel_um) -> float:
     return float(pixel_um)
 
 
-
-def check_pixel_size(file_pixel_um: float | None, optics_pixel_um: float, *, tolerance: float = 0.05) -> bool:
-    """Warn (:class:`PixelSizeWarning`) if an image's pixel size disagrees with the optics' pixel size.
-
-    The model's defocus levels are blur widths in pixels of the optics it was made for: an image sampled at
-    another pixel size gets the wrong levels and the wrong PSFs.
-
-    Parameters
-    ----------
-    file_pixel_um : the pixel size the file records (``ImageFile.pixel_um``), or ``None`` if it records none
-        (nothing to compare: no warning).
-    optics_pixel_um : the pixel size of the model's optics (``Optics.pixel_um``), um.
-    tolerance : relative difference allowed (0.05 = 5%).
-
-    Returns
-    -------
-    True if the sizes agree (or the file has none), False after warning.
-    """
-    optics_pixel_um = check_pixel_um(optics_pixel_um)
-    if not (0 <= tolerance < 1):
-        raise ValueError(f"tolerance is a relative difference in [0, 1), got {tolerance!r}")
-    if file_pixel_um is None:
-        return True
-    file_pixel_um = check_pixel_um(file_pixel_um)
-    if abs(file_pixel_um / optics_pixel_um - 1.0) <= tolerance:
-        return True
-    warnings.warn(
-        f"the image's pixels are {file_pixel_um:.4g} um but the model's optics assume {optics_pixel_um:.4g} um "
-        f"({file_pixel_um / optics_pixel_um:.2f}x); defocus levels and PSFs will be wrong. Resample the image to "
-        f"{optics_pixel_um:.4g} um pixels or use a model made for these optics (--pixel-um).",
-        PixelSizeWarning,
-        stacklevel=2,
-    )
-    return False
-
-
 def read_json(path: str | os.PathLike) -> dict:
     """A JSON file written by :func:`write_json` (e.g. an output's sidecar); ValueError if it is not JSON."""
     path = Path(path)
@@ -452,140 +417,3 @@ def read_json(path: str | os.PathLike) -> dict:
         return json.loads(path.read_text())
     except json.JSONDecodeError as error:
         raise ValueError(f"{path} is not a JSON file ({error})") from error
-
-
-# --------------------------------------------------------------------------------------------- optics in metadata
-class OpticsWarning(UserWarning):
-    """The optics an image file records disagree with the optics a model was made for."""
-
-
-class OpticsMismatchError(ValueError):
-    """The optics an image file records disagree with the model's, and a strict check was asked for."""
-
-
-_OPTICS_FIELDS = ("pixel_um", "wavelength_um", "na", "n")
-
-
-def _ome_number(element, name: str, unit_name: str | None = None, default_unit: str = "µm") -> float | None:
-    """An OME-XML attribute as a positive finite number in um (for lengths with ``unit_name``), or None."""
-    if element is None or element.get(name) is None:
-        return None
-    try:
-        value = float(element.get(name))
-    except ValueError:
-        return None
-    if unit_name is not None:
-        factor = _UNIT_TO_UM.get(element.get(unit_name, default_unit))
-        if factor is None:
-            return None
-        value *= factor
-    return value if math.isfinite(value) and value > 0 else None
-
-
-def _ome_xml_optics(text: str) -> dict:
-    """pixel_um, wavelength_um, na, n from the first Image of an OME-XML document (None where absent)."""
-
-    root = ET.fromstring(text)
-
-    def find(node, tag):
-        return None if node is None else next((e for e in node.iter() if e.tag.rsplit("}", 1)[-1] == tag), None)
-
-    image = find(root, "Image")
-    pixels = find(image, "Pixels")
-    channel = find(pixels, "Channel")
-    settings = find(image, "ObjectiveSettings")
-    objective = None
-    if settings is not None and settings.get("ID"):  # the objective the image names, else the first one
-        objective = next((e for e in root.iter() if e.tag.rsplit("}", 1)[-1] == "Objective"
-                          and e.get("ID") == settings.get("ID")), None)
-    objective = objective if objective is not None else find(root, "Objective")
-    return {
-        "pixel_um": _ome_number(pixels, "PhysicalSizeX", "PhysicalSizeXUnit"),
-        "wavelength_um": _ome_number(channel, "EmissionWavelength", "EmissionWavelengthUnit", default_unit="nm"),
-        "na": _ome_number(objective, "LensNA"),
-        "n": _ome_number(settings, "RefractiveIndex"),
-    }
-
-
-def read_ome_optics(path: str | os.PathLike) -> dict:
-    """The optics an OME-TIFF or OME-Zarr image records: pixel size, emission wavelength, NA, refractive index.
-
-    OME-TIFF: from the OME-XML (``Pixels/@PhysicalSizeX``, the first ``Channel/@EmissionWavelength``, the
-    image's ``Objective/@LensNA``, ``ObjectiveSettings/@RefractiveIndex``; units converted to um, an
-    emission wavelength without unit is nm as OME defines). Plain (ImageJ) TIFF: the pixel size only.
-    OME-Zarr: the pixel size of the multiscale metadata, and the rest from ``OME/METADATA.ome.xml`` where the
-    converter (bioformats2raw) wrote one; NGFF itself records no wavelength or NA.
-
-    Returns
-    -------
-    dict with keys ``pixel_um``, ``wavelength_um``, ``na``, ``n`` (the :class:`~awdvd.physics.optics.Optics` field
-    names; None where the file records nothing) and ``source`` (what was read: "ome-xml", "tiff",
-    "ome-zarr", "ome-zarr+ome-xml").
-    """
-    path = Path(path)
-    _check_readable(path)
-    found: dict = dict.fromkeys(_OPTICS_FIELDS)
-    try:
-        if is_image_folder(path):
-            _, pixel_um, _ = _read_zarr(path, True)
-            found["pixel_um"] = pixel_um
-            source = "ome-zarr"
-            sidecar = path / "OME" / "METADATA.ome.xml"
-            if sidecar.is_file():
-                from_xml = _ome_xml_optics(sidecar.read_text(encoding="utf-8"))
-                found.update({k: v for k, v in from_xml.items() if v is not None and found.get(k) is None})
-                source = "ome-zarr+ome-xml"
-        elif path.suffix.lower() in (".tif", ".tiff"):
-            with _open_tiff(path) as (tif, _):
-                if tif.ome_metadata:
-                    found.update(_ome_xml_optics(tif.ome_metadata))
-                    source = "ome-xml"
-                else:
-                    found["pixel_um"] = _tiff_pixel_um(tif)
-                    source = "tiff"
-        else:
-            raise ImageReadError(f"{path}: optics are read from OME-TIFF, TIFF and OME-Zarr images, not {path.suffix!r}")
-    except ImageReadError:
-        raise
-    except Exception as error:
-        raise ImageReadError(f"{path}: could not read its optics metadata ({type(error).__name__}: {error})") from error
-    found["source"] = source
-    return found
-
-
-def check_optics(file_optics: dict, model_optics, *, strict: bool = False, tolerance: float = 0.05) -> list[str]:
-    """Compare the optics a file records (:func:`read_ome_optics`) with a model's.
-
-    Parameters
-    ----------
-    file_optics : dict with any of ``pixel_um``, ``wavelength_um``, ``na``, ``n`` (None or missing: not
-        recorded, not compared).
-    model_optics : the model's :class:`~awdvd.physics.optics.Optics` (or its ``to_dict()``).
-    strict : raise :class:`OpticsMismatchError` on any mismatch instead of warning.
-    tolerance : relative difference allowed for each value (0.05 = 5%).
-
-    Returns
-    -------
-    One message per mismatch (empty if all recorded values agree); each is also warned as
-    :class:`OpticsWarning` unless ``strict``, where one error names them all.
-    """
-    if not 0 <= tolerance < 1:
-        raise ValueError(f"tolerance is a relative difference in [0, 1), got {tolerance!r}")
-    model = model_optics.to_dict() if hasattr(model_optics, "to_dict") else dict(model_optics)
-    names = {"pixel_um": ("pixel size", "um"), "wavelength_um": ("emission wavelength", "um"),
-             "na": ("NA", ""), "n": ("immersion refractive index", "")}
-    messages = []
-    for key, (label, unit) in names.items():
-        recorded = file_optics.get(key)
-        if recorded is None or model.get(key) is None:
-            continue
-        recorded, expected = float(recorded), float(model[key])
-        if abs(recorded / expected - 1.0) > tolerance:
-            messages.append(f"{label} {recorded:.4g}{' ' + unit if unit else ''} in the file, "
-                            f"{expected:.4g}{' ' + unit if unit else ''} in the model's optics")
-    if messages and strict:
-        raise OpticsMismatchError("the image's optics differ from the model's: " + "; ".join(messages)
-                                  + ". Use a model made for these optics, or drop the strict optics check.")
-    for message in messages:
-        warnings.warn(f"{message}: defocus levels and PSFs may be wrong for this image", OpticsWarning, stacklevel=2)
-    return messages

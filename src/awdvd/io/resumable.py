@@ -212,7 +212,7 @@ def open_resumable_part(path: str | os.PathLike, *, key: str):
 
 class ResumableArray:
     """An output array (zarr, memmap) filled tile by tile into a :class:`ResumablePart`: indexing goes to the
-    array; :meth:`tile_done` and :meth:`mark_tile` to the part's journal (``awdvd.restore.tiles.tiled_map`` skips the
+    array; :meth:`tile_done` and :meth:`mark_tile` to the part's journal (``awdvd.restore.tiling.tiled_map`` skips the
     tiles done and marks each one it writes). ``part`` is the :class:`ResumablePart`."""
 
     def __init__(self, array, part: ResumablePart):

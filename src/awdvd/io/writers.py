@@ -415,7 +415,7 @@ def open_image_output(
     description: dict | None = None,
     resume_key: str | None = None,
 ):
-    """Yield an empty array to fill tile by tile (e.g. ``awdvd.restore.tiles.tiled_map(..., out=...)``); it becomes the
+    """Yield an empty array to fill tile by tile (e.g. ``awdvd.restore.tiling.tiled_map(..., out=...)``); it becomes the
     image ``path`` in ``format`` ("tiff", "ome-tiff" or "ome-zarr") only if the block completes.
 
     "ome-zarr" fills the store itself (:func:`open_ome_zarr_output`). The TIFF formats fill a temporary

@@ -5,9 +5,9 @@ or by the window's image range, :mod:`awdvd.data.patches`) and outputs one score
 0 .. n_levels - 1 and, optionally, "bg". An exactly constant window holds nothing to classify: it is background
 whatever the network says (:func:`constant_windows_are_background`). :class:`DefocusModel` wraps a trained network with what is
 needed to use it (optics, class-to-level map, normalisation) and takes raw-intensity patches. Any
-architecture of :data:`ARCHITECTURES` (DelpNet and the paper's comparison networks, :mod:`awdvd.learn.networks`)
-can be wrapped, saved, loaded and evaluated; the dense defocus maps of :mod:`awdvd.restore.defocus_maps` need DelpNet's
-``features`` / ``classify``.
+architecture of :data:`ARCHITECTURES` (DelpNet, :mod:`awdvd.learn.networks`, and the paper's comparison networks,
+:mod:`awdvd.learn.comparison_networks`) can be wrapped, saved, loaded and evaluated; the dense defocus maps of
+:mod:`awdvd.restore.defocus_maps` need DelpNet's ``features`` / ``classify``.
 
 Model file (``torch.save`` of a dict of tensors and plain Python types; ``torch.load(weights_only=True)``
 reads it), format version 2:

@@ -27,7 +27,8 @@ from ..physics.optics import Optics
 from ..plots import stream_curves
 from .model import DefocusModel, build_network, network_config
 from .model_files import load_model
-from .train import check_outputs, initialise_from, output_paths
+from .train import initialise_from
+from .train_files import check_outputs, output_paths
 
 __all__ = ["StreamRecipe", "STREAM_RECIPES", "LEAN_DELPNET", "train_from_stream", "train_stream_to_file",
            "procedural_sources", "ordinal_distances", "STREAM_CURVE_COLUMNS"]

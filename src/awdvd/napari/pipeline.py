@@ -1,7 +1,7 @@
 """The one place where the widgets' options meet the library.
 
-:func:`run_steps` runs the library's one pipeline with the widgets' :class:`~awdvd.restore.pipeline.AWDVDOptions`: the
-defocus map (:func:`awdvd.restore.pipeline.defocus_map_of`), then the restoration from that same map
+:func:`run_steps` runs the library's one pipeline with the widgets' :class:`~awdvd.restore.options.AWDVDOptions`: the
+defocus map (:func:`awdvd.restore.pipeline.defocus_map`), then the restoration from that same map
 (:func:`awdvd.restore.pipeline.deconvolve` with ``dmap=``). It is a generator that yields between the steps, so a napari
 thread worker can report progress and stop there when cancelled.
 """
@@ -16,7 +16,7 @@ import numpy as np
 from .._config import FrozenConfig
 from ..learn.model_files import load_model
 from ..restore import pipeline
-from ..restore.pipeline import AWDVDOptions
+from ..restore.options import AWDVDOptions
 
 __all__ = ["WidgetOptions", "run_steps", "load_widget_model", "STEPS"]
 
@@ -26,7 +26,7 @@ STEPS = ("model", "defocus map", "restore")
 
 @dataclass(frozen=True)
 class WidgetOptions(FrozenConfig):
-    """What the widgets ask for: the pipeline's :class:`~awdvd.restore.pipeline.AWDVDOptions` (stride, iterations, offset,
+    """What the widgets ask for: the pipeline's :class:`~awdvd.restore.options.AWDVDOptions` (stride, iterations, offset,
     map mode, ...; their defaults are the library's) and the model.
 
     model_path : a model file (.pt) or bioimage.io package (.zip); None for the bundled model.
@@ -74,7 +74,7 @@ def run_steps(image, options: WidgetOptions, *, restore: bool):
         raise ValueError(f"the widgets work on one 2-D image; this layer has shape {array.shape} (pick one plane)")
     model = load_widget_model(options.model_path)
     yield "model", model
-    dmap = pipeline.defocus_map_of(array, model, options.awdvd)
+    dmap = pipeline.defocus_map(array, model, options.awdvd)
     yield "defocus map", dmap
     if restore:
         yield "restore", pipeline.deconvolve(array, model, options.awdvd, dmap=dmap)

@@ -11,7 +11,6 @@ the device), are :mod:`awdvd.restore.pipeline`'s.
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from typing import Sequence
 
 import numpy as np
 
@@ -19,17 +18,15 @@ from .._checks import check_image, check_positive_int
 from .._device import resolve_device
 from .._threads import allowed_threads
 from ..physics.psf import check_psf_stack
-from .rl import CHUNK_PIXELS, check_eps, check_offset, eps_floor, halos_px, is_delta_psf, richardson_lucy_batches
+from .options import LEVEL_BLENDS
+from .plan import RestorationPlan
+from .rl import CHUNK_PIXELS, eps_floor, halos_px, is_delta_psf, richardson_lucy_batches
 from .rl_schedule import RLSchedule, keep_share, level_schedule
-from .windows import WEIGHTINGS, DefocusMap, axis_weight_matrix, window_profile
+from .windows import DefocusMap, axis_weight_matrix, window_profile
 
 __all__ = ["deconvolve_levels", "blend_windows", "check_levels", "per_level_iterations", "window_label_weights",
-           "label_shares", "METHODS", "LEVEL_BLENDS", "MIN_PROBABILITY"]
+           "label_shares", "MIN_PROBABILITY"]
 
-METHODS = ("fast", "patchwise")
-#: how a window's restoration is chosen: its most likely level's ("argmax", the paper's) or its candidate
-#: levels' blended by probability ("probability")
-LEVEL_BLENDS = ("argmax", "probability")
 #: "probability": classes below this probability are dropped (the rest renormalised; the most likely is kept).
 #: Every kept level costs an RL of its windows: on the tilted specimens of the six shared fields (bundled model,
 #: defaults; benchmarks/bench_blend_threshold.py --repeats 3) 0.1 / 0.2 / 0.3 give whole-image gains of +8.23 /
@@ -104,21 +101,7 @@ def label_shares(levels: np.ndarray, proba, class_levels, n_levels: int, level_b
     return dict(sorted(out.items()))
 
 
-def deconvolve_levels(
-    image,
-    dmap: DefocusMap,
-    psfs,
-    *,
-    iterations: int | Sequence[int] | RLSchedule,
-    method: str,
-    weighting: str,
-    offset: float,
-    halo_px: int | None,
-    device: str | None,
-    eps: float | None = None,
-    record: dict | None = None,
-    level_blend: str = "argmax",
-) -> np.ndarray:
+def deconvolve_levels(image, dmap: DefocusMap, psfs, plan: RestorationPlan, *, record: dict | None = None) -> np.ndarray:
     """AWDVD of an image whose windows' defocus levels are given by ``dmap`` (a model's map, or known levels:
     :meth:`awdvd.restore.windows.DefocusMap.from_levels`).
 
@@ -131,27 +114,16 @@ def deconvolve_levels(
     image : (H, W) intensities, the map's ``image_shape``.
     dmap : the :class:`awdvd.restore.windows.DefocusMap` of ``image``: window positions, size, stride and levels.
     psfs : (L, k, k) deconvolution PSF of every level (e.g. ``psf_bank(optics)``).
-    iterations : RL iterations, one int for every level or one per level (>= 0; 0 leaves a level as it is), or
-        an :class:`awdvd.restore.rl_schedule.RLSchedule` (variant, counts or stopping rule per level, and the share of its
-        change each level keeps); ints are plain RL.
-    method : "fast": per level l, D_l = RL of the image with PSF l, computed only over the pixels that level-l
-        windows cover plus a halo, and out = sum_l W_l D_l / sum_l W_l with W_l the summed weights of level-l
-        windows (DESIGN 4); the cost is a small multiple of one whole-image RL at any stride. "patchwise": the
-        paper's algorithm, one RL per window, each on the window plus a margin of image context (the image is
-        extended symmetrically where the margin leaves it, as whole-image RL does; never zeros), keeping the
-        central ``patch_px`` square. The reference implementation.
-    weighting : "triangular" (case (ii): base ``patch_px``, height stride / (patch_px / 2)) or "rectangular"
-        (case (i)). Blends always divide by the accumulated weight, which is positive on every pixel.
-    offset : background (ADU) removed before RL and added back, a number (see ``awdvd.restore.rl.richardson_lucy``).
-    halo_px : image context around the pixels each RL serves (the fast method's halo and the patch-wise
-        margin), px; None: per level 3 x the radius holding 99% of the PSF's energy
-        (:func:`awdvd.restore.rl.default_halo_px`).
-    device : "auto"/None, "cpu" or "cuda[:N]" (see :func:`awdvd._device.resolve_device`).
-    eps : RL's floor; default ``1e-6 * max(image - offset)`` for every RL of the call.
+    plan : the :class:`awdvd.restore.plan.RestorationPlan`: every level's RL (counts or stopping rule, and the
+        share of its change each level keeps), the method ("fast": per level l, D_l = RL of the image with PSF l,
+        computed only over the pixels that level-l windows cover plus a halo, out = sum_l W_l D_l / sum_l W_l with
+        W_l the summed weights of level-l windows (DESIGN 4), a small multiple of one whole-image RL at any
+        stride; "patchwise": the paper's algorithm, one RL per window on the window plus a margin of image
+        context, the reference), the weighting (blends always divide by the accumulated weight, positive on
+        every pixel), the offset (a number), the halo, the device, RL's floor (None: ``1e-6 * max(image -
+        offset)``) and the level blend ("argmax", or "probability": :func:`window_label_weights`).
     record : a dict that receives ``"iterations_run"``: {level: [iterations of each of its RLs]} (a stopping
         rule decides them per region).
-    level_blend : "argmax" (each window takes its level's restoration, the paper's) or "probability" (its
-        candidate levels' restorations weighted by the map's probabilities, :func:`window_label_weights`).
 
     Returns
     -------
@@ -167,29 +139,14 @@ def deconvolve_levels(
             f"image is {array.shape[0]} x {array.shape[1]} px; AWDVD needs at least one {dmap.patch_px} x "
             f"{dmap.patch_px} window (use richardson_lucy or deconvolve_invariant for smaller images)"
         )
-    out, covered = blend_windows(array, dmap, psfs, iterations=iterations, method=method, weighting=weighting,
-                                 offset=offset, halo_px=halo_px, eps=eps, device=device, record=record,
-                                 level_blend=level_blend)
+    out, covered = blend_windows(array, dmap, psfs, plan, record=record)
     if not covered.all():  # cannot happen with window_starts; a guard against silent NaNs
         raise RuntimeError("some pixels got no window weight; this is a bug in awdvd")
     return out
 
 
-def blend_windows(
-    array: np.ndarray,
-    dmap: DefocusMap,
-    psfs,
-    *,
-    iterations: int | Sequence[int] | RLSchedule,
-    method: str,
-    weighting: str,
-    offset: float,
-    halo_px: int | None,
-    device: str | None,
-    eps: float | None = None,
-    record: dict | None = None,
-    level_blend: str = "argmax",
-) -> tuple[np.ndarray, np.ndarray]:
+def blend_windows(array: np.ndarray, dmap: DefocusMap, psfs, plan: RestorationPlan, *,
+                  record: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The AWDVD blend of :func:`deconvolve_levels` for windows at any positions: ``dmap``'s windows (top-left
     corners ``(dmap.ys[j], dmap.xs[i])``, all inside ``array``, levels ``dmap.levels[j, i]``), which need not
     cover the whole array.
@@ -197,7 +154,7 @@ def blend_windows(
     This is how a tile of a large image is restored with the whole image's windows (:mod:`awdvd.restore.tiles`, with
     :meth:`awdvd.restore.windows.DefocusMap.window_subset`): given the windows that lie in the tile, the blend weights of
     every pixel those windows cover are the whole image's. ``dmap.stride`` only scales the triangular weights'
-    height (the paper's s / 42), which the blend divides out. Options as for :func:`deconvolve_levels`.
+    height (the paper's s / 42), which the blend divides out. ``plan`` and ``record`` as for :func:`deconvolve_levels`.
 
     Returns
     -------
@@ -206,30 +163,28 @@ def blend_windows(
     """
     array = np.asarray(array)
     psfs, _ = check_psf_stack(psfs)
-    labels = window_label_weights(dmap, len(psfs), level_blend)
+    labels = window_label_weights(dmap, len(psfs), plan.level_blend)
     ys, xs = np.asarray(dmap.ys, dtype=np.int64), np.asarray(dmap.xs, dtype=np.int64)
     patch_px = check_positive_int(dmap.patch_px, "patch_px")
     stride = check_positive_int(dmap.stride, "stride")
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    if weighting not in WEIGHTINGS:
-        raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
-    schedule = level_schedule(iterations, len(psfs))
-    offset = check_offset(offset)
-    device = resolve_device(device)
-    halos = halos_px(psfs, halo_px)
+    if not isinstance(plan, RestorationPlan):
+        raise TypeError(f"plan must be a RestorationPlan, got {type(plan).__name__}")
+    schedule = level_schedule(plan.iterations, len(psfs))
+    offset = plan.offset
+    device = resolve_device(plan.device)
+    halos = halos_px(psfs, plan.halo_px)
     raw = array.astype(np.float32)
     data = np.maximum(array.astype(np.float64) - offset, 0.0).astype(np.float32)
-    eps = eps_floor(data) if eps is None else check_eps(eps)
+    eps = eps_floor(data) if plan.eps is None else plan.eps
     identity = [schedule.leaves(level) or is_delta_psf(p) for level, p in enumerate(psfs)]
-    profile = window_profile(weighting, patch_px=patch_px, stride=stride)
+    profile = window_profile(plan.weighting, patch_px=patch_px, stride=stride)
     ty = axis_weight_matrix(array.shape[0], ys, profile)
     tx = axis_weight_matrix(array.shape[1], xs, profile)
     numerator = np.zeros(array.shape, dtype=np.float64)
     denominator = np.zeros(array.shape, dtype=np.float64)
     rl = dict(schedule=schedule, eps=eps, device=device, offset=offset, runs={},
               variance=schedule.noise_variance(array) if schedule.stopping else None)
-    if method == "fast":
+    if plan.method == "fast":
         _fast(raw, data, labels, psfs, ty, tx, halos, identity, numerator, denominator, rl)
     else:
         _patchwise(raw, data, labels, psfs, profile, ys, xs, patch_px, halos, identity, numerator, denominator, rl)

@@ -37,17 +37,12 @@ import numpy as np
 from .._checks import check_image, check_positive_int
 from ..data.patches import PATCH_PX, image_range, normalize_windows
 from ..learn.model import constant_windows_are_background
+from .options import MAP_MODES, NORMALIZATIONS, TTA_CHOICES
 from .windows import DefocusMap, window_starts
 
-__all__ = ["DefocusMap", "defocus_map", "window_proba", "window_patches", "dense_cell_px", "dense_reach_px",
+__all__ = ["DefocusMap", "compute_map", "window_proba", "window_patches", "dense_cell_px", "dense_reach_px",
            "dense_trunk", "trunk_geometry", "normalize_image", "exact_dense", "resolve_map_mode", "smooth_proba",
-           "classify_windows",
-           "MAP_MODES", "NORMALIZATIONS", "TTA_CHOICES"]
-
-MAP_MODES = ("auto", "patch", "dense")
-NORMALIZATIONS = ("local", "global")
-TTA_CHOICES = (1, 2, 4, 8)  # dihedral transforms averaged: identity; + transpose; + 180 degree turns; all 8
-
+           "classify_windows",]
 
 def exact_dense(model) -> bool:
     """True if a dense pass gives ``model``'s windows exactly what patch mode gives: DelpNet without padding
@@ -72,7 +67,7 @@ def window_patches(image: np.ndarray, ys: np.ndarray, xs: np.ndarray, patch_px: 
     return view[ys[:, None], xs[None, :]].reshape(-1, patch_px, patch_px)
 
 
-def defocus_map(
+def compute_map(
     image,
     model,
     *,

@@ -22,162 +22,33 @@ callers that record it (the job's sidecar).
 from __future__ import annotations
 
 import contextlib
-import math
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from .._checks import check_image, check_odd_size, check_offset_in_range, check_positive_int
+from .._checks import check_image, check_offset_in_range, check_positive_int
 from .._cluster import dask_client
-from .._config import FrozenConfig
 from .._device import resolve_device
 from ..io import LARGEST_IMAGE_IN_MEMORY_PX, check_pixel_size
 from ..learn.model_files import load_model
 from ..physics.optics import Optics
 from ..physics.psf import defocus_psf, psf_bank
-from .blend import LEVEL_BLENDS, METHODS, deconvolve_levels
-from .defocus_maps import MAP_MODES, NORMALIZATIONS, TTA_CHOICES, defocus_map, exact_dense, resolve_map_mode
-from .rl import RL_VARIANTS, check_offset, check_variant, resolve_offset, richardson_lucy
+from .blend import deconvolve_levels
+from .defocus_maps import compute_map, exact_dense, resolve_map_mode
+from .options import AWDVDOptions, options_with
+from .plan import RestorationPlan
+from .rl import resolve_offset, richardson_lucy
 from .rl_schedule import RLSchedule, default_schedule, model_schedule
-from .tiles import DEFAULT_TILE_PX, resolve_model, should_tile, tiled_deconvolve_levels, tiled_defocus_map
-from .windows import WEIGHTINGS, DefocusMap
+from .tiles import resolve_model, tiled_deconvolve_levels, tiled_defocus_map
+from .tiling import DEFAULT_TILE_PX, should_tile
+from .windows import DefocusMap
 
-__all__ = ["AWDVDOptions", "Restoration", "deconvolve", "restore_image", "deconvolve_invariant",
-           "defocus_map_of", "iterations_per_level", "rl_schedule", "options_with", "OFFSET_SAMPLES"]
+__all__ = [ "Restoration", "deconvolve", "restore_image", "deconvolve_invariant",
+           "defocus_map", "iterations_per_level", "rl_schedule", "OFFSET_SAMPLES"]
 
 #: pixels the "auto" offset is estimated from (a regular subsample of larger images)
 OFFSET_SAMPLES = 4_000_000
-
-
-def _check_device_name(device) -> str:
-    if not isinstance(device, str):
-        raise TypeError(f"device must be a string ('auto', 'cpu', 'cuda' or 'cuda:N'), got {type(device).__name__}")
-    if device in ("auto", "cpu", "cuda") or (device.startswith("cuda:") and device[5:].isdigit()):
-        return device
-    raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}")
-
-
-@dataclass(frozen=True)
-class AWDVDOptions(FrozenConfig):
-    """How AWDVD restores an image: the one place awdvd's restoration defaults are written. Frozen, validated
-    when built, JSON-able (``to_dict`` / ``from_dict``); ``replace(**changes)`` makes a checked copy.
-
-    Parameters
-    ----------
-    stride : window step (px), 1 .. the model's window side (``model.patch_px``, 84 for DelpNet; checked
-        against the model in the pipeline). The paper's case (ii) is 42 with triangular weights, case (i) 84
-        with rectangular ones.
-    iterations : Richardson-Lucy iterations: one int >= 0 for every level (the paper's behaviour), a tuple of
-        one int per level (0 leaves that level as it is), or None: the model's calibrated per-level schedule
-        when its file carries one (:mod:`awdvd.restore.calibration`: per level a stopping rule and its most iterations,
-        level 0 left as it is), else 30 for every level (:func:`rl_schedule` resolves it; the sidecar records
-        which was used).
-    rl : the Richardson-Lucy variant: "plain" (the paper's Eq. 3), "accelerated" (Biggs-Andrews) or "tv"
-        (total-variation regularised, Dey et al.); None: the model schedule's (its default variant), else
-        plain.
-    tv_weight : weight of the TV prior for ``rl="tv"`` (typical 0.001-0.01), or None: the schedule's, else
-        0.006.
-    method : "fast" (one RL per level over its region, DESIGN 4) or "patchwise" (one RL per window, the
-        paper's algorithm and the reference).
-    weighting : "triangular" (base = window, height stride / (window / 2)) or "rectangular".
-    level_blend : "probability" (default: a window whose probabilities are split between levels gets their
-        restorations in proportion, classes under 10% dropped; :func:`awdvd.restore.blend.window_label_weights`) or
-        "argmax" (each window takes its most likely level's restoration, the paper's). Measured on tilted
-        specimens of the six shared fields with the bundled model (stride 42): whole-image gain +7.96 dB vs
-        +7.72, worst level band -0.01 vs -0.14 dB, worst band of a single field -1.18 vs -1.27 dB. Maps without
-        probabilities (known levels) are one-hot: both are the same.
-    offset : camera offset + background (ADU) removed before RL and added back: a number, or "auto" (the
-        image's 1st percentile, one value per image; on BBBC006-like data 0.4-2.7 dB PSNR better than 0).
-        The value used is recorded (:class:`Restoration`, the job's sidecar).
-    psf_size : odd PSF side (px) of the deconvolution PSFs, or None (99% of the deepest level's energy).
-    halo_px : image context (px) around the pixels each RL serves, or None (per level 3 x the PSF's 99%
-        radius, :func:`awdvd.restore.rl.default_halo_px`).
-    map_mode : how the defocus map is computed: "auto" (dense where a dense pass is exact, i.e. for
-        "image-range" models like the bundled one; patch otherwise), "patch" (every window through the network,
-        the reference) or "dense" (one trunk pass, :mod:`awdvd.restore.defocus_maps`).
-    normalization : dense maps only: "local" (per-pixel min-max over the window-sized box) or "global".
-    tta : the map's class probabilities averaged over 1, 2, 4 or 8 dihedral transforms of the image.
-    smoothing_px : each window's log-probabilities combined with its neighbours' by a Gaussian of this sigma
-        (px, between window centres; 0: none): depth varies smoothly across a specimen
-        (:func:`awdvd.restore.defocus_maps.smooth_proba`). Default 21: on a tilted specimen of the held-out BBBC006 field a07
-        (BBBC006's camera, bundled model) window levels exact 0.547 -> 0.620, within +/-1 0.740 -> 0.802, AWDVD
-        PSNR 37.84 -> 37.86 dB; 42 px gave 0.604 / 0.865 / 37.62 dB.
-    device : where the network's map and RL run: "auto" (CUDA when torch sees a GPU), "cpu", "cuda[:N]"
-        (resolved by :func:`awdvd._device.resolve_device` when the pipeline runs).
-
-    """
-
-    stride: int = 42
-    iterations: int | tuple[int, ...] | None = None
-    rl: str | None = None
-    tv_weight: float | None = None
-    method: str = "fast"
-    weighting: str = "triangular"
-    level_blend: str = "probability"
-    offset: float | str = "auto"
-    psf_size: int | None = None
-    halo_px: int | None = None
-    map_mode: str = "auto"
-    normalization: str = "local"
-    tta: int = 1
-    smoothing_px: float = 21.0
-    device: str = "auto"
-
-    def __post_init__(self) -> None:
-        check_positive_int(self.stride, "stride")
-        if isinstance(self.iterations, (list, tuple)):
-            values = tuple(check_positive_int(v, "iterations", minimum=0) for v in self.iterations)
-            if not values:
-                raise ValueError("iterations is an empty tuple; give one int per level, one int, or None")
-            object.__setattr__(self, "iterations", values)
-        elif self.iterations is not None:
-            check_positive_int(self.iterations, "iterations", minimum=0)
-        if self.rl is not None and self.rl not in RL_VARIANTS:
-            raise ValueError(f"rl must be one of {RL_VARIANTS} or None (the model's schedule), got {self.rl!r}")
-        if self.tv_weight is not None:
-            object.__setattr__(self, "tv_weight", check_variant("tv", self.tv_weight)[1])
-        if self.method not in METHODS:
-            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
-        if self.weighting not in WEIGHTINGS:
-            raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {self.weighting!r}")
-        if self.level_blend not in LEVEL_BLENDS:
-            raise ValueError(f"level_blend must be one of {LEVEL_BLENDS}, got {self.level_blend!r}")
-        if isinstance(self.offset, str):
-            if self.offset != "auto":
-                raise ValueError(f"offset must be a number (ADU) or 'auto', got {self.offset!r}")
-        else:
-            object.__setattr__(self, "offset", check_offset(self.offset))
-        if self.psf_size is not None:
-            check_odd_size(self.psf_size, "psf_size")
-        if self.halo_px is not None:
-            check_positive_int(self.halo_px, "halo_px", minimum=0)
-        if self.map_mode not in MAP_MODES:
-            raise ValueError(f"map_mode must be one of {MAP_MODES}, got {self.map_mode!r}")
-        if self.normalization not in NORMALIZATIONS:
-            raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {self.normalization!r}")
-        if isinstance(self.tta, bool) or self.tta not in TTA_CHOICES:
-            raise ValueError(f"tta must be one of {TTA_CHOICES} (dihedral transforms averaged), got {self.tta!r}")
-        if (isinstance(self.smoothing_px, bool) or not isinstance(self.smoothing_px, (int, float))
-                or not math.isfinite(self.smoothing_px) or self.smoothing_px < 0):
-            raise ValueError(f"smoothing_px must be a number >= 0 (px; 0: no smoothing), got {self.smoothing_px!r}")
-        object.__setattr__(self, "smoothing_px", float(self.smoothing_px))
-        _check_device_name(self.device)
-
-    def check_patch_px(self, patch_px: int) -> None:
-        """Raise ValueError (one sentence) if ``stride`` exceeds a model's window side ``patch_px``."""
-        if self.stride > int(patch_px):
-            raise ValueError(f"stride {self.stride} px is larger than the model's {patch_px} px windows, which "
-                             f"would leave pixels between them; choose a stride of 1..{patch_px}")
-
-
-def options_with(options: AWDVDOptions | None, overrides: dict) -> AWDVDOptions:
-    """``options`` (default ``AWDVDOptions()``) with keyword overrides of its fields applied and checked."""
-    if options is None:
-        options = AWDVDOptions()
-    elif not isinstance(options, AWDVDOptions):
-        raise TypeError(f"options must be an AWDVDOptions, got {type(options).__name__}")
-    return options.replace(**overrides) if overrides else options
 
 
 def rl_schedule(options: AWDVDOptions, model=None, *, n_levels: int | None = None) -> RLSchedule:
@@ -217,39 +88,52 @@ def iterations_per_level(options: AWDVDOptions, model=None, *, n_levels: int | N
 
 @dataclass
 class Restoration:
-    """What :func:`restore_image` made, and what it resolved on the way.
+    """What :func:`restore_image` made, and the plan it followed.
 
     image : (H, W) float32 restored image, or the ``out`` it was written into.
     dmap : the image's :class:`awdvd.restore.windows.DefocusMap`.
-    options : the options used (for a given map, with the map's stride).
-    offset : the offset removed before RL (ADU; "auto" resolved).
-    iterations : RL iterations of every level (the most, with a stopping rule).
-    schedule : the :class:`awdvd.restore.rl_schedule.RLSchedule` used (variant, counts or rule, where it came from).
+    options : the options asked for (for a given map, with the map's stride).
+    plan : the :class:`awdvd.restore.plan.RestorationPlan` they resolved to for this image: the RL schedule of
+        every level, the offset ("auto" resolved), the device, the blend's choices.
+    psf_size : side of the PSFs (px). tiled : True if the image went through tiles.
+    timings_s : {"defocus_map", "deconvolution"} seconds.
     iterations_run : {level: [iterations of each RL region]} (None for images restored in tiles).
-    device : where RL ran. psf_size : side of the PSFs (px).
-    tiled : True if the image went through tiles. timings_s : {"defocus_map", "deconvolution"} seconds.
     """
 
     image: object
     dmap: DefocusMap
     options: AWDVDOptions
-    offset: float
-    iterations: tuple[int, ...]
-    device: str
+    plan: RestorationPlan
     psf_size: int
     tiled: bool
     timings_s: dict = field(default_factory=dict)
-    schedule: RLSchedule | None = None
     iterations_run: dict | None = None
 
+    @property
+    def schedule(self) -> RLSchedule:
+        """The RL schedule used (variant, counts or rule per level, where it came from)."""
+        return self.plan.iterations
+
+    @property
+    def offset(self) -> float:
+        """The offset removed before RL (ADU)."""
+        return self.plan.offset
+
+    @property
+    def iterations(self) -> tuple[int, ...]:
+        """RL iterations of every level (the most, with a stopping rule)."""
+        return self.schedule.iterations
+
+    @property
+    def device(self) -> str:
+        """Where RL ran."""
+        return self.plan.device
+
     def resolved(self) -> dict:
-        """What the options left open, as decided for this image (JSON-ready): offset, iterations (and where
-        they came from: "model" schedule, "options" or "default"), the RL variant and stopping rule, the
-        iterations each level's RLs ran, device, psf_size, tiled."""
-        out = {"offset": self.offset, "iterations": list(self.iterations), "device": self.device,
-               "psf_size": self.psf_size, "tiled": self.tiled}
-        if self.schedule is not None:
-            out.update(self.schedule.describe())
+        """The plan as decided for this image (JSON-ready, what the job's sidecar records): the blend's choices,
+        offset, device, the RL schedule (variant, iterations and where they came from: "model" schedule,
+        "options" or "default"; stopping rule), the iterations each level's RLs ran, psf_size, tiled."""
+        out = {**self.plan.describe(), "psf_size": self.psf_size, "tiled": self.tiled}
         out["iterations_run"] = (None if self.iterations_run is None else
                                  {str(level): runs for level, runs in self.iterations_run.items()})
         return out
@@ -259,16 +143,38 @@ def _is_lazy(image) -> bool:
     return not isinstance(image, np.ndarray) and hasattr(image, "shape") and hasattr(image, "dtype")
 
 
-def defocus_map_of(image, model, options: AWDVDOptions | None = None, *, tile_px: int = DEFAULT_TILE_PX,
-                   max_px: int = LARGEST_IMAGE_IN_MEMORY_PX, client=None, progress: bool = False,
-                   **overrides) -> DefocusMap:
-    """The defocus map the pipeline restores from: ``options``' stride, map mode and normalisation, whole
-    (patch mode, image in memory up to ``max_px`` pixels: :func:`awdvd.restore.defocus_maps.defocus_map`) or through tiles of
-    windows (dense mode, large or lazy images: :func:`awdvd.restore.tiles.tiled_defocus_map`, the same map in bounded
-    memory, on ``client``'s cluster when given). ``model`` as for :func:`deconvolve` (not None); the stride is
-    checked against its window side."""
+def defocus_map(image, model=None, options: AWDVDOptions | None = None, *, tile_px: int = DEFAULT_TILE_PX,
+                max_px: int = LARGEST_IMAGE_IN_MEMORY_PX, client=None, progress: bool = False,
+                **overrides) -> DefocusMap:
+    """The defocus level (or background) of every window of ``image``: the map :func:`deconvolve` restores from,
+    with the same defaults as ``awdvd predict`` and the napari widgets (:class:`AWDVDOptions`).
 
+    Parameters
+    ----------
+    image : (H, W) raw intensities (numpy, or lazy: dask, zarr), H and W >= the model's window side.
+    model : a :class:`awdvd.learn.model.DefocusModel`, a picklable zero-argument loader of one, or None: the
+        bundled model.
+    options : :class:`AWDVDOptions` (default ``AWDVDOptions()``: stride 42, smoothing 21 px, map mode "auto");
+        ``**overrides`` replace its fields (``defocus_map(image, stride=21)``).
+    tile_px, max_px, client, progress : images of more than ``max_px`` pixels, lazy ones and dense maps of
+        padded networks are computed a tile of windows at a time (:func:`awdvd.restore.tiles.tiled_defocus_map`:
+        the same map in bounded memory), on ``client``'s Dask cluster when given, with progress bars.
+
+    Returns
+    -------
+    :class:`awdvd.restore.windows.DefocusMap`: ``levels`` and ``proba`` per window, ``to_pixels()`` per pixel.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from awdvd import defocus_map
+    >>> image = np.random.default_rng(0).poisson(200, (168, 168)).astype(np.float32)
+    >>> defocus_map(image).levels.shape   # 84 px windows every 42 px
+    (3, 3)
+    """
     options = options_with(options, overrides)
+    if model is None:
+        model = load_model()
     loaded = resolve_model(model)
     options.check_patch_px(int(loaded.patch_px))
     return _defocus_map(image, model, loaded, options, tile_px=tile_px, max_px=max_px, client=client,
@@ -276,7 +182,7 @@ def defocus_map_of(image, model, options: AWDVDOptions | None = None, *, tile_px
 
 
 def _defocus_map(image, model, loaded, options: AWDVDOptions, *, tile_px, max_px, client, progress) -> DefocusMap:
-    """:func:`defocus_map_of` with the options already checked against ``loaded`` (the model ``model`` loads)."""
+    """:func:`defocus_map` with the options already checked against ``loaded`` (the model ``model`` loads)."""
 
     mode = resolve_map_mode(options.map_mode, loaded)
     # dense passes of padded trunks hold wide feature maps: through tiles of windows, in bounded memory
@@ -285,7 +191,7 @@ def _defocus_map(image, model, loaded, options: AWDVDOptions, *, tile_px, max_px
                                  normalization=options.normalization, tile_px=tile_px, client=client,
                                  progress=progress, tta=options.tta, smoothing_px=options.smoothing_px)
 
-    return defocus_map(image, loaded, stride=options.stride, mode=mode, tta=options.tta,
+    return compute_map(image, loaded, stride=options.stride, mode=mode, tta=options.tta,
                        smoothing_px=options.smoothing_px)
 
 
@@ -342,8 +248,8 @@ def restore_image(
     offset = resolve_offset(options.offset, image, max_samples=OFFSET_SAMPLES)
     check_offset_in_range(options.offset, image, max_samples=OFFSET_SAMPLES)  # a number that would destroy the image
     tiled = lazy or should_tile(shape, max_px=max_px)
-    rl = dict(iterations=schedule, method=options.method, weighting=options.weighting, offset=offset,
-              halo_px=options.halo_px, device=device, level_blend=options.level_blend)
+    plan = RestorationPlan(iterations=schedule, method=options.method, weighting=options.weighting,
+                           level_blend=options.level_blend, offset=offset, halo_px=options.halo_px, device=device)
     record: dict = {}
     with contextlib.ExitStack() as stack:
         if client is not None and (tiled or (dmap is None and options.map_mode == "dense")):
@@ -354,17 +260,16 @@ def restore_image(
                                 progress=progress)
         mapped = time.perf_counter()
         if tiled:
-            restored = tiled_deconvolve_levels(image, dmap, psfs, tile_px=tile_px, out=out, client=client,
-                                               progress=progress, **rl)
+            restored = tiled_deconvolve_levels(image, dmap, psfs, plan, tile_px=tile_px, out=out, client=client,
+                                               progress=progress)
         else:
-            restored = deconvolve_levels(image, dmap, psfs, record=record, **rl)
+            restored = deconvolve_levels(image, dmap, psfs, plan, record=record)
             if out is not None:
                 out[...] = restored
                 restored = out
     timings = {"defocus_map": round(mapped - start, 4), "deconvolution": round(time.perf_counter() - mapped, 4)}
-    return Restoration(image=restored, dmap=dmap, options=options, offset=offset, iterations=schedule.iterations,
-                       device=device, psf_size=int(psfs.shape[-1]), tiled=tiled, timings_s=timings,
-                       schedule=schedule, iterations_run=record.get("iterations_run"))
+    return Restoration(image=restored, dmap=dmap, options=options, plan=plan, psf_size=int(psfs.shape[-1]),
+                       tiled=tiled, timings_s=timings, iterations_run=record.get("iterations_run"))
 
 
 def deconvolve(

@@ -13,9 +13,9 @@ estimate falls below ``eps``). The OTF is computed once per call. No clipping of
 non-negative because the data are.
 
 On a CPU the FFTs are scipy.fft's (pocketfft, about 10x faster here than torch's CPU FFT); with CUDA the same
-algorithm runs in torch on the GPU. The CPU threads used (FFT workers) follow one setting,
-:func:`awdvd._threads.allowed_threads`: every CPU of the process by default, ``AWDVD_NUM_THREADS`` if set, 1
-inside awdvd.batch.runner's Dask workers.
+algorithm runs in torch on the GPU (the two loops are :mod:`awdvd.restore.rl_kernels`). The CPU threads used (FFT
+workers) follow one setting, :func:`awdvd._threads.allowed_threads`: every CPU of the process by default,
+``AWDVD_NUM_THREADS`` if set, 1 inside awdvd.batch.runner's Dask workers.
 
 AWDVD itself (many RLs blended by window) is :mod:`awdvd.restore.blend`; the options and the pipeline are
 :mod:`awdvd.restore.pipeline`.
@@ -29,16 +29,8 @@ import numpy as np
 
 from .._checks import check_image, check_positive_int
 from .._device import resolve_device
-from .._threads import allowed_threads
-from ..physics.psf import check_psf_stack, psf_otfs
-from .rl_variants import (
-    ACCELERATION_WINDOW_PX,
-    MAX_ACCELERATION,
-    TV_SMOOTHING,
-    Acceleration,
-    stop_discrepancy,
-    tv_factor,
-)
+from ..physics.psf import check_psf_stack
+from .rl_kernels import rl_numpy, rl_torch
 
 __all__ = [
     "richardson_lucy",
@@ -61,7 +53,7 @@ __all__ = [
 ]
 
 #: RL iterations when nothing else says (DESIGN 1: "RL iterations (default 30, configurable)"). The one place
-#: this number is written: ``richardson_lucy`` defaults to it and ``awdvd.restore.pipeline.AWDVDOptions`` falls back to it.
+#: this number is written: ``richardson_lucy`` defaults to it and ``awdvd.restore.options.AWDVDOptions`` falls back to it.
 DEFAULT_ITERATIONS = 30
 _EPS_RELATIVE = 1e-6
 #: the Richardson-Lucy variants: Eq. 3 as in the paper, Biggs-Andrews acceleration, Dey et al.'s TV prior
@@ -100,229 +92,6 @@ def is_delta_psf(psf: np.ndarray) -> bool:
     return bool(psf[c, c] == psf.sum() and np.count_nonzero(psf) == 1)
 
 
-# --------------------------------------------------------------------------------------------- RL kernels
-def _fft_shape(h: int, w: int, r: int) -> tuple[int, int]:
-    from scipy import fft
-
-    return fft.next_fast_len(h + 2 * r, real=True), fft.next_fast_len(w + 2 * r, real=True)
-
-
-def _symmetric_indices(n: int, r: int) -> np.ndarray:
-    """Indices of the half-sample symmetric extension of ``range(n)`` by ``r`` on both sides (any r)."""
-    return np.pad(np.arange(n), r, mode="symmetric")
-
-
-def _fill_symmetric(buffer: np.ndarray, data: np.ndarray | None, r: int, iy: np.ndarray, ix: np.ndarray, h: int,
-                    w: int) -> None:
-    """Extend the (B, h, w) interior ``buffer[:, r:r + h, r:r + w]`` half-sample symmetrically into
-    ``buffer[:, :h + 2r, :w + 2r]``; ``data``, when given, is first copied into the interior."""
-    if r == 0:
-        if data is not None:
-            buffer[:, :h, :w] = data
-    elif r <= h and r <= w:
-        if data is not None:
-            buffer[:, r : r + h, r : r + w] = data
-        rows = slice(r, r + h)
-        buffer[:, rows, :r] = buffer[:, rows, 2 * r - 1 : r - 1 : -1]
-        buffer[:, rows, r + w : w + 2 * r] = buffer[:, rows, r + w - 1 : w - 1 : -1]
-        buffer[:, :r, : w + 2 * r] = buffer[:, 2 * r - 1 : r - 1 : -1, : w + 2 * r]
-        buffer[:, r + h : h + 2 * r, : w + 2 * r] = buffer[:, r + h - 1 : h - 1 : -1, : w + 2 * r]
-    else:  # the PSF is larger than the image: several reflections
-        if data is None:
-            data = buffer[:, r : r + h, r : r + w].copy()
-        buffer[:, : h + 2 * r, : w + 2 * r] = data[:, iy[:, None], ix[None, :]]
-
-
-def _rl_numpy(images: np.ndarray, psfs: np.ndarray, iterations: int, eps: float, workers: int | None = None, *,
-              variant: str = "plain", tv_weight: float = 0.0, stop: tuple | None = None, observe=None,
-              iterations_run: np.ndarray | None = None) -> np.ndarray:
-    """RL of every image (B, h, w) float32 >= 0 with its PSF (B or 1, k, k); scipy.fft on the CPU.
-
-    ``variant``: "plain" (Eq. 3), "accelerated" (Biggs-Andrews vector extrapolation: each RL step starts from
-    ``y_k = x_k + alpha (x_k - x_{k-1})``, alpha the correlation of the last two steps' changes around each
-    pixel (:class:`awdvd.restore.rl_variants.Acceleration`), in [0, 1]) or
-    "tv" (Eq. 3 times Dey et al.'s total-variation factor of weight ``tv_weight``; weight 0 is plain RL).
-
-    ``stop``: None (``iterations`` iterations), or (variance, weights, tau): (B, h, w) float32 noise variance of
-    every pixel (ADU^2), (B, h, w) float32 weights >= 0 of the pixels the result is used for and (B,) thresholds:
-    image b stops at the first iteration k whose discrepancy D_k = sum w (i - h conv y_k)^2 / variance / sum w
-    is <= tau[b] (y_k = x_k for plain RL), and keeps x_k; ``iterations`` is then the most it runs.
-    ``observe(k, x_k, D_k)``, when given, is called at every iteration k = 0 .. iterations - 1 with the (B, h, w)
-    estimate before that iteration (a view: copy what you keep) and its (B,) discrepancy (None without
-    ``stop``), so that a calibration scores every count and every threshold in one run. ``iterations_run``:
-    (B,) int array that receives the iterations each image ran.
-
-    The 2-D transforms are done axis by axis (pocketfft's multi-axis inverse real FFT is about 2.5x slower
-    than its two 1-D passes here), skipping rows that are known to be zero or are cropped away. The estimate
-    and the ratio live inside their padded buffers, so extending them only writes the borders.
-    """
-    from scipy import fft
-
-    workers = allowed_threads() if workers is None else workers
-    b, h, w = images.shape
-    r = psfs.shape[-1] // 2
-    fh, fw = _fft_shape(h, w, r)
-    otf = psf_otfs(psfs, (fh, fw))
-    otf_flipped = np.conj(otf)  # the OTF of h(-x) for a real PSF
-    iy, ix = _symmetric_indices(h, r), _symmetric_indices(w, r)
-    inside = (slice(None), slice(r, r + h), slice(r, r + w))
-    estimate_buffer = np.zeros((b, h + 2 * r, fw), dtype=np.float32)
-    ratio_buffer = np.zeros_like(estimate_buffer)
-    estimate = estimate_buffer[inside]
-    ratio = ratio_buffer[inside]
-    estimate[...] = images
-    accelerated = variant == "accelerated"
-    tv = variant == "tv" and tv_weight > 0
-    if tv:
-        scale = (TV_SMOOTHING * np.max(images, axis=(1, 2), keepdims=True, initial=0.0)).astype(np.float32)
-        scale = np.maximum(scale, np.finfo(np.float32).tiny)
-    acceleration = Acceleration(estimate) if accelerated else None
-    active = np.ones(b, dtype=bool)
-    ran = np.zeros(b, dtype=np.int64)
-    final = None  # the kept estimates of images that stopped
-
-    def convolve(buffer, transfer):
-        spectrum = fft.rfft(buffer, axis=2, workers=workers)
-        spectrum = fft.fft(spectrum, n=fh, axis=1, workers=workers, overwrite_x=True)
-        spectrum *= transfer
-        spectrum = fft.ifft(spectrum, axis=1, workers=workers, overwrite_x=True)[:, r : r + h]
-        return fft.irfft(spectrum, n=fw, axis=2, workers=workers)[:, :, r : r + w]
-
-    for k in range(iterations):
-        if accelerated:
-            acceleration.extrapolate(estimate)
-        current = acceleration.previous if accelerated else estimate  # x_k (the estimate is y_k)
-        factor = tv_factor(estimate, tv_weight, scale) if tv else None
-        _fill_symmetric(estimate_buffer, None, r, iy, ix, h, w)
-        blurred = convolve(estimate_buffer, otf)
-        discrepancy = stop_discrepancy(images - blurred, stop) if stop is not None else None
-        if observe is not None:
-            observe(k, current, discrepancy)
-        if stop is not None:
-            stopping = active & (discrepancy <= stop[2])
-            if stopping.any():
-                final = current.copy() if final is None else final
-                final[stopping] = current[stopping]
-                active &= ~stopping
-                if not active.any():
-                    break
-        ran[active] += 1
-        np.maximum(blurred, eps, out=blurred)
-        np.divide(images, blurred, out=ratio)
-        _fill_symmetric(ratio_buffer, None, r, iy, ix, h, w)
-        correction = convolve(ratio_buffer, otf_flipped)
-        if factor is not None:
-            correction *= factor
-        if accelerated:
-            acceleration.start(estimate)
-        estimate *= correction
-        if accelerated:
-            acceleration.finish(estimate)
-    if iterations_run is not None:
-        iterations_run[...] = ran
-    out = estimate.copy()
-    if final is not None:
-        out[~active] = final[~active]
-    return out
-
-
-def _rl_torch(images: np.ndarray, psfs: np.ndarray, iterations: int, eps: float, device: str, *,
-              variant: str = "plain", tv_weight: float = 0.0, stop: tuple | None = None, observe=None,
-              iterations_run: np.ndarray | None = None) -> np.ndarray:
-    """The same algorithm as :func:`_rl_numpy` in torch, on ``device`` ('cuda' normally; 'cpu' works)."""
-    import torch
-
-    b, h, w = images.shape
-    r = psfs.shape[-1] // 2
-    shape = _fft_shape(h, w, r)
-    otf = torch.from_numpy(psf_otfs(psfs, shape)).to(device)
-    otf_flipped = torch.conj(otf)
-    iy = torch.from_numpy(_symmetric_indices(h, r)).to(device)
-    ix = torch.from_numpy(_symmetric_indices(w, r)).to(device)
-    data = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)).to(device)
-    estimate = data.clone()
-    accelerated = variant == "accelerated"
-    tv = variant == "tv" and tv_weight > 0
-    if tv:
-        scale = (TV_SMOOTHING * data.amax(dim=(1, 2), keepdim=True)).clamp_min(float(np.finfo(np.float32).tiny))
-    if stop is not None:
-        inverse_variance = torch.from_numpy(np.ascontiguousarray(1.0 / stop[0], dtype=np.float32)).to(device)
-        weights = torch.from_numpy(np.ascontiguousarray(stop[1], dtype=np.float32)).to(device)
-        tau = torch.from_numpy(np.asarray(stop[2], dtype=np.float64)).to(device)
-        total_weight = weights.sum(dim=(1, 2), dtype=torch.float64).clamp_min(1e-300)
-    previous = change = last_change = None
-    active = torch.ones(b, dtype=torch.bool, device=device)
-    ran = torch.zeros(b, dtype=torch.int64, device=device)
-    final = None
-
-    def convolve(x, transfer):
-        extended = x.index_select(1, iy).index_select(2, ix)
-        spectrum = torch.fft.rfft2(extended, s=shape) * transfer
-        return torch.fft.irfft2(spectrum, s=shape)[:, r : r + h, r : r + w]
-
-    half = ACCELERATION_WINDOW_PX // 2
-    my = torch.from_numpy(np.pad(np.arange(h), half, mode="reflect")).to(device)  # scipy's mode="mirror"
-    mx = torch.from_numpy(np.pad(np.arange(w), half, mode="reflect")).to(device)
-
-    def local_mean(x):
-        padded = x.index_select(1, my).index_select(2, mx)[:, None]
-        return torch.nn.functional.avg_pool2d(padded, ACCELERATION_WINDOW_PX, stride=1)[:, 0]
-
-    def tv_factor(o):
-        gy = torch.zeros_like(o)
-        gx = torch.zeros_like(o)
-        gy[:, :-1] = o[:, 1:] - o[:, :-1]
-        gx[:, :, :-1] = o[:, :, 1:] - o[:, :, :-1]
-        norm = torch.sqrt(gy * gy + gx * gx + scale * scale)
-        gy, gx = gy / norm, gx / norm
-        divergence = gy + gx
-        divergence[:, 1:] -= gy[:, :-1]
-        divergence[:, :, 1:] -= gx[:, :, :-1]
-        return 1.0 / (1.0 - tv_weight * divergence).clamp(0.5, 2.0)
-
-    with torch.inference_mode():
-        for k in range(iterations):
-            if accelerated:
-                if last_change is not None:
-                    num, den = local_mean(change * last_change), local_mean(last_change * last_change)
-                    tiny = float(np.finfo(np.float32).tiny)
-                    alpha = torch.where(den > tiny, num / den.clamp_min(tiny), torch.zeros_like(num))
-                    alpha = alpha.clamp(0.0, MAX_ACCELERATION)
-                    estimate, previous = (estimate + alpha * (estimate - previous)).clamp_min(0.0), estimate
-                else:
-                    previous = estimate
-            current = previous if accelerated else estimate
-            blurred = convolve(estimate, otf)
-            discrepancy = None
-            if stop is not None:
-                residual = data - blurred
-                discrepancy = (residual * residual * inverse_variance * weights).sum(dim=(1, 2), dtype=torch.float64)
-                discrepancy = discrepancy / total_weight
-            if observe is not None:
-                observe(k, current.cpu().numpy(), None if discrepancy is None else discrepancy.cpu().numpy())
-            if stop is not None:
-                stopping = active & (discrepancy <= tau)
-                if bool(stopping.any()):
-                    final = current.clone() if final is None else final
-                    final[stopping] = current[stopping]
-                    active = active & ~stopping
-                    if not bool(active.any()):
-                        break
-            ran += active.long()
-            correction = convolve(data / blurred.clamp_min(eps), otf_flipped)
-            if tv:
-                correction = correction * tv_factor(estimate)
-            start = estimate
-            estimate = estimate * correction
-            if accelerated:
-                last_change, change = change, estimate - start
-        if iterations_run is not None:
-            iterations_run[...] = ran.cpu().numpy()
-        if final is not None:
-            estimate = torch.where(active[:, None, None], estimate, final)
-        return estimate.cpu().numpy()
-
-
 def check_variant(variant, tv_weight=0.0) -> tuple[str, float]:
     """(variant, tv_weight) checked: a name of :data:`RL_VARIANTS` and a finite weight >= 0 (px, the TV term's
     scale: ``weight * curvature`` is dimensionless)."""
@@ -336,6 +105,7 @@ def check_variant(variant, tv_weight=0.0) -> tuple[str, float]:
     return variant, tv_weight
 
 
+# --------------------------------------------------------------------------------------------- RL batches
 def richardson_lucy_batches(images: np.ndarray, psfs: np.ndarray, iterations: int, eps: float, device: str,
                             workers: int | None = None, *, variant: str = "plain", tv_weight: float = 0.0,
                             stop: tuple | None = None, iterations_run: np.ndarray | None = None, observe=None
@@ -364,9 +134,9 @@ def richardson_lucy_batches(images: np.ndarray, psfs: np.ndarray, iterations: in
         rule = None if stop is None else tuple(np.asarray(x)[part] for x in stop)
         extra = dict(variant=variant, tv_weight=tv_weight, stop=rule, iterations_run=ran[part], observe=observe)
         if device == "cpu":
-            out[part] = _rl_numpy(images[part], kernel, iterations, eps, workers, **extra)
+            out[part] = rl_numpy(images[part], kernel, iterations, eps, workers, **extra)
         else:
-            out[part] = _rl_torch(images[part], kernel, iterations, eps, device, **extra)
+            out[part] = rl_torch(images[part], kernel, iterations, eps, device, **extra)
     if iterations_run is not None:
         iterations_run[...] = ran
     return out

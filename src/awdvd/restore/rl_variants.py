@@ -1,6 +1,7 @@
 """The per-iteration pieces of the Richardson-Lucy variants of :mod:`awdvd.restore.rl`: Dey et al.'s total-variation
 factor ("tv"), Biggs-Andrews' extrapolation measured around every pixel ("accelerated") and the discrepancy of
-the stopping rule. The iteration itself (FFT convolutions, boundaries, batches) is in :mod:`awdvd.restore.rl`."""
+the stopping rule. The iteration itself (FFT convolutions, boundaries) is in :mod:`awdvd.restore.rl_kernels`, its
+batches in :mod:`awdvd.restore.rl`."""
 
 from __future__ import annotations
 

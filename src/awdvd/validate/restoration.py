@@ -13,7 +13,7 @@ rectangular, patch-wise), case (ii) (stride = half the window, triangular, patch
 several strides, with the true levels (and a model's levels when given), scored by PSNR/SSIM and a seam measure
 (:func:`seam_ratio`). Windows are the model's (``model.patch_px``), or the paper's 84 px without a model.
 
-Both take :class:`awdvd.restore.pipeline.AWDVDOptions` (and keyword overrides of its fields: ``iterations``, ``offset``,
+Both take :class:`awdvd.restore.options.AWDVDOptions` (and keyword overrides of its fields: ``iterations``, ``offset``,
 ``device``, ...); the offset defaults to "auto" as everywhere (per patch for patches: each is its own image).
 The figures are :func:`awdvd.plots.plot_patch_metrics` and :func:`awdvd.plots.plot_whole_image`.
 """
@@ -39,7 +39,8 @@ from ..physics.optics import Optics
 from ..physics.psf import psf_bank
 from ..plots import plot_patch_metrics, plot_whole_image
 from ..restore.blend import label_shares
-from ..restore.pipeline import deconvolve_invariant, iterations_per_level, options_with, restore_image, rl_schedule
+from ..restore.options import options_with
+from ..restore.pipeline import deconvolve_invariant, iterations_per_level, restore_image, rl_schedule
 from ..restore.rl import eps_floor, estimate_background, resolve_offset, richardson_lucy_batches
 from ..restore.rl_schedule import keep_share
 from ..restore.windows import DefocusMap, window_levels_from_pixels, window_starts
@@ -127,7 +128,7 @@ def evaluate_patches(patches, psfs, *, model=None, options=None, per_level: int 
     model : optional defocus model; adds "variant_predicted" (levels from ``model.predict_patches``, blended by
         probability as ``options.level_blend`` says; a patch predicted background stays as it is), and its
         calibrated schedule is the default RL schedule (``iterations=None``).
-    options, overrides : :class:`awdvd.restore.pipeline.AWDVDOptions` and keyword overrides of its fields; the patches
+    options, overrides : :class:`awdvd.restore.options.AWDVDOptions` and keyword overrides of its fields; the patches
         use its ``iterations`` / ``rl`` (resolved by :func:`awdvd.restore.pipeline.rl_schedule`: per level, with its
         stopping rule over the whole patch), ``offset`` ("auto": each patch's own 1st percentile) and ``device``.
         The depth-invariant baseline runs the true level's schedule with the level-0 PSF (the same iterations
@@ -246,7 +247,7 @@ def evaluate_whole_image(specimen: TiltedSpecimen, psfs, *, strides: Sequence[in
 
     with the true window levels, and again with the model's levels when ``model`` is given. Windows are
     ``patch_px`` (default: the model's, else the paper's 84). ``options`` / ``overrides``
-    (:class:`awdvd.restore.pipeline.AWDVDOptions`) give iterations, offset ("auto": once, on the observed image, for
+    (:class:`awdvd.restore.options.AWDVDOptions`) give iterations, offset ("auto": once, on the observed image, for
     every run), halo and device; each run sets its own stride, weighting and method. Seam ratios are measured
     on the error image at case (i)'s window boundaries. Returns a JSON-ready dict (and the restored images
     under "images" when ``keep_images``).
@@ -317,7 +318,7 @@ def write_restoration_report(output, *, dataset=None, in_focus=(), model=None, o
     in_focus : in-focus images (files, folders, globs; :func:`awdvd.data.datasets.load_in_focus_images`), each tilted
         (:func:`tilted_specimen`, seeds ``seed``, ``seed + 1``, ...) and scored by :func:`evaluate_whole_image`.
     model : a model file path or :class:`awdvd.learn.model.DefocusModel`: also score with its levels.
-    options, overrides : :class:`awdvd.restore.pipeline.AWDVDOptions` (iterations, offset, psf_size, device, ...).
+    options, overrides : :class:`awdvd.restore.options.AWDVDOptions` (iterations, offset, psf_size, device, ...).
     per_level, strides, seed : as for :func:`evaluate_patches` / :func:`evaluate_whole_image`.
     overwrite : replace existing outputs (otherwise FileExistsError before anything is computed).
     bands : also issue 12's per level band table on the in-focus images' tilted specimens, with the true-level

@@ -6,7 +6,8 @@ The ceiling uses that AWDVD (fast) is linear in the levels' restorations: with t
 ``out = observed + sum_l T_l`` where T_l is what level l's RLs add (the blend weights of level l times its
 restoration minus the observation, over the summed weights). So every candidate count of every level is run
 once, with the other levels left as they are, and the best count of each level is found by coordinate ascent
-over the summed band gains (two sweeps), as :func:`awdvd.restore.calibration.tune_on_tilted` does on procedural specimens.
+over the summed band gains (two sweeps), as :func:`awdvd.restore.calibration_tuning.tune_on_tilted` does on
+procedural specimens.
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ from ..io import atomic_path, write_json
 from ..metrics import band_gains
 from ..physics.psf import psf_bank
 from ..restore.blend import deconvolve_levels
-from ..restore.pipeline import AWDVDOptions, options_with, restore_image, rl_schedule
+from ..restore.options import AWDVDOptions, options_with
+from ..restore.pipeline import restore_image, rl_schedule
+from ..restore.plan import RestorationPlan
 from ..restore.rl import resolve_offset
 from ..restore.rl_schedule import RLSchedule
 from ..restore.windows import DefocusMap, window_levels_from_pixels
@@ -68,8 +71,9 @@ def ceiling(specimen, psfs, *, variant: str = "plain", counts: Sequence[int] | N
             iterations = [0] * n_levels
             iterations[level] = count
             plan = RLSchedule(iterations=tuple(iterations), variant=variant, tv_weight=tv_weight)
-            out = deconvolve_levels(specimen.observed, dmap, psfs, iterations=plan, method="fast",
-                                    weighting="triangular", offset=value, halo_px=None, device=device)
+            out = deconvolve_levels(specimen.observed, dmap, psfs, RestorationPlan(
+                iterations=plan, method="fast", weighting="triangular", level_blend="argmax", offset=value, halo_px=None,
+                device=device))
             terms[level, count] = out.astype(np.float64) - raw
 
     def total(choice):

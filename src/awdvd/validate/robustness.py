@@ -34,7 +34,8 @@ from ..learn.train_stream import procedural_sources
 from ..metrics import psnr, truth_data_range
 from ..physics.optics import Optics
 from ..restore.defocus_maps import classify_windows
-from ..restore.pipeline import deconvolve, defocus_map_of, options_with
+from ..restore.options import options_with
+from ..restore.pipeline import deconvolve, defocus_map
 from ..restore.windows import DefocusMap
 
 __all__ = ["level_matrix", "map_matrix", "cell_test", "foreground_windows", "tilted_observation", "summarise_levels",
@@ -201,7 +202,7 @@ def map_matrix(model, fields: Mapping[str, np.ndarray], *, cameras: Mapping | No
         for name, field in fields.items():
             observed, levels = tilted_observation(field, camera, optics=model.optics, seed=_seed(seed, name, camera_name),
                                                   source_offset_adu=source_offset_adu)
-            dmap = defocus_map_of(observed, model, options)
+            dmap = defocus_map(observed, model, options)
             centre = model.patch_px // 2
             true_grid = levels[dmap.ys[:, None] + centre, dmap.xs[None, :] + centre]
             called = dmap.levels != BACKGROUND
