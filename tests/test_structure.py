@@ -17,6 +17,7 @@ HEAVY = {"torch", "matplotlib", "dask", "distributed", "napari", "magicgui", "qt
          "bioimageio", "bioio", "skimage", "scipy", "psfmodels", "pylibCZIrw", "nd2", "readlif", "xarray", "pandas"}
 # awdvd's own modules that import torch at their top (the bioimage.io architecture file ships standalone)
 HEAVY_OWN = {"awdvd.learn.bioimageio_network"}
+MAX_LINES = 500
 
 
 def _modules() -> dict[str, Path]:
@@ -117,6 +118,12 @@ def test_imports_inside_functions_are_only_heavy_dependencies(name):
     local = [(own or third, line) for own, third, inside, line in GRAPH[name] if inside
              and not (own in HEAVY_OWN or (own is None and third in HEAVY))]
     assert local == [], f"{name}: move these imports to the top of the module (or the code to another module)"
+
+
+@pytest.mark.parametrize("name", sorted(MODULES))
+def test_modules_stay_small(name):
+    lines = len(MODULES[name].read_text(encoding="utf-8").splitlines())
+    assert lines <= MAX_LINES, f"{name} has {lines} lines: split it by concept"
 
 
 def test_stages_import_downwards():
