@@ -149,7 +149,7 @@ def test_sample_data_is_the_demo_specimen():
 
 
 def test_widget_options_carry_the_pipeline_options():
-    from awdvd.restore.pipeline import AWDVDOptions
+    from awdvd.restore.options import AWDVDOptions
 
     options = WidgetOptions()
     assert options.awdvd == AWDVDOptions() and options.model_path is None
@@ -166,12 +166,12 @@ def test_run_steps_restores_from_the_map_it_yields(monkeypatch):
     """The one function runs the pipeline with the widget's options and restores from the very map it showed."""
     import awdvd.napari.pipeline as pipeline
     import awdvd.restore.pipeline
-    from awdvd.restore.pipeline import AWDVDOptions
+    from awdvd.restore.options import AWDVDOptions
 
     calls = {}
     model, dmap = object(), object()
     monkeypatch.setattr(pipeline, "load_widget_model", lambda path: model)
-    monkeypatch.setattr(awdvd.restore.pipeline, "defocus_map_of", lambda image, m, o: calls.setdefault("map", (m, o)) and dmap)
+    monkeypatch.setattr(awdvd.restore.pipeline, "defocus_map", lambda image, m, o: calls.setdefault("map", (m, o)) and dmap)
     monkeypatch.setattr(awdvd.restore.pipeline, "deconvolve",
                         lambda image, m, o, dmap=None: calls.setdefault("restore", (m, o, dmap)))
     awdvd_options = AWDVDOptions(stride=21, iterations=7, offset=100.0, map_mode="dense")
@@ -185,3 +185,35 @@ def test_run_steps_restores_from_the_map_it_yields(monkeypatch):
     assert "restore" not in calls
     with pytest.raises(ValueError, match="2-D"):
         next(pipeline.run_steps(np.zeros((2, 90, 90)), options, restore=False))
+
+
+@pytest.mark.parametrize("which", ["tiny random DelpNet", "bundled model"])
+def test_run_steps_gives_the_library_defocus_map(tmp_path, which):
+    """One set of defaults: the widgets' default options through run_steps give the very map the library gives
+    with AWDVDOptions(). A tiny random DelpNet loaded from its file (as the widget's "model file" does; its map
+    is one level, so its probabilities carry the comparison) and the bundled model (a map of several levels)."""
+    pytest.importorskip("torch", reason="torch not installed")
+    from _standins import tiny_delpnet_model
+
+    from awdvd.data.synth import synthetic_nuclei, tilted_specimen
+    from awdvd.learn.model_files import bundled_model_path
+    from awdvd.napari.pipeline import run_steps
+    from awdvd.restore.options import AWDVDOptions
+    from awdvd.restore.pipeline import defocus_map
+
+    if which == "bundled model":
+        if not bundled_model_path().is_file():
+            pytest.skip("no bundled model in this installation")
+        options = WidgetOptions()
+    else:
+        options = WidgetOptions(model_path=str(tiny_delpnet_model(seed=3).save(tmp_path / "tiny.pt")))
+    image = tilted_specimen(synthetic_nuclei((168, 252), n_nuclei=12, seed=2), seed=2).observed
+    steps = dict(run_steps(image, options, restore=False))
+    napari_map = steps["defocus map"]
+    library_map = defocus_map(image, steps["model"], AWDVDOptions())
+    assert napari_map.levels.shape == library_map.levels.shape == (3, 5)
+    np.testing.assert_array_equal(napari_map.levels, library_map.levels)
+    np.testing.assert_allclose(napari_map.proba, library_map.proba, rtol=1e-6, atol=1e-9)
+    assert napari_map.proba.std(axis=(0, 1)).max() > 1e-7  # the windows' probabilities differ: a real comparison
+    if which == "bundled model":
+        assert len(np.unique(napari_map.levels)) > 2

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -29,8 +30,7 @@ WAIT_MS = 120_000
 @pytest.fixture(scope="module")
 def specimen():
     """A small tilted specimen (levels 0-10 left to right) at the bundled model's 0.65 um pixels."""
-    from awdvd.data.synth import tilted_specimen
-    from awdvd.data.synth import synthetic_nuclei
+    from awdvd.data.synth import synthetic_nuclei, tilted_specimen
 
     return tilted_specimen(synthetic_nuclei((168, 336), n_nuclei=20, seed=1), seed=1).observed
 
@@ -78,6 +78,7 @@ def test_sample_data_and_restore_widget(make_napari_viewer, qtbot, specimen):
     assert restored.data.dtype == np.float32
     np.testing.assert_allclose(restored.data, expected, rtol=1e-5, atol=1e-3)
     assert "10: 20 um" in widget._legend.value
+    assert widget._image.value is viewer.layers["field"]  # its own result layers do not take the image menu
     # the right half of the specimen is deep: the map must say so (levels as label + 1)
     left, right = levels.data[:, :84], levels.data[:, -84:]
     assert np.median(right[right > 0]) > np.median(left[left > 0])
@@ -92,7 +93,7 @@ def test_defocus_map_widget_and_sample(make_napari_viewer, qtbot):
                                                        "tilted specimen: true levels", "tilted specimen: recorded"]
     widget = DefocusMapWidget(viewer)
     viewer.window.add_dock_widget(widget)
-    widget._image.value = viewer.layers["tilted specimen: recorded"]
+    assert widget._image.value is viewer.layers["tilted specimen: recorded"]
     widget._map_mode.value = "dense"
     run_widget(qtbot, widget)
     assert widget._status.value.startswith("done"), widget._status.value
@@ -105,6 +106,76 @@ def test_defocus_map_widget_and_sample(make_napari_viewer, qtbot):
     foreground = levels.data > 0
     within_two = np.abs(levels.data.astype(int) - truth.data.astype(int))[foreground] <= 2
     assert within_two.mean() > 0.5  # the bundled model roughly follows the tilt (measured: see the report)
+
+
+@pytest.mark.parametrize("dock_before_sample", [False, True])
+def test_image_menu_defaults_to_the_recorded_sample_image(make_napari_viewer, dock_before_sample):
+    """Not the menu's first entry (the sample's hidden in-focus truth): the recorded image, what Restore is for,
+    whether the widget was docked before or after the sample was opened."""
+    viewer = make_napari_viewer()
+    if dock_before_sample:
+        _, widget = viewer.window.add_plugin_dock_widget("awdvd", "Restore (AWDVD)")
+        viewer.open_sample("awdvd", "tilted_specimen")
+    else:
+        viewer.open_sample("awdvd", "tilted_specimen")
+        _, widget = viewer.window.add_plugin_dock_widget("awdvd", "Restore (AWDVD)")
+    truth = viewer.layers["tilted specimen: truth (in focus)"]
+    assert viewer.layers.index(truth) == 0 and not truth.visible  # the sample adds its truth first, hidden
+    assert widget._image.choices[0].name == truth.name  # ... so the menu's first entry is the truth
+    # (layers are compared by name: napari hands plugin widgets proxies of the viewer's layers)
+    assert widget._image.value.name == "tilted specimen: recorded"
+
+
+def test_image_menu_follows_the_selection(make_napari_viewer, specimen):
+    """Selecting an image layer makes it the default; selecting a layer of another kind leaves the menu alone; a
+    removed layer gives way to the newest visible image. One widget docked as Plugins > awdvd does it (it sees
+    proxies of the viewer's layers), one made directly."""
+    from awdvd.napari.widgets import DefocusMapWidget
+
+    viewer = make_napari_viewer()
+    viewer.open_sample("awdvd", "tilted_specimen")
+    _, restore = viewer.window.add_plugin_dock_widget("awdvd", "Restore (AWDVD)")
+    defocus = DefocusMapWidget(viewer)
+    viewer.window.add_dock_widget(defocus)
+
+    def shown():
+        return restore._image.value.name, defocus._image.value.name
+
+    truth, recorded = "tilted specimen: truth (in focus)", "tilted specimen: recorded"
+    assert shown() == (recorded, recorded)
+    viewer.layers.selection.active = viewer.layers[truth]  # the user picks another image layer: the default follows
+    assert shown() == (truth, truth)
+    viewer.layers.selection.active = viewer.layers["tilted specimen: true levels"]  # not an image: menu stays
+    assert shown() == (truth, truth)
+    restore._image.value = restore._image.choices[-1]  # chosen in the menu; nothing, then a Labels layer selected
+    viewer.layers.selection.clear()
+    assert shown() == (recorded, truth)
+    viewer.layers.selection.active = viewer.layers["tilted specimen: true levels"]
+    assert shown() == (recorded, truth)
+    field = viewer.add_image(specimen, name="field")  # a new layer is selected: the menus follow
+    assert shown() == ("field", "field")
+    viewer.layers.selection.active = viewer.layers["tilted specimen: true levels"]
+    viewer.layers.remove(field)  # the menus' layer is gone: the newest visible image layer, not the hidden truth
+    assert shown() == (recorded, recorded)
+    assert [layer.name for layer in restore._image.choices] == [truth, recorded]
+
+
+def test_widgets_start_from_the_library_defaults(make_napari_viewer):
+    """One set of defaults: an untouched widget asks for exactly AWDVDOptions(), whatever those are."""
+    from awdvd.napari.pipeline import WidgetOptions
+    from awdvd.napari.widgets import DefocusMapWidget, RestoreWidget, _iterations_text, _parse_iterations
+    from awdvd.restore.options import AWDVDOptions
+
+    viewer = make_napari_viewer()
+    for widget in (DefocusMapWidget(viewer), RestoreWidget(viewer)):
+        assert widget.options() == WidgetOptions()
+        assert widget.options().awdvd == AWDVDOptions()
+    widget._stride.value, widget._iterations.value, widget._offset.value = 21, "7", "100"
+    assert widget.options().awdvd == AWDVDOptions(stride=21, iterations=7, offset=100.0)
+    for iterations in (None, 7, tuple(range(1, 12))):  # every kind of iterations value shows and reads back
+        assert _parse_iterations(_iterations_text(iterations)) == iterations
+    with pytest.raises(ValueError, match="RL iterations"):
+        _parse_iterations("many")
 
 
 def test_cancel_stops_before_the_next_step(make_napari_viewer, qtbot, specimen):
@@ -149,3 +220,22 @@ def test_save_restored_layer_with_the_writer(make_napari_viewer, tmp_path):
     back = read_image(written)
     assert back.data.dtype == np.float32 and back.pixel_um == pytest.approx(0.65)
     np.testing.assert_array_equal(back.data, data)
+
+
+def test_docs_screenshot_script_writes_the_window(tmp_path):
+    """docs/make_napari_screenshot.py (what makes docs/napari-widget.png) runs the real widget to the end and
+    saves the whole window: a PNG of a plausible size, not a blank one."""
+    import importlib.util
+
+    import imageio.v3 as iio  # napari's own PNG writer
+
+    script = Path(__file__).resolve().parents[2] / "docs" / "make_napari_screenshot.py"
+    spec = importlib.util.spec_from_file_location("make_napari_screenshot", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    written = module.main(tmp_path / "shot.png")
+    assert written == tmp_path / "shot.png" and written.stat().st_size > 50_000
+    pixels = iio.imread(written)
+    height, width = pixels.shape[:2]
+    assert width >= 1000 and 600 <= height <= width  # the whole window (canvas and dock widget), landscape
+    assert pixels[..., :3].std() > 10  # drawn, not a blank grab

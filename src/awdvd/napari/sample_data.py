@@ -25,6 +25,8 @@ def tilted_specimen_sample(*, seed: int = 0, shape: tuple[int, int] = (520, 696)
     levels = levels_layer(specimen.levels, depths_um=optics.depths_um, name="tilted specimen: true levels", scale=scale,
                           units=units)
     levels[1]["visible"] = False
+    # the truth first and hidden, the recorded image last: napari selects the layer added last, and the widgets'
+    # image menu follows the selection, so Restore restores the recorded image, never the truth
     return [
         (specimen.truth, {"name": "tilted specimen: truth (in focus)", "scale": scale, "metadata": meta,
                           "units": units, "visible": False}, "image"),

@@ -5,19 +5,26 @@ progress bar advances after each step, and Cancel stops the job at the next step
 e.g. Richardson-Lucy, finishes first; its result is dropped). Results arrive as layers with the input's scale
 and translation: the level map (Labels, background transparent, legend in the widget), the confidence (max
 class probability, hidden at first) and, for Restore, the restored image (float32 as computed).
+
+The "image" menu follows the viewer: it shows the selected image layer, keeps its image while a layer of
+another kind is selected, and otherwise falls back to the most recently added visible image layer (so a hidden
+reference, such as the sample's in-focus truth, is never the default). Every option's
+initial value is :class:`~awdvd.restore.options.AWDVDOptions`'s default; the options the widgets do not show
+keep theirs.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from typing import TYPE_CHECKING
 
 import numpy as np
 from magicgui.widgets import ComboBox, Container, FileEdit, Label, LineEdit, ProgressBar, PushButton, SpinBox
 
+from ..data.patches import PATCH_PX
 from ..io import check_optics, check_pixel_size
-from ..restore.defocus_maps import MAP_MODES
-from ..restore.pipeline import AWDVDOptions
+from ..restore.options import MAP_MODES, AWDVDOptions
 from .layers import confidence_layer, level_legend, levels_layer, restored_layer
 from .pipeline import STEPS, WidgetOptions, run_steps
 
@@ -38,20 +45,22 @@ class _AWDVDWidget(Container):
         self._viewer = viewer
         self.worker = None  # the running (or last) thread worker
         self.busy = False  # True from start() until the worker has finished (done, failed or cancelled)
+        self._adding_results = False  # True while _on_done adds layers: the image menu stays on the input
         self._image = ComboBox(label="image", choices=self._image_layers)
         self._model = ComboBox(label="model", choices=[BUNDLED, FROM_FILE], value=BUNDLED)
         self._model_file = FileEdit(label="model file", mode="r", filter="*.pt *.zip", visible=False)
-        defaults = AWDVDOptions()
-        self._stride = SpinBox(label="stride (px)", value=defaults.stride, min=1, max=84,
-                               tooltip="window step; 42 = half a window (the paper), smaller = finer map, slower")
+        defaults = AWDVDOptions()  # every initial value below is the library's default, never restated here
+        self._stride = SpinBox(label="stride (px)", value=defaults.stride, min=1, max=PATCH_PX,
+                               tooltip="window step; half a window is the paper's, smaller = finer map, slower")
         self._map_mode = ComboBox(label="map mode", choices=list(MAP_MODES), value=defaults.map_mode,
-                                  tooltip="patch: every window on its own (reference); dense: one pass (faster)")
+                                  tooltip="patch: every window on its own (reference); dense: one pass (faster); "
+                                          "auto: dense where it gives the same map")
         option_widgets = [self._image, self._model, self._model_file, self._stride, self._map_mode]
         if self.restore:
-            self._iterations = LineEdit(label="RL iterations", value="model" if defaults.iterations is None
-                                        else str(defaults.iterations),
+            self._iterations = LineEdit(label="RL iterations", value=_iterations_text(defaults.iterations),
                                         tooltip="model: the model's count per defocus level; a number: that "
-                                                "count at every level (the paper's behaviour)")
+                                                "count at every level (the paper's behaviour); numbers separated "
+                                                "by commas: one count per level")
             self._offset = LineEdit(label="offset (ADU)", value=str(defaults.offset),
                                     tooltip="background removed before RL and added back: a number, or auto "
                                             "(the image's 1st percentile)")
@@ -66,8 +75,12 @@ class _AWDVDWidget(Container):
         self._model.changed.connect(lambda value: setattr(self._model_file, "visible", value == FROM_FILE))
         self._run.changed.connect(self.start)
         self._cancel.changed.connect(self.cancel)
-        viewer.layers.events.inserted.connect(self._image.reset_choices)
-        viewer.layers.events.removed.connect(self._image.reset_choices)
+        # connected before napari docks the widget (and connects its own reset_choices), so these run first and
+        # still see the menu's value from before a removal
+        for emitter in (viewer.layers.events.inserted, viewer.layers.events.removed,
+                        viewer.layers.events.reordered, viewer.layers.selection.events.active):
+            emitter.connect(self._follow_viewer)
+        self._show_image(self._default_image(keep=None))  # not the menu's first entry: that may be a truth
 
     # ----------------------------------------------------------------------------------------- options
     def _image_layers(self, *_):
@@ -75,6 +88,29 @@ class _AWDVDWidget(Container):
 
         return [(layer.name, layer) for layer in self._viewer.layers if isinstance(layer, napari.layers.Image)
                 and not layer.rgb]
+
+    def _default_image(self, *, keep):
+        """The layer the image menu should show: the selected image layer; else ``keep`` (the menu's layer) if
+        it is still in the viewer; else the most recently added visible image layer, else the most recently
+        added image layer; None when the viewer holds no image layer."""
+        layers = [layer for _, layer in self._image_layers()]
+        for wanted in (self._viewer.layers.selection.active, keep):
+            if wanted is not None and any(_same_layer(wanted, layer) for layer in layers):
+                return wanted
+        newest_first = layers[::-1]  # napari adds layers on top of the list
+        return next((layer for layer in newest_first if layer.visible), newest_first[0] if layers else None)
+
+    def _follow_viewer(self, *_):
+        """Refresh the image menu after the layer list or the selection changed (see :meth:`_default_image`)."""
+        shown = self._image.value
+        self._image.reset_choices()
+        if self._adding_results:  # our own result layers: keep the input, whatever napari selects
+            return
+        self._show_image(self._default_image(keep=shown))
+
+    def _show_image(self, layer):
+        if layer is not None and not _same_layer(layer, self._image.value):
+            self._image.value = layer
 
     def options(self) -> WidgetOptions:
         """The widget's current options (ValueError, shown in the status line, for a bad entry)."""
@@ -91,13 +127,10 @@ class _AWDVDWidget(Container):
                 offset = text if text == "auto" else float(text)
             except ValueError:
                 raise ValueError(f"offset must be a number of ADU or 'auto', got {text!r}") from None
-            text = self._iterations.value.strip()
-            try:
-                iterations = None if text == "model" else int(text)
-            except ValueError:
-                raise ValueError(f"RL iterations must be a whole number or 'model', got {text!r}") from None
-            extra = {"iterations": iterations, "offset": offset}
-        awdvd = AWDVDOptions(stride=int(self._stride.value), map_mode=self._map_mode.value, **extra)
+            extra = {"iterations": _parse_iterations(self._iterations.value), "offset": offset}
+        # the shown options replace the library's defaults; the others keep them
+        awdvd = dataclasses.replace(AWDVDOptions(), stride=int(self._stride.value), map_mode=self._map_mode.value,
+                                    **extra)
         return WidgetOptions(awdvd=awdvd, model_path=model_path)
 
     # ----------------------------------------------------------------------------------------- running
@@ -179,13 +212,17 @@ class _AWDVDWidget(Container):
                 check_pixel_size(pixel_um, optics.pixel_um)
         messages += [str(w.message) for w in caught]
         added = []  # restored image first, the translucent level map last (on top)
-        if self.restore:
-            added.append(self._add(restored_layer(results["restore"], name=f"{layer.name} AWDVD", pixel_um=pixel_um,
-                                                  options=options.to_dict(), **where)))
-        added.append(self._add(confidence_layer(dmap, name=f"{layer.name} confidence", **where)))
-        added.append(self._add(levels_layer(dmap.to_pixels(), depths_um=optics.depths_um,
-                                            name=f"{layer.name} defocus levels",
-                                            metadata={"options": options.to_dict()}, **where)))
+        self._adding_results = True
+        try:
+            if self.restore:
+                added.append(self._add(restored_layer(results["restore"], name=f"{layer.name} AWDVD",
+                                                      pixel_um=pixel_um, options=options.to_dict(), **where)))
+            added.append(self._add(confidence_layer(dmap, name=f"{layer.name} confidence", **where)))
+            added.append(self._add(levels_layer(dmap.to_pixels(), depths_um=optics.depths_um,
+                                                name=f"{layer.name} defocus levels",
+                                                metadata={"options": options.to_dict()}, **where)))
+        finally:
+            self._adding_results = False
         self._legend.value = level_legend(optics.n_levels, optics.depths_um)
         counts = dmap.level_counts()
         foreground = sum(v for k, v in counts.items() if k != "bg")
@@ -198,6 +235,34 @@ class _AWDVDWidget(Container):
     def _add(self, layer_data: tuple):
         data, kwargs, layer_type = layer_data
         return getattr(self._viewer, f"add_{layer_type}")(data, **kwargs)
+
+
+def _same_layer(a, b) -> bool:
+    """Whether ``a`` and ``b`` are one layer: napari hands plugin widgets a proxy of the viewer, whose layers
+    come as a new proxy object at every access, so identity is checked on what the proxies wrap."""
+    return getattr(a, "__wrapped__", a) is getattr(b, "__wrapped__", b)
+
+
+def _iterations_text(iterations) -> str:
+    """The "RL iterations" field's text for an :class:`AWDVDOptions` ``iterations`` value."""
+    if iterations is None:
+        return "model"
+    if isinstance(iterations, (tuple, list)):
+        return ", ".join(str(int(n)) for n in iterations)
+    return str(int(iterations))
+
+
+def _parse_iterations(text: str):
+    """The ``iterations`` value of the "RL iterations" field's text (the inverse of :func:`_iterations_text`)."""
+    text = text.strip()
+    if text == "model":
+        return None
+    try:
+        counts = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise ValueError(f"RL iterations must be 'model', a whole number, or one whole number per level "
+                         f"separated by commas, got {text!r}") from None
+    return counts[0] if len(counts) == 1 else counts
 
 
 class DefocusMapWidget(_AWDVDWidget):
