@@ -177,3 +177,36 @@ def test_stopping_a_run_with_worker_processes_is_one_line(tmp_path, tiny_model_f
     gone, alive = psutil.wait_procs(children, timeout=20)
     assert not alive  # the workers were stopped with the run
     assert not [p for p in out.iterdir() if p.name.startswith(".") and ".part" in p.name]  # nothing half-written
+
+
+def test_python_and_the_cli_give_the_same_map_and_qc_row(tmp_path):
+    """One set of defaults: awdvd.defocus_map(image) (bundled model, AWDVDOptions()) and `awdvd predict` with no
+    option give the same window levels and the same focus-QC row (the napari widgets' map is compared with the
+    library's in tests/napari/test_napari_plugin.py)."""
+    import csv
+
+    from awdvd import defocus_map
+    from awdvd.batch.jobs import FOCUS_CSV
+    from awdvd.data.synth import tilted_specimen
+    from awdvd.io import write_tiff
+    from awdvd.qc import focus_row
+
+    truth = synthetic_nuclei((260, 340), n_nuclei=14, seed=5) + 100.0
+    image = np.round(tilted_specimen(truth, psf_size=61, seed=5).observed).astype(np.uint16)
+    write_tiff(tmp_path / "B03.tif", image, pixel_um=0.65)
+    assert main(["predict", str(tmp_path / "B03.tif"), "-o", str(tmp_path / "maps")]) == 0
+
+    dmap = defocus_map(image)
+    cli_levels = tifffile.imread(tmp_path / "maps" / "B03.defocus.tif")[0]
+    np.testing.assert_array_equal(cli_levels, dmap.levels)
+    assert len(np.unique(dmap.levels)) > 2  # a map with several levels, not a trivial agreement
+    with open(tmp_path / "maps" / FOCUS_CSV, newline="") as handle:
+        (cli_row,) = list(csv.DictReader(handle))
+    python_row = focus_row("B03.tif", dmap)
+    for key, value in python_row.items():
+        if isinstance(value, float):
+            assert float(cli_row[key]) == pytest.approx(value, rel=1e-6, abs=1e-9), key
+        elif isinstance(value, bool):
+            assert cli_row[key] == str(value).lower(), key  # the CSV writes booleans as true / false
+        elif key != "site":
+            assert cli_row[key] == str(value), key
