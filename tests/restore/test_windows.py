@@ -74,3 +74,46 @@ def test_weight_maps_split_the_total_by_label():
     np.testing.assert_array_equal(maps[-1] > 0, union)
     with pytest.raises(ValueError, match="windows"):
         weight_maps(grid, (200, 170), stride=42)
+
+
+def test_depth_in_um_is_the_probability_weighted_depth_with_its_spread():
+    from awdvd.restore.windows import DefocusMap
+
+    dmap = DefocusMap.from_levels(np.array([[0, 3], [-1, 10]]), (126, 126), stride=42, patch_px=84, n_levels=11,
+                                  z_step_um=2.0)
+    np.testing.assert_allclose(dmap.depth_um, [[0.0, 6.0], [np.nan, 20.0]])
+    np.testing.assert_allclose(dmap.depth_spread_um, [[0.0, 0.0], [np.nan, 0.0]])
+    # a window split 50 / 50 between levels 2 and 4 (4 and 8 um): mean 6 um, spread 2 um
+    proba = dmap.proba.copy()
+    proba[0, 1] = 0.0
+    proba[0, 1, [2, 4]] = 0.5
+    split = DefocusMap(**{**dmap.__dict__, "proba": proba})
+    assert split.depth_um[0, 1] == pytest.approx(6.0) and split.depth_spread_um[0, 1] == pytest.approx(2.0)
+    # background probability does not pull the depth: it is renormalised over the depth classes
+    proba[0, 1, -1] = 0.5
+    assert DefocusMap(**{**dmap.__dict__, "proba": proba}).depth_um[0, 1] == pytest.approx(6.0)
+
+
+def test_depth_per_pixel_follows_the_windows_and_is_nan_under_background_only():
+    from awdvd.restore.windows import DefocusMap
+
+    dmap = DefocusMap.from_levels(np.array([[5, 5, -1]]), (84, 168), stride=42, patch_px=84, n_levels=11,
+                                  z_step_um=2.0)
+    depth, spread = dmap.depth_pixels()
+    assert depth.shape == (84, 168)
+    np.testing.assert_allclose(depth[:, :126][np.isfinite(depth[:, :126])], 10.0)
+    assert np.isnan(depth[:, -1]).all() and np.isfinite(depth[:, 0]).all()
+    np.testing.assert_allclose(spread[np.isfinite(spread)], 0.0, atol=1e-5)  # sqrt of a float64 difference
+    two = DefocusMap.from_levels(np.array([[0, 10]]), (84, 126), stride=42, patch_px=84, n_levels=11, z_step_um=2.0)
+    depth, spread = two.depth_pixels()
+    assert depth[0, 0] == pytest.approx(0.0) and depth[0, -1] == pytest.approx(20.0)
+    middle = depth[0, 62]  # both windows cover it: a blend of 0 and 20 um, with the spread between them
+    assert 0 < middle < 20 and spread[0, 62] > 0
+
+
+def test_a_map_without_a_depth_step_says_so():
+    from awdvd.restore.windows import DefocusMap
+
+    dmap = DefocusMap.from_levels(np.array([[1]]), (84, 84), stride=42, patch_px=84)
+    with pytest.raises(ValueError, match="z_step_um"):
+        dmap.depth_um

@@ -323,7 +323,8 @@ class DeconvolveJob(_Job):
                               progress=progress)
         seconds = time.perf_counter() - start
         fields = {"image_shape": [int(v) for v in dmap.image_shape], "patch_px": int(dmap.patch_px),
-                  "stride": int(dmap.stride), "mode": dmap.mode, "normalization": dmap.normalization}
+                  "stride": int(dmap.stride), "mode": dmap.mode, "normalization": dmap.normalization,
+                  "z_step_um": dmap.z_step_um}
         tmp = part.folder / "defocus_map.part.npz"
         with open(tmp, "wb") as handle:
             np.savez(handle, levels=dmap.levels, proba=dmap.proba, class_levels=dmap.class_levels, ys=dmap.ys,

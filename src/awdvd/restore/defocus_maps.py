@@ -42,7 +42,13 @@ from .windows import DefocusMap, window_starts
 
 __all__ = ["DefocusMap", "compute_map", "window_proba", "window_patches", "dense_cell_px", "dense_reach_px",
            "dense_trunk", "trunk_geometry", "normalize_image", "exact_dense", "resolve_map_mode", "smooth_proba",
-           "classify_windows",]
+           "classify_windows", "model_z_step_um",]
+
+def model_z_step_um(model) -> float | None:
+    """The depth between the model's levels (um, in its own optics), or None for a model without optics."""
+    optics = getattr(model, "optics", None)
+    return None if optics is None else float(optics.z_step_um)
+
 
 def exact_dense(model) -> bool:
     """True if a dense pass gives ``model``'s windows exactly what patch mode gives: DelpNet without padding
@@ -124,7 +130,7 @@ def compute_map(
     levels = class_levels[np.argmax(proba, axis=-1)]
     return DefocusMap(levels=levels, proba=proba, class_levels=class_levels, ys=ys, xs=xs,
                       image_shape=tuple(int(s) for s in array.shape), patch_px=patch_px, stride=stride, mode=mode,
-                      normalization=used_normalization)
+                      normalization=used_normalization, z_step_um=model_z_step_um(model))
 
 
 def smooth_proba(proba: np.ndarray, ys: np.ndarray, xs: np.ndarray, *, smoothing_px: float,

@@ -36,6 +36,14 @@ from ..physics.optics import Optics
 from ..physics.psf import defocus_psf, psf_bank
 from .blend import deconvolve_levels
 from .defocus_maps import compute_map, exact_dense, resolve_map_mode
+from .image_optics import (
+    image_optics_or_model,
+    map_on_image_grid,
+    restoration_optics,
+    sampling_factor,
+    to_model_grid,
+    warn_beyond_range,
+)
 from .options import AWDVDOptions, options_with
 from .plan import RestorationPlan
 from .rl import resolve_offset, richardson_lucy
@@ -143,9 +151,9 @@ def _is_lazy(image) -> bool:
     return not isinstance(image, np.ndarray) and hasattr(image, "shape") and hasattr(image, "dtype")
 
 
-def defocus_map(image, model=None, options: AWDVDOptions | None = None, *, tile_px: int = DEFAULT_TILE_PX,
-                max_px: int = LARGEST_IMAGE_IN_MEMORY_PX, client=None, progress: bool = False,
-                **overrides) -> DefocusMap:
+def defocus_map(image, model=None, options: AWDVDOptions | None = None, *, optics: Optics | None = None,
+                tile_px: int = DEFAULT_TILE_PX, max_px: int = LARGEST_IMAGE_IN_MEMORY_PX, client=None,
+                progress: bool = False, **overrides) -> DefocusMap:
     """The defocus level (or background) of every window of ``image``: the map :func:`deconvolve` restores from,
     with the same defaults as ``awdvd predict`` and the napari widgets (:class:`AWDVDOptions`).
 
@@ -156,13 +164,23 @@ def defocus_map(image, model=None, options: AWDVDOptions | None = None, *, tile_
         bundled model.
     options : :class:`AWDVDOptions` (default ``AWDVDOptions()``: stride 42, smoothing 21 px, map mode "auto");
         ``**overrides`` replace its fields (``defocus_map(image, stride=21)``).
+    optics : the image's :class:`awdvd.physics.optics.Optics` (emission wavelength, NA, immersion index, pixel
+        size), or None: the model's. The model reads the image brought to its own sampling (in optical units,
+        :mod:`awdvd.restore.image_optics`); the map comes back on the image's pixels with depths in the image's
+        optics (``dmap.depth_um``; one level is the model's z step carried into these optics).
     tile_px, max_px, client, progress : images of more than ``max_px`` pixels, lazy ones and dense maps of
         padded networks are computed a tile of windows at a time (:func:`awdvd.restore.tiles.tiled_defocus_map`:
         the same map in bounded memory), on ``client``'s Dask cluster when given, with progress bars.
 
     Returns
     -------
-    :class:`awdvd.restore.windows.DefocusMap`: ``levels`` and ``proba`` per window, ``to_pixels()`` per pixel.
+    :class:`awdvd.restore.windows.DefocusMap`: ``levels``, ``proba``, ``depth_um`` and ``depth_spread_um`` per
+    window, ``to_pixels()`` and ``depth_pixels()`` per pixel.
+
+    Warns
+    -----
+    BeyondRangeWarning : when most foreground windows sit at the model's deepest level (the image is at least
+        that deep, past the range it can tell apart).
 
     Examples
     --------
@@ -177,22 +195,40 @@ def defocus_map(image, model=None, options: AWDVDOptions | None = None, *, tile_
         model = load_model()
     loaded = resolve_model(model)
     options.check_patch_px(int(loaded.patch_px))
-    return _defocus_map(image, model, loaded, options, tile_px=tile_px, max_px=max_px, client=client,
+    dmap = _defocus_map(image, model, loaded, options, optics, tile_px=tile_px, max_px=max_px, client=client,
                         progress=progress)
+    warn_beyond_range(dmap)
+    return dmap
 
 
-def _defocus_map(image, model, loaded, options: AWDVDOptions, *, tile_px, max_px, client, progress) -> DefocusMap:
-    """:func:`defocus_map` with the options already checked against ``loaded`` (the model ``model`` loads)."""
+def _defocus_map(image, model, loaded, options: AWDVDOptions, optics: Optics | None, *, tile_px, max_px, client,
+                 progress) -> DefocusMap:
+    """:func:`defocus_map` with the options already checked against ``loaded`` (the model ``model`` loads), on
+    the model's sampling when the image's optics differ from the model's."""
+    image_optics = image_optics_or_model(optics, loaded.optics)
+    factor = sampling_factor(image_optics, loaded.optics)
+    if factor != 1.0:
+        if _is_lazy(image):
+            raise ValueError("a lazy (dask / zarr) image in optics other than the model's is not supported yet; "
+                             "load it into memory (numpy) first")
+        array = check_image(image, "image")
+        model_map = _defocus_map(to_model_grid(array, factor), model, loaded, options, None, tile_px=tile_px,
+                                 max_px=max_px, client=client, progress=progress)
+        return map_on_image_grid(model_map, factor, array.shape,
+                                 z_step_um=restoration_optics(image_optics, loaded.optics).z_step_um)
 
     mode = resolve_map_mode(options.map_mode, loaded)
     # dense passes of padded trunks hold wide feature maps: through tiles of windows, in bounded memory
     if _is_lazy(image) or should_tile(tuple(image.shape), max_px=max_px) or (mode == "dense" and not exact_dense(loaded)):
-        return tiled_defocus_map(image, model, stride=options.stride, mode=mode,
+        dmap = tiled_defocus_map(image, model, stride=options.stride, mode=mode,
                                  normalization=options.normalization, tile_px=tile_px, client=client,
                                  progress=progress, tta=options.tta, smoothing_px=options.smoothing_px)
-
-    return compute_map(image, loaded, stride=options.stride, mode=mode, tta=options.tta,
-                       smoothing_px=options.smoothing_px)
+    else:
+        dmap = compute_map(image, loaded, stride=options.stride, mode=mode, tta=options.tta,
+                           smoothing_px=options.smoothing_px)
+    if image_optics is not loaded.optics:  # the same sampling, other optics: depths in the image's optics
+        dmap.z_step_um = restoration_optics(image_optics, loaded.optics).z_step_um
+    return dmap
 
 
 def restore_image(
@@ -203,6 +239,7 @@ def restore_image(
     dmap: DefocusMap | None = None,
     psfs=None,
     out=None,
+    optics: Optics | None = None,
     pixel_um: float | None = None,
     tile_px: int = DEFAULT_TILE_PX,
     max_px: int = LARGEST_IMAGE_IN_MEMORY_PX,
@@ -238,10 +275,12 @@ def restore_image(
     if min(shape) < patch_px:
         raise ValueError(f"image is {shape[0]} x {shape[1]} px; AWDVD needs at least one {patch_px} x {patch_px} "
                          "window (use richardson_lucy or deconvolve_invariant for smaller images)")
-    if pixel_um is not None and loaded is not None:
+    if pixel_um is not None and loaded is not None and optics is None:
         check_pixel_size(pixel_um, loaded.optics.pixel_um)
     if psfs is None:
-        psfs = psf_bank(loaded.optics if loaded is not None else Optics(), size=options.psf_size)
+        model_optics = loaded.optics if loaded is not None else Optics()
+        psfs = psf_bank(restoration_optics(image_optics_or_model(optics, model_optics), model_optics),
+                        size=options.psf_size)
     psfs = np.asarray(psfs)
     schedule = rl_schedule(options, loaded, n_levels=len(psfs))
     device = resolve_device(options.device)
@@ -256,8 +295,9 @@ def restore_image(
             client = stack.enter_context(dask_client(1, client))[0]  # one connection for both steps
         start = time.perf_counter()
         if dmap is None:
-            dmap = _defocus_map(image, model, loaded, options, tile_px=tile_px, max_px=max_px, client=client,
-                                progress=progress)
+            dmap = _defocus_map(image, model, loaded, options, optics, tile_px=tile_px, max_px=max_px,
+                                client=client, progress=progress)
+            warn_beyond_range(dmap)
         mapped = time.perf_counter()
         if tiled:
             restored = tiled_deconvolve_levels(image, dmap, psfs, plan, tile_px=tile_px, out=out, client=client,
@@ -280,6 +320,7 @@ def deconvolve(
     dmap: DefocusMap | None = None,
     psfs=None,
     out=None,
+    optics: Optics | None = None,
     pixel_um: float | None = None,
     tile_px: int = DEFAULT_TILE_PX,
     max_px: int = LARGEST_IMAGE_IN_MEMORY_PX,
@@ -305,8 +346,11 @@ def deconvolve(
         (pass it when processing many images: computing the bank takes about a second).
     out : (H, W) array to write the result into (numpy, memmap, zarr, e.g. ``awdvd.io.open_image_output``);
         None returns a new array.
-    pixel_um : the image's pixel size (um), when known: a :class:`awdvd.io.PixelSizeWarning` if it disagrees
-        with the model's optics.
+    optics : the image's :class:`awdvd.physics.optics.Optics` (emission wavelength, NA, immersion index, pixel
+        size), or None: the model's. The map is made on the model's sampling (:func:`defocus_map`); the image is
+        restored on its own pixel grid with the PSFs of its own optics at the map's depths.
+    pixel_um : without ``optics``: the image's pixel size (um), when known: a :class:`awdvd.io.PixelSizeWarning`
+        if it disagrees with the model's optics.
     tile_px, max_px : images of more than ``max_px`` pixels (and lazy ones) are restored in ``tile_px`` tiles.
     client : a ``distributed.Client`` or scheduler address to spread a tiled image's tiles over a cluster.
     progress : progress bars over tiles.
@@ -321,7 +365,8 @@ def deconvolve(
     ValueError for a bad option, a stride larger than the model's windows, an image smaller than one window,
     NaN/inf; TypeError for unknown option names.
     """
-    return restore_image(image, model, options, dmap=dmap, psfs=psfs, out=out, pixel_um=pixel_um, tile_px=tile_px,
+    return restore_image(image, model, options, dmap=dmap, psfs=psfs, out=out, optics=optics, pixel_um=pixel_um,
+                         tile_px=tile_px,
                          max_px=max_px, client=client, progress=progress, **overrides).image
 
 

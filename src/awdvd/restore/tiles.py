@@ -201,7 +201,8 @@ def tiled_defocus_map(
     levels = class_levels[np.argmax(proba, axis=-1)]
     return DefocusMap(levels=levels, proba=proba, class_levels=class_levels, ys=ys, xs=xs, image_shape=(h, w),
                       patch_px=patch_px, stride=stride, mode=mode,
-                      normalization=None if mode == "patch" or defocus_maps.exact_dense(loaded) else normalization)
+                      normalization=None if mode == "patch" or defocus_maps.exact_dense(loaded) else normalization,
+                      z_step_um=defocus_maps.model_z_step_um(loaded))
 
 
 # --------------------------------------------------------------------------------------------- restoration
@@ -272,7 +273,8 @@ def tiled_deconvolve_levels(image, dmap: DefocusMap, psfs, plan: RestorationPlan
     small = DefocusMap(levels=dmap.levels.astype(np.int16 if len(psfs) < 2**15 else np.int64),
                        proba=proba, class_levels=dmap.class_levels,
                        ys=np.asarray(dmap.ys), xs=np.asarray(dmap.xs), image_shape=(h, w), patch_px=patch_px,
-                       stride=int(dmap.stride), mode=dmap.mode, normalization=dmap.normalization)
+                       stride=int(dmap.stride), mode=dmap.mode, normalization=dmap.normalization,
+                       z_step_um=dmap.z_step_um)
     fn = functools.partial(_restore_block, dmap=small, psfs=psfs, plan=plan)
     return tiled_map(image, fn, tile_px=tile_px, halo_px=halo, out=out, workers=workers, client=client,
                      progress=progress)

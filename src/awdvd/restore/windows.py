@@ -154,6 +154,12 @@ class DefocusMap:
     patch_px, stride : window side and step (px).
     mode, normalization : how the map was computed ("patch" / "dense" / "given"; ``normalization`` is None
         outside dense mode).
+    z_step_um : defocus between neighbouring levels in the image's optics (um): level l is ``l * z_step_um`` out
+        of focus. The model's step when the image has the model's optics; another objective's level-equivalent
+        otherwise (:func:`awdvd.physics.optical_units.level_step_um`). None: unknown (no depths).
+
+    Depth in micrometres, with its uncertainty: :attr:`depth_um` and :attr:`depth_spread_um` per window,
+    :meth:`depth_pixels` per pixel. The levels are a view of the depth (the class whose depth is nearest).
     """
 
     levels: np.ndarray
@@ -166,15 +172,16 @@ class DefocusMap:
     stride: int
     mode: str = "patch"
     normalization: str | None = None
+    z_step_um: float | None = None
 
     @classmethod
     def from_levels(cls, levels, image_shape: tuple[int, int], *, stride: int, patch_px: int,
-                    n_levels: int | None = None, mode: str = "given") -> DefocusMap:
+                    n_levels: int | None = None, mode: str = "given", z_step_um: float | None = None) -> DefocusMap:
         """A map holding known levels (e.g. a specimen's true levels), certain (probability 1 for each).
 
         levels : (ny, nx) integers, laid out as :func:`window_starts` of ``image_shape`` at ``stride``; -1 for
             background. n_levels : number of levels (classes 0 .. n_levels - 1, plus "bg"); default the
-            largest level + 1.
+            largest level + 1. z_step_um : defocus between levels (um), for :attr:`depth_um`.
         """
         grid = np.asarray(levels)
         if grid.dtype == bool or not np.issubdtype(grid.dtype, np.integer):
@@ -191,7 +198,7 @@ class DefocusMap:
         class_levels = np.array(list(range(n_levels)) + [BACKGROUND], dtype=np.int64)
         proba = np.eye(len(class_levels), dtype=np.float32)[np.where(grid < 0, n_levels, grid)]
         return cls(levels=grid.astype(np.int64), proba=proba, class_levels=class_levels, ys=ys, xs=xs,
-                   image_shape=(h, w), patch_px=int(patch_px), stride=int(stride), mode=mode)
+                   image_shape=(h, w), patch_px=int(patch_px), stride=int(stride), mode=mode, z_step_um=z_step_um)
 
     @property
     def positions(self) -> np.ndarray:
@@ -208,6 +215,51 @@ class DefocusMap:
     def confidence(self) -> np.ndarray:
         """(ny, nx) float32 probability of the predicted class."""
         return self.proba.max(axis=-1)
+
+    def _depth_moments(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(mean depth, spread, foreground weight) per window over the depth classes, by their probabilities."""
+        if self.z_step_um is None:
+            raise ValueError("this map holds levels without a depth step (z_step_um is None): no depth in um")
+        classes = np.asarray(self.class_levels)
+        depth_classes = classes != BACKGROUND
+        p = np.asarray(self.proba, dtype=np.float64)[..., depth_classes]
+        z = classes[depth_classes].astype(np.float64) * float(self.z_step_um)
+        total = p.sum(axis=-1)
+        safe = np.where(total > 0, total, 1.0)
+        mean = (p * z).sum(axis=-1) / safe
+        spread = np.sqrt(np.maximum((p * (z - mean[..., None]) ** 2).sum(axis=-1) / safe, 0.0))
+        return mean, spread, total
+
+    @property
+    def depth_um(self) -> np.ndarray:
+        """(ny, nx) float64 defocus of every window in um (the probability-weighted mean depth of its depth
+        classes, in the image's optics); NaN for background windows."""
+        mean, _, _ = self._depth_moments()
+        return np.where(self.levels == BACKGROUND, np.nan, mean)
+
+    @property
+    def depth_spread_um(self) -> np.ndarray:
+        """(ny, nx) float64 uncertainty of :attr:`depth_um` (um): the probability-weighted standard deviation of
+        the depth classes' depths; NaN for background windows."""
+        _, spread, _ = self._depth_moments()
+        return np.where(self.levels == BACKGROUND, np.nan, spread)
+
+    def depth_pixels(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per-pixel (depth_um, depth_spread_um), each (H, W) float64: the foreground windows' depths averaged
+        with their triangular AWDVD weights (base ``patch_px``); NaN where only background windows cover a
+        pixel."""
+        mean, spread, _ = self._depth_moments()
+        foreground = (self.levels != BACKGROUND).astype(np.float64)
+        profile = window_profile("triangular", patch_px=self.patch_px, stride=self.stride)
+        ty = axis_weight_matrix(self.image_shape[0], self.ys, profile)
+        tx = axis_weight_matrix(self.image_shape[1], self.xs, profile)
+        weight = ty.T @ foreground @ tx
+        covered = weight > 0
+        safe = np.where(covered, weight, 1.0)
+        depth = ty.T @ (foreground * mean) @ tx / safe
+        second = ty.T @ (foreground * (spread**2 + mean**2)) @ tx / safe
+        spread_px = np.sqrt(np.maximum(second - depth**2, 0.0))  # the mixture's spread: windows' and between them
+        return np.where(covered, depth, np.nan), np.where(covered, spread_px, np.nan)
 
     def level_counts(self) -> dict[str, int]:
         """Number of windows per predicted class name ("0" .. "10", "bg"), for reports."""
@@ -226,7 +278,7 @@ class DefocusMap:
         return DefocusMap(levels=self.levels[np.ix_(rows, cols)], proba=self.proba[np.ix_(rows, cols)],
                           class_levels=self.class_levels, ys=self.ys[rows] - oy, xs=self.xs[cols] - ox,
                           image_shape=(h, w), patch_px=p, stride=self.stride, mode=self.mode,
-                          normalization=self.normalization)
+                          normalization=self.normalization, z_step_um=self.z_step_um)
 
     def to_pixels(self, *, method: str = "vote") -> np.ndarray:
         """Per-pixel level map (H, W) int64, -1 for background.

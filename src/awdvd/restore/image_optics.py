@@ -1,0 +1,103 @@
+"""One model for every widefield objective (DESIGN section 7): the image's optics against the model's.
+
+The model judges depth in its own optical units: the image is brought to the model's sampling (area-weighted
+resampling of pixel-integrated camera data, :func:`awdvd.physics.optical_units.to_grid`), its windows are
+classified there, and the map is carried back to the image's pixel grid (:func:`map_on_image_grid`), with every
+level's depth in the image's optics (:func:`awdvd.physics.optical_units.level_step_um`). Restoration then runs on
+the image's own grid with the PSFs of the image's optics at those depths (:func:`restoration_optics`).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+
+from ..physics.optical_units import grid_factor, level_step_um, to_grid
+from ..physics.optics import Optics
+from .windows import DefocusMap
+
+__all__ = ["BeyondRangeWarning", "warn_beyond_range", "depth_at_least_um", "SAME_GRID_TOLERANCE", "image_optics_or_model", "sampling_factor", "restoration_optics",
+           "to_model_grid", "map_on_image_grid"]
+
+class BeyondRangeWarning(UserWarning):
+    """Most of the image's foreground sits at the model's deepest level: it is at least that deep."""
+
+
+#: a sampling within this relative difference of the model's is used as it is (no resampling)
+SAME_GRID_TOLERANCE = 0.02
+
+
+def image_optics_or_model(optics: Optics | None, model_optics: Optics) -> Optics:
+    """The image's optics, or the model's when they are not given (the caller warns where that was assumed)."""
+    if optics is None:
+        return model_optics
+    if not isinstance(optics, Optics):
+        raise TypeError(f"optics must be an awdvd Optics (wavelength_um, na, n, pixel_um), got {type(optics).__name__}")
+    return optics
+
+
+def sampling_factor(image_optics: Optics, model_optics: Optics) -> float:
+    """How the image is scaled to reach the model's sampling (1.0 within :data:`SAME_GRID_TOLERANCE`)."""
+    factor = grid_factor(image_optics, model_optics)
+    return 1.0 if abs(factor - 1.0) <= SAME_GRID_TOLERANCE else float(factor)
+
+
+def restoration_optics(image_optics: Optics, model_optics: Optics) -> Optics:
+    """The image's optics with the model's levels carried into them: ``n_levels`` of the model, each one
+    level-equivalent (the model's z step at the same defocus phase) apart. Its PSF bank restores the image."""
+    step = level_step_um(image_optics, model_optics)
+    return image_optics.replace(z_step_um=float(step), n_levels=int(model_optics.n_levels))
+
+
+def to_model_grid(image, factor: float) -> np.ndarray:
+    """The image resampled by ``factor`` (float32), or as it is when the factor is 1."""
+    if factor == 1.0:
+        return image
+    return to_grid(np.asarray(image, dtype=np.float32), factor)
+
+
+def map_on_image_grid(dmap: DefocusMap, factor: float, image_shape: tuple[int, int], *,
+                      z_step_um: float) -> DefocusMap:
+    """A map computed on the model's grid (an image resampled by ``factor``) carried back to the image's pixels:
+    the same windows, each ``patch_px / factor`` image pixels wide, placed where they lay in the image (the last
+    one flush with the far edge, so every pixel is covered), with their levels and probabilities, and depths
+    in the image's optics (``z_step_um`` between levels)."""
+    h, w = (int(v) for v in image_shape)
+    patch = max(1, int(round(dmap.patch_px / factor)))
+    if patch > min(h, w):
+        raise ValueError(f"the image is {h} x {w} px; in the model's sampling one window is {patch} px of it")
+    stride = max(1, int(round(dmap.stride / factor)))
+
+    def starts(model_starts, length):
+        placed = np.round(np.asarray(model_starts, dtype=np.float64) / factor).astype(np.int64)
+        placed = np.clip(placed, 0, length - patch)
+        placed[-1] = length - patch
+        placed[0] = 0
+        return np.maximum.accumulate(placed)
+
+    return DefocusMap(levels=dmap.levels, proba=dmap.proba, class_levels=dmap.class_levels,
+                      ys=starts(dmap.ys, h), xs=starts(dmap.xs, w), image_shape=(h, w), patch_px=patch,
+                      stride=stride, mode=dmap.mode, normalization=dmap.normalization, z_step_um=float(z_step_um))
+
+
+def depth_at_least_um(dmap: DefocusMap) -> float | None:
+    """The depth (um) of the deepest class when most foreground windows sit there (the image is at least that
+    deep: past the model's range), else None."""
+    foreground = dmap.levels[dmap.levels >= 0]
+    if foreground.size == 0 or dmap.z_step_um is None:
+        return None
+    deepest = int(max(level for level in np.asarray(dmap.class_levels) if level >= 0))
+    if np.mean(foreground == deepest) < 0.5:
+        return None
+    return float(deepest * dmap.z_step_um) if math.isfinite(dmap.z_step_um) else None
+
+
+def warn_beyond_range(dmap: DefocusMap) -> None:
+    """One :class:`BeyondRangeWarning` line when :func:`depth_at_least_um` finds the image past the model's range."""
+    depth = depth_at_least_um(dmap)
+    if depth is not None:
+        warnings.warn(f"most of the image's foreground is at the model's deepest level: it is at least {depth:.3g} "
+                      "um out of focus, beyond the depths this model tells apart; restored as if that deep",
+                      BeyondRangeWarning, stacklevel=3)
