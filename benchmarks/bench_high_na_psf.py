@@ -5,10 +5,10 @@
 For each objective and defocus z (um), three pixel-integrated 2-D PSFs on the same grid (same pixel, same odd
 size, normalised to sum 1) are compared:
 
-- ``eq2``: awdvd.physics.psf.defocus_psf with that Optics, the wavelength read as Eq. 2 reads it
-  (k = 2 pi / Optics.wavelength_um, the vacuum emission wavelength);
-- ``eq2_medium``: the same formula with the wavelength in the immersion medium (lambda / n), which is the
-  paraxial limit of the physical PSF for n != 1 (identical to ``eq2`` in air, so only reported for n != 1);
+- ``eq2``: awdvd.physics.psf.defocus_psf with that Optics (k = 2 pi n / lambda, the wavenumber in the immersion
+  medium: the paraxial limit of the physical PSF);
+- ``eq2_vacuum_k``: the same formula with k = 2 pi / lambda (the vacuum wavenumber, the literal reading of the
+  paper's Eq. 2, which awdvd used before; identical to ``eq2`` in air, so only reported for n != 1);
 - ``gibson_lanni`` and ``vectorial``: psfmodels.make_psf(model="scalar" / "vectorial") at the plane z of a point
   source on the coverslip (pz = 0), with sample, coverslip and immersion indices all equal to n and the design
   values equal to the actual ones: an aberration-free objective, so the differences are only the paraxial
@@ -116,14 +116,14 @@ def main() -> None:
     cases = []
     for name, wavelength, na, n, pixel in CASES:
         optics = Optics(wavelength_um=wavelength, na=na, n=n, pixel_um=pixel)
-        medium = Optics(wavelength_um=wavelength / n, na=na, n=n, pixel_um=pixel)
+        vacuum_k = Optics(wavelength_um=wavelength * n, na=na, n=n, pixel_um=pixel)  # 2 pi n / (lambda n)
         size = window_size_px(max(args.depths), na, n, wavelength, pixel)
         step = level_step_um(optics, model_optics)
         rows = []
         for z in args.depths:
             psfs = {"eq2": defocus_psf(z, optics=optics, size=size, oversample=args.oversample)}
             if n != 1.0:
-                psfs["eq2_medium"] = defocus_psf(z, optics=medium, size=size, oversample=args.oversample)
+                psfs["eq2_vacuum_k"] = defocus_psf(z, optics=vacuum_k, size=size, oversample=args.oversample)
             psfs["gibson_lanni"] = reference("scalar", z, size, na, n, wavelength, pixel)
             psfs["vectorial"] = reference("vectorial", z, size, na, n, wavelength, pixel)
             radii = {key: energy_radii_um(p, pixel) for key, p in psfs.items()}
@@ -134,7 +134,7 @@ def main() -> None:
                 "r90_um": {key: round(r[1], 4) for key, r in radii.items()},
                 "comparisons": {},
             }
-            for candidate in [key for key in ("eq2", "eq2_medium") if key in psfs] + ["gibson_lanni"]:
+            for candidate in [key for key in ("eq2", "eq2_vacuum_k") if key in psfs] + ["gibson_lanni"]:
                 for ref in ("gibson_lanni", "vectorial"):
                     if candidate == ref:
                         continue
@@ -148,7 +148,7 @@ def main() -> None:
                     }
             if z > 0:
                 row["best_depth_vs_vectorial"] = {}
-                for key, opt in (("eq2", optics), ("eq2_medium", medium)):
+                for key, opt in (("eq2", optics), ("eq2_vacuum_k", vacuum_k)):
                     if key in psfs:
                         zp, err = best_depth(opt, psfs["vectorial"], z, size)
                         row["best_depth_vs_vectorial"][key] = {"z_um": round(zp, 3), "z_ratio": round(zp / z, 3),

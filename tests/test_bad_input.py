@@ -160,12 +160,16 @@ def check_case(world, tmp_path, argv_of, code: int, says: str | None):
 
 
 # --------------------------------------------------------------------------------------------- images
-FAST = ["--workers", "0", "--psf-size", "15"]
+# the test images are plain TIFFs that record no optics: given here, so that a valid image gives no warning line
+# (an image whose optics are assumed says so in one line: tests/cli/test_cli_deconvolve.py)
+OPTICS = ["--pixel-um", "0.65", "--na", "0.5", "--wavelength-um", "0.451", "--immersion-n", "1.0"]
+FAST = ["--workers", "0", "--psf-size", "15", *OPTICS]
 
 
 def _image_commands(kind_file: str):
     return {
-        "predict": lambda w: ["predict", w["img"] / kind_file, "-o", w["out"], "--model", w["model"], "--workers", "0"],
+        "predict": lambda w: ["predict", w["img"] / kind_file, "-o", w["out"], "--model", w["model"], "--workers", "0",
+                              *OPTICS],
         "deconvolve": lambda w: ["deconvolve", w["img"] / kind_file, "-o", w["out"], "--model", w["model"],
                                  "--iterations", "2", *FAST],
         "demo": lambda w: ["demo", "--image", w["img"] / kind_file, "-o", w["out"], "--model", w["model"]],
@@ -366,7 +370,7 @@ def test_rerun_into_the_input_folder(world, tmp_path):
     shutil.copy(world["img"] / "good.tif", tmp_path / "good.tif")
     for command in ("deconvolve", "predict"):
         for _ in range(2):
-            extra = FAST if command == "deconvolve" else ["--workers", "0"]
+            extra = FAST if command == "deconvolve" else ["--workers", "0", *OPTICS]
             got, stdout, lines, _ = run_cli([command, tmp_path, "-o", tmp_path, "--model", world["model"], *extra])
             assert got == 0 and lines == [], lines
         assert "1 skipped" in stdout

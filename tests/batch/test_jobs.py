@@ -140,18 +140,21 @@ def test_output_formats_keep_data_and_pixel_size(inputs, model, serial_and_dask,
     np.testing.assert_array_equal(back.data, read_image(serial_dir / "img1.awdvd.tif").data)
 
 
-def test_zarr_input_and_pixel_size_warning(model, tmp_path):
+def test_zarr_input_its_pixel_size_honoured_and_the_rest_assumed_with_a_warning(model, tmp_path):
     from awdvd.io import write_ome_zarr
 
-    image = np.random.default_rng(1).poisson(300, (100, 120)).astype(np.uint16)
+    image = np.random.default_rng(1).poisson(300, (200, 240)).astype(np.uint16)
     write_ome_zarr(tmp_path / "fine.ome.zarr", image, pixel_um=0.325)
     job = DeconvolveJob(out_dir=tmp_path / "out", model=model, **SMALL)
     report = run_jobs(tmp_path / "fine.ome.zarr", job, workers=0)
     assert report.ok
     (result,) = report.results
-    assert any("0.325 um" in w for w in result.value["warnings"])
+    (warning,) = result.value["warnings"]  # one line: NGFF records no NA, immersion or wavelength
+    assert "does not record its NA, immersion index, emission wavelength" in warning and "--na" in warning
     meta = json.loads((tmp_path / "out" / "fine.awdvd.json").read_text())
-    assert meta["warnings"] == result.value["warnings"] and meta["parameters"]["pixel_um"] == pytest.approx(0.325)
+    optics = meta["parameters"]["optics"]
+    assert meta["warnings"] == result.value["warnings"] and optics["pixel_um"] == pytest.approx(0.325)
+    assert optics["source"] == {"pixel_um": "file", "na": "assumed", "n": "assumed", "wavelength_um": "assumed"}
     assert read_image(tmp_path / "out" / "fine.awdvd.tif").pixel_um == pytest.approx(0.325)
 
 

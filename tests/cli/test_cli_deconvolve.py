@@ -13,6 +13,9 @@ from awdvd.io import read_image, write_tiff
 
 pytest.importorskip("torch")
 
+# the BBBC006 optics, for test images written without them (plain TIFF): no "assumed" warning line
+OPTICS = ["--pixel-um", "0.65", "--na", "0.5", "--wavelength-um", "0.451", "--immersion-n", "1.0"]
+
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
@@ -71,8 +74,12 @@ def test_predict_end_to_end(workspace):
                  "--device", "cpu", "--workers", "0"]) == 0
     planes = read_image(out / "a.defocus.tif").data
     meta = json.loads((out / "a.defocus.json").read_text())
-    assert planes.shape == (13, len(meta["window_rows"]), len(meta["window_cols"]))
-    np.testing.assert_allclose(planes[1:].sum(axis=0), 1.0, rtol=1e-5)
+    assert planes.shape == (15, len(meta["window_rows"]), len(meta["window_cols"]))
+    assert meta["planes"][:3] == ["level", "depth_um", "depth_spread_um"]
+    np.testing.assert_allclose(planes[3:].sum(axis=0), 1.0, rtol=1e-5)
+    foreground = planes[0] >= 0
+    np.testing.assert_allclose(planes[1][foreground], (planes[3:14][:, foreground] * np.arange(11)[:, None]).sum(0)
+                               / planes[3:14][:, foreground].sum(0) * 2.0, rtol=1e-5)  # depth = E[level] x 2 um
     assert set(np.unique(planes[0])) <= set(range(-1, 11))
     assert (out / "a.defocus.png").stat().st_size > 1000
     assert main(["predict", str(inputs / "b.tif"), "-o", str(out), "--model", str(model_path), "--mode", "dense",
@@ -136,7 +143,7 @@ def test_many_files_on_a_local_cluster_equal_serial(workspace, tmp_path, capsys,
     for i in range(3):
         write_tiff(folder / f"f{i}.tif", (rng.poisson(300, (100, 120)) + 90).astype(np.uint16), pixel_um=0.65)
     (folder / "corrupt.tif").write_text("not an image")
-    common = ["--model", str(model_path), "--psf-size", "15", "--iterations", "3", "--device", "cpu"]
+    common = ["--model", str(model_path), "--psf-size", "15", "--iterations", "3", "--device", "cpu", *OPTICS]
     codes = {}
     for workers in ("0", "2"):
         codes[workers] = main(["deconvolve", str(folder), "-o", str(tmp_path / f"w{workers}"), "--workers", workers,
@@ -158,19 +165,19 @@ def test_many_files_on_a_local_cluster_equal_serial(workspace, tmp_path, capsys,
 
 def test_formats_tiles_and_pixel_size_warning(workspace, tmp_path, capsys):
     root, model_path, _ = workspace
-    image = (np.random.default_rng(6).poisson(300, (120, 150)) + 90).astype(np.uint16)
+    image = (np.random.default_rng(6).poisson(300, (200, 260)) + 90).astype(np.uint16)
     write_tiff(tmp_path / "fine.tif", image, pixel_um=0.325)
     common = ["--model", str(model_path), "--psf-size", "15", "--iterations", "3", "--workers", "0"]
     assert main(["deconvolve", str(tmp_path / "fine.tif"), "-o", str(tmp_path / "whole"), "--format", "ome-tiff",
                  *common]) == 0
-    err = capsys.readouterr().err
-    assert "warning: fine.tif: the image's pixels are 0.325 um" in err
+    err = capsys.readouterr().err  # the file's pixel size is honoured; the rest of its optics assumed, in one line
+    assert err.count("warning: fine.tif: the file does not record its NA, immersion index, emission wavelength") == 1
     whole = read_image(tmp_path / "whole" / "fine.awdvd.ome.tif")
     assert whole.pixel_um == pytest.approx(0.325)
     # over --max-whole-px: in tiles, OME-Zarr by default
     assert main(["deconvolve", str(tmp_path / "fine.tif"), "-o", str(tmp_path / "tiled"), "--max-whole-px", "10000",
                  "--tile-px", "128", *common]) == 0
-    tiled = read_image(tmp_path / "tiled" / "fine.awdvd.ome.zarr")
+    tiled = read_image(tmp_path / "tiled" / "fine.awdvd.ome.zarr")  # a lazy image read on the model's sampling
     assert tiled.pixel_um == pytest.approx(0.325)
     np.testing.assert_allclose(tiled.data, whole.data, rtol=0, atol=1e-5 * float(whole.data.max()))
     assert main(["deconvolve", str(tmp_path / "fine.tif"), "-o", str(tmp_path / "x"), "--scheduler", "localhost:1",
@@ -295,7 +302,7 @@ def test_dtype_input_says_how_many_pixels_were_clipped(workspace, tmp_path, caps
     image = np.full((100, 130), 20, np.uint8)
     image[40:60, 50:80] = 250  # deconvolution sharpens the bright block beyond 255
     write_tiff(tmp_path / "u8.tif", image)
-    assert main(["deconvolve", str(tmp_path / "u8.tif"), "-o", str(tmp_path / "out"), "--model", str(model_path),
+    assert main(["deconvolve", str(tmp_path / "u8.tif"), "-o", str(tmp_path / "out"), "--model", str(model_path), *OPTICS,
                  "--dtype", "input", "--workers", "0", "--psf-size", "15", "--iterations", "10"]) == 0
     err = capsys.readouterr().err.strip().splitlines()
     clipped = json.loads((tmp_path / "out" / "u8.awdvd.json").read_text())["clipped_pixels"]
@@ -351,7 +358,8 @@ def plate(workspace, tmp_path):
 
 def test_predict_writes_the_runs_focus_qc_and_plate(workspace, plate, tmp_path, capsys):
     """Issue 14 items 3-4 wired into `awdvd predict`: one QC table for the run, a plate heat-map where names
-    carry wells, the optics each file records checked against the model's (one warning line) and recorded."""
+    carry wells; the optics each file records are the image's (B01's NA 0.8 and 520 nm are honoured, read in the
+    model's optical units, no warning) and the sidecar says where each came from."""
     import csv
 
     from awdvd.batch.jobs import FOCUS_CSV, FOCUS_PLATE
@@ -363,17 +371,16 @@ def test_predict_writes_the_runs_focus_qc_and_plate(workspace, plate, tmp_path, 
     assert main(argv) == 0
     captured = capsys.readouterr()
     assert f"focus QC: {out / FOCUS_CSV}" in captured.out and f"plate heat-map: {out / FOCUS_PLATE}" in captured.out
-    err = captured.err.strip().splitlines()
-    assert len(err) == 2 and all(line.startswith("awdvd predict: warning: mcf-z-stacks-03212011_b01") for line in err)
-    assert "emission wavelength 0.52 um in the file, 0.451 um in the model's optics" in err[0]
-    assert "NA 0.8 in the file, 0.5 in the model's optics" in err[1]
+    assert captured.err.strip() == ""  # every file records its optics: nothing assumed
     with open(out / FOCUS_CSV, newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert [r["well"] for r in rows] == ["A01", "A02", "B01"] and list(rows[0]) == focus_columns(11)
     assert (out / FOCUS_PLATE).stat().st_size > 5000
     meta = json.loads((out / "mcf-z-stacks-03212011_b01_s1_w1.defocus.json").read_text())
-    assert meta["optics_check"]["file"]["na"] == pytest.approx(0.8) and meta["optics_check"]["model"]["na"] == 0.5
-    assert len(meta["optics_check"]["mismatches"]) == 2 and meta["focus_qc"]["well"] == "B01"
+    assert meta["optics"]["na"] == pytest.approx(0.8) and meta["optics"]["wavelength_um"] == pytest.approx(0.52)
+    assert set(meta["optics"]["source"].values()) == {"file"} and meta["focus_qc"]["well"] == "B01"
+    # depths in the image's optics: one level at NA 0.8 and 520 nm is 2 um x (0.8 / 0.5)^-2 x 520 / 451
+    assert meta["z_step_um"] == pytest.approx(2.0 * (0.5 / 0.8) ** 2 * 0.52 / 0.451, rel=1e-6)
     # a rerun skips every map and still writes the table of the whole run
     (out / FOCUS_CSV).unlink()
     assert main(argv) == 0 and "3 skipped" in capsys.readouterr().out
@@ -381,11 +388,36 @@ def test_predict_writes_the_runs_focus_qc_and_plate(workspace, plate, tmp_path, 
         assert len(list(csv.DictReader(handle))) == 3
 
 
-def test_strict_optics_fails_the_mismatching_image(workspace, plate, tmp_path, capsys):
+def test_optics_a_file_does_not_record_are_assumed_with_one_line_or_given_by_flags(workspace, tmp_path, capsys):
+    """A plain TIFF without a pixel size: the model's optics, one warning line naming them and the flags, and the
+    sidecar says "assumed"; flags give them instead; --strict-optics fails the file instead."""
+    import tifffile
+
     root, model_path, _ = workspace
-    assert main(["predict", str(plate), "-o", str(tmp_path / "maps"), "--model", str(model_path), "--workers", "0",
-                 "--strict-optics"]) == 1
+    rng = np.random.default_rng(2)
+    (tmp_path / "in").mkdir()
+    tifffile.imwrite(tmp_path / "in" / "plain.tif", (rng.poisson(200, (200, 260)) + 96).astype(np.uint16))
+    base = ["predict", str(tmp_path / "in" / "plain.tif"), "--model", str(model_path), "--workers", "0"]
+    assert main(base + ["-o", str(tmp_path / "a")]) == 0
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "2 done, 0 skipped, 1 failed" in err[0]
-    assert "b01_s1_w1.ome.tif (OpticsMismatchError: the image's optics differ from the model's" in err[0]
-    assert not (tmp_path / "maps" / "mcf-z-stacks-03212011_b01_s1_w1.defocus.tif").exists()
+    assert len(err) == 1 and "plain.tif: the file does not record its pixel size, NA, immersion index, emission" in err[0]
+    assert err[0].count("plain.tif") == 1
+    assert "--pixel-um --na --immersion-n --wavelength-um" in err[0]
+    meta = json.loads((tmp_path / "a" / "plain.defocus.json").read_text())
+    assert set(meta["optics"]["source"].values()) == {"assumed"} and meta["optics"]["pixel_um"] == 0.65
+
+    assert main(base + ["-o", str(tmp_path / "b"), "--pixel-um", "0.325", "--na", "0.5", "--wavelength-um", "0.451",
+                        "--immersion-n", "1.0"]) == 0
+    assert capsys.readouterr().err.strip() == ""
+    meta = json.loads((tmp_path / "b" / "plain.defocus.json").read_text())
+    assert set(meta["optics"]["source"].values()) == {"argument"} and meta["optics"]["pixel_um"] == 0.325
+    assert meta["patch_px"] == 168  # windows of the model's 84 px at half its pixel size
+
+    assert main(base + ["-o", str(tmp_path / "c"), "--strict-optics"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "OpticsAssumedError" in err[0] and "would be assumed" in err[0]
+    assert not (tmp_path / "c" / "plain.defocus.tif").exists()
+
+    assert main(base + ["-o", str(tmp_path / "d"), "--na", "1.2"]) == 1  # NA 1.2 in air (assumed n 1.0)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "contradict each other" in err[0] and "NA 1.2 (argument)" in err[0]

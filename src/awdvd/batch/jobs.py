@@ -46,10 +46,7 @@ from .._cluster import worker_resource, worker_resource_loads
 from .._device import resolve_device
 from ..io import (
     LARGEST_IMAGE_IN_MEMORY_PX,
-    OpticsWarning,
-    check_optics,
     check_output_folder,
-    check_pixel_size,
     file_identity,
     image_shape,
     image_stem,
@@ -57,7 +54,6 @@ from ..io import (
     open_image_output,
     read_image,
     read_json,
-    read_ome_optics,
     write_image,
     write_json,
     write_tiff,
@@ -67,11 +63,13 @@ from ..physics.optics import UndersamplingWarning
 from ..physics.psf import psf_bank
 from ..plots import defocus_overlay
 from ..qc import focus_columns, focus_row, parse_well, plate_heatmap, write_focus_csv
+from ..restore.image_optics import restoration_optics
 from ..restore.options import AWDVDOptions
 from ..restore.pipeline import defocus_map, restore_image
 from ..restore.rl import to_input_dtype
 from ..restore.tiling import DEFAULT_TILE_PX, should_tile
 from ..restore.windows import DefocusMap
+from .file_optics import OPTICS_FIELDS, file_optics
 from .reruns import input_record
 
 __all__ = ["ModelFile", "DeconvolveJob", "PredictJob", "run_jobs", "auto_workers", "FORMATS", "OUTPUT_SUFFIXES",
@@ -146,26 +144,6 @@ def _read_plane(path: Path):
     return image
 
 
-_NO_OPTICS = {"pixel_um": None, "wavelength_um": None, "na": None, "n": None, "source": "none"}
-
-
-def _checked_optics(path: Path, model, *, strict: bool) -> dict:
-    """The optics ``path`` records (OME-TIFF / OME-Zarr metadata, a TIFF's pixel size; nothing for PNG and
-    JPEG) compared with the model's: each mismatch an :class:`awdvd.io.OpticsWarning` (one line per file in the
-    CLI), or with ``strict`` an :class:`awdvd.io.OpticsMismatchError`. Returns what the sidecar records."""
-
-    recorded = read_ome_optics(path) if path.is_dir() or path.suffix.lower() in (".tif", ".tiff") else dict(_NO_OPTICS)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", OpticsWarning)
-        mismatches = check_optics(recorded, model.optics)  # all of them, for the sidecar
-    if strict:
-        check_optics(recorded, model.optics, strict=True)
-    else:  # the pixel size with its own, more specific warning; then the rest
-        check_pixel_size(recorded["pixel_um"], model.optics.pixel_um)
-        check_optics({k: v for k, v in recorded.items() if k != "pixel_um"}, model.optics)
-    return {"file": recorded, "model": model.optics.to_dict(), "mismatches": mismatches, "strict": strict}
-
-
 @dataclass(frozen=True)
 class _Job:
     out_dir: Path
@@ -174,6 +152,8 @@ class _Job:
     tile_px: int = DEFAULT_TILE_PX
     max_px: int = LARGEST_IMAGE_IN_MEMORY_PX
     strict_optics: bool = False
+    #: the image's optics given on the command line ({field: value}; None or a missing field: from the file)
+    optics: dict | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "out_dir", check_output_folder(Path(self.out_dir).absolute()))
@@ -185,6 +165,11 @@ class _Job:
             object.__setattr__(self, "model", ModelFile(self.model.path, device=self.options.device))
         check_positive_int(self.tile_px, "tile_px", minimum=128)
         check_positive_int(self.max_px, "max_px")
+        given = {k: v for k, v in (self.optics or {}).items() if v is not None}
+        unknown = set(given) - set(OPTICS_FIELDS)
+        if unknown:
+            raise TypeError(f"unknown optics {sorted(unknown)}; give {', '.join(OPTICS_FIELDS)}")
+        object.__setattr__(self, "optics", given)
 
     def check_model(self):
         """Load the model here (once) and check the options against it: a missing or broken model file, or a
@@ -292,7 +277,8 @@ class DeconvolveJob(_Job):
 
     def settings(self) -> dict:
         return {"options": self.options.to_dict(),
-                "job": {"model": self.model.describe(), "dtype": self.dtype, "format": self.output_format}}
+                "job": {"model": self.model.describe(), "dtype": self.dtype, "format": self.output_format,
+                        "optics": self.optics}}
 
     def _resume_key(self, source: dict, shape, fmt: str, dtype) -> str:
         """What a tiled restoration's pixels depend on, hashed: a resumable part made for anything else (another
@@ -305,7 +291,7 @@ class DeconvolveJob(_Job):
         text = json.dumps(payload, sort_keys=True, default=str)
         return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
-    def _tiled_map(self, data, part, *, client, progress) -> tuple:
+    def _tiled_map(self, data, part, optics, *, client, progress) -> tuple:
         """(the defocus map of a tiled image, seconds): from the resumable ``part`` when an earlier run of the same
         work saved it there, else computed (:func:`awdvd.restore.pipeline.defocus_map`) and saved."""
 
@@ -319,8 +305,8 @@ class DeconvolveJob(_Job):
             except (OSError, ValueError, KeyError):
                 pass  # unreadable: computed again
         start = time.perf_counter()
-        dmap = defocus_map(data, self.model, self.options, tile_px=self.tile_px, max_px=self.max_px, client=client,
-                              progress=progress)
+        dmap = defocus_map(data, self.model, self.options, optics=optics, tile_px=self.tile_px, max_px=self.max_px,
+                           client=client, progress=progress)
         seconds = time.perf_counter() - start
         fields = {"image_shape": [int(v) for v in dmap.image_shape], "patch_px": int(dmap.patch_px),
                   "stride": int(dmap.stride), "mode": dmap.mode, "normalization": dmap.normalization,
@@ -341,22 +327,22 @@ class DeconvolveJob(_Job):
         with recorder.capture():
             source = input_record(path)  # before reading: a file changed meanwhile is redone next time
             model = self.model()
-            psfs = _psf_bank(model.optics, self.options.psf_size)
             image = _read_plane(path)
-            optics = _checked_optics(path, model, strict=self.strict_optics)
+            found = file_optics(path, model.optics, self.optics, strict=self.strict_optics)
+            psfs = _psf_bank(restoration_optics(found.optics, model.optics), self.options.psf_size)
             large = should_tile(image.data.shape, max_px=self.max_px)
             fmt = self.format_for(large)
             target = self.image_output(path, large=large)
-            pixel_um = image.pixel_um or model.optics.pixel_um
+            pixel_um = found.optics.pixel_um
             out_dtype = np.dtype(np.float32 if self.dtype == "float32" else image.data.dtype)
             meta = {"awdvd": "deconvolve", "version": __version__, "input": str(path), "output": str(target),
                     **self.settings()}
             # the parameters actually used: the options, completed below with what the pipeline resolved
-            parameters = {**self.options.to_dict(), "model": self.model.describe(), "optics": model.optics.to_dict(),
-                          "pixel_um": pixel_um, "dtype": str(out_dtype), "tile_px": self.tile_px if large else None}
+            parameters = {**self.options.to_dict(), "model": self.model.describe(), "optics": found.record(),
+                          "model_optics": model.optics.to_dict(), "dtype": str(out_dtype),
+                          "tile_px": self.tile_px if large else None}
             description = {"awdvd": "deconvolve", "version": __version__, "input": str(path), "parameters": parameters}
-            # the pixel size was compared with the model's with the rest of the optics, just above
-            restore = dict(psfs=psfs, pixel_um=None, tile_px=self.tile_px, max_px=self.max_px)
+            restore = dict(psfs=psfs, optics=found.optics, tile_px=self.tile_px, max_px=self.max_px)
             if not large:
                 result = restore_image(np.asarray(image.data), model, self.options, **restore)
                 restored, clipped = result.image, 0
@@ -374,7 +360,8 @@ class DeconvolveJob(_Job):
                                        chunks=self.tile_px, overwrite=True, description=description,
                                        resume_key=key) as out:
                     writer = _DtypeWriter(out, out.dtype)
-                    dmap, map_s = self._tiled_map(image.data, out.part, client=client, progress=progress)
+                    dmap, map_s = self._tiled_map(image.data, out.part, found.optics, client=client,
+                                                  progress=progress)
                     result = restore_image(image.data, self.model, self.options, dmap=dmap, out=writer, client=client,
                                            progress=progress, **restore)
                     result.timings_s["defocus_map"] = map_s
@@ -387,7 +374,6 @@ class DeconvolveJob(_Job):
                 "range and were clipped to it (--dtype float32 keeps every value)")
         meta.update(
             input_file=source,
-            optics_check=optics,
             parameters=parameters,
             levels_used={name: n for name, n in result.dmap.level_counts().items() if n},
             level_grid=result.dmap.levels.tolist(),
@@ -419,7 +405,7 @@ class PredictJob(_Job):
     def settings(self) -> dict:
         o = self.options
         return {"options": {"stride": o.stride, "map_mode": o.map_mode, "normalization": o.normalization},
-                "job": {"model": self.model.describe()}}
+                "job": {"model": self.model.describe(), "optics": self.optics}}
 
     def __call__(self, path: Path, *, client=None, progress: bool = False) -> dict:
         path = Path(path)
@@ -429,22 +415,24 @@ class PredictJob(_Job):
             source = input_record(path)  # before reading: a file changed meanwhile is redone next time
             model = self.model()
             image = _read_plane(path)
-            optics = _checked_optics(path, model, strict=self.strict_optics)
+            found = file_optics(path, model.optics, self.optics, strict=self.strict_optics)
             large = should_tile(image.data.shape, max_px=self.max_px)
             start = time.perf_counter()
             data = image.data if large else np.asarray(image.data)
-            dmap = defocus_map(data, self.model if large else model, self.options, tile_px=self.tile_px,
-                                  max_px=self.max_px, client=client, progress=progress)
+            dmap = defocus_map(data, self.model if large else model, self.options, optics=found.optics,
+                               tile_px=self.tile_px, max_px=self.max_px, client=client, progress=progress)
             seconds = time.perf_counter() - start
             class_names = ["bg" if level < 0 else str(int(level)) for level in dmap.class_levels]
-            planes = np.concatenate([dmap.levels[None].astype(np.float32), np.moveaxis(dmap.proba, -1, 0)])
+            planes = np.concatenate([dmap.levels[None].astype(np.float32), dmap.depth_um[None].astype(np.float32),
+                                     dmap.depth_spread_um[None].astype(np.float32), np.moveaxis(dmap.proba, -1, 0)])
             meta = {
                 "awdvd": "predict",
                 "version": __version__,
                 "input": str(path),
                 **self.settings(),
                 "image_shape": list(dmap.image_shape),
-                "planes": ["level"] + [f"p({name})" for name in class_names],
+                "planes": ["level", "depth_um", "depth_spread_um"] + [f"p({name})" for name in class_names],
+                "z_step_um": dmap.z_step_um,
                 "patch_px": dmap.patch_px,
                 "stride": dmap.stride,
                 "window_rows": dmap.ys.tolist(),
@@ -455,13 +443,14 @@ class PredictJob(_Job):
                 "device": str(model.device),
                 "tiled": large,
                 "input_file": source,
-                "optics_check": optics,
+                "optics": found.record(),
             }
             write_tiff(f"{stem}.defocus.tif", planes, overwrite=True, description=meta)
             if not large:
-                defocus_overlay(np.asarray(image.data), dmap, f"{stem}.defocus.png", depths_um=model.optics.depths_um,
+                depths = restoration_optics(found.optics, model.optics).depths_um
+                defocus_overlay(np.asarray(image.data), dmap, f"{stem}.defocus.png", depths_um=depths,
                                 overwrite=True, title=f"{path.name}: defocus levels, stride {dmap.stride} px",
-                                pixel_um=image.pixel_um or model.optics.pixel_um)
+                                pixel_um=found.optics.pixel_um)
         row = focus_row(path.name, dmap)
         write_json(self.sidecar(path), {**meta, "levels": dmap.levels.tolist(), "counts": dmap.level_counts(),
                                         "focus_qc": row, "warnings": recorder.messages,

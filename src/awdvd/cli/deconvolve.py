@@ -14,6 +14,7 @@ from .outputs import (
     add_batch_arguments,
     add_model_arguments,
     defaults,
+    image_optics_from_args,
     interrupted,
     model_file_from_args,
     run_and_report,
@@ -84,5 +85,5 @@ def run(args: argparse.Namespace) -> int:
                            tta=args.tta, smoothing_px=args.smoothing)
     job = DeconvolveJob(out_dir=args.output, model=model_file_from_args(args), options=options, dtype=args.dtype,
                         output_format=args.format, tile_px=args.tile_px, max_px=args.max_whole_px,
-                        strict_optics=args.strict_optics)
+                        strict_optics=args.strict_optics, optics=image_optics_from_args(args))
     return run_and_report("deconvolve", args, job, "restored")

@@ -12,7 +12,7 @@ from ..batch.jobs import ModelFile, run_jobs
 from ..io import LARGEST_IMAGE_IN_MEMORY_PX, keep_previous, write_json
 from ..restore.options import AWDVDOptions
 from ..restore.tiling import DEFAULT_TILE_PX
-from ._common import non_negative_int, positive_int
+from ._common import non_negative_int, positive_float, positive_int
 
 
 def window_stride(text: str) -> int:
@@ -37,10 +37,20 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", type=Path, help="model file from `awdvd train` (default: the bundled model)")
     parser.add_argument("--device", choices=DEVICE_CHOICES, default=defaults().device,
                         help="where the network and the deconvolution run (default: auto, CUDA if available)")
-    parser.add_argument("--strict-optics", action="store_true",
-                        help="fail an image whose OME metadata (pixel size, emission wavelength, NA, immersion) "
-                             "disagree with the model's optics by more than 5%% (default: a warning line; the "
-                             "sidecar records both)")
+    group = parser.add_argument_group(
+        "the images' optics (default: what each file records; what it does not record is the model's, with a warning)")
+    group.add_argument("--pixel-um", type=positive_float, help="pixel size in the specimen (um)")
+    group.add_argument("--na", type=positive_float, help="numerical aperture of the objective")
+    group.add_argument("--wavelength-um", type=positive_float, help="emission wavelength (um)")
+    group.add_argument("--immersion-n", type=positive_float, help="refractive index of the immersion medium (1.0: air)")
+    group.add_argument("--strict-optics", action="store_true",
+                       help="fail an image whose optics would have to be assumed (the file records them and no flag "
+                            "gives them) instead of a warning line")
+
+
+def image_optics_from_args(args: argparse.Namespace) -> dict:
+    """The optics given on the command line, as Optics fields (None: from each file)."""
+    return {"pixel_um": args.pixel_um, "na": args.na, "wavelength_um": args.wavelength_um, "n": args.immersion_n}
 
 
 def add_batch_arguments(parser: argparse.ArgumentParser) -> None:

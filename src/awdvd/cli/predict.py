@@ -12,6 +12,7 @@ from .outputs import (
     add_batch_arguments,
     add_model_arguments,
     defaults,
+    image_optics_from_args,
     interrupted,
     model_file_from_args,
     run_and_report,
@@ -53,5 +54,5 @@ def run(args: argparse.Namespace) -> int:
     options = AWDVDOptions(stride=args.stride, map_mode=args.mode, normalization=args.normalization, device=args.device,
                            tta=args.tta, smoothing_px=args.smoothing)
     job = PredictJob(out_dir=args.output, model=model_file_from_args(args), options=options, tile_px=args.tile_px,
-                     max_px=args.max_whole_px, strict_optics=args.strict_optics)
+                     max_px=args.max_whole_px, strict_optics=args.strict_optics, optics=image_optics_from_args(args))
     return run_and_report("predict", args, job, "defocus maps")

@@ -1,16 +1,15 @@
 """Optical units: one defocus model for every widefield objective (DESIGN section 7).
 
 Eq. 2 depends on the lateral radius r only through u = k (NA/n) r and on the defocus z only through
-v = (1/2) k z (NA/n)^2, with k = 2 pi / lambda. In (u, v) the defocus PSF family is the same for every objective,
+v = (1/2) k z (NA/n)^2, with k = 2 pi n / lambda the wavenumber in the immersion medium. In (u, v) the defocus PSF family is the same for every objective,
 so an image brought to the model's pixel size in u (its ``du`` per pixel) is read by a model trained at other
 optics, and the model's depth levels carry over through v. This module holds the unit conversions and the
 resampling that does it; the image's optics and the model's are both :class:`~awdvd.physics.optics.Optics`.
 
-The wavelength is used as Eq. 2 and :mod:`awdvd.physics.psf` use it, ``k = 2 pi / Optics.wavelength_um``. For
-n = 1 (air objectives) that is the physical scale. For immersion (n > 1) Eq. 2 is the paraxial PSF only when the
-wavelength is the one in the medium (lambda / n); with the vacuum emission wavelength both u and v come out n
-times too small (benchmarks/bench_high_na_psf.py: at 60x / 1.4 oil, in focus, 45% L2 from Gibson-Lanni, against
-0.4% with lambda / n). Eq. 2 is paraxial and scalar: the same benchmark puts it 35-65% (L2) from the Gibson-Lanni
+``Optics.wavelength_um`` is the vacuum emission wavelength; k is taken in the medium (2 pi n / lambda), as
+:mod:`awdvd.physics.psf` takes it: with 2 pi / lambda, u and v of an immersion objective came out n times too
+small (benchmarks/bench_high_na_psf.py: at 60x / 1.4 oil, in focus, 45% L2 from Gibson-Lanni, against 0.4% with
+the medium's wavenumber). For air objectives (n = 1) both readings agree. Eq. 2 is paraxial and scalar: the same benchmark puts it 35-65% (L2) from the Gibson-Lanni
 PSF at NA 0.75 and 1-4 um of defocus, and 80% or more at NA 0.95 and 1.4, so the (u, v) equivalence is a sound
 basis up to about NA 0.5-0.6 and an approximation beyond.
 
@@ -41,7 +40,7 @@ import numpy as np
 from .._checks import check_image
 from .optics import Optics, UndersamplingWarning
 
-__all__ = ["axial_unit_per_um", "depth_between", "from_grid_boxes", "grid_factor", "grid_shape",
+__all__ = ["overlap_matrix", "axial_unit_per_um", "depth_between", "from_grid_boxes", "grid_factor", "grid_shape",
            "lateral_unit_per_um", "level_step_um", "model_pixel_um", "on_model_grid", "pixel_du", "to_grid"]
 
 
@@ -52,8 +51,8 @@ def _check_optics(optics, name: str) -> Optics:
 
 
 def _wavenumber_per_um(optics: Optics) -> float:
-    """k of Eq. 2 (rad/um), read as :mod:`awdvd.physics.psf` reads it: 2 pi / wavelength_um."""
-    return 2 * math.pi / optics.wavelength_um
+    """k of Eq. 2 (rad/um), the wavenumber in the immersion medium, as :mod:`awdvd.physics.psf` takes it."""
+    return 2 * math.pi * optics.n / optics.wavelength_um
 
 
 def lateral_unit_per_um(optics: Optics) -> float:
@@ -138,7 +137,7 @@ def depth_between(z_um, source: Optics, target: Optics):
     >>> model = Optics()
     >>> oil = Optics(wavelength_um=0.52, na=1.4, n=1.518, pixel_um=0.108)
     >>> depth_between([2.0, 20.0], model, oil).round(2).tolist()
-    [0.68, 6.78]
+    [0.45, 4.46]
     """
     ratio = axial_unit_per_um(_check_optics(source, "source")) / axial_unit_per_um(_check_optics(target, "target"))
     z = np.asarray(z_um, dtype=float)
@@ -183,7 +182,7 @@ def level_step_um(image_optics: Optics, model_optics: Optics) -> float:
     >>> from awdvd.physics.optics import Optics
     >>> oil = Optics(wavelength_um=0.52, na=1.4, n=1.518, pixel_um=0.108)
     >>> round(level_step_um(oil, Optics()), 2)
-    0.68
+    0.45
     """
     model_optics = _check_optics(model_optics, "model_optics")
     return depth_between(model_optics.z_step_um, model_optics, image_optics)
@@ -259,7 +258,7 @@ def grid_shape(image_shape, factor: float) -> tuple[int, int]:
     return out
 
 
-def _overlap_matrix(n_in: int, n_out: int):
+def overlap_matrix(n_in: int, n_out: int):
     """(n_out, n_in) sparse CSR area weights: row j is output pixel j's footprint, ``n_in / n_out`` input pixels
     long, as fractions of that footprint covered by each input pixel (each row sums to 1)."""
     from scipy import sparse
@@ -315,8 +314,8 @@ def to_grid(image, factor: float) -> np.ndarray:
     data = image.astype(np.float64, copy=False)
     if (out_rows, out_cols) == image.shape:
         return data.astype(np.float32)
-    rows = _overlap_matrix(image.shape[0], out_rows) @ data  # (out_rows, cols)
-    return np.ascontiguousarray((_overlap_matrix(image.shape[1], out_cols) @ rows.T).T, dtype=np.float32)
+    rows = overlap_matrix(image.shape[0], out_rows) @ data  # (out_rows, cols)
+    return np.ascontiguousarray((overlap_matrix(image.shape[1], out_cols) @ rows.T).T, dtype=np.float32)
 
 
 def from_grid_boxes(starts_px, sizes_px, *, image_shape, factor: float) -> tuple[np.ndarray, np.ndarray]:

@@ -1,6 +1,10 @@
 """Defocus point spread functions: the Born-Wolf scalar model of the paper's Eq. 2.
 
-h(r; z) = | int_0^1 J0(k NA/n r rho) exp(-1/2 j k rho^2 z NA^2/n^2) rho d rho |^2,  k = 2 pi / lambda.
+h(r; z) = | int_0^1 J0(k NA/n r rho) exp(-1/2 j k rho^2 z NA^2/n^2) rho d rho |^2,  k = 2 pi n / lambda,
+
+k the wavenumber in the immersion medium (lambda: the vacuum emission wavelength, ``Optics.wavelength_um``). The
+paper's optics are in air (n = 1); for immersion objectives the medium's wavenumber is what makes Eq. 2 the
+paraxial PSF (with 2 pi / lambda it came out n times too wide: benchmarks/bench_high_na_psf.py).
 
 The 1-D radial integral is evaluated once per PSF by Gauss-Legendre quadrature on a fine radial grid, then
 mapped onto the 2-D pixel grid by cubic interpolation, integrating over each pixel by oversampling (a camera
@@ -41,7 +45,7 @@ def psf_amplitude_integral(z_um, r_um, optics: Optics) -> np.ndarray:
 
     r = np.asarray(r_um, dtype=float)
     z = np.atleast_1d(np.asarray(z_um, dtype=float))
-    k = 2 * math.pi / optics.wavelength_um
+    k = 2 * math.pi * optics.n / optics.wavelength_um  # the wavenumber in the immersion medium
     a = k * optics.na / optics.n
     b = 0.5 * k * z * optics.na**2 / optics.n**2
     rho, w = _quadrature_nodes(a * float(np.max(r, initial=0.0)) + float(np.max(np.abs(b))))
@@ -88,7 +92,7 @@ def encircled_energy(z_um: float, radius_um, *, optics: Optics) -> np.ndarray:
     """
     from scipy.integrate import cumulative_trapezoid
 
-    a = 2 * math.pi / optics.wavelength_um * optics.na / optics.n
+    a = 2 * math.pi * optics.n / optics.wavelength_um * optics.na / optics.n
     radius = np.asarray(radius_um, dtype=float)
     r = np.arange(0.0, float(radius.max(initial=0.0)) + 0.04, 0.02)
     h = psf_amplitude_integral(float(z_um), r, optics)
@@ -101,7 +105,7 @@ def encircled_energy(z_um: float, radius_um, *, optics: Optics) -> np.ndarray:
 def default_psf_size(optics: Optics, fraction: float = _ENERGY_FRACTION) -> int:
     """Smallest odd size (px) whose inscribed disc holds ``fraction`` of the energy at the deepest level."""
     z = max(optics.depths_um)
-    a = 2 * math.pi / optics.wavelength_um * optics.na / optics.n
+    a = 2 * math.pi * optics.n / optics.wavelength_um * optics.na / optics.n
     # geometric blur radius plus a generous allowance for the Airy-like tail, in pixels
     max_half = int((z * optics.na / math.sqrt(optics.n**2 - optics.na**2) + 400 / a) / optics.pixel_um) + 2
     halves = np.arange(1, max_half + 1)

@@ -14,7 +14,7 @@ import warnings
 
 import numpy as np
 
-from ..physics.optical_units import grid_factor, level_step_um, to_grid
+from ..physics.optical_units import grid_factor, grid_shape, level_step_um, overlap_matrix, to_grid
 from ..physics.optics import Optics
 from .windows import DefocusMap
 
@@ -51,11 +51,23 @@ def restoration_optics(image_optics: Optics, model_optics: Optics) -> Optics:
     return image_optics.replace(z_step_um=float(step), n_levels=int(model_optics.n_levels))
 
 
-def to_model_grid(image, factor: float) -> np.ndarray:
-    """The image resampled by ``factor`` (float32), or as it is when the factor is 1."""
+def to_model_grid(image, factor: float, *, block_rows: int = 1024) -> np.ndarray:
+    """The image resampled by ``factor`` (float32 numpy), or as it is when the factor is 1. A lazy image (dask,
+    zarr, memmap) is read ``block_rows`` rows at a time, so only the resampled image is ever whole in memory."""
     if factor == 1.0:
         return image
-    return to_grid(np.asarray(image, dtype=np.float32), factor)
+    if isinstance(image, np.ndarray):
+        return to_grid(image, factor)
+    h, w = (int(v) for v in image.shape)
+    out_h, out_w = grid_shape((h, w), factor)
+    rows_matrix, cols_matrix = overlap_matrix(h, out_h).tocsc(), overlap_matrix(w, out_w)
+    out = np.zeros((out_h, out_w), dtype=np.float64)
+    for start in range(0, h, block_rows):
+        block = np.asarray(image[start:start + block_rows], dtype=np.float64)
+        if not np.isfinite(block).all():
+            raise ValueError("image holds NaN or infinite values")
+        out += rows_matrix[:, start:start + len(block)] @ (cols_matrix @ block.T).T
+    return out.astype(np.float32)
 
 
 def map_on_image_grid(dmap: DefocusMap, factor: float, image_shape: tuple[int, int], *,

@@ -208,13 +208,17 @@ def _defocus_map(image, model, loaded, options: AWDVDOptions, optics: Optics | N
     image_optics = image_optics_or_model(optics, loaded.optics)
     factor = sampling_factor(image_optics, loaded.optics)
     if factor != 1.0:
-        if _is_lazy(image):
-            raise ValueError("a lazy (dask / zarr) image in optics other than the model's is not supported yet; "
-                             "load it into memory (numpy) first")
-        array = check_image(image, "image")
+        array = image if _is_lazy(image) else check_image(image, "image")
+        shape = tuple(int(v) for v in array.shape)
+        side = int(loaded.patch_px)
+        if min(shape) * factor < side:
+            raise ValueError(f"image is {shape[0]} x {shape[1]} px of {image_optics.pixel_um:g} um; in the model's "
+                             f"sampling that is smaller than one of its {side} x {side} px windows "
+                             f"({side / factor:.0f} px of this image)")
+        # the map is made on the model's sampling (only the resampled image is whole in memory)
         model_map = _defocus_map(to_model_grid(array, factor), model, loaded, options, None, tile_px=tile_px,
                                  max_px=max_px, client=client, progress=progress)
-        return map_on_image_grid(model_map, factor, array.shape,
+        return map_on_image_grid(model_map, factor, shape,
                                  z_step_um=restoration_optics(image_optics, loaded.optics).z_step_um)
 
     mode = resolve_map_mode(options.map_mode, loaded)

@@ -1,0 +1,105 @@
+"""The optics of one image file: from the command's arguments, else from the file's metadata, else the model's,
+assumed with one warning line (never in silence). The sidecar records where each value came from.
+
+An image is then read by the model in its own optical units and restored with the PSFs of these optics
+(:func:`awdvd.restore.pipeline.restore_image` with ``optics=``).
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..io import read_ome_optics
+from ..physics.optics import Optics
+
+__all__ = ["OPTICS_FIELDS", "FLAGS", "OpticsAssumedWarning", "OpticsAssumedError", "FileOptics", "file_optics"]
+
+#: the optics a file may record, as :class:`~awdvd.physics.optics.Optics` fields
+OPTICS_FIELDS = ("pixel_um", "na", "n", "wavelength_um")
+#: the command-line flag of each field, for messages in the user's words
+FLAGS = {"pixel_um": "--pixel-um", "na": "--na", "n": "--immersion-n", "wavelength_um": "--wavelength-um"}
+_NAMES = {"pixel_um": "pixel size", "na": "NA", "n": "immersion index", "wavelength_um": "emission wavelength"}
+_UNITS = {"pixel_um": " um", "na": "", "n": "", "wavelength_um": " um"}
+
+
+class OpticsAssumedWarning(UserWarning):
+    """A file did not say (and no argument gave) some of its optics: the model's were assumed."""
+
+
+class OpticsAssumedError(ValueError):
+    """With ``strict``: a file whose optics would have to be assumed."""
+
+
+@dataclass(frozen=True)
+class FileOptics:
+    """optics : the image's :class:`~awdvd.physics.optics.Optics`. sources : {field: "argument" | "file" |
+    "assumed"}. recorded : what the file's metadata hold (None where nothing)."""
+
+    optics: Optics
+    sources: dict
+    recorded: dict
+
+    @property
+    def assumed(self) -> list[str]:
+        return [name for name in OPTICS_FIELDS if self.sources[name] == "assumed"]
+
+    def record(self) -> dict:
+        """JSON-ready, for the sidecar."""
+        return {**{name: getattr(self.optics, name) for name in OPTICS_FIELDS}, "source": dict(self.sources),
+                "file": dict(self.recorded)}
+
+
+def _recorded(path: Path) -> dict:
+    if path.is_dir() or path.suffix.lower() in (".tif", ".tiff"):
+        found = read_ome_optics(path)
+        return {name: found.get(name) for name in OPTICS_FIELDS}
+    return dict.fromkeys(OPTICS_FIELDS)
+
+
+def file_optics(path, model_optics: Optics, given: dict | None = None, *, strict: bool = False) -> FileOptics:
+    """The optics of the image at ``path``: each of pixel size, NA, immersion index and emission wavelength from
+    ``given`` (the command's arguments; None: not given), else from the file's metadata, else the model's.
+
+    Warns
+    -----
+    OpticsAssumedWarning : one line naming what was assumed and the flags that give it.
+
+    Raises
+    ------
+    OpticsAssumedError : with ``strict``, instead of the warning. ValueError : optics that contradict each other
+        (an NA not below the immersion index, a pixel size that is not positive), naming where each came from.
+    """
+    path = Path(path)
+    given = {name: value for name, value in (given or {}).items() if value is not None}
+    unknown = set(given) - set(OPTICS_FIELDS)
+    if unknown:
+        raise TypeError(f"unknown optics {sorted(unknown)}; give {', '.join(OPTICS_FIELDS)}")
+    recorded = _recorded(path)
+    values, sources = {}, {}
+    for name in OPTICS_FIELDS:
+        if name in given:
+            values[name], sources[name] = float(given[name]), "argument"
+        elif recorded[name] is not None:
+            values[name], sources[name] = float(recorded[name]), "file"
+        else:
+            values[name], sources[name] = float(getattr(model_optics, name)), "assumed"
+    assumed = [name for name in OPTICS_FIELDS if sources[name] == "assumed"]
+    if assumed:
+        what = ", ".join(f"{_NAMES[n]} {values[n]:g}{_UNITS[n]}" for n in assumed)
+        flags = " ".join(FLAGS[n] for n in assumed)
+        message = (f"the file does not record its {', '.join(_NAMES[n] for n in assumed)}; assumed the "
+                   f"model's ({what}); give {flags} to set them")
+        if strict:
+            raise OpticsAssumedError(message.replace("; assumed the model's", "; the model's would be assumed") +
+                                     " (or leave out --strict-optics)")
+        warnings.warn(message, OpticsAssumedWarning, stacklevel=2)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # undersampling is the normal case of widefield cameras
+            optics = Optics(**values, z_step_um=model_optics.z_step_um, n_levels=model_optics.n_levels)
+    except (TypeError, ValueError) as error:
+        origin = ", ".join(f"{_NAMES[n]} {values[n]:g} ({sources[n]})" for n in OPTICS_FIELDS)
+        raise ValueError(f"{path.name}: its optics contradict each other ({origin}): {error}") from None
+    return FileOptics(optics=optics, sources=sources, recorded=recorded)
