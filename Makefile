@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-slow bench clean
+.PHONY: install demo test test-slow bench docs clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -13,8 +13,8 @@ $(STAMP): pyproject.toml
 	# torch pinned first so that pip takes the CPU build (a bare `torch` would pull CUDA wheels)
 	$(PY) -m pip install --quiet "torch==2.13.0"
 	# the napari plugin, bioimage.io export and their tests come with it (the napari tests also need an X
-	# server: Debian packages in .ci/run; without one they are skipped with the reason)
-	$(PY) -m pip install --quiet -e ".[test,napari,bioimageio,test-gui]"
+	# server: Debian packages in .ci/run; without one they are skipped with the reason), and the docs' tools
+	$(PY) -m pip install --quiet -e ".[test,napari,bioimageio,test-gui,docs]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -31,5 +31,9 @@ test-slow: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py
 
+# the documentation site (mkdocs.yml): any warning fails the build; the CLI and API pages come from the code
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict -d site
+
 clean:
-	rm -rf $(VENV) demo-output .pytest_cache
+	rm -rf $(VENV) demo-output .pytest_cache site
