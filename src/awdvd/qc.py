@@ -342,7 +342,9 @@ def plate_heatmap(rows: Sequence[dict], path, *, plate: int | str = "auto", valu
                 # crossed wells: the number on a patch of the well's own colour, so the X does not strike it
                 backing = ({"boxstyle": "square,pad=0.15", "fc": image.to_rgba(grid[r, c]), "ec": "none"}
                            if beyond[r, c] else None)
-                ax.text(c, r, f"{grid[r, c]:.3g}", ha="center", va="center", fontsize=6, color=colour, bbox=backing)
+                # depths to 0.1 um (finer than any threshold means), other values to 3 significant figures
+                text = f"{round(float(grid[r, c]), 1):g}" if value.endswith("_um") else f"{grid[r, c]:.3g}"
+                ax.text(c, r, text, ha="center", va="center", fontsize=6, color=colour, bbox=backing)
             elif imaged[r, c]:  # "n/a": foreground, but no value (e.g. a row from a map without depths)
                 ax.add_patch(_hatched(r, c))
                 ax.text(c, r, "n/a" if foreground[r, c] else "no fg", ha="center", va="center", fontsize=5)
