@@ -49,11 +49,12 @@ PIXELS_UM = (0.65, 0.43, 0.325, 0.22, 0.98)
 CROP = (260, 348)  # px at 0.65 um of each source field: 169 x 226 um
 
 
-def sources(n_bbbc039: int) -> dict[str, np.ndarray]:
+def sources(n_bbbc039: int, crop=CROP) -> dict[str, np.ndarray]:
     fields = {"bbbc006 a07": SHARED / "bbbc006" / "in_focus" / "BBBC006_z_aligned__a07__s1__w1_10.png"}
     for path in sorted((SHARED / "bbbc039" / "in_focus").glob("*.tif"))[:n_bbbc039]:
         fields[f"bbbc039 {path.name.split('_w1')[0]}"] = path
-    return {name: read_image(path).data.astype(np.float32)[: CROP[0], : CROP[1]] for name, path in fields.items()}
+    rows, cols = crop if crop is not None else (None, None)
+    return {name: read_image(path).data.astype(np.float32)[:rows, :cols] for name, path in fields.items()}
 
 
 def windows_with_cells(field: np.ndarray, dmap) -> np.ndarray:

@@ -504,6 +504,35 @@ def previous_model_eval(root: Path) -> Table:
                   rows, [f"{RESULTS}/delpnet_eval_paper_split.json", f"{RESULTS}/delpnet_eval_strict_split.json"])
 
 
+# ---------------------------------------------------------------------------------------------- other objectives
+
+
+def optics_sharp(root: Path) -> Table:
+    r = result(root, "optics.json")
+    rows = [[f"{pixel} um", f3(v["in_focus_share"]), str(v["windows"])] for pixel, v in r["sharp_at_pixel_sizes"].items()]
+    return _table(root, ["pixel size given", "windows with cells read in focus (<= 2 um)", "windows"], rows,
+                  [f"{RESULTS}/optics.json"])
+
+
+def optics_defocus(root: Path) -> Table:
+    r = result(root, "optics.json")["defocus_under_optics"]
+    rows = []
+    for name, at_model in r["model"].items():
+        at_object = r["object"][name]
+        rows.append([name, f"{at_model['level_equivalent_um']:.3g} um", f3(at_model["within_1"]),
+                     f3(at_model["within_half"]), f3(at_object["within_1"]), f3(at_object["within_half"])])
+    return _table(root, ["objective", "one level-equivalent", "model's object scale: within 1", "within 1/2",
+                         "real object scale: within 1", "within 1/2"], rows, [f"{RESULTS}/optics.json"])
+
+
+def optics_restoration(root: Path) -> Table:
+    r = result(root, "optics_restoration.json")
+    rows = [[name, db(v["whole_gain_db"]), db(v["ceiling_whole_gain_db"]), pct(v["ceiling_share"]),
+             db(v["worst_band_db"])] for name, v in r["optics"].items()]
+    return _table(root, ["objective", "whole-image gain (dB)", "true-level ceiling, plain RL (dB)", "share",
+                         "worst band (dB)"], rows, [f"{RESULTS}/optics_restoration.json"])
+
+
 # ---------------------------------------------------------------------------------------------- headline
 
 
@@ -672,6 +701,9 @@ TABLES: dict[str, Callable[[Path], Table]] = {
     "foundation": foundation,
     "real-data": real_data,
     "previous-model-eval": previous_model_eval,
+    "optics-sharp": optics_sharp,
+    "optics-defocus": optics_defocus,
+    "optics-restoration": optics_restoration,
     "report-run": report_run,
     "report-table1": report_table1,
     "report-table2": report_table2,

@@ -262,6 +262,31 @@ def exp_foundation():
     return (["measure", "value"], n + 2, cells)
 
 
+def exp_optics_sharp():
+    r = result("optics.json")["sharp_at_pixel_sizes"]
+    cells = {(i, 1): f3(v["in_focus_share"]) for i, v in enumerate(r.values())}
+    cells.update({(i, 0): f"{pixel} um" for i, pixel in enumerate(r)})
+    return (["pixel size given", "windows with cells read in focus (<= 2 um)", "windows"], len(r), cells)
+
+
+def exp_optics_defocus():
+    r = result("optics.json")["defocus_under_optics"]
+    cells = {}
+    for i, name in enumerate(r["model"]):
+        cells.update({(i, 0): name, (i, 2): f3(r["model"][name]["within_1"]), (i, 4): f3(r["object"][name]["within_1"])})
+    return (["objective", "one level-equivalent", "model's object scale: within 1", "within 1/2",
+             "real object scale: within 1", "within 1/2"], len(r["model"]), cells)
+
+
+def exp_optics_restoration():
+    r = result("optics_restoration.json")["optics"]
+    cells = {(i, 0): name for i, name in enumerate(r)}
+    cells.update({(i, 3): f"{100 * v['ceiling_share']:.1f}%" for i, v in enumerate(r.values())})
+    cells.update({(i, 4): f"{v['worst_band_db']:+.2f}" for i, v in enumerate(r.values())})
+    return (["objective", "whole-image gain (dB)", "true-level ceiling, plain RL (dB)", "share", "worst band (dB)"],
+            len(r), cells)
+
+
 def exp_real_data():
     r = result("real_data.json")
     return (None, 2, {(0, 4): f3(r["in_focus"]["fraction_expected"]), (1, 4): f3(r["defocused"]["fraction_expected"]),
