@@ -1,9 +1,10 @@
 """Make docs/napari-widget.png from the real plugin, so the picture cannot drift from the widget.
 
 Opens a napari viewer, loads the plugin's sample data (File > Open Sample > awdvd), docks "Restore (AWDVD)" as
-Plugins > awdvd does, clicks Restore with the widget's defaults and the bundled model, waits until the restored
-image and the defocus-level map are in the viewer, and saves a screenshot of the whole window (dock widget
-included).
+Plugins > awdvd does, clicks Restore with the widget's defaults, the sample's recorded optics and the bundled
+model, waits until the restored image and the depth map (um, over it) are in the viewer, and saves a screenshot
+of the whole window (dock widget included: the optics fields, the status line with the median depth, the legend
+of every level's depth).
 
 Needs napari (``pip install 'awdvd[napari]'``) and a display; on a headless Linux machine run it under Xvfb::
 

@@ -3,16 +3,30 @@ and the one pipeline function with its options. The widgets in a real viewer: te
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from awdvd.batch.file_optics import OpticsAssumedWarning
 from awdvd.io import read_image, write_ome_tiff, write_ome_zarr, write_tiff
-from awdvd.napari.layers import level_colours, level_legend, levels_layer, pixel_confidence, restored_layer
-from awdvd.napari.pipeline import WidgetOptions
+from awdvd.napari.layers import (
+    depth_layer,
+    depth_spread_layer,
+    is_map_layer,
+    level_colours,
+    level_depths_um,
+    level_legend,
+    levels_layer,
+    pixel_confidence,
+    restored_layer,
+)
+from awdvd.napari.pipeline import ImageOptics, WidgetOptions, layer_optics
 from awdvd.napari.reader import get_reader, read_layers
 from awdvd.napari.writer import layer_pixel_um, write_image
+from awdvd.physics.optics import Optics
+from awdvd.restore.windows import DefocusMap
 
 DEPTHS = tuple(2.0 * level for level in range(11))
 
@@ -67,6 +81,36 @@ def test_reader_sets_scale_from_pixel_size(tmp_path, pixels, kind):
     np.testing.assert_array_equal(np.asarray(data), pixels)
     assert kwargs["scale"] == pytest.approx((0.65, 0.65), rel=1e-6)
     assert kwargs["metadata"]["pixel_um"] == pytest.approx(0.65, rel=1e-6)
+    # what the widgets' optics fields show for this layer: the pixel size, nothing else recorded
+    recorded = layer_optics(kwargs["metadata"], kwargs["scale"])
+    assert recorded.pop("pixel_um") == pytest.approx(0.65, rel=1e-6)
+    assert recorded == {"na": None, "n": None, "wavelength_um": None}
+
+
+OME_FIELD = """<?xml version="1.0" encoding="UTF-8"?>
+<OME xmlns="http://www.openmicroscopy.org/Schemas/OME/2016-06">
+  <Instrument ID="Instrument:0"><Objective ID="Objective:0:0" LensNA="0.75"/></Instrument>
+  <Image ID="Image:0" Name="field">
+    <InstrumentRef ID="Instrument:0"/><ObjectiveSettings ID="Objective:0:0" RefractiveIndex="1.0"/>
+    <Pixels ID="Pixels:0" DimensionOrder="XYCZT" Type="uint16" SizeX="128" SizeY="96" SizeC="1" SizeZ="1"
+            SizeT="1" PhysicalSizeX="0.325" PhysicalSizeXUnit="um" PhysicalSizeY="0.325" PhysicalSizeYUnit="um">
+      <Channel ID="Channel:0:0" SamplesPerPixel="1" EmissionWavelength="520" EmissionWavelengthUnit="nm"/>
+      <TiffData/>
+    </Pixels>
+  </Image>
+</OME>"""
+
+
+def test_reader_puts_the_files_optics_in_the_layer(tmp_path, pixels):
+    """An OME-TIFF that records its objective and emission: the layer carries them to the widgets' fields."""
+    import tifffile
+
+    path = tmp_path / "field.ome.tif"
+    tifffile.imwrite(path, pixels, description=OME_FIELD, metadata=None)
+    [(_, kwargs, _)] = read_layers(str(path))
+    assert kwargs["scale"] == pytest.approx((0.325, 0.325))
+    assert layer_optics(kwargs["metadata"], kwargs["scale"]) == pytest.approx(
+        {"pixel_um": 0.325, "na": 0.75, "n": 1.0, "wavelength_um": 0.52})
 
 
 def test_reader_without_pixel_size_and_declines_other_files(tmp_path, pixels):
@@ -115,6 +159,31 @@ def test_levels_layer_background_transparent_and_legend():
     assert level_colours(3)[1] != level_colours(3)[3]
 
 
+def test_depth_layers_in_the_images_optics():
+    """The depth map: float32 um per pixel, NaN (transparent) where only background windows lie, on viridis from 0
+    to the deepest level's depth in the image's optics (here 1.5 um per level), as the legend; its spread hidden."""
+    levels = np.array([[-1, 0, 5], [10, 10, -1]])
+    dmap = DefocusMap.from_levels(levels, (126, 168), stride=42, patch_px=84, n_levels=11, z_step_um=1.5)
+    depths = level_depths_um(dmap)
+    assert depths == pytest.approx(tuple(1.5 * level for level in range(11)), rel=1e-12)
+    depth_px, spread_px = dmap.depth_pixels()
+    data, kwargs, layer_type = depth_layer(depth_px, depths_um=depths, name="d", scale=(0.325, 0.325),
+                                           units=("um", "um"))
+    assert layer_type == "image" and data.dtype == np.float32 and data.shape == (126, 168)
+    assert np.isnan(data[0, 0])  # only the background window (0, 0) covers the top-left corner
+    assert data[-1, 0] == pytest.approx(15.0, abs=1e-5)  # only window (1, 0), level 10, covers the bottom-left
+    np.testing.assert_allclose(data[np.isfinite(data)], depth_px[np.isfinite(depth_px)], rtol=1e-6)
+    assert kwargs["colormap"] == "viridis" and kwargs["contrast_limits"] == (0.0, 15.0)
+    assert kwargs["scale"] == (0.325, 0.325) and kwargs["units"] == ("um", "um")
+    assert is_map_layer(kwargs["metadata"]) and not is_map_layer({"pixel_um": 0.65, "awdvd": {"stride": 42}})
+    spread, spread_kwargs, _ = depth_spread_layer(spread_px, name="s")
+    assert spread.dtype == np.float32 and np.isnan(spread[0, 0]) and not spread_kwargs["visible"]
+    assert float(np.nanmin(spread)) >= 0.0
+    legend = level_legend(11, depths)
+    assert "10: 15 um" in legend and "5: 7.5 um" in legend
+    assert "1: 1.02 um" in level_legend(11, [1.0248829761 * level for level in range(11)])
+
+
 def test_pixel_confidence_takes_the_nearest_window():
     from awdvd.restore.defocus_maps import DefocusMap
 
@@ -148,14 +217,47 @@ def test_sample_data_is_the_demo_specimen():
     assert all(kwargs["scale"] == (0.65, 0.65) for _, kwargs, _ in layers)
 
 
+def test_image_optics_known_values_and_the_assumed_line():
+    """What the widget knows of the image's optics, completed with the model's; what was assumed is said in one
+    line; contradictions are refused with a sentence."""
+    model = Optics()
+    known = ImageOptics(pixel_um=0.325, na=0.75)
+    assert known.assumed == ("n", "wavelength_um")
+    assert known.resolve(model) == Optics(wavelength_um=0.451, na=0.75, n=1.0, pixel_um=0.325)
+    message = known.assumed_message(model)
+    assert "\n" not in message and "immersion index, emission wavelength" in message
+    assert "immersion index 1, emission wavelength 0.451 um" in message
+    assert ImageOptics(pixel_um=0.65, na=0.5, n=1.0, wavelength_um=0.451).assumed_message(model) is None
+    assert ImageOptics().resolve(model) == model
+    with pytest.raises(ValueError, match="below the immersion index"):
+        ImageOptics(na=1.2, n=1.0)
+    with pytest.raises(ValueError, match="positive"):
+        ImageOptics(pixel_um=0.0)
+    with pytest.raises(ValueError, match="contradict.*immersion index 1 \\(the model's\\)"):
+        ImageOptics(na=1.2).resolve(model)
+    assert WidgetOptions.from_dict(WidgetOptions(optics=known).to_dict()).optics == known
+
+
+def test_layer_optics_reads_the_scale_and_the_files_record():
+    sample = {"pixel_um": 0.65, "optics": Optics().to_dict()}
+    assert layer_optics(sample, (1.0, 1.0)) == {"pixel_um": 0.65, "na": 0.5, "n": 1.0, "wavelength_um": 0.451}
+    assert layer_optics({}, (1.0, 0.325, 0.325))["pixel_um"] == 0.325  # a stack: the y/x scale
+    assert layer_optics({"pixel_um": 0.65}, (0.325, 0.325))["pixel_um"] == 0.325  # the scale, where set
+    assert layer_optics({}, (0.5, 0.7))["pixel_um"] is None  # not square: not a pixel size
+    assert layer_optics({"optics": {"na": "oil"}}, (1.0, 1.0)) == dict.fromkeys(("pixel_um", "na", "n",
+                                                                                 "wavelength_um"))
+
+
 def test_widget_options_carry_the_pipeline_options():
     from awdvd.restore.options import AWDVDOptions
 
     options = WidgetOptions()
-    assert options.awdvd == AWDVDOptions() and options.model_path is None
+    assert options.awdvd == AWDVDOptions() and options.optics == ImageOptics() and options.model_path is None
     assert WidgetOptions.from_dict(WidgetOptions(awdvd=AWDVDOptions(stride=21)).to_dict()).awdvd.stride == 21
     with pytest.raises(TypeError, match="AWDVDOptions"):
         WidgetOptions(awdvd=42)
+    with pytest.raises(TypeError, match="ImageOptics"):
+        WidgetOptions(optics=Optics())
     for bad in ({"stride": 0}, {"iterations": -1}, {"offset": "median"}, {"map_mode": "fast"},
                 {"offset": float("nan")}):
         with pytest.raises(ValueError):
@@ -163,25 +265,33 @@ def test_widget_options_carry_the_pipeline_options():
 
 
 def test_run_steps_restores_from_the_map_it_yields(monkeypatch):
-    """The one function runs the pipeline with the widget's options and restores from the very map it showed."""
-    import awdvd.napari.pipeline as pipeline
+    """The one function runs the pipeline with the widget's options and the image's optics (what is known,
+    completed with the model's), and restores from the very map it showed, with the same optics."""
+    from types import SimpleNamespace
+
     import awdvd.restore.pipeline
+    from awdvd.napari import pipeline
     from awdvd.restore.options import AWDVDOptions
 
     calls = {}
-    model, dmap = object(), object()
+    model, dmap = SimpleNamespace(optics=Optics()), object()
     monkeypatch.setattr(pipeline, "load_widget_model", lambda path: model)
-    monkeypatch.setattr(awdvd.restore.pipeline, "defocus_map", lambda image, m, o: calls.setdefault("map", (m, o)) and dmap)
+    monkeypatch.setattr(awdvd.restore.pipeline, "defocus_map",
+                        lambda image, m, o, optics: calls.setdefault("map", (m, o, optics)) and dmap)
     monkeypatch.setattr(awdvd.restore.pipeline, "deconvolve",
-                        lambda image, m, o, dmap=None: calls.setdefault("restore", (m, o, dmap)))
+                        lambda image, m, o, dmap, optics: calls.setdefault("restore", (m, o, dmap, optics)))
     awdvd_options = AWDVDOptions(stride=21, iterations=7, offset=100.0, map_mode="dense")
-    options = WidgetOptions(awdvd=awdvd_options)
-    steps = [step for step, _ in pipeline.run_steps(np.zeros((90, 90)), options, restore=True)]
+    options = WidgetOptions(awdvd=awdvd_options, optics=ImageOptics(pixel_um=0.325, na=0.75, wavelength_um=0.52))
+    image_optics = Optics(wavelength_um=0.52, na=0.75, n=1.0, pixel_um=0.325)
+    with pytest.warns(OpticsAssumedWarning, match="does not record its immersion index; assumed the model's"):
+        steps = [step for step, _ in pipeline.run_steps(np.zeros((90, 90)), options, restore=True)]
     assert steps == ["model", "defocus map", "restore"]
-    assert calls["map"] == (model, awdvd_options)
-    assert calls["restore"] == (model, awdvd_options, dmap)
+    assert calls["map"] == (model, awdvd_options, image_optics)
+    assert calls["restore"] == (model, awdvd_options, dmap, image_optics)
     calls.clear()
-    assert [s for s, _ in pipeline.run_steps(np.zeros((90, 90)), options, restore=False)] == ["model", "defocus map"]
+    with pytest.warns(OpticsAssumedWarning):
+        steps = [step for step, _ in pipeline.run_steps(np.zeros((90, 90)), options, restore=False)]
+    assert steps == ["model", "defocus map"]
     assert "restore" not in calls
     with pytest.raises(ValueError, match="2-D"):
         next(pipeline.run_steps(np.zeros((2, 90, 90)), options, restore=False))
@@ -208,7 +318,8 @@ def test_run_steps_gives_the_library_defocus_map(tmp_path, which):
     else:
         options = WidgetOptions(model_path=str(tiny_delpnet_model(seed=3).save(tmp_path / "tiny.pt")))
     image = tilted_specimen(synthetic_nuclei((168, 252), n_nuclei=12, seed=2), seed=2).observed
-    steps = dict(run_steps(image, options, restore=False))
+    with pytest.warns(OpticsAssumedWarning, match="pixel size, NA, immersion index, emission wavelength"):
+        steps = dict(run_steps(image, options, restore=False))  # nothing known: all the model's, said once
     napari_map = steps["defocus map"]
     library_map = defocus_map(image, steps["model"], AWDVDOptions())
     assert napari_map.levels.shape == library_map.levels.shape == (3, 5)
@@ -217,3 +328,46 @@ def test_run_steps_gives_the_library_defocus_map(tmp_path, which):
     assert napari_map.proba.std(axis=(0, 1)).max() > 1e-7  # the windows' probabilities differ: a real comparison
     if which == "bundled model":
         assert len(np.unique(napari_map.levels)) > 2
+
+
+@pytest.mark.parametrize("which", ["tiny random DelpNet", "bundled model"])
+def test_run_steps_with_the_image_optics_gives_the_library_map(tmp_path, which):
+    """The image's optics reach the library: run_steps with typed optics gives the very map the library's
+    defocus_map gives with the same Optics (levels exact), on the image's pixels (an image at 0.325 um, half the
+    model's pixel, NA 0.75 and 520 nm against the model's 0.5 and 451 nm), with depths in these optics."""
+    pytest.importorskip("torch", reason="torch not installed")
+    from _standins import tiny_delpnet_model
+
+    from awdvd.data.synth import synthetic_nuclei, tilted_specimen
+    from awdvd.learn.model_files import bundled_model_path
+    from awdvd.napari.pipeline import run_steps
+    from awdvd.physics.optical_units import level_step_um
+    from awdvd.restore.image_optics import sampling_factor
+    from awdvd.restore.options import AWDVDOptions
+    from awdvd.restore.pipeline import defocus_map
+
+    if which == "bundled model":
+        if not bundled_model_path().is_file():
+            pytest.skip("no bundled model in this installation")
+        model_path = None
+    else:
+        model_path = str(tiny_delpnet_model(seed=3).save(tmp_path / "tiny.pt"))
+    known = ImageOptics(pixel_um=0.325, na=0.75, n=1.0, wavelength_um=0.52)
+    field = tilted_specimen(synthetic_nuclei((168, 252), n_nuclei=12, seed=2), seed=2).observed
+    image = np.kron(field, np.ones((2, 2), dtype=np.float32))  # the field seen with pixels half as wide
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", OpticsAssumedWarning)  # everything given: nothing assumed, nothing said
+        steps = dict(run_steps(image, WidgetOptions(optics=known, model_path=model_path), restore=False))
+    napari_map, model = steps["defocus map"], steps["model"]
+    optics = Optics(wavelength_um=0.52, na=0.75, n=1.0, pixel_um=0.325)
+    library_map = defocus_map(image, model, AWDVDOptions(), optics=optics)
+    # read at the model's sampling (in optical units: pixel x NA / wavelength): windows of 129 px of this image
+    factor = sampling_factor(optics, model.optics)
+    assert napari_map.patch_px == library_map.patch_px == round(model.patch_px / factor) == 129
+    assert napari_map.image_shape == image.shape
+    np.testing.assert_array_equal(napari_map.levels, library_map.levels)
+    np.testing.assert_allclose(napari_map.proba, library_map.proba, rtol=1e-6, atol=1e-9)
+    assert napari_map.z_step_um == pytest.approx(level_step_um(optics, model.optics), rel=1e-12)
+    assert napari_map.z_step_um != pytest.approx(model.optics.z_step_um)  # another objective: another step
+    depth_px, _ = napari_map.depth_pixels()
+    assert depth_px.shape == image.shape

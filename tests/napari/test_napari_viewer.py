@@ -67,10 +67,19 @@ def test_sample_data_and_restore_widget(make_napari_viewer, qtbot, specimen):
     run_widget(qtbot, widget)
     assert widget._status.value.startswith("done"), widget._status.value
     assert widget._progress.value == widget._progress.max
-    levels, confidence, restored = (viewer.layers[n] for n in ("field defocus levels", "field confidence", "field AWDVD"))
-    for layer in (levels, confidence, restored):  # same place in the world as the input
+    names = ("field defocus levels", "field confidence", "field AWDVD", "field depth (um)", "field depth spread (um)")
+    levels, confidence, restored, depth, spread = (viewer.layers[n] for n in names)
+    for layer in (levels, confidence, restored, depth, spread):  # same place in the world as the input
         assert tuple(layer.scale) == pytest.approx((0.65, 0.65)) and tuple(layer.translate) == pytest.approx((10, 20))
         assert layer.data.shape == specimen.shape
+    assert viewer.layers[-1] is depth and depth.visible and not spread.visible and not levels.visible
+    assert depth.data.dtype == np.float32 and tuple(depth.contrast_limits) == pytest.approx((0.0, 20.0))
+    np.testing.assert_allclose(depth.data, widget.dmap.depth_pixels()[0], rtol=1e-6, equal_nan=True)
+    median_um = float(np.median(widget.dmap.depth_um[widget.dmap.levels >= 0]))
+    assert f"median depth {median_um:.3g} um" in widget._status.value
+    # the layer records its pixel size only: NA, immersion index and emission wavelength are the model's, said once
+    assert widget._status.value.count("assumed the model's") == 1
+    assert "does not record its NA, immersion index, emission wavelength;" in widget._status.value
     assert levels.data.dtype == np.uint8 and levels.data.max() <= 11
     assert levels.colormap.map(np.array([0]))[0, 3] == 0  # background label transparent
     assert 0.0 <= float(confidence.data.min()) and float(confidence.data.max()) <= 1.0
@@ -106,6 +115,101 @@ def test_defocus_map_widget_and_sample(make_napari_viewer, qtbot):
     foreground = levels.data > 0
     within_two = np.abs(levels.data.astype(int) - truth.data.astype(int))[foreground] <= 2
     assert within_two.mean() > 0.5  # the bundled model roughly follows the tilt (measured: see the report)
+    # the sample records its optics: the fields show them, nothing is assumed
+    assert {name: edit.value for name, edit in widget._optics.items()} == {
+        "pixel_um": "0.65", "na": "0.5", "wavelength_um": "0.451", "n": "1"}
+    assert "assumed" not in widget._status.value, widget._status.value
+    assert "10: 20 um" in widget._legend.value
+
+
+def test_an_image_at_half_the_models_pixel(make_napari_viewer, qtbot, specimen):
+    """A layer at 0.325 um (half the model's pixel; other optics the model's): the model reads it at its own
+    sampling, so its windows are 168 px of this image, and the map is the one of the same field at 0.65 um."""
+    from awdvd import defocus_map, load_model
+    from awdvd.napari.widgets import DefocusMapWidget
+
+    viewer = make_napari_viewer()
+    fine = np.kron(specimen, np.ones((2, 2), dtype=np.float32))  # the same field, pixels half as wide
+    viewer.add_image(fine, name="fine", scale=(0.325, 0.325))
+    widget = DefocusMapWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    assert widget._optics["pixel_um"].value == "0.325"  # from the layer's scale
+    for name in ("na", "n", "wavelength_um"):
+        widget._optics[name].value = {"na": "0.5", "n": "1.0", "wavelength_um": "0.451"}[name]  # the model's
+    run_widget(qtbot, widget)
+    assert widget._status.value.startswith("done") and "warning" not in widget._status.value, widget._status.value
+    assert widget.dmap.patch_px == 168 and widget.dmap.image_shape == fine.shape
+    depth = viewer.layers["fine depth (um)"]
+    assert depth.data.shape == fine.shape and tuple(depth.scale) == pytest.approx((0.325, 0.325))
+    np.testing.assert_array_equal(widget.dmap.levels, defocus_map(specimen, load_model()).levels)
+    assert "10: 20 um" in widget._legend.value  # the model's optics but for the pixel: the same depth per level
+
+
+def test_typed_optics_reach_run_steps(make_napari_viewer, qtbot, monkeypatch, specimen):
+    """The optics fields show what the selected layer records and may be typed over; what they hold at Run is the
+    WidgetOptions run_steps gets; depths, legend and status come in those optics."""
+    from awdvd.napari import widgets
+    from awdvd.napari.pipeline import ImageOptics
+    from awdvd.physics.optical_units import level_step_um
+    from awdvd.physics.optics import Optics
+
+    seen, run_steps = [], widgets.run_steps
+
+    def recording_run_steps(image, options, *, restore):
+        seen.append(options)
+        yield from run_steps(image, options, restore=restore)
+
+    monkeypatch.setattr(widgets, "run_steps", recording_run_steps)
+    viewer = make_napari_viewer()
+    viewer.open_sample("awdvd", "tilted_specimen")
+    widget = widgets.DefocusMapWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    assert widget._optics["na"].value == "0.5"  # the sample's record
+    viewer.add_image(specimen, name="field", scale=(0.65, 0.65))  # selected: the fields follow it
+    assert {name: edit.value for name, edit in widget._optics.items()} == {
+        "pixel_um": "0.65", "na": "", "wavelength_um": "", "n": ""}
+    widget._optics["na"].value, widget._optics["wavelength_um"].value = "0.75", "0.52"
+    expected = ImageOptics(pixel_um=0.65, na=0.75, wavelength_um=0.52)
+    assert widget.options().optics == expected
+    run_widget(qtbot, widget)
+    assert [options.optics for options in seen] == [expected]
+    status = widget._status.value
+    assert status.startswith("done") and "does not record its immersion index; assumed the model's (immersion " \
+        "index 1)" in status, status
+    step = level_step_um(Optics(wavelength_um=0.52, na=0.75, n=1.0, pixel_um=0.65), Optics())
+    assert widget.dmap.z_step_um == pytest.approx(step, rel=1e-9)
+    assert f"10: {10 * step:.3g} um" in widget._legend.value
+    depth = viewer.layers["field depth (um)"]
+    assert tuple(depth.contrast_limits) == pytest.approx((0.0, 10 * step))
+    assert widget._optics["na"].value == "0.75"  # typed values stay through the run and its new layers
+    # the depth map is selected now, but awdvd's maps are no input: a new layer leaves the image, and what was typed
+    assert viewer.layers.selection.active.name == "field depth (um)"
+    assert "field depth (um)" not in [layer.name for layer in widget._image.choices]
+    viewer.add_points([[10.0, 10.0]])
+    assert widget._optics["na"].value == "0.75" and widget._image.value.name == "field"
+    widget._optics["na"].value = "lots"
+    widget.start()
+    assert widget._status.value == "error: NA must be a number (or empty for the model's), got 'lots'"
+
+
+def test_an_image_with_nothing_recorded_says_what_was_assumed(make_napari_viewer, qtbot, specimen):
+    """No scale, no metadata: every optics field is empty, the model's optics are used, and the status line says
+    so in one warning line."""
+    from awdvd.napari.widgets import DefocusMapWidget
+
+    viewer = make_napari_viewer()
+    viewer.add_image(specimen, name="field")
+    widget = DefocusMapWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    assert all(edit.value == "" for edit in widget._optics.values())
+    assert widget._optics["na"].native.placeholderText() == "not recorded: the model's"
+    run_widget(qtbot, widget)
+    lines = widget._status.value.splitlines()
+    assert lines[0].startswith("done: ") and "median depth" in lines[0], lines
+    assumed = [line for line in lines if "assumed" in line]
+    assert assumed == [("warning: the image does not record its pixel size, NA, immersion index, emission "
+                        "wavelength; assumed the model's (pixel size 0.65 um, NA 0.5, immersion index 1, emission "
+                        "wavelength 0.451 um); type them in the widget to set them")]
 
 
 @pytest.mark.parametrize("dock_before_sample", [False, True])

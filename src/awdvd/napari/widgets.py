@@ -3,14 +3,21 @@
 Each runs :func:`awdvd.napari.pipeline.run_steps` in a napari thread worker: the viewer stays responsive, the
 progress bar advances after each step, and Cancel stops the job at the next step (a step already running,
 e.g. Richardson-Lucy, finishes first; its result is dropped). Results arrive as layers with the input's scale
-and translation: the level map (Labels, background transparent, legend in the widget), the confidence (max
-class probability, hidden at first) and, for Restore, the restored image (float32 as computed).
+and translation: the depth in um at every pixel (on top, translucent, background transparent); hidden at
+first, its spread, the level map (Labels, background transparent) and the confidence (max class probability);
+and, for Restore, the restored image (float32 as computed). The legend in the widget gives every level's
+colour and depth, which the depth map shares.
 
-The "image" menu follows the viewer: it shows the selected image layer, keeps its image while a layer of
-another kind is selected, and otherwise falls back to the most recently added visible image layer (so a hidden
-reference, such as the sample's in-focus truth, is never the default). Every option's
-initial value is :class:`~awdvd.restore.options.AWDVDOptions`'s default; the options the widgets do not show
-keep theirs.
+The image's optics: the fields "pixel (um)", "NA", "emission (um)" and "immersion n" show what the selected
+layer records (its scale, or what awdvd's reader found in the file), and may be typed over; an empty field is
+the model's value, assumed with one warning line in the status line (never in silence). The model reads the
+image at its own sampling, and depths come back in the image's optics (:func:`awdvd.restore.pipeline.defocus_map`).
+
+The "image" menu lists the image layers but awdvd's maps (depth, spread, confidence) and follows the viewer: it
+shows the selected image layer, keeps its image while a layer of another kind is selected, and otherwise falls
+back to the most recently added visible image layer (so a hidden reference, such as the sample's in-focus truth,
+is never the default). Every option's initial value but the optics is :class:`~awdvd.restore.options.AWDVDOptions`'s
+default; the options the widgets do not show keep theirs.
 """
 
 from __future__ import annotations
@@ -19,14 +26,23 @@ import dataclasses
 import warnings
 from typing import TYPE_CHECKING
 
-import numpy as np
 from magicgui.widgets import ComboBox, Container, FileEdit, Label, LineEdit, ProgressBar, PushButton, SpinBox
 
 from ..data.patches import PATCH_PX
-from ..io import check_optics, check_pixel_size
+from ..physics.optics import UndersamplingWarning
+from ..qc import focus_row
 from ..restore.options import MAP_MODES, AWDVDOptions
-from .layers import confidence_layer, level_legend, levels_layer, restored_layer
-from .pipeline import STEPS, WidgetOptions, run_steps
+from .layers import (
+    confidence_layer,
+    depth_layer,
+    depth_spread_layer,
+    is_map_layer,
+    level_depths_um,
+    level_legend,
+    levels_layer,
+    restored_layer,
+)
+from .pipeline import OPTICS_LABELS, STEPS, ImageOptics, WidgetOptions, layer_optics, run_steps
 
 if TYPE_CHECKING:
     import napari
@@ -35,6 +51,13 @@ __all__ = ["DefocusMapWidget", "RestoreWidget", "BUNDLED", "FROM_FILE"]
 
 BUNDLED = "bundled model"
 FROM_FILE = "model file"
+#: the optics fields: ImageOptics field -> (label, tooltip)
+_OPTICS_FIELDS = {
+    "pixel_um": ("pixel (um)", "pixel size in the specimen plane; the layer's scale"),
+    "na": ("NA", "numerical aperture of the objective"),
+    "wavelength_um": ("emission (um)", "emission wavelength, in micrometres (e.g. 0.52 for GFP)"),
+    "n": ("immersion n", "refractive index of the immersion medium (air 1.0, water 1.33, oil 1.515)"),
+}
 
 
 class _AWDVDWidget(Container):
@@ -46,16 +69,23 @@ class _AWDVDWidget(Container):
         self.worker = None  # the running (or last) thread worker
         self.busy = False  # True from start() until the worker has finished (done, failed or cancelled)
         self._adding_results = False  # True while _on_done adds layers: the image menu stays on the input
+        self._optics_of = None  # the layer whose record the optics fields were filled from
         self._image = ComboBox(label="image", choices=self._image_layers)
         self._model = ComboBox(label="model", choices=[BUNDLED, FROM_FILE], value=BUNDLED)
         self._model_file = FileEdit(label="model file", mode="r", filter="*.pt *.zip", visible=False)
+        self._optics = {name: LineEdit(label=label, value="", tooltip=f"{tooltip}; shown as the file records it, "
+                                       "or type it; empty: the model's, with a warning")
+                        for name, (label, tooltip) in _OPTICS_FIELDS.items()}
+        for edit in self._optics.values():
+            edit.native.setPlaceholderText("not recorded: the model's")
         defaults = AWDVDOptions()  # every initial value below is the library's default, never restated here
         self._stride = SpinBox(label="stride (px)", value=defaults.stride, min=1, max=PATCH_PX,
                                tooltip="window step; half a window is the paper's, smaller = finer map, slower")
         self._map_mode = ComboBox(label="map mode", choices=list(MAP_MODES), value=defaults.map_mode,
                                   tooltip="patch: every window on its own (reference); dense: one pass (faster); "
                                           "auto: dense where it gives the same map")
-        option_widgets = [self._image, self._model, self._model_file, self._stride, self._map_mode]
+        option_widgets = [self._image, self._model, self._model_file, *self._optics.values(), self._stride,
+                          self._map_mode]
         if self.restore:
             self._iterations = LineEdit(label="RL iterations", value=_iterations_text(defaults.iterations),
                                         tooltip="model: the model's count per defocus level; a number: that "
@@ -70,9 +100,11 @@ class _AWDVDWidget(Container):
         self._progress = ProgressBar(label="progress", min=0, max=len(STEPS) if self.restore else len(STEPS) - 1,
                                      value=0)
         self._status = Label(label="", value="")
+        self._status.native.setWordWrap(True)  # warnings are whole sentences: wrapped, not widening the dock
         self._legend = Label(label="", value="")
         self.extend(option_widgets + [self._run, self._cancel, self._progress, self._status, self._legend])
         self._model.changed.connect(lambda value: setattr(self._model_file, "visible", value == FROM_FILE))
+        self._image.changed.connect(self._show_optics)
         self._run.changed.connect(self.start)
         self._cancel.changed.connect(self.cancel)
         # connected before napari docks the widget (and connects its own reset_choices), so these run first and
@@ -81,13 +113,14 @@ class _AWDVDWidget(Container):
                         viewer.layers.events.reordered, viewer.layers.selection.events.active):
             emitter.connect(self._follow_viewer)
         self._show_image(self._default_image(keep=None))  # not the menu's first entry: that may be a truth
+        self._show_optics(self._image.value)
 
     # ----------------------------------------------------------------------------------------- options
     def _image_layers(self, *_):
         import napari
 
         return [(layer.name, layer) for layer in self._viewer.layers if isinstance(layer, napari.layers.Image)
-                and not layer.rgb]
+                and not layer.rgb and not is_map_layer(layer.metadata)]
 
     def _default_image(self, *, keep):
         """The layer the image menu should show: the selected image layer; else ``keep`` (the menu's layer) if
@@ -112,6 +145,17 @@ class _AWDVDWidget(Container):
         if layer is not None and not _same_layer(layer, self._image.value):
             self._image.value = layer
 
+    def _show_optics(self, layer):
+        """Fill the optics fields with what ``layer`` records (empty where nothing: the model's), when the image
+        menu shows another layer (the menu also reports refreshes of the same one: typed values stay then)."""
+        if layer is not None and self._optics_of is not None and _same_layer(layer, self._optics_of):
+            return
+        self._optics_of = layer
+        recorded = layer_optics(layer.metadata, layer.scale) if layer is not None else {}
+        for name, edit in self._optics.items():
+            value = recorded.get(name)
+            edit.value = "" if value is None else f"{value:g}"
+
     def options(self) -> WidgetOptions:
         """The widget's current options (ValueError, shown in the status line, for a bad entry)."""
         model_path = None
@@ -131,7 +175,8 @@ class _AWDVDWidget(Container):
         # the shown options replace the library's defaults; the others keep them
         awdvd = dataclasses.replace(AWDVDOptions(), stride=int(self._stride.value), map_mode=self._map_mode.value,
                                     **extra)
-        return WidgetOptions(awdvd=awdvd, model_path=model_path)
+        optics = ImageOptics(**{name: _parse_optics_value(edit.value, name) for name, edit in self._optics.items()})
+        return WidgetOptions(awdvd=awdvd, optics=optics, model_path=model_path)
 
     # ----------------------------------------------------------------------------------------- running
     def start(self, *_):
@@ -160,10 +205,12 @@ class _AWDVDWidget(Container):
         worker.start()
 
     def _job(self, data, options):
-        """The worker's generator: the pipeline's steps, warnings caught for the status line."""
+        """The worker's generator: the pipeline's steps, warnings caught for the status line (but undersampling)."""
         results = {}
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
+            # undersampling is the normal case of widefield cameras, not news for the status line (as in the CLI)
+            warnings.simplefilter("ignore", UndersamplingWarning)
             for step, value in run_steps(data, options, restore=self.restore):
                 results[step] = value
                 yield step
@@ -197,40 +244,32 @@ class _AWDVDWidget(Container):
     # ----------------------------------------------------------------------------------------- results
     def _on_done(self, results: dict):
         layer, options = self._layer, self._job_options
-        model, dmap = results["model"], results["defocus map"]
-        optics = model.optics
+        dmap = results["defocus map"]
         where = {"scale": tuple(layer.scale)[-2:], "translate": tuple(layer.translate)[-2:],
                  "units": tuple(layer.units)[-2:]}
-        messages = list(results.get("warnings", []))
-        pixel_um = layer.metadata.get("pixel_um") if isinstance(layer.metadata, dict) else None
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            recorded = dict(layer.metadata.get("optics") or {}) if isinstance(layer.metadata, dict) else {}
-            if recorded:
-                check_optics(recorded, optics)
-            else:
-                check_pixel_size(pixel_um, optics.pixel_um)
-        messages += [str(w.message) for w in caught]
-        added = []  # restored image first, the translucent level map last (on top)
+        depths_um = level_depths_um(dmap)
+        record = {"options": options.to_dict(), "z_step_um": float(dmap.z_step_um), "window_px": int(dmap.patch_px)}
+        depth_px, spread_px = dmap.depth_pixels()
+        levels = levels_layer(dmap.to_pixels(), depths_um=depths_um, name=f"{layer.name} defocus levels",
+                              metadata=record, **where)
+        levels[1]["visible"] = False  # the depth map on top says the same, finer; the levels stay a click away
+        added = []  # restored image first, the translucent depth map last (on top, the active layer)
         self._adding_results = True
         try:
             if self.restore:
                 added.append(self._add(restored_layer(results["restore"], name=f"{layer.name} AWDVD",
-                                                      pixel_um=pixel_um, options=options.to_dict(), **where)))
+                                                      pixel_um=options.optics.pixel_um, options=options.to_dict(),
+                                                      **where)))
             added.append(self._add(confidence_layer(dmap, name=f"{layer.name} confidence", **where)))
-            added.append(self._add(levels_layer(dmap.to_pixels(), depths_um=optics.depths_um,
-                                                name=f"{layer.name} defocus levels",
-                                                metadata={"options": options.to_dict()}, **where)))
+            added.append(self._add(depth_spread_layer(spread_px, name=f"{layer.name} depth spread (um)", **where)))
+            added.append(self._add(levels))
+            added.append(self._add(depth_layer(depth_px, depths_um=depths_um, name=f"{layer.name} depth (um)",
+                                               metadata=record, **where)))
         finally:
             self._adding_results = False
-        self._legend.value = level_legend(optics.n_levels, optics.depths_um)
-        counts = dmap.level_counts()
-        foreground = sum(v for k, v in counts.items() if k != "bg")
-        median = np.median(dmap.levels[dmap.levels >= 0]) if foreground else float("nan")
-        summary = (f"done: {dmap.levels.size} windows, {counts.get('bg', 0)} background, median level "
-                   f"{median:g}" + (f"; warning: {messages[0]}" if messages else ""))
-        self._show(summary)
-        self.added_layers = added
+        self._legend.value = level_legend(len(depths_um), depths_um)
+        self.dmap, self.added_layers = dmap, added
+        self._show(_summary(dmap, results.get("warnings", [])))
 
     def _add(self, layer_data: tuple):
         data, kwargs, layer_type = layer_data
@@ -241,6 +280,29 @@ def _same_layer(a, b) -> bool:
     """Whether ``a`` and ``b`` are one layer: napari hands plugin widgets a proxy of the viewer, whose layers
     come as a new proxy object at every access, so identity is checked on what the proxies wrap."""
     return getattr(a, "__wrapped__", a) is getattr(b, "__wrapped__", b)
+
+
+def _summary(dmap, messages) -> str:
+    """The status line after a run: windows, background, the median depth (um) and the focus verdict
+    (:func:`awdvd.qc.focus_row`), then each warning once, on its own line."""
+    row = focus_row("", dmap)
+    background = row["n_windows"] - row["n_foreground_windows"]
+    depth = (f"median depth {row['median_depth_um']:.3g} um ({row['verdict']})" if row["n_foreground_windows"]
+             else "no foreground: no depth")
+    lines = [f"done: {row['n_windows']} windows, {background} background; {depth}"]
+    lines += [f"warning: {message}" for message in dict.fromkeys(messages)]
+    return "\n".join(lines)
+
+
+def _parse_optics_value(text: str, name: str) -> float | None:
+    """An optics field's value: None when empty (the model's), else the number typed."""
+    text = str(text).strip()
+    if not text:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"{OPTICS_LABELS[name]} must be a number (or empty for the model's), got {text!r}") from None
 
 
 def _iterations_text(iterations) -> str:
@@ -266,8 +328,8 @@ def _parse_iterations(text: str):
 
 
 class DefocusMapWidget(_AWDVDWidget):
-    """"Defocus map": the level (0-10 or background) of every window of a 2-D image, as a Labels layer, and the
-    model's confidence as an image layer."""
+    """"Defocus map": the depth (um) of every pixel of a 2-D image in its optics, its spread, the level (0-10 or
+    background) of every window as a Labels layer, and the model's confidence."""
 
     restore = False
 
