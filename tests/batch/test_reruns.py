@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 
 import numpy as np
 import pytest
 
 import awdvd.restore.tiling
 from awdvd.batch.jobs import DeconvolveJob, ModelFile, PredictJob, run_jobs
+from awdvd.batch.reruns import ForeignOutputError, OtherSettingsError
 from awdvd.io import read_image, write_tiff
 from awdvd.restore.options import AWDVDOptions
 
@@ -64,8 +66,13 @@ def test_a_file_that_merely_has_an_output_name_is_never_replaced(model, tmp_path
     name = "good.awdvd.tif" if kind == "deconvolve" else "good.defocus.png"
     (out / name).write_bytes(b"my own file")
     job = (DeconvolveJob if kind == "deconvolve" else PredictJob)(out_dir=out, model=model, **SMALL)
-    with pytest.raises(FileExistsError, match=f"{name} exists but was not written by awdvd"):
+    with pytest.raises(FileExistsError, match=f"{name} exists but was not written by awdvd") as refused:
         run_jobs(tmp_path / "in", job, workers=0)
+    # what it found travels with it, for the CLI to word in its flags; the message is a Python caller's
+    assert isinstance(refused.value, ForeignOutputError) and refused.value.output == out / name
+    assert refused.value.more == 0 and refused.value.sidecar_name == job.sidecar(tmp_path / "in" / "good.tif").name
+    assert "pass overwrite=True" in str(refused.value) and "--overwrite" not in str(refused.value)
+    assert str(pickle.loads(pickle.dumps(refused.value))) == str(refused.value)
     assert (out / name).read_bytes() == b"my own file" and sorted(p.name for p in out.iterdir()) == [name]
     # with --overwrite the user asked for it
     assert run_jobs(tmp_path / "in", job, workers=0, overwrite=True).ok
@@ -73,6 +80,28 @@ def test_a_file_that_merely_has_an_output_name_is_never_replaced(model, tmp_path
     # awdvd's own half-finished output (image written, then killed before the sidecar) is simply redone
     (out / job.sidecar(tmp_path / "in" / "good.tif").name).unlink()
     assert run_jobs(tmp_path / "in", job, workers=0).counts["done"] == 1
+
+
+def test_finished_files_made_with_other_settings_are_refused_with_what_differs(model, tmp_path):
+    """The refusal carries (field, recorded, wanted) per setting, optics field by field, and its message is in a
+    Python caller's words (the CLI words it in flags: tests/cli/test_words.py)."""
+    write_tiff(tmp_path / "in" / "good.tif", field(0))
+    out = tmp_path / "out"
+    job = DeconvolveJob(out_dir=out, model=model, optics={"pixel_um": 0.65, "na": 0.5}, **SMALL)
+    assert run_jobs(tmp_path / "in", job, workers=0).ok
+    other = DeconvolveJob(out_dir=out, model=model, optics={"na": 0.6}, dtype="input",
+                          options=SMALL["options"].replace(iterations=4, rl="tv"))
+    with pytest.raises(OtherSettingsError) as refused:
+        run_jobs(tmp_path / "in", other, workers=0)
+    error = refused.value
+    assert isinstance(error, ValueError) and error.sidecar == out / "good.awdvd.json"
+    assert error.differences == (("iterations", 3, 4), ("rl", None, "tv"), ("dtype", "float32", "input"),
+                                 ("na", 0.5, 0.6), ("pixel_um", 0.65, None))
+    assert "other options: iterations 3 (now 4), rl None (now 'tv')" in str(error)
+    assert "pass overwrite=True" in str(error) and "--overwrite" not in str(error)
+    copy = pickle.loads(pickle.dumps(error))  # crosses processes intact
+    assert (copy.sidecar, copy.differences, str(copy)) == (error.sidecar, error.differences, str(error))
+    assert run_jobs(tmp_path / "in", other, workers=0, overwrite=True).counts["done"] == 1
 
 
 def test_output_folder_may_be_the_input_folder(model, tmp_path):

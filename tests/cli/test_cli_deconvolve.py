@@ -59,7 +59,7 @@ def test_deconvolve_end_to_end(workspace, capsys):
     # ... but not ones made with other options, which would then look redone
     assert main(args[:-4] + ["--iterations", "6", "--workers", "0"]) == 1
     err = capsys.readouterr().err
-    assert "other options: iterations 5 (now 6)" in err and "--overwrite" in err and len(err.splitlines()) == 1
+    assert "other settings: --iterations 5 (now 6)" in err and "--overwrite" in err and len(err.splitlines()) == 1
     assert main(args + ["--overwrite", "--dtype", "input", "--method", "patchwise", "--weighting", "rectangular",
                         "--stride", "84"]) == 0
     assert read_image(out / "a.awdvd.tif").data.dtype == np.uint16
@@ -415,7 +415,10 @@ def test_optics_a_file_does_not_record_are_assumed_with_one_line_or_given_by_fla
 
     assert main(base + ["-o", str(tmp_path / "c"), "--strict-optics"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "OpticsAssumedError" in err[0] and "would be assumed" in err[0]
+    assert len(err) == 1 and "plain.tif (the file does not record" in err[0] and "would be assumed" in err[0]
+    assert "OpticsAssumedError" not in err[0]  # a Python name: only the report's JSON keeps it
+    report = json.loads((tmp_path / "c" / "awdvd-predict-report.json").read_text())
+    assert report["results"][0]["error"].startswith("OpticsAssumedError: ")
     assert not (tmp_path / "c" / "plain.defocus.tif").exists()
 
     assert main(base + ["-o", str(tmp_path / "d"), "--na", "1.2"]) == 1  # NA 1.2 in air (assumed n 1.0)

@@ -404,7 +404,8 @@ class PredictJob(_Job):
 
     def settings(self) -> dict:
         o = self.options
-        return {"options": {"stride": o.stride, "map_mode": o.map_mode, "normalization": o.normalization},
+        return {"options": {"stride": o.stride, "map_mode": o.map_mode, "normalization": o.normalization,
+                            "tta": o.tta, "smoothing_px": o.smoothing_px},
                 "job": {"model": self.model.describe(), "optics": self.optics}}
 
     def __call__(self, path: Path, *, client=None, progress: bool = False) -> dict:

@@ -85,8 +85,9 @@ def run_jobs(inputs, job, *, workers: int | None = None, scheduler=None, overwri
         ``scheduler``).
     scheduler : address of a running Dask scheduler to use instead of a local cluster.
     overwrite : redo files whose outputs exist. Without it they are skipped, unless their input changed since
-        (redone, listed in ``report.changed``) or their sidecar records other options (ValueError: rerunning
-        with new options into the same folder must not look done); see :mod:`awdvd.batch.reruns`.
+        (redone, listed in ``report.changed``) or their sidecar records other settings
+        (:class:`awdvd.batch.reruns.OtherSettingsError`, a ValueError: rerunning with new options into the same
+        folder must not look done); see :mod:`awdvd.batch.reruns`.
     progress : progress bars (files; tiles of large images).
 
     Returns
@@ -97,9 +98,10 @@ def run_jobs(inputs, job, *, workers: int | None = None, scheduler=None, overwri
     Raises
     ------
     Before any file is processed: FileNotFoundError / ValueError for inputs that name nothing, outputs that
-    would replace inputs or collide, finished files made with other options, a model file that cannot be
-    loaded or options it cannot take (a stride larger than its windows); FileExistsError for an existing file
-    with an output's name that awdvd did not write. Files found in folders or by patterns that are awdvd's own
+    would replace inputs or collide, finished files made with other settings (OtherSettingsError), a model
+    file that cannot be loaded or options it cannot take (a stride larger than its windows); FileExistsError
+    (:class:`awdvd.batch.reruns.ForeignOutputError`) for an existing file with an output's name that awdvd did
+    not write. Files found in folders or by patterns that are awdvd's own
     outputs are not inputs; pieces that killed runs left beside the outputs are removed first.
     """
 
@@ -108,7 +110,7 @@ def run_jobs(inputs, job, *, workers: int | None = None, scheduler=None, overwri
     plan = plan_outputs(inputs, job.outputs, exclude=job.is_own_output)
     _sweep(plan)
     job.check_model()
-    rerun = check_existing_outputs(plan, job, overwrite=overwrite)  # foreign files, changed inputs, other options
+    rerun = check_existing_outputs(plan, job, overwrite=overwrite)  # foreign files, changed inputs, other settings
     plan = rerun.plan
     todo = plan.todo(overwrite=overwrite)
     large = {p for p in todo if job.is_large(p)}

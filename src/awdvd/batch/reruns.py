@@ -10,6 +10,9 @@ once, before any image is touched (:func:`check_existing_outputs`, called by :fu
   awdvd mark in the file, :func:`awdvd.io.made_by_awdvd`), is never replaced without ``overwrite``.
 
 A job here is anything with ``outputs(path)``, ``sidecar(path)`` and ``settings()`` (:mod:`awdvd.batch.jobs`).
+The two refusals are exceptions that carry what was found (:class:`OtherSettingsError`,
+:class:`ForeignOutputError`): their messages are in Python's words, and the CLI words them in its flags
+(:mod:`awdvd.cli.words`).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from pathlib import Path
 
 from ..io import file_identity, made_by_awdvd, read_json, same_content
 
-__all__ = ["check_existing_outputs", "RerunPlan", "input_record"]
+__all__ = ["ForeignOutputError", "OtherSettingsError", "RerunPlan", "check_existing_outputs", "input_record"]
 
 
 @dataclass(frozen=True)
@@ -29,6 +32,44 @@ class RerunPlan:
 
     plan: object
     changed: tuple[Path, ...] = ()
+
+
+class OtherSettingsError(ValueError):
+    """Finished files were made with other settings than this run's, so skipping them would look like a run with
+    this run's settings.
+
+    sidecar : the sidecar of the first such file.
+    differences : ``(field, recorded, wanted)`` per setting that differs, ``field`` named as in the sidecar (an
+        :class:`awdvd.restore.options.AWDVDOptions` field, a job's own setting such as ``dtype``, or an optics
+        field such as ``pixel_um``; None: not given).
+    """
+
+    def __init__(self, sidecar: Path, differences):
+        self.sidecar, self.differences = Path(sidecar), tuple(differences)
+        shown = ", ".join(f"{k} {old!r} (now {new!r})" for k, old, new in self.differences)
+        super().__init__(f"{sidecar} was made with other options: {shown}; pass overwrite=True to redo finished "
+                         "files, or write to another output folder")
+
+    def __reduce__(self):
+        return type(self), (self.sidecar, self.differences)
+
+
+class ForeignOutputError(FileExistsError):
+    """Files that have an output's name exist, but awdvd did not write them, so they are not replaced.
+
+    output : the first such file; more : how many others; sidecar_name : the awdvd sidecar that is missing
+    beside it.
+    """
+
+    def __init__(self, output: Path, more: int, sidecar_name: str):
+        self.output, self.more, self.sidecar_name = Path(output), int(more), sidecar_name
+        others = f" (and {more} more)" if more else ""
+        super().__init__(f"{output}{others} exists but was not written by awdvd (no {sidecar_name} beside it), so it "
+                         "is not replaced: move it away, choose another output folder, or pass overwrite=True to "
+                         "replace it")
+
+    def __reduce__(self):
+        return type(self), (self.output, self.more, self.sidecar_name)
 
 
 def input_record(path: Path) -> dict:
@@ -62,12 +103,25 @@ def _foreign_outputs(plan, job) -> list[tuple[Path, Path]]:
     return foreign
 
 
-def _other_options(made: dict, wanted: dict) -> list[tuple[str, object, object]]:
+def _other_settings(made: dict, wanted: dict) -> list[tuple[str, object, object]]:
+    """(field, recorded, wanted) per setting of ``wanted`` (the job's settings) that ``made`` (a sidecar) records
+    otherwise. A setting that is itself a dict (the optics given) is compared field by field, a field it lacks
+    being None (not given); a setting the sidecar lacks (an older awdvd's) is not compared."""
+
     differ = []
     for section, values in wanted.items():
         recorded = made.get(section)
-        if isinstance(recorded, dict):
-            differ += [(k, recorded[k], v) for k, v in values.items() if k in recorded and recorded[k] != v]
+        if not isinstance(recorded, dict):
+            continue
+        for key, value in values.items():
+            if key not in recorded or recorded[key] == value:
+                continue
+            then = recorded[key]
+            if isinstance(then, dict) and isinstance(value, dict):
+                differ += [(k, then.get(k), value.get(k)) for k in sorted(set(then) | set(value))
+                           if then.get(k) != value.get(k)]
+            else:
+                differ.append((key, then, value))
     return differ
 
 
@@ -75,8 +129,8 @@ def check_existing_outputs(plan, job, *, overwrite: bool = False) -> RerunPlan:
     """Decide, before any work, what happens to the files of ``plan`` (an :class:`awdvd.io.BatchPlan`) whose
     outputs exist (see the module docstring). With ``overwrite`` everything is redone and nothing is checked.
 
-    Returns a :class:`RerunPlan`. Raises FileExistsError for outputs awdvd did not write, ValueError for
-    finished files made with other options.
+    Returns a :class:`RerunPlan`. Raises :class:`ForeignOutputError` (a FileExistsError) for outputs awdvd did
+    not write, :class:`OtherSettingsError` (a ValueError) for finished files made with other settings.
     """
 
     if overwrite:
@@ -84,10 +138,7 @@ def check_existing_outputs(plan, job, *, overwrite: bool = False) -> RerunPlan:
     foreign = _foreign_outputs(plan, job)
     if foreign:
         path, output = foreign[0]
-        more = f" (and {len(foreign) - 1} more)" if len(foreign) > 1 else ""
-        raise FileExistsError(
-            f"{output}{more} exists but was not written by awdvd (no {job.sidecar(path).name} beside it), so it is "
-            "not replaced: move it away, choose another output folder (-o), or pass --overwrite to replace it")
+        raise ForeignOutputError(output, len(foreign) - 1, job.sidecar(path).name)
     changed, wanted = [], job.settings()
     for path in plan.paths:
         if not plan.done(path):
@@ -98,9 +149,7 @@ def check_existing_outputs(plan, job, *, overwrite: bool = False) -> RerunPlan:
         if same_content(made.get("input_file"), path) is False:
             changed.append(path)
             continue
-        differ = _other_options(made, wanted)
+        differ = _other_settings(made, wanted)
         if differ:
-            shown = ", ".join(f"{k} {old!r} (now {new!r})" for k, old, new in differ[:3])
-            raise ValueError(f"{job.sidecar(path)} was made with other options: {shown}; pass --overwrite "
-                             "(overwrite=True) to redo finished files, or write to another output folder")
+            raise OtherSettingsError(job.sidecar(path), differ)
     return RerunPlan(plan=plan.with_redo(changed), changed=tuple(changed))

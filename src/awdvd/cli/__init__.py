@@ -1,6 +1,7 @@
 """The ``awdvd`` command. Each subcommand lives in its own module of this package and exposes
 ``register(subparsers)``; parsing imports nothing heavy, so ``--help`` is instant and bad arguments fail fast.
-Every subcommand is one library call; errors become one line on stderr and a non-zero exit.
+Every subcommand is one library call; errors become one line on stderr and a non-zero exit, in the user's words
+(flags, not Python's names: :mod:`awdvd.cli.words`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import warnings
 
 from .. import __version__
 from ..physics.optics import UndersamplingWarning
+from .words import error_line
 
 # module names in this package, in the order `awdvd --help` lists them
 _COMMAND_MODULES = ("demo", "psf", "simulate", "train", "evaluate", "evaluate_robustness", "predict", "deconvolve",
@@ -93,7 +95,6 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as error:  # one line, never a traceback, unless --debug
         if args.debug:
             raise
-        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        print(f"awdvd {args.command}: error: {message}", file=sys.stderr)
+        print(f"awdvd {args.command}: error: {error_line(error, args.command)}", file=sys.stderr)
         return EXIT_FAILURE
     return int(result or 0)

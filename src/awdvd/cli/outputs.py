@@ -12,6 +12,7 @@ from ..batch.jobs import ModelFile, run_jobs
 from ..io import LARGEST_IMAGE_IN_MEMORY_PX, keep_previous, write_json
 from ..restore.options import AWDVDOptions
 from ..restore.tiling import DEFAULT_TILE_PX
+from . import words
 from ._common import non_negative_int, positive_float, positive_int
 
 
@@ -89,8 +90,9 @@ def model_file_from_args(args: argparse.Namespace):
 
 
 def run_and_report(command: str, args: argparse.Namespace, job, noun: str) -> int:
-    """Run ``job`` over ``args.inputs``; print warnings, a summary (stdout; stderr if a file failed) and
-    write the report as JSON in the output folder. Exit status 1 if any file failed."""
+    """Run ``job`` over ``args.inputs``; print warnings, a summary (stdout; stderr if a file failed), all in the
+    user's words (:mod:`awdvd.cli.words`), and write the report as JSON in the output folder. Exit status 1 if
+    any file failed."""
 
     if args.scheduler is not None and "://" not in args.scheduler:
         raise ValueError(f"--scheduler takes an address like tcp://host:8786, got {args.scheduler!r}")
@@ -102,7 +104,7 @@ def run_and_report(command: str, args: argparse.Namespace, job, noun: str) -> in
             warned.setdefault(message, []).append(result.path.name)
     for message, names in warned.items():
         shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
-        print(f"awdvd {command}: warning: {shown}: {message}", file=sys.stderr)
+        print(f"awdvd {command}: warning: {shown}: {words.in_words(message)}", file=sys.stderr)
     c = report.counts
     if c["done"] or c["failed"]:
         path = Path(job.out_dir) / f"awdvd-{command}-report.json"
@@ -110,9 +112,9 @@ def run_and_report(command: str, args: argparse.Namespace, job, noun: str) -> in
         write_json(path, report.as_dict(), overwrite=True)
     for what, path in report.run_outputs.items():
         print(f"{what}: {path}")
+    said = words.summary(report)
     if report.ok:
-        print(f"{noun}: {report.summary()} Outputs in {job.out_dir}.")
+        print(f"{noun}: {said} Outputs in {job.out_dir}.")
         return 0
-    print(f"awdvd {command}: {report.summary()} Details: {job.out_dir / f'awdvd-{command}-report.json'}",
-          file=sys.stderr)
+    print(f"awdvd {command}: {said} Details: {job.out_dir / f'awdvd-{command}-report.json'}", file=sys.stderr)
     return 1
