@@ -204,3 +204,20 @@ def test_a_changed_tta_or_smoothing_redoes_no_finished_map_silently(tmp_path, ca
     assert main(argv + ["--tta", "2"]) == 1
     err = capsys.readouterr().err
     assert "--tta 1 (now 2)" in err and "--overwrite" in err
+
+
+def test_a_z_stack_is_refused_by_deconvolve_with_the_reason(tmp_path, capsys):
+    """Restoring a z-stack plane by plane with 2-D PSFs is physically wrong: one line says so and names 3-D
+    deconvolution; nothing is written for it."""
+    import numpy as np
+    import tifffile
+
+    from awdvd.cli import main
+
+    stack = np.random.default_rng(0).poisson(300, (3, 120, 130)).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "stack.tif", stack, photometric="minisblack")  # 3 planes, not RGB
+    assert main(["deconvolve", str(tmp_path / "stack.tif"), "-o", str(tmp_path / "out"), "--workers", "0",
+                 "--pixel-um", "0.65", "--na", "0.5", "--wavelength-um", "0.451", "--immersion-n", "1.0"]) == 1
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert "z-stack of shape (3, 120, 130)" in line and "3-D deconvolution" in line
+    assert not list((tmp_path / "out").glob("stack.awdvd.*"))

@@ -139,8 +139,10 @@ class _Recorder:
 def _read_plane(path: Path):
     image = read_image(path)
     if image.data.ndim != 2:
-        raise ValueError(f"{path.name} holds a stack of shape {tuple(image.data.shape)}; awdvd restores 2-D images: "
-                         "save the planes as separate files")
+        raise ValueError(f"{path.name} holds a z-stack of shape {tuple(image.data.shape)}: restoring it plane by plane "
+                         "with 2-D PSFs would be physically wrong (each plane's out-of-focus light comes from the "
+                         "others); a z-stack needs 3-D deconvolution (e.g. deconwolf), or save single planes as "
+                         "separate files")
     return image
 
 
