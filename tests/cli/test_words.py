@@ -219,5 +219,5 @@ def test_a_z_stack_is_refused_by_deconvolve_with_the_reason(tmp_path, capsys):
     assert main(["deconvolve", str(tmp_path / "stack.tif"), "-o", str(tmp_path / "out"), "--workers", "0",
                  "--pixel-um", "0.65", "--na", "0.5", "--wavelength-um", "0.451", "--immersion-n", "1.0"]) == 1
     (line,) = capsys.readouterr().err.strip().splitlines()
-    assert "z-stack of shape (3, 120, 130)" in line and "3-D deconvolution" in line
+    assert "stack of shape (3, 120, 130)" in line and "z-stack plane by plane" in line and "3-D deconvolution" in line
     assert not list((tmp_path / "out").glob("stack.awdvd.*"))

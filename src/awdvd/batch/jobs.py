@@ -136,13 +136,15 @@ class _Recorder:
                 self.messages.append(text)
 
 
-def _read_plane(path: Path):
+def _read_plane(path: Path, *, restore: bool):
     image = read_image(path)
     if image.data.ndim != 2:
-        raise ValueError(f"{path.name} holds a z-stack of shape {tuple(image.data.shape)}: restoring it plane by plane "
-                         "with 2-D PSFs would be physically wrong (each plane's out-of-focus light comes from the "
-                         "others); a z-stack needs 3-D deconvolution (e.g. deconwolf), or save single planes as "
-                         "separate files")
+        stack = f"{path.name} holds a stack of shape {tuple(image.data.shape)}"
+        if restore:
+            raise ValueError(f"{stack}: restoring a z-stack plane by plane with 2-D PSFs would be physically wrong "
+                             "(each plane's out-of-focus light comes from the others); it needs 3-D deconvolution "
+                             "(e.g. deconwolf), or save single planes as separate files")
+        raise ValueError(f"{stack}; awdvd predict maps 2-D images: save the planes as separate files")
     return image
 
 
@@ -329,7 +331,7 @@ class DeconvolveJob(_Job):
         with recorder.capture():
             source = input_record(path)  # before reading: a file changed meanwhile is redone next time
             model = self.model()
-            image = _read_plane(path)
+            image = _read_plane(path, restore=True)
             found = file_optics(path, model.optics, self.optics, strict=self.strict_optics)
             psfs = _psf_bank(restoration_optics(found.optics, model.optics), self.options.psf_size)
             large = should_tile(image.data.shape, max_px=self.max_px)
@@ -417,7 +419,7 @@ class PredictJob(_Job):
         with recorder.capture():
             source = input_record(path)  # before reading: a file changed meanwhile is redone next time
             model = self.model()
-            image = _read_plane(path)
+            image = _read_plane(path, restore=False)
             found = file_optics(path, model.optics, self.optics, strict=self.strict_optics)
             large = should_tile(image.data.shape, max_px=self.max_px)
             start = time.perf_counter()
