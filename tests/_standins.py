@@ -93,3 +93,21 @@ def tiny_exact_model(seed: int = 0, *, widths=(4, 4, 8, 8, 8, 8, 8), sharpness: 
                 module.running_var.uniform_(0.5, 2.0)
         network.head[-1].weight.mul_(sharpness)
     return DefocusModel(network, optics=Optics(), class_levels=list(range(11)) + [-1], normalization="image-range")
+
+
+def ome_xml(*, shape: tuple[int, int], pixel_um: float, na: float, emission_nm: float, n: float = 1.0) -> str:
+    """The OME-XML of one 2-D uint16 field recording its pixel size, objective NA, immersion index and emission
+    wavelength (what awdvd.io.read_ome_optics reads), for ``tifffile.imwrite(..., description=..., metadata=None)``."""
+    rows, cols = shape
+    return f"""<?xml version="1.0" encoding="UTF-8"?>
+<OME xmlns="http://www.openmicroscopy.org/Schemas/OME/2016-06">
+  <Instrument ID="Instrument:0"><Objective ID="Objective:0:0" LensNA="{na}"/></Instrument>
+  <Image ID="Image:0" Name="field">
+    <InstrumentRef ID="Instrument:0"/><ObjectiveSettings ID="Objective:0:0" RefractiveIndex="{n}"/>
+    <Pixels ID="Pixels:0" DimensionOrder="XYCZT" Type="uint16" SizeX="{cols}" SizeY="{rows}" SizeC="1" SizeZ="1"
+            SizeT="1" PhysicalSizeX="{pixel_um}" PhysicalSizeXUnit="um" PhysicalSizeY="{pixel_um}" PhysicalSizeYUnit="um">
+      <Channel ID="Channel:0:0" SamplesPerPixel="1" EmissionWavelength="{emission_nm}" EmissionWavelengthUnit="nm"/>
+      <TiffData/>
+    </Pixels>
+  </Image>
+</OME>"""

@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from _standins import tiny_delpnet_model
+from _standins import ome_xml, tiny_delpnet_model
 
 from awdvd.cli import main
 from awdvd.io import read_image, write_tiff
@@ -325,18 +325,6 @@ def test_a_rerun_keeps_the_previous_report(workspace, tmp_path, capsys):
     assert len(reports) == 2 and "awdvd-deconvolve-report.json" in reports
 
 
-OME_FIELD = """<?xml version="1.0" encoding="UTF-8"?>
-<OME xmlns="http://www.openmicroscopy.org/Schemas/OME/2016-06">
-  <Instrument ID="Instrument:0"><Objective ID="Objective:0:0" LensNA="{na}"/></Instrument>
-  <Image ID="Image:0" Name="field">
-    <InstrumentRef ID="Instrument:0"/><ObjectiveSettings ID="Objective:0:0" RefractiveIndex="1.0"/>
-    <Pixels ID="Pixels:0" DimensionOrder="XYCZT" Type="uint16" SizeX="130" SizeY="100" SizeC="1" SizeZ="1"
-            SizeT="1" PhysicalSizeX="0.65" PhysicalSizeXUnit="um" PhysicalSizeY="0.65" PhysicalSizeYUnit="um">
-      <Channel ID="Channel:0:0" SamplesPerPixel="1" EmissionWavelength="{emission_nm}" EmissionWavelengthUnit="nm"/>
-      <TiffData/>
-    </Pixels>
-  </Image>
-</OME>"""
 
 
 @pytest.fixture
@@ -352,7 +340,7 @@ def plate(workspace, tmp_path):
         image = (rng.poisson(200, size=(100, 130)) + 96).astype(np.uint16)
         image[30:50, 40:70] += 3000
         tifffile.imwrite(folder / f"mcf-z-stacks-03212011_{well}_s1_w1.ome.tif", image,
-                         description=OME_FIELD.format(na=na, emission_nm=emission), metadata=None)
+                         description=ome_xml(shape=(100, 130), pixel_um=0.65, na=na, emission_nm=emission), metadata=None)
     return folder
 
 

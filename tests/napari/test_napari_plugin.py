@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _standins import ome_xml
 
 from awdvd.batch.file_optics import OpticsAssumedWarning
 from awdvd.io import read_image, write_ome_tiff, write_ome_zarr, write_tiff
@@ -87,18 +88,6 @@ def test_reader_sets_scale_from_pixel_size(tmp_path, pixels, kind):
     assert recorded == {"na": None, "n": None, "wavelength_um": None}
 
 
-OME_FIELD = """<?xml version="1.0" encoding="UTF-8"?>
-<OME xmlns="http://www.openmicroscopy.org/Schemas/OME/2016-06">
-  <Instrument ID="Instrument:0"><Objective ID="Objective:0:0" LensNA="0.75"/></Instrument>
-  <Image ID="Image:0" Name="field">
-    <InstrumentRef ID="Instrument:0"/><ObjectiveSettings ID="Objective:0:0" RefractiveIndex="1.0"/>
-    <Pixels ID="Pixels:0" DimensionOrder="XYCZT" Type="uint16" SizeX="128" SizeY="96" SizeC="1" SizeZ="1"
-            SizeT="1" PhysicalSizeX="0.325" PhysicalSizeXUnit="um" PhysicalSizeY="0.325" PhysicalSizeYUnit="um">
-      <Channel ID="Channel:0:0" SamplesPerPixel="1" EmissionWavelength="520" EmissionWavelengthUnit="nm"/>
-      <TiffData/>
-    </Pixels>
-  </Image>
-</OME>"""
 
 
 def test_reader_puts_the_files_optics_in_the_layer(tmp_path, pixels):
@@ -106,7 +95,8 @@ def test_reader_puts_the_files_optics_in_the_layer(tmp_path, pixels):
     import tifffile
 
     path = tmp_path / "field.ome.tif"
-    tifffile.imwrite(path, pixels, description=OME_FIELD, metadata=None)
+    description = ome_xml(shape=(96, 128), pixel_um=0.325, na=0.75, emission_nm=520)
+    tifffile.imwrite(path, pixels, description=description, metadata=None)
     [(_, kwargs, _)] = read_layers(str(path))
     assert kwargs["scale"] == pytest.approx((0.325, 0.325))
     assert layer_optics(kwargs["metadata"], kwargs["scale"]) == pytest.approx(
