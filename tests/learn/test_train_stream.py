@@ -87,7 +87,9 @@ def test_init_starts_from_a_trained_models_weights(sources, tmp_path):
         train_from_stream(sources, optics=OPTICS, recipe=TINY, seed=5, threads=1, checkpoint_path=checkpoint,
                           resume=True)
     with pytest.raises(ValueError, match="optics"):
-        train_from_stream(sources, optics=Optics(n_levels=4), recipe=TINY, threads=1, init=trained)
+        train_from_stream(sources, optics=Optics(na=0.4, n_levels=3), recipe=TINY, threads=1, init=trained)
+    with pytest.raises(ValueError, match="extended, not cut"):
+        train_from_stream(sources, optics=Optics(n_levels=2), recipe=TINY, threads=1, init=trained)
     wider = TINY.replace(network={**TINY.network, "widths": (8, 4, 8, 8, 8, 8, 8)})
     with pytest.raises(ValueError, match="init model is a delpnet"):
         train_from_stream(sources, optics=OPTICS, recipe=wider, threads=1, init=trained)
@@ -117,3 +119,64 @@ def test_cli_trains_from_images(tmp_path):
     record = load_model(tuned).info
     assert record["recipe"]["lr"] == 1e-4 and record["training"]["initialised_from"]["steps"] == 6
     assert main(["train", "--images", str(folder), "-o", str(tmp_path / "y.pt"), "--batch-size", "8"]) == 1
+
+
+def test_deep_range_recipe_fields_round_trip_and_check():
+    recipe = TINY.replace(procedural_scale=(0.6, 2.5), object_scale_copies=1, object_scale=(0.5, 0.9))
+    assert StreamRecipe.from_dict(recipe.to_dict()) == recipe
+    assert StreamRecipe.from_dict({**recipe.to_dict(), "object_scale": [0.5, 0.9]}).object_scale == (0.5, 0.9)
+    with pytest.raises(ValueError, match="object_scale"):
+        TINY.replace(object_scale=(0.5, 1.5))  # upsampling a real field would blur it
+    with pytest.raises(ValueError, match="procedural_scale"):
+        TINY.replace(procedural_scale=(2.0, 1.0))
+    with pytest.raises(ValueError, match="object_scale_copies"):
+        TINY.replace(object_scale_copies=-1)
+
+
+def test_procedural_scale_makes_larger_nuclei_and_keeps_the_default_fields():
+    from awdvd.learn.train_stream import procedural_sources
+
+    default = procedural_sources(1, seed=4, shape=(128, 128))[0]
+    assert np.array_equal(default, procedural_sources(1, seed=4, shape=(128, 128), scale=(1.0, 1.0))[0])
+    small = procedural_sources(2, seed=4, shape=(160, 160), scale=(0.6, 0.6))
+    large = procedural_sources(2, seed=4, shape=(160, 160), scale=(2.5, 2.5))
+
+    def mean_object_px(fields):  # area above the half maximum per connected object
+        from scipy import ndimage
+        sizes = []
+        for f in fields:
+            mask = f - f.min() > 0.5 * (f.max() - f.min()) * 0.3
+            labels, n = ndimage.label(mask)
+            sizes += list(np.bincount(labels.ravel())[1:])
+        return np.median(sizes)
+
+    assert mean_object_px(large) > 4 * mean_object_px(small)
+
+
+def test_sources_of_other_optics_are_trained_on_the_models_grid(sources):
+    other = Optics(wavelength_um=0.46, na=0.45, n=1.0, pixel_um=0.645, n_levels=3)
+    big = [np.pad(s, 20, mode="reflect") for s in sources]  # 140 x 160 px: 122 x 140 on the model's grid
+    model, _ = train_from_stream(big, optics=OPTICS, recipe=TINY.replace(object_scale_copies=1), seed=0, threads=1,
+                                 source_optics=[other, None])
+    assert model.info["data"]["source_optics"] == [other.to_dict(), None]
+    with pytest.raises(ValueError, match="smaller than a 84 px window"):
+        train_from_stream(sources, optics=OPTICS, recipe=TINY, seed=0, threads=1,
+                          source_optics=[Optics(pixel_um=0.3, n_levels=3), None])
+
+
+def test_init_with_fewer_levels_extends_the_range(sources):
+    from awdvd.learn.train import extend_head
+
+    short, _ = train_from_stream(sources, optics=OPTICS, recipe=TINY, seed=0, threads=1)
+    deep = OPTICS.replace(n_levels=5)
+    extended = extend_head(short, deep, [0, 1, 2, 3, 4, -1])
+    x = np.random.default_rng(0).random((6, 84, 84)).astype(np.float32)
+    old, new = short.predict_logits_normalized(x), extended.predict_logits_normalized(x)
+    # levels 0-2 and bg keep their outputs; levels 3 and 4 start as level 2
+    assert np.allclose(new[:, [0, 1, 2, 5]], old, atol=1e-5)
+    assert np.allclose(new[:, 3], old[:, 2], atol=1e-5) and np.allclose(new[:, 4], old[:, 2], atol=1e-5)
+    model, _ = train_from_stream(sources, optics=deep, recipe=TINY, seed=1, threads=1, init=short)
+    assert list(model.class_levels) == [0, 1, 2, 3, 4, -1]
+    assert model.info["training"]["initialised_from"]["weights_fingerprint"]
+    with pytest.raises(ValueError, match="other optics"):
+        train_from_stream(sources, optics=deep.replace(na=0.4), recipe=TINY, seed=1, threads=1, init=short)

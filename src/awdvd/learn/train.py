@@ -22,6 +22,7 @@ checkpoint gives the same result as an uninterrupted one. On CUDA, cuDNN's kerne
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import time
 from dataclasses import dataclass
@@ -32,7 +33,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .._device import resolve_device
-from ..data.patches import PatchSet, fingerprint
+from ..data.patches import BACKGROUND, PatchSet, fingerprint
 from ..physics.optics import Optics
 from .checkpoints import CHECKPOINT_FORMAT, TrainingState, clone_state, resume_from_checkpoint, save_checkpoint
 from .evaluate import check_compatible, evaluate_model
@@ -62,6 +63,7 @@ __all__ = [
     "dihedral",
     "recalibrate_batchnorm",
     "initialise_from",
+    "extend_head",
     "CHECKPOINT_FORMAT",
     "CURVE_COLUMNS",
     # re-exported from awdvd.learn.recipes
@@ -273,6 +275,27 @@ def initialise_from(network, init: DefocusModel, architecture: str, config, clas
     return {"weights_fingerprint": digest.hexdigest()[:20], "data_fingerprint": training.get("data_fingerprint"),
             "epochs": training.get("epochs"), "steps": training.get("steps"),
             "recipe": (init.info.get("recipe") or {}).get("name")}
+
+
+def extend_head(init: DefocusModel, optics, class_levels) -> DefocusModel:
+    """``init`` with its output layer extended to ``class_levels`` of ``optics`` (more levels, same step): every
+    layer's weights as they are, each class's output row copied from the same level's, a deeper level's from the
+    deepest level ``init`` has (and bg's from bg). A start for training a model over a longer range."""
+
+    import torch
+
+    old = [int(v) for v in init.class_levels]
+    deepest = max(v for v in old if v != BACKGROUND)
+    rows = [old.index(BACKGROUND if level == BACKGROUND else min(int(level), deepest)) for level in class_levels]
+    config = dataclasses.replace(init.config, n_classes=len(class_levels))
+    network = build_network(init.architecture, config)
+    state = {k: v.detach().cpu().clone() for k, v in init.network.state_dict().items()}
+    for key, value in network.state_dict().items():
+        if state[key].shape != value.shape:  # the output layer: (classes, features) and (classes,)
+            state[key] = state[key][rows].clone()
+    network.load_state_dict(state)
+    return DefocusModel(network, optics=optics, class_levels=list(class_levels), patch_px=init.patch_px,
+                        info=init.info, normalization=init.normalization)
 
 
 # --------------------------------------------------------------------------------------------- training

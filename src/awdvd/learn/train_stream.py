@@ -21,13 +21,14 @@ from .._config import FrozenConfig
 from ..data.datasets import load_in_focus_images
 from ..data.patches import BACKGROUND
 from ..data.synth import synthetic_nuclei
+from ..data.training_sources import object_scale_copies, sources_on_model_grid
 from ..data.training_stream import CameraRange, TrainingStream
 from ..io import atomic_path, write_csv, write_json
 from ..physics.optics import Optics
 from ..plots import stream_curves
 from .model import DefocusModel, build_network, network_config
 from .model_files import load_model
-from .train import initialise_from
+from .train import extend_head, initialise_from
 from .train_files import check_outputs, output_paths
 
 __all__ = ["StreamRecipe", "STREAM_RECIPES", "LEAN_DELPNET", "train_from_stream", "train_stream_to_file",
@@ -55,7 +56,10 @@ class StreamRecipe(FrozenConfig):
     between predicted and true class: |level difference|, ``bg_distance`` between a level and bg).
     network : DelpNet config fields (default :data:`LEAN_DELPNET`).
     procedural : procedural nuclei fields mixed with the real sources; real_weight : probability that a window
-    comes from a real source. cameras : the randomized camera. bg_sigmas : background rule threshold.
+    comes from a real source. procedural_scale : (low, high) range of a log-uniform factor on each procedural
+    field's nucleus diameters (the object scales other objectives record on the model's grid).
+    object_scale_copies : copies of each real source downsampled by a log-uniform factor in ``object_scale``
+    (:func:`awdvd.data.training_sources.object_scale_copies`), sharing the real sources' weight. cameras : the randomized camera. bg_sigmas : background rule threshold.
     val_every : steps between validations (and checkpoints); val_windows : size of the fixed validation set.
     """
 
@@ -71,6 +75,9 @@ class StreamRecipe(FrozenConfig):
     network: dict = field(default_factory=lambda: dict(LEAN_DELPNET))
     procedural: int = 16
     real_weight: float = 0.6
+    procedural_scale: tuple = (1.0, 1.0)
+    object_scale_copies: int = 0
+    object_scale: tuple = (0.55, 1.0)
     cameras: CameraRange = field(default_factory=CameraRange)
     bg_sigmas: float = 4.0
     val_every: int = 250
@@ -91,6 +98,14 @@ class StreamRecipe(FrozenConfig):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
                 raise ValueError(f"StreamRecipe.{name} must be in [{low}, {high}], got {value!r}")
+        for name, (low, high) in (("procedural_scale", (0.1, 10.0)), ("object_scale", (0.05, 1.0))):
+            value = tuple(float(v) for v in getattr(self, name))
+            if len(value) != 2 or not low <= value[0] <= value[1] <= high:
+                raise ValueError(f"StreamRecipe.{name} must be (low, high) within [{low}, {high}], got {value!r}")
+            object.__setattr__(self, name, value)
+        if isinstance(self.object_scale_copies, bool) or not isinstance(self.object_scale_copies, int) \
+                or self.object_scale_copies < 0:
+            raise ValueError(f"StreamRecipe.object_scale_copies must be an integer >= 0, got {self.object_scale_copies!r}")
         if isinstance(self.cameras, dict):
             object.__setattr__(self, "cameras", CameraRange.from_dict(self.cameras))
         object.__setattr__(self, "network", {k: tuple(v) if isinstance(v, list) else v for k, v in
@@ -107,10 +122,13 @@ STREAM_RECIPES = {"stream": StreamRecipe(),
                   "smoke": StreamRecipe(name="smoke", steps=6, batch_size=32, procedural=1, val_every=3, val_windows=64)}
 
 
-def procedural_sources(n: int, *, seed=1, shape: tuple[int, int] = (520, 696)) -> list[np.ndarray]:
+def procedural_sources(n: int, *, seed=1, shape: tuple[int, int] = (520, 696),
+                       scale: tuple[float, float] = (1.0, 1.0)) -> list[np.ndarray]:
     """``n`` procedural in-focus fields of nuclei (:func:`awdvd.data.synth.synthetic_nuclei`) with field-to-field
     variety: density 0.3-2.5 x BBBC006's, nucleus diameters from 9-16 px up to 1.5-2.2 x that, brightness
-    200-600 ADU up to 2-5 x that, background 100-140 ADU (raw units of a camera with offset 96)."""
+    200-600 ADU up to 2-5 x that, background 100-140 ADU (raw units of a camera with offset 96). ``scale``: a
+    further log-uniform factor per field on the diameters (the density falls with its square); (1, 1) draws
+    nothing, so the fields are those of earlier versions."""
 
     fields = []
     for index in range(n):
@@ -119,6 +137,9 @@ def procedural_sources(n: int, *, seed=1, shape: tuple[int, int] = (520, 696)) -
         count = int(round(shape[0] * shape[1] / 4000 * density))
         low = rng.uniform(200, 600)
         small = rng.uniform(9, 16)
+        if scale != (1.0, 1.0):
+            factor = float(np.exp(rng.uniform(math.log(scale[0]), math.log(scale[1]))))
+            small, count = small * factor, max(1, int(round(count / factor**2)))
         fields.append(synthetic_nuclei(shape, n_nuclei=count, diameter_px=(small, small * rng.uniform(1.5, 2.2)),
                                        background_adu=rng.uniform(100, 140), brightness_adu=(low, low * rng.uniform(2, 5)),
                                        seed=rng))
@@ -160,6 +181,7 @@ def train_from_stream(
     source_offset_adu: float = 96.0,
     source_gain_adu_per_e: float = 0.33,
     init=None,
+    source_optics: Sequence[Optics | None] | None = None,
 ):
     """Train DelpNet (``recipe.network``) on a :class:`TrainingStream` of ``sources`` (+ procedural fields).
 
@@ -175,8 +197,11 @@ def train_from_stream(
     source_offset_adu, source_gain_adu_per_e : the camera of ``sources`` (:class:`~awdvd.data.training_stream.TrainingStream`).
     init : a stream-trained :class:`~awdvd.learn.model.DefocusModel` (same network, optics, classes and window size)
         whose weights replace the random initial ones: to train it on, e.g. for more steps at a lower ``lr``,
-        or with more sources. Recorded in the model (``info["training"]["initialised_from"]``). Give another
+        or with more sources. A model of the same optics with fewer levels extends its range: its weights, with
+        each new level's output starting as its deepest level's (:func:`extend_head`). Recorded in the model (``info["training"]["initialised_from"]``). Give another
         ``seed`` than its run's for fresh batches.
+    source_optics : the optics each source was recorded with (None: the model's): every source is resampled to
+        the model's grid (:func:`awdvd.data.training_sources.sources_on_model_grid`) and recorded as such.
 
     Returns
     -------
@@ -194,7 +219,14 @@ def train_from_stream(
         raise ValueError(f"{len(names)} source names for {len(sources)} sources")
     if threads is not None:
         torch.set_num_threads(int(threads))
-    procedural = procedural_sources(recipe.procedural, seed=[seed, 1])
+    if source_optics is not None:
+        sources = sources_on_model_grid(sources, source_optics, optics, min_px=patch_px)
+    originals = sources
+    if recipe.object_scale_copies:
+        copies, _ = object_scale_copies(sources, recipe.object_scale, copies=recipe.object_scale_copies,
+                                        seed=[seed, 5], min_px=patch_px)
+        sources = sources + copies
+    procedural = procedural_sources(recipe.procedural, seed=[seed, 1], scale=recipe.procedural_scale)
     n_real = len(sources)
     weights = [recipe.real_weight / max(1, n_real)] * n_real
     weights += [(1 - recipe.real_weight if n_real else 1.0) / max(1, recipe.procedural)] * recipe.procedural
@@ -202,7 +234,8 @@ def train_from_stream(
     stream = TrainingStream(sources + procedural, optics=optics, cameras=recipe.cameras, patch_px=patch_px,
                             source_weights=weights, bg_sigmas=recipe.bg_sigmas, seed=[seed, 2],
                             batch_size=recipe.batch_size, **camera)
-    val_stream = TrainingStream(sources + procedural_sources(4, seed=[seed, 3]), optics=optics,
+    val_stream = TrainingStream(originals + procedural_sources(4, seed=[seed, 3], scale=recipe.procedural_scale),
+                                optics=optics,
                                 cameras=recipe.cameras, patch_px=patch_px, bg_sigmas=recipe.bg_sigmas,
                                 seed=[seed, 4], **camera)
     xv, yv = val_stream.batch(recipe.val_windows)
@@ -225,7 +258,9 @@ def train_from_stream(
     y_val = torch.from_numpy(to_index(yv))
 
     identity = {"recipe": recipe.to_dict(), "seed": seed, "sources": names, "optics": optics.to_dict(), **camera,
-                "init": None if init_info is None else init_info["weights_fingerprint"]}
+                "init": None if init_info is None else init_info["weights_fingerprint"],
+                "source_optics": None if source_optics is None else
+                [None if o is None else o.to_dict() for o in source_optics]}
     history: list[dict] = []
     best = {"accuracy": -1.0, "state": None, "step": 0}
     step, elapsed = 0, 0.0
@@ -291,7 +326,8 @@ def train_from_stream(
                          "cpu_seconds": history[-1]["cpu_seconds"] if history else 0,
                          "torch_version": torch.__version__, "threads": torch.get_num_threads(),
                          "initialised_from": init_info, "history": history},
-            "data": {"sources": names, "procedural_fields": recipe.procedural, **camera}}
+            "data": {"sources": names, "procedural_fields": recipe.procedural, **camera,
+                     "source_optics": identity["source_optics"]}}
     model = DefocusModel(network, optics=optics, class_levels=class_levels, patch_px=patch_px, info=info,
                          normalization="image-range")
     return model, history
@@ -305,8 +341,13 @@ def _initialise(network, init, config, class_levels, optics: Optics, patch_px: i
         if init.normalization != "image-range":
             raise ValueError(f"init model normalises windows by {init.normalization!r}; the stream trains "
                              "'image-range' models (train it on with its own DATASET recipe instead)")
-        if init.optics.to_dict() != optics.to_dict() or init.patch_px != patch_px:
+        if init.optics.replace(n_levels=optics.n_levels).to_dict() != optics.to_dict() or init.patch_px != patch_px:
             raise ValueError("init model was trained for other optics or another window size than this run's")
+        if init.optics.n_levels > optics.n_levels:
+            raise ValueError(f"init model has {init.optics.n_levels} levels, this run {optics.n_levels}: a model's "
+                             "range can be extended, not cut")
+        if init.optics.n_levels < optics.n_levels:
+            init = extend_head(init, optics, class_levels)
     return initialise_from(network, init, "delpnet", config, class_levels)
 
 
