@@ -69,6 +69,7 @@ from ..restore.pipeline import defocus_map, restore_image
 from ..restore.rl import to_input_dtype
 from ..restore.tiling import DEFAULT_TILE_PX, should_tile
 from ..restore.windows import DefocusMap
+from .dtype_writer import DtypeWriter
 from .file_optics import OPTICS_FIELDS, file_optics
 from .reruns import input_record
 
@@ -216,33 +217,6 @@ class _Job:
 
 
 # --------------------------------------------------------------------------------------------- deconvolve
-class _DtypeWriter:
-    """An output array's stand-in that converts float32 tiles to ``dtype`` as they are written (rounding and
-    clipping are per pixel, so tile by tile equals whole) and counts the clipped pixels. Over a resumable
-    output (:class:`awdvd.io.resumable.ResumableArray`) it passes the journal on, with each tile's clipped count, so
-    that a resumed run counts the tiles it kept."""
-
-    def __init__(self, target, dtype):
-        self.target, self.dtype, self._last = target, np.dtype(dtype), 0
-        self.shape = tuple(target.shape)
-        tiles = target.part.tiles if hasattr(target, "part") else {}
-        self.resumed_tiles = len(tiles)
-        self.clipped = sum(int(info.get("clipped", 0)) for info in tiles.values())
-        if hasattr(target, "tile_done"):
-            self.tile_done = target.tile_done
-
-    def __setitem__(self, index, value):
-        converted, clipped = to_input_dtype(value, self.dtype)
-        self.clipped += clipped
-        self._last = clipped
-        self.target[index] = converted
-
-    def mark_tile(self, core) -> None:
-        """The tile just written is complete (awdvd.restore.tiling.tiled_map calls this after each tile)."""
-        if hasattr(self.target, "mark_tile"):
-            self.target.mark_tile(core, clipped=int(self._last))
-
-
 @dataclass(frozen=True)
 class DeconvolveJob(_Job):
     """AWDVD of one image file: defocus map, depth-variant RL, blend (:func:`awdvd.restore.pipeline.restore_image` with
@@ -363,7 +337,7 @@ class DeconvolveJob(_Job):
                 with open_image_output(target, format=fmt, shape=image.data.shape, dtype=out_dtype, pixel_um=pixel_um,
                                        chunks=self.tile_px, overwrite=True, description=description,
                                        resume_key=key) as out:
-                    writer = _DtypeWriter(out, out.dtype)
+                    writer = DtypeWriter(out, out.dtype)
                     dmap, map_s = self._tiled_map(image.data, out.part, found.optics, client=client,
                                                   progress=progress)
                     result = restore_image(image.data, self.model, self.options, dmap=dmap, out=writer, client=client,
