@@ -95,18 +95,25 @@ def tiny_exact_model(seed: int = 0, *, widths=(4, 4, 8, 8, 8, 8, 8), sharpness: 
     return DefocusModel(network, optics=Optics(), class_levels=list(range(11)) + [-1], normalization="image-range")
 
 
-def ome_xml(*, shape: tuple[int, int], pixel_um: float, na: float, emission_nm: float, n: float = 1.0) -> str:
+def ome_xml(*, shape: tuple[int, int], pixel_um: float, na: float, emission_nm: float | None, n: float = 1.0,
+            channels: list[tuple[str, float | None]] | None = None) -> str:
     """The OME-XML of one 2-D uint16 field recording its pixel size, objective NA, immersion index and emission
-    wavelength (what awdvd.io.read_ome_optics reads), for ``tifffile.imwrite(..., description=..., metadata=None)``."""
+    wavelength (what awdvd.io.read_ome_optics reads), for ``tifffile.imwrite(..., description=..., metadata=None)``.
+    ``channels``: (name, emission nm or None) of each channel of a (C, H, W) field instead of one channel."""
     rows, cols = shape
+    channels = [(None, emission_nm)] if channels is None else channels
+    elements = "".join(
+        f'<Channel ID="Channel:0:{i}" SamplesPerPixel="1"' + (f' Name="{name}"' if name else "")
+        + (f' EmissionWavelength="{nm}" EmissionWavelengthUnit="nm"' if nm is not None else "") + "/>"
+        for i, (name, nm) in enumerate(channels))
     return f"""<?xml version="1.0" encoding="UTF-8"?>
 <OME xmlns="http://www.openmicroscopy.org/Schemas/OME/2016-06">
   <Instrument ID="Instrument:0"><Objective ID="Objective:0:0" LensNA="{na}"/></Instrument>
   <Image ID="Image:0" Name="field">
     <InstrumentRef ID="Instrument:0"/><ObjectiveSettings ID="Objective:0:0" RefractiveIndex="{n}"/>
-    <Pixels ID="Pixels:0" DimensionOrder="XYCZT" Type="uint16" SizeX="{cols}" SizeY="{rows}" SizeC="1" SizeZ="1"
+    <Pixels ID="Pixels:0" DimensionOrder="XYCZT" Type="uint16" SizeX="{cols}" SizeY="{rows}" SizeC="{len(channels)}" SizeZ="1"
             SizeT="1" PhysicalSizeX="{pixel_um}" PhysicalSizeXUnit="um" PhysicalSizeY="{pixel_um}" PhysicalSizeYUnit="um">
-      <Channel ID="Channel:0:0" SamplesPerPixel="1" EmissionWavelength="{emission_nm}" EmissionWavelengthUnit="nm"/>
+      {elements}
       <TiffData/>
     </Pixels>
   </Image>

@@ -24,6 +24,7 @@ _LAZY = {
     "deconvolve": "restore.pipeline",
     "AWDVDOptions": "restore.options",
     "defocus_map": "restore.pipeline",
+    "restore_channels": "restore.channels",
     "DefocusMap": "restore.windows",
     "read_image": "io",
     "write_tiff": "io",

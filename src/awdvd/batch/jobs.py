@@ -69,6 +69,8 @@ from ..restore.pipeline import defocus_map, restore_image
 from ..restore.rl import to_input_dtype
 from ..restore.tiling import DEFAULT_TILE_PX, should_tile
 from ..restore.windows import DefocusMap
+from ..io.channels import channel_count
+from .channel_files import restore_channel_file
 from .dtype_writer import DtypeWriter
 from .file_optics import OPTICS_FIELDS, file_optics
 from .reruns import input_record
@@ -225,10 +227,15 @@ class DeconvolveJob(_Job):
     dtype : "float32" or "input" (rounded and clipped to the input's type; clipped pixels are counted).
     output_format : "auto" (TIFF, or OME-Zarr for large images), "tiff", "ome-tiff" or "ome-zarr".
     tile_px, max_px : images of more than ``max_px`` pixels are processed in ``tile_px`` tiles.
+    map_channel, channels : for files with several channels (:mod:`awdvd.batch.channel_files`, written as
+        ``STEM.awdvd.ome.tif``): the channel the map is made from and those restored (names or indices; None:
+        a nuclear stain's, and all).
     """
 
     dtype: str = "float32"
     output_format: str = "auto"
+    map_channel: str | None = None
+    channels: str | None = None
 
     def __post_init__(self):
         super().__post_init__()
@@ -243,6 +250,8 @@ class DeconvolveJob(_Job):
         return "ome-zarr" if large else "tiff"
 
     def image_output(self, path: Path, *, large: bool | None = None) -> Path:
+        if _channels_in(path) > 1:
+            return self.out_dir / f"{self._stem(path)}{_IMAGE_SUFFIX['ome-tiff']}"
         large = self.is_large(path) if large is None else large
         return self.out_dir / f"{self._stem(path)}{_IMAGE_SUFFIX[self.format_for(large)]}"
 
@@ -256,7 +265,7 @@ class DeconvolveJob(_Job):
     def settings(self) -> dict:
         return {"options": self.options.to_dict(),
                 "job": {"model": self.model.describe(), "dtype": self.dtype, "format": self.output_format,
-                        "optics": self.optics}}
+                        "optics": self.optics, "map_channel": self.map_channel, "channels": self.channels}}
 
     def _resume_key(self, source: dict, shape, fmt: str, dtype) -> str:
         """What a tiled restoration's pixels depend on, hashed: a resumable part made for anything else (another
@@ -305,6 +314,8 @@ class DeconvolveJob(_Job):
         with recorder.capture():
             source = input_record(path)  # before reading: a file changed meanwhile is redone next time
             model = self.model()
+            if _channels_in(path) > 1:
+                return self._channels(path, model, source, recorder, start)
             image = _read_plane(path, restore=True)
             found = file_optics(path, model.optics, self.optics, strict=self.strict_optics)
             psfs = _psf_bank(restoration_optics(found.optics, model.optics), self.options.psf_size)
@@ -362,6 +373,21 @@ class DeconvolveJob(_Job):
         write_json(self.sidecar(path), meta, overwrite=True)  # last: its presence says the file is done
         return {"output": str(target), "large": large, "clipped_pixels": clipped, "warnings": recorder.messages,
                 "levels_used": meta["levels_used"], "timings_s": meta["timings_s"], "loads": _load_counts()}
+
+
+    def _channels(self, path: Path, model, source: dict, recorder: _Recorder, start: float) -> dict:
+        with recorder.capture():
+            done = restore_channel_file(self, path, model, self.image_output(path), source=source, start=start,
+                                        messages=recorder.messages)
+        return {**done, "loads": _load_counts()}
+
+
+def _channels_in(path: Path) -> int:
+    """How many channels ``path`` holds (1 when that cannot be read: the job then says what is wrong)."""
+    try:
+        return channel_count(path)
+    except Exception:
+        return 1
 
 
 # --------------------------------------------------------------------------------------------- predict

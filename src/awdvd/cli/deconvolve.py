@@ -73,6 +73,14 @@ def register(subparsers) -> None:
     parser.add_argument("--format", choices=FORMATS, default="auto",
                         help="restored image format: auto (default: TIFF, OME-Zarr for images processed in tiles), "
                              "tiff (ImageJ TIFF), ome-tiff (.ome.tif) or ome-zarr (.ome.zarr folder)")
+    channels = parser.add_argument_group("multi-channel files (OME-TIFF, ImageJ hyperstacks, OME-Zarr with a channel axis)")
+    channels.add_argument("--map-channel", metavar="NAME|INDEX", default=None,
+                          help="the channel the depth map is made from, once per field (default: a channel named like "
+                               "a nuclear stain, DAPI or Hoechst, else the first); every restored channel uses it "
+                               "with the PSFs of its own emission wavelength. Written as STEM.awdvd.ome.tif with the "
+                               "channels' names")
+    channels.add_argument("--channels", metavar="LIST", default=None,
+                          help="the channels to restore, names or indices separated by commas (default: all)")
     add_batch_arguments(parser)
     add_model_arguments(parser)
     parser.set_defaults(func=run, on_interrupt=interrupted)
@@ -85,5 +93,6 @@ def run(args: argparse.Namespace) -> int:
                            tta=args.tta, smoothing_px=args.smoothing)
     job = DeconvolveJob(out_dir=args.output, model=model_file_from_args(args), options=options, dtype=args.dtype,
                         output_format=args.format, tile_px=args.tile_px, max_px=args.max_whole_px,
-                        strict_optics=args.strict_optics, optics=image_optics_from_args(args))
+                        strict_optics=args.strict_optics, optics=image_optics_from_args(args),
+                        map_channel=args.map_channel, channels=args.channels)
     return run_and_report("deconvolve", args, job, "restored")

@@ -303,6 +303,10 @@ def image_stem(path: str | os.PathLike) -> str:
     return Path(name).stem
 
 
+_CHANNELS_HINT = ("awdvd deconvolve restores every channel from one map (--map-channel, --channels); "
+                  "elsewhere give a single fluorescence channel")
+
+
 def _is_large(shape: tuple[int, ...], lazy: bool | None) -> bool:
     return bool(lazy) if lazy is not None else math.prod(shape) > LARGEST_IMAGE_IN_MEMORY_PX
 
@@ -318,8 +322,7 @@ def _read_tiff(path: Path, lazy: bool | None):
                                                                     and shape[-1] == page.samplesperpixel)
         axes = str(getattr(series, "axes", ""))
         if "C" in axes and shape[axes.index("C")] > 1:
-            raise ImageReadError(f"{path} has {shape[axes.index('C')]} channels; awdvd needs a single fluorescence "
-                                 "channel (split channels first)")
+            raise ImageReadError(f"{path} has {shape[axes.index('C')]} channels; {_CHANNELS_HINT}")
         check_pixels(path, tuple(s for s in shape if s != 1) if len(shape) > 2 else shape, series.dtype,
                      colour=colour)
         if not _is_large(shape, lazy):
@@ -358,11 +361,11 @@ def _ngff_pixel_um(multiscale: dict, dataset: dict, axis_names: list[str]) -> fl
     return value if math.isfinite(value) and value > 0 else None
 
 
-def read_zarr(path: Path, lazy: bool | None):
+def read_zarr(path: Path, lazy: bool | None, *, channels: bool = False):
     """(data, pixel_um, metadata) of an OME-Zarr folder or a bare zarr array: the full-resolution array with
     singleton axes kept (lazy as for :func:`read_image`), the x axis' pixel size (um) or None, and what the
     metadata says (format, version, axes). ImageReadError for a group without OME-Zarr metadata, or for several
-    channels or time points."""
+    channels (unless ``channels``: :func:`awdvd.io.channels.read_channels`) or time points."""
     import zarr
 
     node = zarr.open(str(path), mode="r")
@@ -385,13 +388,14 @@ def read_zarr(path: Path, lazy: bool | None):
         if len(axis_names) != array.ndim:
             raise ImageReadError(f"{path}: {len(axis_names)} axes named for a {array.ndim}-D array")
         pixel_um = _ngff_pixel_um(multiscale, dataset, axis_names)
-        metadata.update(format="ome-zarr", ome_version=ome.get("version", multiscale.get("version")), axes=axis_names)
+        metadata.update(format="ome-zarr", ome_version=ome.get("version", multiscale.get("version")), axes=axis_names,
+                        omero=ome.get("omero"))
     else:  # a bare zarr array: pixels, nothing else
         array = node
         axis_names = list("tczyx")[-array.ndim :] if array.ndim <= 5 else [f"dim{i}" for i in range(array.ndim)]
     for name, size in zip(axis_names, array.shape):
-        if name == "c" and size > 1:
-            raise ImageReadError(f"{path} has {size} channels; awdvd needs a single fluorescence channel (split channels first)")
+        if name == "c" and size > 1 and not channels:
+            raise ImageReadError(f"{path} has {size} channels; {_CHANNELS_HINT}")
         if name == "t" and size > 1:
             raise ImageReadError(f"{path} has {size} time points; awdvd reads one 2-D image or (Z, H, W) stack")
     if _is_large(array.shape, lazy):

@@ -1,0 +1,150 @@
+"""Multi-channel images: reading a (C, H, W) field with its channels' names and emission wavelengths, and writing
+one back with them.
+
+Readers: OME-TIFF and ImageJ hyperstack TIFF (a ``C`` axis in tifffile's series axes), OME-Zarr (a ``c`` axis;
+names from the ``omero`` channel labels). Every axis but C, Y and X must be a singleton here: time-lapses and
+stacks of several channels are refused with the reason. Names come from OME-XML ``Channel/@Name``, the
+``omero`` labels or ImageJ's ``Labels``, else "0", "1", ...; emission wavelengths from OME-XML
+``Channel/@EmissionWavelength`` (None where absent).
+"""
+
+from __future__ import annotations
+
+import os
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import tifffile
+
+from .images import ImageReadError, check_pixel_um, check_readable, is_image_folder, open_tiff, read_zarr, \
+    tiff_pixel_um
+from .optics_metadata import UNIT_TO_UM, read_ome_optics
+from .writers import atomic_path, software
+
+__all__ = ["ChannelImage", "channel_count", "read_channels", "write_channels"]
+
+
+@dataclass
+class ChannelImage:
+    """data : (C, H, W) as stored. names : one per channel. emission_um : one per channel (None: not recorded).
+    pixel_um : the file's pixel size or None. optics : what :func:`awdvd.io.read_ome_optics` reads."""
+
+    data: np.ndarray
+    path: Path
+    names: list[str]
+    emission_um: list[float | None]
+    pixel_um: float | None = None
+    optics: dict = field(default_factory=dict)
+
+
+def _tiff_axes(path: Path) -> tuple[str, tuple[int, ...]]:
+    with open_tiff(path) as (tif, _):
+        series = tif.series[0]
+        return str(getattr(series, "axes", "")), tuple(series.shape)
+
+
+def channel_count(path: str | os.PathLike) -> int:
+    """The number of channels ``path`` holds (1 for files without a channel axis, and for formats without one)."""
+    path = Path(path)
+    if is_image_folder(path):
+        data, _, metadata = read_zarr(path, True, channels=True)
+        axes = metadata.get("axes") or []
+        return int(data.shape[axes.index("c")]) if "c" in axes else 1
+    if path.suffix.lower() not in (".tif", ".tiff"):
+        return 1
+    axes, shape = _tiff_axes(path)
+    return int(shape[axes.index("C")]) if "C" in axes else 1
+
+
+def _ome_channels(text: str) -> tuple[list[str | None], list[float | None]]:
+    root = ET.fromstring(text)
+    image = next((e for e in root.iter() if e.tag.rsplit("}", 1)[-1] == "Image"), None)
+    channels = [] if image is None else [e for e in image.iter() if e.tag.rsplit("}", 1)[-1] == "Channel"]
+    names, emission = [], []
+    for channel in channels:
+        names.append(channel.get("Name"))
+        value, unit = channel.get("EmissionWavelength"), channel.get("EmissionWavelengthUnit", "nm")
+        try:
+            um = float(value) * UNIT_TO_UM[unit] if value is not None and unit in UNIT_TO_UM else None
+        except ValueError:
+            um = None
+        emission.append(um if um is not None and np.isfinite(um) and um > 0 else None)
+    return names, emission
+
+
+def _channels_first(data: np.ndarray, axes: str, path: Path) -> np.ndarray:
+    axes = axes.upper()
+    for name, size in zip(axes, data.shape):
+        if name not in "CYX" and size > 1:
+            what = {"T": "time points", "Z": "planes", "S": "samples (colour)"}.get(name, f"{name} entries")
+            raise ImageReadError(f"{path.name} has {size} {what} besides its channels; awdvd restores one 2-D "
+                                 "plane per channel (save each time point or plane as its own file)")
+    keep = [i for i, name in enumerate(axes) if name in "CYX"]
+    squeezed = data.reshape([data.shape[i] for i in keep])
+    order = [axes[i] for i in keep]
+    return np.moveaxis(squeezed, order.index("C"), 0) if "C" in order else squeezed[None]
+
+
+def read_channels(path: str | os.PathLike) -> ChannelImage:
+    """Read a multi-channel field as (C, H, W) with its channels' names and emission wavelengths.
+
+    Raises
+    ------
+    ImageReadError : not a TIFF or OME-Zarr, or axes besides C, Y and X that are not singletons.
+    """
+    path = Path(path)
+    check_readable(path)
+    if is_image_folder(path):
+        data, pixel_um, metadata = read_zarr(path, False, channels=True)
+        axes = "".join(metadata.get("axes") or "tczyx"[-np.ndim(data):])
+        data = _channels_first(np.asarray(data), axes, path)
+        labels = [c.get("label") for c in (metadata.get("omero") or {}).get("channels", [])]
+        names, emission = labels, []
+    elif path.suffix.lower() in (".tif", ".tiff"):
+        with open_tiff(path) as (tif, _):
+            series = tif.series[0]
+            axes = str(getattr(series, "axes", ""))
+            data = _channels_first(series.asarray(), axes, path)
+            pixel_um = tiff_pixel_um(tif)
+            names, emission = _ome_channels(tif.ome_metadata) if tif.ome_metadata else ([], [])
+            if not names and tif.imagej_metadata:
+                names = list(tif.imagej_metadata.get("Labels") or [])[: data.shape[0]]
+    else:
+        raise ImageReadError(f"{path}: channels are read from TIFF and OME-Zarr files, not {path.suffix!r}")
+    n = data.shape[0]
+    names = [str(v) if v else str(i) for i, v in enumerate((list(names) + [None] * n)[:n])]
+    emission = (list(emission) + [None] * n)[:n]
+    optics = read_ome_optics(path)
+    return ChannelImage(data=data, path=path, names=names, emission_um=emission,
+                        pixel_um=pixel_um if pixel_um is not None else optics.get("pixel_um"), optics=optics)
+
+
+def write_channels(path: str | os.PathLike, data, *, names, emission_um=None, pixel_um: float | None = None,
+                   overwrite: bool = False) -> Path:
+    """Write a (C, H, W) image as OME-TIFF with each channel's name (and emission wavelength, nm), so that Fiji
+    and napari open it as channels. Atomic; float data as float32, uint8/uint16 as stored."""
+    path = Path(path)
+    if not path.name.lower().endswith((".ome.tif", ".ome.tiff")):
+        raise ValueError(f"{path.name}: OME-TIFF file names end in .ome.tif or .ome.tiff (so Fiji reads the metadata)")
+    data = np.asarray(data)
+    if data.ndim != 3 or 0 in data.shape:
+        raise ValueError(f"write_channels writes (C, H, W) images, got shape {data.shape}")
+    names = [str(n) for n in names]
+    if len(names) != data.shape[0]:
+        raise ValueError(f"{len(names)} channel names for {data.shape[0]} channels")
+    if data.dtype not in (np.uint8, np.uint16, np.float32):
+        data = data.astype(np.float32)
+    channel: dict = {"Name": names}
+    emission = list(emission_um) if emission_um is not None else [None] * len(names)
+    if all(v is not None for v in emission):
+        channel.update(EmissionWavelength=[round(float(v) * 1000, 3) for v in emission],
+                       EmissionWavelengthUnit=["nm"] * len(names))
+    metadata: dict = {"axes": "CYX", "Channel": channel}
+    if pixel_um is not None:
+        pixel_um = check_pixel_um(pixel_um)
+        metadata.update(PhysicalSizeX=pixel_um, PhysicalSizeXUnit="µm", PhysicalSizeY=pixel_um, PhysicalSizeYUnit="µm")
+    with atomic_path(path, overwrite=overwrite) as tmp:
+        tifffile.imwrite(tmp, data, ome=True, photometric="minisblack", metadata=metadata, software=software())
+    return path

@@ -1,0 +1,71 @@
+"""One map per field, every channel restored with its own emission PSFs (awdvd.restore.channels)."""
+
+import numpy as np
+import pytest
+
+from awdvd.data.synth import synthetic_nuclei
+from awdvd.physics.optics import Optics
+from awdvd.restore import pipeline
+from awdvd.restore.channels import channel_psfs, choose_channel, choose_channels, restore_channels
+from awdvd.restore.image_optics import restoration_optics
+from awdvd.physics.psf import defocus_psf, psf_bank
+
+BLUE = Optics(wavelength_um=0.46, na=0.5, n=1.0, pixel_um=0.65)
+RED = BLUE.replace(wavelength_um=0.60)
+
+
+@pytest.fixture(scope="module")
+def bundled_model():
+    from awdvd.learn.model_files import load_model
+
+    return load_model()
+
+
+def test_the_map_channel_defaults_to_a_nuclear_stain_and_is_checked():
+    assert choose_channel(["GFP", "mCherry"]) == 0
+    assert choose_channel(["GFP", "DAPI"]) == 1 and choose_channel(["Alexa 488", "Hoechst 33342"]) == 1
+    assert choose_channel(["GFP", "DAPI"], "gfp") == 0 and choose_channel(["GFP", "DAPI"], "1") == 1
+    with pytest.raises(ValueError, match="no channel is named 'Cy5'; the image's channels are GFP, DAPI"):
+        choose_channel(["GFP", "DAPI"], "Cy5")
+    with pytest.raises(ValueError, match="channel 2 does not exist: the image has 2 channels"):
+        choose_channel(["GFP", "DAPI"], 2)
+    assert choose_channels(["a", "b", "c"]) == [0, 1, 2]
+    assert choose_channels(["a", "b", "c"], "c,a") == [2, 0] and choose_channels(["a", "b"], [1]) == [1]
+
+
+def test_channel_psfs_keep_the_maps_depths_in_micrometres(bundled_model):
+    dmap = pipeline.defocus_map(synthetic_nuclei((128, 128), seed=3), bundled_model, optics=BLUE)
+    blue = channel_psfs(BLUE, dmap, size=41)
+    # the map channel's own PSFs are the pipeline's
+    assert np.allclose(blue, psf_bank(restoration_optics(BLUE, bundled_model.optics), size=41))
+    red = channel_psfs(RED, dmap, size=41)
+    # the red channel's PSF of level l is its own wavelength's at the map's depth l * z_step_um (um), not at
+    # the blue channel's level-equivalent (which would be 0.60 / 0.46 times deeper)
+    for level in (0, 3, 9):
+        expected = defocus_psf(level * dmap.z_step_um, optics=RED, size=41)
+        assert np.allclose(red[level], expected)
+    assert not np.allclose(red[3], blue[3], atol=1e-4)
+
+
+def test_every_channel_is_restored_from_one_map(bundled_model, monkeypatch):
+    field = np.stack([synthetic_nuclei((130, 140), seed=s) for s in (1, 2)])
+    calls = []
+    real = pipeline.defocus_map
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr("awdvd.restore.channels.defocus_map", counted)
+    out = restore_channels(field, bundled_model, optics=[BLUE, RED], names=["GFP", "Hoechst"], iterations=3)
+    assert len(calls) == 1 and out.map_channel == 1 and out.names == ["GFP", "Hoechst"]
+    assert out.images.shape == (2, 130, 140) and out.images.dtype == np.float32
+    for c, optics in enumerate((BLUE, RED)):
+        alone = pipeline.restore_image(field[c], bundled_model, iterations=3, dmap=out.dmap,
+                                       psfs=channel_psfs(optics, out.dmap))
+        assert np.allclose(out.images[c], alone.image)
+    one = restore_channels(field, bundled_model, optics=[BLUE, RED], names=["GFP", "Hoechst"], channels="GFP",
+                           iterations=3)
+    assert one.images.shape == (1, 130, 140) and one.channels == [0] and np.allclose(one.images[0], out.images[0])
+    with pytest.raises(ValueError, match="3 optics for 2 channels"):
+        restore_channels(field, bundled_model, optics=[BLUE] * 3)
