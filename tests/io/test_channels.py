@@ -62,3 +62,19 @@ def test_written_channels_read_back_with_their_names(tmp_path):
     with pytest.raises(ValueError, match="2 channel names for 3 channels"):
         write_channels(tmp_path / "x.ome.tif", np.zeros((3, 8, 8)), names=["a", "b"])
     assert not (tmp_path / "x.ome.tif").exists()
+
+
+def test_an_ome_zarr_with_a_channel_axis_gives_its_omero_labels(tmp_path):
+    import zarr
+
+    data = np.arange(2 * 40 * 50, dtype=np.uint16).reshape(2, 40, 50)
+    root = zarr.open_group(str(tmp_path / "field.zarr"), mode="w", zarr_format=3)
+    root.create_array("0", shape=data.shape, dtype=data.dtype, chunks=(1, 40, 50))[...] = data
+    root.attrs["ome"] = {"version": "0.5", "multiscales": [{
+        "axes": [{"name": "c", "type": "channel"}, {"name": "y", "type": "space", "unit": "micrometer"},
+                 {"name": "x", "type": "space", "unit": "micrometer"}],
+        "datasets": [{"path": "0", "coordinateTransformations": [{"type": "scale", "scale": [1, 0.4, 0.4]}]}]}],
+        "omero": {"channels": [{"label": "Hoechst"}, {"label": "Actin"}]}}
+    image = read_channels(tmp_path / "field.zarr")
+    assert image.names == ["Hoechst", "Actin"] and np.array_equal(image.data, data)
+    assert image.pixel_um == pytest.approx(0.4) and channel_count(tmp_path / "field.zarr") == 2

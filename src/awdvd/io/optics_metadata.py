@@ -139,7 +139,7 @@ def read_ome_optics(path: str | os.PathLike) -> dict:
     found: dict = dict.fromkeys(_OPTICS_FIELDS)
     try:
         if is_image_folder(path):
-            _, pixel_um, _ = read_zarr(path, True)
+            _, pixel_um, _ = read_zarr(path, True, channels=True)
             found["pixel_um"] = pixel_um
             source = "ome-zarr"
             sidecar = path / "OME" / "METADATA.ome.xml"
