@@ -6,7 +6,9 @@ import pytest
 from awdvd.data.synth import synthetic_nuclei
 from awdvd.physics.optics import Optics
 from awdvd.restore import pipeline
-from awdvd.restore.channels import channel_psfs, choose_channel, choose_channels, restore_channels
+from awdvd.restore.channels import (channel_psfs, choose_channel, choose_channels, depth_everywhere,
+                                   restore_channels)
+from awdvd.restore.windows import DefocusMap
 from awdvd.restore.image_optics import restoration_optics
 from awdvd.physics.psf import defocus_psf, psf_bank
 
@@ -60,8 +62,9 @@ def test_every_channel_is_restored_from_one_map(bundled_model, monkeypatch):
     out = restore_channels(field, bundled_model, optics=[BLUE, RED], names=["GFP", "Hoechst"], iterations=3)
     assert len(calls) == 1 and out.map_channel == 1 and out.names == ["GFP", "Hoechst"]
     assert out.images.shape == (2, 130, 140) and out.images.dtype == np.float32
-    for c, optics in enumerate((BLUE, RED)):
-        alone = pipeline.restore_image(field[c], bundled_model, iterations=3, dmap=out.dmap,
+    for c, optics in enumerate((BLUE, RED)):  # the map channel from the map, the other with a depth everywhere
+        dmap = out.dmap if c == out.map_channel else depth_everywhere(out.dmap)
+        alone = pipeline.restore_image(field[c], bundled_model, iterations=3, dmap=dmap,
                                        psfs=channel_psfs(optics, out.dmap))
         assert np.allclose(out.images[c], alone.image)
     one = restore_channels(field, bundled_model, optics=[BLUE, RED], names=["GFP", "Hoechst"], channels="GFP",
@@ -69,3 +72,14 @@ def test_every_channel_is_restored_from_one_map(bundled_model, monkeypatch):
     assert one.images.shape == (1, 130, 140) and one.channels == [0] and np.allclose(one.images[0], out.images[0])
     with pytest.raises(ValueError, match="3 optics for 2 channels"):
         restore_channels(field, bundled_model, optics=[BLUE] * 3)
+
+
+def test_other_channels_get_a_depth_in_every_window():
+    levels = np.array([[2, 2, -1, -1, -1], [2, 3, -1, -1, 8], [-1, -1, -1, -1, -1]])
+    dmap = DefocusMap.from_levels(levels, (168, 252), stride=42, patch_px=84, n_levels=10)
+    full = depth_everywhere(dmap)
+    assert (full.levels >= 0).all() and np.allclose(full.proba.sum(-1), 1)
+    assert np.all(full.proba[..., list(full.class_levels).index(-1)] == 0)  # no background share left
+    assert full.levels[0, 0] == 2 and full.levels[1, 4] == 8 and full.levels[2, 0] in (2, 3)
+    empty = DefocusMap.from_levels(np.full((2, 2), -1), (126, 126), stride=42, patch_px=84, n_levels=10)
+    assert depth_everywhere(empty) is empty

@@ -5,10 +5,12 @@ only through its emission wavelength (Eq. 2's k = 2 pi n / lambda). So the map i
 (by default one named like a nuclear stain: the model was trained on nuclei), and each channel is restored from
 that map with the PSFs of its own wavelength at the map's depths in micrometres (not at the map channel's
 level-equivalents: the defocus phase at a depth scales as 1 / wavelength, the in-focus pattern as the wavelength).
+The other channels get a depth in every window, also where the map channel is dark (:func:`depth_everywhere`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -25,8 +27,8 @@ from .pipeline import Restoration, defocus_map, restore_image
 from .tiles import resolve_model
 from .windows import DefocusMap
 
-__all__ = ["NUCLEAR_STAINS", "choose_channel", "choose_channels", "channel_psfs", "ChannelRestoration",
-           "restore_channels"]
+__all__ = ["NUCLEAR_STAINS", "choose_channel", "choose_channels", "channel_psfs", "depth_everywhere",
+           "ChannelRestoration", "restore_channels"]
 
 #: channel names (lower case, matched as substrings) taken for nuclear stains: the default map channel
 NUCLEAR_STAINS = ("dapi", "hoechst", "draq5", "nuclei", "nuclear", "nucleus", "sytox", "h2b")
@@ -80,6 +82,44 @@ def channel_psfs(optics: Optics, dmap: DefocusMap, *, size: int | None = None) -
         warnings.simplefilter("ignore", UndersamplingWarning)  # said, if at all, where the image's optics are read
         at_map_depths = optics.replace(z_step_um=float(dmap.z_step_um), n_levels=max(levels) + 1)
     return psf_bank(at_map_depths, size=size)
+
+
+def depth_everywhere(dmap: DefocusMap, *, smoothing_windows: float = 0.7) -> DefocusMap:
+    """The map as the other channels need it: a depth for every window. "Background" is said of the map
+    channel's intensities (no nuclei there), not of the specimen's depth: another stain (cytoplasm, membranes)
+    shines where the nuclear channel is dark, and a window that holds little of the map channel is where the map
+    errs most. Every window takes the foreground's level probabilities around it (background shares moved onto
+    the levels), weighted by a Gaussian of ``smoothing_windows`` windows (normalised convolution over the window
+    grid; the nearest foreground window's where none lies within reach): depth is smooth over a field. On a
+    tilted two-stain specimen (benchmarks/bench_channels.py) the second stain kept 56% of its true-depth
+    ceiling's gain with the map as it is, 75% with the background filled from the nearest window, 79% with
+    this smoothing (0.7 windows; 1.0: 78%, 2.0: 71%). A map without any foreground window is returned as it is.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> dmap = DefocusMap.from_levels(np.array([[3, -1, -1]]), (84, 168), stride=42, patch_px=84, n_levels=5)
+    >>> depth_everywhere(dmap).levels.tolist()
+    [[3, 3, 3]]
+    """
+    from scipy.ndimage import distance_transform_edt, gaussian_filter
+
+    background = np.asarray(dmap.levels) < 0
+    is_level = np.asarray(dmap.class_levels) >= 0
+    if background.all() or not background.any() and is_level.all():
+        return dmap
+    proba = np.where(is_level, np.asarray(dmap.proba, np.float64), 0.0)
+    proba /= np.maximum(proba.sum(axis=-1, keepdims=True), 1e-12)
+    # normalised convolution over the window grid: the foreground's level probabilities, smoothed
+    weight = (~background).astype(np.float64)
+    sigma = (smoothing_windows, smoothing_windows, 0)
+    spread = gaussian_filter(proba * weight[..., None], sigma, mode="nearest")
+    cover = gaussian_filter(weight, smoothing_windows, mode="nearest")
+    _, (iy, ix) = distance_transform_edt(background, return_indices=True)
+    proba = np.where(cover[..., None] > 1e-3, spread / np.maximum(cover, 1e-12)[..., None], proba[iy, ix])
+    proba /= np.maximum(proba.sum(axis=-1, keepdims=True), 1e-12)
+    levels = np.asarray(dmap.class_levels)[np.argmax(proba, axis=-1)]
+    return dataclasses.replace(dmap, levels=levels.astype(np.int64), proba=proba.astype(np.float32))
 
 
 @dataclass
@@ -144,8 +184,10 @@ def restore_channels(image, model=None, options: AWDVDOptions | None = None, *,
     start = time.perf_counter()
     dmap = defocus_map(image[index], loaded, options, optics=optics[index])
     mapped = time.perf_counter()
-    restorations = [restore_image(image[c], loaded, options, dmap=dmap, optics=optics[c],
-                                  psfs=channel_psfs(optics[c], dmap, size=options.psf_size)) for c in chosen]
+    everywhere = depth_everywhere(dmap)
+    restorations = [restore_image(image[c], loaded, options, dmap=dmap if c == index else everywhere,
+                                  optics=optics[c], psfs=channel_psfs(optics[c], dmap, size=options.psf_size))
+                    for c in chosen]
     timings = {"defocus_map": round(mapped - start, 4), "deconvolution": round(time.perf_counter() - mapped, 4)}
     return ChannelRestoration(images=np.stack([r.image for r in restorations]).astype(np.float32), channels=chosen,
                               names=[names[c] for c in chosen], map_channel=index, dmap=dmap,

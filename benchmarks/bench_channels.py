@@ -1,0 +1,111 @@
+"""A 2-channel specimen restored from one map: each channel's gain against its own true-depth ceiling.
+
+Two stains of one tilted specimen (depth rising from 0 across the field to the model's deepest level, one depth
+field for both): channel "Hoechst" (emission 0.46 um) is BBBC006 a07's in-focus field, channel "GFP" (emission
+0.60 um) a held-out BBBC039 field (every 8th by name, benchmarks/train_bundled_model.py) used as the second
+stain's texture. Each is blurred with the Eq. 2 PSFs of its own wavelength at the same depths in um (20x / NA 0.5,
+0.65 um pixels), recorded by BBBC006's camera, and restored by awdvd.restore_channels (the map made once, from
+Hoechst). The ceiling of each channel is AWDVD with the true depth map (same options, its own PSFs); the figure
+is the share of that ceiling's PSNR gain over the recorded image that the model's map reaches.
+
+    python benchmarks/bench_channels.py -o benchmarks/results/channels.json [--model PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from train_bundled_model import SHARED, split_bbbc039  # noqa: E402
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default=None)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("-o", "--output", type=Path, required=True)
+    args = parser.parse_args(argv)
+
+    from awdvd.data.synth import depth_variant_blur, forward_bank, tilted_levels
+    from awdvd.data.training_stream import PAPER_CAMERAS
+    from awdvd.io import read_image
+    from awdvd.learn.model_files import load_model
+    from awdvd.metrics import psnr, truth_data_range
+    from awdvd.physics.optics import Optics
+    from awdvd.restore.channels import channel_psfs, restore_channels
+    from awdvd.restore.image_optics import restoration_optics
+    from awdvd.restore.pipeline import defocus_map, restore_image
+    from awdvd.restore.windows import DefocusMap
+
+    model = load_model(args.model)
+    camera = PAPER_CAMERAS["bbbc006"]
+    a07 = read_image(next((SHARED / "bbbc006" / "in_focus").glob("*__a07__*.png"))).data.astype(np.float32)
+    _, held = split_bbbc039(list((SHARED / "bbbc039" / "in_focus").glob("*.tif")))
+    second = read_image(held[1]).data.astype(np.float32)[: a07.shape[0], : a07.shape[1]]
+    stains = {"Hoechst": (a07, 0.46), "GFP": (second, 0.60)}
+    base = model.optics
+    levels = tilted_levels(a07.shape, base.n_levels).astype(np.int64)
+    observed, optics, truth = [], [], []
+    # the specimen's depth in um: level l of the Hoechst channel's level-equivalents; both channels at those um
+    hoechst = Optics(wavelength_um=0.46, na=base.na, n=base.n, pixel_um=base.pixel_um)
+    step_um = restoration_optics(hoechst, base).z_step_um
+    for c, (name, (field, wavelength)) in enumerate(stains.items()):
+        o = hoechst.replace(wavelength_um=wavelength)
+        offset = min(96.0, float(field.min()))
+        bank = forward_bank(o.replace(z_step_um=step_um, n_levels=base.n_levels))
+        blurred = depth_variant_blur(field - offset, levels, bank) + offset
+        observed.append(camera.record(blurred, np.random.default_rng([args.seed, c]), source_offset_adu=96.0))
+        optics.append(o)
+        truth.append(field)
+    image = np.stack(observed).astype(np.float32)
+    started = time.perf_counter()
+    out = restore_channels(image, model, optics=optics, names=list(stains))
+    total_s = time.perf_counter() - started
+    map_alone = time.perf_counter()
+    defocus_map(image[0], model, optics=optics[0])
+    map_alone = time.perf_counter() - map_alone
+    centre = model.patch_px // 2
+    true_grid = levels[out.dmap.ys[:, None] + centre, out.dmap.xs[None, :] + centre]
+    true_map = DefocusMap.from_levels(true_grid, out.dmap.image_shape, stride=out.dmap.stride,
+                                      patch_px=out.dmap.patch_px, n_levels=base.n_levels)
+    true_map.z_step_um = out.dmap.z_step_um
+    rows = {}
+    for c, name in enumerate(stains):
+        ceiling = restore_image(image[c], model, dmap=true_map, optics=optics[c],
+                                psfs=channel_psfs(optics[c], true_map)).image
+        data_range = truth_data_range(truth[c])
+
+        def to_source(x):
+            return np.asarray(x, np.float64) - camera.offset_adu + 96.0
+
+        recorded = psnr(truth[c], to_source(image[c]), data_range=data_range)
+        model_map = psnr(truth[c], to_source(out.images[c]), data_range=data_range)
+        true_depth = psnr(truth[c], to_source(ceiling), data_range=data_range)
+        rows[name] = {"emission_um": stains[name][1], "psnr_recorded": recorded, "psnr_model_map": model_map,
+                      "psnr_true_depth": true_depth,
+                      "share_of_ceiling": (model_map - recorded) / (true_depth - recorded)}
+        print(f"{name}: recorded {recorded:.2f} dB, model map {model_map:.2f}, true depth {true_depth:.2f} "
+              f"({rows[name]['share_of_ceiling']:.1%} of the ceiling's gain)", flush=True)
+    report = {"command": "python benchmarks/bench_channels.py " + " ".join(sys.argv[1:] if argv is None else argv),
+              "model": args.model or "bundled", "depth_range_um": [0, (base.n_levels - 1) * out.dmap.z_step_um],
+              "channels": rows, "map_channel": out.names[out.map_channel],
+              "timings_s": {"restore_channels_total": round(total_s, 2), **out.timings_s,
+                            "one_map_alone": round(map_alone, 2)},
+              "split": "Hoechst: BBBC006 a07 (held out of the bundled model's training); GFP texture: a held-out "
+                       "BBBC039 field"}
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(report, indent=1))
+    print(json.dumps(report["timings_s"]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
