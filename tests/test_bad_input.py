@@ -205,7 +205,8 @@ _OK = {  # valid but unusual: these succeed
     "negative": ("negative.tif", ("predict", "deconvolve", "demo", "simulate", "evaluate-restoration")),
     "constant": ("constant.tif", ("predict", "deconvolve", "demo")),
     "zeros": ("zeros.tif", ("predict", "deconvolve", "demo")),
-    "3-d": ("stack.tif", ("simulate", "evaluate-restoration")),  # stacks give their in-focus plane
+    # stacks give their in-focus plane (simulate, evaluate-restoration) or a map per plane (predict)
+    "3-d": ("stack.tif", ("simulate", "evaluate-restoration", "predict")),
 }
 _CONSTANT_SIMULATE = {"constant": "is constant", "zeros": "is constant"}
 

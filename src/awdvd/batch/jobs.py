@@ -74,6 +74,7 @@ from .channel_files import restore_channel_file
 from .dtype_writer import DtypeWriter
 from .file_optics import OPTICS_FIELDS, file_optics
 from .reruns import input_record
+from .stack_maps import predict_stack
 
 __all__ = ["ModelFile", "DeconvolveJob", "PredictJob", "run_jobs", "auto_workers", "FORMATS", "OUTPUT_SUFFIXES",
            "FOCUS_CSV", "FOCUS_PLATE", "CLUSTER_MIN_FILES_PER_WORKER", "CLUSTER_MIN_CPUS"]
@@ -140,15 +141,19 @@ class _Recorder:
 
 
 def _read_plane(path: Path, *, restore: bool):
-    image = read_image(path)
-    if image.data.ndim != 2:
+    image = read_image(path)  # 2-D, or a (Z, H, W) stack for awdvd predict
+    if image.data.ndim != 2 and (restore or image.data.ndim != 3):
         stack = f"{path.name} holds a stack of shape {tuple(image.data.shape)}"
-        if restore:
-            raise ValueError(f"{stack}: restoring a z-stack plane by plane with 2-D PSFs would be physically wrong "
-                             "(each plane's out-of-focus light comes from the others); it needs 3-D deconvolution "
-                             "(e.g. deconwolf), or save single planes as separate files")
-        raise ValueError(f"{stack}; awdvd predict maps 2-D images: save the planes as separate files")
+        raise ValueError(f"{stack}: restoring a z-stack plane by plane with 2-D PSFs would be physically wrong "
+                         "(each plane's out-of-focus light comes from the others); it needs 3-D deconvolution "
+                         "(e.g. deconwolf), or save single planes as separate files")
     return image
+
+
+def _is_stack(path: Path) -> bool:
+    with contextlib.suppress(Exception):
+        return len(image_shape(path)) == 3
+    return False
 
 
 @dataclass(frozen=True)
@@ -403,7 +408,7 @@ class PredictJob(_Job):
 
     def outputs(self, path: Path) -> list[Path]:
         stem = self.out_dir / self._stem(path)
-        pictures = [] if self.is_large(path) else [Path(f"{stem}.defocus.png")]
+        pictures = [] if self.is_large(path) or _is_stack(path) else [Path(f"{stem}.defocus.png")]
         return [Path(f"{stem}.defocus.tif"), *pictures, self.sidecar(path)]
 
     def settings(self) -> dict:
@@ -421,6 +426,10 @@ class PredictJob(_Job):
             model = self.model()
             image = _read_plane(path, restore=False)
             found = file_optics(path, model.optics, self.optics, strict=self.strict_optics)
+            if image.data.ndim == 3:
+                result = predict_stack(self, path, image.data, model, found, source=source,
+                                       messages=recorder.messages)
+                return {**result, "loads": _load_counts()}
             large = should_tile(image.data.shape, max_px=self.max_px)
             start = time.perf_counter()
             data = image.data if large else np.asarray(image.data)
@@ -475,9 +484,10 @@ class PredictJob(_Job):
                 row = read_json(self.sidecar(result.path)).get("focus_qc")
             except (OSError, ValueError):
                 row = None
-            if isinstance(row, dict):  # the sidecar keeps keys sorted: back in the table's column order
-                columns = focus_columns(sum(key.startswith("fraction_level_") for key in row))
-                rows.append({key: row.get(key) for key in columns})
+            for one in row if isinstance(row, list) else [row]:  # a z-stack has a row per plane
+                if isinstance(one, dict):  # the sidecar keeps keys sorted: back in the table's column order
+                    columns = focus_columns(sum(key.startswith("fraction_level_") for key in one))
+                    rows.append({key: one.get(key) for key in columns})
         if not rows:
             return {}
         written = {"focus QC": write_focus_csv(self.out_dir / FOCUS_CSV, rows, overwrite=True)}
