@@ -103,6 +103,26 @@ def test_reader_puts_the_files_optics_in_the_layer(tmp_path, pixels):
         {"pixel_um": 0.325, "na": 0.75, "n": 1.0, "wavelength_um": 0.52})
 
 
+def test_a_multi_channel_file_opens_as_a_layer_per_channel(make_napari_viewer, tmp_path, pixels):
+    """Issue 26 item 6: names, colours near each emission, each channel's own wavelength for the widgets."""
+    import tifffile
+
+    path = tmp_path / "two.ome.tif"
+    data = np.stack([pixels, pixels[::-1]])
+    xml = ome_xml(shape=(96, 128), pixel_um=0.325, na=0.75, emission_nm=None,
+                  channels=[("Hoechst", 461), ("mCherry", 610)])
+    tifffile.imwrite(path, data, description=xml, metadata=None)
+    viewer = make_napari_viewer()
+    layers = viewer.open(str(path), plugin="awdvd")
+    assert [layer.name for layer in layers] == ["two [Hoechst]", "two [mCherry]"]
+    assert [layer.colormap.name for layer in layers] == ["blue", "magenta"]
+    np.testing.assert_array_equal(np.asarray(layers[1].data), pixels[::-1])
+    assert layers[0].scale == pytest.approx((0.325, 0.325))
+    assert layer_optics(layers[1].metadata, layers[1].scale) == pytest.approx(
+        {"pixel_um": 0.325, "na": 0.75, "n": 1.0, "wavelength_um": 0.61})
+    assert layers[0].metadata["optics"]["wavelength_um"] == pytest.approx(0.461)
+
+
 def test_reader_without_pixel_size_and_declines_other_files(tmp_path, pixels):
     import tifffile
 

@@ -155,9 +155,9 @@ def test_typed_optics_reach_run_steps(make_napari_viewer, qtbot, monkeypatch, sp
 
     seen, run_steps = [], widgets.run_steps
 
-    def recording_run_steps(image, options, *, restore):
+    def recording_run_steps(image, options, *, restore, others=()):
         seen.append(options)
-        yield from run_steps(image, options, restore=restore)
+        yield from run_steps(image, options, restore=restore, others=others)
 
     monkeypatch.setattr(widgets, "run_steps", recording_run_steps)
     viewer = make_napari_viewer()
@@ -343,3 +343,37 @@ def test_docs_screenshot_script_writes_the_window(tmp_path):
     height, width = pixels.shape[:2]
     assert width >= 1000 and 600 <= height <= width  # the whole window (canvas and dock widget), landscape
     assert pixels[..., :3].std() > 10  # drawn, not a blank grab
+
+
+def test_restore_widget_restores_every_channel_from_the_chosen_ones_map(make_napari_viewer, qtbot, tmp_path, specimen):
+    """Issue 26 item 6: a two-channel file opens as two layers; restoring one restores both from its map, the
+    other with its own emission wavelength (what awdvd.restore_channels does)."""
+    import tifffile
+    from _standins import ome_xml
+
+    from awdvd import load_model
+    from awdvd.napari.widgets import RestoreWidget
+    from awdvd.physics.optics import Optics
+    from awdvd.restore.channels import channel_psfs, depth_everywhere
+    from awdvd.restore.pipeline import deconvolve
+
+    second = np.roll(specimen, 60, axis=1)
+    data = np.stack([specimen, second]).astype(np.uint16)
+    xml = ome_xml(shape=specimen.shape, pixel_um=0.65, na=0.5, emission_nm=None,
+                  channels=[("Hoechst", 451), ("mCherry", 610)])
+    tifffile.imwrite(tmp_path / "two.ome.tif", data, description=xml, metadata=None)
+    viewer = make_napari_viewer()
+    hoechst, cherry = viewer.open(str(tmp_path / "two.ome.tif"), plugin="awdvd")
+    viewer.layers.selection.active = hoechst
+    widget = RestoreWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    assert widget._image.value is hoechst and widget._all_channels.value
+    widget._iterations.value = 4
+    run_widget(qtbot, widget)
+    assert widget._status.value.startswith("done"), widget._status.value
+    restored = viewer.layers["two [mCherry] AWDVD"]
+    red = Optics(wavelength_um=0.61, na=0.5, n=1.0, pixel_um=0.65)
+    expected = deconvolve(data[1], load_model(), iterations=4, dmap=depth_everywhere(widget.dmap), optics=red,
+                          psfs=channel_psfs(red, widget.dmap))
+    np.testing.assert_allclose(restored.data, expected, rtol=1e-5, atol=1e-3)
+    assert "two [Hoechst] AWDVD" in viewer.layers

@@ -25,6 +25,7 @@ from ..batch.file_optics import OPTICS_FIELDS, OpticsAssumedWarning
 from ..learn.model_files import load_model
 from ..physics.optics import Optics
 from ..restore import pipeline
+from ..restore.channels import channel_psfs, depth_everywhere
 from ..restore.options import AWDVDOptions
 
 __all__ = ["ImageOptics", "WidgetOptions", "layer_optics", "run_steps", "load_widget_model", "STEPS", "OPTICS_LABELS"]
@@ -154,7 +155,7 @@ def load_widget_model(model_path: str | None):
     return _MODELS[key]
 
 
-def run_steps(image, options: WidgetOptions, *, restore: bool):
+def run_steps(image, options: WidgetOptions, *, restore: bool, others=()):
     """Run the widgets' job, yielding ``(step, value)`` after each step of :data:`STEPS`.
 
     Parameters
@@ -163,11 +164,15 @@ def run_steps(image, options: WidgetOptions, *, restore: bool):
     options : :class:`WidgetOptions`; its optics, completed with the model's (:meth:`ImageOptics.resolve`), are
         the ``optics=`` of both library calls.
     restore : also restore the image (AWDVD) after the defocus map.
+    others : with ``restore``, the other channels of the image's field, ``(image, ImageOptics)`` pairs: each is
+        restored from the same map with the PSFs of its own emission wavelength
+        (:func:`awdvd.restore.channels.restore_channels`' rule; what a channel does not say is the widget's).
 
     Yields
     ------
     ("model", DefocusModel), ("defocus map", DefocusMap: on the image's pixels, depths in its optics), then with
-    ``restore`` ("restore", (H, W) float32), restored from the yielded map.
+    ``restore`` ("restore", (H, W) float32), restored from the yielded map; with ``others`` then ("other channels",
+    list of (H, W) float32 in their order).
 
     Warns
     -----
@@ -187,3 +192,11 @@ def run_steps(image, options: WidgetOptions, *, restore: bool):
     yield "defocus map", dmap
     if restore:
         yield "restore", pipeline.deconvolve(array, model, options.awdvd, dmap=dmap, optics=optics)
+    if restore and others:
+        everywhere, restored = depth_everywhere(dmap), []
+        for other, known in others:
+            channel_optics = known.resolve(model.optics)
+            restored.append(pipeline.deconvolve(np.asarray(other), model, options.awdvd, dmap=everywhere,
+                                                optics=channel_optics,
+                                                psfs=channel_psfs(channel_optics, dmap, size=options.awdvd.psf_size)))
+        yield "other channels", restored

@@ -26,7 +26,8 @@ import dataclasses
 import warnings
 from typing import TYPE_CHECKING
 
-from magicgui.widgets import ComboBox, Container, FileEdit, Label, LineEdit, ProgressBar, PushButton, SpinBox
+from magicgui.widgets import (CheckBox, ComboBox, Container, FileEdit, Label, LineEdit, ProgressBar, PushButton,
+                              SpinBox)
 
 from ..data.patches import PATCH_PX
 from ..physics.optics import UndersamplingWarning
@@ -70,6 +71,7 @@ class _AWDVDWidget(Container):
         self.busy = False  # True from start() until the worker has finished (done, failed or cancelled)
         self._adding_results = False  # True while _on_done adds layers: the image menu stays on the input
         self._optics_of = None  # the layer whose record the optics fields were filled from
+        self._siblings = []  # the other channels of the input's file restored with it (restore widget)
         self._image = ComboBox(label="image", choices=self._image_layers)
         self._model = ComboBox(label="model", choices=[BUNDLED, FROM_FILE], value=BUNDLED)
         self._model_file = FileEdit(label="model file", mode="r", filter="*.pt *.zip", visible=False)
@@ -94,7 +96,11 @@ class _AWDVDWidget(Container):
             self._offset = LineEdit(label="offset (ADU)", value=str(defaults.offset),
                                     tooltip="background removed before RL and added back: a number, or auto "
                                             "(the image's 1st percentile)")
-            option_widgets += [self._iterations, self._offset]
+            self._all_channels = CheckBox(label="all channels", value=True,
+                                          tooltip="for a channel of a multi-channel file: also restore the file's "
+                                                  "other channels, from this channel's map, each with its own "
+                                                  "emission wavelength")
+            option_widgets += [self._iterations, self._offset, self._all_channels]
         self._run = PushButton(text="Restore" if self.restore else "Compute map")
         self._cancel = PushButton(text="Cancel", enabled=False)
         self._progress = ProgressBar(label="progress", min=0, max=len(STEPS) if self.restore else len(STEPS) - 1,
@@ -194,24 +200,45 @@ class _AWDVDWidget(Container):
             self._show(f"error: {error}")
             return
         self._layer, self._job_options = layer, options
+        self._siblings = self._channel_siblings(layer) if self.restore and self._all_channels.value else []
+        try:
+            others = [(sibling.data, self._sibling_optics(sibling, options)) for sibling in self._siblings]
+        except ValueError as error:
+            self._show(f"error: {error}")
+            return
         self._progress.value = 0
         self._show(f"{STEPS[0]}...")
         # an "errored" connection of our own: errors go to the status line, not back into the event loop
-        worker = create_worker(self._job, layer.data, options, _start_thread=False, _connect={
+        worker = create_worker(self._job, layer.data, options, others, _start_thread=False, _connect={
             "yielded": self._on_step, "returned": self._on_done, "errored": self._on_error,
             "aborted": lambda: self._show("cancelled"), "finished": self._on_finished})
         self._run.enabled, self._cancel.enabled = False, True
         self.worker, self.busy = worker, True
         worker.start()
 
-    def _job(self, data, options):
+    def _channel_siblings(self, layer) -> list:
+        """The other channels of ``layer``'s file (image layers awdvd's reader made from the same path)."""
+        meta = layer.metadata if isinstance(layer.metadata, dict) else {}
+        if "channel" not in meta or not meta.get("path"):
+            return []
+        return [other for _, other in self._image_layers() if not _same_layer(other, layer)
+                and isinstance(other.metadata, dict) and other.metadata.get("path") == meta["path"]
+                and "channel" in other.metadata]
+
+    @staticmethod
+    def _sibling_optics(sibling, options: WidgetOptions) -> ImageOptics:
+        """A sibling channel's optics: its own recorded emission wavelength, the widget's other values."""
+        wavelength = layer_optics(sibling.metadata, sibling.scale).get("wavelength_um")
+        return options.optics.replace(wavelength_um=wavelength or options.optics.wavelength_um)
+
+    def _job(self, data, options, others=()):
         """The worker's generator: the pipeline's steps, warnings caught for the status line (but undersampling)."""
         results = {}
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             # undersampling is the normal case of widefield cameras, not news for the status line (as in the CLI)
             warnings.simplefilter("ignore", UndersamplingWarning)
-            for step, value in run_steps(data, options, restore=self.restore):
+            for step, value in run_steps(data, options, restore=self.restore, others=others):
                 results[step] = value
                 yield step
         results["warnings"] = [str(w.message) for w in caught]
@@ -224,6 +251,8 @@ class _AWDVDWidget(Container):
             self._show("cancelling after the current step...")
 
     def _on_step(self, step: str):
+        if step not in STEPS:  # the other channels: restored within the last step
+            return
         self._progress.value = STEPS.index(step) + 1
         following = STEPS.index(step) + 1
         last = len(STEPS) if self.restore else len(STEPS) - 1
@@ -258,6 +287,10 @@ class _AWDVDWidget(Container):
         try:
             if self.restore:
                 added.append(self._add(restored_layer(results["restore"], name=f"{layer.name} AWDVD",
+                                                      pixel_um=options.optics.pixel_um, options=options.to_dict(),
+                                                      **where)))
+            for sibling, restored in zip(self._siblings, results.get("other channels", [])):
+                added.append(self._add(restored_layer(restored, name=f"{sibling.name} AWDVD",
                                                       pixel_um=options.optics.pixel_um, options=options.to_dict(),
                                                       **where)))
             added.append(self._add(confidence_layer(dmap, name=f"{layer.name} confidence", **where)))
