@@ -1,0 +1,128 @@
+"""``awdvd predict`` of one file: :class:`PredictJob` (see :mod:`awdvd.batch.jobs`)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .. import __version__
+from ..io import (
+    read_json,
+    write_json,
+    write_tiff,
+)
+from ..plots import defocus_overlay
+from ..qc import focus_columns, focus_row, parse_well, plate_heatmap, write_focus_csv
+from ..restore.image_optics import restoration_optics
+from ..restore.pipeline import defocus_map
+from ..restore.tiling import should_tile
+from .file_optics import file_optics
+from .job_base import FOCUS_CSV, FOCUS_PLATE, Job, Recorder, is_stack, load_counts, read_plane
+from .reruns import input_record
+from .stack_maps import predict_stack
+
+__all__ = ["PredictJob"]
+
+
+# --------------------------------------------------------------------------------------------- predict
+@dataclass(frozen=True)
+class PredictJob(Job):
+    """The defocus map of one image file (``options``' stride, map mode, normalisation and device):
+    ``STEM.defocus.tif`` (float32 planes over the window grid: the level of every window, -1 = background, then
+    one probability plane per class), ``STEM.defocus.png`` (the levels over the image; not drawn for large
+    images) and ``STEM.defocus.json``."""
+
+    def sidecar(self, path: Path) -> Path:
+        return self.out_dir / f"{self._stem(path)}.defocus.json"
+
+    def outputs(self, path: Path) -> list[Path]:
+        stem = self.out_dir / self._stem(path)
+        pictures = [] if self.is_large(path) or is_stack(path) else [Path(f"{stem}.defocus.png")]
+        return [Path(f"{stem}.defocus.tif"), *pictures, self.sidecar(path)]
+
+    def settings(self) -> dict:
+        o = self.options
+        return {"options": {"stride": o.stride, "map_mode": o.map_mode, "normalization": o.normalization,
+                            "tta": o.tta, "smoothing_px": o.smoothing_px},
+                "job": {"model": self.model.describe(), "optics": self.optics}}
+
+    def __call__(self, path: Path, *, client=None, progress: bool = False) -> dict:
+        path = Path(path)
+        recorder = Recorder()
+        stem = self.out_dir / self._stem(path)
+        with recorder.capture():
+            source = input_record(path)  # before reading: a file changed meanwhile is redone next time
+            model = self.model()
+            image = read_plane(path, restore=False)
+            found = file_optics(path, model.optics, self.optics, strict=self.strict_optics)
+            if image.data.ndim == 3:
+                result = predict_stack(self, path, image.data, model, found, source=source,
+                                       messages=recorder.messages)
+                return {**result, "loads": load_counts()}
+            large = should_tile(image.data.shape, max_px=self.max_px)
+            start = time.perf_counter()
+            data = image.data if large else np.asarray(image.data)
+            dmap = defocus_map(data, self.model if large else model, self.options, optics=found.optics,
+                               tile_px=self.tile_px, max_px=self.max_px, client=client, progress=progress)
+            seconds = time.perf_counter() - start
+            class_names = ["bg" if level < 0 else str(int(level)) for level in dmap.class_levels]
+            planes = np.concatenate([dmap.levels[None].astype(np.float32), dmap.depth_um[None].astype(np.float32),
+                                     dmap.depth_spread_um[None].astype(np.float32), np.moveaxis(dmap.proba, -1, 0)])
+            meta = {
+                "awdvd": "predict",
+                "version": __version__,
+                "input": str(path),
+                **self.settings(),
+                "image_shape": list(dmap.image_shape),
+                "planes": ["level", "depth_um", "depth_spread_um"] + [f"p({name})" for name in class_names],
+                "z_step_um": dmap.z_step_um,
+                "patch_px": dmap.patch_px,
+                "stride": dmap.stride,
+                "window_rows": dmap.ys.tolist(),
+                "window_cols": dmap.xs.tolist(),
+                "mode": dmap.mode,
+                "normalization": dmap.normalization,
+                "model": self.model.describe(),
+                "device": str(model.device),
+                "tiled": large,
+                "input_file": source,
+                "optics": found.record(),
+            }
+            write_tiff(f"{stem}.defocus.tif", planes, overwrite=True, description=meta)
+            if not large:
+                depths = restoration_optics(found.optics, model.optics).depths_um
+                defocus_overlay(np.asarray(image.data), dmap, f"{stem}.defocus.png", depths_um=depths,
+                                overwrite=True, title=f"{path.name}: defocus levels, stride {dmap.stride} px",
+                                pixel_um=found.optics.pixel_um)
+        row = focus_row(path.name, dmap)
+        write_json(self.sidecar(path), {**meta, "levels": dmap.levels.tolist(), "counts": dmap.level_counts(),
+                                        "focus_qc": row, "warnings": recorder.messages,
+                                        "timings_s": {"map": round(seconds, 4)}}, overwrite=True)
+        return {"large": large, "counts": dmap.level_counts(), "warnings": recorder.messages, "loads": load_counts()}
+
+    def finish(self, plan, report) -> dict[str, Path]:
+        """The run's focus QC (:mod:`awdvd.qc`) in ``out_dir``: :data:`FOCUS_CSV`, one row per image of the run
+        (done now or earlier: the rows come from the sidecars), and :data:`FOCUS_PLATE`, the median level per
+        well, where the file names carry plate wells. Both are rewritten by every run."""
+
+        rows = []
+        for result in report.results:
+            if result.status == "failed":
+                continue
+            try:
+                row = read_json(self.sidecar(result.path)).get("focus_qc")
+            except (OSError, ValueError):
+                row = None
+            for one in row if isinstance(row, list) else [row]:  # a z-stack has a row per plane
+                if isinstance(one, dict):  # the sidecar keeps keys sorted: back in the table's column order
+                    columns = focus_columns(sum(key.startswith("fraction_level_") for key in one))
+                    rows.append({key: one.get(key) for key in columns})
+        if not rows:
+            return {}
+        written = {"focus QC": write_focus_csv(self.out_dir / FOCUS_CSV, rows, overwrite=True)}
+        if any(parse_well(row["image"]) for row in rows):
+            written["plate heat-map"] = plate_heatmap(rows, self.out_dir / FOCUS_PLATE, overwrite=True)
+        return written
