@@ -42,6 +42,9 @@ FLAGS = {
     "dtype": "--dtype",
     "format": "--format",
     "overwrite": "--overwrite",
+    "map_channel": "--map-channel",
+    "channels": "--channels",
+    "time_smoothing": "--time-smoothing",
     **OPTICS_FLAGS,
 }
 
@@ -58,6 +61,8 @@ UNSET = {
     "na": "the file's",
     "wavelength_um": "the file's",
     "n": "the file's",
+    "map_channel": "a nuclear stain's channel (else the first)",
+    "channels": "all channels",
 }
 
 #: sentences of the library that speak to a Python caller and a command-line user at once: the user's half
