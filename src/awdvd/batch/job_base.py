@@ -120,6 +120,8 @@ class Job:
     strict_optics: bool = False
     #: the image's optics given on the command line ({field: value}; None or a missing field: from the file)
     optics: dict | None = None
+    #: time-lapses: sigma (frames) of the Gaussian that combines each frame's map with its neighbours' (0: none)
+    time_smoothing: float = 0.0
 
     def __post_init__(self):
         object.__setattr__(self, "out_dir", check_output_folder(Path(self.out_dir).absolute()))
@@ -136,6 +138,9 @@ class Job:
         if unknown:
             raise TypeError(f"unknown optics {sorted(unknown)}; give {', '.join(OPTICS_FIELDS)}")
         object.__setattr__(self, "optics", given)
+        if isinstance(self.time_smoothing, bool) or not isinstance(self.time_smoothing, (int, float)) \
+                or not 0 <= self.time_smoothing < float("inf"):
+            raise ValueError(f"time_smoothing must be a number of frames >= 0, got {self.time_smoothing!r}")
 
     def check_model(self):
         """Load the model here (once) and check the options against it: a missing or broken model file, or a

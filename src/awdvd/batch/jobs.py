@@ -29,6 +29,7 @@ Example ::
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -42,11 +43,12 @@ from .. import __version__
 from .._device import resolve_device
 from ..io import (
     file_identity,
+    image_shape,
     open_image_output,
     write_image,
     write_json,
 )
-from ..io.channels import channel_count
+from ..io.channels import channel_count, stack_axis
 from ..restore.image_optics import restoration_optics
 from ..restore.pipeline import defocus_map, restore_image
 from ..restore.rl import to_input_dtype
@@ -70,6 +72,7 @@ from .job_base import (
 )
 from .predict_job import PredictJob
 from .reruns import input_record
+from .timelapse_files import restore_timelapse_file
 
 __all__ = ["ModelFile", "DeconvolveJob", "PredictJob", "run_jobs", "auto_workers", "FORMATS", "OUTPUT_SUFFIXES",
            "FOCUS_CSV", "FOCUS_PLATE", "CLUSTER_MIN_FILES_PER_WORKER", "CLUSTER_MIN_CPUS"]
@@ -106,7 +109,7 @@ class DeconvolveJob(Job):
         return "ome-zarr" if large else "tiff"
 
     def image_output(self, path: Path, *, large: bool | None = None) -> Path:
-        if _channels_in(path) > 1:
+        if _channels_in(path) > 1 or stack_axis(path) == "T":
             return self.out_dir / f"{self._stem(path)}{IMAGE_SUFFIX['ome-tiff']}"
         large = self.is_large(path) if large is None else large
         return self.out_dir / f"{self._stem(path)}{IMAGE_SUFFIX[self.format_for(large)]}"
@@ -172,6 +175,8 @@ class DeconvolveJob(Job):
             model = self.model()
             if _channels_in(path) > 1:
                 return self._channels(path, model, source, recorder, start)
+            if stack_axis(path) == "T":
+                return self._frames(path, model, source, recorder, start, progress)
             image = read_plane(path, restore=True)
             found = file_optics(path, model.optics, self.optics, strict=self.strict_optics)
             psfs = cached_psf_bank(restoration_optics(found.optics, model.optics), self.options.psf_size)
@@ -237,13 +242,19 @@ class DeconvolveJob(Job):
                                         messages=recorder.messages)
         return {**done, "loads": load_counts()}
 
+    def _frames(self, path: Path, model, source: dict, recorder: Recorder, start: float, progress: bool) -> dict:
+        key = self._resume_key(source, image_shape(path), "ome-tiff", self.dtype)
+        with recorder.capture():
+            done = restore_timelapse_file(self, path, model, self.image_output(path), source=source, start=start,
+                                          messages=recorder.messages, key=key, progress=progress)
+        return {**done, "loads": load_counts()}
+
 
 def _channels_in(path: Path) -> int:
     """How many channels ``path`` holds (1 when that cannot be read: the job then says what is wrong)."""
-    try:
+    with contextlib.suppress(Exception):
         return channel_count(path)
-    except Exception:
-        return 1
+    return 1
 
 
 # run_jobs and auto_workers live in awdvd.batch.orchestrate (running a job over many files); re-exported here

@@ -1,5 +1,7 @@
 """``awdvd predict`` of a z-stack: a depth map per plane, the best-focus plane of every region, and a focus-QC
-row per plane (a screening lab's question: which plane is in focus where).
+row per plane (a screening lab's question: which plane is in focus where). A time-lapse (a T axis) is mapped the
+same way, frame by frame (rows ``image[t=0]``, ...; planes ``t=0 level``, ...), its maps combined over
+``job.time_smoothing`` frames; its "best-focus plane" is the sharpest frame.
 
 ``STEM.defocus.tif`` holds, for every plane z, the planes of a 2-D map (level, depth_um, depth_spread_um, one
 probability per class), then one last plane: the best-focus plane of every window (the plane whose depth there is
@@ -17,6 +19,8 @@ import numpy as np
 from .. import __version__
 from ..io import write_json, write_tiff
 from ..qc import focus_row
+from ..io.channels import stack_axis
+from ..restore.frames import smooth_over_frames
 from ..restore.pipeline import defocus_map
 from ..restore.tiling import should_tile
 
@@ -49,6 +53,9 @@ def predict_stack(job, path: Path, data, model, found, *, source: dict, messages
     stem = job.out_dir / job._stem(path)
     start = time.perf_counter()
     maps = [defocus_map(np.asarray(data[z]), model, job.options, optics=found.optics) for z in range(data.shape[0])]
+    axis = "t" if stack_axis(path) == "T" else "z"
+    if axis == "t":  # a time-lapse: frames, not planes; their maps may be combined over time
+        maps = smooth_over_frames(maps, job.time_smoothing)
     seconds = time.perf_counter() - start
     first = maps[0]
     best = best_focus_plane(np.stack([m.depth_um for m in maps]))
@@ -60,13 +67,14 @@ def predict_stack(job, path: Path, data, model, found, *, source: dict, messages
     stack = np.concatenate([*planes, best[None].astype(np.float32)])
     meta = {"awdvd": "predict", "version": __version__, "input": str(path), **job.settings(),
             "image_shape": [int(v) for v in data.shape], "planes_in_stack": int(data.shape[0]),
-            "planes": [f"z={z} {name}" for z in range(len(maps)) for name in per_plane] + ["best_focus_plane"],
+            "planes": [f"{axis}={z} {name}" for z in range(len(maps)) for name in per_plane] + ["best_focus_plane"],
+            "stack_axis": axis, "time_smoothing_frames": job.time_smoothing if axis == "t" else None,
             "z_step_um": first.z_step_um, "patch_px": first.patch_px, "stride": first.stride,
             "window_rows": first.ys.tolist(), "window_cols": first.xs.tolist(), "mode": first.mode,
             "normalization": first.normalization, "model": job.model.describe(), "device": str(model.device),
             "tiled": False, "input_file": source, "optics": found.record()}
     write_tiff(f"{stem}.defocus.tif", stack, overwrite=True, description=meta)
-    rows = [focus_row(f"{path.name}[z={z}]", m) for z, m in enumerate(maps)]
+    rows = [focus_row(f"{path.name}[{axis}={z}]", m) for z, m in enumerate(maps)]
     counts = {name: sum(m.level_counts().get(name, 0) for m in maps) for name in first.level_counts()}
     write_json(job.sidecar(path), {**meta, "best_focus_plane": best.tolist(), "counts": counts, "focus_qc": rows,
                                    "warnings": messages, "timings_s": {"map": round(seconds, 4)}}, overwrite=True)

@@ -93,6 +93,6 @@ def run(args: argparse.Namespace) -> int:
                            tta=args.tta, smoothing_px=args.smoothing)
     job = DeconvolveJob(out_dir=args.output, model=model_file_from_args(args), options=options, dtype=args.dtype,
                         output_format=args.format, tile_px=args.tile_px, max_px=args.max_whole_px,
-                        strict_optics=args.strict_optics, optics=image_optics_from_args(args),
+                        strict_optics=args.strict_optics, optics=image_optics_from_args(args), time_smoothing=args.time_smoothing,
                         map_channel=args.map_channel, channels=args.channels)
     return run_and_report("deconvolve", args, job, "restored")

@@ -13,7 +13,7 @@ from ..io import LARGEST_IMAGE_IN_MEMORY_PX, keep_previous, write_json
 from ..restore.options import AWDVDOptions
 from ..restore.tiling import DEFAULT_TILE_PX
 from . import words
-from ._common import non_negative_int, positive_float, positive_int
+from ._common import non_negative_float, non_negative_int, positive_float, positive_int
 
 
 def window_stride(text: str) -> int:
@@ -55,7 +55,7 @@ def image_optics_from_args(args: argparse.Namespace) -> dict:
 
 
 def add_batch_arguments(parser: argparse.ArgumentParser) -> None:
-    """--workers, --scheduler, --overwrite, --tile-px, --max-whole-px."""
+    """--workers, --scheduler, --overwrite, --time-smoothing, --tile-px, --max-whole-px."""
 
     group = parser.add_argument_group("many files and large images")
     group.add_argument("--workers", type=non_negative_int, default=None,
@@ -69,6 +69,10 @@ def add_batch_arguments(parser: argparse.ArgumentParser) -> None:
                        help="redo images whose outputs exist (by default they are skipped, so an interrupted run "
                             "can simply be started again); inputs are never replaced")
 
+    group.add_argument("--time-smoothing", type=non_negative_float, default=0.0, metavar="FRAMES",
+                       help="time-lapses (a T axis): combine each frame's depth map with its neighbours' over a "
+                            "Gaussian of this many frames (default 0: every frame on its own); frames are read and "
+                            "restored one at a time, and a stopped run goes on from the frames done")
     group.add_argument("--tile-px", type=tile_size, default=DEFAULT_TILE_PX,
                        help=f"tile side for large images (default {DEFAULT_TILE_PX})")
     group.add_argument("--max-whole-px", type=positive_int, default=LARGEST_IMAGE_IN_MEMORY_PX,

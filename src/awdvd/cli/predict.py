@@ -54,5 +54,5 @@ def run(args: argparse.Namespace) -> int:
     options = AWDVDOptions(stride=args.stride, map_mode=args.mode, normalization=args.normalization, device=args.device,
                            tta=args.tta, smoothing_px=args.smoothing)
     job = PredictJob(out_dir=args.output, model=model_file_from_args(args), options=options, tile_px=args.tile_px,
-                     max_px=args.max_whole_px, strict_optics=args.strict_optics, optics=image_optics_from_args(args))
+                     max_px=args.max_whole_px, strict_optics=args.strict_optics, optics=image_optics_from_args(args), time_smoothing=args.time_smoothing)
     return run_and_report("predict", args, job, "defocus maps")

@@ -1,5 +1,6 @@
-"""Multi-channel images: reading a (C, H, W) field with its channels' names and emission wavelengths, and writing
-one back with them.
+"""Multi-channel images and time-lapses: reading a (C, H, W) field with its channels' names and emission
+wavelengths, and writing one back with them; telling a time-lapse from a z-stack (:func:`stack_axis`), reading
+one frame at a time (:func:`read_frame`) and writing (T, H, W) as OME-TIFF with its T axis (:func:`write_frames`).
 
 Readers: OME-TIFF and ImageJ hyperstack TIFF (a ``C`` axis in tifffile's series axes), OME-Zarr (a ``c`` axis;
 names from the ``omero`` channel labels). Every axis but C, Y and X must be a singleton here: time-lapses and
@@ -18,12 +19,12 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
-from .images import ImageReadError, check_pixel_um, check_readable, is_image_folder, open_tiff, read_zarr, \
-    tiff_pixel_um
+from .images import ImageReadError, check_pixel_um, check_readable, is_image_folder, open_tiff, read_zarr, tiff_pixel_um
 from .optics_metadata import UNIT_TO_UM, read_ome_optics
 from .writers import atomic_path, software
 
-__all__ = ["ChannelImage", "channel_count", "read_channels", "write_channels"]
+__all__ = ["ChannelImage", "channel_count", "read_channels", "write_channels", "stack_axis", "read_frame",
+           "write_frames"]
 
 
 @dataclass
@@ -147,4 +148,55 @@ def write_channels(path: str | os.PathLike, data, *, names, emission_um=None, pi
         metadata.update(PhysicalSizeX=pixel_um, PhysicalSizeXUnit="µm", PhysicalSizeY=pixel_um, PhysicalSizeYUnit="µm")
     with atomic_path(path, overwrite=overwrite) as tmp:
         tifffile.imwrite(tmp, data, ome=True, photometric="minisblack", metadata=metadata, software=software())
+    return path
+
+
+def stack_axis(path: str | os.PathLike) -> str | None:
+    """What the third axis of a 3-D image is: "T" (a time-lapse: a T axis of more than one frame, as ImageJ
+    hyperstacks, OME-TIFF and OME-Zarr record it), "Z" (any other stack, multi-page TIFFs without axes included),
+    or None for a 2-D image (or a file whose axes cannot be read)."""
+    path = Path(path)
+    try:
+        if is_image_folder(path):
+            data, _, metadata = read_zarr(path, True, channels=True)
+            axes = "".join(metadata.get("axes") or "tczyx"[-len(data.shape):]).upper()
+            shape = tuple(data.shape)
+        elif path.suffix.lower() in (".tif", ".tiff"):
+            axes, shape = _tiff_axes(path)
+        else:
+            return None
+    except Exception:
+        return None
+    big = [name for name, size in zip(axes.upper(), shape) if size > 1 and name not in "YX"]
+    if not big:
+        return None
+    return "T" if "T" in big else "Z"
+
+
+def read_frame(path: str | os.PathLike, t: int) -> np.ndarray:
+    """Frame ``t`` of a (T, H, W) time-lapse, read alone (TIFF: its page; OME-Zarr: its slice)."""
+    path = Path(path)
+    if is_image_folder(path):
+        data, _, metadata = read_zarr(path, True, channels=True)
+        axes = "".join(metadata.get("axes") or "tczyx"[-len(data.shape):]).upper()
+        index = tuple(t if name == "T" else slice(None) if name in "YX" else 0 for name in axes)
+        return np.asarray(data[index])
+    with open_tiff(path) as (tif, _):
+        return tif.series[0].pages[t].asarray() if len(tif.series[0].pages) > t else tif.series[0].asarray()[t]
+
+
+def write_frames(path: str | os.PathLike, data, *, pixel_um: float | None = None, overwrite: bool = False) -> Path:
+    """Write a (T, H, W) time-lapse (numpy or a memmap) as OME-TIFF with its T axis and pixel size. Atomic."""
+    path = Path(path)
+    if not path.name.lower().endswith((".ome.tif", ".ome.tiff")):
+        raise ValueError(f"{path.name}: OME-TIFF file names end in .ome.tif or .ome.tiff (so Fiji reads the metadata)")
+    if len(data.shape) != 3:
+        raise ValueError(f"write_frames writes (T, H, W) time-lapses, got shape {tuple(data.shape)}")
+    metadata: dict = {"axes": "TYX"}
+    if pixel_um is not None:
+        pixel_um = check_pixel_um(pixel_um)
+        metadata.update(PhysicalSizeX=pixel_um, PhysicalSizeXUnit="µm", PhysicalSizeY=pixel_um, PhysicalSizeYUnit="µm")
+    with atomic_path(path, overwrite=overwrite) as tmp:
+        with tifffile.TiffWriter(tmp, ome=True) as writer:
+            writer.write(np.asarray(data), photometric="minisblack", metadata=metadata, software=software())
     return path
