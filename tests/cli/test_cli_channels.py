@@ -79,3 +79,25 @@ def test_a_channel_without_its_emission_is_assumed_with_one_line(field, tmp_path
     assert "does not record the emission wavelength of channel(s) GFP; assumed 0.461 um" in err
     channels = json.loads((out / "f.awdvd.json").read_text())["parameters"]["channels"]
     assert channels[1]["source"] == "assumed" and channels[0]["source"] == "file"
+
+
+def test_contradicting_metadata_fail_one_file_and_the_others_go_on(field, tmp_path, capsys):
+    """A file recording a zero pixel size, one recording NA 1.2 in air: one line each, non-zero exit, nothing
+    written for them; the good file beside them is restored."""
+    root, model, folder = field
+    bad = tmp_path / "in"
+    bad.mkdir()
+    data = (np.random.default_rng(4).poisson(150, size=(100, 130)) + 96).astype(np.uint16)
+    tifffile.imwrite(bad / "zero.ome.tif", data, description=ome_xml(shape=(100, 130), pixel_um=0, na=0.5,
+                                                                      emission_nm=461), metadata=None)
+    tifffile.imwrite(bad / "na.ome.tif", data, description=ome_xml(shape=(100, 130), pixel_um=0.65, na=1.2,
+                                                                    emission_nm=461), metadata=None)
+    tifffile.imwrite(bad / "good.ome.tif", data, description=ome_xml(shape=(100, 130), pixel_um=0.65, na=0.5,
+                                                                      emission_nm=461), metadata=None)
+    out = tmp_path / "out"
+    assert main(["deconvolve", str(bad), "-o", str(out), "--model", str(model), *ARGS]) != 0
+    err = capsys.readouterr().err
+    assert "PhysicalSizeX='0', which is not a positive size" in err
+    assert "na.ome.tif: its optics contradict each other" in err
+    assert (out / "good.awdvd.tif").is_file()
+    assert not list(out.glob("zero.awdvd*")) and not list(out.glob("na.awdvd*"))

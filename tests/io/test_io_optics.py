@@ -63,6 +63,15 @@ def test_ome_tiff_with_instrument(tmp_path, pixels):
     assert optics["n"] == pytest.approx(1.0, rel=1e-9)
 
 
+def test_a_zero_pixel_size_is_an_error_naming_it(tmp_path, pixels):
+    import tifffile
+
+    path = tmp_path / "zero.ome.tif"
+    tifffile.imwrite(path, pixels, description=ome_xml(pixel_nm=0), metadata=None)
+    with pytest.raises(ValueError, match="records PhysicalSizeX='0', which is not a positive size"):
+        read_ome_optics(path)
+
+
 def test_emission_without_unit_is_nm(tmp_path, pixels):
     import tifffile
 

@@ -79,13 +79,17 @@ _OPTICS_FIELDS = ("pixel_um", "wavelength_um", "na", "n")
 
 
 def _ome_number(element, name: str, unit_name: str | None = None, default_unit: str = "µm") -> float | None:
-    """An OME-XML attribute as a positive finite number in um (for lengths with ``unit_name``), or None."""
+    """An OME-XML attribute as a positive finite number in um (for lengths with ``unit_name``), or None when the
+    file does not record it. A value recorded as zero, negative or not finite is an error (ValueError naming it):
+    the file contradicts itself, and assuming the model's value would hide that."""
     if element is None or element.get(name) is None:
         return None
     try:
         value = float(element.get(name))
     except ValueError:
         return None
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"its OME-XML records {name}={element.get(name)!r}, which is not a positive size")
     if unit_name is not None:
         factor = UNIT_TO_UM.get(element.get(unit_name, default_unit))
         if factor is None:
