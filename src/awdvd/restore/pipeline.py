@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -32,7 +33,7 @@ from .._cluster import dask_client
 from .._device import resolve_device
 from ..io import LARGEST_IMAGE_IN_MEMORY_PX, check_pixel_size
 from ..learn.model_files import load_model
-from ..physics.optics import Optics
+from ..physics.optics import Optics, UndersamplingWarning
 from ..physics.psf import defocus_psf, psf_bank
 from .blend import deconvolve_levels
 from .defocus_maps import compute_map, exact_dense, resolve_map_mode
@@ -281,6 +282,14 @@ def restore_image(
                          "window (use richardson_lucy or deconvolve_invariant for smaller images)")
     if pixel_um is not None and loaded is not None and optics is None:
         check_pixel_size(pixel_um, loaded.optics.pixel_um)
+    if psfs is None and loaded is None and dmap is not None and dmap.z_step_um is not None:
+        # no model: the map's own levels and depths, in the image's optics (the default Optics' without them)
+        n_levels = int(max(int(v) for v in np.asarray(dmap.class_levels))) + 1
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UndersamplingWarning)
+            at_map_depths = image_optics_or_model(optics, Optics()).replace(z_step_um=float(dmap.z_step_um),
+                                                                            n_levels=max(n_levels, 1))
+        psfs = psf_bank(at_map_depths, size=options.psf_size)
     if psfs is None:
         model_optics = loaded.optics if loaded is not None else Optics()
         psfs = psf_bank(restoration_optics(image_optics_or_model(optics, model_optics), model_optics),
