@@ -45,8 +45,8 @@ def band_psnr_gain(truth, recorded, restored, band: int) -> dict:
 
 def extended_domain_rl(image, psf, iterations: int) -> np.ndarray:
     """Plain RL on a domain extended by the PSF radius, the data term only inside the image (Bertero & Boccacci
-    2005; deconwolf's boundary): o <- o / H^T M * H^T (M i / H o), M = 1 inside. Not yet awdvd's: the lever this
-    benchmark measures against the symmetric extension awdvd's RL uses."""
+    2005; deconwolf's boundary): o <- o / H^T M * H^T (M i / H o), M = 1 inside. Written out in float64 as an
+    independent reference for awdvd's ``boundary="extended"`` (awdvd.restore.rl_kernels.rl_numpy_extended)."""
     from scipy.signal import fftconvolve
 
     r = psf.shape[0] // 2

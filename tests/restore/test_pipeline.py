@@ -128,7 +128,7 @@ def test_auto_offset_is_the_default_and_is_recorded(bank, two_halves):
     np.testing.assert_array_equal(result.image, by_hand)
     runs = result.iterations_run
     assert result.resolved() == {"offset": result.offset, "iterations": [5] * 11, "device": "cpu", "psf_size": 15,
-                                 "tiled": False, "method": "fast", "weighting": "triangular",
+                                 "tiled": False, "method": "fast", "weighting": "triangular", "boundary": "extended",
                                  "level_blend": "probability", "halo_px": None, "rl": "plain", "tv_weight": None, "iterations_source": "options",
                                  "stopping": None, "discrepancy": None, "strength": None,
                                  "iterations_run": {str(level): n for level, n in runs.items()}}

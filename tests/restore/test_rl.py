@@ -209,3 +209,35 @@ def test_background_estimate_and_auto_offset():
         resolve_offset("dark", image)
     with pytest.raises(ValueError, match="percentile"):
         estimate_background(image, percentile=101)
+
+
+def test_the_extended_boundary_restores_a_cropped_fields_border_like_its_interior():
+    """A field blurred whole, then cropped (the light of spots outside the crop is in it, as in a real field of
+    view): mirrored at its edges RL restores the outer band worse than the interior; with the outside unknown the
+    band is restored about as well as the interior (issue 26's borders)."""
+    from scipy.signal import fftconvolve
+
+    from awdvd.physics.optics import Optics
+    from awdvd.physics.psf import psf_bank
+
+    rng = np.random.default_rng(5)
+    yy, xx = np.mgrid[:220, :220]
+    truth = 10.0 + sum(800 * np.exp(-((yy - y) ** 2 + (xx - x) ** 2) / 8.0) for y, x in rng.uniform(0, 220, (90, 2)))
+    psf = psf_bank(Optics(), size=31)[5]
+    observed = rng.poisson(fftconvolve(truth, psf, mode="same")).astype(np.float32)
+    crop = (slice(40, -40), slice(40, -40))
+    truth, observed = truth[crop], observed[crop]
+    band = np.zeros(truth.shape, bool)
+    band[:15], band[-15:], band[:, :15], band[:, -15:] = True, True, True, True
+
+    def error(restored, where):
+        return float(np.sqrt(np.mean((restored[where] - truth[where]) ** 2)))
+
+    mirrored = richardson_lucy(observed, psf, iterations=20)
+    extended = richardson_lucy(observed, psf, iterations=20, boundary="extended")
+    # measured: band 52.1 (mirrored 61.6), interior 51.8 (mirrored 51.8)
+    assert error(extended, band) < 0.9 * error(mirrored, band)
+    assert error(extended, band) < 1.1 * error(extended, ~band)  # the band about as good as the interior
+    assert abs(error(extended, ~band) - error(mirrored, ~band)) < 0.1 * error(mirrored, ~band)
+    with pytest.raises(ValueError, match="boundary must be one of"):
+        richardson_lucy(observed, psf, iterations=2, boundary="periodic")

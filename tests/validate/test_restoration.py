@@ -92,7 +92,9 @@ def test_whole_image_report(bank, tmp_path):
     report = evaluate_whole_image(spec, bank, strides=(42,), iterations=4, keep_images=True)
     by_name = {r["name"]: r for r in report["results"]}
     assert set(by_name) == {"observed", "invariant_level0", "case_i_true", "case_ii_true", "fast_s42_true"}
-    assert abs(by_name["fast_s42_true"]["psnr_truth_range"] - by_name["case_ii_true"]["psnr_truth_range"]) < 0.05
+    # fast's RLs take the outside of the image as unknown (the plan's default boundary), patchwise mirrors it, as
+    # this specimen's forward model does: they differ near the edges, by up to 0.1 dB over the whole image
+    assert abs(by_name["fast_s42_true"]["psnr_truth_range"] - by_name["case_ii_true"]["psnr_truth_range"]) < 0.15
     assert by_name["case_ii_true"]["psnr_truth_range"] > by_name["observed"]["psnr_truth_range"]
     del report["images"]
     json.dumps(report, allow_nan=False)
@@ -163,7 +165,9 @@ def test_real_image_restoration_beats_the_observation_and_the_baseline():
     by_name = {r["name"]: r for r in report["results"]}
     assert by_name["fast_s42_true"]["psnr_truth_range"] > by_name["observed"]["psnr_truth_range"] + 1.0
     assert by_name["fast_s42_true"]["psnr_truth_range"] > by_name["invariant_level0"]["psnr_truth_range"] + 1.0
-    assert abs(by_name["fast_s42_true"]["psnr_truth_range"] - by_name["case_ii_true"]["psnr_truth_range"]) < 0.05
+    # fast's RLs take the outside of the image as unknown (the plan's default boundary), patchwise mirrors it, as
+    # this specimen's forward model does: they differ near the edges, by up to 0.1 dB over the whole image
+    assert abs(by_name["fast_s42_true"]["psnr_truth_range"] - by_name["case_ii_true"]["psnr_truth_range"]) < 0.15
     assert by_name["case_i_true"]["seam_ratio_error"] > by_name["case_ii_true"]["seam_ratio_error"]
 
 
@@ -177,7 +181,9 @@ def test_full_size_tilted_specimen_fast_equals_patchwise():
     spec = tilted_specimen(images[0], psf_size=61, seed=0)
     report = evaluate_whole_image(spec, psf_bank(Optics(), size=61), strides=(42,), iterations=30)
     by_name = {r["name"]: r for r in report["results"]}
-    assert abs(by_name["fast_s42_true"]["psnr_truth_range"] - by_name["case_ii_true"]["psnr_truth_range"]) < 0.05
+    # fast's RLs take the outside of the image as unknown (the plan's default boundary), patchwise mirrors it, as
+    # this specimen's forward model does: they differ near the edges, by up to 0.1 dB over the whole image
+    assert abs(by_name["fast_s42_true"]["psnr_truth_range"] - by_name["case_ii_true"]["psnr_truth_range"]) < 0.15
     assert by_name["case_i_true"]["seam_ratio_error"] > 1.3 > by_name["case_ii_true"]["seam_ratio_error"]
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..batch.jobs import FORMATS, DeconvolveJob
 from ..restore.options import LEVEL_BLENDS, MAP_MODES, METHODS, AWDVDOptions
-from ..restore.rl import RL_VARIANTS
+from ..restore.rl import BOUNDARIES, RL_VARIANTS
 from ..restore.windows import WEIGHTINGS
 from ._common import add_map_arguments, non_negative_int, offset_arg, psf_size
 from .outputs import (
@@ -53,6 +53,10 @@ def register(subparsers) -> None:
                              f"(default {d.level_blend})")
     parser.add_argument("--weighting", choices=WEIGHTINGS, default=d.weighting,
                         help=f"window blending weights (default {d.weighting})")
+    parser.add_argument("--boundary", choices=BOUNDARIES, default=d.boundary,
+                        help="the image's outside for RL: extended (default: unknown, so the light of nuclei beyond "
+                             "the field of view is restored as such and the borders as well as the interior) or "
+                             "symmetric (the image mirrored at its edges; keeps the image's flux exactly)")
     parser.add_argument("--method", choices=METHODS, default=d.method,
                         help="fast: one RL per level over its region (default); patchwise: one RL per window (the paper's)")
     parser.add_argument("--map-mode", choices=MAP_MODES, default=d.map_mode,
@@ -88,7 +92,8 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     options = AWDVDOptions(stride=args.stride, iterations=args.iterations, rl=args.rl, method=args.method,
-                           weighting=args.weighting, level_blend=args.level_blend, offset=args.offset,
+                           weighting=args.weighting, level_blend=args.level_blend, boundary=args.boundary,
+                           offset=args.offset,
                            psf_size=args.psf_size, halo_px=args.halo_px, map_mode=args.map_mode, device=args.device,
                            tta=args.tta, smoothing_px=args.smoothing)
     job = DeconvolveJob(out_dir=args.output, model=model_file_from_args(args), options=options, dtype=args.dtype,

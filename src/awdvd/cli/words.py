@@ -30,6 +30,7 @@ FLAGS = {
     "method": "--method",
     "weighting": "--weighting",
     "level_blend": "--level-blend",
+    "boundary": "--boundary",
     "offset": "--offset",
     "psf_size": "--psf-size",
     "halo_px": "--halo-px",

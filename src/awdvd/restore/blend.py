@@ -182,11 +182,12 @@ def blend_windows(array: np.ndarray, dmap: DefocusMap, psfs, plan: RestorationPl
     tx = axis_weight_matrix(array.shape[1], xs, profile)
     numerator = np.zeros(array.shape, dtype=np.float64)
     denominator = np.zeros(array.shape, dtype=np.float64)
-    rl = dict(schedule=schedule, eps=eps, device=device, offset=offset, runs={},
+    rl = dict(schedule=schedule, eps=eps, device=device, offset=offset, runs={}, boundary=plan.boundary,
               variance=schedule.noise_variance(array) if schedule.stopping else None)
     if plan.method == "fast":
         _fast(raw, data, labels, psfs, ty, tx, halos, identity, numerator, denominator, rl)
-    else:
+    else:  # the paper's per-window RLs see the image mirrored at its edges, whatever the plan's boundary
+        rl["boundary"] = "symmetric"
         _patchwise(raw, data, labels, psfs, profile, ys, xs, patch_px, halos, identity, numerator, denominator, rl)
     covered = denominator > 0
     out = np.divide(numerator, denominator, out=np.zeros_like(numerator), where=covered)
@@ -204,7 +205,7 @@ def _restore(data: np.ndarray, psf: np.ndarray, level: int, rl: dict, workers: i
     stop = schedule.stop_rule(level, variance, weights) if schedule.stopping else None
     out = richardson_lucy_batches(data, psf[None], schedule.iterations[level], rl["eps"], rl["device"], workers,
                                   variant=schedule.variant, tv_weight=schedule.tv_weight, stop=stop,
-                                  iterations_run=ran)
+                                  iterations_run=ran, boundary=rl["boundary"])
     rl["runs"].setdefault(level, []).extend(int(n) for n in ran)  # list.extend is atomic under the GIL
     return out.astype(np.float64) + rl["offset"]
 

@@ -301,7 +301,8 @@ def restore_image(
     check_offset_in_range(options.offset, image, max_samples=OFFSET_SAMPLES)  # a number that would destroy the image
     tiled = lazy or should_tile(shape, max_px=max_px)
     plan = RestorationPlan(iterations=schedule, method=options.method, weighting=options.weighting,
-                           level_blend=options.level_blend, offset=offset, halo_px=options.halo_px, device=device)
+                           level_blend=options.level_blend, offset=offset, halo_px=options.halo_px, device=device,
+                           boundary=options.boundary)
     record: dict = {}
     with contextlib.ExitStack() as stack:
         if client is not None and (tiled or (dmap is None and options.map_mode == "dense")):

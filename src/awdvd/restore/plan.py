@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from .options import LEVEL_BLENDS, METHODS
-from .rl import check_eps, check_offset
+from .rl import BOUNDARIES, check_eps, check_offset
 from .rl_schedule import RLSchedule
 from .windows import WEIGHTINGS
 
@@ -36,6 +36,12 @@ class RestorationPlan:
     offset : background (ADU) removed before RL and added back: a number ("auto" is resolved before a plan is made).
     halo_px : image context (px) around the pixels each RL serves, or None (per level 3 x the PSF's 99% radius).
     device : where RL runs: "auto" / "cpu" / "cuda[:N]" (the pipeline resolves "auto" before it builds a plan).
+    boundary : "extended" (default: every RL's estimate reaches a PSF radius beyond the image or tile it restores,
+        and only the pixels inside are data, so light from outside the field of view is explained by the outside
+        instead of by mirrored nuclei; on cropped tilted specimens it restores the outer band as well as the
+        interior, benchmarks/bench_borders.py) or "symmetric" (the image mirrored at its edges, as
+        :func:`awdvd.restore.rl.richardson_lucy`). The "fast" method's RLs only: "patchwise" (the paper's
+        one RL per window) always mirrors the image at its edges.
     eps : RL's floor, or None: ``1e-6 * max(image - offset)`` of the image being restored (tiles of a large image
         get the whole image's).
 
@@ -55,12 +61,15 @@ class RestorationPlan:
     halo_px: int | None
     device: str
     eps: float | None = None
+    boundary: str = "extended"
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
         if self.weighting not in WEIGHTINGS:
             raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {self.weighting!r}")
+        if self.boundary not in BOUNDARIES:
+            raise ValueError(f"boundary must be one of {BOUNDARIES}, got {self.boundary!r}")
         if self.level_blend not in LEVEL_BLENDS:
             raise ValueError(f"level_blend must be one of {LEVEL_BLENDS}, got {self.level_blend!r}")
         object.__setattr__(self, "offset", check_offset(self.offset))
@@ -76,7 +85,7 @@ class RestorationPlan:
     def describe(self) -> dict:
         """JSON-ready: the blend's choices and the RL schedule (variant, iterations, where they came from)."""
         out = {"method": self.method, "weighting": self.weighting, "level_blend": self.level_blend,
-               "offset": self.offset, "halo_px": self.halo_px, "device": self.device}
+               "offset": self.offset, "halo_px": self.halo_px, "device": self.device, "boundary": self.boundary}
         if isinstance(self.iterations, RLSchedule):
             out.update(self.iterations.describe())
         else:

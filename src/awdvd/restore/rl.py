@@ -30,9 +30,10 @@ import numpy as np
 from .._checks import check_image, check_positive_int
 from .._device import resolve_device
 from ..physics.psf import check_psf_stack
-from .rl_kernels import rl_numpy, rl_torch
+from .rl_kernels import rl_numpy, rl_numpy_extended, rl_torch
 
 __all__ = [
+    "BOUNDARIES",
     "richardson_lucy",
     "richardson_lucy_stack",
     "richardson_lucy_batches",
@@ -58,6 +59,9 @@ DEFAULT_ITERATIONS = 30
 _EPS_RELATIVE = 1e-6
 #: the Richardson-Lucy variants: Eq. 3 as in the paper, Biggs-Andrews acceleration, Dey et al.'s TV prior
 RL_VARIANTS = ("plain", "accelerated", "tv")
+#: how RL treats the image's outside: mirrored ("symmetric", the plain function's default) or unknown
+#: ("extended": the estimate reaches a PSF radius beyond the image; AWDVD's default, see RestorationPlan)
+BOUNDARIES = ("symmetric", "extended")
 #: padded pixels per batch of RL images (about 64 MB of float32 work arrays)
 CHUNK_PIXELS = 1 << 23
 
@@ -108,8 +112,8 @@ def check_variant(variant, tv_weight=0.0) -> tuple[str, float]:
 # --------------------------------------------------------------------------------------------- RL batches
 def richardson_lucy_batches(images: np.ndarray, psfs: np.ndarray, iterations: int, eps: float, device: str,
                             workers: int | None = None, *, variant: str = "plain", tv_weight: float = 0.0,
-                            stop: tuple | None = None, iterations_run: np.ndarray | None = None, observe=None
-                            ) -> np.ndarray:
+                            stop: tuple | None = None, iterations_run: np.ndarray | None = None, observe=None,
+                            boundary: str = "symmetric") -> np.ndarray:
     """RL of offset-free images (B, h, w) float32 >= 0 with PSFs (B or 1, k, k) (sum 1), in chunks that bound the
     work memory; no input checks (the public functions check). ``device`` "cpu" (scipy.fft, ``workers`` FFT
     threads, default :func:`awdvd._threads.allowed_threads`) or a torch CUDA device; ``variant`` and
@@ -121,7 +125,12 @@ def richardson_lucy_batches(images: np.ndarray, psfs: np.ndarray, iterations: in
     point for accelerated RL); ``iterations`` is then the most. ``iterations_run``: (B,) int array that receives
     the iterations each image ran. ``observe(k, x_k, D_k)``: called at every iteration k < ``iterations`` of
     every chunk with its (b, h, w) estimate (a view) and (b,) discrepancies (None without ``stop``).
+    ``boundary``: "symmetric" (the image extended half-sample symmetrically at every iteration) or "extended"
+    (the estimate on the image extended by the PSF radius, only the image's pixels data:
+    :func:`awdvd.restore.rl_kernels.rl_numpy_extended`; it runs on the CPU, also when ``device`` is CUDA).
     Returns (B, h, w) float32."""
+    if boundary not in BOUNDARIES:
+        raise ValueError(f"boundary must be one of {BOUNDARIES}, got {boundary!r}")
     b, h, w = images.shape
     r = psfs.shape[-1] // 2
     per_image = (h + 2 * r) * (w + 2 * r)
@@ -133,7 +142,9 @@ def richardson_lucy_batches(images: np.ndarray, psfs: np.ndarray, iterations: in
         kernel = psfs if len(psfs) == 1 else psfs[part]
         rule = None if stop is None else tuple(np.asarray(x)[part] for x in stop)
         extra = dict(variant=variant, tv_weight=tv_weight, stop=rule, iterations_run=ran[part], observe=observe)
-        if device == "cpu":
+        if boundary == "extended":
+            out[part] = rl_numpy_extended(images[part], kernel, iterations, eps, workers, **extra)
+        elif device == "cpu":
             out[part] = rl_numpy(images[part], kernel, iterations, eps, workers, **extra)
         else:
             out[part] = rl_torch(images[part], kernel, iterations, eps, device, **extra)
@@ -153,8 +164,10 @@ def richardson_lucy(
     device: str | None = None,
     variant: str = "plain",
     tv_weight: float = 0.0,
+    boundary: str = "symmetric",
 ) -> np.ndarray:
-    """Richardson-Lucy deconvolution (paper Eq. 3), with half-sample symmetric boundaries.
+    """Richardson-Lucy deconvolution (paper Eq. 3), with half-sample symmetric boundaries (or, with
+    ``boundary="extended"``, the outside of the image unknown).
 
     Parameters
     ----------
@@ -175,11 +188,15 @@ def richardson_lucy(
         restoration in fewer iterations, each about as costly) or "tv" (Dey et al. 2006: Eq. 3 times
         ``1 / (1 - tv_weight * div(grad o / |grad o|))``, a total-variation prior against noise amplification).
     tv_weight : weight of the TV prior (px; "tv" only; 0 is plain RL; typical 0.001-0.01).
+    boundary : "symmetric" (the image extended half-sample symmetrically at every iteration) or "extended" (the
+        estimate reaches a PSF radius beyond the image and only the image's pixels are data, so that light from
+        outside the field of view is explained by the outside; restores the border as well as the interior, and
+        is AWDVD's default: :class:`awdvd.restore.plan.RestorationPlan`).
 
     Returns
     -------
-    (H, W) float32, or (L, H, W) for L PSFs: ``offset`` + a non-negative estimate whose sum equals the sum of
-    ``max(image - offset, 0)`` for PSFs even along each axis (every variant: each step ends with an RL
+    (H, W) float32, or (L, H, W) for L PSFs: ``offset`` + a non-negative estimate whose sum equals (with the
+    symmetric boundary) the sum of ``max(image - offset, 0)`` for PSFs even along each axis (every variant: each step ends with an RL
     update; "tv" only approximately, through its prior factor). Zero iterations or a delta PSF return the input
     unchanged (as float32).
 
@@ -205,7 +222,7 @@ def richardson_lucy(
         eps = eps_floor(data) if eps is None else check_eps(eps)
         images = np.broadcast_to(data, (len(todo),) + data.shape).copy()
         restored = richardson_lucy_batches(images, psfs[todo], iterations, eps, device, variant=variant,
-                                           tv_weight=tv_weight)
+                                           tv_weight=tv_weight, boundary=boundary)
         out[todo] = (restored.astype(np.float64) + offset).astype(np.float32)
     return out[0] if single else out
 
