@@ -54,6 +54,17 @@ def _fill_symmetric(buffer: np.ndarray, data: np.ndarray | None, r: int, iy: np.
         buffer[:, : h + 2 * r, : w + 2 * r] = data[:, iy[:, None], ix[None, :]]
 
 
+def _keep_stopped(current: np.ndarray, discrepancy: np.ndarray, tau, active: np.ndarray, final):
+    """The stopping rule's step: the still active images whose discrepancy fell to their threshold keep their
+    ``current`` estimate in ``final`` (made on the first stop) and leave ``active`` (updated in place)."""
+    stopping = active & (discrepancy <= tau)
+    if stopping.any():
+        final = current.copy() if final is None else final
+        final[stopping] = current[stopping]
+        active &= ~stopping
+    return final
+
+
 def rl_numpy(images: np.ndarray, psfs: np.ndarray, iterations: int, eps: float, workers: int | None = None, *,
               variant: str = "plain", tv_weight: float = 0.0, stop: tuple | None = None, observe=None,
               iterations_run: np.ndarray | None = None) -> np.ndarray:
@@ -120,13 +131,9 @@ def rl_numpy(images: np.ndarray, psfs: np.ndarray, iterations: int, eps: float, 
         if observe is not None:
             observe(k, current, discrepancy)
         if stop is not None:
-            stopping = active & (discrepancy <= stop[2])
-            if stopping.any():
-                final = current.copy() if final is None else final
-                final[stopping] = current[stopping]
-                active &= ~stopping
-                if not active.any():
-                    break
+            final = _keep_stopped(current, discrepancy, stop[2], active, final)
+            if not active.any():
+                break
         ran[active] += 1
         np.maximum(blurred, eps, out=blurred)
         np.divide(images, blurred, out=ratio)
@@ -300,13 +307,9 @@ def rl_numpy_extended(images: np.ndarray, psfs: np.ndarray, iterations: int, eps
         if observe is not None:
             observe(k, current[inside], discrepancy)
         if stop is not None:
-            stopping = active & (discrepancy <= stop[2])
-            if stopping.any():
-                final = current[inside].copy() if final is None else final
-                final[stopping] = current[inside][stopping]
-                active &= ~stopping
-                if not active.any():
-                    break
+            final = _keep_stopped(current[inside], discrepancy, stop[2], active, final)
+            if not active.any():
+                break
         ran[active] += 1
         np.maximum(blurred, eps, out=blurred)
         ratio[inside] = images / blurred
