@@ -18,6 +18,8 @@ import imageio.v3 as iio
 import numpy as np
 import tifffile
 
+from .base import UNIT_TO_UM, ImageReadError
+
 if TYPE_CHECKING:  # dask is imported only when an image is read lazily
     import dask.array
 
@@ -35,10 +37,6 @@ ZARR_SUFFIX = ".zarr"
 # keeps one worker under 3 GB; every camera frame (BBBC006 is 696 x 520, sCMOS chips 2048 x 2048 to
 # 2560 x 2160) stays far below it, so only stitched or slide-scale images are tiled.
 LARGEST_IMAGE_IN_MEMORY_PX = 4096 * 4096
-
-
-class ImageReadError(ValueError):
-    """A file exists but is not an image awdvd can read."""
 
 
 @dataclass
@@ -155,14 +153,6 @@ def check_readable(path: Path) -> None:
         raise IsADirectoryError(f"{path} is a folder, not an image file (OME-Zarr images are folders named *.zarr)")
     if path.stat().st_size == 0:
         raise ImageReadError(f"{path} is empty (0 bytes)")
-
-
-#: micrometres per unit, by the unit names TIFF, OME-XML and OME-Zarr metadata use
-UNIT_TO_UM = {"um": 1.0, "µm": 1.0, "micron": 1.0, "microns": 1.0, "\\u00B5m": 1.0, "nm": 1e-3, "mm": 1e3, "m": 1e6,
-              "cm": 1e4,
-              # OME-Zarr (NGFF) spells units out, UDUNITS-2 style
-              "micrometer": 1.0, "nanometer": 1e-3, "millimeter": 1e3, "centimeter": 1e4, "meter": 1e6,
-              "angstrom": 1e-4}
 
 
 def tiff_pixel_um(tif) -> float | None:
