@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet "torch==2.13.0"
 	# the napari plugin, bioimage.io export and their tests come with it (the napari tests also need an X
 	# server: Debian packages in .ci/run; without one they are skipped with the reason), and the docs' tools
-	$(PY) -m pip install --quiet -e ".[test,napari,bioimageio,test-gui,docs]"
+	$(PY) -m pip install --quiet -e ".[test,formats,napari,bioimageio,test-gui,docs]"
 	touch $(STAMP)
 
 install: $(STAMP)

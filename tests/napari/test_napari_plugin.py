@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _standins import ome_xml
+from _standins import ome_xml, write_czi
 
 from awdvd.batch.file_optics import OpticsAssumedWarning
 from awdvd.io import read_image, write_ome_tiff, write_ome_zarr, write_tiff
@@ -121,6 +121,19 @@ def test_a_multi_channel_file_opens_as_a_layer_per_channel(make_napari_viewer, t
     assert layer_optics(layers[1].metadata, layers[1].scale) == pytest.approx(
         {"pixel_um": 0.325, "na": 0.75, "n": 1.0, "wavelength_um": 0.61})
     assert layers[0].metadata["optics"]["wavelength_um"] == pytest.approx(0.461)
+
+
+def test_a_czi_opens_in_a_real_viewer_as_a_layer_per_channel(make_napari_viewer, tmp_path, pixels):
+    """Issue 26 item 1: a vendor's file (Zeiss CZI, read through bioio) opens like an OME-TIFF."""
+    pytest.importorskip("bioio_czi", reason="the CZI reader (bioio-czi, awdvd[formats]) is not installed")
+    path = write_czi(tmp_path / "two.czi", np.stack([pixels, pixels[::-1]])[None, :, None], names=["DAPI", "GFP"],
+                     emission_nm=[461, 520], na=0.75, n=1.0, pixel_um=0.1625)
+    assert get_reader(str(path)) is read_layers
+    layers = make_napari_viewer().open(str(path), plugin="awdvd")
+    assert [layer.name for layer in layers] == ["two [DAPI]", "two [GFP]"]
+    np.testing.assert_array_equal(np.asarray(layers[1].data), pixels[::-1])
+    assert layer_optics(layers[1].metadata, layers[1].scale) == pytest.approx(
+        {"pixel_um": 0.1625, "na": 0.75, "n": 1.0, "wavelength_um": 0.52})
 
 
 def test_reader_without_pixel_size_and_declines_other_files(tmp_path, pixels):

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..io import read_ome_optics
+from ..io.vendor import is_vendor_file
 from ..physics.optics import Optics
 
 __all__ = ["OPTICS_FIELDS", "FLAGS", "OpticsAssumedWarning", "OpticsAssumedError", "FileOptics", "file_optics"]
@@ -52,7 +53,7 @@ class FileOptics:
 
 
 def _recorded(path: Path) -> dict:
-    if path.is_dir() or path.suffix.lower() in (".tif", ".tiff"):
+    if path.is_dir() or path.suffix.lower() in (".tif", ".tiff") or is_vendor_file(path):
         found = read_ome_optics(path)
         return {name: found.get(name) for name in OPTICS_FIELDS}
     return dict.fromkeys(OPTICS_FIELDS)

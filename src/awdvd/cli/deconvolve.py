@@ -33,7 +33,8 @@ def register(subparsers) -> None:
         "--format) and STEM.awdvd.json (options, what was resolved, levels used, timings). Many images run in "
         "parallel worker processes when that pays; a rerun skips images already done; a bad image is reported "
         "and the others go on. Images larger than --max-whole-px are processed in tiles and written as OME-Zarr "
-        "by default. INPUT: files, folders, glob patterns or OME-Zarr folders (*.zarr).",
+        "by default. INPUT: files (TIFF, PNG, CZI, ND2, LIF), folders, glob patterns or "
+        "OME-Zarr folders (*.zarr).",
     )
     parser.add_argument("inputs", nargs="+", metavar="IMAGE", help="2-D images, folders or globs")
     parser.add_argument("-o", "--output", required=True, type=Path, help="output folder")
@@ -77,7 +78,8 @@ def register(subparsers) -> None:
     parser.add_argument("--format", choices=FORMATS, default="auto",
                         help="restored image format: auto (default: TIFF, OME-Zarr for images processed in tiles), "
                              "tiff (ImageJ TIFF), ome-tiff (.ome.tif) or ome-zarr (.ome.zarr folder)")
-    channels = parser.add_argument_group("multi-channel files (OME-TIFF, ImageJ hyperstacks, OME-Zarr with a channel axis)")
+    channels = parser.add_argument_group("multi-channel files (OME-TIFF, ImageJ hyperstacks, OME-Zarr with a channel "
+                                         "axis, CZI, ND2, LIF)")
     channels.add_argument("--map-channel", metavar="NAME|INDEX", default=None,
                           help="the channel the depth map is made from, once per field (default: a channel named like "
                                "a nuclear stain, DAPI or Hoechst, else the first); every restored channel uses it "

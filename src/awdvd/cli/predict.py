@@ -33,7 +33,8 @@ def register(subparsers) -> None:
         "QC row per image (fraction of windows per level, median and mean level, confidence, background "
         "fraction, out-of-focus flag at median level >= 2), and awdvd-predict-plate.png, the median level per "
         "well, where file names carry plate wells (..._B03_...). Images run in parallel worker processes; a rerun "
-        "skips images already done. INPUT: files, folders, glob patterns or OME-Zarr folders (*.zarr).",
+        "skips images already done. INPUT: files (TIFF, PNG, CZI, ND2, LIF), folders, glob patterns or OME-Zarr "
+        "folders (*.zarr).",
     )
     parser.add_argument("inputs", nargs="+", metavar="IMAGE", help="2-D images, folders or globs")
     parser.add_argument("-o", "--output", required=True, type=Path, help="output folder")

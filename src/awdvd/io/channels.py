@@ -21,6 +21,7 @@ import tifffile
 
 from .images import ImageReadError, check_pixel_um, check_readable, is_image_folder, open_tiff, read_zarr, tiff_pixel_um
 from .optics_metadata import UNIT_TO_UM, read_ome_optics
+from .vendor import is_vendor_file, open_vendor
 from .writers import atomic_path, software
 
 __all__ = ["ChannelImage", "channel_count", "read_channels", "write_channels", "stack_axis", "read_frame",
@@ -53,6 +54,8 @@ def channel_count(path: str | os.PathLike) -> int:
         data, _, metadata = read_zarr(path, True, channels=True)
         axes = metadata.get("axes") or []
         return int(data.shape[axes.index("c")]) if "c" in axes else 1
+    if is_vendor_file(path):
+        return int(open_vendor(path).data.shape[1])
     if path.suffix.lower() not in (".tif", ".tiff"):
         return 1
     axes, shape = _tiff_axes(path)
@@ -93,10 +96,16 @@ def read_channels(path: str | os.PathLike) -> ChannelImage:
 
     Raises
     ------
-    ImageReadError : not a TIFF or OME-Zarr, or axes besides C, Y and X that are not singletons.
+    ImageReadError : not a TIFF, OME-Zarr or vendor (CZI, ND2, LIF) file, or axes besides C, Y and X that are not
+        singletons.
     """
     path = Path(path)
     check_readable(path)
+    if is_vendor_file(path):
+        image = open_vendor(path)
+        data = _channels_first(image.data, image.axes, path).compute()
+        return ChannelImage(data=data, path=path, names=image.names, emission_um=image.emission_um,
+                            pixel_um=image.pixel_um, optics=image.optics)
     if is_image_folder(path):
         data, pixel_um, metadata = read_zarr(path, False, channels=True)
         axes = "".join(metadata.get("axes") or "tczyx"[-np.ndim(data):])
@@ -113,7 +122,8 @@ def read_channels(path: str | os.PathLike) -> ChannelImage:
             if not names and tif.imagej_metadata:
                 names = list(tif.imagej_metadata.get("Labels") or [])[: data.shape[0]]
     else:
-        raise ImageReadError(f"{path}: channels are read from TIFF and OME-Zarr files, not {path.suffix!r}")
+        raise ImageReadError(f"{path}: channels are read from TIFF, OME-Zarr, CZI, ND2 and LIF files, not "
+                             f"{path.suffix!r}")
     n = data.shape[0]
     names = [str(v) if v else str(i) for i, v in enumerate((list(names) + [None] * n)[:n])]
     emission = (list(emission) + [None] * n)[:n]
@@ -163,11 +173,14 @@ def stack_axis(path: str | os.PathLike) -> str | None:
             shape = tuple(data.shape)
         elif path.suffix.lower() in (".tif", ".tiff"):
             axes, shape = _tiff_axes(path)
+        elif is_vendor_file(path):
+            data = open_vendor(path).data
+            axes, shape = "TCZYX", tuple(data.shape)
         else:
             return None
     except Exception:
         return None
-    big = [name for name, size in zip(axes.upper(), shape) if size > 1 and name not in "YX"]
+    big = [name for name, size in zip(axes.upper(), shape) if size > 1 and name not in "CYX"]
     if not big:
         return None
     return "T" if "T" in big else "Z"
@@ -181,6 +194,8 @@ def read_frame(path: str | os.PathLike, t: int) -> np.ndarray:
         axes = "".join(metadata.get("axes") or "tczyx"[-len(data.shape):]).upper()
         index = tuple(t if name == "T" else slice(None) if name in "YX" else 0 for name in axes)
         return np.asarray(data[index])
+    if is_vendor_file(path):
+        return np.asarray(open_vendor(path).data[t, 0, 0])
     with open_tiff(path) as (tif, _):
         return tif.series[0].pages[t].asarray() if len(tif.series[0].pages) > t else tif.series[0].asarray()[t]
 

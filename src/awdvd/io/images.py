@@ -19,6 +19,7 @@ import numpy as np
 import tifffile
 
 from .base import UNIT_TO_UM, ImageReadError
+from .vendor import VENDOR_SUFFIXES, open_vendor
 
 if TYPE_CHECKING:  # dask is imported only when an image is read lazily
     import dask.array
@@ -27,7 +28,8 @@ __all__ = ["ImageFile", "read_image", "image_shape", "image_stem", "is_image_fol
            "check_pixels", "check_readable", "quiet_tifffile", "open_tiff", "tiff_pixel_um", "read_zarr", "read_json",
            "IMAGE_SUFFIXES", "ZARR_SUFFIX", "LARGEST_IMAGE_IN_MEMORY_PX", "UNIT_TO_UM", "ImageReadError"]
 
-IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg")
+#: the suffixes of image files awdvd reads (the vendors' through bioio, :mod:`awdvd.io.vendor`)
+IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg") + VENDOR_SUFFIXES
 # an OME-Zarr image is a folder whose name ends in .zarr (conventionally .ome.zarr)
 ZARR_SUFFIX = ".zarr"
 
@@ -199,6 +201,9 @@ def read_image(path: str | os.PathLike, *, lazy: bool | None = None) -> ImageFil
         smaller ones into memory; ``True`` / ``False`` force one or the other. Lazy reading covers OME-Zarr and
         TIFF; PNG and JPEG are always read whole. A lazy ``data`` is a ``dask.array.Array``.
 
+    Zeiss CZI, Nikon ND2 and Leica LIF files are read through bioio (:mod:`awdvd.io.vendor`; one scene, lazily
+    where large).
+
     Raises
     ------
     FileNotFoundError, IsADirectoryError, ImageReadError (not an image, or an unsupported layout).
@@ -215,6 +220,9 @@ def read_image(path: str | os.PathLike, *, lazy: bool | None = None) -> ImageFil
             data, pixel_um = _read_tiff(path, lazy)
         elif suffix in (".png", ".jpg", ".jpeg"):
             data = iio.imread(path)
+        elif suffix in VENDOR_SUFFIXES:
+            data, pixel_um = _read_vendor(path, lazy)
+            metadata = {"format": suffix.lstrip(".")}
         else:
             raise ImageReadError(
                 f"{path}: unsupported file type {suffix!r}; use one of {', '.join(IMAGE_SUFFIXES)} or an OME-Zarr folder"
@@ -268,6 +276,8 @@ def image_shape(path: str | os.PathLike) -> tuple[int, ...]:
                 shape = tuple(tif.series[0].shape)
         elif suffix in (".png", ".jpg", ".jpeg"):
             shape = tuple(iio.improps(path).shape)
+        elif suffix in VENDOR_SUFFIXES:
+            shape = tuple(_vendor_planes(path, open_vendor(path).data).shape)
         else:
             raise ImageReadError(f"{path}: unsupported file type {suffix!r}")
     except ImageReadError:
@@ -330,6 +340,25 @@ def _read_tiff(path: Path, lazy: bool | None):
     if isinstance(node, zarr.Group):  # pyramidal TIFF: level 0 is full resolution
         node = node["0"]
     return da.from_array(node, chunks=node.chunks), pixel_um
+
+
+def _vendor_planes(path: Path, data):
+    """A vendor file's (T, C, Z, Y, X) pixels as what read_image gives: one plane, a (Z, H, W) stack or a
+    (T, H, W) time-lapse (lazy); several channels, or a time-lapse of stacks, refused as for TIFF."""
+    frames, channels, planes = (int(s) for s in data.shape[:3])
+    if channels > 1:
+        raise ImageReadError(f"{path} has {channels} channels; {_CHANNELS_HINT}")
+    if frames > 1 and planes > 1:
+        raise ImageReadError(f"{path} holds {frames} time points of {planes} planes; awdvd reads one time-lapse or one "
+                             "z-stack per file (save each time point as its own file)")
+    return data[:, 0, 0] if frames > 1 else data[0, 0]
+
+
+def _read_vendor(path: Path, lazy: bool | None):
+    image = open_vendor(path)
+    data = _vendor_planes(path, image.data)
+    check_pixels(path, tuple(s for s in data.shape if s != 1) or (1,), data.dtype)
+    return (data if _is_large(tuple(data.shape), lazy) else data.compute()), image.pixel_um
 
 
 def _ngff_pixel_um(multiscale: dict, dataset: dict, axis_names: list[str]) -> float | None:

@@ -23,6 +23,7 @@ from .images import (
     read_zarr,
     tiff_pixel_um,
 )
+from .vendor import is_vendor_file, open_vendor
 
 __all__ = ["read_ome_optics", "check_optics", "check_pixel_size", "OpticsWarning", "OpticsMismatchError",
            "PixelSizeWarning"]
@@ -130,13 +131,14 @@ def read_ome_optics(path: str | os.PathLike) -> dict:
     image's ``Objective/@LensNA``, ``ObjectiveSettings/@RefractiveIndex``; units converted to um, an
     emission wavelength without unit is nm as OME defines). Plain (ImageJ) TIFF: the pixel size only.
     OME-Zarr: the pixel size of the multiscale metadata, and the rest from ``OME/METADATA.ome.xml`` where the
-    converter (bioformats2raw) wrote one; NGFF itself records no wavelength or NA.
+    converter (bioformats2raw) wrote one; NGFF itself records no wavelength or NA. CZI, ND2, LIF: what the
+    vendor's metadata record (:func:`awdvd.io.vendor.open_vendor`).
 
     Returns
     -------
     dict with keys ``pixel_um``, ``wavelength_um``, ``na``, ``n`` (the :class:`~awdvd.physics.optics.Optics` field
     names; None where the file records nothing) and ``source`` (what was read: "ome-xml", "tiff",
-    "ome-zarr", "ome-zarr+ome-xml").
+    "ome-zarr", "ome-zarr+ome-xml", "czi", "nd2+ome", "lif+ome").
     """
     path = Path(path)
     check_readable(path)
@@ -151,6 +153,9 @@ def read_ome_optics(path: str | os.PathLike) -> dict:
                 from_xml = _ome_xml_optics(sidecar.read_text(encoding="utf-8"))
                 found.update({k: v for k, v in from_xml.items() if v is not None and found.get(k) is None})
                 source = "ome-zarr+ome-xml"
+        elif is_vendor_file(path):
+            found.update(open_vendor(path).optics)
+            source = found.pop("source")
         elif path.suffix.lower() in (".tif", ".tiff"):
             with open_tiff(path) as (tif, _):
                 if tif.ome_metadata:
@@ -160,7 +165,8 @@ def read_ome_optics(path: str | os.PathLike) -> dict:
                     found["pixel_um"] = tiff_pixel_um(tif)
                     source = "tiff"
         else:
-            raise ImageReadError(f"{path}: optics are read from OME-TIFF, TIFF and OME-Zarr images, not {path.suffix!r}")
+            raise ImageReadError(f"{path}: optics are read from OME-TIFF, TIFF, OME-Zarr, CZI, ND2 and LIF images, not "
+                                 f"{path.suffix!r}")
     except ImageReadError:
         raise
     except Exception as error:

@@ -1,5 +1,5 @@
-"""napari reader: TIFF, OME-TIFF and OME-Zarr through :func:`awdvd.read_image`, with the pixel size as scale; a
-multi-channel file (:func:`awdvd.io.channels.read_channels`) as one layer per channel."""
+"""napari reader: TIFF, OME-TIFF, OME-Zarr and the vendors' CZI, ND2 and LIF through :func:`awdvd.read_image`,
+with the pixel size as scale; a multi-channel file (:func:`awdvd.io.channels.read_channels`) as one layer per channel."""
 
 from __future__ import annotations
 
@@ -8,16 +8,17 @@ from pathlib import Path
 
 from ..io import ZARR_SUFFIX, image_stem, read_image, read_ome_optics
 from ..io.channels import channel_count, read_channels
+from ..io.vendor import VENDOR_SUFFIXES
 from .layers import layer_scale
 
 __all__ = ["get_reader", "read_layers", "channel_colormap"]
 
-_SUFFIXES = (".tif", ".tiff")
+_SUFFIXES = (".tif", ".tiff") + VENDOR_SUFFIXES
 
 
 def get_reader(path):
-    """npe2 reader hook: :func:`read_layers` for one TIFF / OME-TIFF file or one ``*.zarr`` folder, else None
-    (napari then asks another plugin)."""
+    """npe2 reader hook: :func:`read_layers` for one TIFF / OME-TIFF / CZI / ND2 / LIF file or one ``*.zarr``
+    folder, else None (napari then asks another plugin)."""
     if isinstance(path, (list, tuple)):
         if len(path) != 1:
             return None
