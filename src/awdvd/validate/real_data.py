@@ -19,7 +19,7 @@ import numpy as np
 
 from ..data.patches import is_background
 from ..restore.defocus_maps import classify_windows
-from .robustness import cell_test
+from .foreground import cell_test
 
 __all__ = ["level_census", "real_data_checks"]
 
@@ -38,7 +38,7 @@ def level_census(model, images: Sequence[np.ndarray], *, bg_max_below: float = 2
 
     ``rule``: which tiles are foreground. "paper": not background by the dataset rule (max below
     ``bg_max_below`` and max - min below ``bg_range_below`` ADU). "cells": that, and the tile holds cells by
-    the training stream's noise-relative rule (:func:`awdvd.validate.robustness.cell_test`, BBBC006's camera), as the
+    the training stream's noise-relative rule (:func:`awdvd.validate.foreground.cell_test`, BBBC006's camera), as the
     robustness matrix chooses its windows: the paper's rule alone admits nearly empty tiles whose hot pixels or
     shot noise span 30 ADU.
 
