@@ -4,7 +4,7 @@
 
 What a user runs: ``awdvd.deconvolve(image, optics=Optics(...))`` (defaults, the bundled model's own map made on
 its sampling, restoration on the image's grid with PSFs of the image's optics). Per objective of the matrix
-(bench_optics.MATRIX) and source field (BBBC006 a07 and BBBC039 fields, never trained on): the field brought to
+(awdvd.validate.optics_matrix.OPTICS_MATRIX) and source field (BBBC006 a07 and BBBC039 fields, never trained on): the field brought to
 the objective's grid (``--scale model``: nuclei as large on the model's sampling as in training; ``object``: the
 same nuclei in um), tilted from level-equivalent 0 at the left to 10 at the right (Eq. 2 of the objective,
 BBBC006's camera model), restored; scored against the in-focus truth per level band and whole, against the
@@ -23,7 +23,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from bench_optics import CROP, MATRIX, sources
+from bench_optics import sources
 
 from awdvd import load_model
 from awdvd.data.synth import CameraNoise, tilted_specimen
@@ -32,6 +32,7 @@ from awdvd.physics.optical_units import grid_factor, to_grid
 from awdvd.physics.psf import psf_bank
 from awdvd.restore.image_optics import restoration_optics
 from awdvd.restore.pipeline import restore_image
+from awdvd.validate.optics_matrix import CROP_PX, OPTICS_MATRIX
 from awdvd.validate.restoration_bands import ceiling
 
 
@@ -48,12 +49,14 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     warnings.simplefilter("ignore")
     model = load_model()
-    fields = sources(args.fields, crop=None if args.whole else CROP)
+    fields = sources(args.fields)
+    if not args.whole:
+        fields = {name: field[: CROP_PX[0], : CROP_PX[1]] for name, field in fields.items()}
     start = time.perf_counter()
     out = {"command": "python benchmarks/bench_optics_restoration.py " + " ".join(argv if argv is not None
                                                                                   else sys.argv[1:]),
            "model": "bundled", "scale": args.scale, "whole_fields": args.whole, "fields": sorted(fields), "optics": {}}
-    for name, optics in MATRIX.items():
+    for name, optics in OPTICS_MATRIX.items():
         factor = 1.0 / grid_factor(optics, model.optics)
         if args.scale == "object":
             factor = 0.65 / optics.pixel_um

@@ -34,6 +34,11 @@ def register(subparsers) -> None:
                         help="camera models: the matrix's five (default), three outside the training stream's "
                              "camera range (high offset and read noise, gain 8 on a dim specimen, a bright "
                              "specimen), or all")
+    parser.add_argument("--optics", action="store_true",
+                        help="also the optics axis on FIELDS: sharp fields brought to pixel sizes 0.65, 0.43, 0.325, "
+                             "0.22 and 0.98 um (share read in focus), and synthetic defocus under the model's "
+                             "objective, 20x/0.45, 10x/0.3, 40x/0.75 and 60x/1.4 oil at their own pixel sizes "
+                             "(depth error in level-equivalents); FIELDS are taken at the model's pixel size")
     parser.add_argument("--seed", type=non_negative_int, default=0, help="noise and window seed (default 0)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing results in DIR")
     parser.set_defaults(func=run)
@@ -42,7 +47,7 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     results = write_robustness(args.models, args.fields, args.output, procedural=args.procedural,
                                per_level=args.per_level, tta=args.tta, maps=not args.no_maps, seed=args.seed,
-                               cameras=args.cameras,
+                               cameras=args.cameras, optics=args.optics,
                                overwrite=args.overwrite, log=lambda line: print(line, file=sys.stderr, flush=True))
     for label, result in results.items():
         for kind in ("fields", "procedural"):
@@ -50,5 +55,9 @@ def run(args: argparse.Namespace) -> int:
                 camera, value = worst_case(result[kind])
                 print(f"{label} ({kind}): worst top-1 {value:.3f} ({camera}); within +/-1 "
                       f"{min(s['within1'] for s in result[kind]['cameras'].values()):.3f}")
+        if "optics" in result:
+            objects = result["optics"]["defocus_under_optics"]["object"].items()
+            print(f"{label} (optics, object scale): within one level-equivalent "
+                  + ", ".join(f"{name} {v['within_1']:.3f}" for name, v in objects if v["within_1"] is not None))
     print(f"wrote {args.output / 'robustness.json'} and {args.output / 'robustness.md'}")
     return 0

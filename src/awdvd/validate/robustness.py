@@ -38,6 +38,7 @@ from ..restore.options import options_with
 from ..restore.pipeline import deconvolve, defocus_map
 from ..restore.windows import DefocusMap
 from .foreground import cell_test, foreground_windows
+from .optics_matrix import optics_axis, optics_markdown
 
 __all__ = ["level_matrix", "map_matrix", "cell_test", "foreground_windows", "tilted_observation", "summarise_levels",
            "robustness_markdown", "worst_case", "write_robustness"]
@@ -205,7 +206,8 @@ def robustness_markdown(level_results: Mapping[str, dict], *, key_order: Sequenc
 
 
 def write_robustness(models, fields, output, *, procedural: int = 2, per_level: int = 60, tta: int = 1,
-                     maps: bool = True, seed: int = 0, overwrite: bool = False, log=None, cameras: str = "matrix") -> dict:
+                     maps: bool = True, seed: int = 0, overwrite: bool = False, log=None, cameras: str = "matrix",
+                     optics: bool = False) -> dict:
     """``awdvd evaluate-robustness``: the matrix of every model on held-out in-focus ``fields`` and on
     ``procedural`` procedural fields (seeds no training uses), written to ``output/robustness.json`` and
     ``output/robustness.md``.
@@ -220,8 +222,13 @@ def write_robustness(models, fields, output, *, procedural: int = 2, per_level: 
     overwrite : replace existing outputs (otherwise FileExistsError before any work).
     cameras : "matrix" (:data:`awdvd.data.training_stream.PAPER_CAMERAS`, the matrix of the floors), "unseen"
         (:data:`awdvd.data.training_stream.UNSEEN_CAMERAS`, outside the training stream's camera range) or "all" (both).
+    optics : also the optics axis on ``fields`` (:func:`awdvd.validate.optics_matrix.optics_axis`: sharp fields at
+        other pixel sizes, synthetic defocus under the objectives of
+        :data:`~awdvd.validate.optics_matrix.OPTICS_MATRIX`), under "optics"; the fields are taken as recorded at
+        the model's pixel size.
 
-    Returns the JSON written: {label: {"fields": level_matrix, "procedural": level_matrix, "maps": map_matrix}}.
+    Returns the JSON written: {label: {"fields": level_matrix, "procedural": level_matrix, "maps": map_matrix,
+    "optics": optics_axis}}.
     """
 
     sets = {"matrix": PAPER_CAMERAS, "unseen": UNSEEN_CAMERAS, "all": {**PAPER_CAMERAS, **UNSEEN_CAMERAS}}
@@ -237,6 +244,8 @@ def write_robustness(models, fields, output, *, procedural: int = 2, per_level: 
     images, names = load_in_focus_images(fields) if fields else ([], [])
     if not images and procedural < 1:
         raise ValueError("give in-focus fields the models never saw (FIELDS) and/or --procedural N > 0")
+    if optics and not images:
+        raise ValueError("the optics axis needs in-focus fields the models never saw (FIELDS)")
     held = dict(zip(names, images))
     synthetic = {f"procedural_{i}": f for i, f in enumerate(procedural_sources(procedural, seed=9001))}
     results = {}
@@ -249,6 +258,9 @@ def write_robustness(models, fields, output, *, procedural: int = 2, per_level: 
             result["fields"] = level_matrix(model, held, cameras=chosen, per_level=per_level, tta=tta, seed=seed)
             if maps:
                 result["maps"] = map_matrix(model, held, cameras=chosen, seed=seed)
+            if optics:
+                result["optics"] = optics_axis(model, held, source_pixel_um=model.optics.pixel_um, seed=seed,
+                                               log=say)
         if synthetic:
             result["procedural"] = level_matrix(model, synthetic, cameras=chosen, per_level=per_level, tta=tta,
                                                 seed=seed)
@@ -267,6 +279,15 @@ def write_robustness(models, fields, output, *, procedural: int = 2, per_level: 
         if tables:
             lines += [f"## {'held-out in-focus fields' if kind == 'fields' else 'procedural nuclei'}", "",
                       robustness_markdown(tables)]
+    for label, result in results.items():
+        if "optics" in result:
+            crop = result["optics"]["crop_px"]
+            lines += [f"## optics axis: {label}", "",
+                      f"Held-out fields (their top-left {crop[0]} x {crop[1]} px), depth in um read with each image's "
+                      "optics (awdvd.validate.optics_matrix): sharp fields brought to other pixel sizes, the share "
+                      "of windows with cells read in focus; synthetic defocus under each objective, the share of "
+                      "windows within one (and half of one) level-equivalent of the true depth, at the object scale "
+                      "the objective records and at the model's.", "", optics_markdown(result["optics"])]
     with atomic_path(targets[1], overwrite=overwrite) as tmp:
         Path(tmp).write_text("\n".join(lines) + "\n")
     return results
