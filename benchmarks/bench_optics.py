@@ -4,7 +4,8 @@
 
 What a user runs: ``awdvd.defocus_map(image, optics=Optics(...))`` with the image's own optics, the model's map
 made on its own sampling and its depths given in the image's optics. Sources are real in-focus fields the model
-never trained on: BBBC006 a07 (held out from the bundled model's training) and BBBC039 fields (another screen).
+never trained on: BBBC006 a07 (held out from the bundled model's training) and BBBC039 fields (another screen; the
+ones every model trained by benchmarks/train_bundled_model.py holds out).
 
 Two checks:
 
@@ -38,8 +39,12 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 def sources(n_bbbc039: int) -> dict[str, np.ndarray]:
+    """BBBC006 a07 and the first ``n_bbbc039`` BBBC039 fields held out of the bundled model's training (every 8th
+    by name, benchmarks/train_bundled_model.py)."""
+    from train_bundled_model import split_bbbc039
+
     fields = {"bbbc006 a07": SHARED / "bbbc006" / "in_focus" / "BBBC006_z_aligned__a07__s1__w1_10.png"}
-    for path in sorted((SHARED / "bbbc039" / "in_focus").glob("*.tif"))[:n_bbbc039]:
+    for path in split_bbbc039(list((SHARED / "bbbc039" / "in_focus").glob("*.tif")))[1][:n_bbbc039]:
         fields[f"bbbc039 {path.name.split('_w1')[0]}"] = path
     return {name: read_image(path).data.astype(np.float32) for name, path in fields.items()}
 
@@ -48,19 +53,20 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fields", type=int, default=4, help="BBBC039 fields beside BBBC006 a07 (default 4)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--model", default=None, help="model file (default: the bundled model)")
     parser.add_argument("-o", "--output", type=Path, default=Path(__file__).parent / "results" / "optics.json")
     args = parser.parse_args(argv)
     if not SHARED.is_dir():
         print(f"the shared data are not at {SHARED}", file=sys.stderr)
         return 1
     warnings.simplefilter("ignore")
-    model = load_model()
+    model = load_model(args.model)
     fields = sources(args.fields)
     start = time.perf_counter()
     axis = optics_axis(model, fields, crop=CROP_PX, seed=args.seed, log=lambda line: print(line, flush=True))
     result = {
         "command": "python benchmarks/bench_optics.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "model": "bundled", "fields": sorted(fields), **axis,
+        "model": args.model or "bundled", "fields": sorted(fields), **axis,
     }
     result["seconds"] = round(time.perf_counter() - start, 1)
     args.output.write_text(json.dumps(result, indent=2) + "\n")

@@ -8,7 +8,9 @@ folder of that page's own, which holds before its first block:
   0-10 from left to right, BBBC006's camera noise) with its pixel size, 0.65 um;
 - ``plate1/A01.tif``, ``plate1/A02.tif``, ``plate1/B01.tif``: three such fields named after plate wells, tilted
   over levels 0-1 (in focus), 2-5 and 6-10 (12-20 um from focus);
-- ``my_in_focus/``: two in-focus procedural fields (520 x 696 uint16, 0.65 um).
+- ``my_in_focus/``: two in-focus procedural fields (520 x 696 uint16, 0.65 um);
+- ``plate.czi``: a Zeiss CZI of two scenes ("A1", "A2": 260 x 348 crops of defocused fields) recording its pixel
+  size, emission, NA and immersion index (when pylibCZIrw, of ``awdvd[formats]``, is installed).
 
 What a page's blocks write there (``restored/``, ``my_model.pt``, ...) is there for its later blocks.
 
@@ -189,6 +191,11 @@ def docs_files(tmp_path_factory) -> Path:
     for seed in (10, 11):
         write_tiff(folder / "my_in_focus" / f"in_focus_{seed}.tif", _uint16(synthetic_nuclei(SHAPE, seed=seed)),
                    pixel_um=PIXEL_UM)
+    if importlib.util.find_spec("pylibCZIrw") is not None:
+        from _standins import write_czi
+
+        write_czi(folder / "plate.czi", defocused(12)[None, None, None, :260, :348], names=["Hoechst"],
+                  emission_nm=[451], na=0.5, n=1.0, pixel_um=PIXEL_UM, scenes=["A1", "A2"])
     return folder
 
 

@@ -55,8 +55,11 @@ def test_a_czi_without_metadata_records_no_optics(tmp_path):
 
 def test_several_scenes_are_refused_with_their_names(tmp_path):
     path = write_czi(tmp_path / "plate.czi", _pixels((1, 1, 1, 30, 30)), scenes=["A1", "B2"])
-    with pytest.raises(ImageReadError, match=r"2 scenes \(A1, B2\)"):
+    with pytest.raises(ImageReadError, match=r"2 scenes \(A1, B2\).*awdvd split-scenes plate.czi"):
         read_image(path)
+    assert open_vendor(path, scene="B2").scene == "B2" and open_vendor(path, scene=0).scene == "A1"
+    with pytest.raises(ImageReadError, match="has no scene 'C3'; its scenes are A1, B2"):
+        open_vendor(path, scene="C3")
 
 
 def test_a_damaged_czi_is_one_clear_error(tmp_path):

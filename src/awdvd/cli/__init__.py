@@ -21,7 +21,8 @@ from .words import error_line
 
 # module names in this package, in the order `awdvd --help` lists them
 _COMMAND_MODULES = ("demo", "psf", "simulate", "train", "evaluate", "evaluate_robustness", "predict", "deconvolve",
-                    "evaluate_restoration", "calibrate_restoration", "reproduce", "fetch", "export_bioimageio")
+                    "evaluate_restoration", "calibrate_restoration", "reproduce", "fetch", "export_bioimageio",
+                    "split_scenes")
 
 EXIT_USAGE = 2
 EXIT_FAILURE = 1

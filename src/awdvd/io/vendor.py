@@ -6,7 +6,8 @@ pixel size, the channels' names and emission wavelengths, the objective's NA and
 of :mod:`awdvd.io` (:func:`~awdvd.io.read_image`, :func:`~awdvd.io.channels.read_channels`,
 :func:`~awdvd.io.read_ome_optics`, ...) reads these files through it, so every command takes them.
 
-A file of several scenes (positions, wells) is refused with their names: awdvd restores one field per file.
+A file of several scenes (positions, wells) is refused with their names by the readers, which take one field per
+file; :func:`awdvd.io.scenes.split_scenes` (``awdvd split-scenes``) writes each scene as its own OME-TIFF.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pathlib import Path
 
 from .base import UNIT_TO_UM, ImageReadError
 
-__all__ = ["VENDOR_SUFFIXES", "VendorImage", "is_vendor_file", "open_vendor"]
+__all__ = ["VENDOR_SUFFIXES", "VendorImage", "is_vendor_file", "open_vendor", "scene_names"]
 
 #: file suffix -> (bioio plugin module, its PyPI name, the format in words)
 _PLUGINS = {".czi": ("bioio_czi", "bioio-czi", "Zeiss CZI"), ".nd2": ("bioio_nd2", "bioio-nd2", "Nikon ND2"),
@@ -45,6 +46,7 @@ class VendorImage:
     names: list[str]
     emission_um: list[float | None]
     optics: dict = field(default_factory=dict)
+    scene: str | None = None
 
     @property
     def axes(self) -> str:
@@ -76,9 +78,10 @@ def _czi_optics(root) -> tuple[list[float | None], dict]:
                       "n": _positive(information.findtext("Image/ObjectiveSettings/RefractiveIndex"))}
 
 
-def _ome_optics(ome) -> tuple[list[float | None], dict]:
-    """Emission per channel and the objective from an ``ome_types`` OME model (what bioio-nd2 and bioio-lif give)."""
-    image = ome.images[0]
+def _ome_optics(ome, index: int = 0) -> tuple[list[float | None], dict]:
+    """Emission per channel and the objective from an ``ome_types`` OME model (what bioio-nd2 and bioio-lif give),
+    of image (scene) ``index``."""
+    image = ome.images[min(index, len(ome.images) - 1)]
     emission = []
     for channel in image.pixels.channels:
         unit = getattr(channel.emission_wavelength_unit, "value", "nm")
@@ -120,36 +123,57 @@ def _plugin(path: Path):
                              "pip install 'awdvd[formats]'") from error
 
 
-def open_vendor(path: str | os.PathLike) -> VendorImage:
-    """Open a CZI, ND2 or LIF file's pixels (lazily) with the optics and channels it records.
-
-    Raises
-    ------
-    ImageReadError : not a vendor suffix, the plugin is not installed, a damaged file, several scenes, or colour
-        (RGB) pixels.
-    """
-    path = Path(path)
+def _open(path: Path):
+    """(BioImage, its scene names, the format in words)."""
     if not is_vendor_file(path):
         raise ImageReadError(f"{path.name}: not a {', '.join(VENDOR_SUFFIXES)} file")
     bioio, plugin, words = _plugin(path)
     try:
         with _quiet_bioio():
             image = bioio.BioImage(path, reader=plugin.Reader)
-            scenes = list(image.scenes)
-            order, shape = image.dims.order, image.dims.shape
+            scenes = [str(scene) for scene in image.scenes]
     except Exception as error:  # each plugin raises its own types for a damaged file
         raise ImageReadError(f"{path} could not be read as a {words} file ({_reason(error)})") from error
-    if len(scenes) > 1:
-        listed = ", ".join(map(str, scenes[:6])) + (", ..." if len(scenes) > 6 else "")
+    return image, scenes, words
+
+
+def scene_names(path: str | os.PathLike) -> list[str]:
+    """The scenes (positions, wells) a CZI, ND2 or LIF file holds, by name, in the file's order."""
+    return _open(Path(path))[1]
+
+
+def open_vendor(path: str | os.PathLike, scene: int | str | None = None) -> VendorImage:
+    """Open a CZI, ND2 or LIF file's pixels (lazily) with the optics and channels it records.
+
+    scene : the scene to open, by index or name; None: the file's only scene (a file of several is refused with
+        their names).
+
+    Raises
+    ------
+    ImageReadError : not a vendor suffix, the plugin is not installed, a damaged file, several scenes and no
+        ``scene``, a scene that does not exist, or colour (RGB) pixels.
+    """
+    path = Path(path)
+    image, scenes, words = _open(path)
+    if scene is None and len(scenes) > 1:
+        listed = ", ".join(scenes[:6]) + (", ..." if len(scenes) > 6 else "")
         raise ImageReadError(f"{path.name} holds {len(scenes)} scenes ({listed}); awdvd restores one field per file: "
-                             "export each scene as its own file (Fiji: Bio-Formats, 'open all series', then save each)")
-    sizes = dict(zip(order, shape))
-    if sizes.get("S", 1) > 1:
-        raise ImageReadError(f"{path.name} holds colour (RGB) pixels; awdvd needs fluorescence channels")
+                             f"write each scene as its own file with awdvd split-scenes {path.name} -o FOLDER")
+    index = 0 if scene is None else scenes.index(scene) if scene in scenes else scene
+    if not isinstance(index, int) or not 0 <= index < len(scenes):
+        raise ImageReadError(f"{path.name} has no scene {scene!r}; its scenes are {', '.join(scenes)}")
     try:
-        data = image.get_image_dask_data("TCZYX")
-        names = [str(name) for name in image.channel_names]
-        pixel_um = _positive(image.physical_pixel_sizes.X)
+        with _quiet_bioio():
+            image.set_scene(index)
+            order, shape = image.dims.order, image.dims.shape
+            sizes = dict(zip(order, shape))
+            if sizes.get("S", 1) > 1:
+                raise ImageReadError(f"{path.name} holds colour (RGB) pixels; awdvd needs fluorescence channels")
+            data = image.get_image_dask_data("TCZYX")
+            names = [str(name) for name in image.channel_names]
+            pixel_um = _positive(image.physical_pixel_sizes.X)
+    except ImageReadError:
+        raise
     except Exception as error:
         raise ImageReadError(f"{path} could not be read as a {words} file ({_reason(error)})") from error
     emission, objective, source = [], {}, path.suffix.lower().lstrip(".")
@@ -157,7 +181,7 @@ def open_vendor(path: str | os.PathLike) -> VendorImage:
         if path.suffix.lower() == ".czi":
             emission, objective = _czi_optics(image.metadata)
         else:
-            emission, objective = _ome_optics(image.ome_metadata)
+            emission, objective = _ome_optics(image.ome_metadata, index)
             source += "+ome"
     except Exception as error:  # metadata a reader cannot convert: the optics count as not recorded
         source += f" (optics not read: {type(error).__name__})"
@@ -166,4 +190,4 @@ def open_vendor(path: str | os.PathLike) -> VendorImage:
     names = [n if n else str(i) for i, n in enumerate((names + [""] * channels)[:channels])]
     optics = {"pixel_um": pixel_um, "wavelength_um": emission[0], "na": objective.get("na"), "n": objective.get("n"),
               "source": source}
-    return VendorImage(path=path, data=data, names=names, emission_um=emission, optics=optics)
+    return VendorImage(path=path, data=data, names=names, emission_um=emission, optics=optics, scene=scenes[index])
