@@ -84,3 +84,16 @@ def test_a_missing_plugin_names_what_to_install(tmp_path, monkeypatch):
     monkeypatch.setitem(__import__("sys").modules, "bioio_czi", None)  # as if bioio-czi were not installed
     with pytest.raises(ImageReadError, match=r"needs bioio and bioio-czi.*pip install 'awdvd\[formats\]'"):
         read_image(path)
+
+
+@pytest.mark.parametrize(("suffix", "words", "plugin"), [(".nd2", "Nikon ND2", "bioio_nd2"),
+                                                          (".lif", "Leica LIF", "bioio_lif")])
+def test_a_damaged_nd2_or_lif_is_one_clear_error(tmp_path, suffix, words, plugin):
+    """No ND2 or LIF file can be written here: a file of those names whose header is not one must still fail in
+    one line naming the format (the real readers, bioio-nd2 and bioio-lif, answer)."""
+    pytest.importorskip(plugin)
+    path = tmp_path / f"cut{suffix}"
+    path.write_bytes(b"\x00\x01not a microscope file" * 40)
+    with pytest.raises(ImageReadError, match=f"cut{suffix} could not be read as a {words} file") as caught:
+        read_image(path)
+    assert "\n" not in str(caught.value)
