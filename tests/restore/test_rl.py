@@ -21,7 +21,7 @@ from awdvd.restore.rl import (
     richardson_lucy_stack,
     to_input_dtype,
 )
-from awdvd.restore.rl_kernels import rl_numpy, rl_torch
+from awdvd.restore.rl_kernels import rl_numpy, rl_numpy_extended, rl_torch
 
 
 # --------------------------------------------------------------------------------------------- fixtures
@@ -118,6 +118,29 @@ def test_torch_path_matches_the_scipy_path(bank):
     ours = rl_numpy(images, psfs, 10, 1e-3)
     torch_out = rl_torch(images, psfs, 10, 1e-3, "cpu")
     np.testing.assert_allclose(torch_out, ours, rtol=0, atol=1e-5 * ours.max())
+
+
+@pytest.mark.parametrize("variant", ["plain", "accelerated", "tv"])
+@pytest.mark.parametrize("boundary", ["symmetric", "extended"])
+def test_torch_loop_matches_the_numpy_loops_for_each_boundary_and_variant(bank, boundary, variant):
+    """The CUDA implementation of both boundaries, run on the CPU, against the numpy loops; with a stopping rule
+    under which one image stops early."""
+    images = np.stack([spots((37, 45), seed=s) for s in (7, 8)]).astype(np.float32) + 5.0
+    psfs = bank[[3, 9]]
+    variance = np.ones_like(images)
+    weights = np.ones_like(images)
+    extra = {"variant": variant, "tv_weight": 0.002 if variant == "tv" else 0.0}
+    numpy_loop = rl_numpy_extended if boundary == "extended" else rl_numpy
+    seen = []  # image 1's discrepancy at each iteration, with a rule that never stops
+    numpy_loop(images, psfs, 12, 1e-3, stop=(variance, weights, np.zeros(2)),
+               observe=lambda k, x, d: seen.append(d[1]), **extra)
+    stop = (variance, weights, np.array([0.0, seen[5] * 1.0001]))  # image 1 stops at iteration 5
+    ran_np, ran_torch = np.zeros(2, np.int64), np.zeros(2, np.int64)
+    ours = numpy_loop(images, psfs, 12, 1e-3, stop=stop, iterations_run=ran_np, **extra)
+    torch_out = rl_torch(images, psfs, 12, 1e-3, "cpu", boundary=boundary, stop=stop, iterations_run=ran_torch,
+                         **extra)
+    assert np.array_equal(ran_np, ran_torch) and ran_np[1] < 12  # the rule stopped image 1 in both
+    np.testing.assert_allclose(torch_out, ours, rtol=0, atol=2e-5 * ours.max())
 
 
 def test_offset_is_subtracted_and_added_back(bank):

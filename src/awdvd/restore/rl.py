@@ -127,7 +127,8 @@ def richardson_lucy_batches(images: np.ndarray, psfs: np.ndarray, iterations: in
     every chunk with its (b, h, w) estimate (a view) and (b,) discrepancies (None without ``stop``).
     ``boundary``: "symmetric" (the image extended half-sample symmetrically at every iteration) or "extended"
     (the estimate on the image extended by the PSF radius, only the image's pixels data:
-    :func:`awdvd.restore.rl_kernels.rl_numpy_extended`; it runs on the CPU, also when ``device`` is CUDA).
+    :func:`awdvd.restore.rl_kernels.rl_numpy_extended` on the CPU, :func:`~awdvd.restore.rl_kernels.rl_torch`
+    on CUDA).
     Returns (B, h, w) float32."""
     if boundary not in BOUNDARIES:
         raise ValueError(f"boundary must be one of {BOUNDARIES}, got {boundary!r}")
@@ -142,12 +143,12 @@ def richardson_lucy_batches(images: np.ndarray, psfs: np.ndarray, iterations: in
         kernel = psfs if len(psfs) == 1 else psfs[part]
         rule = None if stop is None else tuple(np.asarray(x)[part] for x in stop)
         extra = dict(variant=variant, tv_weight=tv_weight, stop=rule, iterations_run=ran[part], observe=observe)
-        if boundary == "extended":
+        if device != "cpu":
+            out[part] = rl_torch(images[part], kernel, iterations, eps, device, boundary=boundary, **extra)
+        elif boundary == "extended":
             out[part] = rl_numpy_extended(images[part], kernel, iterations, eps, workers, **extra)
-        elif device == "cpu":
-            out[part] = rl_numpy(images[part], kernel, iterations, eps, workers, **extra)
         else:
-            out[part] = rl_torch(images[part], kernel, iterations, eps, device, **extra)
+            out[part] = rl_numpy(images[part], kernel, iterations, eps, workers, **extra)
     if iterations_run is not None:
         iterations_run[...] = ran
     return out
