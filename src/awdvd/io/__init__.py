@@ -8,6 +8,7 @@ and which files a command names.
   :func:`check_pixel_size` against a model's optics;
 - discovery (:mod:`awdvd.io.files`): :func:`find_images` and :func:`plan_outputs` (the files of a batch and
   their outputs, checked once);
+- records beside the images (:mod:`awdvd.io.records`): :func:`write_png`, :func:`write_json`, :func:`write_csv`;
 - writing (:mod:`awdvd.io.writers`): atomic (temporary file or folder in the target folder, then rename), never
   over an existing file unless ``overwrite=True``; :func:`open_ome_zarr_output` / :func:`open_image_output` give
   an array to fill tile by tile (``awdvd.restore.tiling.tiled_map(..., out=...)``) that becomes the image only once it
@@ -44,14 +45,12 @@ from .writers import (
     keep_previous,
     open_image_output,
     open_ome_zarr_output,
-    write_csv,
     write_image,
-    write_json,
     write_ome_tiff,
     write_ome_zarr,
-    write_png,
     write_tiff,
 )
+from .records import write_csv, write_json, write_png
 
 __all__ = [
     "ImageFile",
