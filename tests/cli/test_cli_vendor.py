@@ -69,3 +69,23 @@ def test_predict_reads_a_czi_and_a_damaged_one_fails_alone(model, tmp_path, caps
     err = capsys.readouterr().err
     assert "cut.czi could not be read as a Zeiss CZI file" in err and "Traceback" not in err
     assert list(out.glob("good.*")) and not list(out.glob("cut.*"))
+
+
+def test_format_ome_zarr_keeps_the_channels_and_the_frames(model, tmp_path):
+    """--format ome-zarr: a multi-channel field and a time-lapse come back as OME-Zarr with their c and t axes."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    write_czi(folder / "two.czi", _field(2), names=["GFP", "DAPI"], emission_nm=[520, 461], na=0.5, n=1.0,
+              pixel_um=0.65)
+    write_czi(folder / "movie.czi", _field(1, frames=2, seed=3), na=0.5, n=1.0, emission_nm=[461], pixel_um=0.65)
+    out = tmp_path / "out"
+    assert main(["deconvolve", str(folder), "-o", str(out), "--model", str(model), "--format", "ome-zarr",
+                 *ARGS]) == 0
+    restored = read_channels(out / "two.awdvd.ome.zarr")
+    assert restored.data.shape == (2, 100, 130) and restored.names == ["GFP", "DAPI"]
+    assert restored.emission_um == pytest.approx([0.52, 0.461]) and restored.pixel_um == pytest.approx(0.65)
+    frames = read_image(out / "movie.awdvd.ome.zarr")
+    assert frames.data.shape == (2, 100, 130) and frames.pixel_um == pytest.approx(0.65)
+    from awdvd.io.channels import stack_axis
+
+    assert stack_axis(out / "movie.awdvd.ome.zarr") == "T"

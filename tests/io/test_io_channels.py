@@ -78,3 +78,22 @@ def test_an_ome_zarr_with_a_channel_axis_gives_its_omero_labels(tmp_path):
     image = read_channels(tmp_path / "field.zarr")
     assert image.names == ["Hoechst", "Actin"] and np.array_equal(image.data, data)
     assert image.pixel_um == pytest.approx(0.4) and channel_count(tmp_path / "field.zarr") == 2
+
+
+def test_ome_zarr_channels_and_time_lapses_round_trip(tmp_path):
+    """OME-Zarr outputs keep their c or t axis (names, emission, pixel size); an OME-Zarr time-lapse reads as one."""
+    from awdvd.io import image_shape
+    from awdvd.io.channels import read_frame, stack_axis, write_frames
+
+    data = np.random.default_rng(3).random((2, 30, 40)).astype(np.float32)
+    write_channels(tmp_path / "c.ome.zarr", data, names=["DAPI", "GFP"], emission_um=[0.46, 0.52], pixel_um=0.325)
+    image = read_channels(tmp_path / "c.ome.zarr")
+    assert np.array_equal(image.data, data) and image.names == ["DAPI", "GFP"]
+    assert image.emission_um == pytest.approx([0.46, 0.52]) and image.pixel_um == pytest.approx(0.325)
+    assert channel_count(tmp_path / "c.ome.zarr") == 2 and stack_axis(tmp_path / "c.ome.zarr") is None
+    write_frames(tmp_path / "t.ome.zarr", data, pixel_um=0.325)
+    assert stack_axis(tmp_path / "t.ome.zarr") == "T" and image_shape(tmp_path / "t.ome.zarr") == (2, 30, 40)
+    assert np.array_equal(read_frame(tmp_path / "t.ome.zarr", 1), data[1])
+    assert np.array_equal(read_image(tmp_path / "t.ome.zarr").data, data)
+    with pytest.raises(ValueError, match=r"ends in \.ome\.tif or \.ome\.tiff .* or \.ome\.zarr"):
+        write_frames(tmp_path / "t.tif", data)

@@ -109,8 +109,9 @@ class DeconvolveJob(Job):
         return "ome-zarr" if large else "tiff"
 
     def image_output(self, path: Path, *, large: bool | None = None) -> Path:
-        if _channels_in(path) > 1 or stack_axis(path) == "T":
-            return self.out_dir / f"{self._stem(path)}{IMAGE_SUFFIX['ome-tiff']}"
+        if _channels_in(path) > 1 or stack_axis(path) == "T":  # every axis kept: OME-Zarr if asked, else OME-TIFF
+            fmt = "ome-zarr" if self.output_format == "ome-zarr" else "ome-tiff"
+            return self.out_dir / f"{self._stem(path)}{IMAGE_SUFFIX[fmt]}"
         large = self.is_large(path) if large is None else large
         return self.out_dir / f"{self._stem(path)}{IMAGE_SUFFIX[self.format_for(large)]}"
 

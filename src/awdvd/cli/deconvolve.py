@@ -84,7 +84,7 @@ def register(subparsers) -> None:
                           help="the channel the depth map is made from, once per field (default: a channel named like "
                                "a nuclear stain, DAPI or Hoechst, else the first); every restored channel uses it "
                                "with the PSFs of its own emission wavelength. Written as STEM.awdvd.ome.tif with the "
-                               "channels' names")
+                               "channels' names (STEM.awdvd.ome.zarr with --format ome-zarr)")
     channels.add_argument("--channels", metavar="LIST", default=None,
                           help="the channels to restore, names or indices separated by commas (default: all)")
     add_batch_arguments(parser)

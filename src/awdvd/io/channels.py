@@ -22,7 +22,7 @@ import tifffile
 from .images import ImageReadError, check_pixel_um, check_readable, is_image_folder, open_tiff, read_zarr, tiff_pixel_um
 from .optics_metadata import UNIT_TO_UM, read_ome_optics
 from .vendor import is_vendor_file, open_vendor
-from .writers import atomic_path, software
+from .writers import atomic_path, open_ome_zarr_output, software
 
 __all__ = ["ChannelImage", "channel_count", "read_channels", "write_channels", "stack_axis", "read_frame",
            "write_frames"]
@@ -110,8 +110,9 @@ def read_channels(path: str | os.PathLike) -> ChannelImage:
         data, pixel_um, metadata = read_zarr(path, False, channels=True)
         axes = "".join(metadata.get("axes") or "tczyx"[-np.ndim(data):])
         data = _channels_first(np.asarray(data), axes, path)
-        labels = [c.get("label") for c in (metadata.get("omero") or {}).get("channels", [])]
-        names, emission = labels, []
+        entries = (metadata.get("omero") or {}).get("channels", [])
+        # emission_um: what awdvd's own OME-Zarr outputs add to each omero channel (NGFF records no wavelength)
+        names, emission = [c.get("label") for c in entries], [c.get("emission_um") for c in entries]
     elif path.suffix.lower() in (".tif", ".tiff"):
         with open_tiff(path) as (tif, _):
             series = tif.series[0]
@@ -134,11 +135,11 @@ def read_channels(path: str | os.PathLike) -> ChannelImage:
 
 def write_channels(path: str | os.PathLike, data, *, names, emission_um=None, pixel_um: float | None = None,
                    overwrite: bool = False) -> Path:
-    """Write a (C, H, W) image as OME-TIFF with each channel's name (and emission wavelength, nm), so that Fiji
-    and napari open it as channels. Atomic; float data as float32, uint8/uint16 as stored."""
+    """Write a (C, H, W) image as OME-TIFF (``.ome.tif``) with each channel's name (and emission wavelength, nm),
+    so that Fiji and napari open it as channels, or as OME-Zarr (``.ome.zarr``: axes c, y, x, the names as omero
+    labels). Atomic; float data as float32, uint8/uint16 as stored."""
     path = Path(path)
-    if not path.name.lower().endswith((".ome.tif", ".ome.tiff")):
-        raise ValueError(f"{path.name}: OME-TIFF file names end in .ome.tif or .ome.tiff (so Fiji reads the metadata)")
+    _check_name(path)
     data = np.asarray(data)
     if data.ndim != 3 or 0 in data.shape:
         raise ValueError(f"write_channels writes (C, H, W) images, got shape {data.shape}")
@@ -147,8 +148,12 @@ def write_channels(path: str | os.PathLike, data, *, names, emission_um=None, pi
         raise ValueError(f"{len(names)} channel names for {data.shape[0]} channels")
     if data.dtype not in (np.uint8, np.uint16, np.float32):
         data = data.astype(np.float32)
-    channel: dict = {"Name": names}
     emission = list(emission_um) if emission_um is not None else [None] * len(names)
+    if path.name.lower().endswith(".zarr"):
+        omero = {"channels": [{"label": name, "active": True, **({"emission_um": float(w)} if w else {})}
+                              for name, w in zip(names, emission)]}
+        return _write_zarr(path, data, "cyx", pixel_um, overwrite, omero)
+    channel: dict = {"Name": names}
     if all(v is not None for v in emission):
         channel.update(EmissionWavelength=[round(float(v) * 1000, 3) for v in emission],
                        EmissionWavelengthUnit=["nm"] * len(names))
@@ -158,6 +163,22 @@ def write_channels(path: str | os.PathLike, data, *, names, emission_um=None, pi
         metadata.update(PhysicalSizeX=pixel_um, PhysicalSizeXUnit="µm", PhysicalSizeY=pixel_um, PhysicalSizeYUnit="µm")
     with atomic_path(path, overwrite=overwrite) as tmp:
         tifffile.imwrite(tmp, data, ome=True, photometric="minisblack", metadata=metadata, software=software())
+    return path
+
+
+def _check_name(path: Path) -> None:
+    if not path.name.lower().endswith((".ome.tif", ".ome.tiff", ".zarr")):
+        raise ValueError(f"{path.name}: the file name ends in .ome.tif or .ome.tiff (OME-TIFF, so Fiji reads the "
+                         "metadata) or .ome.zarr (OME-Zarr)")
+
+
+def _write_zarr(path: Path, data, axes: str, pixel_um, overwrite: bool, omero: dict | None = None) -> Path:
+    """(C or T, H, W) as OME-Zarr, one plane at a time (a memmap is never read whole)."""
+    dtype = data.dtype if data.dtype in (np.uint8, np.uint16, np.float32) else np.float32
+    with open_ome_zarr_output(path, shape=tuple(data.shape), dtype=dtype, pixel_um=pixel_um, overwrite=overwrite,
+                              axes=axes, omero=omero) as out:
+        for index in range(data.shape[0]):
+            out[index] = np.asarray(data[index], dtype=out.dtype)
     return path
 
 
@@ -201,12 +222,14 @@ def read_frame(path: str | os.PathLike, t: int) -> np.ndarray:
 
 
 def write_frames(path: str | os.PathLike, data, *, pixel_um: float | None = None, overwrite: bool = False) -> Path:
-    """Write a (T, H, W) time-lapse (numpy or a memmap) as OME-TIFF with its T axis and pixel size. Atomic."""
+    """Write a (T, H, W) time-lapse (numpy or a memmap) as OME-TIFF (``.ome.tif``) or OME-Zarr (``.ome.zarr``)
+    with its T axis and pixel size. Atomic."""
     path = Path(path)
-    if not path.name.lower().endswith((".ome.tif", ".ome.tiff")):
-        raise ValueError(f"{path.name}: OME-TIFF file names end in .ome.tif or .ome.tiff (so Fiji reads the metadata)")
+    _check_name(path)
     if len(data.shape) != 3:
         raise ValueError(f"write_frames writes (T, H, W) time-lapses, got shape {tuple(data.shape)}")
+    if path.name.lower().endswith(".zarr"):
+        return _write_zarr(path, data, "tyx", pixel_um, overwrite)
     metadata: dict = {"axes": "TYX"}
     if pixel_um is not None:
         pixel_um = check_pixel_um(pixel_um)

@@ -384,7 +384,8 @@ def read_zarr(path: Path, lazy: bool | None, *, channels: bool = False):
     """(data, pixel_um, metadata) of an OME-Zarr folder or a bare zarr array: the full-resolution array with
     singleton axes kept (lazy as for :func:`read_image`), the x axis' pixel size (um) or None, and what the
     metadata says (format, version, axes). ImageReadError for a group without OME-Zarr metadata, or for several
-    channels (unless ``channels``: :func:`awdvd.io.channels.read_channels`) or time points."""
+    channels (unless ``channels``: :func:`awdvd.io.channels.read_channels`). Several time points are read as a
+    (T, H, W) time-lapse, as from a TIFF (:func:`awdvd.io.channels.stack_axis` tells them from a z-stack)."""
     import zarr
 
     node = zarr.open(str(path), mode="r")
@@ -415,8 +416,6 @@ def read_zarr(path: Path, lazy: bool | None, *, channels: bool = False):
     for name, size in zip(axis_names, array.shape):
         if name == "c" and size > 1 and not channels:
             raise ImageReadError(f"{path} has {size} channels; {_CHANNELS_HINT}")
-        if name == "t" and size > 1:
-            raise ImageReadError(f"{path} has {size} time points; awdvd reads one 2-D image or (Z, H, W) stack")
     if _is_large(array.shape, lazy):
         import dask.array as da
 

@@ -240,6 +240,8 @@ def open_ome_zarr_output(
     chunks: int | tuple[int, ...] = 1024,
     overwrite: bool = False,
     resume_key: str | None = None,
+    axes: str | None = None,
+    omero: dict | None = None,
 ):
     """Yield an empty zarr array to fill (e.g. tile by tile); it becomes the OME-Zarr image ``path`` only if
     the block completes.
@@ -259,6 +261,8 @@ def open_ome_zarr_output(
     resume_key : build the store in the resumable part of ``path`` for this work instead
         (:func:`awdvd.io.resumable.open_resumable_part`): an interrupted or killed run leaves it, and the same work
         started again finds the tiles it holds. A :class:`awdvd.io.resumable.ResumableArray` is then yielded.
+    axes : the axes' names, e.g. "cyx" or "tyx" (default "yx" or "zyx"); omero : the image's ``omero`` metadata
+        (channel labels and display windows).
 
     Yields
     ------
@@ -278,7 +282,7 @@ def open_ome_zarr_output(
         raise FileExistsError(f"{path} exists; choose another output or pass overwrite=True (--overwrite)")
     if pixel_um is not None:
         pixel_um = check_pixel_um(pixel_um)
-    axes = ["z", "y", "x"] if len(shape) == 3 else ["y", "x"]
+    axes = list(axes) if axes else ["z", "y", "x"] if len(shape) == 3 else ["y", "x"]
     units = {"y": "micrometer", "x": "micrometer"} if pixel_um is not None else None
     scale = [1.0] * (len(shape) - 2) + [pixel_um or 1.0] * 2
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -294,20 +298,22 @@ def open_ome_zarr_output(
             if array is None:
                 part.tiles.clear()
                 shutil.rmtree(store, ignore_errors=True)
-                array = _new_ome_zarr(store, path, shape, dtype, chunks, axes, units, scale, write_multiscales_metadata)
+                array = _new_ome_zarr(store, path, shape, dtype, chunks, axes, units, scale, write_multiscales_metadata,
+                                      omero)
             yield ResumableArray(array, part)
             _replace_folder(store, path)
         return
     tmp = Path(tempfile.mkdtemp(prefix=part_prefix(path), suffix=".part", dir=path.parent))
     try:
-        yield _new_ome_zarr(tmp, path, shape, dtype, chunks, axes, units, scale, write_multiscales_metadata)
+        yield _new_ome_zarr(tmp, path, shape, dtype, chunks, axes, units, scale, write_multiscales_metadata, omero)
         _replace_folder(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 
-def _new_ome_zarr(store: Path, path: Path, shape, dtype, chunks, axes, units, scale, write_multiscales_metadata):
+def _new_ome_zarr(store: Path, path: Path, shape, dtype, chunks, axes, units, scale, write_multiscales_metadata,
+                  omero: dict | None = None):
     """An empty OME-Zarr image in the folder ``store`` (to be renamed to ``path``): its array."""
     import zarr
 
@@ -323,6 +329,8 @@ def _new_ome_zarr(store: Path, path: Path, shape, dtype, chunks, axes, units, sc
         name=path.name.split(".")[0],
     )
     group.attrs.update({"awdvd": {"software": software()}})  # awdvd.io.made_by_awdvd
+    if omero:
+        group.attrs.update({"ome": {**group.attrs["ome"], "omero": omero}})
     return array
 
 
