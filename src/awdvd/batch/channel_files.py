@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__
-from ..io import write_json
 from ..io.channels import read_channels, write_channels
 from ..physics.optics import UndersamplingWarning
 from ..restore.channels import restore_channels
@@ -87,6 +86,6 @@ def restore_channel_file(job, path: Path, model, target: Path, *, source: dict, 
             "levels_used": {name: n for name, n in dmap.level_counts().items() if n},
             "level_grid": dmap.levels.tolist(), "clipped_pixels": clipped, "warnings": messages,
             "timings_s": {**result.timings_s, "total": round(time.perf_counter() - start, 4)}}
-    write_json(job.sidecar(path), meta, overwrite=True)
+    job.write_sidecar(path, meta)
     return {"output": str(target), "large": False, "clipped_pixels": clipped, "warnings": messages,
             "levels_used": meta["levels_used"], "timings_s": meta["timings_s"]}

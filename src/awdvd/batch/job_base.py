@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shutil
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,8 @@ from ..io import (
     image_stem,
     made_by_awdvd,
     read_image,
+    same_content,
+    write_json,
 )
 from ..learn.model_files import load_model
 from ..physics.optics import UndersamplingWarning
@@ -31,7 +34,7 @@ from ..restore.tiling import DEFAULT_TILE_PX, should_tile
 from .file_optics import OPTICS_FIELDS
 
 __all__ = ["ModelFile", "Job", "Recorder", "read_plane", "is_stack", "load_counts", "cached_psf_bank", "FORMATS",
-           "IMAGE_SUFFIX", "OUTPUT_SUFFIXES", "FOCUS_CSV", "FOCUS_PLATE"]
+           "IMAGE_SUFFIX", "OUTPUT_SUFFIXES", "FOCUS_CSV", "FOCUS_PLATE", "InputChangedError"]
 
 FORMATS = ("auto", "tiff", "ome-tiff", "ome-zarr")
 IMAGE_SUFFIX = {"tiff": ".awdvd.tif", "ome-tiff": ".awdvd.ome.tif", "ome-zarr": ".awdvd.ome.zarr"}
@@ -180,5 +183,23 @@ class Job:
 
     def sidecar(self, path: Path) -> Path:
         raise NotImplementedError
+
+    def write_sidecar(self, path: Path, meta: dict) -> None:
+        """Write ``path``'s sidecar, last (its presence says the file is done), if ``path`` still holds what
+        ``meta["input_file"]`` recorded before it was read; else remove the outputs this run wrote for it and
+        raise :class:`InputChangedError` (a microscope still writing the file, a copy in progress)."""
+        if same_content(meta.get("input_file"), path) is False:
+            for output in self.outputs(path):
+                if output.is_dir():
+                    shutil.rmtree(output, ignore_errors=True)
+                elif output.exists():
+                    output.unlink()
+            raise InputChangedError(f"{path} changed while awdvd read it (its size or content differ from when it "
+                                    "started); nothing was kept for it: run again once the file is complete")
+        write_json(self.sidecar(path), meta, overwrite=True)
+
+
+class InputChangedError(RuntimeError):
+    """An input file changed while a job read it (its outputs would mix two versions of it)."""
 
 

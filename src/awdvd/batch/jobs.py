@@ -46,7 +46,6 @@ from ..io import (
     image_shape,
     open_image_output,
     write_image,
-    write_json,
 )
 from ..io.channels import channel_count, stack_axis
 from ..restore.image_optics import restoration_optics
@@ -232,7 +231,7 @@ class DeconvolveJob(Job):
             warnings=recorder.messages,
             timings_s={**result.timings_s, "total": round(time.perf_counter() - start, 4)},
         )
-        write_json(self.sidecar(path), meta, overwrite=True)  # last: its presence says the file is done
+        self.write_sidecar(path, meta)  # last: its presence says the file is done
         return {"output": str(target), "large": large, "clipped_pixels": clipped, "warnings": recorder.messages,
                 "levels_used": meta["levels_used"], "timings_s": meta["timings_s"], "loads": load_counts()}
 

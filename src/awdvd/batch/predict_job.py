@@ -11,7 +11,6 @@ import numpy as np
 from .. import __version__
 from ..io import (
     read_json,
-    write_json,
     write_tiff,
 )
 from ..plots import defocus_overlay
@@ -98,9 +97,9 @@ class PredictJob(Job):
                                 overwrite=True, title=f"{path.name}: defocus levels, stride {dmap.stride} px",
                                 pixel_um=found.optics.pixel_um)
         row = focus_row(path.name, dmap)
-        write_json(self.sidecar(path), {**meta, "levels": dmap.levels.tolist(), "counts": dmap.level_counts(),
-                                        "focus_qc": row, "warnings": recorder.messages,
-                                        "timings_s": {"map": round(seconds, 4)}}, overwrite=True)
+        self.write_sidecar(path, {**meta, "levels": dmap.levels.tolist(), "counts": dmap.level_counts(),
+                                  "focus_qc": row, "warnings": recorder.messages,
+                                  "timings_s": {"map": round(seconds, 4)}})
         return {"large": large, "counts": dmap.level_counts(), "warnings": recorder.messages, "loads": load_counts()}
 
     def finish(self, plan, report) -> dict[str, Path]:

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__
-from ..io import write_json, write_tiff
+from ..io import write_tiff
 from ..qc import focus_row
 from ..io.channels import stack_axis
 from ..restore.frames import smooth_over_frames
@@ -76,6 +76,6 @@ def predict_stack(job, path: Path, data, model, found, *, source: dict, messages
     write_tiff(f"{stem}.defocus.tif", stack, overwrite=True, description=meta)
     rows = [focus_row(f"{path.name}[{axis}={z}]", m) for z, m in enumerate(maps)]
     counts = {name: sum(m.level_counts().get(name, 0) for m in maps) for name in first.level_counts()}
-    write_json(job.sidecar(path), {**meta, "best_focus_plane": best.tolist(), "counts": counts, "focus_qc": rows,
-                                   "warnings": messages, "timings_s": {"map": round(seconds, 4)}}, overwrite=True)
+    job.write_sidecar(path, {**meta, "best_focus_plane": best.tolist(), "counts": counts, "focus_qc": rows,
+                             "warnings": messages, "timings_s": {"map": round(seconds, 4)}})
     return {"large": False, "counts": counts, "warnings": messages}

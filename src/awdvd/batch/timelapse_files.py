@@ -19,7 +19,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .. import __version__
-from ..io import image_shape, write_json
+from ..io import image_shape
 from ..io.channels import read_frame, write_frames
 from ..io.resumable import open_resumable_part
 from ..physics.psf import psf_bank
@@ -127,6 +127,6 @@ def restore_timelapse_file(job, path: Path, model, target: Path, *, source: dict
             "levels_used": {name: n for name, n in counts.items() if n},
             "level_grids": [m.levels.tolist() for m in maps], "clipped_pixels": clipped, "warnings": messages,
             "timings_s": {**timings, "total": round(time.perf_counter() - start, 4)}}
-    write_json(job.sidecar(path), meta, overwrite=True)
+    job.write_sidecar(path, meta)
     return {"output": str(target), "large": False, "clipped_pixels": clipped, "warnings": messages,
             "levels_used": meta["levels_used"], "timings_s": meta["timings_s"]}
