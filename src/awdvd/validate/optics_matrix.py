@@ -20,13 +20,14 @@ level-equivalents: the share within 1 and within 0.5.
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Mapping
 
 import numpy as np
 
 from ..data.synth import CameraNoise, blur_levels
 from ..physics.optical_units import grid_factor, level_step_um, to_grid
-from ..physics.optics import Optics
+from ..physics.optics import Optics, UndersamplingWarning
 from ..physics.psf import psf_bank
 from ..restore.pipeline import defocus_map
 from .foreground import cell_test
@@ -35,13 +36,15 @@ __all__ = ["OPTICS_MATRIX", "PIXEL_SIZES_UM", "CROP_PX", "windows_with_cells", "
            "defocus_under_optics", "optics_axis", "optics_markdown"]
 
 #: the objectives of the matrix (issue 28): the model's own, and four others with their camera pixel size
-OPTICS_MATRIX = {
-    "20x/0.5 (model's)": Optics(),
-    "20x/0.45, 0.645 um": Optics(wavelength_um=0.46, na=0.45, n=1.0, pixel_um=0.645),
-    "10x/0.3, 0.65 um": Optics(wavelength_um=0.46, na=0.3, n=1.0, pixel_um=0.65),
-    "40x/0.75, 0.1625 um": Optics(wavelength_um=0.52, na=0.75, n=1.0, pixel_um=0.1625),
-    "60x/1.4 oil, 0.108 um": Optics(wavelength_um=0.52, na=1.4, n=1.518, pixel_um=0.108),
-}
+with warnings.catch_warnings():  # most are undersampled, as cameras are: said where their PSFs are made, not here
+    warnings.simplefilter("ignore", UndersamplingWarning)
+    OPTICS_MATRIX = {
+        "20x/0.5 (model's)": Optics(),
+        "20x/0.45, 0.645 um": Optics(wavelength_um=0.46, na=0.45, n=1.0, pixel_um=0.645),
+        "10x/0.3, 0.65 um": Optics(wavelength_um=0.46, na=0.3, n=1.0, pixel_um=0.65),
+        "40x/0.75, 0.1625 um": Optics(wavelength_um=0.52, na=0.75, n=1.0, pixel_um=0.1625),
+        "60x/1.4 oil, 0.108 um": Optics(wavelength_um=0.52, na=1.4, n=1.518, pixel_um=0.108),
+    }
 #: the pixel sizes sharp fields are brought to (um): finer (40x, 60x, no binning) and coarser (binned) than 0.65
 PIXEL_SIZES_UM = (0.65, 0.43, 0.325, 0.22, 0.98)
 #: the part of each source field (px at its own pixel size) the optics axis uses: 169 x 226 um at 0.65 um, so
