@@ -29,6 +29,7 @@ from ..data.synth import CameraNoise, blur_levels
 from ..physics.optical_units import grid_factor, level_step_um, to_grid
 from ..physics.optics import Optics, UndersamplingWarning
 from ..physics.psf import psf_bank
+from ..restore.image_optics import BeyondRangeWarning
 from ..restore.pipeline import defocus_map
 from .foreground import cell_test
 
@@ -106,7 +107,9 @@ def defocus_under_optics(model, fields: Mapping[str, np.ndarray], *, scale: str 
                 continue
             blurred = blur_levels(np.maximum(image - camera.offset_adu, 0.0), bank) + camera.offset_adu
             for level in range(model.optics.n_levels):
-                dmap = defocus_map(camera.apply(blurred[level], rng), model, optics=optics)
+                with warnings.catch_warnings():  # the deepest levels are meant to be there
+                    warnings.simplefilter("ignore", BeyondRangeWarning)
+                    dmap = defocus_map(camera.apply(blurred[level], rng), model, optics=optics)
                 cells = windows_with_cells(image, dmap) & (dmap.levels >= 0)
                 errors.append((dmap.depth_um[cells] - level * step) / step)
         err = np.abs(np.concatenate(errors)) if errors else np.zeros(0)
