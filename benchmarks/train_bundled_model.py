@@ -47,6 +47,8 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--bbbc006-share", type=float, default=None,
+                        help="share of the real windows drawn from the BBBC006 fields (default: every field alike)")
     args = parser.parse_args(argv)
 
     from awdvd.data.datasets import load_in_focus_images
@@ -62,6 +64,10 @@ def main(argv=None) -> int:
     b039_train, b039_held = split_bbbc039(list((SHARED / "bbbc039" / "in_focus").glob("*.tif")))
     images, names = load_in_focus_images([str(p) for p in b006 + b039_train])
     source_optics = [None] * len(b006) + [Optics(**BBBC039_OPTICS)] * len(b039_train)
+    weights = None
+    if args.bbbc006_share is not None:
+        share = args.bbbc006_share
+        weights = [share / len(b006)] * len(b006) + [(1 - share) / len(b039_train)] * len(b039_train)
     recipe = STREAM_RECIPES["stream"].replace(name="deep-range", steps=args.steps, lr=args.lr, loss=args.loss,
                                               procedural_scale=(0.6, 2.5), object_scale_copies=1,
                                               object_scale=(0.55, 1.0), val_every=500)
@@ -77,7 +83,8 @@ def main(argv=None) -> int:
           f"{args.steps} steps", flush=True)
     model, history = train_from_stream(images, source_names=names, optics=optics, recipe=recipe, seed=args.seed,
                                        threads=args.threads, checkpoint_path=checkpoint, resume=args.resume,
-                                       progress=progress, init=init, source_optics=source_optics)
+                                       progress=progress, init=init, source_optics=source_optics,
+                                       source_weights=weights)
     model.info["data"]["held_out"] = {"bbbc006": list(HELD_OUT_BBBC006), "bbbc039": [p.name for p in b039_held]}
     model.info["data"]["bbbc039_optics"] = BBBC039_OPTICS
     model.save(args.output, overwrite=True)

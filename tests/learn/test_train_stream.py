@@ -180,3 +180,25 @@ def test_init_with_fewer_levels_extends_the_range(sources):
     assert model.info["training"]["initialised_from"]["weights_fingerprint"]
     with pytest.raises(ValueError, match="other optics"):
         train_from_stream(sources, optics=deep.replace(na=0.4), recipe=TINY, seed=1, threads=1, init=short)
+
+
+def test_source_weights_set_each_sources_share_of_the_real_windows(sources, monkeypatch):
+    """source_weights: a source's share of the real windows, shared with its object-scale copies; checked."""
+    import awdvd.learn.train_stream as train_stream
+
+    seen = []
+    original = train_stream.TrainingStream
+
+    def recording(*args, **kwargs):
+        seen.append(kwargs.get("source_weights"))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(train_stream, "TrainingStream", recording)
+    recipe = TINY.replace(steps=2, val_every=2, object_scale_copies=1)
+    train_from_stream(sources, optics=OPTICS, recipe=recipe, seed=0, threads=1, source_weights=[3.0, 1.0])
+    weights = np.asarray(seen[0])
+    real = recipe.real_weight
+    np.testing.assert_allclose(weights[:4], real * np.array([3, 1, 3, 1]) / 8)  # two sources, then their copies
+    np.testing.assert_allclose(weights[4:], [1 - real])  # the procedural field keeps its share
+    with pytest.raises(ValueError, match="2 non-negative weights"):
+        train_from_stream(sources, optics=OPTICS, recipe=recipe, seed=0, threads=1, source_weights=[1.0])

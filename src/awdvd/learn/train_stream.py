@@ -182,6 +182,7 @@ def train_from_stream(
     source_gain_adu_per_e: float = 0.33,
     init=None,
     source_optics: Sequence[Optics | None] | None = None,
+    source_weights: Sequence[float] | None = None,
 ):
     """Train DelpNet (``recipe.network``) on a :class:`TrainingStream` of ``sources`` (+ procedural fields).
 
@@ -202,6 +203,8 @@ def train_from_stream(
         ``seed`` than its run's for fresh batches.
     source_optics : the optics each source was recorded with (None: the model's): every source is resampled to
         the model's grid (:func:`awdvd.data.training_sources.sources_on_model_grid`) and recorded as such.
+    source_weights : relative probability of drawing each source (and its object-scale copies) among the real
+        windows (default: equal), e.g. to give a few fields of one screen the weight of many of another.
 
     Returns
     -------
@@ -228,7 +231,14 @@ def train_from_stream(
         sources = sources + copies
     procedural = procedural_sources(recipe.procedural, seed=[seed, 1], scale=recipe.procedural_scale)
     n_real = len(sources)
-    weights = [recipe.real_weight / max(1, n_real)] * n_real
+    if source_weights is None:
+        weights = [recipe.real_weight / max(1, n_real)] * n_real
+    else:  # one weight per given source, shared with its object-scale copies (in the order object_scale_copies makes)
+        given = np.asarray(source_weights, dtype=np.float64)
+        if given.shape != (len(originals),) or np.any(given < 0) or not given.sum() > 0:
+            raise ValueError(f"source_weights must be {len(originals)} non-negative weights, not all zero")
+        per_source = np.concatenate([given, np.repeat(given, recipe.object_scale_copies)])
+        weights = list(recipe.real_weight * per_source / per_source.sum())
     weights += [(1 - recipe.real_weight if n_real else 1.0) / max(1, recipe.procedural)] * recipe.procedural
     camera = {"source_offset_adu": source_offset_adu, "source_gain_adu_per_e": source_gain_adu_per_e}
     stream = TrainingStream(sources + procedural, optics=optics, cameras=recipe.cameras, patch_px=patch_px,
