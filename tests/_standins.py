@@ -148,12 +148,15 @@ def write_czi(path, data, *, names=None, emission_nm=None, pixel_um: float | Non
         for channel, nm in zip(image.findall("Dimensions/Channels/Channel"), emission_nm or []):
             if nm is not None:
                 ET.SubElement(channel, "EmissionWavelength").text = str(nm)
+        if na is not None:  # a second objective of the microscope first: the image names the one it used
+            objectives = ET.SubElement(ET.SubElement(information, "Instrument"), "Objectives")
+            for ident, value in (("Objective:0", 0.25), ("Objective:1", na)):
+                ET.SubElement(ET.SubElement(objectives, "Objective", Id=ident), "LensNA").text = str(value)
+        settings = ET.SubElement(image, "ObjectiveSettings")
         if na is not None:
-            objective = ET.SubElement(ET.SubElement(ET.SubElement(information, "Instrument"), "Objectives"),
-                                      "Objective", Id="Objective:1")
-            ET.SubElement(objective, "LensNA").text = str(na)
+            ET.SubElement(settings, "ObjectiveRef", Id="Objective:1")
         if n is not None:
-            ET.SubElement(ET.SubElement(image, "ObjectiveSettings"), "RefractiveIndex").text = str(n)
+            ET.SubElement(settings, "RefractiveIndex").text = str(n)
         if scenes:
             listed = ET.SubElement(ET.SubElement(image.find("Dimensions"), "S"), "Scenes")
             for s, name in enumerate(scenes):

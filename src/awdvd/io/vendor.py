@@ -73,7 +73,10 @@ def _czi_optics(root) -> tuple[list[float | None], dict]:
         return [], {}
     channels = information.findall("Image/Dimensions/Channels/Channel")
     emission = [_positive(c.findtext("EmissionWavelength"), 1e-3) for c in channels]  # nm
-    objective = information.find("Instrument/Objectives/Objective")
+    objectives = information.findall("Instrument/Objectives/Objective")
+    ref = information.find("Image/ObjectiveSettings/ObjectiveRef")  # the objective the image was taken with
+    chosen = [o for o in objectives if ref is not None and o.get("Id") == ref.get("Id")]
+    objective = (chosen or objectives or [None])[0]
     return emission, {"na": _positive(objective.findtext("LensNA")) if objective is not None else None,
                       "n": _positive(information.findtext("Image/ObjectiveSettings/RefractiveIndex"))}
 
