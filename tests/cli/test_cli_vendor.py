@@ -89,3 +89,23 @@ def test_format_ome_zarr_keeps_the_channels_and_the_frames(model, tmp_path):
     from awdvd.io.channels import stack_axis
 
     assert stack_axis(out / "movie.awdvd.ome.zarr") == "T"
+
+
+def test_predict_maps_the_nuclear_channel_of_a_multi_channel_file(model, tmp_path):
+    """Focus QC of a multi-channel plate: the map of the nuclear stain (or --map-channel), in its own emission."""
+    import json as json_module
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    write_czi(folder / "two.czi", _field(2), names=["GFP", "DAPI"], emission_nm=[520, 461], na=0.5, n=1.0,
+              pixel_um=0.65)
+    out = tmp_path / "out"
+    args = ["predict", str(folder), "-o", str(out), "--model", str(model), "--stride", "42", "--device", "cpu",
+            "--workers", "0"]
+    assert main(args) == 0
+    meta = json_module.loads((out / "two.defocus.json").read_text())
+    assert meta["map_channel"] == {"index": 1, "name": "DAPI", "emission_um": pytest.approx(0.461)}
+    assert meta["optics"]["wavelength_um"] == pytest.approx(0.461)
+    assert main(args + ["--map-channel", "GFP", "--overwrite"]) == 0
+    meta = json_module.loads((out / "two.defocus.json").read_text())
+    assert meta["map_channel"]["name"] == "GFP" and meta["optics"]["wavelength_um"] == pytest.approx(0.52)

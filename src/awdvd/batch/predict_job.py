@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,11 +11,14 @@ import numpy as np
 
 from .. import __version__
 from ..io import (
+    ImageFile,
     read_json,
     write_tiff,
 )
+from ..io.channels import channel_count, read_channels
 from ..plots import defocus_overlay
 from ..qc import focus_columns, focus_row, parse_well, plate_heatmap, write_focus_csv
+from ..restore.channels import choose_channel
 from ..restore.image_optics import restoration_optics
 from ..restore.pipeline import defocus_map
 from ..restore.tiling import should_tile
@@ -32,7 +36,10 @@ class PredictJob(Job):
     """The defocus map of one image file (``options``' stride, map mode, normalisation and device):
     ``STEM.defocus.tif`` (float32 planes over the window grid: the level of every window, -1 = background, then
     one probability plane per class), ``STEM.defocus.png`` (the levels over the image; not drawn for large
-    images) and ``STEM.defocus.json``."""
+    images) and ``STEM.defocus.json``. Of a multi-channel file, the map of ``map_channel`` (a name or an index;
+    default: a channel named like a nuclear stain, else the first), with that channel's emission wavelength."""
+
+    map_channel: str | None = None
 
     def sidecar(self, path: Path) -> Path:
         return self.out_dir / f"{self._stem(path)}.defocus.json"
@@ -46,7 +53,7 @@ class PredictJob(Job):
         o = self.options
         return {"options": {"stride": o.stride, "map_mode": o.map_mode, "normalization": o.normalization,
                             "tta": o.tta, "smoothing_px": o.smoothing_px},
-                "job": {"model": self.model.describe(), "optics": self.optics}}
+                "job": {"model": self.model.describe(), "optics": self.optics, "map_channel": self.map_channel}}
 
     def __call__(self, path: Path, *, client=None, progress: bool = False) -> dict:
         path = Path(path)
@@ -55,8 +62,11 @@ class PredictJob(Job):
         with recorder.capture():
             source = input_record(path)  # before reading: a file changed meanwhile is redone next time
             model = self.model()
-            image = read_plane(path, restore=False)
+            image, channel = self._map_plane(path)
             found = file_optics(path, model.optics, self.optics, strict=self.strict_optics)
+            if channel is not None and channel["emission_um"] and "wavelength_um" not in self.optics:
+                found = dataclasses.replace(found, optics=found.optics.replace(wavelength_um=channel["emission_um"]),
+                                            sources={**found.sources, "wavelength_um": "file"})
             if image.data.ndim == 3:
                 result = predict_stack(self, path, image.data, model, found, source=source,
                                        messages=recorder.messages)
@@ -89,6 +99,7 @@ class PredictJob(Job):
                 "tiled": large,
                 "input_file": source,
                 "optics": found.record(),
+                "map_channel": channel,
             }
             write_tiff(f"{stem}.defocus.tif", planes, overwrite=True, description=meta)
             if not large:
@@ -101,6 +112,15 @@ class PredictJob(Job):
                                   "focus_qc": row, "warnings": recorder.messages,
                                   "timings_s": {"map": round(seconds, 4)}})
         return {"large": large, "counts": dmap.level_counts(), "warnings": recorder.messages, "loads": load_counts()}
+
+    def _map_plane(self, path: Path) -> tuple[ImageFile, dict | None]:
+        """The plane (or stack) to map and, for a multi-channel file, which channel it is."""
+        if channel_count(path) < 2:
+            return read_plane(path, restore=False), None
+        field = read_channels(path)
+        index = choose_channel(field.names, self.map_channel)
+        channel = {"index": index, "name": field.names[index], "emission_um": field.emission_um[index]}
+        return ImageFile(data=field.data[index], path=path, pixel_um=field.pixel_um), channel
 
     def finish(self, plan, report) -> dict[str, Path]:
         """The run's focus QC (:mod:`awdvd.qc`) in ``out_dir``: :data:`FOCUS_CSV`, one row per image of the run

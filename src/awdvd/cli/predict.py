@@ -46,6 +46,9 @@ def register(subparsers) -> None:
     add_map_arguments(parser, d)
     parser.add_argument("--normalization", choices=NORMALIZATIONS, default=d.normalization,
                         help="dense mode: per-pixel min-max over the centred window (local) or the whole image")
+    parser.add_argument("--map-channel", metavar="NAME|INDEX", default=None,
+                        help="of a multi-channel file, the channel mapped (default: a channel named like a nuclear "
+                             "stain, DAPI or Hoechst, else the first), with its own emission wavelength")
     add_batch_arguments(parser)
     add_model_arguments(parser)
     parser.set_defaults(func=run, on_interrupt=interrupted)
@@ -55,5 +58,6 @@ def run(args: argparse.Namespace) -> int:
     options = AWDVDOptions(stride=args.stride, map_mode=args.mode, normalization=args.normalization, device=args.device,
                            tta=args.tta, smoothing_px=args.smoothing)
     job = PredictJob(out_dir=args.output, model=model_file_from_args(args), options=options, tile_px=args.tile_px,
-                     max_px=args.max_whole_px, strict_optics=args.strict_optics, optics=image_optics_from_args(args), time_smoothing=args.time_smoothing)
+                     max_px=args.max_whole_px, strict_optics=args.strict_optics, optics=image_optics_from_args(args),
+                     time_smoothing=args.time_smoothing, map_channel=args.map_channel)
     return run_and_report("predict", args, job, "defocus maps")
