@@ -31,10 +31,11 @@ from ..physics.optics import UndersamplingWarning
 from ..physics.psf import psf_bank
 from ..restore.options import AWDVDOptions
 from ..restore.tiling import DEFAULT_TILE_PX, should_tile
+from ..io.channels import channel_count
 from .file_optics import OPTICS_FIELDS
 
 __all__ = ["ModelFile", "Job", "Recorder", "read_plane", "is_stack", "load_counts", "cached_psf_bank", "FORMATS",
-           "IMAGE_SUFFIX", "OUTPUT_SUFFIXES", "FOCUS_CSV", "FOCUS_PLATE", "InputChangedError"]
+           "IMAGE_SUFFIX", "OUTPUT_SUFFIXES", "FOCUS_CSV", "FOCUS_PLATE", "InputChangedError", "channels_in"]
 
 FORMATS = ("auto", "tiff", "ome-tiff", "ome-zarr")
 IMAGE_SUFFIX = {"tiff": ".awdvd.tif", "ome-tiff": ".awdvd.ome.tif", "ome-zarr": ".awdvd.ome.zarr"}
@@ -105,6 +106,13 @@ def read_plane(path: Path, *, restore: bool):
                          "(each plane's out-of-focus light comes from the others); it needs 3-D deconvolution "
                          "(e.g. deconwolf), or save single planes as separate files")
     return image
+
+
+def channels_in(path: Path) -> int:
+    """How many channels ``path`` holds (1 when that cannot be read: the job then says what is wrong)."""
+    with contextlib.suppress(Exception):
+        return channel_count(path)
+    return 1
 
 
 def is_stack(path: Path) -> bool:

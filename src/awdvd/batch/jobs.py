@@ -29,7 +29,6 @@ Example ::
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -47,7 +46,7 @@ from ..io import (
     open_image_output,
     write_image,
 )
-from ..io.channels import channel_count, stack_axis
+from ..io.channels import stack_axis
 from ..restore.image_optics import restoration_optics
 from ..restore.pipeline import defocus_map, restore_image
 from ..restore.rl import to_input_dtype
@@ -66,6 +65,7 @@ from .job_base import (
     ModelFile,
     Recorder,
     cached_psf_bank,
+    channels_in,
     load_counts,
     read_plane,
 )
@@ -108,7 +108,7 @@ class DeconvolveJob(Job):
         return "ome-zarr" if large else "tiff"
 
     def image_output(self, path: Path, *, large: bool | None = None) -> Path:
-        if _channels_in(path) > 1 or stack_axis(path) == "T":  # every axis kept: OME-Zarr if asked, else OME-TIFF
+        if channels_in(path) > 1 or stack_axis(path) == "T":  # every axis kept: OME-Zarr if asked, else OME-TIFF
             fmt = "ome-zarr" if self.output_format == "ome-zarr" else "ome-tiff"
             return self.out_dir / f"{self._stem(path)}{IMAGE_SUFFIX[fmt]}"
         large = self.is_large(path) if large is None else large
@@ -173,7 +173,7 @@ class DeconvolveJob(Job):
         with recorder.capture():
             source = input_record(path)  # before reading: a file changed meanwhile is redone next time
             model = self.model()
-            if _channels_in(path) > 1:
+            if channels_in(path) > 1:
                 return self._channels(path, model, source, recorder, start)
             if stack_axis(path) == "T":
                 return self._frames(path, model, source, recorder, start, progress)
@@ -248,13 +248,6 @@ class DeconvolveJob(Job):
             done = restore_timelapse_file(self, path, model, self.image_output(path), source=source, start=start,
                                           messages=recorder.messages, key=key, progress=progress)
         return {**done, "loads": load_counts()}
-
-
-def _channels_in(path: Path) -> int:
-    """How many channels ``path`` holds (1 when that cannot be read: the job then says what is wrong)."""
-    with contextlib.suppress(Exception):
-        return channel_count(path)
-    return 1
 
 
 # run_jobs and auto_workers live in awdvd.batch.orchestrate (running a job over many files); re-exported here

@@ -15,7 +15,7 @@ from ..io import (
     read_json,
     write_tiff,
 )
-from ..io.channels import channel_count, read_channels
+from ..io.channels import read_channels
 from ..plots import defocus_overlay
 from ..qc import focus_columns, focus_row, parse_well, plate_heatmap, write_focus_csv
 from ..restore.channels import choose_channel
@@ -23,7 +23,7 @@ from ..restore.image_optics import restoration_optics
 from ..restore.pipeline import defocus_map
 from ..restore.tiling import should_tile
 from .file_optics import file_optics
-from .job_base import FOCUS_CSV, FOCUS_PLATE, Job, Recorder, is_stack, load_counts, read_plane
+from .job_base import FOCUS_CSV, FOCUS_PLATE, Job, Recorder, channels_in, is_stack, load_counts, read_plane
 from .reruns import input_record
 from .stack_maps import predict_stack
 
@@ -115,7 +115,7 @@ class PredictJob(Job):
 
     def _map_plane(self, path: Path) -> tuple[ImageFile, dict | None]:
         """The plane (or stack) to map and, for a multi-channel file, which channel it is."""
-        if channel_count(path) < 2:
+        if channels_in(path) < 2:
             return read_plane(path, restore=False), None
         field = read_channels(path)
         index = choose_channel(field.names, self.map_channel)
