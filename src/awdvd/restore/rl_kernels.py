@@ -71,6 +71,18 @@ def _keep_stopped(current: np.ndarray, discrepancy: np.ndarray, tau, active: np.
     return final
 
 
+def _update(estimate: np.ndarray, correction: np.ndarray, factor, acceleration) -> None:
+    """The RL step of the numpy loops, in place: x_{k+1} = y_k * correction (times the TV ``factor`` where one is
+    given), remembered by the ``acceleration`` (None: plain RL) for the next extrapolation."""
+    if factor is not None:
+        correction *= factor
+    if acceleration is not None:
+        acceleration.start(estimate)
+    estimate *= correction
+    if acceleration is not None:
+        acceleration.finish(estimate)
+
+
 def rl_numpy(images: np.ndarray, psfs: np.ndarray, iterations: int, eps: float, workers: int | None = None, *,
               variant: str = "plain", tv_weight: float = 0.0, stop: tuple | None = None, observe=None,
               iterations_run: np.ndarray | None = None) -> np.ndarray:
@@ -144,14 +156,7 @@ def rl_numpy(images: np.ndarray, psfs: np.ndarray, iterations: int, eps: float, 
         np.maximum(blurred, eps, out=blurred)
         np.divide(images, blurred, out=ratio)
         _fill_symmetric(ratio_buffer, None, r, iy, ix, h, w)
-        correction = convolve(ratio_buffer, otf_flipped)
-        if factor is not None:
-            correction *= factor
-        if accelerated:
-            acceleration.start(estimate)
-        estimate *= correction
-        if accelerated:
-            acceleration.finish(estimate)
+        _update(estimate, convolve(ratio_buffer, otf_flipped), factor, acceleration)
     if iterations_run is not None:
         iterations_run[...] = ran
     out = estimate.copy()
@@ -341,13 +346,7 @@ def rl_numpy_extended(images: np.ndarray, psfs: np.ndarray, iterations: int, eps
         ratio[inside] = images / blurred
         correction = convolve(ratio, otf_flipped) / normaliser
         correction[np.broadcast_to(unseen, correction.shape)] = 1.0
-        if factor is not None:
-            correction *= factor
-        if accelerated:
-            acceleration.start(estimate)
-        estimate *= correction
-        if accelerated:
-            acceleration.finish(estimate)
+        _update(estimate, correction, factor, acceleration)
     if iterations_run is not None:
         iterations_run[...] = ran
     out = estimate[inside].astype(np.float32)
