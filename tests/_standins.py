@@ -122,7 +122,8 @@ def ome_xml(*, shape: tuple[int, int], pixel_um: float, na: float, emission_nm: 
 
 def write_czi(path, data, *, names=None, emission_nm=None, pixel_um: float | None = 0.325, na: float | None = None,
               n: float | None = None, scenes: list[str] | None = None):
-    """A Zeiss CZI file written with pylibCZIrw: ``data`` is (T, C, Z, Y, X) uint16 (every scene the same pixels);
+    """A Zeiss CZI file written with pylibCZIrw: ``data`` is (T, C, Z, Y, X) uint16 (every scene the same pixels),
+    or (S, T, C, Z, Y, X) with one entry per scene;
     the metadata record the channels' names and emission wavelengths (nm), the objective's NA and the immersion
     index where given, in the places ZEN writes them (``Information/Image/Dimensions/Channels/Channel``,
     ``Information/Instrument/Objectives/Objective/LensNA``, ``Information/Image/ObjectiveSettings``)."""
@@ -130,13 +131,14 @@ def write_czi(path, data, *, names=None, emission_nm=None, pixel_um: float | Non
 
     pyczi = __import__("pylibCZIrw.czi", fromlist=["czi"])
     data = np.asarray(data)
-    frames, channels, planes, _, cols = data.shape
+    per_scene = data if data.ndim == 6 else [data] * len(scenes or [None])
+    frames, channels, planes, _, cols = data.shape[-5:]
     with pyczi.create_czi(str(path), exist_ok=False) as czi:
-        for s in range(len(scenes or [None])):
+        for s, pixels in enumerate(per_scene):
             for t in range(frames):
                 for c in range(channels):
                     for z in range(planes):
-                        czi.write(data=data[t, c, z], plane={"T": t, "C": c, "Z": z}, scene=s,
+                        czi.write(data=pixels[t, c, z], plane={"T": t, "C": c, "Z": z}, scene=s,
                                   location=(s * (cols + 10), 0))
         scale = pixel_um * 1e-6 if pixel_um else 0.0  # metres, as CZI records it
         czi.write_metadata(document_name="awdvd test", channel_names=dict(enumerate(names or [])),

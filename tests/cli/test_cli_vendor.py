@@ -55,7 +55,9 @@ def test_a_czi_time_lapse_and_one_without_optics(model, tmp_path, capsys):
     assert "movie.czi" in err and "pixel size" in err and "assumed" in err  # the one warning line
     restored = read_image(out / "movie.awdvd.ome.tif")
     assert restored.data.shape == (3, 100, 130) and restored.data.dtype == np.float32
-    assert json.loads((out / "movie.awdvd.json").read_text())["parameters"]["optics"]["source"]["pixel_um"] == "assumed"
+    meta = json.loads((out / "movie.awdvd.json").read_text())
+    assert meta["parameters"]["optics"]["source"]["pixel_um"] == "assumed"
+    assert any("pixel size" in m for m in meta["warnings"])  # the sidecar keeps the warning line too
 
 
 def test_predict_reads_a_czi_and_a_damaged_one_fails_alone(model, tmp_path, capsys):

@@ -81,7 +81,7 @@ def restore_channel_file(job, path: Path, model, target: Path, *, source: dict, 
                                for c, r in zip(result.channels, result.restorations)],
                   "map_channel": {"index": result.map_channel, "name": image.names[result.map_channel]}}
     dmap = result.dmap
-    meta = {"awdvd": "deconvolve", "version": __version__, "input": str(path), "output": str(target),
+    meta = {"awdvd": "deconvolve", "version": __version__, **job.input_fields(path), "output": str(target),
             **job.settings(), "input_file": source, "parameters": parameters,
             "levels_used": {name: n for name, n in dmap.level_counts().items() if n},
             "level_grid": dmap.levels.tolist(), "clipped_pixels": clipped, "warnings": messages,

@@ -26,16 +26,18 @@ from ..io import (
     same_content,
     write_json,
 )
+from ..io.channels import channel_count, stack_axis
+from ..io.scenes import scene_count, scene_stems
+from ..io.vendor import scene_names, scene_shapes
 from ..learn.model_files import load_model
 from ..physics.optics import UndersamplingWarning
 from ..physics.psf import psf_bank
 from ..restore.options import AWDVDOptions
 from ..restore.tiling import DEFAULT_TILE_PX, should_tile
-from ..io.channels import channel_count
 from .file_optics import OPTICS_FIELDS
 
-__all__ = ["ModelFile", "Job", "Recorder", "read_plane", "is_stack", "load_counts", "cached_psf_bank", "FORMATS",
-           "IMAGE_SUFFIX", "OUTPUT_SUFFIXES", "FOCUS_CSV", "FOCUS_PLATE", "InputChangedError", "channels_in"]
+__all__ = ["ModelFile", "Job", "Recorder", "read_plane", "load_counts", "cached_psf_bank", "FORMATS",
+           "IMAGE_SUFFIX", "OUTPUT_SUFFIXES", "FOCUS_CSV", "FOCUS_PLATE", "InputChangedError", "channels_in", "Layout"]
 
 FORMATS = ("auto", "tiff", "ome-tiff", "ome-zarr")
 IMAGE_SUFFIX = {"tiff": ".awdvd.tif", "ome-tiff": ".awdvd.ome.tif", "ome-zarr": ".awdvd.ome.zarr"}
@@ -80,22 +82,25 @@ def load_counts() -> dict:
 
 # --------------------------------------------------------------------------------------------- common
 class Recorder:
-    """Collects the warnings of one file (worker logs are not shown to users: the CLI prints these)."""
+    """Collects the warnings of one file as they are raised (worker logs are not shown to users: the CLI prints
+    these), so that a sidecar written inside :meth:`capture` already holds them."""
 
     def __init__(self):
         self.messages: list[str] = []
 
+    def _show(self, message, category, filename, lineno, file=None, line=None) -> None:
+        text = str(message).strip().splitlines()[0] if str(message).strip() else category.__name__
+        if text not in self.messages:
+            self.messages.append(text)
+
     @contextlib.contextmanager
     def capture(self):
-        with warnings.catch_warnings(record=True) as caught:
+        with warnings.catch_warnings():  # restores warnings.showwarning on exit
             warnings.simplefilter("always")
             warnings.simplefilter("ignore", UndersamplingWarning)  # the paper's optics are undersampled by design
             warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.showwarning = self._show
             yield
-        for item in caught:
-            text = str(item.message).strip().splitlines()[0] if str(item.message).strip() else item.category.__name__
-            if text not in self.messages:
-                self.messages.append(text)
 
 
 def read_plane(path: Path, *, restore: bool):
@@ -115,10 +120,22 @@ def channels_in(path: Path) -> int:
     return 1
 
 
-def is_stack(path: Path) -> bool:
-    with contextlib.suppress(Exception):
-        return len(image_shape(path)) == 3
-    return False
+@dataclass(frozen=True)
+class Layout:
+    """What decides the names of a field's outputs: its channels, whether it is a time-lapse (a T axis) or a
+    z-stack (a Z axis), and whether it is large (more pixels than a job's ``max_px``: tiled)."""
+
+    channels: int = 1
+    timelapse: bool = False
+    stack: bool = False
+    large: bool = False
+
+    @classmethod
+    def of_shape(cls, shape, *, max_px: int) -> Layout:
+        """From a (T, C, Z, Y, X) shape (a vendor file's scene)."""
+        frames, channels, planes, rows, cols = (int(v) for v in shape)
+        return cls(channels=channels, timelapse=frames > 1, stack=planes > 1 and frames == 1,
+                   large=should_tile((rows, cols), max_px=max_px))
 
 
 @dataclass(frozen=True)
@@ -133,6 +150,9 @@ class Job:
     optics: dict | None = None
     #: time-lapses: sigma (frames) of the Gaussian that combines each frame's map with its neighbours' (0: none)
     time_smoothing: float = 0.0
+    #: (vendor file, scene name) when the file this job is given holds one scene of that file
+    #: (:mod:`awdvd.batch.scene_files`): the outputs' metadata name them as the input
+    scene_of: tuple[str, str] | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "out_dir", check_output_folder(Path(self.out_dir).absolute()))
@@ -172,6 +192,35 @@ class Job:
 
     def _stem(self, path: Path) -> str:
         return image_stem(path)
+
+    def input_fields(self, path: Path) -> dict:
+        """What the outputs' metadata say the input was: ``{"input": path}``, or the vendor file and the scene."""
+        if self.scene_of is None:
+            return {"input": str(path)}
+        return {"input": str(self.scene_of[0]), "scene": str(self.scene_of[1])}
+
+    def layout(self, path: Path) -> Layout:
+        """``path``'s :class:`Layout`, from its metadata (what cannot be read counts as one 2-D plane: the job
+        itself then says what is wrong with the file)."""
+        axis = stack_axis(path)
+        return Layout(channels=channels_in(path), timelapse=axis == "T", stack=axis == "Z", large=self.is_large(path))
+
+    def named_outputs(self, stem: str, layout: Layout) -> list[Path]:
+        """The outputs of a field named ``stem`` (in ``out_dir``) laid out as ``layout``, its sidecar last."""
+        raise NotImplementedError
+
+    def outputs(self, path: Path) -> list[Path]:
+        """The outputs of ``path``, its sidecar last: of a file of several scenes, every scene's outputs (named
+        ``STEM.SCENE``, :mod:`awdvd.batch.scene_files`) and then the file's own sidecar."""
+        if scene_count(path) > 1:
+            scenes = [o for _, stem, layout in self.scenes(path) for o in self.named_outputs(stem, layout)]
+            return [*scenes, self.sidecar(path)]
+        return self.named_outputs(self._stem(path), self.layout(path))
+
+    def scenes(self, path: Path) -> list[tuple[str, str, Layout]]:
+        """(scene name, ``STEM.SCENE``, :class:`Layout`) of every scene of a vendor file, in the file's order."""
+        layouts = [Layout.of_shape(shape, max_px=self.max_px) for shape in scene_shapes(path)]
+        return list(zip(scene_names(path), scene_stems(path), layouts))
 
     def is_own_output(self, path: Path) -> bool:
         """True for a file that is an output of awdvd (its name ends like one, :data:`OUTPUT_SUFFIXES`, and awdvd

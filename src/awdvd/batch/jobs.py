@@ -29,6 +29,7 @@ Example ::
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -47,6 +48,7 @@ from ..io import (
     write_image,
 )
 from ..io.channels import stack_axis
+from ..io.scenes import scene_count
 from ..restore.image_optics import restoration_optics
 from ..restore.pipeline import defocus_map, restore_image
 from ..restore.rl import to_input_dtype
@@ -62,6 +64,7 @@ from .job_base import (
     IMAGE_SUFFIX,
     OUTPUT_SUFFIXES,
     Job,
+    Layout,
     ModelFile,
     Recorder,
     cached_psf_bank,
@@ -71,6 +74,7 @@ from .job_base import (
 )
 from .predict_job import PredictJob
 from .reruns import input_record
+from .scene_files import run_scenes
 from .timelapse_files import restore_timelapse_file
 
 __all__ = ["ModelFile", "DeconvolveJob", "PredictJob", "run_jobs", "auto_workers", "FORMATS", "OUTPUT_SUFFIXES",
@@ -108,18 +112,24 @@ class DeconvolveJob(Job):
         return "ome-zarr" if large else "tiff"
 
     def image_output(self, path: Path, *, large: bool | None = None) -> Path:
-        if channels_in(path) > 1 or stack_axis(path) == "T":  # every axis kept: OME-Zarr if asked, else OME-TIFF
+        layout = self.layout(path)
+        if large is not None:
+            layout = dataclasses.replace(layout, large=large)
+        return self._image_named(self._stem(path), layout)
+
+    def _image_named(self, stem: str, layout: Layout) -> Path:
+        if layout.channels > 1 or layout.timelapse:  # every axis kept: OME-Zarr if asked, else OME-TIFF
             fmt = "ome-zarr" if self.output_format == "ome-zarr" else "ome-tiff"
-            return self.out_dir / f"{self._stem(path)}{IMAGE_SUFFIX[fmt]}"
-        large = self.is_large(path) if large is None else large
-        return self.out_dir / f"{self._stem(path)}{IMAGE_SUFFIX[self.format_for(large)]}"
+        else:
+            fmt = self.format_for(layout.large)
+        return self.out_dir / f"{stem}{IMAGE_SUFFIX[fmt]}"
 
     def sidecar(self, path: Path) -> Path:
         return self.out_dir / f"{self._stem(path)}.awdvd.json"
 
-    def outputs(self, path: Path) -> list[Path]:
+    def named_outputs(self, stem: str, layout: Layout) -> list[Path]:
         """The restored image and its JSON sidecar (written last)."""
-        return [self.image_output(path), self.sidecar(path)]
+        return [self._image_named(stem, layout), self.out_dir / f"{stem}.awdvd.json"]
 
     def settings(self) -> dict:
         return {"options": self.options.to_dict(),
@@ -168,6 +178,8 @@ class DeconvolveJob(Job):
         """Restore ``path`` and write its outputs; ``client`` spreads a large image's tiles over a cluster."""
 
         path = Path(path)
+        if scene_count(path) > 1:
+            return run_scenes(self, path, client=client, progress=progress)
         recorder = Recorder()
         start = time.perf_counter()
         with recorder.capture():
@@ -185,13 +197,14 @@ class DeconvolveJob(Job):
             target = self.image_output(path, large=large)
             pixel_um = found.optics.pixel_um
             out_dtype = np.dtype(np.float32 if self.dtype == "float32" else image.data.dtype)
-            meta = {"awdvd": "deconvolve", "version": __version__, "input": str(path), "output": str(target),
+            meta = {"awdvd": "deconvolve", "version": __version__, **self.input_fields(path), "output": str(target),
                     **self.settings()}
             # the parameters actually used: the options, completed below with what the pipeline resolved
             parameters = {**self.options.to_dict(), "model": self.model.describe(), "optics": found.record(),
                           "model_optics": model.optics.to_dict(), "dtype": str(out_dtype),
                           "tile_px": self.tile_px if large else None}
-            description = {"awdvd": "deconvolve", "version": __version__, "input": str(path), "parameters": parameters}
+            description = {"awdvd": "deconvolve", "version": __version__, **self.input_fields(path),
+                           "parameters": parameters}
             restore = dict(psfs=psfs, optics=found.optics, tile_px=self.tile_px, max_px=self.max_px)
             if not large:
                 result = restore_image(np.asarray(image.data), model, self.options, **restore)

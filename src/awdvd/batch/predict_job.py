@@ -16,6 +16,7 @@ from ..io import (
     write_tiff,
 )
 from ..io.channels import read_channels
+from ..io.scenes import scene_count
 from ..plots import defocus_overlay
 from ..qc import focus_columns, focus_row, parse_well, plate_heatmap, write_focus_csv
 from ..restore.channels import choose_channel
@@ -23,8 +24,9 @@ from ..restore.image_optics import restoration_optics
 from ..restore.pipeline import defocus_map
 from ..restore.tiling import should_tile
 from .file_optics import file_optics
-from .job_base import FOCUS_CSV, FOCUS_PLATE, Job, Recorder, channels_in, is_stack, load_counts, read_plane
+from .job_base import FOCUS_CSV, FOCUS_PLATE, Job, Layout, Recorder, channels_in, load_counts, read_plane
 from .reruns import input_record
+from .scene_files import run_scenes
 from .stack_maps import predict_stack
 
 __all__ = ["PredictJob"]
@@ -44,10 +46,10 @@ class PredictJob(Job):
     def sidecar(self, path: Path) -> Path:
         return self.out_dir / f"{self._stem(path)}.defocus.json"
 
-    def outputs(self, path: Path) -> list[Path]:
-        stem = self.out_dir / self._stem(path)
-        pictures = [] if self.is_large(path) or is_stack(path) else [Path(f"{stem}.defocus.png")]
-        return [Path(f"{stem}.defocus.tif"), *pictures, self.sidecar(path)]
+    def named_outputs(self, stem: str, layout: Layout) -> list[Path]:
+        base = self.out_dir / stem
+        pictures = [] if layout.large or layout.stack or layout.timelapse else [Path(f"{base}.defocus.png")]
+        return [Path(f"{base}.defocus.tif"), *pictures, Path(f"{base}.defocus.json")]
 
     def settings(self) -> dict:
         o = self.options
@@ -57,6 +59,8 @@ class PredictJob(Job):
 
     def __call__(self, path: Path, *, client=None, progress: bool = False) -> dict:
         path = Path(path)
+        if scene_count(path) > 1:
+            return run_scenes(self, path, client=client, progress=progress)
         recorder = Recorder()
         stem = self.out_dir / self._stem(path)
         with recorder.capture():
@@ -83,7 +87,7 @@ class PredictJob(Job):
             meta = {
                 "awdvd": "predict",
                 "version": __version__,
-                "input": str(path),
+                **self.input_fields(path),
                 **self.settings(),
                 "image_shape": list(dmap.image_shape),
                 "planes": ["level", "depth_um", "depth_spread_um"] + [f"p({name})" for name in class_names],

@@ -65,7 +65,7 @@ def predict_stack(job, path: Path, data, model, found, *, source: dict, messages
                               m.depth_spread_um[None].astype(np.float32), np.moveaxis(m.proba, -1, 0)])
               for m in maps]
     stack = np.concatenate([*planes, best[None].astype(np.float32)])
-    meta = {"awdvd": "predict", "version": __version__, "input": str(path), **job.settings(),
+    meta = {"awdvd": "predict", "version": __version__, **job.input_fields(path), **job.settings(),
             "image_shape": [int(v) for v in data.shape], "planes_in_stack": int(data.shape[0]),
             "planes": [f"{axis}={z} {name}" for z in range(len(maps)) for name in per_plane] + ["best_focus_plane"],
             "stack_axis": axis, "time_smoothing_frames": job.time_smoothing if axis == "t" else None,

@@ -122,7 +122,7 @@ def restore_timelapse_file(job, path: Path, model, target: Path, *, source: dict
                   "model_optics": model.optics.to_dict(), "dtype": str(out_dtype), "tile_px": None,
                   **{k: v for k, v in (resolved or {}).items() if k != "iterations_run"},
                   "frames": frames, "time_smoothing_frames": job.time_smoothing, "resumed_frames": resumed_frames}
-    meta = {"awdvd": "deconvolve", "version": __version__, "input": str(path), "output": str(target),
+    meta = {"awdvd": "deconvolve", "version": __version__, **job.input_fields(path), "output": str(target),
             **job.settings(), "input_file": source, "parameters": parameters,
             "levels_used": {name: n for name, n in counts.items() if n},
             "level_grids": [m.levels.tolist() for m in maps], "clipped_pixels": clipped, "warnings": messages,

@@ -19,10 +19,10 @@ import numpy as np
 import tifffile
 
 from .images import image_stem
-from .vendor import open_vendor, scene_names
+from .vendor import is_vendor_file, open_vendor, scene_names
 from .writers import atomic_path, check_output_folder, software
 
-__all__ = ["split_scenes", "scene_file_name", "ome_description"]
+__all__ = ["split_scenes", "write_scene", "scene_count", "scene_stems", "scene_file_name", "ome_description"]
 
 _OME_TYPES = {np.dtype(np.uint8): "uint8", np.dtype(np.uint16): "uint16", np.dtype(np.int16): "int16",
               np.dtype(np.uint32): "uint32", np.dtype(np.int32): "int32", np.dtype(np.float32): "float"}
@@ -56,6 +56,50 @@ def ome_description(shape: tuple[int, ...], dtype, *, names, emission_um, pixel_
             f'{channel_xml}<TiffData/></Pixels></Image></OME>')
 
 
+def scene_count(path: str | os.PathLike) -> int:
+    """How many scenes ``path`` holds: those of a CZI, ND2 or LIF file; 1 for any other file and for a file that
+    cannot be read (its reader then says what is wrong)."""
+    if not is_vendor_file(path):
+        return 1
+    try:
+        return len(scene_names(path))
+    except Exception:
+        return 1
+
+
+def scene_stems(path: str | os.PathLike) -> list[str]:
+    """``STEM.SCENE`` of every scene of ``path``, in the file's order (what :func:`split_scenes` names them, less
+    ``.ome.tif``): unique, the scenes' names kept to letters, digits, ``-`` and ``_``."""
+    scenes = scene_names(path)
+    names = [scene_file_name(path, scene) for scene in scenes]
+    if len(set(names)) < len(names):  # names that differ only in characters a file name drops
+        names = [scene_file_name(path, f"{i}_{scene}") for i, scene in enumerate(scenes)]
+    return [name[: -len(".ome.tif")] for name in names]
+
+
+def write_scene(path: str | os.PathLike, scene: int | str, target: str | os.PathLike, *,
+                overwrite: bool = False) -> Path:
+    """Write one scene (by index or name) of a CZI, ND2 or LIF file as the OME-TIFF ``target``, atomically, plane
+    by plane, with every axis, the channels' names and emission, the pixel size, the NA and immersion index."""
+    path, target = Path(path), Path(target)
+    image = open_vendor(path, scene=scene)
+    data = image.data
+    dtype = np.dtype(np.float32) if np.dtype(data.dtype) == np.float64 else np.dtype(data.dtype)
+    if dtype not in _OME_TYPES:
+        raise ValueError(f"{path.name}: scene {image.scene} holds {dtype} pixels, which OME-TIFF cannot hold")
+    description = ome_description(tuple(data.shape), dtype, names=image.names, emission_um=image.emission_um,
+                                  pixel_um=image.pixel_um, na=image.optics.get("na"), n=image.optics.get("n"),
+                                  name=f"{path.name} {image.scene}")
+    frames, channels, planes = (int(s) for s in data.shape[:3])
+    planes_in_order = (np.asarray(data[t, c, z]).astype(dtype, copy=False)
+                       for t in range(frames) for c in range(channels) for z in range(planes))
+    with atomic_path(target, overwrite=overwrite) as tmp:
+        tifffile.imwrite(tmp, planes_in_order, shape=(frames * channels * planes, *data.shape[3:]), dtype=dtype,
+                         description=description.encode(), metadata=None, photometric="minisblack",
+                         software=software())
+    return target
+
+
 def split_scenes(path: str | os.PathLike, output: str | os.PathLike, *, overwrite: bool = False,
                  progress: Callable[[str, Path], None] | None = None) -> list[Path]:
     """Write every scene of a CZI, ND2 or LIF file as ``output/STEM.SCENE.ome.tif``; returns the files written.
@@ -71,29 +115,13 @@ def split_scenes(path: str | os.PathLike, output: str | os.PathLike, *, overwrit
     path, output = Path(path), Path(output)
     check_output_folder(output)
     scenes = scene_names(path)
-    targets = [output / scene_file_name(path, scene) for scene in scenes]
-    if len(set(targets)) < len(targets):  # names that differ only in characters a file name drops
-        targets = [output / scene_file_name(path, f"{i}_{scene}") for i, scene in enumerate(scenes)]
+    targets = [output / f"{stem}.ome.tif" for stem in scene_stems(path)]
     for target in targets:
         if target.exists() and not overwrite:
             raise FileExistsError(f"{target} exists; choose another output folder or pass --overwrite")
     written = []
     for index, (scene, target) in enumerate(zip(scenes, targets)):
-        image = open_vendor(path, scene=index)
-        data = image.data
-        dtype = np.dtype(np.float32) if np.dtype(data.dtype) == np.float64 else np.dtype(data.dtype)
-        if dtype not in _OME_TYPES:
-            raise ValueError(f"{path.name}: scene {scene} holds {dtype} pixels, which OME-TIFF cannot hold")
-        description = ome_description(tuple(data.shape), dtype, names=image.names, emission_um=image.emission_um,
-                                      pixel_um=image.pixel_um, na=image.optics.get("na"), n=image.optics.get("n"),
-                                      name=f"{path.name} {scene}")
-        frames, channels, planes = (int(s) for s in data.shape[:3])
-        planes_in_order = (np.asarray(data[t, c, z]).astype(dtype, copy=False)
-                           for t in range(frames) for c in range(channels) for z in range(planes))
-        with atomic_path(target, overwrite=overwrite) as tmp:
-            tifffile.imwrite(tmp, planes_in_order, shape=(frames * channels * planes, *data.shape[3:]), dtype=dtype,
-                             description=description.encode(), metadata=None, photometric="minisblack",
-                             software=software())
+        write_scene(path, index, target, overwrite=overwrite)
         written.append(target)
         if progress is not None:
             progress(scene, target)

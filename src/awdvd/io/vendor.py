@@ -7,7 +7,8 @@ of :mod:`awdvd.io` (:func:`~awdvd.io.read_image`, :func:`~awdvd.io.channels.read
 :func:`~awdvd.io.read_ome_optics`, ...) reads these files through it, so every command takes them.
 
 A file of several scenes (positions, wells) is refused with their names by the readers, which take one field per
-file; :func:`awdvd.io.scenes.split_scenes` (``awdvd split-scenes``) writes each scene as its own OME-TIFF.
+file; ``awdvd deconvolve`` and ``awdvd predict`` process each scene in turn (:mod:`awdvd.batch.scene_files`), and
+:func:`awdvd.io.scenes.split_scenes` (``awdvd split-scenes``) writes each scene as its own OME-TIFF.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pathlib import Path
 
 from .base import UNIT_TO_UM, ImageReadError
 
-__all__ = ["VENDOR_SUFFIXES", "VendorImage", "is_vendor_file", "open_vendor", "scene_names"]
+__all__ = ["VENDOR_SUFFIXES", "VendorImage", "is_vendor_file", "open_vendor", "scene_names", "scene_shapes"]
 
 #: file suffix -> (bioio plugin module, its PyPI name, the format in words)
 _PLUGINS = {".czi": ("bioio_czi", "bioio-czi", "Zeiss CZI"), ".nd2": ("bioio_nd2", "bioio-nd2", "Nikon ND2"),
@@ -145,6 +146,23 @@ def scene_names(path: str | os.PathLike) -> list[str]:
     return _open(Path(path))[1]
 
 
+def scene_shapes(path: str | os.PathLike) -> list[tuple[int, int, int, int, int]]:
+    """The (T, C, Z, Y, X) shape of every scene of a CZI, ND2 or LIF file, in the file's order (the file opened
+    once; no pixels read)."""
+    path = Path(path)
+    image, scenes, words = _open(path)
+    shapes = []
+    try:
+        with _quiet_bioio():
+            for index in range(len(scenes)):
+                image.set_scene(index)
+                sizes = dict(zip(image.dims.order, image.dims.shape))
+                shapes.append(tuple(int(sizes.get(axis, 1)) for axis in "TCZYX"))
+    except Exception as error:
+        raise ImageReadError(f"{path} could not be read as a {words} file ({_reason(error)})") from error
+    return shapes
+
+
 def open_vendor(path: str | os.PathLike, scene: int | str | None = None) -> VendorImage:
     """Open a CZI, ND2 or LIF file's pixels (lazily) with the optics and channels it records.
 
@@ -160,8 +178,9 @@ def open_vendor(path: str | os.PathLike, scene: int | str | None = None) -> Vend
     image, scenes, words = _open(path)
     if scene is None and len(scenes) > 1:
         listed = ", ".join(scenes[:6]) + (", ..." if len(scenes) > 6 else "")
-        raise ImageReadError(f"{path.name} holds {len(scenes)} scenes ({listed}); awdvd restores one field per file: "
-                             f"write each scene as its own file with awdvd split-scenes {path.name} -o FOLDER")
+        raise ImageReadError(f"{path.name} holds {len(scenes)} scenes ({listed}); open one with "
+                             f"open_vendor(path, scene=...), restore them all with awdvd deconvolve, or write each as "
+                             f"its own file with awdvd split-scenes {path.name} -o FOLDER")
     index = 0 if scene is None else scenes.index(scene) if scene in scenes else scene
     if not isinstance(index, int) or not 0 <= index < len(scenes):
         raise ImageReadError(f"{path.name} has no scene {scene!r}; its scenes are {', '.join(scenes)}")
