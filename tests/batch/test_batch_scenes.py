@@ -12,6 +12,7 @@ import pytest
 from _standins import tiny_delpnet_model, write_czi
 
 from awdvd.cli import main
+from awdvd.io import read_image
 from awdvd.io.channels import read_channels
 from awdvd.io.scenes import split_scenes
 
@@ -122,3 +123,27 @@ def test_predict_maps_z_stack_scenes_and_every_sidecar_keeps_the_assumed_optics(
     with open(out / "awdvd-predict-focus.csv") as handle:
         images = [row["image"] for row in csv.DictReader(handle)]
     assert images == [f"stacks.{s}[z={z}]" for s in ("A1", "A2") for z in range(3)]
+
+
+def test_on_a_dask_cluster_the_scenes_run_on_its_workers_with_the_same_result(model, tmp_path):
+    pytest.importorskip("distributed")
+    from awdvd.batch.jobs import DeconvolveJob, ModelFile, run_jobs
+    from awdvd.restore.options import AWDVDOptions
+
+    plate = write_czi(tmp_path / "plate.czi", _plate(3), names=["DAPI"], emission_nm=[461], na=0.5, n=1.0,
+                      pixel_um=0.65, scenes=["A1", "A2", "A3"])
+    options = AWDVDOptions(iterations=3, stride=42, psf_size=15, device="cpu")
+    serial = run_jobs([plate], DeconvolveJob(out_dir=tmp_path / "serial", model=ModelFile(str(model)),
+                                             options=options), workers=0)
+    spread = run_jobs([plate], DeconvolveJob(out_dir=tmp_path / "spread", model=ModelFile(str(model)),
+                                             options=options), workers=2)
+    assert serial.ok and spread.ok and spread.where.startswith("local Dask cluster, 2 workers")
+    for scene in ("A1", "A2", "A3"):
+        a = read_image(tmp_path / "serial" / f"plate.{scene}.awdvd.tif").data
+        assert np.array_equal(a, read_image(tmp_path / "spread" / f"plate.{scene}.awdvd.tif").data)
+    summary = json.loads((tmp_path / "spread" / "plate.awdvd.json").read_text())
+    assert [s["scene"] for s in summary["scenes"]] == ["A1", "A2", "A3"]
+    assert all(s["ran_on"].startswith("tcp://") for s in summary["scenes"])  # each scene a task on a worker
+    assert {s["ran_on"] for s in json.loads((tmp_path / "serial" / "plate.awdvd.json").read_text())["scenes"]} == {
+        "this process"}
+    assert not (tmp_path / "spread" / ".plate.awdvd-scenes").exists()

@@ -1,6 +1,7 @@
 """Running a job of :mod:`awdvd.batch.jobs` over many files: the plan (files and outputs, checked once), what a
 rerun does with existing outputs (:mod:`awdvd.batch.reruns`), how many Dask workers (:func:`auto_workers`), small
-files one per worker and large ones one at a time with their tiles on the cluster, one report
+files one per worker, large ones and files of several scenes one at a time with their tiles or scenes on the
+cluster, one report
 (:class:`awdvd.batch.runner.BatchReport`) and the run's own outputs (``job.finish``). :func:`run_jobs` is also
 importable from :mod:`awdvd.batch.jobs`.
 """
@@ -15,6 +16,7 @@ from .._checks import check_positive_int
 from .._cluster import local_cluster
 from .._threads import available_cpus
 from ..io import plan_outputs, sweep_orphans
+from ..io.scenes import scene_count
 from .reruns import check_existing_outputs
 from .runner import BatchReport, run_batch
 
@@ -113,9 +115,14 @@ def run_jobs(inputs, job, *, workers: int | None = None, scheduler=None, overwri
     rerun = check_existing_outputs(plan, job, overwrite=overwrite)  # foreign files, changed inputs, other settings
     plan = rerun.plan
     todo = plan.todo(overwrite=overwrite)
-    large = {p for p in todo if job.is_large(p)}
+    # a file of several scenes runs here like a large one, its scenes spread over the workers (batch.scene_files)
+    scenes = {p: job.scenes(p) for p in todo if scene_count(p) > 1}
+    large = {p for p in todo if p in scenes or job.is_large(p)}
     if workers is None and scheduler is None:
-        workers = auto_workers(len(todo), any_large=bool(large))
+        tasks = len(todo) + sum(len(s) - 1 for s in scenes.values())
+        any_large = any(p not in scenes for p in large) or any(layout.large for s in scenes.values()
+                                                                  for _, _, layout in s)
+        workers = auto_workers(tasks, any_large=any_large)
     workers = check_positive_int(0 if workers is None else workers, "workers", minimum=0)
     small_plan = plan.subset(p for p in plan.paths if p not in large)
     large_plan = plan.subset(large)
@@ -128,7 +135,7 @@ def run_jobs(inputs, job, *, workers: int | None = None, scheduler=None, overwri
                 reports.append(run_batch(small_plan, job, workers=0, **common))
             else:
                 reports.append(run_batch(small_plan, job, scheduler=address, **common))
-        if large_plan.paths:  # here, one at a time; their tiles go to the cluster
+        if large_plan.paths:  # here, one at a time; their tiles (or scenes) go to the cluster
             reports.append(run_batch(large_plan, functools.partial(job, client=address, progress=progress),
                                      workers=0, **common))
         return reports

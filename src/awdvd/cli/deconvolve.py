@@ -34,7 +34,7 @@ def register(subparsers) -> None:
         "parallel worker processes when that pays; a rerun skips images already done; a bad image is reported "
         "and the others go on. Images larger than --max-whole-px are processed in tiles and written as OME-Zarr "
         "by default. INPUT: files (TIFF, PNG, CZI, ND2, LIF), folders, glob patterns or "
-        "OME-Zarr folders (*.zarr).",
+        "OME-Zarr folders (*.zarr); each scene of a CZI, ND2 or LIF file is restored as STEM.SCENE.",
     )
     parser.add_argument("inputs", nargs="+", metavar="IMAGE", help="2-D images, folders or globs")
     parser.add_argument("-o", "--output", required=True, type=Path, help="output folder")

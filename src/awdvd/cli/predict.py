@@ -34,7 +34,7 @@ def register(subparsers) -> None:
         "fraction, out-of-focus flag at median level >= 2), and awdvd-predict-plate.png, the median level per "
         "well, where file names carry plate wells (..._B03_...). Images run in parallel worker processes; a rerun "
         "skips images already done. INPUT: files (TIFF, PNG, CZI, ND2, LIF), folders, glob patterns or OME-Zarr "
-        "folders (*.zarr).",
+        "folders (*.zarr); each scene of a CZI, ND2 or LIF file is mapped as STEM.SCENE, a QC row each.",
     )
     parser.add_argument("inputs", nargs="+", metavar="IMAGE", help="2-D images, folders or globs")
     parser.add_argument("-o", "--output", required=True, type=Path, help="output folder")
