@@ -136,6 +136,26 @@ def test_a_czi_opens_in_a_real_viewer_as_a_layer_per_channel(make_napari_viewer,
         {"pixel_um": 0.1625, "na": 0.75, "n": 1.0, "wavelength_um": 0.52})
 
 
+def test_a_czi_of_several_scenes_opens_as_layers_per_scene(make_napari_viewer, tmp_path, pixels):
+    """Each scene (position, well) of a vendor file: its own layers, named after it, with its optics."""
+    pytest.importorskip("bioio_czi", reason="the CZI reader (bioio-czi, awdvd[formats]) is not installed")
+    scenes = np.stack([np.stack([pixels, pixels[::-1]]), np.stack([pixels[:, ::-1], pixels])])[:, None, :, None]
+    path = write_czi(tmp_path / "plate.czi", scenes, names=["DAPI", "GFP"], emission_nm=[461, 520], na=0.75, n=1.0,
+                     pixel_um=0.1625, scenes=["A1", "B2"])
+    viewer = make_napari_viewer()
+    layers = viewer.open(str(path), plugin="awdvd")
+    assert [layer.name for layer in layers] == ["plate [A1] DAPI", "plate [A1] GFP", "plate [B2] DAPI",
+                                                "plate [B2] GFP"]
+    np.testing.assert_array_equal(np.asarray(layers[2].data), pixels[:, ::-1])
+    assert layers[3].metadata["scene"] == "B2" and tuple(layers[3].scale) == pytest.approx((0.1625, 0.1625))
+    assert layer_optics(layers[3].metadata, layers[3].scale) == pytest.approx(
+        {"pixel_um": 0.1625, "na": 0.75, "n": 1.0, "wavelength_um": 0.52})
+    from awdvd.napari.widgets import RestoreWidget
+
+    # restoring A1's DAPI with all channels takes A1's GFP along, never another scene's channels
+    assert RestoreWidget(viewer)._channel_siblings(layers[0]) == [layers[1]]
+
+
 def test_reader_without_pixel_size_and_declines_other_files(tmp_path, pixels):
     import tifffile
 

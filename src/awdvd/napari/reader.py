@@ -1,5 +1,6 @@
 """napari reader: TIFF, OME-TIFF, OME-Zarr and the vendors' CZI, ND2 and LIF through :func:`awdvd.read_image`,
-with the pixel size as scale; a multi-channel file (:func:`awdvd.io.channels.read_channels`) as one layer per channel."""
+with the pixel size as scale; a multi-channel file (:func:`awdvd.io.channels.read_channels`) as one layer per
+channel; a vendor file of several scenes as a layer (or a layer per channel) per scene, lazily."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from pathlib import Path
 
 from ..io import ZARR_SUFFIX, image_stem, read_image, read_ome_optics
 from ..io.channels import channel_count, read_channels
-from ..io.vendor import VENDOR_SUFFIXES
+from ..io.scenes import scene_count
+from ..io.vendor import VENDOR_SUFFIXES, open_vendor
 from .layers import layer_scale
 
 __all__ = ["get_reader", "read_layers", "channel_colormap"]
@@ -42,6 +44,8 @@ def read_layers(path) -> list[tuple]:
         optics = read_ome_optics(path)
     except ValueError:  # optics are a bonus: a file whose metadata cannot be parsed still opens
         optics = {}
+    if scene_count(path) > 1:
+        return [_scene_layer(path, index) for index in range(scene_count(path))]
     if channel_count(path) > 1:
         return [_channel_layers(path, optics)]
     image = read_image(path)
@@ -79,3 +83,27 @@ def _channel_layers(path, optics: dict) -> tuple:
     if image.pixel_um:
         kwargs["units"] = ("um", "um")
     return image.data, kwargs, "image"
+
+
+def _scene_layer(path, index: int) -> tuple:
+    """Scene ``index`` of a vendor file as one layer-data tuple, lazily: its T and Z axes where they hold more than
+    one plane, a layer per channel (``channel_axis``) where it holds several, named ``STEM [SCENE]`` (and the
+    channel), with the scene's pixel size as scale and the optics it records."""
+    image = open_vendor(path, scene=index)
+    frames, channels, planes = (int(v) for v in image.data.shape[:3])
+    data = image.data[slice(None) if frames > 1 else 0, :, slice(None) if planes > 1 else 0]  # (T?, C, Z?, Y, X)
+    caxis = 1 if frames > 1 else 0
+    ndim = data.ndim - 1
+    recorded = {k: image.optics.get(k) for k in ("pixel_um", "na", "n") if image.optics.get(k) is not None}
+    metadata = [{"pixel_um": image.pixel_um, "path": str(path), "scene": image.scene, "channel": name,
+                 "channel_index": c, "optics": {**recorded, **({"wavelength_um": w} if w is not None else {})}}
+                for c, (name, w) in enumerate(zip(image.names, image.emission_um))]
+    name = f"{image_stem(path)} [{image.scene}]"
+    kwargs = {"scale": layer_scale(image.pixel_um, ndim)}
+    if image.pixel_um:
+        kwargs["units"] = ("pixel",) * (ndim - 2) + ("um", "um")
+    if channels == 1:
+        data = data[(slice(None),) * caxis + (0,)]
+        return data, {**kwargs, "name": name, "metadata": metadata[0]}, "image"
+    return data, {**kwargs, "channel_axis": caxis, "name": [f"{name} {n}" for n in image.names],
+                  "colormap": [channel_colormap(w) for w in image.emission_um], "metadata": metadata}, "image"

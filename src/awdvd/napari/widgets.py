@@ -217,13 +217,13 @@ class _AWDVDWidget(Container):
         worker.start()
 
     def _channel_siblings(self, layer) -> list:
-        """The other channels of ``layer``'s file (image layers awdvd's reader made from the same path)."""
+        """The other channels of ``layer``'s field (image layers awdvd's reader made from the same path and scene)."""
         meta = layer.metadata if isinstance(layer.metadata, dict) else {}
         if "channel" not in meta or not meta.get("path"):
             return []
         return [other for _, other in self._image_layers() if not _same_layer(other, layer)
                 and isinstance(other.metadata, dict) and other.metadata.get("path") == meta["path"]
-                and "channel" in other.metadata]
+                and other.metadata.get("scene") == meta.get("scene") and "channel" in other.metadata]
 
     @staticmethod
     def _sibling_optics(sibling, options: WidgetOptions) -> ImageOptics:
