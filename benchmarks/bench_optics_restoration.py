@@ -1,6 +1,7 @@
 """Restoration with the model's own map under other objectives: tilted specimens of fields the model never saw.
 
-    .venv/bin/python benchmarks/bench_optics_restoration.py [--fields 2] [--scale model|object] [-o FILE]
+    .venv/bin/python benchmarks/bench_optics_restoration.py [--fields 2] [--scale model|object] [--whole]
+        [--optics NAME ...] [--model PATH] [-o FILE]
 
 What a user runs: ``awdvd.deconvolve(image, optics=Optics(...))`` (defaults, the bundled model's own map made on
 its sampling, restoration on the image's grid with PSFs of the image's optics). Per objective of the matrix
@@ -44,19 +45,24 @@ def main(argv=None) -> int:
     parser.add_argument("--whole", action="store_true",
                         help="whole 520 x 696 fields (bands 63 px wide, as in the restoration band report) instead "
                              "of bench_optics' 260 x 348 crops (bands narrower than a window)")
+    parser.add_argument("--model", default=None, help="model file (default: the bundled model)")
+    parser.add_argument("--optics", action="append", choices=list(OPTICS_MATRIX), metavar="NAME",
+                        help="only this objective of the matrix (repeatable; default: all)")
     parser.add_argument("-o", "--output", type=Path,
                         default=Path(__file__).parent / "results" / "optics_restoration.json")
     args = parser.parse_args(argv)
     warnings.simplefilter("ignore")
-    model = load_model()
+    model = load_model(args.model)
     fields = sources(args.fields)
     if not args.whole:
         fields = {name: field[: CROP_PX[0], : CROP_PX[1]] for name, field in fields.items()}
     start = time.perf_counter()
     out = {"command": "python benchmarks/bench_optics_restoration.py " + " ".join(argv if argv is not None
                                                                                   else sys.argv[1:]),
-           "model": "bundled", "scale": args.scale, "whole_fields": args.whole, "fields": sorted(fields), "optics": {}}
+           "model": args.model or "bundled", "scale": args.scale, "whole_fields": args.whole, "fields": sorted(fields), "optics": {}}
     for name, optics in OPTICS_MATRIX.items():
+        if args.optics and name not in args.optics:
+            continue
         factor = 1.0 / grid_factor(optics, model.optics)
         if args.scale == "object":
             factor = 0.65 / optics.pixel_um
