@@ -220,7 +220,8 @@ class Job:
     def scenes(self, path: Path) -> list[tuple[str, str, Layout]]:
         """(scene name, ``STEM.SCENE``, :class:`Layout`) of every scene of a vendor file, in the file's order."""
         layouts = [Layout.of_shape(shape, max_px=self.max_px) for shape in scene_shapes(path)]
-        return list(zip(scene_names(path), scene_stems(path), layouts))
+        names = scene_names(path)
+        return list(zip(names, scene_stems(path, names), layouts))
 
     def is_own_output(self, path: Path) -> bool:
         """True for a file that is an output of awdvd (its name ends like one, :data:`OUTPUT_SUFFIXES`, and awdvd

@@ -67,10 +67,11 @@ def scene_count(path: str | os.PathLike) -> int:
         return 1
 
 
-def scene_stems(path: str | os.PathLike) -> list[str]:
+def scene_stems(path: str | os.PathLike, scenes: list[str] | None = None) -> list[str]:
     """``STEM.SCENE`` of every scene of ``path``, in the file's order (what :func:`split_scenes` names them, less
-    ``.ome.tif``): unique, the scenes' names kept to letters, digits, ``-`` and ``_``."""
-    scenes = scene_names(path)
+    ``.ome.tif``): unique, the scenes' names kept to letters, digits, ``-`` and ``_``. ``scenes``: their names,
+    when already read (else read from the file)."""
+    scenes = scene_names(path) if scenes is None else scenes
     names = [scene_file_name(path, scene) for scene in scenes]
     if len(set(names)) < len(names):  # names that differ only in characters a file name drops
         names = [scene_file_name(path, f"{i}_{scene}") for i, scene in enumerate(scenes)]
@@ -115,7 +116,7 @@ def split_scenes(path: str | os.PathLike, output: str | os.PathLike, *, overwrit
     path, output = Path(path), Path(output)
     check_output_folder(output)
     scenes = scene_names(path)
-    targets = [output / f"{stem}.ome.tif" for stem in scene_stems(path)]
+    targets = [output / f"{stem}.ome.tif" for stem in scene_stems(path, scenes)]
     for target in targets:
         if target.exists() and not overwrite:
             raise FileExistsError(f"{target} exists; choose another output folder or pass --overwrite")

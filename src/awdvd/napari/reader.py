@@ -44,8 +44,9 @@ def read_layers(path) -> list[tuple]:
         optics = read_ome_optics(path)
     except ValueError:  # optics are a bonus: a file whose metadata cannot be parsed still opens
         optics = {}
-    if scene_count(path) > 1:
-        return [_scene_layer(path, index) for index in range(scene_count(path))]
+    scenes = scene_count(path)
+    if scenes > 1:
+        return [_scene_layer(path, index) for index in range(scenes)]
     if channel_count(path) > 1:
         return [_channel_layers(path, optics)]
     image = read_image(path)
