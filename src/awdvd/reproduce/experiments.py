@@ -77,6 +77,15 @@ def json_safe(value):
     return value
 
 
+def _training_device(training: dict) -> str:
+    """Where a loaded model was trained, from its file's training record ("unknown" when it does not say)."""
+    if training.get("device"):
+        return str(training["device"])
+    if str(training.get("torch_version", "")).endswith("+cpu") and training.get("threads"):
+        return f"cpu ({training['threads']} threads)"
+    return "unknown"
+
+
 def cap_patches(patches, limit: int | None, seed: list[int]):
     """At most ``limit`` patches of ``patches``: a seeded random subset in the original order."""
     if limit is None or len(patches) <= limit:
@@ -254,7 +263,7 @@ class Reproduction:
         return Run(key="main", variant=model.info.get("variant", {}).get("name", "delpnet"), architecture="delpnet",
                     model=model, history=list(training.get("history") or []), best_epoch=training.get("best_epoch"),
                     epochs=training.get("epochs"), recipe=recipe, n_train=training.get("n_train"),
-                    n_val=training.get("n_val"), train_seconds=None, device=str(training.get("device", "unknown")),
+                    n_val=training.get("n_val"), train_seconds=None, device=_training_device(training),
                     source=source)
 
     def _evaluate(self, run: Run) -> None:

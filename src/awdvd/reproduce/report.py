@@ -20,7 +20,7 @@ from .paper import (
     network_label,
 )
 
-__all__ = ["report_markdown", "write_report", "percent", "number", "parameters_text", "seconds_text",
+__all__ = ["report_markdown", "write_report", "percent", "number", "parameters_text", "seconds_text", "sources_text",
            "markdown_table", "ITEM_RUNS"]
 
 
@@ -44,6 +44,24 @@ def parameters_text(n) -> str:
 def seconds_text(value) -> str:
     """A duration in seconds, one decimal below 10 s."""
     return "n/a" if value is None else (f"{value:.1f} s" if value < 10 else f"{value:.0f} s")
+
+
+def sources_text(sources, shown: int = 8) -> str:
+    """A model's training sources in a line: every name when there are few, else the first ``shown`` and a count.
+
+    >>> sources_text(["a02", "a03"])
+    'a02, a03'
+    >>> sources_text([f"f{i}" for i in range(12)], shown=3)
+    'f0, f1, f2 and 9 more (12 in all)'
+    >>> sources_text(None)
+    'not recorded'
+    """
+    if not sources:
+        return "not recorded"
+    names = [str(name) for name in sources]
+    if len(names) <= shown:
+        return ", ".join(names)
+    return f"{', '.join(names[:shown])} and {len(names) - shown} more ({len(names)} in all)"
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence]) -> str:
@@ -147,7 +165,8 @@ def _header(r: dict) -> list[str]:
         "",
     ]
     if main.get("test_is_held_out") is None:
-        out += [f"> **Caution:** the main model was trained on other data (sources: {main.get('trained_on')}). If "
+        out += [f"> **Caution:** the main model was trained on other data (sources: "
+                f"{sources_text(main.get('trained_on'))}). If "
                 "those included these source images, its test numbers here may count patches of images it was "
                 "trained on.", ""]
     out += _differences(r)
