@@ -39,8 +39,8 @@ COMMANDS = {
     "foundation.json": ".venv/bin/python benchmarks/bench_foundation.py --out benchmarks/results/foundation.json",
     "real_data.json": "PYTHONPATH=src python benchmarks/real_data_checks.py --model MODEL "
                       "-o benchmarks/results/real_data.json",
-    "restoration_fig8_patches.json": "awdvd evaluate-restoration -o OUT --dataset dsR8 (test split)",
-    "restoration_fig8_val_patches.json": "awdvd evaluate-restoration -o OUT --dataset dsR8 --split val",
+    "restoration_fig8_patches.json": "awdvd evaluate-restoration -o OUT --dataset dsR8 --model MODEL (test split)",
+    "restoration_fig8_val_patches.json": "awdvd evaluate-restoration -o OUT --dataset dsR8 --model MODEL --split val",
     "robustness_folds.json": "python benchmarks/bench_robustness.py --folds a07,a04,a02 --work-dir FOLDS_FT "
                              "--init-dir FOLDS --recipe-json '{\"lr\": 0.001}' --seed 1 --unseen-cameras "
                              "-o benchmarks/results/robustness_folds.json",
@@ -263,6 +263,39 @@ def robustness_real_in_focus(root: Path) -> Table:
                      str(paper["histogram"]["bg"])])
     return _table(root, ["held-out field", "tiles", "called 0-1, paper's 230/30 rule", "called 0-1, cells rule",
                          "called bg (paper's rule)"], rows, [FOLDS])
+
+
+def _bundled_models(root: Path) -> dict:
+    return result(root, "robustness_bundled.json")["models"]
+
+
+def robustness_bundled(root: Path) -> Table:
+    rows = []
+    for name, model in _bundled_models(root).items():
+        for part, proc_part in (("fields", "procedural"), ("fields_unseen_cameras", "procedural_unseen_cameras")):
+            settings = model[part]["settings"]["cameras"]
+            for cam, c in model[part]["cameras"].items():
+                p = model[proc_part]["cameras"][cam]
+                rows.append([name, camera_label(cam, settings[cam]) + (" (outside the training range)"
+                                                                        if part != "fields" else ""),
+                             f"{f3(c['top1'])} / {f3(c['within1'])}", weakest(c["per_level_top1"]),
+                             f"{f3(p['top1'])} / {f3(p['within1'])}"])
+    return _table(root, ["model", "camera", "a07: top-1 / within +/-1", "weakest levels",
+                         "procedural: top-1 / within +/-1"], rows, [f"{RESULTS}/robustness_bundled.json"])
+
+
+def robustness_bundled_maps(root: Path) -> Table:
+    rows = []
+    for name, model in _bundled_models(root).items():
+        m = model["maps"]["cameras"]["bbbc006"]["mean"]
+        paper, cells = model["real_in_focus"], model["real_in_focus_cells"]
+        rows.append([name, f"{f3(m['exact'])} / {f3(m['within1'])}", f2(m["psnr_recorded"]),
+                     f2(m["psnr_awdvd_model_map"]), f2(m["psnr_awdvd_true_levels"]),
+                     f"{f3(paper['fraction_expected'])} of {paper['n_foreground']}",
+                     f"{f3(cells['fraction_expected'])} of {cells['n_foreground']}"])
+    return _table(root, ["model", "tilted a07 map: exact / within +/-1", "PSNR recorded (dB)",
+                         "AWDVD, model's map (dB)", "AWDVD, true levels (dB)", "real a07 called 0-1, paper's rule",
+                         "cells rule"], rows, [f"{RESULTS}/robustness_bundled.json"])
 
 
 # ---------------------------------------------------------------------------------------------- levers
@@ -684,6 +717,8 @@ TABLES: dict[str, Callable[[Path], Table]] = {
     "robustness-unseen-cameras": robustness_unseen_cameras,
     "robustness-maps": robustness_maps,
     "robustness-real-in-focus": robustness_real_in_focus,
+    "robustness-bundled": robustness_bundled,
+    "robustness-bundled-maps": robustness_bundled_maps,
     "levers-a07": levers_a07,
     "restoration-bands": restoration_bands,
     "restoration-bands-fields": restoration_bands_fields,

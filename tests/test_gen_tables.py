@@ -140,6 +140,29 @@ def exp_robustness_real_in_focus():
              "called bg (paper's rule)"], len(folds()), cells)
 
 
+def exp_robustness_bundled():
+    models = result("robustness_bundled.json")["models"]
+    bundled = models["bundled"]
+    n_cams = len(bundled["fields"]["cameras"]) + len(bundled["fields_unseen_cameras"]["cameras"])
+    c, p = bundled["fields"]["cameras"]["bbbc006"], bundled["procedural"]["cameras"]["bbbc006"]
+    last = models["previous"]["fields_unseen_cameras"]["cameras"]["bright-x6"]
+    return (["model", "camera", "a07: top-1 / within +/-1", "weakest levels", "procedural: top-1 / within +/-1"],
+            n_cams * len(models),
+            {(0, 0): "bundled", (0, 2): f"{f3(c['top1'])} / {f3(c['within1'])}",
+             (0, 4): f"{f3(p['top1'])} / {f3(p['within1'])}", (n_cams, 0): "stage 4",
+             (3 * n_cams - 1, 0): "previous", (3 * n_cams - 1, 2): f"{f3(last['top1'])} / {f3(last['within1'])}"})
+
+
+def exp_robustness_bundled_maps():
+    models = result("robustness_bundled.json")["models"]
+    m = models["previous"]["maps"]["cameras"]["bbbc006"]["mean"]
+    cells = models["bundled"]["real_in_focus_cells"]
+    return (["model", "tilted a07 map: exact / within +/-1", "PSNR recorded (dB)", "AWDVD, model's map (dB)",
+             "AWDVD, true levels (dB)", "real a07 called 0-1, paper's rule", "cells rule"], 3,
+            {(2, 1): f"{f3(m['exact'])} / {f3(m['within1'])}", (2, 3): f"{m['psnr_awdvd_model_map']:.2f}",
+             (0, 6): f"{f3(cells['fraction_expected'])} of {cells['n_foreground']}"})
+
+
 def exp_levers_a07():
     levers = result("robustness_levers_a07.json")
     runs = list(levers["runs"].values())
