@@ -14,6 +14,17 @@ from awdvd.physics.optics import UndersamplingWarning
 warnings.simplefilter("ignore", UndersamplingWarning)
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def load_script(relative: str):
+    """A script of the repository that is not part of the package (docs/, benchmarks/), loaded as a module."""
+    import importlib.util
+
+    path = REPO / relative
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 SHARED_BBBC006 = REPO.parent / "shared" / "data" / "bbbc006"
 
 

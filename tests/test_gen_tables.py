@@ -6,25 +6,17 @@ gen_tables (or in the shape of a result file) that drops rows, reorders columns 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import statistics
 
 import pytest
-from conftest import REPO
+from conftest import REPO, load_script
 
 RESULTS = REPO / "benchmarks" / "results"
 CAMERAS = ["bbbc006", "paper-eq1", "gain1-offset96", "dim-high-gain", "noiseless"]
 
 
-def _load_module():
-    spec = importlib.util.spec_from_file_location("gen_tables", REPO / "docs" / "gen_tables.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-gen_tables = _load_module()
+gen_tables = load_script("docs/gen_tables.py")
 
 
 def result(name: str) -> dict:

@@ -3,26 +3,16 @@ trained on from it, everything else from the latter, and a refusal of models tha
 
 from __future__ import annotations
 
-import importlib.util
-
 import numpy as np
 import pytest
 import torch
 from _standins import tiny_delpnet_model
-from conftest import REPO
+from conftest import load_script
 
 from awdvd.learn.model_files import load_model
 from awdvd.physics.optics import Optics
 
-
-def _script():
-    spec = importlib.util.spec_from_file_location("interpolate_models", REPO / "benchmarks" / "interpolate_models.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-interpolate_models = _script()
+interpolate_models = load_script("benchmarks/interpolate_models.py")
 
 
 @pytest.fixture(scope="module")
