@@ -42,6 +42,7 @@ def real_data_figures(model, data: Path) -> dict:
 def held_out_figures(robustness: dict, fold: str, command: str) -> dict:
     """The robustness record's entry of ``fold`` in the shape ``info["held_out"]`` keeps."""
     entry = robustness["folds"][fold]
+
     def rows(part: str) -> dict:
         return {cam: {k: row[k] for k in ("top1", "within1", "mean_abs_error", "background_calls", "n")}
                 for cam, row in entry[part]["cameras"].items()}
