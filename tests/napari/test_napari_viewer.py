@@ -373,7 +373,7 @@ def test_restore_widget_restores_every_channel_from_the_chosen_ones_map(make_nap
     assert widget._status.value.startswith("done"), widget._status.value
     restored = viewer.layers["two [mCherry] AWDVD"]
     red = Optics(wavelength_um=0.61, na=0.5, n=1.0, pixel_um=0.65)
-    expected = deconvolve(data[1], load_model(), iterations=4, dmap=depth_everywhere(widget.dmap), optics=red,
+    expected = deconvolve(data[1], load_model(), iterations=4, dmap=depth_everywhere(widget.dmap, data[0]), optics=red,
                           psfs=channel_psfs(red, widget.dmap))
     np.testing.assert_allclose(restored.data, expected, rtol=1e-5, atol=1e-3)
     assert "two [Hoechst] AWDVD" in viewer.layers

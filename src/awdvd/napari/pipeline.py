@@ -193,7 +193,7 @@ def run_steps(image, options: WidgetOptions, *, restore: bool, others=()):
     if restore:
         yield "restore", pipeline.deconvolve(array, model, options.awdvd, dmap=dmap, optics=optics)
     if restore and others:
-        everywhere, restored = depth_everywhere(dmap), []
+        everywhere, restored = depth_everywhere(dmap, array), []
         for other, known in others:
             channel_optics = known.resolve(model.optics)
             restored.append(pipeline.deconvolve(np.asarray(other), model, options.awdvd, dmap=everywhere,
