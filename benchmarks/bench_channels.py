@@ -9,8 +9,11 @@ field for both): channel "Hoechst" (emission 0.46 um) is BBBC006 a07's in-focus 
   texture; what a cytoplasmic GFP around stained nuclei looks like), about as bright as the nuclei.
 Each is blurred with the Eq. 2 PSFs of its own wavelength at the same depths in um (20x / NA 0.5, 0.65 um
 pixels), recorded by BBBC006's camera, and restored by awdvd.restore_channels (the map made once, from
-Hoechst). The ceiling of each channel is AWDVD with the true depth map (same options, its own PSFs); the figure
-is the share of that ceiling's PSNR gain over the recorded image that the model's map reaches.
+Hoechst). The floor's specimen is tilted along x (depth rising in 11 equal bands from 0 to the deepest level);
+the same two stains are also measured over five other depth surfaces (tilted along y, a bowl, a dome, two smooth
+random surfaces: a fill that assumes a plane fails on them). The ceiling of each channel is AWDVD with the true
+depth map (same options, its own PSFs); the figure is the share of that ceiling's PSNR gain over the recorded
+image that the model's map reaches.
 
     python benchmarks/bench_channels.py -o benchmarks/results/channels.json [--model PATH]
 """
@@ -48,19 +51,82 @@ def main(argv=None) -> int:
     _, held = split_bbbc039(list((SHARED / "bbbc039" / "in_focus").glob("*.tif")))
     other = read_image(held[1]).data.astype(np.float32)[: a07.shape[0], : a07.shape[1]]
     specimens = {"other field": other, "cytoplasm": cytoplasm(a07, np.random.default_rng([args.seed, 7]))}
-    rows, timings = {}, {}
-    for specimen, second in specimens.items():
-        rows[specimen], timings[specimen], map_channel = measure(model, a07, second, camera, args.seed)
+    rows, timings, surfaces = {}, {}, {}
+    for surface, levels in depth_surfaces(a07.shape, model.optics.n_levels).items():
+        for specimen, second in specimens.items():
+            print(f"{surface}, {specimen}:", flush=True)
+            figures, spent, map_channel = measure(model, a07, second, camera, args.seed, levels)
+            if surface == "tilted along x":
+                rows[specimen], timings[specimen] = figures, spent
+            surfaces.setdefault(surface, {})[specimen] = {name: round(row["share_of_ceiling"], 4)
+                                                          for name, row in figures.items()}
+    shares = [row["GFP"] for by_specimen in surfaces.values() for row in by_specimen.values()]
+    # specimens that were not looked at while the other channels' fill was chosen: other surfaces, textures, noise
+    check = {}
+    textures = {f"other field {k}": read_image(held[k]).data.astype(np.float32)[: a07.shape[0], : a07.shape[1]]
+                for k in (2, 3)}
+    textures["cytoplasm, seed + 1"] = cytoplasm(a07, np.random.default_rng([args.seed + 1, 7]))
+    for surface, levels in check_surfaces(a07.shape, model.optics.n_levels).items():
+        for texture, second in textures.items():
+            print(f"check: {surface}, {texture}:", flush=True)
+            figures, _, _ = measure(model, a07, second, camera, args.seed + 1, levels)
+            check[f"{surface} / {texture}"] = round(figures["GFP"]["share_of_ceiling"], 4)
     report = {"command": "python benchmarks/bench_channels.py " + " ".join(sys.argv[1:] if argv is None else argv),
               "model": args.model or "bundled", "depth_range_um": [0, (model.optics.n_levels - 1)
                                                                    * model.optics.z_step_um],
               "specimens": rows, "map_channel": map_channel, "timings_s": timings,
+              "surfaces": surfaces, "surfaces_gfp_share": {"mean": round(float(np.mean(shares)), 4),
+                                                           "worst": round(float(np.min(shares)), 4)},
+              "check": {"specimens": check, "gfp_share": {"mean": round(float(np.mean(list(check.values()))), 4),
+                                                          "worst": round(float(min(check.values())), 4)},
+                        "about": "second stain's share on specimens not used while choosing the other channels' "
+                                 "depth fill (awdvd.restore.channels.depth_everywhere): other surfaces, two other "
+                                 "held-out BBBC039 textures, another noise and cytoplasm seed"},
               "split": "Hoechst: BBBC006 a07 (held out of the bundled model's training); GFP: a held-out BBBC039 "
                        "field's texture, or a cytoplasm around a07's own nuclei"}
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=1))
-    print(json.dumps(report["timings_s"]))
+    print(json.dumps(report["timings_s"]), json.dumps(report["surfaces_gfp_share"]),
+          json.dumps(report["check"]["gfp_share"]))
     return 0
+
+
+def depth_surfaces(shape, n_levels: int) -> dict[str, np.ndarray]:
+    """{name: (H, W) int64 levels} of the specimens' depth surfaces: tilted along x (the floor's specimen) and
+    along y in equal bands, a bowl (0 at the centre, the deepest level in the corners), a dome (the reverse) and
+    two smooth random surfaces (Gaussian-filtered noise, sigma 120 px, seeds 3 and 4, spread over every level)."""
+    from scipy.ndimage import gaussian_filter
+
+    from awdvd.data.synth import tilted_levels
+
+    deepest = n_levels - 1
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    radius = np.hypot(yy - shape[0] / 2, xx - shape[1] / 2)
+    bowl = (radius / radius.max()) ** 2
+    surfaces = {"tilted along x": tilted_levels(shape, n_levels), "tilted along y": tilted_levels(shape, n_levels,
+                                                                                                   axis=0),
+                "bowl": np.round(deepest * bowl), "dome": np.round(deepest * (1 - bowl))}
+    for seed in (3, 4):
+        noise = gaussian_filter(np.random.default_rng(seed).standard_normal(shape), 120)
+        surfaces[f"random {seed}"] = np.round(deepest * (noise - noise.min()) / np.ptp(noise))
+    return {name: np.asarray(levels, dtype=np.int64) for name, levels in surfaces.items()}
+
+
+def check_surfaces(shape, n_levels: int) -> dict[str, np.ndarray]:
+    """Depth surfaces of the check set: smooth random surfaces of other seeds and scales, a saddle, a diagonal
+    tilt (levels 0 to the deepest)."""
+    from scipy.ndimage import gaussian_filter
+
+    deepest = n_levels - 1
+    surfaces = {}
+    for seed, sigma in ((5, 120), (6, 160), (7, 90)):
+        noise = gaussian_filter(np.random.default_rng(seed).standard_normal(shape), sigma)
+        surfaces[f"random {seed} (sigma {sigma} px)"] = deepest * (noise - noise.min()) / np.ptp(noise)
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    u, v = 2 * xx / shape[1] - 1, 2 * yy / shape[0] - 1
+    surfaces["saddle"] = deepest / 2 * (1 + u * v)
+    surfaces["diagonal tilt"] = deepest * (xx / shape[1] + yy / shape[0]) / 2
+    return {name: np.round(levels).astype(np.int64) for name, levels in surfaces.items()}
 
 
 def cytoplasm(nuclei: np.ndarray, rng) -> np.ndarray:
@@ -78,9 +144,9 @@ def cytoplasm(nuclei: np.ndarray, rng) -> np.ndarray:
     return (background + cell / cell.max() * (float(np.percentile(nuclei, 99)) - background)).astype(np.float32)
 
 
-def measure(model, a07, second, camera, seed: int):
-    """({channel: figures}, timings, the map channel's name) for one two-stain specimen."""
-    from awdvd.data.synth import depth_variant_blur, forward_bank, tilted_levels
+def measure(model, a07, second, camera, seed: int, levels: np.ndarray):
+    """({channel: figures}, timings, the map channel's name) for one two-stain specimen of depth ``levels``."""
+    from awdvd.data.synth import depth_variant_blur, forward_bank
     from awdvd.metrics import psnr, truth_data_range
     from awdvd.physics.optics import Optics
     from awdvd.restore.channels import channel_psfs, restore_channels
@@ -90,7 +156,6 @@ def measure(model, a07, second, camera, seed: int):
 
     stains = {"Hoechst": (a07, 0.46), "GFP": (second, 0.60)}
     base = model.optics
-    levels = tilted_levels(a07.shape, base.n_levels).astype(np.int64)
     observed, optics, truth = [], [], []
     # the specimen's depth in um: level l of the Hoechst channel's level-equivalents; both channels at those um
     hoechst = Optics(wavelength_um=0.46, na=base.na, n=base.n, pixel_um=base.pixel_um)
