@@ -157,9 +157,17 @@ def test_reproduce_tiny_run_with_its_own_budgets(tmp_path):
     if main["source"] == "trained here":
         assert main["recipe"]["bn_recalibration"] > 0  # the main DelpNet keeps its recipe's
     else:  # the bundled model, trained on the stream: described by its steps, not by epochs it never had
-        assert main["recipe"]["name"] == "stream" and "steps x 128 fresh windows" in main["budget"]
-        first = load_model(bundled_model_path()).info["training"].get("initialised_from") or {}
-        assert (f"after a first stage of {first.get('steps')} steps" in main["budget"]) == bool(first.get("steps"))
+        info = load_model(bundled_model_path()).info
+        assert main["recipe"]["name"] == info["recipe"]["name"]  # its file's last training recipe
+        if info.get("lineage"):  # made in stages: all of them, the weight interpolation too
+            steps = sum(stage.get("steps", 0) for stage in info["lineage"])
+            assert main["budget"].startswith(f"{steps} steps of the training stream in ")
+            assert f"({len(info['lineage'])} stages in its file's lineage)" in main["budget"]
+            assert "interpolation" in main["budget"] or "interpolation" not in info
+        else:
+            first = info["training"].get("initialised_from") or {}
+            assert "steps x 128 fresh windows" in main["budget"]
+            assert (f"after a first stage of {first.get('steps')} steps" in main["budget"]) == bool(first.get("steps"))
         assert "None epochs" not in (tmp_path / "out" / "REPORT.md").read_text()
     assert {"delpnet@1ep", "delpnet@2ep", "vgg16@2ep"} <= set(results["models"])
     assert results["items"]["table2"]["rows"]["delpnet"]["model"] == "delpnet@2ep"

@@ -119,6 +119,13 @@ class Run:
         """How much training the model had, in words: epochs over fixed patches, or steps of the training
         stream (``awdvd train``, whose windows are fresh every step)."""
         training = self.model.info.get("training", {}) if self.source != "trained here" else {}
+        lineage = self.model.info.get("lineage") if self.source != "trained here" else None
+        if lineage:  # a model made in stages (the bundled one): every stage counts, not only the last training's
+            trained = [stage for stage in lineage if stage.get("steps")]
+            then = "".join(f", then {stage['what']}" for stage in lineage[lineage.index(trained[-1]) + 1:]
+                           if not stage.get("steps")) if trained else ""
+            return (f"{sum(stage['steps'] for stage in trained)} steps of the training stream in {len(trained)} "
+                    f"stages{then} ({len(lineage)} stages in its file's lineage)")
         if training.get("kind") == "stream":
             start = training.get("initialised_from") or {}
             first = (f", after a first stage of {start['steps']} steps from which it starts"
