@@ -122,22 +122,27 @@ def _local_quadratic(values: np.ndarray, weight: np.ndarray, sigma: float, offse
 
 def _signal_offsets(image: np.ndarray, dmap: DefocusMap) -> tuple[np.ndarray, np.ndarray]:
     """(dy, dx) in windows: where each window's signal sits, the centroid of its intensities above the image's 5th
-    percentile, relative to the window's centre (0 where the window holds none)."""
-    image = np.asarray(image, np.float64)
-    signal = np.clip(image - np.percentile(image, 5), 0, None)
-    yy, xx = np.mgrid[: image.shape[0], : image.shape[1]].astype(np.float64)
+    percentile, relative to the window's centre (0 where the window holds none). One band of window rows at a
+    time, so that memory stays at one band of the image."""
+    image = np.asarray(image)
+    step = max(1, int(np.sqrt(image.size / 1e6)))  # the percentile from about a million pixels
+    floor = float(np.percentile(image[::step, ::step], 5))
+    patch = dmap.patch_px
+    xs = np.asarray(dmap.xs)
+    dy, dx = np.zeros((len(dmap.ys), len(xs))), np.zeros((len(dmap.ys), len(xs)))
 
-    def window_sums(array):
-        table = np.pad(array, ((1, 0), (1, 0))).cumsum(0).cumsum(1)
-        y0, x0 = np.asarray(dmap.ys)[:, None], np.asarray(dmap.xs)[None, :]
-        y1, x1 = y0 + dmap.patch_px, x0 + dmap.patch_px
-        return table[y1, x1] - table[y0, x1] - table[y1, x0] + table[y0, x0]
+    def window_sums(per_column):  # sums of a per-column array over every window's columns
+        table = np.concatenate([[0.0], np.cumsum(per_column)])
+        return table[xs + patch] - table[xs]
 
-    total = window_sums(signal)
-    centre = (dmap.patch_px - 1) / 2
-    safe = np.maximum(total, 1e-12)
-    dy = np.where(total > 0, window_sums(signal * yy) / safe - (np.asarray(dmap.ys)[:, None] + centre), 0.0)
-    dx = np.where(total > 0, window_sums(signal * xx) / safe - (np.asarray(dmap.xs)[None, :] + centre), 0.0)
+    for j, y in enumerate(np.asarray(dmap.ys)):
+        band = np.clip(np.asarray(image[y:y + patch], np.float64) - floor, 0, None)
+        total = window_sums(band.sum(axis=0))
+        safe = np.maximum(total, 1e-12)
+        along_y = window_sums(np.arange(patch) @ band) / safe
+        along_x = window_sums(band.sum(axis=0) * np.arange(band.shape[1])) / safe - xs
+        dy[j] = np.where(total > 0, along_y - (patch - 1) / 2, 0.0)
+        dx[j] = np.where(total > 0, along_x - (patch - 1) / 2, 0.0)
     return dy / dmap.stride, dx / dmap.stride
 
 
