@@ -195,7 +195,7 @@ def depth_everywhere(dmap: DefocusMap, image=None, *, smoothing_windows: float =
     background = np.asarray(dmap.levels) < 0
     class_levels = np.asarray(dmap.class_levels)
     is_level = class_levels >= 0
-    if background.all() or not background.any() and is_level.all():
+    if background.all():
         return dmap
     proba = np.where(is_level, np.asarray(dmap.proba, np.float64), 0.0)
     proba /= np.maximum(proba.sum(axis=-1, keepdims=True), 1e-12)
