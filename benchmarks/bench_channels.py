@@ -95,8 +95,6 @@ def depth_surfaces(shape, n_levels: int) -> dict[str, np.ndarray]:
     """{name: (H, W) int64 levels} of the specimens' depth surfaces: tilted along x (the floor's specimen) and
     along y in equal bands, a bowl (0 at the centre, the deepest level in the corners), a dome (the reverse) and
     two smooth random surfaces (Gaussian-filtered noise, sigma 120 px, seeds 3 and 4, spread over every level)."""
-    from scipy.ndimage import gaussian_filter
-
     from awdvd.data.synth import tilted_levels
 
     deepest = n_levels - 1
@@ -107,21 +105,24 @@ def depth_surfaces(shape, n_levels: int) -> dict[str, np.ndarray]:
                                                                                                    axis=0),
                 "bowl": np.round(deepest * bowl), "dome": np.round(deepest * (1 - bowl))}
     for seed in (3, 4):
-        noise = gaussian_filter(np.random.default_rng(seed).standard_normal(shape), 120)
-        surfaces[f"random {seed}"] = np.round(deepest * (noise - noise.min()) / np.ptp(noise))
+        surfaces[f"random {seed}"] = np.round(deepest * random_surface(shape, seed, 120))
     return {name: np.asarray(levels, dtype=np.int64) for name, levels in surfaces.items()}
+
+
+def random_surface(shape, seed: int, sigma_px: float) -> np.ndarray:
+    """A smooth random surface spread over 0..1: Gaussian-filtered white noise of ``seed``, sigma ``sigma_px``."""
+    from scipy.ndimage import gaussian_filter
+
+    noise = gaussian_filter(np.random.default_rng(seed).standard_normal(shape), sigma_px)
+    return (noise - noise.min()) / np.ptp(noise)
 
 
 def check_surfaces(shape, n_levels: int) -> dict[str, np.ndarray]:
     """Depth surfaces of the check set: smooth random surfaces of other seeds and scales, a saddle, a diagonal
     tilt (levels 0 to the deepest)."""
-    from scipy.ndimage import gaussian_filter
-
     deepest = n_levels - 1
-    surfaces = {}
-    for seed, sigma in ((5, 120), (6, 160), (7, 90)):
-        noise = gaussian_filter(np.random.default_rng(seed).standard_normal(shape), sigma)
-        surfaces[f"random {seed} (sigma {sigma} px)"] = deepest * (noise - noise.min()) / np.ptp(noise)
+    surfaces = {f"random {seed} (sigma {sigma} px)": deepest * random_surface(shape, seed, sigma)
+                for seed, sigma in ((5, 120), (6, 160), (7, 90))}
     yy, xx = np.mgrid[: shape[0], : shape[1]]
     u, v = 2 * xx / shape[1] - 1, 2 * yy / shape[0] - 1
     surfaces["saddle"] = deepest / 2 * (1 + u * v)
