@@ -11,7 +11,9 @@ Each is blurred with the Eq. 2 PSFs of its own wavelength at the same depths in 
 pixels), recorded by BBBC006's camera, and restored by awdvd.restore_channels (the map made once, from
 Hoechst). The floor's specimen is tilted along x (depth rising in 11 equal bands from 0 to the deepest level);
 the same two stains are also measured over five other depth surfaces (tilted along y, a bowl, a dome, two smooth
-random surfaces: a fill that assumes a plane fails on them). The ceiling of each channel is AWDVD with the true
+random surfaces: a fill that assumes a plane fails on them), and on a check set not looked at while the other
+channels' depth fill was chosen (three more random surfaces, a saddle, a diagonal tilt; two more held-out BBBC039
+textures and the cytoplasm; noise seed + 1; the record's "check"). The ceiling of each channel is AWDVD with the true
 depth map (same options, its own PSFs); the figure is the share of that ceiling's PSNR gain over the recorded
 image that the model's map reaches.
 
