@@ -95,6 +95,27 @@ def tiny_exact_model(seed: int = 0, *, widths=(4, 4, 8, 8, 8, 8, 8), sharpness: 
     return DefocusModel(network, optics=Optics(), class_levels=list(range(11)) + [-1], normalization="image-range")
 
 
+def tiny_range_extended_model(seed: int = 0, *, consult_from: int | None = None, switch: float = 0.5,
+                              image_share: float = 0.25):
+    """A :class:`awdvd.learn.range_extension.RangeExtendedModel` of two small exact-dense DelpNets: the near one
+    over the default 11 levels, the far one over 21 (0-40 um)."""
+    import torch
+
+    from awdvd.learn.model import DefocusModel, DelpNetConfig, build_delpnet
+    from awdvd.learn.range_extension import RangeExtendedModel
+    from awdvd.physics.optics import Optics
+
+    near = tiny_exact_model(seed)
+    torch.manual_seed(seed + 1)
+    network = build_delpnet(DelpNetConfig(widths=(4, 4, 8, 8, 8, 8, 8), pool_at=(0, 2, 3), padding=0, dropout=0.0,
+                                          head_dropout=0.0, bn_momentum=0.1, n_classes=22))
+    with torch.no_grad():
+        network.head[-1].weight.mul_(30.0)
+    far = DefocusModel(network.eval(), optics=Optics(n_levels=21), class_levels=list(range(21)) + [-1],
+                       normalization="image-range")
+    return RangeExtendedModel(near, far, consult_from=consult_from, switch=switch, image_share=image_share)
+
+
 def ome_xml(*, shape: tuple[int, int], pixel_um: float, na: float, emission_nm: float | None, n: float = 1.0,
             channels: list[tuple[str, float | None]] | None = None) -> str:
     """The OME-XML of one 2-D uint16 field recording its pixel size, objective NA, immersion index and emission

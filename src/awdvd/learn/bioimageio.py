@@ -216,6 +216,7 @@ def export_bioimageio(model=None, path="delpnet.zip", *, name: str | None = None
     Parameters
     ----------
     model : a :class:`~awdvd.learn.model.DefocusModel`, a model file path, or None for the bundled model. DelpNet only.
+        Of a range-extended model (the bundled one) the near network is exported, with a warning.
     path : the zip to write.
     name : the package's name (default "awdvd DelpNet defocus levels").
     seed : seed of the procedural test patches.
@@ -250,7 +251,13 @@ def export_bioimageio(model=None, path="delpnet.zip", *, name: str | None = None
         from bioimageio.spec.model import v0_5 as bio
     except ImportError as error:
         raise ImportError("exporting a bioimage.io package needs bioimageio.spec: pip install 'awdvd[bioimageio]'") from error
-    model = model if isinstance(model, DefocusModel) else load_model(model)
+    model = model if isinstance(model, DefocusModel) or hasattr(model, "range_parts") else load_model(model)
+    if hasattr(model, "range_parts"):  # a range-extended model: a package holds one network
+        near = model.range_parts[0]
+        warnings.warn(f"the package holds the model's near network ({near.optics.n_levels} levels, 0-"
+                      f"{near.optics.depths_um[-1]:g} um); its range extension to {model.optics.depths_um[-1]:g} um "
+                      "runs in awdvd only", UserWarning, stacklevel=2)
+        model = near
     payload = _check_exportable(model)
     wrapper = raw_intensity_network(model)
     patches, true_levels, strip_range = package_test_patches(model, seed=seed, return_range=True)

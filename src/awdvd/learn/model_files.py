@@ -12,6 +12,7 @@ import yaml
 
 from ..physics.optics import UndersamplingWarning
 from .model import DefocusModel, ModelFileError
+from .range_extension import RangeExtendedModel, is_range_extended
 
 
 def bundled_model_path() -> Path:
@@ -19,7 +20,7 @@ def bundled_model_path() -> Path:
     return Path(__file__).resolve().parents[1] / "models" / "delpnet_default.pt"
 
 
-def load_model(path=None, *, device: str = "cpu", inference_backend: str | None = "auto") -> DefocusModel:
+def load_model(path=None, *, device: str = "cpu", inference_backend: str | None = "auto"):
     """Load a model file; without ``path``, the model bundled with awdvd. A ``.zip`` is read as a bioimage.io
     package written by ``awdvd export-bioimageio`` (:func:`awdvd.learn.model_files.load_bioimageio_model`).
 
@@ -44,7 +45,8 @@ def load_model(path=None, *, device: str = "cpu", inference_backend: str | None 
         raise ModelFileError(f"{path} could not be read as a model file ({type(error).__name__})") from error
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UndersamplingWarning)  # the optics were checked when the model was made
-        model = DefocusModel.from_file_dict(payload, source=str(path), inference_backend=inference_backend)
+        kind = RangeExtendedModel if is_range_extended(payload) else DefocusModel
+        model = kind.from_file_dict(payload, source=str(path), inference_backend=inference_backend)
     return model.to(device)
 
 

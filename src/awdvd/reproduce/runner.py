@@ -39,7 +39,8 @@ def reproduce(out_dir, *, scale: Scale | str, data=None, model=None, device: str
         of paths, or a list of 2-D arrays (ADU); None: 6 procedural images (:func:`awdvd.data.synth.synthetic_nuclei`),
         and the report says so.
     model : the main DelpNet for Fig. 3 and 7-9: a :class:`~awdvd.learn.model.DefocusModel` or a model file; None:
-        the bundled model if this installation has one, else one trained here at the scale's main budget.
+        the bundled model if this installation has one, else one trained here at the scale's main budget. Of a
+        range-extended model (the bundled one) its near network, whose levels are the paper's.
     device : "cpu", "cuda" or "auto" (training, inference and Richardson-Lucy).
     progress : print one line per step (and per training epoch) on stderr.
     save_models : also write every model trained here to ``out_dir/models/<name>.pt``.
@@ -74,6 +75,8 @@ def reproduce(out_dir, *, scale: Scale | str, data=None, model=None, device: str
         main_model, model_source = load_model(), f"bundled model ({bundled_model_path()})"
     else:
         main_model = None
+    if hasattr(main_model, "range_parts"):  # a range-extended model: the paper's 11 levels are its near network's
+        main_model, model_source = main_model.range_parts[0], f"{model_source}, its near network (the paper's levels)"
     if main_model is not None and main_model.architecture != "delpnet":
         raise ValueError(f"the main model must be a DelpNet, got a {main_model.architecture} model")
     images, names, provenance = load_sources(data, log)

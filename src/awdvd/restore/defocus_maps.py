@@ -211,6 +211,14 @@ def window_proba(
         raise ValueError(f"tta must be one of {TTA_CHOICES} (dihedral transforms averaged), got {tta!r}")
     if ys.size == 0 or xs.size == 0:
         return np.zeros((len(ys), len(xs), n_classes), dtype=np.float32)
+    parts = getattr(model, "range_parts", None)
+    if parts is not None:  # a range-extended model (awdvd.learn.range_extension): each network, then combined
+        def read(part):
+            return window_proba(array, part, ys, xs, mode=mode, normalization=normalization, batch_size=batch_size,
+                                value_range=value_range, tta=tta)
+
+        near = read(parts[0])
+        return model.combine(near, read(parts[1]) if model.consults_far(near).any() else None)
     if ys.min() < 0 or xs.min() < 0 or ys.max() + patch_px > array.shape[0] or xs.max() + patch_px > array.shape[1]:
         raise ValueError(f"windows of {patch_px} px at rows {ys.min()}..{ys.max()}, columns {xs.min()}..{xs.max()} "
                          f"do not fit in a {array.shape[0]} x {array.shape[1]} image")
@@ -442,6 +450,7 @@ _GEOMETRY: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # network ->
 
 
 def _trunk_geometry(model) -> tuple[int, int]:
+    model = getattr(model, "range_parts", (model,))[0]  # a range-extended model's networks share one geometry
     network = model.network
     patch_px = int(model.patch_px)
     cached = _GEOMETRY.get(network)

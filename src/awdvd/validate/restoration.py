@@ -46,7 +46,7 @@ from ..restore.rl_schedule import keep_share
 from ..restore.windows import DefocusMap, window_levels_from_pixels, window_starts
 from .restoration_bands import write_band_report
 
-__all__ = [
+__all__ = ["deepest_optics", 
     "seam_ratio",
     "case_i_boundaries",
     "evaluate_patches",
@@ -115,6 +115,15 @@ def _paired_ci95(values: np.ndarray, baseline: np.ndarray):
     if difference.size < 2:
         return None
     return float(1.96 * difference.std(ddof=1) / math.sqrt(difference.size))
+
+
+def deepest_optics(optics: Optics, model=None) -> Optics:
+    """``optics``, or the model's where they are the same optics over more levels (a range-extended model reads the
+    patches of an 11-level dataset, and may call them deeper: every level it can call needs its PSF)."""
+    theirs = getattr(model, "optics", None)
+    if theirs is not None and theirs.n_levels > optics.n_levels and theirs.replace(n_levels=optics.n_levels) == optics:
+        return theirs
+    return optics
 
 
 def evaluate_patches(patches, psfs, *, model=None, options=None, per_level: int = 45, seed: int = 0,
@@ -369,7 +378,7 @@ def write_restoration_report(output, *, dataset=None, in_focus=(), model=None, o
             splits, metadata = make_patch_dataset(images, optics=optics, noise=CameraNoise(), source_names=names,
                                                   spec=DatasetSpec(crops_per_image=20, realizations=8, seed=0))
             patches = splits["test"]
-        psfs = psf_bank(Optics.from_dict(metadata["optics"]), size=options.psf_size)
+        psfs = psf_bank(deepest_optics(Optics.from_dict(metadata["optics"]), model), size=options.psf_size)
         patch_report = evaluate_patches(patches, psfs, model=model, options=options, per_level=per_level, seed=seed)
         patch_report["settings"]["dataset"] = f"{dataset} ({split} split)" if dataset is not None else (
             "simulated from the in-focus images: 20 crops x 8 realizations, seed 0, test split")
