@@ -227,3 +227,20 @@ def test_depth_invariant_baseline(bank):
         deconvolve_invariant(image, bank)
     with pytest.raises(ValueError, match="per-level iterations need a level"):
         deconvolve_invariant(image, bank[0], iterations=(1, 2))
+
+
+def test_psfs_are_as_large_as_the_deepest_level_the_map_calls():
+    """A model whose levels reach 40 um restores an image that stays shallow with the PSFs of a shallow bank."""
+    from _standins import level_map, tiny_range_extended_model
+
+    from awdvd.physics.psf import default_psf_size
+    from awdvd.restore.pipeline import map_psf_size
+
+    image = spots((168, 168), seed=27)
+    shallow = level_map([[0, 1], [3, 2]], image.shape, stride=84, n_levels=21)
+    deep = level_map([[0, 1], [3, 18]], image.shape, stride=84, n_levels=21)
+    optics = Optics(n_levels=21)
+    assert map_psf_size(optics, shallow) == default_psf_size(Optics(n_levels=5)) < default_psf_size(optics)
+    assert map_psf_size(optics, deep) == default_psf_size(Optics(n_levels=20))
+    result = restore_image(image, tiny_range_extended_model(), dmap=shallow, iterations=2)
+    assert result.psf_size == default_psf_size(Optics(n_levels=5))

@@ -34,7 +34,7 @@ from .._device import resolve_device
 from ..io import LARGEST_IMAGE_IN_MEMORY_PX, check_pixel_size
 from ..learn.model_files import load_model
 from ..physics.optics import Optics, UndersamplingWarning
-from ..physics.psf import defocus_psf, psf_bank
+from ..physics.psf import default_psf_size, defocus_psf, psf_bank
 from .blend import deconvolve_levels
 from .defocus_maps import compute_map, exact_dense, resolve_map_mode
 from .image_optics import (
@@ -54,7 +54,7 @@ from .tiling import DEFAULT_TILE_PX, should_tile
 from .windows import DefocusMap
 
 __all__ = [ "Restoration", "deconvolve", "restore_image", "deconvolve_invariant",
-           "defocus_map", "iterations_per_level", "rl_schedule", "OFFSET_SAMPLES"]
+           "defocus_map", "iterations_per_level", "rl_schedule", "map_psf_size", "OFFSET_SAMPLES"]
 
 #: pixels the "auto" offset is estimated from (a regular subsample of larger images)
 OFFSET_SAMPLES = 4_000_000
@@ -290,12 +290,13 @@ def restore_image(
             at_map_depths = image_optics_or_model(optics, Optics()).replace(z_step_um=float(dmap.z_step_um),
                                                                             n_levels=max(n_levels, 1))
         psfs = psf_bank(at_map_depths, size=options.psf_size)
-    if psfs is None:
+    bank_optics = None
+    if psfs is None:  # the model's levels in the image's optics, made once the map says how deep it goes
         model_optics = loaded.optics if loaded is not None else Optics()
-        psfs = psf_bank(restoration_optics(image_optics_or_model(optics, model_optics), model_optics),
-                        size=options.psf_size)
-    psfs = np.asarray(psfs)
-    schedule = rl_schedule(options, loaded, n_levels=len(psfs))
+        bank_optics = restoration_optics(image_optics_or_model(optics, model_optics), model_optics)
+    else:
+        psfs = np.asarray(psfs)
+    schedule = rl_schedule(options, loaded, n_levels=len(psfs) if bank_optics is None else bank_optics.n_levels)
     device = resolve_device(options.device)
     offset = resolve_offset(options.offset, image, max_samples=OFFSET_SAMPLES)
     check_offset_in_range(options.offset, image, max_samples=OFFSET_SAMPLES)  # a number that would destroy the image
@@ -312,6 +313,8 @@ def restore_image(
             dmap = _defocus_map(image, model, loaded, options, optics, tile_px=tile_px, max_px=max_px,
                                 client=client, progress=progress)
             warn_beyond_range(dmap)
+        if bank_optics is not None:
+            psfs = psf_bank(bank_optics, size=options.psf_size or map_psf_size(bank_optics, dmap))
         mapped = time.perf_counter()
         if tiled:
             restored = tiled_deconvolve_levels(image, dmap, psfs, plan, tile_px=tile_px, out=out, client=client,
@@ -324,6 +327,15 @@ def restore_image(
     timings = {"defocus_map": round(mapped - start, 4), "deconvolution": round(time.perf_counter() - mapped, 4)}
     return Restoration(image=restored, dmap=dmap, options=options, plan=plan, psf_size=int(psfs.shape[-1]),
                        tiled=tiled, timings_s=timings, iterations_run=record.get("iterations_run"))
+
+
+def map_psf_size(optics: Optics, dmap: DefocusMap) -> int:
+    """The PSF size restoring ``dmap``'s image needs: :func:`awdvd.physics.psf.default_psf_size` of the deepest
+    level a window is called, and one more (its probability blending may reach it). A range-extended model's bank
+    reaches 40 um; an image that stays within 20 um is restored with the PSFs (and speed) of a 20 um bank."""
+    called = np.asarray(dmap.class_levels)[np.argmax(dmap.proba, axis=-1)] if dmap.proba.size else np.zeros(0)
+    deepest = int(called.max()) if called.size else 0
+    return default_psf_size(optics.replace(n_levels=min(max(deepest + 2, 2), optics.n_levels)))
 
 
 def deconvolve(
