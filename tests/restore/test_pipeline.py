@@ -204,8 +204,8 @@ def test_the_bundled_model_is_the_default(bank):
     if not bundled_model_path().is_file():
         pytest.skip("no bundled model in this installation")
     image = spots((90, 90), seed=26)
-    result = restore_image(image, psfs=bank, iterations=1)
-    assert result.dmap.levels.shape == (2, 2)
+    result = restore_image(image, iterations=1)  # the bundled model's PSFs: its 21 levels, 0-40 um
+    assert result.dmap.levels.shape == (2, 2) and len(result.dmap.class_levels) == 22
 
 
 # --------------------------------------------------------------------------------------------- baseline
@@ -240,7 +240,13 @@ def test_psfs_are_as_large_as_the_deepest_level_the_map_calls():
     shallow = level_map([[0, 1], [3, 2]], image.shape, stride=84, n_levels=21)
     deep = level_map([[0, 1], [3, 18]], image.shape, stride=84, n_levels=21)
     optics = Optics(n_levels=21)
-    assert map_psf_size(optics, shallow) == default_psf_size(Optics(n_levels=5)) < default_psf_size(optics)
-    assert map_psf_size(optics, deep) == default_psf_size(Optics(n_levels=20))
+    assert map_psf_size(optics, shallow) == default_psf_size(Optics(n_levels=4)) < default_psf_size(optics)
+    assert map_psf_size(optics, deep) == default_psf_size(Optics(n_levels=19))
+    # a level probability blending may use (>= 0.2 somewhere) counts as well as the most likely ones
+    proba = shallow.proba.copy()
+    proba[0, 0, :] = 0.0
+    proba[0, 0, [0, 9]] = (0.7, 0.3)
+    blended = dataclasses.replace(shallow, proba=proba)
+    assert map_psf_size(optics, blended) == default_psf_size(Optics(n_levels=10))
     result = restore_image(image, tiny_range_extended_model(), dmap=shallow, iterations=2)
-    assert result.psf_size == default_psf_size(Optics(n_levels=5))
+    assert result.psf_size == default_psf_size(Optics(n_levels=4))

@@ -35,7 +35,7 @@ from ..io import LARGEST_IMAGE_IN_MEMORY_PX, check_pixel_size
 from ..learn.model_files import load_model
 from ..physics.optics import Optics, UndersamplingWarning
 from ..physics.psf import default_psf_size, defocus_psf, psf_bank
-from .blend import deconvolve_levels
+from .blend import MIN_PROBABILITY, deconvolve_levels
 from .defocus_maps import compute_map, exact_dense, resolve_map_mode
 from .image_optics import (
     image_optics_or_model,
@@ -331,11 +331,16 @@ def restore_image(
 
 def map_psf_size(optics: Optics, dmap: DefocusMap) -> int:
     """The PSF size restoring ``dmap``'s image needs: :func:`awdvd.physics.psf.default_psf_size` of the deepest
-    level a window is called, and one more (its probability blending may reach it). A range-extended model's bank
+    level any window may be restored at (its most likely level, or one with at least
+    :data:`awdvd.restore.blend.MIN_PROBABILITY`, which probability blending uses). A range-extended model's bank
     reaches 40 um; an image that stays within 20 um is restored with the PSFs (and speed) of a 20 um bank."""
-    called = np.asarray(dmap.class_levels)[np.argmax(dmap.proba, axis=-1)] if dmap.proba.size else np.zeros(0)
-    deepest = int(called.max()) if called.size else 0
-    return default_psf_size(optics.replace(n_levels=min(max(deepest + 2, 2), optics.n_levels)))
+    classes = np.asarray(dmap.class_levels)
+    proba = np.asarray(dmap.proba).reshape(-1, len(classes))
+    used = (proba >= MIN_PROBABILITY).any(axis=0) if len(proba) else np.zeros(len(classes), bool)
+    if len(proba):
+        used[np.unique(np.argmax(proba, axis=1))] = True
+    deepest = int(classes[used].max()) if used.any() else 0
+    return default_psf_size(optics.replace(n_levels=min(max(deepest + 1, 2), optics.n_levels)))
 
 
 def deconvolve(
