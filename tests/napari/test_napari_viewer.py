@@ -73,7 +73,7 @@ def test_sample_data_and_restore_widget(make_napari_viewer, qtbot, specimen):
         assert tuple(layer.scale) == pytest.approx((0.65, 0.65)) and tuple(layer.translate) == pytest.approx((10, 20))
         assert layer.data.shape == specimen.shape
     assert viewer.layers[-1] is depth and depth.visible and not spread.visible and not levels.visible
-    assert depth.data.dtype == np.float32 and tuple(depth.contrast_limits) == pytest.approx((0.0, 20.0))
+    assert depth.data.dtype == np.float32 and tuple(depth.contrast_limits) == pytest.approx((0.0, 40.0))  # the model's range
     np.testing.assert_allclose(depth.data, widget.dmap.depth_pixels()[0], rtol=1e-6, equal_nan=True)
     median_um = float(np.median(widget.dmap.depth_um[widget.dmap.levels >= 0]))
     assert f"median depth {median_um:.3g} um" in widget._status.value
@@ -180,7 +180,7 @@ def test_typed_optics_reach_run_steps(make_napari_viewer, qtbot, monkeypatch, sp
     assert widget.dmap.z_step_um == pytest.approx(step, rel=1e-9)
     assert f"10: {10 * step:.3g} um" in widget._legend.value
     depth = viewer.layers["field depth (um)"]
-    assert tuple(depth.contrast_limits) == pytest.approx((0.0, 10 * step))
+    assert tuple(depth.contrast_limits) == pytest.approx((0.0, 20 * step))  # the model's 21 levels
     assert widget._optics["na"].value == "0.75"  # typed values stay through the run and its new layers
     # the depth map is selected now, but awdvd's maps are no input: a new layer leaves the image, and what was typed
     assert viewer.layers.selection.active.name == "field depth (um)"
