@@ -43,6 +43,19 @@ def test_demo_writes_everything(tmp_path, model_file):
         run_demo(tmp_path, model=model_file, progress=False)
 
 
+def test_demo_with_a_deeper_model_still_tilts_over_the_papers_levels(tmp_path):
+    """A range-extended model (the bundled one reads 0-40 um) restores the same 0-20 um specimen, with its own
+    21-level PSFs and map."""
+    from _standins import tiny_range_extended_model
+
+    path = tiny_range_extended_model().save(tmp_path / "extended.pt")
+    run_demo(tmp_path / "out", model=path, progress=False)
+    levels = read_image(tmp_path / "out" / "true_levels.tif").data
+    assert levels[:, 0].max() == 0 and levels[:, -1].min() == 10 and levels.max() == 10
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert metrics["quality_vs_truth"]["recorded"]["psnr_db"] > 0
+
+
 def test_demo_on_a_real_image(tmp_path, model_file):
     path = tmp_path / "real.tif"
     tifffile.imwrite(path, (np.random.default_rng(0).poisson(200, (100, 130)) + 100).astype(np.uint16))

@@ -94,16 +94,19 @@ def run_demo(output, *, model=None, image=None, overwrite: bool = False, seed: i
         else:
             model = model if isinstance(model, DefocusModel) else load_model(model)
         optics = model.optics if model is not None else Optics()
-        bank = psf_bank(optics, size=options.psf_size)
+        # the procedural specimen tilts over the paper's levels (0-20 um), also for a model that reads deeper
+        specimen_optics = optics.replace(n_levels=min(optics.n_levels, Optics().n_levels))
+        bank = psf_bank(specimen_optics, size=options.psf_size)
         steps.update()
-        observed, truth, true_levels, file_pixel_um = _observed_and_truth(image, seed, optics)
+        observed, truth, true_levels, file_pixel_um = _observed_and_truth(image, seed, specimen_optics)
         pixel_um = file_pixel_um or optics.pixel_um
         timings = {}
         dmap = None
         if model is None:
-            dmap = true_level_map(true_levels, stride=options.stride, patch_px=PATCH_PX, n_levels=optics.n_levels)
+            dmap = true_level_map(true_levels, stride=options.stride, patch_px=PATCH_PX, n_levels=bank.shape[0])
         steps.update()
-        result = restore_image(observed, model, options, dmap=dmap, psfs=bank, pixel_um=file_pixel_um)
+        result = restore_image(observed, model, options, dmap=dmap, psfs=None if model is not None else bank,
+                               pixel_um=file_pixel_um)  # a model's own levels: its PSFs, as deep as its map reads
         dmap, restored, offset = result.dmap, result.image, result.offset
         timings["defocus_map_s"] = result.timings_s["defocus_map"]
         timings["awdvd_fast_s"] = result.timings_s["deconvolution"]
