@@ -98,6 +98,7 @@ def main(argv=None) -> int:
     from awdvd.data.training_stream import PAPER_CAMERAS
     from awdvd.io import read_image
     from awdvd.learn.model_files import load_model
+    from awdvd.learn.range_extension import near_optics
     from awdvd.restore.pipeline import restore_image
     from awdvd.restore.windows import DefocusMap
 
@@ -106,12 +107,12 @@ def main(argv=None) -> int:
     _, held = split_bbbc039(list((SHARED / "bbbc039" / "in_focus").glob("*.tif")))
     fields = {"a07": read_image(next((SHARED / "bbbc006" / "in_focus").glob("*__a07__*.png"))).data}
     fields.update({p.name.split("_w1")[0]: read_image(p).data for p in held[: args.bbbc039]})
-    bank = forward_bank(model.optics)
+    bank = forward_bank(near_optics(model))  # tilts over the range the model reads level by level (0-20 um)
     m = args.margin
     rows = []
     for i, (name, field) in enumerate(fields.items()):
         field = field.astype(np.float32)
-        levels = tilted_levels(field.shape, model.optics.n_levels).astype(np.int64)
+        levels = tilted_levels(field.shape, len(bank)).astype(np.int64)
         offset = min(96.0, float(field.min()))
         observed = camera.record(depth_variant_blur(field - offset, levels, bank) + offset,
                                  np.random.default_rng([i, 7]), source_offset_adu=96.0)

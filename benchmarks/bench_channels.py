@@ -46,6 +46,7 @@ def main(argv=None) -> int:
     from awdvd.data.training_stream import PAPER_CAMERAS
     from awdvd.io import read_image
     from awdvd.learn.model_files import load_model
+    from awdvd.learn.range_extension import near_optics
 
     model = load_model(args.model)
     camera = PAPER_CAMERAS["bbbc006"]
@@ -54,7 +55,7 @@ def main(argv=None) -> int:
     other = read_image(held[1]).data.astype(np.float32)[: a07.shape[0], : a07.shape[1]]
     specimens = {"other field": other, "cytoplasm": cytoplasm(a07, np.random.default_rng([args.seed, 7]))}
     rows, timings, surfaces = {}, {}, {}
-    for surface, levels in depth_surfaces(a07.shape, model.optics.n_levels).items():
+    for surface, levels in depth_surfaces(a07.shape, near_optics(model).n_levels).items():
         for specimen, second in specimens.items():
             print(f"{surface}, {specimen}:", flush=True)
             figures, spent, map_channel = measure(model, a07, second, camera, args.seed, levels)
@@ -68,14 +69,13 @@ def main(argv=None) -> int:
     textures = {f"other field {k}": read_image(held[k]).data.astype(np.float32)[: a07.shape[0], : a07.shape[1]]
                 for k in (2, 3)}
     textures["cytoplasm, seed + 1"] = cytoplasm(a07, np.random.default_rng([args.seed + 1, 7]))
-    for surface, levels in check_surfaces(a07.shape, model.optics.n_levels).items():
+    for surface, levels in check_surfaces(a07.shape, near_optics(model).n_levels).items():
         for texture, second in textures.items():
             print(f"check: {surface}, {texture}:", flush=True)
             figures, _, _ = measure(model, a07, second, camera, args.seed + 1, levels)
             check[f"{surface} / {texture}"] = round(figures["GFP"]["share_of_ceiling"], 4)
     report = {"command": "python benchmarks/bench_channels.py " + " ".join(sys.argv[1:] if argv is None else argv),
-              "model": args.model or "bundled", "depth_range_um": [0, (model.optics.n_levels - 1)
-                                                                   * model.optics.z_step_um],
+              "model": args.model or "bundled", "depth_range_um": [0, near_optics(model).depths_um[-1]],
               "specimens": rows, "map_channel": map_channel, "timings_s": timings,
               "surfaces": surfaces, "surfaces_gfp_share": {"mean": round(float(np.mean(shares)), 4),
                                                            "worst": round(float(np.min(shares)), 4)},
@@ -150,6 +150,7 @@ def cytoplasm(nuclei: np.ndarray, rng) -> np.ndarray:
 def measure(model, a07, second, camera, seed: int, levels: np.ndarray):
     """({channel: figures}, timings, the map channel's name) for one two-stain specimen of depth ``levels``."""
     from awdvd.data.synth import depth_variant_blur, forward_bank
+    from awdvd.learn.range_extension import near_optics
     from awdvd.metrics import psnr, truth_data_range
     from awdvd.physics.optics import Optics
     from awdvd.restore.channels import channel_psfs, restore_channels
@@ -158,7 +159,7 @@ def measure(model, a07, second, camera, seed: int, levels: np.ndarray):
     from awdvd.restore.windows import DefocusMap
 
     stains = {"Hoechst": (a07, 0.46), "GFP": (second, 0.60)}
-    base = model.optics
+    base = near_optics(model)  # the specimens span the range the model reads level by level (0-20 um)
     observed, optics, truth = [], [], []
     # the specimen's depth in um: level l of the Hoechst channel's level-equivalents; both channels at those um
     hoechst = Optics(wavelength_um=0.46, na=base.na, n=base.n, pixel_um=base.pixel_um)
@@ -181,7 +182,7 @@ def measure(model, a07, second, camera, seed: int, levels: np.ndarray):
     centre = model.patch_px // 2
     true_grid = levels[out.dmap.ys[:, None] + centre, out.dmap.xs[None, :] + centre]
     true_map = DefocusMap.from_levels(true_grid, out.dmap.image_shape, stride=out.dmap.stride,
-                                      patch_px=out.dmap.patch_px, n_levels=base.n_levels)
+                                      patch_px=out.dmap.patch_px, n_levels=model.optics.n_levels)
     true_map.z_step_um = out.dmap.z_step_um
     rows = {}
     for c, name in enumerate(stains):

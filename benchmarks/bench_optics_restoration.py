@@ -28,6 +28,7 @@ from bench_optics import sources
 
 from awdvd import load_model
 from awdvd.data.synth import CameraNoise, tilted_specimen
+from awdvd.learn.range_extension import near_optics
 from awdvd.metrics import band_gains
 from awdvd.physics.optical_units import grid_factor, to_grid
 from awdvd.physics.psf import psf_bank
@@ -66,7 +67,7 @@ def main(argv=None) -> int:
         factor = 1.0 / grid_factor(optics, model.optics)
         if args.scale == "object":
             factor = 0.65 / optics.pixel_um
-        bank_optics = restoration_optics(optics, model.optics)
+        bank_optics = restoration_optics(optics, near_optics(model))  # tilts over the near range (0-20 um)
         psfs = psf_bank(bank_optics)
         patch_px, stride = (int(round(v * grid_factor(model.optics, optics))) for v in (84, 42))
         rows = []

@@ -32,6 +32,7 @@ def main(output: Path) -> int:
     from awdvd.data.training_stream import PAPER_CAMERAS
     from awdvd.io import read_image
     from awdvd.learn.model_files import load_model
+    from awdvd.learn.range_extension import near_optics
     from awdvd.physics.optics import Optics
     from awdvd.restore.channels import depth_everywhere
     from awdvd.restore.image_optics import restoration_optics
@@ -45,8 +46,8 @@ def main(output: Path) -> int:
     a07 = read_image(next((SHARED / "bbbc006" / "in_focus").glob("*__a07__*.png"))).data.astype(np.float32)
     _, held = split_bbbc039(list((SHARED / "bbbc039" / "in_focus").glob("*.tif")))
     other = read_image(held[1]).data.astype(np.float32)[: a07.shape[0], : a07.shape[1]]
-    levels = depth_surfaces(a07.shape, model.optics.n_levels)["bowl"]
-    base = model.optics
+    base = near_optics(model)  # the bowl spans the range the model reads level by level (0-20 um)
+    levels = depth_surfaces(a07.shape, base.n_levels)["bowl"]
     hoechst = Optics(wavelength_um=0.46, na=base.na, n=base.n, pixel_um=base.pixel_um)
     step_um = restoration_optics(hoechst, base).z_step_um
     recorded = []

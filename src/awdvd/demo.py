@@ -19,6 +19,7 @@ from .data.synth import synthetic_nuclei, tilted_specimen
 from .io import check_output_folder, read_image, write_json, write_tiff
 from .learn.model import DefocusModel
 from .learn.model_files import bundled_model_path, load_model
+from .learn.range_extension import near_optics
 from .metrics import psnr, ssim
 from .physics.optics import Optics
 from .physics.psf import psf_bank
@@ -94,8 +95,8 @@ def run_demo(output, *, model=None, image=None, overwrite: bool = False, seed: i
         else:
             model = model if isinstance(model, DefocusModel) else load_model(model)
         optics = model.optics if model is not None else Optics()
-        # the procedural specimen tilts over the paper's levels (0-20 um), also for a model that reads deeper
-        specimen_optics = optics.replace(n_levels=min(optics.n_levels, Optics().n_levels))
+        # the procedural specimen tilts over the range the model reads level by level (0-20 um for the bundled one)
+        specimen_optics = near_optics(model) if model is not None else optics
         bank = psf_bank(specimen_optics, size=options.psf_size)
         steps.update()
         observed, truth, true_levels, file_pixel_um = _observed_and_truth(image, seed, specimen_optics)

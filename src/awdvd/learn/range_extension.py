@@ -38,8 +38,8 @@ from ..io import atomic_path
 from ..physics.optics import UndersamplingWarning
 from .model import DefocusModel, ModelFileError
 
-__all__ = ["RangeExtendedModel", "extend_range", "consults_far", "is_range_extended", "RANGE_EXTENDED_FORMAT",
-           "DEFAULT_SWITCH"]
+__all__ = ["RangeExtendedModel", "extend_range", "consults_far", "is_range_extended", "near_optics",
+           "RANGE_EXTENDED_FORMAT", "DEFAULT_SWITCH"]
 
 RANGE_EXTENDED_FORMAT = "awdvd-range-extended-model"
 FORMAT_VERSION = 1
@@ -235,6 +235,13 @@ class RangeExtendedModel:
             if isinstance(error, ModelFileError):
                 raise
             raise ModelFileError(f"{source} is damaged or inconsistent ({type(error).__name__}: {error})") from error
+
+
+def near_optics(model):
+    """The optics of the range a model reads level by level: a range-extended model's near network's (0-20 um for
+    the bundled one), any other model's own. Tilted specimens of benchmarks and checks span it."""
+    parts = getattr(model, "range_parts", None)
+    return (model if parts is None else parts[0]).optics
 
 
 def is_range_extended(payload) -> bool:

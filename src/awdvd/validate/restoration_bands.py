@@ -24,6 +24,7 @@ from .._checks import check_positive_int
 from .._provenance import git_state
 from ..data.synth import CameraNoise, tilted_specimen
 from ..io import atomic_path, write_json
+from ..learn.range_extension import near_optics
 from ..metrics import band_gains
 from ..physics.psf import psf_bank
 from ..restore.blend import deconvolve_levels
@@ -257,8 +258,8 @@ def write_band_report(output, *, images, names, model, model_source: str, option
     camera = CameraNoise()
     fields = []
     for index, (image, name) in enumerate(zip(images, names)):
-        specimen = tilted_specimen(image, optics=model.optics, noise=camera, psf_size=options.psf_size,
-                                   seed=seed + index)
+        specimen = tilted_specimen(image, optics=near_optics(model), noise=camera, psf_size=options.psf_size,
+                                   seed=seed + index)  # over the range the model reads level by level
         fields.append({"image": name, **evaluate_bands(specimen, psfs, model, options=options,
                                                         ceilings=ceilings, device=device)})
     try:

@@ -30,6 +30,7 @@ from ..data.synth import blur_levels, depth_variant_blur, forward_bank, tilted_l
 from ..data.training_stream import PAPER_CAMERAS, UNSEEN_CAMERAS
 from ..io import atomic_path
 from ..learn.model_files import load_model
+from ..learn.range_extension import near_optics
 from ..learn.train_stream import procedural_sources
 from ..metrics import psnr, truth_data_range
 from ..physics.optics import Optics
@@ -148,7 +149,8 @@ def map_matrix(model, fields: Mapping[str, np.ndarray], *, cameras: Mapping | No
     for camera_name, camera in cameras.items():
         rows = []
         for name, field in fields.items():
-            observed, levels = tilted_observation(field, camera, optics=model.optics, seed=_seed(seed, name, camera_name),
+            observed, levels = tilted_observation(field, camera, optics=near_optics(model),
+                                                  seed=_seed(seed, name, camera_name),
                                                   source_offset_adu=source_offset_adu)
             dmap = defocus_map(observed, model, options)
             centre = model.patch_px // 2
