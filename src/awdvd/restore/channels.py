@@ -23,7 +23,7 @@ from ..learn.model_files import load_model
 from ..physics.optics import Optics, UndersamplingWarning
 from ..physics.psf import psf_bank
 from .options import AWDVDOptions, options_with
-from .pipeline import Restoration, defocus_map, restore_image
+from .pipeline import Restoration, defocus_map, map_psf_size, restore_image
 from .tiles import resolve_model
 from .windows import DefocusMap
 
@@ -76,12 +76,13 @@ def choose_channels(names: Sequence[str], choice=None) -> list[int]:
 
 def channel_psfs(optics: Optics, dmap: DefocusMap, *, size: int | None = None) -> np.ndarray:
     """The PSFs that restore a channel of ``optics`` from ``dmap``: one per class level of the map, at the map's
-    depths in micrometres (``l * dmap.z_step_um``) with this channel's wavelength."""
+    depths in micrometres (``l * dmap.z_step_um``) with this channel's wavelength; by default as large as the
+    deepest level the map may use (:func:`awdvd.restore.pipeline.map_psf_size`)."""
     levels = [int(v) for v in np.asarray(dmap.class_levels) if v >= 0]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UndersamplingWarning)  # said, if at all, where the image's optics are read
         at_map_depths = optics.replace(z_step_um=float(dmap.z_step_um), n_levels=max(levels) + 1)
-    return psf_bank(at_map_depths, size=size)
+    return psf_bank(at_map_depths, size=map_psf_size(at_map_depths, dmap) if size is None else size)
 
 
 def _local_quadratic(values: np.ndarray, weight: np.ndarray, sigma: float, offsets=None) -> np.ndarray:
