@@ -12,7 +12,7 @@ from _standins import tiny_range_extended_model
 import awdvd
 from awdvd.learn.model import ModelFileError
 from awdvd.learn.model_files import load_model
-from awdvd.learn.range_extension import RangeExtendedModel, extend_range
+from awdvd.learn.range_extension import RangeExtendedModel, extend_range, near_optics
 from awdvd.physics.optics import Optics
 
 NEAR = np.array(list(range(11)) + [-1])
@@ -50,6 +50,7 @@ def test_a_range_extended_model_is_one_model_over_the_far_range(tmp_path):
     model = tiny_range_extended_model()
     assert model.optics == Optics(n_levels=21) and model.class_levels.tolist() == FAR.tolist()
     assert model.consult_from == 8 and model.patch_px == 84 and model.normalization == "image-range"
+    assert near_optics(model) == Optics() and near_optics(model.near) == Optics()  # the range read level by level
     path = model.save(tmp_path / "m.pt")
     loaded = load_model(path)
     assert isinstance(loaded, RangeExtendedModel) and loaded.consult_from == 8 and loaded.switch == 0.5

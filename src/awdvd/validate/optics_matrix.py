@@ -26,6 +26,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from ..data.synth import CameraNoise, blur_levels
+from ..learn.range_extension import near_optics
 from ..physics.optical_units import grid_factor, level_step_um, to_grid
 from ..physics.optics import Optics, UndersamplingWarning
 from ..physics.psf import psf_bank
@@ -98,7 +99,8 @@ def defocus_under_optics(model, fields: Mapping[str, np.ndarray], *, scale: str 
     for name, optics in matrix.items():
         factor = source_pixel_um / optics.pixel_um if scale == "object" else 1.0 / grid_factor(optics, model.optics)
         step = level_step_um(optics, model.optics)
-        bank = psf_bank(optics.replace(z_step_um=step, n_levels=model.optics.n_levels))
+        levels = near_optics(model).n_levels  # the range the model reads level by level (0-20 um bundled)
+        bank = psf_bank(optics.replace(z_step_um=step, n_levels=levels))
         errors, start = [], time.perf_counter()
         for field in fields.values():
             image = to_grid(field, factor)
@@ -106,7 +108,7 @@ def defocus_under_optics(model, fields: Mapping[str, np.ndarray], *, scale: str 
                 _say(log, f"{scale} scale, {name}: a field is smaller than one window on the model's grid; skipped")
                 continue
             blurred = blur_levels(np.maximum(image - camera.offset_adu, 0.0), bank) + camera.offset_adu
-            for level in range(model.optics.n_levels):
+            for level in range(levels):
                 with warnings.catch_warnings():  # the deepest levels are meant to be there
                     warnings.simplefilter("ignore", BeyondRangeWarning)
                     dmap = defocus_map(camera.apply(blurred[level], rng), model, optics=optics)
