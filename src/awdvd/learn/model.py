@@ -56,7 +56,7 @@ if TYPE_CHECKING:  # torch is imported lazily: `import awdvd` stays light
 
 __all__ = ["DelpNetConfig", "build_delpnet", "DefocusModel", "MODEL_FORMAT_VERSION", "ModelFileError", "count_parameters", "ARCHITECTURES", "PAPER_PARAMETERS", "build_network",
            "network_config", "network_cost", "fold_batchnorm", "optimize_for_inference",
-           "constant_windows_are_background"]
+           "constant_windows_are_background", "json_info", "save_payload"]
 
 MODEL_FORMAT = "awdvd-model"
 MODEL_FORMAT_VERSION = 2
@@ -289,10 +289,7 @@ class DefocusModel:
     def to_file_dict(self) -> dict:
         """The model file's content (see the module docstring): tensors and plain Python types only."""
 
-        try:
-            info = json.loads(json.dumps(self.info))
-        except (TypeError, ValueError) as error:
-            raise ValueError(f"model info must hold only JSON types (dict, list, str, numbers, bool, None): {error}") from error
+        info = json_info(self.info)
         state = {k: v.detach().cpu().clone() for k, v in self.network.state_dict().items()}
         return {
             "format": MODEL_FORMAT,
@@ -313,12 +310,7 @@ class DefocusModel:
 
     def save(self, path, *, overwrite: bool = False) -> Path:
         """Write the model file (tensors and plain Python types only: ``torch.load(weights_only=True)`` reads it)."""
-        import torch
-
-        payload = self.to_file_dict()
-        with atomic_path(path, overwrite=overwrite) as tmp:
-            torch.save(payload, tmp)
-        return Path(path)
+        return save_payload(self.to_file_dict(), path, overwrite=overwrite)
 
     @classmethod
     def from_file_dict(cls, payload: dict, *, source: str = "model file", inference_backend: str | None = "auto") -> DefocusModel:
@@ -345,6 +337,23 @@ class DefocusModel:
                        normalization=normalization or "window-minmax")
         except (KeyError, TypeError, RuntimeError, ValueError, AttributeError) as error:
             raise ModelFileError(f"{source} is damaged or inconsistent ({type(error).__name__}: {error})") from error
+
+
+def json_info(info: dict) -> dict:
+    """A copy of a model's ``info`` in JSON types; ValueError if it holds anything else."""
+    try:
+        return json.loads(json.dumps(info))
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"model info must hold only JSON types (dict, list, str, numbers, bool, None): {error}") from error
+
+
+def save_payload(payload: dict, path, *, overwrite: bool = False) -> Path:
+    """``torch.save`` of a model file's content to ``path``, atomically (never replaced without ``overwrite``)."""
+    import torch
+
+    with atomic_path(path, overwrite=overwrite) as tmp:
+        torch.save(payload, tmp)
+    return Path(path)
 
 
 _LEGACY_NORMALIZATIONS = {"minmax-per-patch": "window-minmax"}  # what model files wrote before "image-range"

@@ -26,7 +26,6 @@ File (``torch.save``, ``torch.load(weights_only=True)`` reads it):
 
 from __future__ import annotations
 
-import json
 import warnings
 from pathlib import Path
 
@@ -34,9 +33,8 @@ import numpy as np
 
 from .. import __version__
 from ..data.patches import BACKGROUND
-from ..io import atomic_path
 from ..physics.optics import UndersamplingWarning
-from .model import DefocusModel, ModelFileError
+from .model import DefocusModel, ModelFileError, json_info, save_payload
 
 __all__ = ["RangeExtendedModel", "extend_range", "consults_far", "is_range_extended", "near_optics",
            "RANGE_EXTENDED_FORMAT", "DEFAULT_SWITCH"]
@@ -85,6 +83,11 @@ def extend_range(near_proba, far_proba, near_levels, far_levels, *, switch: floa
     return out.astype(np.float32)
 
 
+def _part(which: str, name: str) -> property:
+    """A read-only attribute of the model taken from its ``which`` ("near" or "far") network."""
+    return property(lambda self: getattr(getattr(self, which), name), doc=f"the {which} network's ``{name}``")
+
+
 class RangeExtendedModel:
     """Two :class:`DefocusModel` s read as one over the far model's range (see the module docstring). It stands
     wherever a DefocusModel does for maps and restoration: ``optics``, ``class_levels`` and ``info`` are the
@@ -115,51 +118,18 @@ class RangeExtendedModel:
         self.image_share = float(image_share)
         self.info = dict(info or {})
 
-    # the whole model's range
-    @property
-    def optics(self):
-        return self.far.optics
-
-    @property
-    def class_levels(self) -> np.ndarray:
-        return self.far.class_levels
-
-    @property
-    def class_names(self) -> list[str]:
-        return self.far.class_names
-
-    @property
-    def has_background_class(self) -> bool:
-        return self.far.has_background_class
-
-    # the shared network geometry
-    @property
-    def network(self):
-        return self.near.network
-
-    @property
-    def config(self):
-        return self.near.config
-
-    @property
-    def architecture(self) -> str:
-        return self.near.architecture
-
-    @property
-    def patch_px(self) -> int:
-        return self.near.patch_px
-
-    @property
-    def normalization(self) -> str:
-        return self.near.normalization
-
-    @property
-    def inference_backend(self):
-        return self.near.inference_backend
-
-    @property
-    def device(self):
-        return self.near.device
+    # the whole model's range: the far network's; the shared network geometry: the near network's
+    optics = _part("far", "optics")
+    class_levels = _part("far", "class_levels")
+    class_names = _part("far", "class_names")
+    has_background_class = _part("far", "has_background_class")
+    network = _part("near", "network")
+    config = _part("near", "config")
+    architecture = _part("near", "architecture")
+    patch_px = _part("near", "patch_px")
+    normalization = _part("near", "normalization")
+    inference_backend = _part("near", "inference_backend")
+    device = _part("near", "device")
 
     @property
     def range_parts(self) -> tuple[DefocusModel, DefocusModel]:
@@ -200,21 +170,14 @@ class RangeExtendedModel:
         return (_from_pickle, (self.to_file_dict(),))
 
     def to_file_dict(self) -> dict:
-        try:
-            info = json.loads(json.dumps(self.info))
-        except (TypeError, ValueError) as error:
-            raise ValueError(f"model info must hold only JSON types: {error}") from error
+        info = json_info(self.info)
         return {"format": RANGE_EXTENDED_FORMAT, "format_version": FORMAT_VERSION, "awdvd_version": __version__,
                 "near": self.near.to_file_dict(), "far": self.far.to_file_dict(), "switch": self.switch,
                 "consult_from": self.consult_from, "image_share": self.image_share, "info": info}
 
     def save(self, path, *, overwrite: bool = False) -> Path:
-        import torch
-
-        payload = self.to_file_dict()
-        with atomic_path(path, overwrite=overwrite) as tmp:
-            torch.save(payload, tmp)
-        return Path(path)
+        """Write the model file (``torch.load(weights_only=True)`` reads it)."""
+        return save_payload(self.to_file_dict(), path, overwrite=overwrite)
 
     @classmethod
     def from_file_dict(cls, payload: dict, *, source: str = "model file",
