@@ -313,9 +313,9 @@ def restore_image(
             dmap = _defocus_map(image, model, loaded, options, optics, tile_px=tile_px, max_px=max_px,
                                 client=client, progress=progress)
             warn_beyond_range(dmap)
-        if bank_optics is not None:
-            psfs = psf_bank(bank_optics, size=options.psf_size or map_psf_size(bank_optics, dmap))
         mapped = time.perf_counter()
+        if bank_optics is not None:  # its time counts as the deconvolution's, not the map's
+            psfs = psf_bank(bank_optics, size=options.psf_size or map_psf_size(bank_optics, dmap))
         if tiled:
             restored = tiled_deconvolve_levels(image, dmap, psfs, plan, tile_px=tile_px, out=out, client=client,
                                                progress=progress)
