@@ -147,24 +147,21 @@ def cytoplasm(nuclei: np.ndarray, rng) -> np.ndarray:
     return (background + cell / cell.max() * (float(np.percentile(nuclei, 99)) - background)).astype(np.float32)
 
 
-def measure(model, a07, second, camera, seed: int, levels: np.ndarray):
-    """({channel: figures}, timings, the map channel's name) for one two-stain specimen of depth ``levels``."""
+def two_stains(model, a07, second, camera, seed: int, levels: np.ndarray):
+    """(image (2, H, W) float32 as recorded, each channel's Optics, each channel's truth) of the two-stain
+    specimen of depth ``levels``: "Hoechst" (``a07``, emission 0.46 um) and "GFP" (``second``, 0.60 um), each
+    blurred by Eq. 2 of its own wavelength at the same depths in um and recorded by ``camera``."""
     from awdvd.data.synth import depth_variant_blur, forward_bank
     from awdvd.learn.range_extension import near_optics
-    from awdvd.metrics import psnr, truth_data_range
     from awdvd.physics.optics import Optics
-    from awdvd.restore.channels import channel_psfs, restore_channels
     from awdvd.restore.image_optics import restoration_optics
-    from awdvd.restore.pipeline import defocus_map, restore_image
-    from awdvd.restore.windows import DefocusMap
 
-    stains = {"Hoechst": (a07, 0.46), "GFP": (second, 0.60)}
     base = near_optics(model)  # the specimens span the range the model reads level by level (0-20 um)
     observed, optics, truth = [], [], []
     # the specimen's depth in um: level l of the Hoechst channel's level-equivalents; both channels at those um
     hoechst = Optics(wavelength_um=0.46, na=base.na, n=base.n, pixel_um=base.pixel_um)
     step_um = restoration_optics(hoechst, base).z_step_um
-    for c, (name, (field, wavelength)) in enumerate(stains.items()):
+    for c, (field, wavelength) in enumerate(((a07, 0.46), (second, 0.60))):
         o = hoechst.replace(wavelength_um=wavelength)
         offset = min(96.0, float(field.min()))
         bank = forward_bank(o.replace(z_step_um=step_um, n_levels=base.n_levels))
@@ -172,18 +169,37 @@ def measure(model, a07, second, camera, seed: int, levels: np.ndarray):
         observed.append(camera.record(blurred, np.random.default_rng([seed, c]), source_offset_adu=96.0))
         optics.append(o)
         truth.append(field)
-    image = np.stack(observed).astype(np.float32)
+    return np.stack(observed).astype(np.float32), optics, truth
+
+
+def true_level_map(levels: np.ndarray, dmap, model):
+    """The map of ``dmap``'s window grid holding the specimen's true ``levels`` at every window's centre (every
+    window foreground), in ``dmap``'s micrometres."""
+    from awdvd.restore.windows import DefocusMap
+
+    centre = model.patch_px // 2
+    true_grid = levels[dmap.ys[:, None] + centre, dmap.xs[None, :] + centre]
+    true_map = DefocusMap.from_levels(true_grid, dmap.image_shape, stride=dmap.stride, patch_px=dmap.patch_px,
+                                      n_levels=model.optics.n_levels)
+    true_map.z_step_um = dmap.z_step_um
+    return true_map
+
+
+def measure(model, a07, second, camera, seed: int, levels: np.ndarray):
+    """({channel: figures}, timings, the map channel's name) for one two-stain specimen of depth ``levels``."""
+    from awdvd.metrics import psnr, truth_data_range
+    from awdvd.restore.channels import channel_psfs, restore_channels
+    from awdvd.restore.pipeline import defocus_map, restore_image
+
+    stains = {"Hoechst": 0.46, "GFP": 0.60}
+    image, optics, truth = two_stains(model, a07, second, camera, seed, levels)
     started = time.perf_counter()
     out = restore_channels(image, model, optics=optics, names=list(stains))
     total_s = time.perf_counter() - started
     map_alone = time.perf_counter()
     defocus_map(image[0], model, optics=optics[0])
     map_alone = time.perf_counter() - map_alone
-    centre = model.patch_px // 2
-    true_grid = levels[out.dmap.ys[:, None] + centre, out.dmap.xs[None, :] + centre]
-    true_map = DefocusMap.from_levels(true_grid, out.dmap.image_shape, stride=out.dmap.stride,
-                                      patch_px=out.dmap.patch_px, n_levels=model.optics.n_levels)
-    true_map.z_step_um = out.dmap.z_step_um
+    true_map = true_level_map(levels, out.dmap, model)
     rows = {}
     for c, name in enumerate(stains):
         ceiling = restore_image(image[c], model, dmap=true_map, optics=optics[c],
@@ -196,7 +212,7 @@ def measure(model, a07, second, camera, seed: int, levels: np.ndarray):
         recorded = psnr(truth[c], to_source(image[c]), data_range=data_range)
         model_map = psnr(truth[c], to_source(out.images[c]), data_range=data_range)
         true_depth = psnr(truth[c], to_source(ceiling), data_range=data_range)
-        rows[name] = {"emission_um": stains[name][1], "psnr_recorded": recorded, "psnr_model_map": model_map,
+        rows[name] = {"emission_um": stains[name], "psnr_recorded": recorded, "psnr_model_map": model_map,
                       "psnr_true_depth": true_depth,
                       "share_of_ceiling": (model_map - recorded) / (true_depth - recorded)}
         print(f"{name}: recorded {recorded:.2f} dB, model map {model_map:.2f}, true depth {true_depth:.2f} "
