@@ -11,11 +11,19 @@ from _standins import RuleModel
 from awdvd import Optics, deconvolve, defocus_map
 from awdvd.data.synth import synthetic_nuclei
 from awdvd.physics.optical_units import to_grid
-from awdvd.restore.image_optics import BeyondRangeWarning, map_on_image_grid, restoration_optics, sampling_factor
+from awdvd.restore.image_optics import (
+    BeyondRangeWarning,
+    ObjectScaleWarning,
+    map_on_image_grid,
+    object_scale,
+    restoration_optics,
+    sampling_factor,
+)
 from awdvd.restore.windows import DefocusMap
 
 MODEL_OPTICS = Optics()
 FORTY_X = Optics(wavelength_um=0.52, na=0.75, n=1.0, pixel_um=0.1625)
+SIXTY_X = Optics(wavelength_um=0.52, na=1.4, n=1.518, pixel_um=0.108)
 
 
 def test_restoration_optics_carry_the_models_levels_into_the_images_optics():
@@ -88,6 +96,26 @@ def test_an_image_past_the_models_range_says_how_deep_it_is_at_least():
     with warnings.catch_warnings():
         warnings.simplefilter("error", BeyondRangeWarning)
         defocus_map(field, RuleModel())  # a map over several levels: no warning
+
+
+def test_the_scale_at_which_cells_reach_the_model_depends_on_wavelength_over_na_only():
+    assert object_scale(MODEL_OPTICS, MODEL_OPTICS) == pytest.approx(1.0)
+    assert object_scale(FORTY_X, MODEL_OPTICS) == pytest.approx(1.30, abs=0.01)
+    assert object_scale(SIXTY_X, MODEL_OPTICS) == pytest.approx(2.43, abs=0.01)
+    assert object_scale(SIXTY_X.replace(pixel_um=0.05), MODEL_OPTICS) == pytest.approx(2.43, abs=0.01)
+
+
+def test_an_objective_that_shows_cells_much_larger_than_the_training_nuclei_is_warned_of_once():
+    field = synthetic_nuclei((200, 260), n_nuclei=8, seed=2) + 100.0
+    with pytest.warns(ObjectScaleWarning, match=r"cells look 2\.4x larger to the model") as caught:
+        defocus_map(field, RuleModel(), optics=SIXTY_X.replace(pixel_um=0.65 * 0.5 / 0.922))
+    assert len([w for w in caught if w.category is ObjectScaleWarning]) == 1
+    with pytest.warns(ObjectScaleWarning, match="check the depth map"):
+        deconvolve(field, RuleModel(), optics=SIXTY_X.replace(pixel_um=0.65 * 0.5 / 0.922), iterations=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ObjectScaleWarning)
+        defocus_map(field, RuleModel())  # the model's own optics
+        defocus_map(to_grid(field, 0.65 / 0.1625), RuleModel(), optics=FORTY_X)  # 1.3x: measured to read well
 
 
 def test_optics_must_be_an_optics():

@@ -18,15 +18,51 @@ from ..physics.optical_units import grid_factor, grid_shape, level_step_um, over
 from ..physics.optics import Optics
 from .windows import DefocusMap
 
-__all__ = ["BeyondRangeWarning", "warn_beyond_range", "depth_at_least_um", "SAME_GRID_TOLERANCE", "image_optics_or_model", "sampling_factor", "restoration_optics",
-           "to_model_grid", "map_on_image_grid"]
+__all__ = ["BeyondRangeWarning", "warn_beyond_range", "depth_at_least_um", "ObjectScaleWarning", "OBJECT_SCALE_LIMIT",
+           "object_scale", "warn_object_scale", "SAME_GRID_TOLERANCE", "image_optics_or_model", "sampling_factor",
+           "restoration_optics", "to_model_grid", "map_on_image_grid"]
+
 
 class BeyondRangeWarning(UserWarning):
     """Most of the image's foreground sits at the model's deepest level: it is at least that deep."""
 
 
+class ObjectScaleWarning(UserWarning):
+    """The image's objective shows cells much larger on the model's sampling than the nuclei it learned from."""
+
+
+#: above this :func:`object_scale`, depths are read too deep and restoration can make an image worse. Measured on
+#: synthetic defocus of real nuclei never trained on, with the bundled model (``python
+#: benchmarks/bench_object_scale.py``): at 1.3 (a 40x / 0.75) 86% of windows within one level-equivalent and
+#: -0.6 dB for in-focus images; at 1.6, 64% and -4.7 dB; at 2.4 (a 60x / 1.4 oil), 12% and -11 dB
+OBJECT_SCALE_LIMIT = 1.4
+
+
 #: a sampling within this relative difference of the model's is used as it is (no resampling)
 SAME_GRID_TOLERANCE = 0.02
+
+
+def object_scale(image_optics: Optics, model_optics: Optics) -> float:
+    """How many times larger the same cells look on the model's sampling than under the model's own optics:
+    ``(wavelength / NA)_model / (wavelength / NA)_image`` (lengths are read in units of wavelength / NA, whatever
+    the pixel size). The model learned nuclei at its own optics' scale (and, in part, 0.55-2.5 times it)."""
+    return (model_optics.wavelength_um / model_optics.na) / (image_optics.wavelength_um / image_optics.na)
+
+
+def warn_object_scale(image_optics: Optics | None, model_optics: Optics) -> None:
+    """One :class:`ObjectScaleWarning` line when ``image_optics`` put the cells more than
+    :data:`OBJECT_SCALE_LIMIT` times larger on the model's sampling than its training nuclei (None: the model's
+    own optics, no warning)."""
+    if image_optics is None:
+        return
+    scale = object_scale(image_optics, model_optics)
+    if scale > OBJECT_SCALE_LIMIT:
+        warnings.warn(f"at NA {image_optics.na:g} and {image_optics.wavelength_um:g} um emission, cells look "
+                      f"{scale:.1f}x larger to the model than the nuclei it learned from (NA {model_optics.na:g}, "
+                      f"{model_optics.wavelength_um:g} um): it reads part of their size as blur, so depths come out "
+                      "too deep and the restoration can be worse than the image (in-focus synthetic images: -4.7 "
+                      "dB at 1.6x, -11 dB at 2.4x); check the depth map (awdvd predict) before trusting it",
+                      ObjectScaleWarning, stacklevel=3)
 
 
 def image_optics_or_model(optics: Optics | None, model_optics: Optics) -> Optics:

@@ -44,6 +44,7 @@ from .image_optics import (
     sampling_factor,
     to_model_grid,
     warn_beyond_range,
+    warn_object_scale,
 )
 from .options import AWDVDOptions, options_with
 from .plan import RestorationPlan
@@ -182,6 +183,9 @@ def defocus_map(image, model=None, options: AWDVDOptions | None = None, *, optic
     -----
     BeyondRangeWarning : when most foreground windows sit at the model's deepest level (the image is at least
         that deep, past the range it can tell apart).
+    ObjectScaleWarning : when the image's optics show cells more than 1.4 times larger on the model's sampling
+        than its training nuclei (:func:`awdvd.restore.image_optics.object_scale`): a 60x / 1.4 oil objective, for
+        instance; depths then come out too deep.
 
     Examples
     --------
@@ -199,6 +203,7 @@ def defocus_map(image, model=None, options: AWDVDOptions | None = None, *, optic
     dmap = _defocus_map(image, model, loaded, options, optics, tile_px=tile_px, max_px=max_px, client=client,
                         progress=progress)
     warn_beyond_range(dmap)
+    warn_object_scale(optics, loaded.optics)
     return dmap
 
 
@@ -313,6 +318,7 @@ def restore_image(
             dmap = _defocus_map(image, model, loaded, options, optics, tile_px=tile_px, max_px=max_px,
                                 client=client, progress=progress)
             warn_beyond_range(dmap)
+            warn_object_scale(optics, loaded.optics)
         mapped = time.perf_counter()
         if bank_optics is not None:  # its time counts as the deconvolution's, not the map's
             psfs = psf_bank(bank_optics, size=options.psf_size or map_psf_size(bank_optics, dmap))
