@@ -9,7 +9,8 @@ optical unit as the model's, so no resampling), with the real nuclei of fields t
 
 1. depth read within one level-equivalent of the truth (all 11 levels, windows that hold cells),
 2. whole-image PSNR gain of ``awdvd.restore_image`` with the model's own map at uniform depths (level-
-   equivalents 0, 3, 6 and 10), beside the same restoration given the true depth,
+   equivalents 0, 3, 6 and 10), beside the same restoration given the true depth (every foreground window at
+   its level, the PSFs of that depth),
 
 BBBC006's camera model. What a user with such an objective gets, and where awdvd should warn.
 
@@ -58,6 +59,8 @@ def restoration_gains(model, fields: dict, optics, camera, rng) -> dict:
 
     step = level_step_um(optics, model.optics)
     bank = psf_bank(optics.replace(z_step_um=step, n_levels=near_optics(model).n_levels))
+    # the true depth's PSFs: level l at l level-equivalents, whatever steps the model's reading uses
+    true_bank = psf_bank(optics.replace(z_step_um=step, n_levels=model.optics.n_levels), size=bank.shape[-1])
     gains = {level: {"model_map_db": [], "true_depth_db": []} for level in LEVELS}
     for image in fields.values():
         blurred = blur_levels(np.maximum(image - camera.offset_adu, 0.0), bank) + camera.offset_adu
@@ -70,7 +73,8 @@ def restoration_gains(model, fields: dict, optics, camera, rng) -> dict:
             classes = np.asarray(result.dmap.class_levels)
             truth = dataclasses.replace(result.dmap, levels=levels.astype(np.int64),
                                         proba=(classes[None, None, :] == levels[..., None]).astype(np.float32))
-            true_depth = restore_image(observed, model, optics=optics, dmap=truth, level_blend="argmax")
+            true_depth = restore_image(observed, model, optics=optics, dmap=truth, level_blend="argmax",
+                                       psfs=true_bank)
             gains[level]["model_map_db"].append(psnr(image, result.image, data_range=data_range) - recorded)
             gains[level]["true_depth_db"].append(psnr(image, true_depth.image, data_range=data_range) - recorded)
     return {str(level): {k: round(float(np.mean(v)), 2) for k, v in row.items()} for level, row in gains.items()}

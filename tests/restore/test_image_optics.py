@@ -16,6 +16,7 @@ from awdvd.restore.image_optics import (
     ObjectScaleWarning,
     map_on_image_grid,
     object_scale,
+    reads_at_object_scale,
     restoration_optics,
     sampling_factor,
 )
@@ -105,17 +106,30 @@ def test_the_scale_at_which_cells_reach_the_model_depends_on_wavelength_over_na_
     assert object_scale(SIXTY_X.replace(pixel_um=0.05), MODEL_OPTICS) == pytest.approx(2.43, abs=0.01)
 
 
-def test_an_objective_that_shows_cells_much_larger_than_the_training_nuclei_is_warned_of_once():
-    field = synthetic_nuclei((200, 260), n_nuclei=8, seed=2) + 100.0
-    with pytest.warns(ObjectScaleWarning, match=r"cells look 2\.4x larger to the model") as caught:
-        defocus_map(field, RuleModel(), optics=SIXTY_X.replace(pixel_um=0.65 * 0.5 / 0.922))
+def test_an_objective_that_would_show_cells_much_larger_is_read_at_its_own_scale_in_micrometres():
+    assert not reads_at_object_scale(FORTY_X, MODEL_OPTICS)  # 1.3x: optical units, as measured to read well
+    assert sampling_factor(FORTY_X, MODEL_OPTICS) == pytest.approx(1.47 / 4.53, rel=0.02)
+    assert reads_at_object_scale(SIXTY_X, MODEL_OPTICS)
+    assert sampling_factor(SIXTY_X, MODEL_OPTICS) == pytest.approx(0.108 / 0.65)  # to the model's pixel size
+    # a level is the model's blur radius z NA / n: 2 um at NA 0.5 in air is 1.08 um at NA 1.4 in oil
+    sixty = restoration_optics(SIXTY_X, MODEL_OPTICS)
+    assert sixty.z_step_um == pytest.approx(2.0 * 0.5 / (1.4 / 1.518)) and sixty.n_levels == MODEL_OPTICS.n_levels
+
+
+def test_reading_at_the_object_scale_is_said_once_with_what_it_assumes():
+    field = synthetic_nuclei((520, 560), n_nuclei=6, seed=2) + 100.0
+    said = r"cells would look 2\.4x larger.*assumes cells about as large"
+    with pytest.warns(ObjectScaleWarning, match=said) as caught:
+        dmap = defocus_map(field, RuleModel(), optics=SIXTY_X)
     assert len([w for w in caught if w.category is ObjectScaleWarning]) == 1
-    with pytest.warns(ObjectScaleWarning, match="check the depth map"):
-        deconvolve(field, RuleModel(), optics=SIXTY_X.replace(pixel_um=0.65 * 0.5 / 0.922), iterations=1)
+    assert dmap.patch_px == round(84 * 0.65 / 0.108)  # the model's windows, at 0.65 um, on the image's pixels
+    assert dmap.z_step_um == pytest.approx(1.0844, abs=1e-3)
+    with pytest.warns(ObjectScaleWarning):
+        deconvolve(field, RuleModel(), optics=SIXTY_X, iterations=1)
     with warnings.catch_warnings():
         warnings.simplefilter("error", ObjectScaleWarning)
         defocus_map(field, RuleModel())  # the model's own optics
-        defocus_map(to_grid(field, 0.65 / 0.1625), RuleModel(), optics=FORTY_X)  # 1.3x: measured to read well
+        defocus_map(to_grid(field[:300, :400], 0.65 / 0.1625), RuleModel(), optics=FORTY_X)
 
 
 def test_optics_must_be_an_optics():

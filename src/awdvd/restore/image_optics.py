@@ -19,8 +19,8 @@ from ..physics.optics import Optics
 from .windows import DefocusMap
 
 __all__ = ["BeyondRangeWarning", "warn_beyond_range", "depth_at_least_um", "ObjectScaleWarning", "OBJECT_SCALE_LIMIT",
-           "object_scale", "warn_object_scale", "SAME_GRID_TOLERANCE", "image_optics_or_model", "sampling_factor",
-           "restoration_optics", "to_model_grid", "map_on_image_grid"]
+           "object_scale", "reads_at_object_scale", "warn_object_scale", "SAME_GRID_TOLERANCE",
+           "image_optics_or_model", "sampling_factor", "restoration_optics", "to_model_grid", "map_on_image_grid"]
 
 
 class BeyondRangeWarning(UserWarning):
@@ -31,10 +31,11 @@ class ObjectScaleWarning(UserWarning):
     """The image's objective shows cells much larger on the model's sampling than the nuclei it learned from."""
 
 
-#: above this :func:`object_scale`, depths are read too deep and restoration can make an image worse. Measured on
-#: synthetic defocus of real nuclei never trained on, with the bundled model (``python
-#: benchmarks/bench_object_scale.py``): at 1.3 (a 40x / 0.75) 86% of windows within one level-equivalent and
-#: -0.6 dB for in-focus images; at 1.6, 64% and -4.7 dB; at 2.4 (a 60x / 1.4 oil), 12% and -11 dB
+#: above this :func:`object_scale` an image is read at its own scale in micrometres (:func:`reads_at_object_scale`).
+#: Read in optical units, measured on synthetic defocus of real nuclei never trained on with the bundled model
+#: (``python benchmarks/bench_object_scale.py``): at 1.3 (a 40x / 0.75) 86% of windows within one
+#: level-equivalent and -0.6 dB for in-focus images; at 1.6, 64% and -4.7 dB; at 2.4 (a 60x / 1.4 oil), 12% and
+#: -11 dB: the model reads the cells' size as blur
 OBJECT_SCALE_LIMIT = 1.4
 
 
@@ -49,20 +50,26 @@ def object_scale(image_optics: Optics, model_optics: Optics) -> float:
     return (model_optics.wavelength_um / model_optics.na) / (image_optics.wavelength_um / image_optics.na)
 
 
+def reads_at_object_scale(image_optics: Optics, model_optics: Optics) -> bool:
+    """Whether an image of ``image_optics`` is read at its own scale in micrometres rather than in optical units:
+    when its objective would show cells more than :data:`OBJECT_SCALE_LIMIT` times larger than the model learned
+    them (:func:`object_scale`; a 60x / 1.4 oil objective, for instance). It is then brought to the model's pixel
+    size, so that nuclei are as large as in training, and a level means the blur radius (Eq. 2's z NA / n) of the
+    model's level at the model's optics (:func:`restoration_optics`)."""
+    return object_scale(image_optics, model_optics) > OBJECT_SCALE_LIMIT
+
+
 def warn_object_scale(image_optics: Optics | None, model_optics: Optics) -> None:
-    """One :class:`ObjectScaleWarning` line when ``image_optics`` put the cells more than
-    :data:`OBJECT_SCALE_LIMIT` times larger on the model's sampling than its training nuclei (None: the model's
-    own optics, no warning)."""
-    if image_optics is None:
+    """One :class:`ObjectScaleWarning` line when an image of ``image_optics`` is read at its own scale
+    (:func:`reads_at_object_scale`; None: the model's own optics, no warning): what that assumes."""
+    if image_optics is None or not reads_at_object_scale(image_optics, model_optics):
         return
     scale = object_scale(image_optics, model_optics)
-    if scale > OBJECT_SCALE_LIMIT:
-        warnings.warn(f"at NA {image_optics.na:g} and {image_optics.wavelength_um:g} um emission, cells look "
-                      f"{scale:.1f}x larger to the model than the nuclei it learned from (NA {model_optics.na:g}, "
-                      f"{model_optics.wavelength_um:g} um): it reads part of their size as blur, so depths come out "
-                      "too deep and the restoration can be worse than the image (in-focus synthetic images: -4.7 "
-                      "dB at 1.6x, -11 dB at 2.4x); check the depth map (awdvd predict) before trusting it",
-                      ObjectScaleWarning, stacklevel=3)
+    warnings.warn(f"at NA {image_optics.na:g} and {image_optics.wavelength_um:g} um emission, cells would look "
+                  f"{scale:.1f}x larger to the model than it learned them, so the image is read at "
+                  f"{model_optics.pixel_um:g} um pixels with depth from the blur radius (z NA / n); this assumes "
+                  "cells about as large as cultured human nuclei (10-20 um), and depth is coarser than with an "
+                  "objective the model was trained for", ObjectScaleWarning, stacklevel=3)
 
 
 def image_optics_or_model(optics: Optics | None, model_optics: Optics) -> Optics:
@@ -75,15 +82,24 @@ def image_optics_or_model(optics: Optics | None, model_optics: Optics) -> Optics
 
 
 def sampling_factor(image_optics: Optics, model_optics: Optics) -> float:
-    """How the image is scaled to reach the model's sampling (1.0 within :data:`SAME_GRID_TOLERANCE`)."""
-    factor = grid_factor(image_optics, model_optics)
+    """How the image is scaled to reach the model's sampling (1.0 within :data:`SAME_GRID_TOLERANCE`): in optical
+    units, or to the model's pixel size where it is read at its own scale (:func:`reads_at_object_scale`)."""
+    if reads_at_object_scale(image_optics, model_optics):
+        factor = image_optics.pixel_um / model_optics.pixel_um
+    else:
+        factor = grid_factor(image_optics, model_optics)
     return 1.0 if abs(factor - 1.0) <= SAME_GRID_TOLERANCE else float(factor)
 
 
 def restoration_optics(image_optics: Optics, model_optics: Optics) -> Optics:
     """The image's optics with the model's levels carried into them: ``n_levels`` of the model, each one
-    level-equivalent (the model's z step at the same defocus phase) apart. Its PSF bank restores the image."""
-    step = level_step_um(image_optics, model_optics)
+    level-equivalent (the model's z step at the same defocus phase) apart; where the image is read at its own
+    scale (:func:`reads_at_object_scale`), the model's step at the same blur radius, z NA / n. Its PSF bank
+    restores the image."""
+    if reads_at_object_scale(image_optics, model_optics):
+        step = model_optics.z_step_um * (model_optics.na / model_optics.n) / (image_optics.na / image_optics.n)
+    else:
+        step = level_step_um(image_optics, model_optics)
     return image_optics.replace(z_step_um=float(step), n_levels=int(model_optics.n_levels))
 
 

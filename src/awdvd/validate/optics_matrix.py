@@ -30,7 +30,7 @@ from ..learn.range_extension import near_optics
 from ..physics.optical_units import grid_factor, level_step_um, to_grid
 from ..physics.optics import Optics, UndersamplingWarning
 from ..physics.psf import psf_bank
-from ..restore.image_optics import BeyondRangeWarning
+from ..restore.image_optics import BeyondRangeWarning, sampling_factor
 from ..restore.pipeline import defocus_map
 from .foreground import cell_test
 
@@ -104,7 +104,7 @@ def defocus_under_optics(model, fields: Mapping[str, np.ndarray], *, scale: str 
         errors, start = [], time.perf_counter()
         for field in fields.values():
             image = to_grid(field, factor)
-            if min(image.shape) * grid_factor(optics, model.optics) < model.patch_px:
+            if min(image.shape) * sampling_factor(optics, model.optics) < model.patch_px:
                 _say(log, f"{scale} scale, {name}: a field is smaller than one window on the model's grid; skipped")
                 continue
             blurred = blur_levels(np.maximum(image - camera.offset_adu, 0.0), bank) + camera.offset_adu
