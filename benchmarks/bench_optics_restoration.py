@@ -30,9 +30,9 @@ from awdvd import load_model
 from awdvd.data.synth import CameraNoise, tilted_specimen
 from awdvd.learn.range_extension import near_optics
 from awdvd.metrics import band_gains
-from awdvd.physics.optical_units import grid_factor, to_grid
+from awdvd.physics.optical_units import grid_factor, level_step_um, to_grid
 from awdvd.physics.psf import psf_bank
-from awdvd.restore.image_optics import restoration_optics
+from awdvd.restore.image_optics import sampling_factor
 from awdvd.restore.pipeline import restore_image
 from awdvd.validate.optics_matrix import CROP_PX, OPTICS_MATRIX
 from awdvd.validate.restoration_bands import ceiling
@@ -67,14 +67,15 @@ def main(argv=None) -> int:
         factor = 1.0 / grid_factor(optics, model.optics)
         if args.scale == "object":
             factor = 0.65 / optics.pixel_um
-        bank_optics = restoration_optics(optics, near_optics(model))  # tilts over the near range (0-20 um)
-        psfs = psf_bank(bank_optics)
-        patch_px, stride = (int(round(v * grid_factor(model.optics, optics))) for v in (84, 42))
+        near = near_optics(model)  # tilts over the near range (0-20 um), in level-equivalents of the objective
+        bank_optics = optics.replace(z_step_um=level_step_um(optics, near), n_levels=near.n_levels)
+        psfs = psf_bank(bank_optics)  # the specimen's and the ceiling's (true depths)
+        patch_px, stride = (int(round(v / sampling_factor(optics, model.optics))) for v in (84, 42))
         rows = []
         for index, (field_name, field) in enumerate(fields.items()):
             specimen = tilted_specimen(to_grid(field, factor), optics=bank_optics, noise=CameraNoise(),
                                        seed=args.seed + index)
-            result = restore_image(specimen.observed, model, optics=optics, psfs=psfs)
+            result = restore_image(specimen.observed, model, optics=optics)  # as awdvd.deconvolve runs it
             gains, whole = band_gains(specimen, result.image)
             best = ceiling(specimen, psfs, stride=stride, patch_px=patch_px)
             rows.append({"field": field_name, "band_gain_db": [round(g, 3) for g in gains],
@@ -88,7 +89,7 @@ def main(argv=None) -> int:
         out["optics"][name] = {"fields": rows, "whole_gain_db": round(whole, 3), "ceiling_whole_gain_db": round(best, 3),
                                "ceiling_share": round(whole / best, 4) if best > 0 else None,
                                "worst_band_db": round(min(r["worst_band_db"] for r in rows), 3),
-                               "image_px_per_model_px": round(1 / grid_factor(optics, model.optics), 3)}
+                               "image_px_per_model_px": round(1 / sampling_factor(optics, model.optics), 3)}
         print(f"== {name}: whole {whole:+.2f} dB = {whole / best:.1%} of the ceiling; worst band "
               f"{out['optics'][name]['worst_band_db']:+.2f} dB", flush=True)
     out["seconds"] = round(time.perf_counter() - start, 1)
