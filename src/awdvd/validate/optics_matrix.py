@@ -30,7 +30,7 @@ from ..learn.range_extension import near_optics
 from ..physics.optical_units import grid_factor, level_step_um, to_grid
 from ..physics.optics import Optics, UndersamplingWarning
 from ..physics.psf import psf_bank
-from ..restore.image_optics import BeyondRangeWarning, sampling_factor
+from ..restore.image_optics import BeyondRangeWarning, ObjectScaleWarning, sampling_factor
 from ..restore.pipeline import defocus_map
 from .foreground import cell_test
 
@@ -109,8 +109,9 @@ def defocus_under_optics(model, fields: Mapping[str, np.ndarray], *, scale: str 
                 continue
             blurred = blur_levels(np.maximum(image - camera.offset_adu, 0.0), bank) + camera.offset_adu
             for level in range(levels):
-                with warnings.catch_warnings():  # the deepest levels are meant to be there
+                with warnings.catch_warnings():  # the deepest levels, and objectives of every scale, are meant
                     warnings.simplefilter("ignore", BeyondRangeWarning)
+                    warnings.simplefilter("ignore", ObjectScaleWarning)
                     dmap = defocus_map(camera.apply(blurred[level], rng), model, optics=optics)
                 cells = windows_with_cells(image, dmap) & (dmap.levels >= 0)
                 errors.append((dmap.depth_um[cells] - level * step) / step)
