@@ -4,7 +4,9 @@ The model judges depth in its own optical units: the image is brought to the mod
 resampling of pixel-integrated camera data, :func:`awdvd.physics.optical_units.to_grid`), its windows are
 classified there, and the map is carried back to the image's pixel grid (:func:`map_on_image_grid`), with every
 level's depth in the image's optics (:func:`awdvd.physics.optical_units.level_step_um`). Restoration then runs on
-the image's own grid with the PSFs of the image's optics at those depths (:func:`restoration_optics`).
+the image's own grid with the PSFs of the image's optics at those depths (:func:`restoration_optics`). An
+objective that would show cells much larger in optical units than the model learned them (a 60x / 1.4 oil) is
+read at its own scale in micrometres instead (:func:`reads_at_object_scale`).
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ class BeyondRangeWarning(UserWarning):
 
 
 class ObjectScaleWarning(UserWarning):
-    """The image's objective shows cells much larger on the model's sampling than the nuclei it learned from."""
+    """The image's objective would show cells much larger in optical units than the nuclei the model learned from,
+    so it is read at its own scale in micrometres (:func:`reads_at_object_scale`), assuming nuclei of that size."""
 
 
 #: above this :func:`object_scale` an image is read at its own scale in micrometres (:func:`reads_at_object_scale`).

@@ -183,9 +183,10 @@ def defocus_map(image, model=None, options: AWDVDOptions | None = None, *, optic
     -----
     BeyondRangeWarning : when most foreground windows sit at the model's deepest level (the image is at least
         that deep, past the range it can tell apart).
-    ObjectScaleWarning : when the image's optics show cells more than 1.4 times larger on the model's sampling
-        than its training nuclei (:func:`awdvd.restore.image_optics.object_scale`): a 60x / 1.4 oil objective, for
-        instance; depths then come out too deep.
+    ObjectScaleWarning : when the image's optics would show cells more than 1.4 times larger on the model's
+        sampling than its training nuclei (a 60x / 1.4 oil objective, for instance): the image is then read at its
+        own scale in micrometres (:func:`awdvd.restore.image_optics.reads_at_object_scale`), which assumes nuclei
+        of about the training size.
 
     Examples
     --------
