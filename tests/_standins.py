@@ -187,3 +187,67 @@ def write_czi(path, data, *, names=None, emission_nm=None, pixel_um: float | Non
         with editor.edit_session() as builder:
             builder.set_xml(ET.tostring(root, encoding="unicode"))
     return path
+
+
+def write_lif(path, images, *, pixel_um: float | None = 0.1625, na: float | None = None, n: float | None = None,
+              names=None, emission_nm=None, objective: str = "HC PL FLUOTAR 40x/0.75 DRY"):
+    """A Leica LIF file written byte by byte in the layout LAS X writes and liffile (bioio-lif's reader) parses: a
+    UTF-16 XML header (``LMSDataContainerHeader`` version 2), then one memory block per image. ``images`` maps
+    each image's name to its (T, C, Y, X) uint16 pixels (T or C of 1 allowed); every image records the pixel size
+    (``DimensionDescription`` lengths in metres), its channels and, where given, the widefield settings LAS X
+    writes (``ATLCameraSettingDefinition``: NumericalAperture, RefractionIndex, ObjectiveName;
+    ``WideFieldChannelInfo``: EmissionWavelength in nm, UserDefName)."""
+    import struct
+    from xml.sax.saxutils import quoteattr
+
+    def dimension(dim_id, count, pixel, bytes_inc):
+        length = f"{(count - 1) * pixel * 1e-6:.6e}" if pixel else "0"
+        unit = "m" if dim_id < 4 else "s"
+        return (f'<DimensionDescription DimID="{dim_id}" NumberOfElements="{count}" Origin="0" Length="{length}" '
+                f'Unit="{unit}" BitInc="0" BytesInc="{bytes_inc}"/>')
+
+    elements, blocks = [], []
+    for index, (name, pixels) in enumerate(images.items()):
+        pixels = np.ascontiguousarray(pixels, dtype="<u2")
+        frames, channels, height, width = pixels.shape
+        plane = height * width * 2
+        luts = ["Blue", "Green", "Red", "Gray"]
+        described = "".join(
+            f'<ChannelDescription DataType="0" ChannelTag="0" Resolution="16" NameOfMeasuredQuantity="" Min="0" '
+            f'Max="65535" Unit="" LUTName="{luts[c % 4]}" IsLUTInverted="0" BytesInc="{c * plane}" BitInc="0"/>'
+            for c in range(channels))
+        dims = dimension(1, width, pixel_um, 2) + dimension(2, height, pixel_um, 2 * width)
+        if frames > 1:
+            dims += (f'<DimensionDescription DimID="4" NumberOfElements="{frames}" Origin="0" Length="{frames - 1}" '
+                     f'Unit="s" BitInc="0" BytesInc="{plane * channels}"/>')
+        settings = ""
+        if na is not None or emission_nm is not None:
+            infos = "".join(
+                f'<WideFieldChannelInfo LUT="{luts[c % 4]}" UserDefName={quoteattr((names or [""] * channels)[c])} '
+                f'ContrastingMethodName="FLUO" FluoCubeName="DFT51010" ExposureTime="0.05"'
+                + (f' EmissionWavelength="{emission_nm[c]}"' if emission_nm and emission_nm[c] is not None else "")
+                + "/>" for c in range(channels))
+            objective_attrs = f' ObjectiveName={quoteattr(objective)}'
+            if na is not None:
+                objective_attrs += f' NumericalAperture="{na}"'
+            if n is not None:
+                objective_attrs += f' RefractionIndex="{n}"'
+            settings = (f'<Attachment Name="HardwareSetting" Software="LAS X 3.7" DataSourceTypeName="Camera">'
+                        f'<ATLCameraSettingDefinition{objective_attrs}><WideFieldChannelConfigurator '
+                        f'CameraName="DFC9000">{infos}</WideFieldChannelConfigurator></ATLCameraSettingDefinition>'
+                        f'</Attachment>')
+        block_id = f"MemBlock_{index + 1}"
+        elements.append(f'<Element Name={quoteattr(name)}><Data><Image><ImageDescription><Channels>{described}'
+                        f'</Channels><Dimensions>{dims}</Dimensions></ImageDescription>{settings}</Image></Data>'
+                        f'<Memory Size="{pixels.nbytes}" MemoryBlockID="{block_id}"/><Children/></Element>')
+        blocks.append((block_id, pixels.tobytes()))
+    xml = ('<LMSDataContainerHeader Version="2"><Element Name="project"><Data><Experiment/></Data>'
+           '<Memory Size="0" MemoryBlockID="MemBlock_0"/><Children>' + "".join(elements)
+           + "</Children></Element></LMSDataContainerHeader>")
+    text = xml.encode("utf-16-le")
+    with open(path, "wb") as out:
+        out.write(struct.pack("<IIBI", 0x70, len(text) + 5, 0x2A, len(xml)) + text)
+        for block_id, payload in [("MemBlock_0", b"")] + blocks:
+            name = block_id.encode("utf-16-le")
+            out.write(struct.pack("<IIBQBI", 0x70, 0, 0x2A, len(payload), 0x2A, len(block_id)) + name + payload)
+    return path

@@ -1,6 +1,6 @@
 """Vendors' files read through bioio: Zeiss CZI written here with pylibCZIrw (pixels, channels, time-lapses,
-stacks, the optics ZEN records, scenes, damage). No ND2 or LIF file can be made here or is shipped by a package
-on PyPI: those readers are bioio-nd2 and bioio-lif behind the same code, untested on a real file."""
+stacks, the optics ZEN records, scenes, damage); Leica LIF in test_io_lif.py. No ND2 file can be made here or is
+shipped by a package on PyPI: that reader is bioio-nd2 behind the same code, untested on a real file."""
 
 import numpy as np
 import pytest
@@ -89,8 +89,8 @@ def test_a_missing_plugin_names_what_to_install(tmp_path, monkeypatch):
 @pytest.mark.parametrize(("suffix", "words", "plugin"), [(".nd2", "Nikon ND2", "bioio_nd2"),
                                                           (".lif", "Leica LIF", "bioio_lif")])
 def test_a_damaged_nd2_or_lif_is_one_clear_error(tmp_path, suffix, words, plugin):
-    """No ND2 or LIF file can be written here: a file of those names whose header is not one must still fail in
-    one line naming the format (the real readers, bioio-nd2 and bioio-lif, answer)."""
+    """A file of those names whose header is not one fails in one line naming the format (the real readers,
+    bioio-nd2 and bioio-lif, answer)."""
     pytest.importorskip(plugin)
     path = tmp_path / f"cut{suffix}"
     path.write_bytes(b"\x00\x01not a microscope file" * 40)

@@ -83,8 +83,8 @@ def _czi_optics(root) -> tuple[list[float | None], dict]:
 
 
 def _ome_optics(ome, index: int = 0) -> tuple[list[float | None], dict]:
-    """Emission per channel and the objective from an ``ome_types`` OME model (what bioio-nd2 and bioio-lif give),
-    of image (scene) ``index``."""
+    """Emission per channel and the objective from an ``ome_types`` OME model (what bioio-nd2 gives), of image
+    (scene) ``index``."""
     image = ome.images[min(index, len(ome.images) - 1)]
     emission = []
     for channel in image.pixels.channels:
@@ -96,6 +96,35 @@ def _ome_optics(ome, index: int = 0) -> tuple[list[float | None], dict]:
         objectives = [o for o in objectives if o.id == settings.id] or objectives
     return emission, {"na": _positive(objectives[0].lens_na) if objectives else None,
                       "n": _positive(settings.refractive_index) if settings is not None else None}
+
+
+def _lif_optics(path: Path, index: int) -> tuple[list[float | None], dict, list[str]]:
+    """Emission per channel, the objective and the channels' own names from a LIF's XML, where LAS X writes them
+    (bioio-lif converts none of them to OME): ``ATLCameraSettingDefinition`` (a camera's, widefield) or
+    ``ATLConfocalSettingDefinition``: ``NumericalAperture``, ``RefractionIndex``; per channel a
+    ``WideFieldChannelInfo`` (matched to the image's channels by their LUT, else in order): ``EmissionWavelength``
+    (nm) and ``UserDefName``."""
+    import liffile
+
+    with liffile.LifFile(path) as lif:
+        image = lif.images[index].xml_element.find("Data/Image")
+    settings = image.find(".//ATLCameraSettingDefinition")
+    if settings is None:
+        settings = image.find(".//ATLConfocalSettingDefinition")
+    objective = {"na": None, "n": None}
+    if settings is not None:
+        objective = {"na": _positive(settings.get("NumericalAperture")),
+                     "n": _positive(settings.get("RefractionIndex"))}
+    channels = image.findall("ImageDescription/Channels/ChannelDescription")
+    infos = image.findall(".//WideFieldChannelInfo")
+    by_lut = {info.get("LUT"): info for info in infos}
+    if len(by_lut) < len(infos) or any(c.get("LUTName") not in by_lut for c in channels):
+        by_lut = {}
+    matched = [by_lut.get(c.get("LUTName")) if by_lut else (infos[i] if i < len(infos) else None)
+               for i, c in enumerate(channels)]
+    emission = [_positive(info.get("EmissionWavelength"), 1e-3) if info is not None else None for info in matched]
+    names = [(info.get("UserDefName") or "").strip() if info is not None else "" for info in matched]
+    return emission, objective, names
 
 
 def _reason(error: BaseException) -> str:
@@ -202,6 +231,9 @@ def open_vendor(path: str | os.PathLike, scene: int | str | None = None) -> Vend
     try:
         if path.suffix.lower() == ".czi":
             emission, objective = _czi_optics(image.metadata)
+        elif path.suffix.lower() == ".lif":
+            emission, objective, own_names = _lif_optics(path, index)
+            names = [own_names[i] if i < len(own_names) and own_names[i] else name for i, name in enumerate(names)]
         else:
             emission, objective = _ome_optics(image.ome_metadata, index)
             source += "+ome"
