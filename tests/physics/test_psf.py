@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from scipy import integrate, special
 
 from awdvd import Optics, defocus_psf, psf_bank
-from awdvd.physics.psf import default_psf_size, encircled_energy
+from awdvd.physics.psf import _cached_bank, default_psf_size, encircled_energy
 
 OPTICS = Optics()
 
@@ -84,6 +84,18 @@ def test_bank_matches_single_psfs():
     assert bank.shape == (11, 41, 41)
     for level in (0, 4, 10):
         np.testing.assert_allclose(bank[level], defocus_psf(OPTICS.depths_um[level], optics=OPTICS, size=41), atol=1e-15)
+
+
+def test_a_bank_is_made_once_and_every_caller_gets_its_own_copy():
+    optics = Optics(z_step_um=1.5, n_levels=4)
+    first = psf_bank(optics, size=21)
+    first[:] = 0  # a caller that writes into its bank
+    hits = _cached_bank.cache_info().hits
+    second = psf_bank(optics, size=21)
+    assert _cached_bank.cache_info().hits == hits + 1
+    assert second.flags.writeable and second.sum() == pytest.approx(4.0)
+    singles = np.stack([defocus_psf(z, optics=optics, size=21) for z in optics.depths_um])
+    np.testing.assert_allclose(second, singles, atol=1e-15)
 
 
 def test_default_size_holds_99_percent_energy():

@@ -152,7 +152,17 @@ def psf_bank(optics: Optics | None = None, *, size: int | None = None, oversampl
     optics = Optics() if optics is None else optics
     size = default_psf_size(optics) if size is None else check_odd_size(size, "size")
     _check_oversample(oversample)
-    return _pixel_integrated(optics.depths_um, size, oversample, optics)
+    return _cached_bank(optics, size, oversample).copy()
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_bank(optics: Optics, size: int, oversample: int) -> np.ndarray:
+    """:func:`psf_bank`'s PSFs, made once per optics and size (0.12 s for 21 levels of 79 px, 4% of restoring a
+    696 x 520 field 30-40 um deep, saved on every image after the first of a script), read-only; callers get a
+    copy."""
+    bank = _pixel_integrated(optics.depths_um, size, oversample, optics)
+    bank.flags.writeable = False
+    return bank
 
 
 def _check_oversample(oversample) -> None:
