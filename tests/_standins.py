@@ -193,7 +193,7 @@ def write_lif(path, images, *, pixel_um: float | None = 0.1625, na: float | None
               names=None, emission_nm=None, objective: str = "HC PL FLUOTAR 40x/0.75 DRY"):
     """A Leica LIF file written byte by byte in the layout LAS X writes and liffile (bioio-lif's reader) parses: a
     UTF-16 XML header (``LMSDataContainerHeader`` version 2), then one memory block per image. ``images`` maps
-    each image's name to its (T, C, Y, X) uint16 pixels (T or C of 1 allowed); every image records the pixel size
+    each image's name to its (T, C, Y, X) or (T, C, Z, Y, X) uint16 pixels; every image records the pixel size
     (``DimensionDescription`` lengths in metres), its channels and, where given, the widefield settings LAS X
     writes (``ATLCameraSettingDefinition``: NumericalAperture, RefractionIndex, ObjectiveName;
     ``WideFieldChannelInfo``: EmissionWavelength in nm, UserDefName)."""
@@ -208,18 +208,22 @@ def write_lif(path, images, *, pixel_um: float | None = 0.1625, na: float | None
 
     elements, blocks = [], []
     for index, (name, pixels) in enumerate(images.items()):
-        pixels = np.ascontiguousarray(pixels, dtype="<u2")
-        frames, channels, height, width = pixels.shape
+        pixels = np.asarray(pixels)
+        pixels = np.ascontiguousarray(pixels[:, :, None] if pixels.ndim == 4 else pixels, dtype="<u2")
+        frames, channels, planes, height, width = pixels.shape
         plane = height * width * 2
+        pixels = np.ascontiguousarray(pixels.transpose(0, 2, 1, 3, 4))  # stored as T, Z, C, Y, X
         luts = ["Blue", "Green", "Red", "Gray"]
         described = "".join(
             f'<ChannelDescription DataType="0" ChannelTag="0" Resolution="16" NameOfMeasuredQuantity="" Min="0" '
             f'Max="65535" Unit="" LUTName="{luts[c % 4]}" IsLUTInverted="0" BytesInc="{c * plane}" BitInc="0"/>'
             for c in range(channels))
         dims = dimension(1, width, pixel_um, 2) + dimension(2, height, pixel_um, 2 * width)
+        if planes > 1:
+            dims += dimension(3, planes, 0.5, plane * channels)  # 0.5 um between planes
         if frames > 1:
             dims += (f'<DimensionDescription DimID="4" NumberOfElements="{frames}" Origin="0" Length="{frames - 1}" '
-                     f'Unit="s" BitInc="0" BytesInc="{plane * channels}"/>')
+                     f'Unit="s" BitInc="0" BytesInc="{plane * channels * planes}"/>')
         settings = ""
         if na is not None or emission_nm is not None:
             infos = "".join(

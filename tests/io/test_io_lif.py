@@ -46,6 +46,15 @@ def test_a_lif_time_lapse_and_one_without_settings(tmp_path):
     assert open_vendor(path).names == ["Blue"]  # bioio-lif's own name where LAS X recorded none
 
 
+def test_a_lif_stack_is_read_plane_by_plane_with_its_channels(tmp_path):
+    planes = _pixels((1, 2, 4, 30, 36), seed=6)
+    path = write_lif(tmp_path / "stack.lif", {"stack": planes}, names=["DAPI", "GFP"], emission_nm=[461, 520],
+                     na=0.75, n=1.0)
+    assert stack_axis(path) == "Z" and channel_count(path) == 2
+    opened = open_vendor(path)
+    assert np.array_equal(np.asarray(opened.data)[0], planes[0]) and opened.names == ["DAPI", "GFP"]
+
+
 def test_several_scenes_are_named_and_opened_one_at_a_time(tmp_path):
     path = write_lif(tmp_path / "plate.lif", {"A1": _pixels((1, 1, 30, 30), 4), "B2": _pixels((1, 1, 30, 30), 5)})
     with pytest.raises(ImageReadError, match=r"2 scenes \(A1, B2\).*awdvd split-scenes plate.lif"):

@@ -73,6 +73,11 @@ def test_every_channel_is_restored_from_one_map(bundled_model, monkeypatch):
     assert one.images.shape == (1, 130, 140) and one.channels == [0] and np.allclose(one.images[0], out.images[0])
     with pytest.raises(ValueError, match="3 optics for 2 channels"):
         restore_channels(field, bundled_model, optics=[BLUE] * 3)
+    given = restore_channels(field, bundled_model, optics=[BLUE, RED], names=["GFP", "Hoechst"], iterations=3,
+                             dmap=out.dmap)  # a map made elsewhere (a time-lapse's, combined over frames)
+    assert len(calls) == 2 and np.array_equal(given.images, out.images)  # no map made for it (2: "one" above)
+    with pytest.raises(ValueError, match="the defocus map is of a 130 x 140 image; the channels are 130 x 120"):
+        restore_channels(field[:, :, :120], bundled_model, optics=[BLUE, RED], dmap=out.dmap)
 
 
 def test_other_channels_get_a_depth_in_every_window():

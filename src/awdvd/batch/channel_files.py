@@ -23,10 +23,12 @@ from ..restore.rl import to_input_dtype
 from ..restore.tiling import should_tile
 from .file_optics import OpticsAssumedError, OpticsAssumedWarning, file_optics
 
-__all__ = ["restore_channel_file"]
+__all__ = ["restore_channel_file", "channel_optics"]
 
 
-def _channel_optics(image, found, given: dict, *, strict: bool) -> tuple[list, list[dict]]:
+def channel_optics(image, found, given: dict, *, strict: bool) -> tuple[list, list[dict]]:
+    """Each channel's optics (``found.optics`` at the channel's emission wavelength) and its sidecar record, for a
+    :class:`awdvd.io.channels.ChannelImage` (the module docstring says where each wavelength comes from)."""
     optics, record, missing = [], [], []
     for name, recorded in zip(image.names, image.emission_um):
         if "wavelength_um" in given:
@@ -60,7 +62,7 @@ def restore_channel_file(job, path: Path, model, target: Path, *, source: dict, 
     found = file_optics(path, model.optics, job.optics, strict=job.strict_optics)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UndersamplingWarning)  # the normal case of widefield cameras
-        optics, record = _channel_optics(image, found, job.optics, strict=job.strict_optics)
+        optics, record = channel_optics(image, found, job.optics, strict=job.strict_optics)
     result = restore_channels(np.asarray(image.data), model, job.options, optics=optics, names=image.names,
                               map_channel=job.map_channel, channels=job.channels)
     restored, clipped = result.images, 0

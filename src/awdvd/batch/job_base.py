@@ -36,7 +36,7 @@ from ..restore.options import AWDVDOptions
 from ..restore.tiling import DEFAULT_TILE_PX, should_tile
 from .file_optics import OPTICS_FIELDS
 
-__all__ = ["ModelFile", "Job", "Recorder", "read_plane", "load_counts", "cached_psf_bank", "FORMATS",
+__all__ = ["ModelFile", "Job", "Recorder", "read_plane", "z_stack_refusal", "load_counts", "cached_psf_bank", "FORMATS",
            "IMAGE_SUFFIX", "OUTPUT_SUFFIXES", "FOCUS_CSV", "FOCUS_PLATE", "InputChangedError", "channels_in", "Layout"]
 
 FORMATS = ("auto", "tiff", "ome-tiff", "ome-zarr")
@@ -106,11 +106,15 @@ class Recorder:
 def read_plane(path: Path, *, restore: bool):
     image = read_image(path)  # 2-D, or a (Z, H, W) stack for awdvd predict
     if image.data.ndim != 2 and (restore or image.data.ndim != 3):
-        stack = f"{path.name} holds a stack of shape {tuple(image.data.shape)}"
-        raise ValueError(f"{stack}: restoring a z-stack plane by plane with 2-D PSFs would be physically wrong "
-                         "(each plane's out-of-focus light comes from the others); it needs 3-D deconvolution "
-                         "(e.g. deconwolf), or save single planes as separate files")
+        raise ValueError(z_stack_refusal(path, image.data.shape))
     return image
+
+
+def z_stack_refusal(path: Path, shape) -> str:
+    """Why ``awdvd deconvolve`` refuses the z-stack ``path`` (of ``shape``), in one sentence."""
+    return (f"{path.name} holds a stack of shape {tuple(int(v) for v in shape)}: restoring a z-stack plane by plane "
+            "with 2-D PSFs would be physically wrong (each plane's out-of-focus light comes from the others); it "
+            "needs 3-D deconvolution (e.g. deconwolf), or save single planes as separate files")
 
 
 def channels_in(path: Path) -> int:

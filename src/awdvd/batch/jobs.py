@@ -43,11 +43,11 @@ from .. import __version__
 from .._device import resolve_device
 from ..io import (
     file_identity,
-    image_shape,
     open_image_output,
     write_image,
 )
 from ..io.channels import stack_axis
+from ..io.planes import plane_layout
 from ..io.scenes import scene_count
 from ..restore.image_optics import restoration_optics
 from ..restore.pipeline import defocus_map, restore_image
@@ -71,6 +71,7 @@ from .job_base import (
     channels_in,
     load_counts,
     read_plane,
+    z_stack_refusal,
 )
 from .predict_job import PredictJob
 from .reruns import input_record
@@ -185,10 +186,13 @@ class DeconvolveJob(Job):
         with recorder.capture():
             source = input_record(path)  # before reading: a file changed meanwhile is redone next time
             model = self.model()
-            if channels_in(path) > 1:
-                return self._channels(path, model, source, recorder, start)
-            if stack_axis(path) == "T":
+            planes = plane_layout(path) if stack_axis(path) else None
+            if planes is not None and planes.axis == "T":
                 return self._frames(path, model, source, recorder, start, progress)
+            if channels_in(path) > 1:
+                if planes is not None:  # a z-stack of several channels
+                    raise ValueError(z_stack_refusal(path, (planes.channels, planes.planes, *planes.shape)))
+                return self._channels(path, model, source, recorder, start)
             image = read_plane(path, restore=True)
             found = file_optics(path, model.optics, self.optics, strict=self.strict_optics)
             psfs = cached_psf_bank(restoration_optics(found.optics, model.optics), self.options.psf_size)
@@ -256,7 +260,8 @@ class DeconvolveJob(Job):
         return {**done, "loads": load_counts()}
 
     def _frames(self, path: Path, model, source: dict, recorder: Recorder, start: float, progress: bool) -> dict:
-        key = self._resume_key(source, image_shape(path), "ome-tiff", self.dtype)
+        planes = plane_layout(path)
+        key = self._resume_key(source, (planes.planes, planes.channels, *planes.shape), "ome-tiff", self.dtype)
         with recorder.capture():
             done = restore_timelapse_file(self, path, model, self.image_output(path), source=source, start=start,
                                           messages=recorder.messages, key=key, progress=progress)

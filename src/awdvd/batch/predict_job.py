@@ -15,7 +15,8 @@ from ..io import (
     read_json,
     write_tiff,
 )
-from ..io.channels import read_channels
+from ..io.channels import channel_info, read_channels, stack_axis
+from ..io.planes import PlaneStack, plane_layout
 from ..io.scenes import scene_count
 from ..plots import defocus_overlay
 from ..qc import focus_columns, focus_row, parse_well, plate_heatmap, write_focus_csv
@@ -118,13 +119,16 @@ class PredictJob(Job):
         return {"large": large, "counts": dmap.level_counts(), "warnings": recorder.messages, "loads": load_counts()}
 
     def _map_plane(self, path: Path) -> tuple[ImageFile, dict | None]:
-        """The plane (or stack) to map and, for a multi-channel file, which channel it is."""
+        """The plane (or stack) to map and, for a multi-channel file, which channel it is: of a multi-channel
+        z-stack or time-lapse, that channel's planes, read one at a time (:class:`awdvd.io.planes.PlaneStack`)."""
         if channels_in(path) < 2:
             return read_plane(path, restore=False), None
-        field = read_channels(path)
+        stacked = plane_layout(path) is not None if stack_axis(path) else False
+        field = channel_info(path) if stacked else read_channels(path)
         index = choose_channel(field.names, self.map_channel)
         channel = {"index": index, "name": field.names[index], "emission_um": field.emission_um[index]}
-        return ImageFile(data=field.data[index], path=path, pixel_um=field.pixel_um), channel
+        data = PlaneStack(path, index) if stacked else field.data[index]
+        return ImageFile(data=data, path=path, pixel_um=field.pixel_um), channel
 
     def finish(self, plan, report) -> dict[str, Path]:
         """The run's focus QC (:mod:`awdvd.qc`) in ``out_dir``: :data:`FOCUS_CSV`, one row per image of the run

@@ -1,11 +1,12 @@
-"""``awdvd deconvolve`` of a time-lapse (T, H, W): frame by frame in bounded memory, resumable, written as one
-OME-TIFF with its T axis.
+"""``awdvd deconvolve`` of a time-lapse (T, H, W), or of several channels (T, C, H, W): frame by frame in bounded
+memory, resumable, written as one OME-TIFF (or OME-Zarr) with its T axis and its channels' names.
 
-Every frame is read alone (:func:`awdvd.io.channels.read_frame`) and mapped; with ``--time-smoothing N`` each
-frame's map is combined with its neighbours' (Gaussian over N frames, :func:`awdvd.restore.frames.smooth_over_frames`);
-then every frame is restored from its map into a memory-mapped array in the output's resumable part
-(:mod:`awdvd.io.resumable`): a run stopped midway keeps the maps and the frames done, and a rerun of the same
-work goes on from there. Only one frame and the maps (a few kB per frame) are in memory at a time.
+Every frame is read alone (:func:`awdvd.io.planes.read_plane`; of several channels, the map channel's plane) and
+mapped; with ``--time-smoothing N`` each frame's map is combined with its neighbours' (Gaussian over N frames,
+:func:`awdvd.restore.frames.smooth_over_frames`); then every frame is restored from its map into a
+memory-mapped array in the output's resumable part (:mod:`awdvd.io.resumable`): a run stopped midway keeps the
+maps and the frames done, and a rerun of the same work goes on from there. Only one frame and the maps (a few kB
+per frame) are in memory at a time.
 """
 
 from __future__ import annotations
@@ -13,23 +14,28 @@ from __future__ import annotations
 import contextlib
 import json
 import time
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from .. import __version__
-from ..io import image_shape
-from ..io.channels import read_frame, write_frames
+from ..io.channels import channel_info, write_channels, write_frames
+from ..io.planes import plane_layout, read_plane
 from ..io.resumable import open_resumable_part
-from ..physics.psf import psf_bank
+from ..physics.optics import UndersamplingWarning
+from ..restore.channels import choose_channel, choose_channels, restore_channels
 from ..restore.frames import smooth_over_frames
 from ..restore.image_optics import restoration_optics
 from ..restore.pipeline import defocus_map, restore_image
 from ..restore.rl import to_input_dtype
 from ..restore.tiling import should_tile
 from ..restore.windows import DefocusMap
+from .channel_files import channel_optics
 from .file_optics import file_optics
+from .job_base import cached_psf_bank
 
 __all__ = ["restore_timelapse_file"]
 
@@ -63,33 +69,39 @@ def _maps(path: Path, n: int, part, compute, *, progress: bool) -> list[DefocusM
 def restore_timelapse_file(job, path: Path, model, target: Path, *, source: dict, start: float, messages: list[str],
                            key: str, progress: bool = False) -> dict:
     """Restore every frame of ``path`` for ``job`` (a :class:`awdvd.batch.jobs.DeconvolveJob`) into ``target``,
-    then write the sidecar; ``key`` identifies the work (a part made for other work is not resumed)."""
+    then write the sidecar; ``key`` identifies the work (a part made for other work is not resumed). A
+    time-lapse of several channels is mapped frame by frame from one channel (``job.map_channel``), and every
+    chosen channel of a frame is restored from that frame's map with its own emission PSFs
+    (:func:`awdvd.restore.channels.restore_channels`); the output keeps the channels' names (T, C, H, W)."""
 
-    frames, h, w = image_shape(path)
+    layout = plane_layout(path)
+    frames, (h, w) = layout.planes, layout.shape
     if should_tile((h, w), max_px=job.max_px):
         raise ValueError(f"{path.name}: frames of more than {job.max_px} pixels are not restored tile by tile yet; "
                          "save each frame as its own file")
     found = file_optics(path, model.optics, job.optics, strict=job.strict_optics)
-    psfs = psf_bank(restoration_optics(found.optics, model.optics), size=job.options.psf_size)
-    first = read_frame(path, 0)
+    channels = _Channels(job, path, model, found, layout.channels)
+    first = read_plane(path, "T", 0, channels.map_index)
     out_dtype = np.dtype(np.float32 if job.dtype == "float32" else first.dtype)
     clipped, resumed_frames, timings = 0, 0, {"defocus_map": 0.0, "deconvolution": 0.0}
     with open_resumable_part(target, key=key) as part:
         mapped = time.perf_counter()
-        maps = _maps(path, frames, part, lambda t: defocus_map(read_frame(path, t), model, job.options,
-                                                               optics=found.optics), progress=progress)
+        maps = _maps(path, frames, part, lambda t: defocus_map(read_plane(path, "T", t, channels.map_index), model,
+                                                               job.options, optics=channels.map_optics),
+                     progress=progress)
         maps = smooth_over_frames(maps, job.time_smoothing)
         timings["defocus_map"] = round(time.perf_counter() - mapped, 4)
         pixels = part.folder / "pixels.npy"
+        shape = (frames, h, w) if channels.single else (frames, len(channels.chosen), h, w)
         out = None
         if part.resumed and pixels.is_file():
             with contextlib.suppress(Exception):
                 out = np.lib.format.open_memmap(pixels, mode="r+")
-            if out is not None and (tuple(out.shape) != (frames, h, w) or out.dtype != out_dtype):
+            if out is not None and (tuple(out.shape) != shape or out.dtype != out_dtype):
                 out = None
         if out is None:
             part.tiles.clear()
-            out = np.lib.format.open_memmap(pixels, mode="w+", dtype=out_dtype, shape=(frames, h, w))
+            out = np.lib.format.open_memmap(pixels, mode="w+", dtype=out_dtype, shape=shape)
         restoring = time.perf_counter()
         resolved = None
         for t in tqdm(range(frames), desc=f"{path.name}: frames", unit="frame", disable=not progress):
@@ -97,10 +109,9 @@ def restore_timelapse_file(job, path: Path, model, target: Path, *, source: dict
                 resumed_frames += 1
                 clipped += int(part.tiles.get((t, t + 1, 0, w), {}).get("clipped", 0))
                 continue
-            result = restore_image(read_frame(path, t), model, job.options, dmap=maps[t], psfs=psfs,
-                                   optics=found.optics)
-            resolved = resolved or result.resolved()
-            frame, frame_clipped = result.image, 0
+            frame = channels.restore(model, maps[t], t)
+            resolved = resolved or frame.resolved
+            frame, frame_clipped = frame.image, 0
             if job.dtype == "input":
                 frame, frame_clipped = to_input_dtype(frame, first.dtype)
             out[t] = frame
@@ -108,10 +119,15 @@ def restore_timelapse_file(job, path: Path, model, target: Path, *, source: dict
             clipped += frame_clipped
             part.mark_tile(_frame(t, w), clipped=int(frame_clipped))
         timings["deconvolution"] = round(time.perf_counter() - restoring, 4)
-        write_frames(target, out, pixel_um=found.optics.pixel_um, overwrite=True)
+        if channels.single:
+            write_frames(target, out, pixel_um=found.optics.pixel_um, overwrite=True)
+        else:
+            write_channels(target, out, names=[channels.info.names[c] for c in channels.chosen],
+                           emission_um=[channels.record[c]["emission_um"] for c in channels.chosen],
+                           pixel_um=found.optics.pixel_um, overwrite=True)
         del out
     if clipped:
-        total = frames * h * w
+        total = int(np.prod(shape))
         messages.append(f"{clipped} of {total} pixels ({clipped / total:.2%}) of the restoration fell outside the "
                         f"{out_dtype} range and were clipped to it (--dtype float32 keeps every value)")
     counts: dict = {}
@@ -121,7 +137,8 @@ def restore_timelapse_file(job, path: Path, model, target: Path, *, source: dict
     parameters = {**job.options.to_dict(), "model": job.model.describe(), "optics": found.record(),
                   "model_optics": model.optics.to_dict(), "dtype": str(out_dtype), "tile_px": None,
                   **{k: v for k, v in (resolved or {}).items() if k != "iterations_run"},
-                  "frames": frames, "time_smoothing_frames": job.time_smoothing, "resumed_frames": resumed_frames}
+                  "frames": frames, "time_smoothing_frames": job.time_smoothing, "resumed_frames": resumed_frames,
+                  **channels.parameters()}
     meta = {"awdvd": "deconvolve", "version": __version__, **job.input_fields(path), "output": str(target),
             **job.settings(), "input_file": source, "parameters": parameters,
             "levels_used": {name: n for name, n in counts.items() if n},
@@ -130,3 +147,46 @@ def restore_timelapse_file(job, path: Path, model, target: Path, *, source: dict
     job.write_sidecar(path, meta)
     return {"output": str(target), "large": False, "clipped_pixels": clipped, "warnings": messages,
             "levels_used": meta["levels_used"], "timings_s": meta["timings_s"]}
+
+
+@dataclass
+class _Restored:
+    image: np.ndarray  # (H, W) or (C, H, W) float32
+    resolved: dict
+
+
+class _Channels:
+    """The channels of a time-lapse: the one its maps are made from, those restored and each one's optics (one
+    channel: the file's optics and one PSF bank)."""
+
+    def __init__(self, job, path: Path, model, found, n: int):
+        self.path, self.job, self.single = path, job, n == 1
+        if self.single:
+            self.map_index, self.chosen, self.map_optics = 0, [0], found.optics
+            self.psfs = cached_psf_bank(restoration_optics(found.optics, model.optics), job.options.psf_size)
+            return
+        self.info = channel_info(path)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UndersamplingWarning)  # the normal case of widefield cameras
+            self.optics, self.record = channel_optics(self.info, found, job.optics, strict=job.strict_optics)
+        self.map_index = choose_channel(self.info.names, job.map_channel)
+        self.chosen = choose_channels(self.info.names, job.channels)
+        self.map_optics = self.optics[self.map_index]
+
+    def restore(self, model, dmap, t: int) -> _Restored:
+        """Frame ``t`` restored from its map."""
+        if self.single:
+            result = restore_image(read_plane(self.path, "T", t), model, self.job.options, dmap=dmap, psfs=self.psfs,
+                                   optics=self.map_optics)
+            return _Restored(result.image, result.resolved())
+        frame = np.stack([read_plane(self.path, "T", t, c) for c in range(len(self.info.names))])
+        result = restore_channels(frame, model, self.job.options, optics=self.optics, names=self.info.names,
+                                  map_channel=self.map_index, channels=self.chosen, dmap=dmap)
+        return _Restored(result.images, result.restorations[0].resolved())
+
+    def parameters(self) -> dict:
+        """The sidecar's record of the channels (nothing for one channel)."""
+        if self.single:
+            return {}
+        return {"channels": [{**self.record[c], "index": c} for c in self.chosen],
+                "map_channel": {"index": self.map_index, "name": self.info.names[self.map_index]}}

@@ -3,8 +3,9 @@ wavelengths, and writing one back with them; telling a time-lapse from a z-stack
 one frame at a time (:func:`read_frame`) and writing (T, H, W) as OME-TIFF with its T axis (:func:`write_frames`).
 
 Readers: OME-TIFF and ImageJ hyperstack TIFF (a ``C`` axis in tifffile's series axes), OME-Zarr (a ``c`` axis;
-names from the ``omero`` channel labels). Every axis but C, Y and X must be a singleton here: time-lapses and
-stacks of several channels are refused with the reason. Names come from OME-XML ``Channel/@Name``, the
+names from the ``omero`` channel labels). Every axis but C, Y and X must be a singleton for :func:`read_channels`
+(time-lapses and stacks of several channels are read a plane at a time, :mod:`awdvd.io.planes`;
+:func:`channel_info` gives their channels). Names come from OME-XML ``Channel/@Name``, the
 ``omero`` labels or ImageJ's ``Labels``, else "0", "1", ...; emission wavelengths from OME-XML
 ``Channel/@EmissionWavelength`` (None where absent).
 """
@@ -24,14 +25,15 @@ from .optics_metadata import UNIT_TO_UM, read_ome_optics
 from .vendor import is_vendor_file, open_vendor
 from .writers import atomic_path, open_ome_zarr_output, software
 
-__all__ = ["ChannelImage", "channel_count", "read_channels", "write_channels", "stack_axis", "read_frame",
-           "write_frames"]
+__all__ = ["ChannelImage", "channel_count", "channel_info", "read_channels", "write_channels", "stack_axis",
+           "read_frame", "write_frames"]
 
 
 @dataclass
 class ChannelImage:
-    """data : (C, H, W) as stored. names : one per channel. emission_um : one per channel (None: not recorded).
-    pixel_um : the file's pixel size or None. optics : what :func:`awdvd.io.read_ome_optics` reads."""
+    """data : (C, H, W) as stored (None from :func:`channel_info`). names : one per channel. emission_um : one
+    per channel (None: not recorded). pixel_um : the file's pixel size or None. optics : what
+    :func:`awdvd.io.read_ome_optics` reads."""
 
     data: np.ndarray
     path: Path
@@ -99,17 +101,30 @@ def read_channels(path: str | os.PathLike) -> ChannelImage:
     ImageReadError : not a TIFF, OME-Zarr or vendor (CZI, ND2, LIF) file, or axes besides C, Y and X that are not
         singletons.
     """
-    path = Path(path)
+    return _channels(Path(path), pixels=True)
+
+
+def channel_info(path: str | os.PathLike) -> ChannelImage:
+    """The channels of ``path`` without its pixels (``data`` is None): their names, emission wavelengths, the
+    pixel size and the optics the file records, whatever other axes (time points, planes) it has."""
+    return _channels(Path(path), pixels=False)
+
+
+def _channels(path: Path, *, pixels: bool) -> ChannelImage:
     check_readable(path)
+    data = None
     if is_vendor_file(path):
         image = open_vendor(path)
-        data = _channels_first(image.data, image.axes, path).compute()
+        if pixels:
+            data = _channels_first(image.data, image.axes, path).compute()
         return ChannelImage(data=data, path=path, names=image.names, emission_um=image.emission_um,
                             pixel_um=image.pixel_um, optics=image.optics)
     if is_image_folder(path):
-        data, pixel_um, metadata = read_zarr(path, False, channels=True)
-        axes = "".join(metadata.get("axes") or "tczyx"[-np.ndim(data):])
-        data = _channels_first(np.asarray(data), axes, path)
+        lazy, pixel_um, metadata = read_zarr(path, not pixels, channels=True)
+        axes = "".join(metadata.get("axes") or "tczyx"[-len(lazy.shape):])
+        n = dict(zip(axes.upper(), lazy.shape)).get("C", 1)
+        if pixels:
+            data = _channels_first(np.asarray(lazy), axes, path)
         entries = (metadata.get("omero") or {}).get("channels", [])
         # emission_um: what awdvd's own OME-Zarr outputs add to each omero channel (NGFF records no wavelength)
         names, emission = [c.get("label") for c in entries], [c.get("emission_um") for c in entries]
@@ -117,15 +132,16 @@ def read_channels(path: str | os.PathLike) -> ChannelImage:
         with open_tiff(path) as (tif, _):
             series = tif.series[0]
             axes = str(getattr(series, "axes", ""))
-            data = _channels_first(series.asarray(), axes, path)
+            n = dict(zip(axes.upper(), series.shape)).get("C", 1)
+            if pixels:
+                data = _channels_first(series.asarray(), axes, path)
             pixel_um = tiff_pixel_um(tif)
             names, emission = _ome_channels(tif.ome_metadata) if tif.ome_metadata else ([], [])
             if not names and tif.imagej_metadata:
-                names = list(tif.imagej_metadata.get("Labels") or [])[: data.shape[0]]
+                names = list(tif.imagej_metadata.get("Labels") or [])[:n]
     else:
         raise ImageReadError(f"{path}: channels are read from TIFF, OME-Zarr, CZI, ND2 and LIF files, not "
                              f"{path.suffix!r}")
-    n = data.shape[0]
     names = [str(v) if v else str(i) for i, v in enumerate((list(names) + [None] * n)[:n])]
     emission = (list(emission) + [None] * n)[:n]
     optics = read_ome_optics(path)
@@ -135,29 +151,32 @@ def read_channels(path: str | os.PathLike) -> ChannelImage:
 
 def write_channels(path: str | os.PathLike, data, *, names, emission_um=None, pixel_um: float | None = None,
                    overwrite: bool = False) -> Path:
-    """Write a (C, H, W) image as OME-TIFF (``.ome.tif``) with each channel's name (and emission wavelength, nm),
-    so that Fiji and napari open it as channels, or as OME-Zarr (``.ome.zarr``: axes c, y, x, the names as omero
-    labels). Atomic; float data as float32, uint8/uint16 as stored."""
+    """Write a (C, H, W) image, or a (T, C, H, W) time-lapse of one, as OME-TIFF (``.ome.tif``) with each
+    channel's name (and emission wavelength, nm), so that Fiji and napari open it as channels, or as OME-Zarr
+    (``.ome.zarr``: axes (t,) c, y, x, the names as omero labels). Atomic; float data as float32, uint8/uint16 as
+    stored; a memmap is written plane by plane."""
     path = Path(path)
     _check_name(path)
-    data = np.asarray(data)
-    if data.ndim != 3 or 0 in data.shape:
-        raise ValueError(f"write_channels writes (C, H, W) images, got shape {data.shape}")
+    if len(data.shape) not in (3, 4) or 0 in data.shape:
+        raise ValueError(f"write_channels writes (C, H, W) images or (T, C, H, W) time-lapses, got shape "
+                         f"{tuple(data.shape)}")
+    axes = "tcyx"[-len(data.shape):]
     names = [str(n) for n in names]
-    if len(names) != data.shape[0]:
-        raise ValueError(f"{len(names)} channel names for {data.shape[0]} channels")
+    channels = data.shape[axes.index("c")]
+    if len(names) != channels:
+        raise ValueError(f"{len(names)} channel names for {channels} channels")
     if data.dtype not in (np.uint8, np.uint16, np.float32):
-        data = data.astype(np.float32)
+        data = np.asarray(data, dtype=np.float32)
     emission = list(emission_um) if emission_um is not None else [None] * len(names)
     if path.name.lower().endswith(".zarr"):
         omero = {"channels": [{"label": name, "active": True, **({"emission_um": float(w)} if w else {})}
                               for name, w in zip(names, emission)]}
-        return _write_zarr(path, data, "cyx", pixel_um, overwrite, omero)
+        return _write_zarr(path, data, axes, pixel_um, overwrite, omero)
     channel: dict = {"Name": names}
     if all(v is not None for v in emission):
         channel.update(EmissionWavelength=[round(float(v) * 1000, 3) for v in emission],
                        EmissionWavelengthUnit=["nm"] * len(names))
-    metadata: dict = {"axes": "CYX", "Channel": channel}
+    metadata: dict = {"axes": axes.upper(), "Channel": channel}
     if pixel_um is not None:
         pixel_um = check_pixel_um(pixel_um)
         metadata.update(PhysicalSizeX=pixel_um, PhysicalSizeXUnit="µm", PhysicalSizeY=pixel_um, PhysicalSizeYUnit="µm")
@@ -173,7 +192,8 @@ def _check_name(path: Path) -> None:
 
 
 def _write_zarr(path: Path, data, axes: str, pixel_um, overwrite: bool, omero: dict | None = None) -> Path:
-    """(C or T, H, W) as OME-Zarr, one plane at a time (a memmap is never read whole)."""
+    """(C or T, H, W) or (T, C, H, W) as OME-Zarr, one entry of the first axis at a time (a memmap is never
+    read whole)."""
     dtype = data.dtype if data.dtype in (np.uint8, np.uint16, np.float32) else np.float32
     with open_ome_zarr_output(path, shape=tuple(data.shape), dtype=dtype, pixel_um=pixel_um, overwrite=overwrite,
                               axes=axes, omero=omero) as out:

@@ -253,7 +253,7 @@ def open_ome_zarr_output(
     Parameters
     ----------
     path : folder name ending in ``.zarr`` (conventionally ``.ome.zarr``).
-    shape : (H, W) or (Z, H, W).
+    shape : (H, W) or (Z, H, W); with ``axes``, one size per axis (up to five).
     dtype : pixel type; uint8/uint16/float32 are kept, others become float32.
     pixel_um : pixel size in the specimen (um), or ``None`` (scale 1, no unit).
     chunks : chunk edge in pixels (square chunks of one plane) or one size per axis.
@@ -277,7 +277,10 @@ def open_ome_zarr_output(
     path = Path(path)
     _check_zarr_path(path)
     shape = tuple(int(s) for s in shape)
-    _check_writable_shape(shape, "open_ome_zarr_output")
+    if not axes or len(axes) != len(shape) or len(shape) > 5:  # named axes: up to t, c, z, y, x
+        _check_writable_shape(shape, "open_ome_zarr_output")
+    elif 0 in shape:
+        raise ValueError(f"open_ome_zarr_output got an empty shape {shape}")
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists; choose another output or pass overwrite=True (--overwrite)")
     if pixel_um is not None:

@@ -8,9 +8,10 @@ import os
 from pathlib import Path
 
 from ..io import ZARR_SUFFIX, image_stem, read_image, read_ome_optics
-from ..io.channels import channel_count, read_channels
+from ..io.channels import channel_count, channel_info, read_channels, stack_axis
+from ..io.planes import plane_layout, read_plane
 from ..io.scenes import scene_count
-from ..io.vendor import VENDOR_SUFFIXES, open_vendor
+from ..io.vendor import VENDOR_SUFFIXES, is_vendor_file, open_vendor
 from .layers import layer_scale
 
 __all__ = ["get_reader", "read_layers", "channel_colormap"]
@@ -72,18 +73,35 @@ def channel_colormap(emission_um: float | None) -> str:
 def _channel_layers(path, optics: dict) -> tuple:
     """A multi-channel file as one layer-data tuple that napari splits into a layer per channel
     (``channel_axis=0``): each named after its channel, coloured near its emission, with its own emission
-    wavelength in its optics (what the widgets restore it with)."""
-    image = read_channels(path)
+    wavelength in its optics (what the widgets restore it with); a multi-channel time-lapse or z-stack with its T
+    or Z axis, read plane by plane as napari shows it."""
+    planes = plane_layout(path) if stack_axis(path) else None
+    if planes is not None and is_vendor_file(path):  # its T or Z axis and channels, lazily
+        return _scene_layer(path, 0)
+    image = read_channels(path) if planes is None else channel_info(path)
+    data = image.data if planes is None else _lazy_planes(path, planes)
+    ndim = 2 if planes is None else 3
     recorded = {k: v for k, v in optics.items() if v is not None and k != "wavelength_um"}
     metadata = [{"pixel_um": image.pixel_um, "path": str(path), "channel": name, "channel_index": index,
                  "optics": {**recorded, **({"wavelength_um": w} if w is not None else {})}}
                 for index, (name, w) in enumerate(zip(image.names, image.emission_um))]
     kwargs = {"channel_axis": 0, "name": [f"{image_stem(path)} [{name}]" for name in image.names],
-              "colormap": [channel_colormap(w) for w in image.emission_um], "scale": layer_scale(image.pixel_um, 2),
+              "colormap": [channel_colormap(w) for w in image.emission_um], "scale": layer_scale(image.pixel_um, ndim),
               "metadata": metadata}
     if image.pixel_um:
-        kwargs["units"] = ("um", "um")
-    return image.data, kwargs, "image"
+        kwargs["units"] = ("pixel",) * (ndim - 2) + ("um", "um")
+    return data, kwargs, "image"
+
+
+def _lazy_planes(path, planes):
+    """(C, N, H, W) dask array of a multi-channel time-lapse or z-stack: each plane read when napari shows it."""
+    import dask
+    import dask.array as da
+
+    first = read_plane(path, planes.axis, 0, 0)
+    read = dask.delayed(read_plane, pure=True)
+    return da.stack([da.stack([da.from_delayed(read(path, planes.axis, i, c), first.shape, first.dtype)
+                               for i in range(planes.planes)]) for c in range(planes.channels)])
 
 
 def _scene_layer(path, index: int) -> tuple:

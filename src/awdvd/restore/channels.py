@@ -231,7 +231,8 @@ class ChannelRestoration:
 
 def restore_channels(image, model=None, options: AWDVDOptions | None = None, *,
                      optics: Optics | Sequence[Optics] | None = None, names: Sequence[str] | None = None,
-                     map_channel=None, channels=None, **overrides) -> ChannelRestoration:
+                     map_channel=None, channels=None, dmap: DefocusMap | None = None,
+                     **overrides) -> ChannelRestoration:
     """AWDVD of a (C, H, W) multi-channel field from one defocus map.
 
     Parameters
@@ -243,6 +244,8 @@ def restore_channels(image, model=None, options: AWDVDOptions | None = None, *,
     names : the channels' names (default "0", "1", ...).
     map_channel : the channel the map is made from (index or name; default :func:`choose_channel`'s).
     channels : the channels to restore (indices or names; default all).
+    dmap : the map channel's defocus map when it is already made (e.g. combined with a time-lapse's neighbouring
+        frames, :func:`awdvd.restore.frames.smooth_over_frames`); None: made here.
 
     Returns
     -------
@@ -273,7 +276,11 @@ def restore_channels(image, model=None, options: AWDVDOptions | None = None, *,
     index = choose_channel(names, map_channel)
     chosen = choose_channels(names, channels)
     start = time.perf_counter()
-    dmap = defocus_map(image[index], loaded, options, optics=optics[index])
+    if dmap is None:
+        dmap = defocus_map(image[index], loaded, options, optics=optics[index])
+    elif tuple(dmap.image_shape) != tuple(image.shape[1:]):
+        raise ValueError(f"the defocus map is of a {dmap.image_shape[0]} x {dmap.image_shape[1]} image; the channels "
+                         f"are {image.shape[1]} x {image.shape[2]}")
     mapped = time.perf_counter()
     everywhere = depth_everywhere(dmap, image[index])
     restorations = [restore_image(image[c], loaded, options, dmap=dmap if c == index else everywhere,
