@@ -14,7 +14,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "awdvd"
 # third-party packages that take a noticeable time to import, or pull a GUI or a GPU runtime: imported inside
 # the functions that need them so that `import awdvd` and `awdvd --help` stay light
 HEAVY = {"torch", "matplotlib", "dask", "distributed", "napari", "magicgui", "qtpy", "zarr", "ome_zarr",
-         "bioimageio", "bioio", "skimage", "scipy", "psfmodels", "pylibCZIrw", "nd2", "readlif", "liffile", "xarray", "pandas"}
+         "bioimageio", "bioio", "skimage", "scipy", "psfmodels", "pylibCZIrw", "nd2", "readlif", "liffile", "xarray",
+         "pandas"}
 # awdvd's own modules that import torch at their top (the bioimage.io architecture file ships standalone)
 HEAVY_OWN = {"awdvd.learn.bioimageio_network"}
 MAX_LINES = 500
