@@ -112,6 +112,30 @@ def test_other_channels_depth_follows_a_curved_surface_under_background_windows(
     assert np.mean(full.levels[background] == truth[background]) >= 0.8
 
 
+def test_a_confident_reading_far_off_the_surface_weighs_less(monkeypatch):
+    # a tilt (one level every two window columns) with a hole of background windows; one confident reading in the
+    # hole's centre says level 9 where the tilt is at 3: the robustness passes halve how far it pulls the surface
+    # (the largest change of the expected level from the surface without it)
+    from awdvd.restore import channels
+
+    def expected(dmap):
+        classes = np.asarray(dmap.class_levels)
+        return (np.asarray(dmap.proba, np.float64) * np.where(classes >= 0, classes, 0)).sum(-1)
+
+    truth = np.broadcast_to(np.arange(12) // 2, (8, 12)).astype(np.int64)
+    read = truth.copy()
+    read[3:6, 5:8] = -1
+    wrong = read.copy()
+    wrong[4, 6] = 9
+    pull = {}
+    for passes in (0, channels.ROBUST_PASSES):
+        monkeypatch.setattr(channels, "ROBUST_PASSES", passes)
+        clean, pulled = (expected(depth_everywhere(DefocusMap.from_levels(levels, (378, 546), stride=42, patch_px=84,
+                                                                          n_levels=10))) for levels in (read, wrong))
+        pull[passes] = float(np.abs(pulled - clean).max())
+    assert pull[0] > 1.0 and pull[channels.ROBUST_PASSES] < 0.6 * pull[0]
+
+
 def test_a_window_reading_sits_where_its_signal_is():
     # a bright spot 6 px inside each window's right edge (84 px windows every 42 px: a window also holds its left
     # neighbour's spot, so their centroid is 16.5 px right of its centre; the first holds one, 37.5 px right);

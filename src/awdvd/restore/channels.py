@@ -30,6 +30,9 @@ from .windows import DefocusMap
 __all__ = ["NUCLEAR_STAINS", "choose_channel", "choose_channels", "channel_psfs", "depth_everywhere",
            "ChannelRestoration", "restore_channels"]
 
+#: refits of the other channels' depth surface with each reading down-weighted by its distance from the last fit
+#: (:func:`depth_everywhere`)
+ROBUST_PASSES = 2
 #: channel names (lower case, matched as substrings) taken for nuclear stains: the default map channel
 NUCLEAR_STAINS = ("dapi", "hoechst", "draq5", "nuclei", "nuclear", "nucleus", "sytox", "h2b")
 
@@ -171,8 +174,9 @@ def depth_everywhere(dmap: DefocusMap, image=None, *, smoothing_windows: float =
     ``smoothing_windows`` windows) fitted to the foreground windows' expected levels, each weighing the inverse of
     its level variance (a window split between levels weighs less) and, given the map channel's ``image`` (the
     one the map was made from), placed where its signal is (the centroid of its intensities: a window reads the
-    depth of its nuclei), as a distribution of width half a level around it. A background window has no depth of
-    its own: the surface around it gives it one.
+    depth of its nuclei), as a distribution of width half a level around it; the fit is repeated
+    :data:`ROBUST_PASSES` times with each reading down-weighted by its distance from the last fit (LOWESS's
+    robustness passes). A background window has no depth of its own: the surface around it gives it one.
 
     Measured on two-stain specimens of BBBC006 a07 (``python benchmarks/bench_channels.py``: the second stain a
     held-out BBBC039 field's texture or a cytoplasm around a07's nuclei) over six depth surfaces (tilted along x
@@ -184,6 +188,8 @@ def depth_everywhere(dmap: DefocusMap, image=None, *, smoothing_windows: float =
     windows 92.9 / 80.0% and 93.2 / 70.9% (smoother favours the smooth surfaces, less the random ones); a window's
     own probabilities times the surface as a prior 90.0% / 67.9%. On 15 specimens not looked at while choosing
     (other surfaces, textures and noise; the record's "check") 89.9% / 40.0% (the replaced fill: 68.2% / 6.5%).
+    The robustness passes (stop 37): the 12 96.1% / 86.3% (95.9 / 86.2% without), the check set 90.0 / 40.3%
+    (89.8 / 40.3%), crops of the tilted specimen (the record's "crops") 75.0 / 63.1% (73.6 / 62.1%).
     A map without any foreground window is returned as it is.
 
     Examples
@@ -205,8 +211,13 @@ def depth_everywhere(dmap: DefocusMap, image=None, *, smoothing_windows: float =
     variance = (proba * (values - expected[..., None]) ** 2).sum(axis=-1)
     weight = np.where(background, 0.0, 1.0 / (variance + 0.1))
     offsets = None if image is None else _signal_offsets(image, dmap)
-    surface = np.clip(_local_quadratic(expected, weight, smoothing_windows, offsets), 0,
-                      class_levels[is_level].max())
+    surface = _local_quadratic(expected, weight, smoothing_windows, offsets)
+    for _ in range(ROBUST_PASSES):  # LOWESS's robustness passes: a reading far off the surface weighs less
+        residual = np.abs(expected - surface)
+        scale = 1.4826 * float(np.median(residual[~background])) + 0.25  # at least a quarter of a level
+        robust = np.sqrt(np.minimum(1.0, 2.0 * scale / np.maximum(residual, 1e-12)))
+        surface = _local_quadratic(expected, weight * robust, smoothing_windows, offsets)
+    surface = np.clip(surface, 0, class_levels[is_level].max())
     proba = np.where(is_level, np.exp(-0.5 * ((class_levels - surface[..., None]) / 0.5) ** 2), 0.0)
     proba /= np.maximum(proba.sum(axis=-1, keepdims=True), 1e-12)
     levels = class_levels[np.argmax(proba, axis=-1)]
