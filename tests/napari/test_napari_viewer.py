@@ -377,3 +377,39 @@ def test_restore_widget_restores_every_channel_from_the_chosen_ones_map(make_nap
                           psfs=channel_psfs(red, widget.dmap))
     np.testing.assert_allclose(restored.data, expected, rtol=1e-5, atol=1e-3)
     assert "two [Hoechst] AWDVD" in viewer.layers
+
+
+def test_a_time_lapse_is_restored_at_the_frame_on_screen(make_napari_viewer, qtbot, tmp_path, specimen):
+    """A two-channel time-lapse opens as a layer per channel with its T axis; the restore widget restores the frame
+    the viewer shows, both channels from the map channel's map of that frame, and names the results after it."""
+    from awdvd import load_model
+    from awdvd.io.channels import write_channels
+    from awdvd.napari.widgets import RestoreWidget
+    from awdvd.physics.optics import Optics
+    from awdvd.restore.channels import channel_psfs, depth_everywhere
+    from awdvd.restore.pipeline import deconvolve, defocus_map
+
+    frames = np.stack([np.stack([np.roll(specimen, 20 * t, axis=1), np.roll(specimen, 20 * t + 60, axis=1)])
+                       for t in range(3)]).astype(np.uint16)  # (T 3, C 2, Y, X)
+    path = write_channels(tmp_path / "live.ome.tif", frames, names=["Hoechst", "mCherry"], emission_um=[0.451, 0.61],
+                          pixel_um=0.65)
+    viewer = make_napari_viewer()
+    hoechst, cherry = viewer.open(str(path), plugin="awdvd")
+    assert hoechst.data.shape == (3, *specimen.shape)
+    viewer.dims.set_current_step(0, 2)
+    viewer.layers.selection.active = hoechst
+    widget = RestoreWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    for name, value in (("na", "0.5"), ("n", "1.0")):
+        widget._optics[name].value = value
+    widget._iterations.value = 4
+    run_widget(qtbot, widget)
+    assert widget._status.value.startswith("done"), widget._status.value
+    blue = Optics(wavelength_um=0.451, na=0.5, n=1.0, pixel_um=0.65)
+    shown = defocus_map(frames[2, 0], load_model(), optics=blue)
+    np.testing.assert_array_equal(widget.dmap.levels, shown.levels)  # the map of frame 2, not of frame 0
+    red = blue.replace(wavelength_um=0.61)
+    expected = deconvolve(frames[2, 1], load_model(), iterations=4, dmap=depth_everywhere(widget.dmap, frames[2, 0]),
+                          optics=red, psfs=channel_psfs(red, widget.dmap))
+    np.testing.assert_allclose(viewer.layers["live [mCherry] [2] AWDVD"].data, expected, rtol=1e-5, atol=1e-3)
+    assert "live [Hoechst] [2] AWDVD" in viewer.layers and "live [Hoechst] [2] depth (um)" in viewer.layers

@@ -72,6 +72,7 @@ class _AWDVDWidget(Container):
         self._adding_results = False  # True while _on_done adds layers: the image menu stays on the input
         self._optics_of = None  # the layer whose record the optics fields were filled from
         self._siblings = []  # the other channels of the input's file restored with it (restore widget)
+        self._plane_name = ""  # " [t]" (the plane's index) when the input is a time-lapse or a stack
         self._image = ComboBox(label="image", choices=self._image_layers)
         self._model = ComboBox(label="model", choices=[BUNDLED, FROM_FILE], value=BUNDLED)
         self._model_file = FileEdit(label="model file", mode="r", filter="*.pt *.zip", visible=False)
@@ -201,20 +202,33 @@ class _AWDVDWidget(Container):
             return
         self._layer, self._job_options = layer, options
         self._siblings = self._channel_siblings(layer) if self.restore and self._all_channels.value else []
+        plane, index = self._shown_plane(layer)
+        self._plane_name = f" [{', '.join(str(i) for i in index)}]" if index else ""
         try:
-            others = [(sibling.data, self._sibling_optics(sibling, options)) for sibling in self._siblings]
+            others = [(self._shown_plane(sibling)[0], self._sibling_optics(sibling, options))
+                      for sibling in self._siblings]
         except ValueError as error:
             self._show(f"error: {error}")
             return
         self._progress.value = 0
         self._show(f"{STEPS[0]}...")
         # an "errored" connection of our own: errors go to the status line, not back into the event loop
-        worker = create_worker(self._job, layer.data, options, others, _start_thread=False, _connect={
+        worker = create_worker(self._job, plane, options, others, _start_thread=False, _connect={
             "yielded": self._on_step, "returned": self._on_done, "errored": self._on_error,
             "aborted": lambda: self._show("cancelled"), "finished": self._on_finished})
         self._run.enabled, self._cancel.enabled = False, True
         self.worker, self.busy = worker, True
         worker.start()
+
+    def _shown_plane(self, layer) -> tuple:
+        """(the 2-D plane of ``layer`` the viewer shows, its index over the layer's leading axes): a time-lapse or
+        a z-stack is processed one plane at a time, the one on screen; () for a 2-D layer."""
+        data = layer.data
+        if data.ndim <= 2:
+            return data, ()
+        point = layer.world_to_data(self._viewer.dims.point)
+        index = tuple(int(min(max(round(float(p)), 0), n - 1)) for p, n in zip(point[:-2], data.shape[:-2]))
+        return data[index], index
 
     def _channel_siblings(self, layer) -> list:
         """The other channels of ``layer``'s field (image layers awdvd's reader made from the same path and scene)."""
@@ -279,24 +293,25 @@ class _AWDVDWidget(Container):
         depths_um = level_depths_um(dmap)
         record = {"options": options.to_dict(), "z_step_um": float(dmap.z_step_um), "window_px": int(dmap.patch_px)}
         depth_px, spread_px = dmap.depth_pixels()
-        levels = levels_layer(dmap.to_pixels(), depths_um=depths_um, name=f"{layer.name} defocus levels",
+        name = f"{layer.name}{self._plane_name}"
+        levels = levels_layer(dmap.to_pixels(), depths_um=depths_um, name=f"{name} defocus levels",
                               metadata=record, **where)
         levels[1]["visible"] = False  # the depth map on top says the same, finer; the levels stay a click away
         added = []  # restored image first, the translucent depth map last (on top, the active layer)
         self._adding_results = True
         try:
             if self.restore:
-                added.append(self._add(restored_layer(results["restore"], name=f"{layer.name} AWDVD",
+                added.append(self._add(restored_layer(results["restore"], name=f"{name} AWDVD",
                                                       pixel_um=options.optics.pixel_um, options=options.to_dict(),
                                                       **where)))
             for sibling, restored in zip(self._siblings, results.get("other channels", [])):
-                added.append(self._add(restored_layer(restored, name=f"{sibling.name} AWDVD",
+                added.append(self._add(restored_layer(restored, name=f"{sibling.name}{self._plane_name} AWDVD",
                                                       pixel_um=options.optics.pixel_um, options=options.to_dict(),
                                                       **where)))
-            added.append(self._add(confidence_layer(dmap, name=f"{layer.name} confidence", **where)))
-            added.append(self._add(depth_spread_layer(spread_px, name=f"{layer.name} depth spread (um)", **where)))
+            added.append(self._add(confidence_layer(dmap, name=f"{name} confidence", **where)))
+            added.append(self._add(depth_spread_layer(spread_px, name=f"{name} depth spread (um)", **where)))
             added.append(self._add(levels))
-            added.append(self._add(depth_layer(depth_px, depths_um=depths_um, name=f"{layer.name} depth (um)",
+            added.append(self._add(depth_layer(depth_px, depths_um=depths_um, name=f"{name} depth (um)",
                                                metadata=record, **where)))
         finally:
             self._adding_results = False
