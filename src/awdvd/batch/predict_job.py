@@ -123,7 +123,7 @@ class PredictJob(Job):
         z-stack or time-lapse, that channel's planes, read one at a time (:class:`awdvd.io.planes.PlaneStack`)."""
         if channels_in(path) < 2:
             return read_plane(path, restore=False), None
-        stacked = plane_layout(path) is not None if stack_axis(path) else False
+        stacked = stack_axis(path) is not None and plane_layout(path) is not None
         field = channel_info(path) if stacked else read_channels(path)
         index = choose_channel(field.names, self.map_channel)
         channel = {"index": index, "name": field.names[index], "emission_um": field.emission_um[index]}
