@@ -142,11 +142,12 @@ def ome_xml(*, shape: tuple[int, int], pixel_um: float, na: float, emission_nm: 
 
 
 def write_czi(path, data, *, names=None, emission_nm=None, pixel_um: float | None = 0.325, na: float | None = None,
-              n: float | None = None, scenes: list[str] | None = None):
+              n: float | None = None, scenes: list[str] | None = None, modality: str | None = None):
     """A Zeiss CZI file written with pylibCZIrw: ``data`` is (T, C, Z, Y, X) uint16 (every scene the same pixels),
     or (S, T, C, Z, Y, X) with one entry per scene;
     the metadata record the channels' names and emission wavelengths (nm), the objective's NA and the immersion
-    index where given, in the places ZEN writes them (``Information/Image/Dimensions/Channels/Channel``,
+    index (and each channel's ``AcquisitionMode``, ``modality``) where given, in the places ZEN writes them
+    (``Information/Image/Dimensions/Channels/Channel``,
     ``Information/Instrument/Objectives/Objective/LensNA``, ``Information/Image/ObjectiveSettings``)."""
     import xml.etree.ElementTree as ET
 
@@ -171,6 +172,8 @@ def write_czi(path, data, *, names=None, emission_nm=None, pixel_um: float | Non
         for channel, nm in zip(image.findall("Dimensions/Channels/Channel"), emission_nm or []):
             if nm is not None:
                 ET.SubElement(channel, "EmissionWavelength").text = str(nm)
+        for channel in image.findall("Dimensions/Channels/Channel") if modality else []:
+            ET.SubElement(channel, "AcquisitionMode").text = modality
         if na is not None:  # a second objective of the microscope first: the image names the one it used
             objectives = ET.SubElement(ET.SubElement(information, "Instrument"), "Objectives")
             for ident, value in (("Objective:0", 0.25), ("Objective:1", na)):
@@ -190,13 +193,14 @@ def write_czi(path, data, *, names=None, emission_nm=None, pixel_um: float | Non
 
 
 def write_lif(path, images, *, pixel_um: float | None = 0.1625, na: float | None = None, n: float | None = None,
-              names=None, emission_nm=None, objective: str = "HC PL FLUOTAR 40x/0.75 DRY"):
+              names=None, emission_nm=None, objective: str = "HC PL FLUOTAR 40x/0.75 DRY", confocal: bool = False):
     """A Leica LIF file written byte by byte in the layout LAS X writes and liffile (bioio-lif's reader) parses: a
     UTF-16 XML header (``LMSDataContainerHeader`` version 2), then one memory block per image. ``images`` maps
     each image's name to its (T, C, Y, X) or (T, C, Z, Y, X) uint16 pixels; every image records the pixel size
     (``DimensionDescription`` lengths in metres), its channels and, where given, the widefield settings LAS X
     writes (``ATLCameraSettingDefinition``: NumericalAperture, RefractionIndex, ObjectiveName;
-    ``WideFieldChannelInfo``: EmissionWavelength in nm, UserDefName)."""
+    ``WideFieldChannelInfo``: EmissionWavelength in nm, UserDefName); ``confocal``: the objective in a confocal's
+    ``ATLConfocalSettingDefinition`` instead."""
     import struct
     from xml.sax.saxutils import quoteattr
 
@@ -240,6 +244,9 @@ def write_lif(path, images, *, pixel_um: float | None = 0.1625, na: float | None
                         f'<ATLCameraSettingDefinition{objective_attrs}><WideFieldChannelConfigurator '
                         f'CameraName="DFC9000">{infos}</WideFieldChannelConfigurator></ATLCameraSettingDefinition>'
                         f'</Attachment>')
+            if confocal:
+                settings = (f'<Attachment Name="HardwareSetting" DataSourceTypeName="Confocal">'
+                            f'<ATLConfocalSettingDefinition{objective_attrs} Pinhole="0.000095"/></Attachment>')
         block_id = f"MemBlock_{index + 1}"
         elements.append(f'<Element Name={quoteattr(name)}><Data><Image><ImageDescription><Channels>{described}'
                         f'</Channels><Dimensions>{dims}</Dimensions></ImageDescription>{settings}</Image></Data>'

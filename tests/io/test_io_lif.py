@@ -63,6 +63,26 @@ def test_several_scenes_are_named_and_opened_one_at_a_time(tmp_path):
     assert second.scene == "B2" and np.array_equal(np.asarray(second.data)[0, 0, 0], _pixels((1, 1, 30, 30), 5)[0, 0])
 
 
+def test_a_confocal_lif_says_so_and_the_cli_warns_in_one_line(tmp_path, capsys):
+    pytest.importorskip("torch")
+    data = (np.random.default_rng(2).poisson(150, size=(1, 1, 100, 130)) + 96).astype(np.uint16)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    path = write_lif(folder / "sp8.lif", {"field": data}, na=0.5, n=1.0, pixel_um=0.65, confocal=True)
+    optics = read_ome_optics(path)
+    assert optics["modality"] == "LaserScanningConfocalMicroscopy" and optics["na"] == pytest.approx(0.5)
+    widefield = write_lif(tmp_path / "dmi8.lif", {"field": data}, na=0.75, n=1.0)
+    assert read_ome_optics(widefield)["modality"] == "WideField"
+    model = tiny_delpnet_model(seed=2).save(tmp_path / "tiny.pt")
+    assert main(["predict", str(folder), "-o", str(tmp_path / "out"), "--model", str(model), "--stride", "42",
+                 "--device", "cpu", "--workers", "0", "--wavelength-um", "0.52"]) == 0
+    err = capsys.readouterr().err
+    assert "recorded by laser scanning confocal microscopy" in err and "widefield microscope's" in err
+    meta = json.loads((tmp_path / "out" / "sp8.defocus.json").read_text())
+    assert meta["optics"]["modality"] == "LaserScanningConfocalMicroscopy"
+    assert any("confocal" in m for m in meta["warnings"])
+
+
 def test_a_truncated_lif_is_one_clear_error(tmp_path):
     good = write_lif(tmp_path / "good.lif", {"field": _pixels((1, 1, 64, 64))})
     bad = tmp_path / "cut.lif"

@@ -141,3 +141,26 @@ def test_check_optics_lists_every_mismatch_and_strict_raises():
     assert [m.split(" ")[0] for m in messages] == ["pixel", "emission", "NA", "immersion"]
     with pytest.raises(OpticsMismatchError, match="pixel size 0.1 um in the file, 0.65 um in the model"):
         check_optics(file_optics, Optics().to_dict(), strict=True)
+
+
+def test_the_acquisition_mode_an_ome_tiff_records(tmp_path):
+    import tifffile
+
+    from awdvd.batch.file_optics import NotWidefieldWarning, file_optics, is_widefield
+
+    data = np.zeros((2, 30, 40), np.uint16)
+    for mode, widefield in (("SpinningDiskConfocal", False), ("WideField", True), (None, True)):
+        channel = {"Name": ["DAPI", "GFP"], **({"AcquisitionMode": [mode] * 2} if mode else {})}
+        path = tmp_path / f"{mode}.ome.tif"
+        tifffile.imwrite(path, data, ome=True, photometric="minisblack",
+                         metadata={"axes": "CYX", "Channel": channel, "PhysicalSizeX": 0.65, "PhysicalSizeY": 0.65})
+        assert read_ome_optics(path)["modality"] == mode and is_widefield(mode) is widefield
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            found = file_optics(path, Optics(), {"na": 0.5, "n": 1.0, "wavelength_um": 0.46})
+        said = [str(w.message) for w in caught if issubclass(w.category, NotWidefieldWarning)]
+        assert found.record()["modality"] == mode
+        assert said == ([] if widefield else ["the file says it was recorded by spinning disk confocal "
+                                              "(SpinningDiskConfocal); awdvd's depth model and PSFs are a widefield "
+                                              "microscope's, so its depth map and restoration assume a blur this "
+                                              "image does not have"])

@@ -48,6 +48,13 @@ def test_one_plane_a_time_lapse_and_a_stack(tmp_path):
     assert stack_axis(path) == "Z" and np.array_equal(read_image(path).data, planes[0, 0])
 
 
+def test_a_czi_records_its_acquisition_mode(tmp_path):
+    path = write_czi(tmp_path / "lsm.czi", _pixels((1, 2, 1, 30, 30)), names=["DAPI", "GFP"],
+                     modality="LaserScanningConfocalMicroscopy")
+    assert read_ome_optics(path)["modality"] == "LaserScanningConfocalMicroscopy"
+    assert read_ome_optics(write_czi(tmp_path / "plain.czi", _pixels((1, 1, 1, 30, 30))))["modality"] is None
+
+
 def test_a_czi_without_metadata_records_no_optics(tmp_path):
     optics = read_ome_optics(write_czi(tmp_path / "bare.czi", _pixels((1, 1, 1, 30, 30)), pixel_um=None))
     assert [optics[k] for k in ("pixel_um", "wavelength_um", "na", "n")] == [None] * 4

@@ -7,6 +7,7 @@ An image is then read by the model in its own optical units and restored with th
 
 from __future__ import annotations
 
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +16,8 @@ from ..io import read_ome_optics
 from ..io.vendor import is_vendor_file
 from ..physics.optics import Optics
 
-__all__ = ["OPTICS_FIELDS", "FLAGS", "OpticsAssumedWarning", "OpticsAssumedError", "FileOptics", "file_optics"]
+__all__ = ["OPTICS_FIELDS", "FLAGS", "OpticsAssumedWarning", "OpticsAssumedError", "NotWidefieldWarning",
+           "is_widefield", "FileOptics", "file_optics"]
 
 #: the optics a file may record, as :class:`~awdvd.physics.optics.Optics` fields
 OPTICS_FIELDS = ("pixel_um", "na", "n", "wavelength_um")
@@ -33,6 +35,24 @@ class OpticsAssumedError(ValueError):
     """With ``strict``: a file whose optics would have to be assumed."""
 
 
+class NotWidefieldWarning(UserWarning):
+    """A file says its microscope was not a widefield one (a confocal, a light sheet, ...): awdvd's blur model is a
+    widefield microscope's."""
+
+
+def is_widefield(modality: str | None) -> bool:
+    """Whether an acquisition mode as a file records it (OME's words, e.g. "WideField",
+    "LaserScanningConfocalMicroscopy") is a widefield microscope's; True where none is recorded or it is "Other".
+
+    Examples
+    --------
+    >>> is_widefield("WideField"), is_widefield("SpinningDiskConfocal"), is_widefield(None)
+    (True, False, True)
+    """
+    words = "".join(ch for ch in str(modality or "").lower() if ch.isalnum())
+    return words in ("", "other", "unknown") or "widefield" in words or words == "epifluorescence"
+
+
 @dataclass(frozen=True)
 class FileOptics:
     """optics : the image's :class:`~awdvd.physics.optics.Optics`. sources : {field: "argument" | "file" |
@@ -41,6 +61,7 @@ class FileOptics:
     optics: Optics
     sources: dict
     recorded: dict
+    modality: str | None = None  # the acquisition mode the file records (None: none)
 
     @property
     def assumed(self) -> list[str]:
@@ -49,14 +70,14 @@ class FileOptics:
     def record(self) -> dict:
         """JSON-ready, for the sidecar."""
         return {**{name: getattr(self.optics, name) for name in OPTICS_FIELDS}, "source": dict(self.sources),
-                "file": dict(self.recorded)}
+                "file": dict(self.recorded), "modality": self.modality}
 
 
-def _recorded(path: Path) -> dict:
+def _recorded(path: Path) -> tuple[dict, str | None]:
     if path.is_dir() or path.suffix.lower() in (".tif", ".tiff") or is_vendor_file(path):
         found = read_ome_optics(path)
-        return {name: found.get(name) for name in OPTICS_FIELDS}
-    return dict.fromkeys(OPTICS_FIELDS)
+        return {name: found.get(name) for name in OPTICS_FIELDS}, found.get("modality")
+    return dict.fromkeys(OPTICS_FIELDS), None
 
 
 def file_optics(path, model_optics: Optics, given: dict | None = None, *, strict: bool = False) -> FileOptics:
@@ -66,6 +87,7 @@ def file_optics(path, model_optics: Optics, given: dict | None = None, *, strict
     Warns
     -----
     OpticsAssumedWarning : one line naming what was assumed and the flags that give it.
+    NotWidefieldWarning : one line where the file says its microscope was not a widefield one.
 
     Raises
     ------
@@ -77,7 +99,12 @@ def file_optics(path, model_optics: Optics, given: dict | None = None, *, strict
     unknown = set(given) - set(OPTICS_FIELDS)
     if unknown:
         raise TypeError(f"unknown optics {sorted(unknown)}; give {', '.join(OPTICS_FIELDS)}")
-    recorded = _recorded(path)
+    recorded, modality = _recorded(path)
+    if not is_widefield(modality):
+        words = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", str(modality)).lower()  # LaserScanning... -> laser scanning ...
+        warnings.warn(f"the file says it was recorded by {words} ({modality}); awdvd's depth model and PSFs are a "
+                      "widefield microscope's, so its depth map and restoration assume a blur this image does not "
+                      "have", NotWidefieldWarning, stacklevel=2)
     values, sources = {}, {}
     for name in OPTICS_FIELDS:
         if name in given:
@@ -103,4 +130,4 @@ def file_optics(path, model_optics: Optics, given: dict | None = None, *, strict
     except (TypeError, ValueError) as error:
         origin = ", ".join(f"{_NAMES[n]} {values[n]:g} ({sources[n]})" for n in OPTICS_FIELDS)
         raise ValueError(f"{path.name}: its optics contradict each other ({origin}): {error}") from None
-    return FileOptics(optics=optics, sources=sources, recorded=recorded)
+    return FileOptics(optics=optics, sources=sources, recorded=recorded, modality=modality)

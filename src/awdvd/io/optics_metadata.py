@@ -100,7 +100,8 @@ def _ome_number(element, name: str, unit_name: str | None = None, default_unit: 
 
 
 def _ome_xml_optics(text: str) -> dict:
-    """pixel_um, wavelength_um, na, n from the first Image of an OME-XML document (None where absent)."""
+    """pixel_um, wavelength_um, na, n and the first channel's acquisition mode (``modality``) from the first Image
+    of an OME-XML document (None where absent)."""
 
     root = ET.fromstring(text)
 
@@ -121,6 +122,7 @@ def _ome_xml_optics(text: str) -> dict:
         "wavelength_um": _ome_number(channel, "EmissionWavelength", "EmissionWavelengthUnit", default_unit="nm"),
         "na": _ome_number(objective, "LensNA"),
         "n": _ome_number(settings, "RefractiveIndex"),
+        "modality": channel.get("AcquisitionMode") if channel is not None else None,
     }
 
 
@@ -137,12 +139,14 @@ def read_ome_optics(path: str | os.PathLike) -> dict:
     Returns
     -------
     dict with keys ``pixel_um``, ``wavelength_um``, ``na``, ``n`` (the :class:`~awdvd.physics.optics.Optics` field
-    names; None where the file records nothing) and ``source`` (what was read: "ome-xml", "tiff",
-    "ome-zarr", "ome-zarr+ome-xml", "czi", "nd2+ome", "lif+ome").
+    names; None where the file records nothing), ``modality`` (the microscope's acquisition mode as the file
+    records it, in OME's words: "WideField", "LaserScanningConfocalMicroscopy", "SpinningDiskConfocal", ...;
+    None where it records none) and ``source`` (what was read: "ome-xml", "tiff", "ome-zarr",
+    "ome-zarr+ome-xml", "czi", "nd2+ome", "lif").
     """
     path = Path(path)
     check_readable(path)
-    found: dict = dict.fromkeys(_OPTICS_FIELDS)
+    found: dict = dict.fromkeys((*_OPTICS_FIELDS, "modality"))
     try:
         if is_image_folder(path):
             _, pixel_um, _ = read_zarr(path, True, channels=True)

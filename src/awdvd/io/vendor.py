@@ -40,7 +40,8 @@ def is_vendor_file(path: str | os.PathLike) -> bool:
 class VendorImage:
     """A vendor file's single scene. data : lazy (T, C, Z, Y, X) dask array, dtype as stored. names, emission_um :
     one per channel (emission None where the file records none). optics : ``pixel_um``, ``wavelength_um`` (the
-    first channel's emission), ``na``, ``n`` (None where absent) and ``source``."""
+    first channel's emission), ``na``, ``n``, ``modality`` (the acquisition mode, in OME's words; None where
+    absent) and ``source``."""
 
     path: Path
     data: object
@@ -74,18 +75,21 @@ def _czi_optics(root) -> tuple[list[float | None], dict]:
         return [], {}
     channels = information.findall("Image/Dimensions/Channels/Channel")
     emission = [_positive(c.findtext("EmissionWavelength"), 1e-3) for c in channels]  # nm
+    modality = next((c.findtext("AcquisitionMode") for c in channels if c.findtext("AcquisitionMode")), None)
     objectives = information.findall("Instrument/Objectives/Objective")
     ref = information.find("Image/ObjectiveSettings/ObjectiveRef")  # the objective the image was taken with
     chosen = [o for o in objectives if ref is not None and o.get("Id") == ref.get("Id")]
     objective = (chosen or objectives or [None])[0]
     return emission, {"na": _positive(objective.findtext("LensNA")) if objective is not None else None,
-                      "n": _positive(information.findtext("Image/ObjectiveSettings/RefractiveIndex"))}
+                      "n": _positive(information.findtext("Image/ObjectiveSettings/RefractiveIndex")),
+                      "modality": modality}
 
 
 def _ome_optics(ome, index: int = 0) -> tuple[list[float | None], dict]:
     """Emission per channel and the objective from an ``ome_types`` OME model (what bioio-nd2 gives), of image
     (scene) ``index``."""
     image = ome.images[min(index, len(ome.images) - 1)]
+    modes = [getattr(c.acquisition_mode, "value", c.acquisition_mode) for c in image.pixels.channels]
     emission = []
     for channel in image.pixels.channels:
         unit = getattr(channel.emission_wavelength_unit, "value", "nm")
@@ -95,7 +99,8 @@ def _ome_optics(ome, index: int = 0) -> tuple[list[float | None], dict]:
     if settings is not None and settings.id:
         objectives = [o for o in objectives if o.id == settings.id] or objectives
     return emission, {"na": _positive(objectives[0].lens_na) if objectives else None,
-                      "n": _positive(settings.refractive_index) if settings is not None else None}
+                      "n": _positive(settings.refractive_index) if settings is not None else None,
+                      "modality": next((str(m) for m in modes if m), None)}
 
 
 def _lif_optics(path: Path, index: int) -> tuple[list[float | None], dict, list[str]]:
@@ -108,13 +113,13 @@ def _lif_optics(path: Path, index: int) -> tuple[list[float | None], dict, list[
 
     with liffile.LifFile(path) as lif:
         image = lif.images[index].xml_element.find("Data/Image")
-    settings = image.find(".//ATLCameraSettingDefinition")
+    settings, modality = image.find(".//ATLCameraSettingDefinition"), "WideField"
     if settings is None:
-        settings = image.find(".//ATLConfocalSettingDefinition")
-    objective = {"na": None, "n": None}
+        settings, modality = image.find(".//ATLConfocalSettingDefinition"), "LaserScanningConfocalMicroscopy"
+    objective = {"na": None, "n": None, "modality": None}
     if settings is not None:
         objective = {"na": _positive(settings.get("NumericalAperture")),
-                     "n": _positive(settings.get("RefractionIndex"))}
+                     "n": _positive(settings.get("RefractionIndex")), "modality": modality}
     channels = image.findall("ImageDescription/Channels/ChannelDescription")
     infos = image.findall(".//WideFieldChannelInfo")
     by_lut = {info.get("LUT"): info for info in infos}
@@ -243,5 +248,5 @@ def open_vendor(path: str | os.PathLike, scene: int | str | None = None) -> Vend
     emission = (list(emission) + [None] * channels)[:channels]
     names = [n if n else str(i) for i, n in enumerate((names + [""] * channels)[:channels])]
     optics = {"pixel_um": pixel_um, "wavelength_um": emission[0], "na": objective.get("na"), "n": objective.get("n"),
-              "source": source}
+              "modality": objective.get("modality"), "source": source}
     return VendorImage(path=path, data=data, names=names, emission_um=emission, optics=optics, scene=scenes[index])
