@@ -1,7 +1,7 @@
-"""Peak memory of time-lapses and z-stacks: `awdvd deconvolve` of a 20-frame 696 x 520 time-lapse and `awdvd
-predict` of an 8-plane stack, of one channel and of two (OME-TIFF, Hoechst and GFP), each in its own process,
-against the same command on one frame (the peak resident set size of the child process, from getrusage). Frames are read and restored one at a time, so the time-lapse's
-peak should stay near one frame's.
+"""Peak memory of time-lapses and z-stacks: `awdvd deconvolve` of a 20-frame 696 x 520 time-lapse and `awdvd predict`
+of an 8-plane stack, of one channel and of two (OME-TIFF, Hoechst and GFP), each in its own process, against the
+same command on one frame (the peak resident set size of the child process, from getrusage). Frames are read and
+restored one at a time, so the time-lapse's peak should stay near one frame's.
 
     python benchmarks/bench_bounded_memory.py -o benchmarks/results/bounded_memory.json
 """

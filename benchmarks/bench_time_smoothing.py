@@ -7,11 +7,12 @@ known. Not a test: prints figures and saves a JSON. Needs ../shared/data (BBBC00
 The specimen is issue 26's two-stain one (bench_channels.two_stains): BBBC006 a07 as Hoechst (held out of the
 bundled model's training) and a held-out BBBC039 field's texture as GFP (both cropped to the rows every frame
 holds), tilted along x over 0-20 um, each frame recorded again by BBBC006's camera with its own noise. Two
-time-lapses: "still" (the same cells in every frame) and "drifting" (both stains move 6 px along y per frame
-through a fixed depth tilt, so that every frame's windows hold other cells). Per frame, as ``awdvd deconvolve`` runs a multi-channel time-lapse: the Hoechst map,
-combined over N frames, both channels restored from it (:func:`awdvd.restore.channels.restore_channels`); the
-figures are the map's foreground windows at their true level, and each channel's share of its true-depth
-ceiling's PSNR gain (the ceiling: the true level at every window), mean over the frames.
+time-lapses: "still" (the same cells in every frame) and "drifting" (both stains move 6 px along y per frame through
+a fixed depth tilt, so that every frame's windows hold other cells). Per frame, as ``awdvd deconvolve`` runs a
+multi-channel time-lapse: the Hoechst map, combined over N frames, both channels restored from it
+(:func:`awdvd.restore.channels.restore_channels`); the figures are the map's foreground windows at their true level,
+and each channel's share of its true-depth ceiling's PSNR gain (the ceiling: the true level at every window), mean
+over the frames.
 """
 
 from __future__ import annotations
