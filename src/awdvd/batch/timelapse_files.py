@@ -1,7 +1,7 @@
 """``awdvd deconvolve`` of a time-lapse (T, H, W), or of several channels (T, C, H, W): frame by frame in bounded
 memory, resumable, written as one OME-TIFF (or OME-Zarr) with its T axis and its channels' names.
 
-Every frame is read alone (:func:`awdvd.io.planes.read_plane`; of several channels, the map channel's plane) and
+Every frame is read alone (:class:`awdvd.io.planes.PlaneReader`; of several channels, the map channel's plane) and
 mapped; with ``--time-smoothing N`` each frame's map is combined with its neighbours' (Gaussian over N frames,
 :func:`awdvd.restore.frames.smooth_over_frames`); then every frame is restored from its map into a
 memory-mapped array in the output's resumable part (:mod:`awdvd.io.resumable`): a run stopped midway keeps the
@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from .. import __version__
 from ..io.channels import channel_info, write_channels, write_frames
-from ..io.planes import plane_layout, read_plane
+from ..io.planes import PlaneReader, plane_layout
 from ..io.resumable import open_resumable_part
 from ..physics.optics import UndersamplingWarning
 from ..restore.channels import choose_channel, choose_channels, restore_channels
@@ -81,12 +81,13 @@ def restore_timelapse_file(job, path: Path, model, target: Path, *, source: dict
                          "save each frame as its own file")
     found = file_optics(path, model.optics, job.optics, strict=job.strict_optics)
     channels = _Channels(job, path, model, found, layout.channels)
-    first = read_plane(path, "T", 0, channels.map_index)
+    reader = channels.reader
+    first = reader.read("T", 0, channels.map_index)
     out_dtype = np.dtype(np.float32 if job.dtype == "float32" else first.dtype)
     clipped, resumed_frames, timings = 0, 0, {"defocus_map": 0.0, "deconvolution": 0.0}
     with open_resumable_part(target, key=key) as part:
         mapped = time.perf_counter()
-        maps = _maps(path, frames, part, lambda t: defocus_map(read_plane(path, "T", t, channels.map_index), model,
+        maps = _maps(path, frames, part, lambda t: defocus_map(reader.read("T", t, channels.map_index), model,
                                                                job.options, optics=channels.map_optics),
                      progress=progress)
         maps = smooth_over_frames(maps, job.time_smoothing)
@@ -161,6 +162,7 @@ class _Channels:
 
     def __init__(self, job, path: Path, model, found, n: int):
         self.path, self.job, self.single = path, job, n == 1
+        self.reader = PlaneReader(path)  # opened once: a vendor file's metadata are not parsed again per frame
         if self.single:
             self.map_index, self.chosen, self.map_optics = 0, [0], found.optics
             self.psfs = cached_psf_bank(restoration_optics(found.optics, model.optics), job.options.psf_size)
@@ -176,10 +178,10 @@ class _Channels:
     def restore(self, model, dmap, t: int) -> _Restored:
         """Frame ``t`` restored from its map."""
         if self.single:
-            result = restore_image(read_plane(self.path, "T", t), model, self.job.options, dmap=dmap, psfs=self.psfs,
+            result = restore_image(self.reader.read("T", t), model, self.job.options, dmap=dmap, psfs=self.psfs,
                                    optics=self.map_optics)
             return _Restored(result.image, result.resolved())
-        frame = np.stack([read_plane(self.path, "T", t, c) for c in range(len(self.info.names))])
+        frame = np.stack([self.reader.read("T", t, c) for c in range(len(self.info.names))])
         result = restore_channels(frame, model, self.job.options, optics=self.optics, names=self.info.names,
                                   map_channel=self.map_index, channels=self.chosen, dmap=dmap)
         return _Restored(result.images, result.restorations[0].resolved())

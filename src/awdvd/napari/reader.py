@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..io import ZARR_SUFFIX, image_stem, read_image, read_ome_optics
 from ..io.channels import channel_count, channel_info, read_channels, stack_axis
-from ..io.planes import plane_layout, read_plane
+from ..io.planes import PlaneReader, plane_layout
 from ..io.scenes import scene_count
 from ..io.vendor import VENDOR_SUFFIXES, is_vendor_file, open_vendor
 from .layers import layer_scale
@@ -98,9 +98,10 @@ def _lazy_planes(path, planes):
     import dask
     import dask.array as da
 
-    first = read_plane(path, planes.axis, 0, 0)
-    read = dask.delayed(read_plane, pure=True)
-    return da.stack([da.stack([da.from_delayed(read(path, planes.axis, i, c), first.shape, first.dtype)
+    reader = PlaneReader(path)
+    first = reader.read(planes.axis, 0, 0)
+    read = dask.delayed(reader.read)
+    return da.stack([da.stack([da.from_delayed(read(planes.axis, i, c), first.shape, first.dtype)
                                for i in range(planes.planes)]) for c in range(planes.channels)])
 
 
